@@ -1,0 +1,85 @@
+# Spanza: `make demo` and `make test` install what is missing, build, run.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.deps-stamp
+
+CC ?= cc
+CSTD := -std=c11 -D_GNU_SOURCE
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BASE_CFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -Icsrc -MMD -MP
+CSRCS := $(shell find csrc -name '*.c' -not -path 'csrc/fuzz/*' | sort)
+
+# Flavours: release (default) and sanitize (ASan + UBSan).
+release_CFLAGS := -O2 -g
+sanitize_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+.PHONY: all deps lib ext test test-fast asan fuzz demo bench clean distclean
+
+all: ext
+
+$(DEPS_STAMP): scripts/install-deps.sh requirements-dev.txt
+	bash scripts/install-deps.sh
+	touch $@
+
+deps: $(DEPS_STAMP)
+
+# ---- C library, one archive per flavour ----
+define flavour
+build/$(1)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(BASE_CFLAGS) $$($(1)_CFLAGS) $$(EXTRA_CFLAGS) -c $$< -o $$@
+
+build/$(1)/libspanza.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(CSRCS))
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+-include $$(patsubst %.c,build/$(1)/obj/%.d,$$(CSRCS))
+endef
+$(eval $(call flavour,release))
+$(eval $(call flavour,sanitize))
+
+lib: build/release/libspanza.a
+
+PYHDRS := $(shell find csrc -name '*_py.h' | sort)
+EXT_STAMP := build/release/.ext-stamp
+$(EXT_STAMP): build/release/libspanza.a $(PYHDRS) spanza/_build.py | $(DEPS_STAMP)
+	SPANZA_LIBDIR=build/release $(PY) spanza/_build.py build/release/cffi
+	cp build/release/cffi/spanza/_spanza*.so spanza/
+	@test -f $(VENV)/.editable || { SPANZA_SKIP_MAKE=1 $(PY) -m pip install -q --no-deps --no-build-isolation -e . && touch $(VENV)/.editable; }
+	touch $@
+
+ext: $(EXT_STAMP)
+
+# ---- tests ----
+PYTEST_ARGS ?=
+test: ext
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: ext
+	$(PY) -m pytest -q -m "not slow and not interop" $(PYTEST_ARGS)
+
+# The same suite against an ASan+UBSan build of the extension, in its own tree.
+ASAN_TREE := build/sanitize/tree
+asan: build/sanitize/libspanza.a
+	@rm -rf $(ASAN_TREE) && mkdir -p $(ASAN_TREE)
+	cp -r spanza tests conftest.py pyproject.toml $(ASAN_TREE)/
+	rm -f $(ASAN_TREE)/spanza/_spanza*.so
+	SPANZA_SANITIZE=1 SPANZA_LIBDIR=build/sanitize $(PY) spanza/_build.py build/sanitize/cffi
+	cp build/sanitize/cffi/spanza/_spanza*.so $(ASAN_TREE)/spanza/
+	cd $(ASAN_TREE) && \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  PYTHONPATH=. SPANZA_SANITIZED=1 $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+demo: ext
+	$(PY) -m spanza demo
+
+bench: ext
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build spanza/_spanza*.so
+
+distclean: clean
+	rm -rf $(VENV) .cache

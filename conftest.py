@@ -1,0 +1,1 @@
+"""Repository-level pytest configuration (the plugin itself is spanza.pytest_plugin)."""

@@ -1,0 +1,3 @@
+from spanza.cli import main
+
+raise SystemExit(main())
