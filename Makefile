@@ -16,6 +16,15 @@ sanitize_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -
 
 .PHONY: all deps lib ext test test-fast asan fuzz demo bench clean distclean
 
+# Modules add to these in mk/*.mk: EXTRA_OBJS_<flavour> (objects for the
+# archive, e.g. lwIP), TEST_DEPS (things the suite needs built first, e.g.
+# Go helpers), FUZZ_TARGETS (names of csrc/fuzz/<name>.c libFuzzer targets).
+EXTRA_OBJS_release :=
+EXTRA_OBJS_sanitize :=
+TEST_DEPS :=
+FUZZ_TARGETS :=
+-include $(sort $(wildcard mk/*.mk))
+
 all: ext
 
 $(DEPS_STAMP): scripts/install-deps.sh requirements-dev.txt
@@ -30,7 +39,7 @@ build/$(1)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(BASE_CFLAGS) $$($(1)_CFLAGS) $$(EXTRA_CFLAGS) -c $$< -o $$@
 
-build/$(1)/libspanza.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(CSRCS))
+build/$(1)/libspanza.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(CSRCS)) $$(EXTRA_OBJS_$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
@@ -38,6 +47,9 @@ build/$(1)/libspanza.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(CSRCS))
 endef
 $(eval $(call flavour,release))
 $(eval $(call flavour,sanitize))
+fuzzlib_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+build/fuzzlib/obj/%.o: CC := clang
+$(eval $(call flavour,fuzzlib))
 
 lib: build/release/libspanza.a
 
@@ -53,15 +65,15 @@ ext: $(EXT_STAMP)
 
 # ---- tests ----
 PYTEST_ARGS ?=
-test: ext
+test: ext $(TEST_DEPS) fuzz-smoke
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: ext
+test-fast: ext $(TEST_DEPS)
 	$(PY) -m pytest -q -m "not slow and not interop" $(PYTEST_ARGS)
 
 # The same suite against an ASan+UBSan build of the extension, in its own tree.
 ASAN_TREE := build/sanitize/tree
-asan: build/sanitize/libspanza.a
+asan: build/sanitize/libspanza.a $(TEST_DEPS)
 	@rm -rf $(ASAN_TREE) && mkdir -p $(ASAN_TREE)
 	cp -r spanza tests conftest.py pyproject.toml $(ASAN_TREE)/
 	rm -f $(ASAN_TREE)/spanza/_spanza*.so
@@ -71,6 +83,24 @@ asan: build/sanitize/libspanza.a
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYTHONPATH=. SPANZA_SANITIZED=1 $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+# ---- fuzzing: libFuzzer targets in csrc/fuzz/<name>.c, linked with the ASan archive ----
+FUZZ_CFLAGS := $(CSTD) -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
+FUZZ_BINS := $(patsubst %,build/fuzz/%,$(FUZZ_TARGETS))
+build/fuzz/%: csrc/fuzz/%.c build/fuzzlib/libspanza.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
+FUZZ_SECONDS ?= 300
+# The full run: FUZZ_SECONDS per target, corpora kept under .cache/fuzz.
+fuzz: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \
+	  echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 .cache/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
+# The short run that `make test` includes.
+fuzz-smoke: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \
+	  build/fuzz/$$t -max_total_time=$${FUZZ_SMOKE_SECONDS:-10} .cache/fuzz/$$t tests/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1 \
+	  || { tail -40 build/fuzz/$$t.log; exit 1; }; echo "fuzz-smoke $$t: ok ($$(grep -o 'Done [0-9]* runs' build/fuzz/$$t.log))"; done
 
 demo: ext
 	$(PY) -m spanza demo
