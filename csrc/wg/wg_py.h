@@ -263,4 +263,8 @@ uint64_t wg_tunnel_queue_drops(const wg_tunnel *t);
  * limit) and writes 1 (accepted) or 0 per counter into accepted. */
 void wg_replay_test(const uint64_t *counters, size_t n, uint64_t limit, uint8_t *accepted);
 
+/* Sets the current keypair's next send counter (to reach the message
+ * limits in tests); -ENOENT without a current keypair. */
+int wg_peer_test_set_send_counter(wg_peer *peer, uint64_t counter);
+
 #endif
