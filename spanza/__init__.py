@@ -5,13 +5,19 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
+from spanza.wireguard import Tunnel
 
 __all__ = [
     "ClosedError",
     "ConfigError",
+    "PresharedKey",
+    "PrivateKey",
+    "PublicKey",
     "Runtime",
     "SpanzaError",
+    "Tunnel",
     "__version__",
     "default_runtime",
 ]
