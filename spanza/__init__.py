@@ -4,12 +4,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
     "ClosedError",
     "ConfigError",
+    "Device",
+    "PeerInfo",
     "Runtime",
     "SpanzaError",
     "__version__",

@@ -139,12 +139,6 @@ static bool conn_flush(struct uapi_conn *c)
 	return true;
 }
 
-static bool starts_with_line(const char *p, size_t len, const char *line)
-{
-	size_t n = strlen(line);
-	return len > n && memcmp(p, line, n) == 0 && p[n] == '\n';
-}
-
 /* Serves every complete request in the input buffer. false if closed. */
 static bool conn_process(struct uapi_conn *c)
 {
@@ -169,14 +163,12 @@ static bool conn_process(struct uapi_conn *c)
 		}
 		if (!found)
 			return true;
-		/* Like wireguard-go: an unknown operation closes the connection. */
-		if (!starts_with_line(c->in.p, end, "get=1") && !starts_with_line(c->in.p, end, "set=1")) {
+		c->out.max = UAPI_MAX_REPLY;
+		if (c->srv->handler(c->srv->ctx, c->in.p, end + 1, &c->out) < 0) {
 			spz_log(SPZ_LOG_DEBUG, "dev", "uapi %s: invalid operation, closing", c->srv->path);
 			conn_free(c);
 			return false;
 		}
-		c->out.max = UAPI_MAX_REPLY;
-		c->srv->handler(c->srv->ctx, c->in.p, end, &c->out);
 		if (c->out.oom) {
 			spz_log(SPZ_LOG_WARNING, "dev", "uapi %s: reply too large or out of memory", c->srv->path);
 			conn_free(c);

@@ -24,10 +24,11 @@ void dev_strbuf_append(struct dev_strbuf *b, const char *s, size_t n);
 void dev_strbuf_printf(struct dev_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void dev_strbuf_free(struct dev_strbuf *b);
 
-/* Handles one whole request: req holds its lines, each ending in '\n',
- * without the terminating blank line (so "get=1\n" or "set=1\n...").
- * Appends the complete reply, including "errno=N\n\n". */
-typedef void (*dev_uapi_handler)(void *ctx, const char *req, size_t len, struct dev_strbuf *reply);
+/* Handles one whole request: req holds it including the terminating blank
+ * line ("get=1\n\n", "set=1\n...\n\n"). Appends the complete reply, which
+ * ends with "errno=N\n\n". A negative return (an unknown operation) closes
+ * the connection, as wireguard-go does. */
+typedef int (*dev_uapi_handler)(void *ctx, const char *req, size_t len, struct dev_strbuf *reply);
 
 struct dev_uapi;
 
