@@ -6,15 +6,21 @@ __version__ = "0.1.0"
 
 from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
+from spanza.wireguard import Tunnel
 
 __all__ = [
     "ClosedError",
     "ConfigError",
     "Device",
     "PeerInfo",
+    "PresharedKey",
+    "PrivateKey",
+    "PublicKey",
     "Runtime",
     "SpanzaError",
+    "Tunnel",
     "__version__",
     "default_runtime",
 ]

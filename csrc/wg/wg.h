@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "wg/wg_api.h" /* becomes wg_py.h (cffi) once implemented */
+#include "wg/wg_py.h"
 
 /* Keys of one handshake, for a tshark key log (spec section 10): written
  * for every initiation or response this device creates. */

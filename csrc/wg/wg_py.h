@@ -89,7 +89,8 @@ const char *wg_drop_name(int reason);
 #define WG_LOAD_NEVER 2
 
 /* Device flags (wg_device_set_flags). */
-#define WG_FLAG_NO_WHITENING 1 /* do not clear the low 24 bits of TAI64N ns (test vectors) */
+/* Do not clear the low 24 bits of TAI64N nanoseconds (test vectors). */
+#define WG_FLAG_NO_WHITENING 1
 
 struct wg_device_stats {
 	uint64_t rx_datagrams;      /* datagrams given to wg_device_receive */
@@ -245,6 +246,8 @@ void wg_tunnel_set_wall_ns(wg_tunnel *t, uint64_t wall_ns);
  * test inject ephemeral keys and indices: an initiation or a response draws
  * 32 ephemeral bytes, then 4 index bytes). */
 int wg_tunnel_push_random(wg_tunnel *t, const uint8_t *bytes, size_t len);
+/* Draws from the tunnel's RNG (scripted bytes first, then the seed's stream). */
+void wg_tunnel_random(wg_tunnel *t, uint8_t *buf, size_t len);
 /* What the core asked to send: copies the oldest datagram into buf (cap >=
  * WG_MAX_DATAGRAM is always enough), its destination into *to, its peer's
  * public key into peer_pub (zeros if none). Returns the length, or -1 if the
@@ -254,5 +257,10 @@ int wg_tunnel_pop_outgoing(wg_tunnel *t, wg_endpoint *to, uint8_t *peer_pub, uin
 int wg_tunnel_pop_delivered(wg_tunnel *t, uint8_t *peer_pub, uint8_t *buf, size_t cap);
 /* Entries dropped because a queue was full. */
 uint64_t wg_tunnel_queue_drops(const wg_tunnel *t);
+
+/* ---- test helpers ---- */
+/* Runs counters[0..n) through a fresh replay window (rejecting counters >=
+ * limit) and writes 1 (accepted) or 0 per counter into accepted. */
+void wg_replay_test(const uint64_t *counters, size_t n, uint64_t limit, uint8_t *accepted);
 
 #endif
