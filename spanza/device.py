@@ -15,8 +15,6 @@ work on it through ``/var/run/wireguard/NAME.sock``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import datetime as _dt
 import errno as _errno
@@ -32,6 +30,7 @@ from typing import Any, Union
 
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.device")
@@ -43,55 +42,20 @@ KeyLike = Union[str, bytes, bytearray, memoryview, Any]
 Endpoint = Union[str, tuple]
 
 _LOAD_MODES = {"auto": 0, "force": 1, "never": 2}
-# Send-side drop reasons (enum wg_drop) that are the caller's to fix.
-_DROP_NO_PEER = 19
-_DROP_NO_ENDPOINT = 20
 
 
 # ---- keys -------------------------------------------------------------------
 
 
-def _key_bytes(value: KeyLike, what: str) -> bytes:
+def _key_bytes(value: KeyLike, what: str, cls: type[Key] = PublicKey) -> bytes:
     """32 key bytes from a key object, raw bytes, base64 or hex text."""
     if value is None:
         raise ConfigError(f"{what}: a key is required")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        raw = b""
-        if len(text) == 64:
-            with contextlib.suppress(ValueError):
-                raw = bytes.fromhex(text)
-        if not raw:
-            try:
-                raw = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError):
-                raise ConfigError(
-                    f"{what}: {value!r} is not a key (expected 44 characters of base64, "
-                    "as `wg genkey` prints, or 64 hex digits)"
-                ) from None
-    else:
-        try:
-            raw = bytes(value)
-        except TypeError:
-            raise ConfigError(f"{what}: {type(value).__name__} is not a key") from None
-    if len(raw) != 32:
-        raise ConfigError(f"{what}: a key is 32 bytes, got {len(raw)}")
-    return raw
-
-
-def _public_key_obj(raw: bytes) -> Any:
-    """spanza.keys.PublicKey when available, else the base64 text."""
     try:
-        from spanza.keys import PublicKey  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - keys.py lands with the core
-        return base64.b64encode(raw).decode()
-    return PublicKey(raw)
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
+        return cls(value).raw
+    except (TypeError, ValueError) as e:
+        why = str(e).removeprefix(cls.kind + ": ")
+        raise ConfigError(f"{what}: {value!r} is not a {cls.kind}: {why}") from None
 
 
 # ---- configuration values -----------------------------------------------------
@@ -240,7 +204,7 @@ def _destination(data: bytes) -> str:
 class PeerInfo:
     """A peer as the device reports it (from a UAPI get)."""
 
-    public_key: Any
+    public_key: PublicKey
     endpoint: str | None = None
     allowed_ips: list[str] = field(default_factory=list)
     last_handshake: _dt.datetime | None = None
@@ -261,7 +225,7 @@ def parse_uapi_get(text: str) -> tuple[dict[str, str], list[PeerInfo]]:
             continue
         key, _, value = line.partition("=")
         if key == "public_key":
-            cur = PeerInfo(public_key=_public_key_obj(bytes.fromhex(value)))
+            cur = PeerInfo(public_key=PublicKey(bytes.fromhex(value)))
             hs_sec = hs_nsec = 0
             peers.append(cur)
         elif cur is None:
@@ -321,7 +285,7 @@ class Device:
         if uapi_dir is not None and name is None:
             raise ConfigError("uapi_dir: a UAPI socket also needs a name (Device(name='wg0', ...))")
         port = lib.DEV_NO_UDP if listen_port is None else _u16(listen_port, "listen_port")
-        key = ffi.NULL if private_key is None else _key_bytes(private_key, "private_key")
+        key = ffi.NULL if private_key is None else _key_bytes(private_key, "private_key", PrivateKey)
         err = ffi.new("int *")
         ptr = lib.dev_py_new(self._runtime.ptr, key, port, err)
         if ptr == ffi.NULL:
@@ -452,7 +416,7 @@ class Device:
             allowed_ips = [allowed_ips]
         lines = [f"public_key={_key_bytes(public_key, 'public_key').hex()}"]
         if preshared_key is not None:
-            lines.append(f"preshared_key={_key_bytes(preshared_key, 'preshared_key').hex()}")
+            lines.append(f"preshared_key={_key_bytes(preshared_key, 'preshared_key', PresharedKey).hex()}")
         if endpoint is not None:
             lines.append(f"endpoint={_endpoint_text(endpoint)}")
         if persistent_keepalive is not None:
@@ -469,14 +433,14 @@ class Device:
         return parse_uapi_get(self.ipc_get())[1]
 
     @property
-    def public_key(self) -> Any:
+    def public_key(self) -> PublicKey | None:
         buf = ffi.new("uint8_t[32]")
         with self._use() as p:
             rc = lib.dev_py_public_key(p, buf)
         if rc == -_errno.ENOKEY:
             return None
         check(rc, "public_key")
-        return _public_key_obj(bytes(buf))
+        return PublicKey(bytes(buf))
 
     @property
     def listen_port(self) -> int:
@@ -527,9 +491,9 @@ class Device:
         _check_ip_packet(data)
         with self._use() as p:
             rc = lib.dev_py_write_packet(p, data, len(data))
-        if rc == _DROP_NO_PEER:
+        if rc == lib.WG_DROP_NO_PEER:
             raise ConfigError(f"write_packet: no peer's allowed_ips contain the destination {_destination(data)}")
-        if rc == _DROP_NO_ENDPOINT:
+        if rc == lib.WG_DROP_NO_ENDPOINT:
             raise ConfigError(f"write_packet: the peer for {_destination(data)} has no endpoint yet; "
                               "give it one (add_peer(..., endpoint=...)) or let it connect first")
         check(rc, "write_packet")
@@ -553,7 +517,7 @@ class Device:
         if n == -_errno.ESHUTDOWN:
             raise ClosedError("read_packet: device closed")
         check(n, "read_packet")
-        return ffi.unpack(buf, n)
+        return ffi.buffer(buf, n)[:]
 
 
 __all__ = ["Device", "PeerInfo", "SpanzaError", "parse_uapi_get"]
