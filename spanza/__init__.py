@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
@@ -12,6 +13,8 @@ from spanza.wireguard import Tunnel
 __all__ = [
     "ClosedError",
     "ConfigError",
+    "Device",
+    "PeerInfo",
     "PresharedKey",
     "PrivateKey",
     "PublicKey",
