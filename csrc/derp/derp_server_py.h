@@ -72,8 +72,8 @@ struct derp_server_stats {
 	uint64_t drop_queue_tail;
 	uint64_t drop_write_error;
 	uint64_t drop_dup_client;
-	uint64_t close_protocol_error; /* malformed or out-of-order frames */
-	uint64_t close_handshake_error; /* bad ClientInfo, box, JSON, mesh key, zero key */
+	uint64_t close_protocol_error; /* after registration: a frame with a bad length */
+	uint64_t close_handshake_error; /* before registration: not ClientInfo first, bad length/box/JSON/mesh key, zero key */
 	uint64_t close_handshake_timeout;
 	uint64_t close_write_timeout;
 	uint64_t close_not_allowed;  /* allowlist rejections */

@@ -221,6 +221,10 @@ def test_config_errors_say_what_to_fix(tmp_path):
     (tmp_path / "allow").write_text("nodekey:1234\n")
     with pytest.raises(spanza.ConfigError, match="line 1"):
         DerpServer(allowlist_file=tmp_path / "allow")
+    with pytest.raises(spanza.ConfigError, match="mesh peer"):
+        DerpServer(mesh_key=os.urandom(32), mesh_with=["a/b/c"])
+    with pytest.raises(spanza.ConfigError, match="mesh peer"):
+        DerpServer(mesh_key=os.urandom(32), mesh_with=["[::1:5"])
     with pytest.raises(spanza.ConfigError, match="missing.crt"):
         DerpServer(tls=True, cert_file=tmp_path / "missing.crt", key_file=tmp_path / "missing.key")
 
