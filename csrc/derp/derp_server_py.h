@@ -99,6 +99,11 @@ int derp_server_cert_sha256(derp_server_t *s, uint8_t out[32]);
 /* Snapshot of the counters (taken on the loop thread). */
 int derp_server_stats(derp_server_t *s, struct derp_server_stats *out);
 
+/* Tests: moves the server's clock forward by ms (virtual time) and runs
+ * every deadline that is now due (keepalives, handshake and write
+ * deadlines, rate-limit resumes, mesh retries). Real time still passes too. */
+int derp_server_advance_clock(derp_server_t *s, uint64_t ms);
+
 /* Helpers for Python: key files and generation. */
 int derp_server_load_config_key(const char *path, int create, uint8_t priv[32], char *err, size_t errlen);
 int derp_server_load_mesh_key(const char *path, uint8_t key[32], char *err, size_t errlen);

@@ -135,6 +135,7 @@ static void link_connect(struct derp_mesh_link *l);
 static void on_retry(rt_t *rt, rt_timer_t *t, void *arg)
 {
 	struct derp_mesh_link *l = arg;
+	l->retry_at = 0;
 	if (!l->srv->closing && !l->stopped && !l->conn)
 		link_connect(l);
 	derp_srv_settle(l->srv);
@@ -145,7 +146,20 @@ static void schedule_retry(struct derp_mesh_link *l)
 	struct derp_server *s = l->srv;
 	if (s->closing || l->stopped)
 		return;
+	l->retry_at = derp_srv_now(s) + s->cfg.mesh_retry_ms;
 	rt_timer_arm_in(l->retry, s->cfg.mesh_retry_ms);
+}
+
+void derp_mesh_check_retries(struct derp_server *s)
+{
+	uint64_t now = derp_srv_now(s);
+	for (struct derp_mesh_link *l = s->links; l; l = l->next) {
+		if (l->retry_at && now >= l->retry_at && !l->conn && !l->stopped) {
+			rt_timer_cancel(l->retry);
+			l->retry_at = 0;
+			link_connect(l);
+		}
+	}
 }
 
 static void link_connect(struct derp_mesh_link *l)
@@ -185,7 +199,7 @@ static void link_connect(struct derp_mesh_link *l)
 	c->state = CS_M_CONNECTING;
 	derp_parser_init(&c->parser, DERP_ROLE_CLIENT);
 	derp_conn_update_events(c);
-	derp_conn_deadline(c, &c->hs_at, rt_now_ms() + MESH_CONNECT_TIMEOUT_MS);
+	derp_conn_deadline(c, &c->hs_at, derp_srv_now(s) + MESH_CONNECT_TIMEOUT_MS);
 }
 
 static void send_request(struct derp_conn *c)
@@ -290,7 +304,7 @@ static void link_frame(struct derp_conn *c, const struct derp_frame *f)
 		c->hs_at = 0;
 		l->up = true;
 		s->st.mesh_clients_up++;
-		derp_conn_deadline(c, &c->rd_at, rt_now_ms() + 2 * DERP_KEEPALIVE_MS);
+		derp_conn_deadline(c, &c->rd_at, derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS);
 		spz_log(SPZ_LOG_INFO, "derp", "mesh %s: connected", l->host);
 		break;
 	}

@@ -117,7 +117,9 @@ void derp_conn_arm_timer(struct derp_conn *c)
 	}
 	if (at == c->timer_at && rt_timer_armed(c->timer))
 		return;
-	rt_timer_arm_at(c->timer, at);
+	/* Deadlines are in server time; the runtime's timers in real time. */
+	uint64_t skew = c->srv->skew_ms;
+	rt_timer_arm_at(c->timer, at > skew ? at - skew : 0);
 	c->timer_at = at;
 }
 
@@ -151,12 +153,9 @@ void derp_conn_push_ctl(struct derp_conn *c, struct derp_pkt *p)
 
 static void on_resume(struct derp_conn *c);
 
-static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
+void derp_conn_check_deadlines(struct derp_conn *c)
 {
-	struct derp_conn *c = arg;
-	struct derp_server *s = c->srv;
-	uint64_t now = rt_now_ms();
-	c->timer_at = 0;
+	uint64_t now = derp_srv_now(c->srv);
 	if (c->closing)
 		return;
 	if (c->hs_at && now >= c->hs_at) {
@@ -175,7 +174,14 @@ static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
 			on_resume(c);
 		derp_conn_arm_timer(c);
 	}
-	derp_srv_settle(s);
+}
+
+static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
+{
+	struct derp_conn *c = arg;
+	c->timer_at = 0;
+	derp_conn_check_deadlines(c);
+	derp_srv_settle(c->srv);
 }
 
 /* ---- writing ---- */
@@ -301,7 +307,7 @@ void derp_conn_flush(struct derp_conn *c)
 				derp_conn_update_events(c);
 			}
 			if (!c->wdl_at)
-				derp_conn_deadline(c, &c->wdl_at, rt_now_ms() + write_timeout(c));
+				derp_conn_deadline(c, &c->wdl_at, derp_srv_now(c->srv) + write_timeout(c));
 			return;
 		}
 		if (w < 0) {
@@ -407,7 +413,7 @@ static void conn_read(struct derp_conn *c)
 			return;
 		}
 		if (c->link && c->rd_at)
-			c->rd_at = rt_now_ms() + 2 * DERP_KEEPALIVE_MS; /* the Go client's 120 s */
+			c->rd_at = derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS; /* the Go client's 120 s */
 		conn_on_bytes(c, s->rbuf, (size_t)n);
 	}
 }
