@@ -28,6 +28,7 @@
 #define DERP_SRV_WATCH_CTL_MAX (1u << 20) /* ... for a mesh watcher, then it is closed */
 #define DERP_SRV_RATE_FRAME_MAX (DERP_KEY_LEN + DERP_MAX_PACKET) /* 65568 */
 #define DERP_SRV_MESH_WRITE_TIMEOUT_MS 5000 /* our mesh client's writes */
+#define DERP_SRV_LINGER_MS 2000   /* after an HTTP response: wait this long for the client's EOF */
 
 struct derp_pkt {
 	struct derp_pkt *next;
@@ -109,6 +110,7 @@ struct derp_conn {
 	bool mesh_ok;        /* presented the mesh key */
 	bool watcher, preferred, prober, not_ideal;
 	bool dirty, paused, closing, close_after_write;
+	bool lingering;      /* response sent and write side shut: draining until EOF */
 	bool out_blocked;    /* the last write hit EAGAIN */
 	bool read_wants_write; /* TLS read needs EPOLLOUT */
 };

@@ -4,10 +4,12 @@
 #include "runtime/log.h"
 
 #include <errno.h>
+#include <openssl/err.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -82,7 +84,7 @@ void derp_conn_update_events(struct derp_conn *c)
 	if (c->state == CS_M_CONNECTING) {
 		ev = EPOLLOUT;
 	} else {
-		if (!c->paused && !c->close_after_write)
+		if (!c->paused && (!c->close_after_write || c->lingering))
 			ev |= EPOLLIN;
 		if (c->out_blocked || c->read_wants_write || (!c->io.handshake_done && c->io.want_write))
 			ev |= EPOLLOUT;
@@ -159,7 +161,7 @@ void derp_conn_check_deadlines(struct derp_conn *c)
 	if (c->closing)
 		return;
 	if (c->hs_at && now >= c->hs_at) {
-		derp_conn_close(c, CR_HANDSHAKE_TIMEOUT);
+		derp_conn_close(c, c->lingering ? CR_DONE : CR_HANDSHAKE_TIMEOUT);
 	} else if (c->wdl_at && now >= c->wdl_at) {
 		derp_conn_close(c, CR_WRITE_TIMEOUT);
 	} else if (c->rd_at && now >= c->rd_at) {
@@ -247,8 +249,10 @@ static ssize_t write_plain(struct derp_conn *c)
 		off = 0;
 		n++;
 	}
+	/* sendmsg rather than writev: MSG_NOSIGNAL, no SIGPIPE on a reset peer. */
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
 	for (;;) {
-		ssize_t w = writev(c->io.fd, iov, n);
+		ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
 		if (w >= 0)
 			return w;
 		if (errno == EINTR)
@@ -322,8 +326,19 @@ void derp_conn_flush(struct derp_conn *c)
 		c->out_blocked = false;
 		derp_conn_update_events(c);
 	}
-	if (c->close_after_write)
-		derp_conn_close(c, CR_DONE);
+	if (c->close_after_write && !c->lingering) {
+		/* Closing with unread request bytes would reset the connection and
+		 * could destroy the response on its way: shut our side, read
+		 * until the client's EOF (or a short deadline), then close. */
+		c->lingering = true;
+		if (c->io.ssl) {
+			SSL_shutdown(c->io.ssl);
+			ERR_clear_error();
+		}
+		shutdown(c->io.fd, SHUT_WR);
+		derp_conn_update_events(c);
+		derp_conn_deadline(c, &c->hs_at, derp_srv_now(c->srv) + DERP_SRV_LINGER_MS);
+	}
 }
 
 /* ---- reading ---- */

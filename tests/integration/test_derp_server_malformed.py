@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 import time
 
@@ -260,6 +261,20 @@ def test_derp_without_upgrade_gets_426(server, bystanders, headers):
     assert c.buf.startswith(b"DERP requires connection upgrade")
     c.expect_closed()
     assert server.stats()["close_http_error"] == before["close_http_error"] + 1
+    assert_relays(*bystanders)
+
+
+def test_426_survives_pipelined_bytes_the_server_never_reads(server, bystanders):
+    """The response is not lost to a reset when the client sent more than the head."""
+    c = RawDerp(server.port)
+    c.send(b"GET /derp HTTP/1.1\r\nHost: x\r\n\r\n" + frame(SEND_PACKET, bytes(32) + bytes(60_000)))
+    status, hdrs, _ = c.read_http_head()
+    assert status == 426
+    while len(c.buf) < int(hdrs["content-length"]):
+        c._fill(time.monotonic() + 5)
+    assert c.buf.startswith(b"DERP requires connection upgrade\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    c.expect_closed()
     assert_relays(*bystanders)
 
 
