@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza.derp import DerpServer
 from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
@@ -13,6 +14,7 @@ from spanza.wireguard import Tunnel
 __all__ = [
     "ClosedError",
     "ConfigError",
+    "DerpServer",
     "Device",
     "PeerInfo",
     "PresharedKey",
