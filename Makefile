@@ -82,7 +82,7 @@ asan: build/sanitize/libspanza.a $(TEST_DEPS)
 	cd $(ASAN_TREE) && \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  PYTHONPATH=. SPANZA_SANITIZED=1 $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	  PYTHONPATH=. SPANZA_SANITIZED=1 SPANZA_ROOT=$(CURDIR) $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 # ---- fuzzing: libFuzzer targets in csrc/fuzz/<name>.c, linked with the ASan archive ----
 FUZZ_CFLAGS := $(CSTD) -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+# SPANZA_ROOT: the checkout whose .cache holds the Go builds (make asan runs a
+# copy of the tests elsewhere).
+ROOT = Path(os.environ.get("SPANZA_ROOT") or Path(__file__).resolve().parents[2])
 GO_BIN = ROOT / ".cache" / "go" / "bin"
 DERPER = GO_BIN / "derper"
 DERPCLIENT = GO_BIN / "derpclient"
@@ -151,11 +153,16 @@ class GoDerpClient:
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0)
         self.events: queue.Queue[dict] = queue.Queue()
+        self.backlog: list[dict] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         ready = self.wait_event("ready", 15)
         self.public_key: str = ready["public_key"]
         self.server_key: str = ready["server_key"]
+        # Go's Connect returns before the server has registered us; a ping
+        # round trip means it has (the server answers only registered peers).
+        if not self.ping()["ok"]:
+            raise RuntimeError("derpclient: the server did not answer the first ping")
 
     def _read(self) -> None:
         assert self.proc.stdout
@@ -171,7 +178,10 @@ class GoDerpClient:
         self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
 
     def wait_event(self, kind: str, timeout: float = 10.0) -> dict:
-        """The next event of this kind; other events in between are dropped."""
+        """The next event of this kind; other events are kept for later calls."""
+        for i, ev in enumerate(self.backlog):
+            if ev["ev"] == kind:
+                return self.backlog.pop(i)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -183,6 +193,9 @@ class GoDerpClient:
                 continue
             if ev["ev"] == kind:
                 return ev
+            if ev["ev"] not in ("fatal", "exit"):
+                self.backlog.append(ev)
+                continue
             if ev["ev"] in ("fatal", "exit"):
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
                 raise RuntimeError(f"derpclient ended: {ev} {err[-2000:]}")
@@ -213,6 +226,7 @@ class GoDerpClient:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self._reader.join(5)  # it ends at EOF; then stdout can be closed
         for f in (self.proc.stdout, self.proc.stderr):
             if f:
                 f.close()
