@@ -189,7 +189,6 @@ static void cp_connected(void *arg, const uint8_t server_pub[32], const struct d
 	c->tb_burst = si->token_bucket_bytes_burst > 0 ? si->token_bucket_bytes_burst : c->tb_rate;
 	c->tb_tokens = (double)c->tb_burst;
 	c->tb_last_ns = rt_now_ns();
-	c->last_error[0] = 0;
 	spz_log(SPZ_LOG_DEBUG, "derp", "client %s: connected", c->url.host_header);
 	if (c->has_preferred) {
 		uint8_t f[DERP_HDR_LEN + 1];
@@ -227,6 +226,7 @@ static void cp_event(void *arg, const struct derp_client_event *ev)
 				continue;
 			p->used = false;
 			c->st.pongs_recv++;
+			arm_main(c); /* the idle-ping schedule restarts from now */
 			struct derp_client_event e = *ev;
 			e.rtt_us = (rt_now_ns() - p->sent_ns) / 1000;
 			if (c->ops.on_event)
