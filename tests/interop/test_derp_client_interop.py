@@ -92,6 +92,7 @@ def test_peer_gone_when_a_peer_leaves(derper):
 
 def test_with_tailscales_go_client(derper):
     with new_client(derper.url) as ours, GoDerpClient(derper.url) as go:
+        go.wait_event("server_info")  # derper registered it (ServerInfo follows registration)
         go_pub = bytes.fromhex(go.public_key.removeprefix("nodekey:"))
         for size in (1, 1400, MAX):
             data = os.urandom(size)
@@ -129,6 +130,7 @@ def test_tls(tls_derper, mode):
 def test_tls_with_go_client(tls_derper):
     with new_client(tls_derper.url, ca_file=tls_derper.cert_file) as ours, \
             GoDerpClient(tls_derper.url, ca_file=tls_derper.cert_file) as go:
+        go.wait_event("server_info")  # derper registered it (ServerInfo follows registration)
         go_pub = bytes.fromhex(go.public_key.removeprefix("nodekey:"))
         ours.send(go_pub, b"over tls")
         assert go.recv() == (nodekey_text(ours.public_key), b"over tls")
