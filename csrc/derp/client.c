@@ -338,6 +338,9 @@ int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *dat
 	}
 	if (derp_client_writable(c)) {
 		derp_cl_encode_send(c, dst, data, len);
+		/* This one filled the buffer: promise an on_writable. */
+		if (!derp_client_writable(c))
+			c->congested_notify = true;
 		return 0;
 	}
 	derp_cl_queue_push(c, dst, data, len);
