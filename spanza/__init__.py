@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.runtime import Runtime, default_runtime
@@ -12,6 +13,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "DerpClient",
+    "DerpServer",
     "Runtime",
     "SpanzaError",
     "__version__",
