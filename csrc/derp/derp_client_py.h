@@ -20,7 +20,7 @@ struct derp_client_opts {
 	const char *ca_file;         /* PEM bundle used instead of the system CAs */
 	const char *pin_sha256;      /* sha256 of the leaf cert's DER, 64 hex, optional "sha256-raw:"
 					prefix: replaces CA/name verification (Tailscale's CertName) */
-	const char *server_name;     /* TLS SNI + name checked + Host header (default: the URL host) */
+	const char *server_name;     /* TLS SNI and the name verified (default: the URL host) */
 	int insecure;                /* 1: TLS without verification (self-signed test servers) */
 	int note_preferred;          /* 1: send NotePreferred(true) after every connect */
 	uint32_t queue_size;         /* packets held while disconnected or congested (256) */

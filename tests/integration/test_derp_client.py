@@ -423,3 +423,22 @@ def test_backoff_is_tailscales_formula():
     # grows with n until the cap
     seq = [backoff_ms(n, rnd=2**31) for n in range(1, 30)]
     assert seq == sorted(seq) and seq[-1] == 5000
+
+
+def test_server_token_bucket_drops_over_budget():
+    def limited(conn):
+        conn.handshake({"version": 2, "TokenBucketBytesPerSecond": 1, "TokenBucketBytesBurst": 2000})
+        conn.server.results.put(("connected", conn))
+        while True:
+            ftype, payload = conn.read_frame(timeout=30)
+            conn.server.results.put((ftype, payload))
+
+    with FakeServer([limited]) as srv, client(srv.url) as c:
+        c.wait_connected(5)
+        connected_conn(srv)
+        for _ in range(10):
+            c.send(PEER, bytes(500))  # each costs 5 + 32 + 500 tokens, as in Go
+        for _ in range(3):
+            assert next_result(srv, SEND_PACKET) == PEER + bytes(500)
+        wait_for(lambda: c.stats()["drops_rate_limit"] == 7, what="7 rate-limited drops")
+        assert c.stats()["packets_sent"] == 3
