@@ -442,3 +442,36 @@ def test_server_token_bucket_drops_over_budget():
             assert next_result(srv, SEND_PACKET) == PEER + bytes(500)
         wait_for(lambda: c.stats()["drops_rate_limit"] == 7, what="7 rate-limited drops")
         assert c.stats()["packets_sent"] == 3
+
+
+def test_close_races_with_calls_from_other_threads():
+    # Calls racing with close() get ClosedError, never freed memory.
+    with FakeServer([serve]) as srv:
+        for _ in range(5):
+            c = client(srv.url)
+            errors: list[BaseException] = []
+            stop = threading.Event()
+
+            def hammer(c=c, errors=errors):
+                while not stop.is_set():
+                    try:
+                        c.send(PEER, b"x")
+                        c.stats()
+                        c.last_error
+                        c.recv(0)
+                    except (spanza.ClosedError, TimeoutError):
+                        pass
+                    except BaseException as e:  # noqa: BLE001
+                        errors.append(e)
+                        return
+
+            threads = [threading.Thread(target=hammer) for _ in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.05)
+            c.close()
+            stop.set()
+            for t in threads:
+                t.join(5)
+            assert not errors
+            assert c.closed and not c.connected and c.last_error == ""
