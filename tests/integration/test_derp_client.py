@@ -475,3 +475,17 @@ def test_close_races_with_calls_from_other_threads():
                 t.join(5)
             assert not errors
             assert c.closed and not c.connected and c.last_error == ""
+
+
+def test_spanza_key_objects_and_wireguard_base64():
+    priv = spanza.PrivateKey.generate()
+    peer = spanza.PrivateKey.generate().public_key
+    with FakeServer([serve]) as srv:
+        for key in (priv, str(priv)):  # the object, and WireGuard's base64 text
+            with spanza.DerpClient(srv.url, key) as c:
+                assert c.public_key == priv.public_key.raw
+                c.wait_connected(5)
+                c.send(peer, b"obj")
+                assert next_result(srv, SEND_PACKET) == peer.raw + b"obj"
+                c.send(str(peer), b"b64")
+                assert next_result(srv, SEND_PACKET) == peer.raw + b"b64"
