@@ -5,6 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from spanza.derp import DerpServer
+from spanza.derp_client import DerpClient
 from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
@@ -14,6 +15,7 @@ from spanza.wireguard import Tunnel
 __all__ = [
     "ClosedError",
     "ConfigError",
+    "DerpClient",
     "DerpServer",
     "Device",
     "PeerInfo",
