@@ -78,7 +78,11 @@ struct gw_stats {
  * in err[errlen] (-EINVAL: bad URL, key or address). */
 gw_t *gw_py_new(struct rt *rt, const char *url, const uint8_t *private_key, const struct derp_client_opts *opts,
 		const struct gw_addr *wg_endpoint, int *rc, char *err, size_t errlen);
-/* Stops everything (sockets, DERP client) and frees. Idempotent. */
+/* Wakes threads in gw_py_wait_connected (they return -ESHUTDOWN); the
+ * gateway keeps relaying until gw_py_free. */
+void gw_py_shutdown(gw_t *g);
+/* Stops everything (sockets, DERP client) and frees, after waiting for
+ * threads still in gw_py_wait_connected to leave. */
 void gw_py_free(gw_t *g);
 
 /* Adds a remote peer (its DERP public key) with its own UDP socket bound

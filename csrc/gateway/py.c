@@ -41,6 +41,14 @@ static void do_free(rt_t *rt, void *arg)
 	gw_free(arg);
 }
 
+void gw_py_shutdown(gw_t *g)
+{
+	pthread_mutex_lock(&g->mu);
+	g->closed = true;
+	pthread_mutex_unlock(&g->mu);
+	pthread_cond_broadcast(&g->cv);
+}
+
 void gw_py_free(gw_t *g)
 {
 	if (!g)
