@@ -4,12 +4,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza.derp_client import DerpClient
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
     "ClosedError",
     "ConfigError",
+    "DerpClient",
     "Runtime",
     "SpanzaError",
     "__version__",

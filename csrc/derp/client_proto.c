@@ -3,10 +3,12 @@
  * does: counted in bad_frames) or fails the connection (spec §13). */
 #include "derp/client_proto.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -271,8 +273,6 @@ static bool host_char_ok(char ch)
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
 	       ch == '.' || ch == '_';
 }
-
-#include <arpa/inet.h>
 
 int derp_url_parse(const char *url, struct derp_url *u, char *err, size_t errlen)
 {

@@ -10,6 +10,7 @@
  * (backpressure) instead of losing packets. While disconnected the drain
  * hands packets to the client's own bounded queue (overflow counted). */
 #include "derp/client.h"
+#include "derp/frame.h"
 
 #include <errno.h>
 #include <pthread.h>

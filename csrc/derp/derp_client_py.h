@@ -37,12 +37,18 @@ struct derp_client_opts {
 };
 
 /* Connection states (derp_client_stats.state). */
-#define DERP_CLIENT_BACKOFF 1    /* waiting before the next attempt */
-#define DERP_CLIENT_RESOLVING 2  /* getaddrinfo on a helper thread */
-#define DERP_CLIENT_CONNECTING 3 /* TCP connect */
-#define DERP_CLIENT_TLS 4        /* TLS handshake */
-#define DERP_CLIENT_UPGRADING 5  /* HTTP upgrade and DERP handshake */
-#define DERP_CLIENT_CONNECTED 6  /* ServerInfo received */
+/* waiting before the next attempt */
+#define DERP_CLIENT_BACKOFF 1
+/* getaddrinfo on a helper thread */
+#define DERP_CLIENT_RESOLVING 2
+/* TCP connect */
+#define DERP_CLIENT_CONNECTING 3
+/* TLS handshake */
+#define DERP_CLIENT_TLS 4
+/* HTTP upgrade and DERP handshake */
+#define DERP_CLIENT_UPGRADING 5
+/* ServerInfo received */
+#define DERP_CLIENT_CONNECTED 6
 #define DERP_CLIENT_CLOSED 7
 
 struct derp_client_stats {
@@ -74,13 +80,20 @@ struct derp_client_stats {
 };
 
 /* Events (struct derp_client_event.type). */
-#define DERP_EV_CONNECTED 1    /* key: server public key */
-#define DERP_EV_DISCONNECTED 2 /* text: why */
-#define DERP_EV_PEER_GONE 3    /* key, reason (0 disconnected, 1 not here) */
-#define DERP_EV_PEER_PRESENT 4 /* key, ip[16], port, flags */
-#define DERP_EV_HEALTH 5       /* text (empty: healthy again) */
-#define DERP_EV_RESTARTING 6   /* reconnect_in_ms, try_for_ms */
-#define DERP_EV_PONG 7         /* ping[8], rtt_us */
+/* key: server public key */
+#define DERP_EV_CONNECTED 1
+/* text: why */
+#define DERP_EV_DISCONNECTED 2
+/* key, reason (0 disconnected, 1 not here) */
+#define DERP_EV_PEER_GONE 3
+/* key, ip[16], port, flags */
+#define DERP_EV_PEER_PRESENT 4
+/* text (empty: healthy again) */
+#define DERP_EV_HEALTH 5
+/* reconnect_in_ms, try_for_ms */
+#define DERP_EV_RESTARTING 6
+/* ping[8], rtt_us */
+#define DERP_EV_PONG 7
 
 struct derp_client_event {
 	int type;
