@@ -28,6 +28,7 @@ import base64
 import binascii
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -120,6 +121,63 @@ def public_key_of(private_key: KeyLike) -> bytes:
 def nodekey(pub: bytes) -> str:
     """Tailscale's text form of a public key: ``nodekey:<64 hex>``."""
     return "nodekey:" + bytes(pub).hex()
+
+
+def generate_private_key() -> bytes:
+    """A new random X25519 private key (clamped, as WireGuard stores it)."""
+    keys = _keys_module()
+    if keys is not None and hasattr(keys, "PrivateKey") and hasattr(keys.PrivateKey, "generate"):
+        return bytes(keys.PrivateKey.generate())
+    raw = bytearray(os.urandom(32))
+    raw[0] &= 248
+    raw[31] = (raw[31] & 127) | 64
+    return bytes(raw)
+
+
+def format_private(raw: bytes, *, tailscale: bool = False) -> str:
+    """WireGuard's base64, or Tailscale's ``privkey:<hex>``."""
+    return "privkey:" + raw.hex() if tailscale else base64.b64encode(raw).decode()
+
+
+def format_public(raw: bytes, *, tailscale: bool = False) -> str:
+    """WireGuard's base64, or Tailscale's ``nodekey:<hex>``."""
+    return nodekey(raw) if tailscale else base64.b64encode(raw).decode()
+
+
+def load_key_file(path: str | os.PathLike, *, create: bool = False) -> bytes:
+    """A private key from a file: derper's JSON (``{"PrivateKey":
+    "privkey:<hex>"}``, what this writes) or one line of ``privkey:<hex>``,
+    WireGuard base64 or hex. With create, a missing file is made with a new
+    key (mode 0600)."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if not create:
+            raise ConfigError(f"key file {path} does not exist") from None
+        raw = generate_private_key()
+        doc = json.dumps({"PrivateKey": format_private(raw, tailscale=True)}, indent="\t") + "\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(doc)
+        log.info("created key file %s (public key %s)", path, nodekey(public_key_of(raw)))
+        return raw
+    except OSError as e:
+        raise ConfigError(f"cannot read key file {path}: {e.strerror}") from None
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"key file {path}: not valid JSON ({e})") from None
+        value = doc.get("PrivateKey") if isinstance(doc, dict) else None
+        if not isinstance(value, str):
+            raise ConfigError(f'key file {path}: no "PrivateKey" string')
+        text = value
+    elif "\n" in text:
+        raise ConfigError(f"key file {path}: expected one key, found several lines")
+    return private_key_bytes(text, f"key file {path}")
 
 
 def _public_key_obj(raw: bytes) -> Any:
@@ -512,5 +570,6 @@ class Gateway:
         return f"<Gateway {nodekey(self._public)} {self.derp_url} peers={len(self._peers)}>"
 
 
-__all__ = ["Gateway", "format_address", "nodekey", "parse_address", "private_key_bytes",
-           "public_key_bytes", "public_key_of"]
+__all__ = ["Gateway", "format_address", "format_private", "format_public", "generate_private_key",
+           "load_key_file", "nodekey", "parse_address", "private_key_bytes", "public_key_bytes",
+           "public_key_of"]
