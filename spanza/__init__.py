@@ -4,14 +4,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
 from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.gateway import Gateway
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
     "ClosedError",
     "ConfigError",
     "DerpClient",
+    "DerpServer",
+    "Gateway",
     "Runtime",
     "SpanzaError",
     "__version__",

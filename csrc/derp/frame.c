@@ -236,11 +236,14 @@ static bool frame_bounds(enum derp_role role, uint8_t type, uint32_t *min, uint3
 			return false;
 		}
 	}
-	switch (type) {
-	case DERP_FRAME_CLIENT_INFO:
-		*min = DERP_CLIENTINFO_MIN;
-		*max = DERP_CLIENTINFO_MAX;
+	if (role == DERP_ROLE_SERVER) {
+		/* Before the handshake only ClientInfo is valid: any other type is
+		 * bounded to nothing, so the parser rejects it at its header. */
+		*min = type == DERP_FRAME_CLIENT_INFO ? DERP_CLIENTINFO_MIN : 1;
+		*max = type == DERP_FRAME_CLIENT_INFO ? DERP_CLIENTINFO_MAX : 0;
 		return true;
+	}
+	switch (type) {
 	case DERP_FRAME_SEND_PACKET:
 		*min = DERP_KEY_LEN;
 		*max = DERP_KEY_LEN + DERP_MAX_PACKET;

@@ -162,18 +162,22 @@ int derp_dec_restarting(const uint8_t *p, size_t len, uint32_t *reconnect_in_ms,
  *
  * Length checks happen as soon as the header is known, before any payload is
  * buffered, per role:
- *  - DERP_ROLE_SERVER (bytes from a client): ClientInfo 56..256K, SendPacket
+ *  - DERP_ROLE_SERVER (a server before the handshake): the only valid frame
+ *    is ClientInfo with 56 <= len <= 256K; anything else is -EBADMSG.
+ *  - DERP_ROLE_SERVER_ACTIVE (a server after ClientInfo): SendPacket
  *    32..32+64K, ForwardPacket 64..64+64K, NotePreferred ==1, WatchConns ==0,
  *    ClosePeer ==32, Ping 8..1000: a violation is -EBADMSG (close). Every
- *    other type (unknown, Pong, server-to-client types) is skipped whatever
- *    its size: its bytes are discarded as they arrive and the frame is
- *    reported with skipped=true and payload NULL.
+ *    other type (unknown, Pong, ClientInfo again, server-to-client types) is
+ *    skipped whatever its size: its bytes are discarded as they arrive and
+ *    the frame is reported with skipped=true and data NULL.
  *  - DERP_ROLE_CLIENT (bytes from a server): any frame > 1 MiB is -EMSGSIZE
  *    (fatal, as in Go). Known types are returned whole (the caller checks
  *    short frames with the derp_dec_* helpers and may drop them); unknown
  *    types are skipped as above.
+ * Switch roles between frames with derp_parser_set_role (e.g. right after
+ * handling ClientInfo, before feeding the bytes that followed it).
  */
-enum derp_role { DERP_ROLE_SERVER = 0, DERP_ROLE_CLIENT = 1 };
+enum derp_role { DERP_ROLE_SERVER = 0, DERP_ROLE_CLIENT = 1, DERP_ROLE_SERVER_ACTIVE = 2 };
 
 struct derp_frame {
 	uint8_t type;
@@ -195,6 +199,7 @@ struct derp_parser {
 
 void derp_parser_init(struct derp_parser *p, enum derp_role role);
 void derp_parser_free(struct derp_parser *p);
+static inline void derp_parser_set_role(struct derp_parser *p, enum derp_role role) { p->role = (uint8_t)role; }
 /* Consumes bytes from in[len]. Sets *used to how many were consumed.
  * Returns 1 with *f filled when a frame is complete, 0 when all input was
  * consumed without completing one, -EBADMSG/-EMSGSIZE on a fatal length,

@@ -360,6 +360,7 @@ const char *derp_http_reason(int status)
 	case 426: return "Upgrade Required";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
 	case 503: return "Service Unavailable";
 	case 505: return "HTTP Version Not Supported";
 	default: return "Unknown";
@@ -369,13 +370,19 @@ const char *derp_http_reason(int status)
 size_t derp_http_response(char *out, size_t cap, int status, const char *extra_headers, const char *body,
 			  size_t body_len, bool head_only)
 {
+	char clen[48] = "";
+	/* 1xx and 204 carry no Content-Length (RFC 9110 §8.6). */
+	if (status >= 200 && status != 204)
+		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", body_len);
+	else
+		body_len = 0;
 	int n = snprintf(out, cap,
 			 "HTTP/1.1 %d %s\r\n"
 			 "%s"
-			 "Content-Length: %zu\r\n"
+			 "%s"
 			 "Connection: close\r\n"
 			 "\r\n",
-			 status, derp_http_reason(status), extra_headers ? extra_headers : "", body_len);
+			 status, derp_http_reason(status), extra_headers ? extra_headers : "", clen);
 	if (n < 0 || (size_t)n >= cap)
 		return 0;
 	size_t o = (size_t)n;

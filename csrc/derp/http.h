@@ -59,7 +59,7 @@ size_t derp_http_upgrade_request(char *out, size_t cap, const char *host, bool f
 /* Server: the exact 101 response (spec §7) with the server key in lower hex. */
 size_t derp_http_101(char *out, size_t cap, const uint8_t server_pub[32]);
 
-/* Server: a complete response with Content-Length and Connection: close.
+/* Server: a complete response with Content-Length (none for 1xx/204) and Connection: close.
  * extra_headers: zero or more "Name: value\r\n" lines (may be NULL).
  * head_only: omit the body (HEAD) but keep its Content-Length. */
 size_t derp_http_response(char *out, size_t cap, int status, const char *extra_headers, const char *body,
