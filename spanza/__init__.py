@@ -6,18 +6,27 @@ __version__ = "0.1.0"
 
 from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
+from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.gateway import Gateway
+from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
+from spanza.wireguard import Tunnel
 
 __all__ = [
     "ClosedError",
     "ConfigError",
     "DerpClient",
     "DerpServer",
+    "Device",
     "Gateway",
+    "PeerInfo",
+    "PresharedKey",
+    "PrivateKey",
+    "PublicKey",
     "Runtime",
     "SpanzaError",
+    "Tunnel",
     "__version__",
     "default_runtime",
 ]
