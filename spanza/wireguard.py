@@ -392,6 +392,10 @@ class Tunnel:
         self._sync_wall()
         lib.wg_peer_send_keepalive(self.dev, self._peer(public_key), self._now)
 
+    def _set_send_counter(self, public_key: KeyLike, counter: int) -> None:
+        """Test hook: the current session's next send counter."""
+        check(lib.wg_peer_test_set_send_counter(self._peer(public_key), counter), "set counter")
+
     def peer_stats(self, public_key: KeyLike) -> PeerStats:
         pub = PublicKey(public_key)
         p = self._peer(pub)

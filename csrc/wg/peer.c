@@ -203,3 +203,11 @@ void wg_peer_stats(const wg_device *dev, const wg_peer *peer, uint64_t now_ms, s
 void wg_peer_set_user(wg_peer *peer, void *user) { peer->user = user; }
 
 void *wg_peer_user(const wg_peer *peer) { return peer->user; }
+
+int wg_peer_test_set_send_counter(wg_peer *peer, uint64_t counter)
+{
+	if (!peer->kp_cur)
+		return -ENOENT;
+	peer->kp_cur->send_counter = counter;
+	return 0;
+}

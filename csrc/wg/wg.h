@@ -68,15 +68,8 @@ int wg_endpoint_from_sockaddr(wg_endpoint *ep, const struct sockaddr *sa, sockle
 int wg_endpoint_to_sockaddr(const wg_endpoint *ep, struct sockaddr_storage *ss);
 bool wg_endpoint_equal(const wg_endpoint *a, const wg_endpoint *b);
 
-/* UAPI framing for a socket server. wg_uapi_request_len: the length of the
- * first complete request in buf (up to and including its terminating blank
- * line), or 0 if more bytes are needed. wg_uapi_request: handles one
- * complete request ("get=1\n\n" or "set=1\n...\n\n") and returns the full
- * reply in *reply (malloc'd, free with wg_uapi_free; ends with "errno=N\n\n").
- * Returns 0, or -EPROTO for an unknown operation (wireguard-go then closes
- * the connection; *reply is NULL), or -ENOMEM. */
-size_t wg_uapi_request_len(const char *buf, size_t len);
-int wg_uapi_request(wg_device *dev, uint64_t now_ms, const char *req, size_t len, char **reply, size_t *reply_len);
+/* UAPI framing for a socket server: wg_uapi_request_len / wg_uapi_request
+ * are declared in wg_py.h. */
 
 /* Opaque per-peer pointer for the I/O layer (e.g. its sticky source address). */
 void wg_peer_set_user(wg_peer *peer, void *user);

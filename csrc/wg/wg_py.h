@@ -230,6 +230,15 @@ int wg_uapi_get(wg_device *dev, uint64_t now_ms, char **out, size_t *len);
  * the first error. Returns 0 or -errno (-EINVAL, -EPROTO, -EADDRINUSE...). */
 int wg_uapi_set(wg_device *dev, uint64_t now_ms, const char *text, size_t len);
 void wg_uapi_free(char *p);
+/* UAPI framing for a socket server. wg_uapi_request_len: the length of the
+ * first complete request in buf (up to and including its terminating blank
+ * line), or 0 if more bytes are needed. wg_uapi_request: handles one
+ * complete request ("get=1\n\n" or "set=1\n...\n\n") and returns the full
+ * reply in *reply (malloc'd, free with wg_uapi_free; ends with "errno=N\n\n").
+ * Returns 0, or -EPROTO for an unknown operation (wireguard-go then closes
+ * the connection; *reply is NULL), or -ENOMEM. */
+size_t wg_uapi_request_len(const char *buf, size_t len);
+int wg_uapi_request(wg_device *dev, uint64_t now_ms, const char *req, size_t len, char **reply, size_t *reply_len);
 
 /* ---- wg_tunnel: a device with queues instead of sockets (Python's Tunnel,
  *      tests, fuzzers). Outgoing datagrams and delivered packets are kept in
@@ -262,5 +271,9 @@ uint64_t wg_tunnel_queue_drops(const wg_tunnel *t);
 /* Runs counters[0..n) through a fresh replay window (rejecting counters >=
  * limit) and writes 1 (accepted) or 0 per counter into accepted. */
 void wg_replay_test(const uint64_t *counters, size_t n, uint64_t limit, uint8_t *accepted);
+
+/* Sets the current keypair's next send counter (to reach the message
+ * limits in tests); -ENOENT without a current keypair. */
+int wg_peer_test_set_send_counter(wg_peer *peer, uint64_t counter);
 
 #endif

@@ -65,6 +65,51 @@ def run(ms: int, *tunnels: Tunnel, step: int = 10) -> None:
         pump(*tunnels)
 
 
+def kind(d: bytes) -> str:
+    """A datagram's message kind: init, resp, cookie, data or k (keepalive)."""
+    if d[0] == 4 and len(d) == 32:
+        return "k"
+    return {1: "init", 2: "resp", 3: "cookie", 4: "data"}.get(d[0], "?")
+
+
+def simulate(ms: int, *tunnels: Tunnel, lose=None) -> list[tuple[int, int, str, bool]]:
+    """Runs the tunnels on one shared clock for ms milliseconds, delivering
+    every datagram at once, in time order. Returns the events
+    (time, sender index, kind, lost). lose(time, sender, kind) -> True drops
+    a datagram. The tunnels' clocks must be equal at the start."""
+    end = tunnels[0].now + ms
+    events: list[tuple[int, int, str, bool]] = []
+    by_addr = {t.address: t for t in tunnels}
+
+    def flush() -> None:
+        for _ in range(1000):
+            moved = False
+            for i, t in enumerate(tunnels):
+                for to, d in t.outgoing():
+                    moved = True
+                    k = kind(d)
+                    lost = bool(lose and lose(t.now, i, k))
+                    events.append((t.now, i, k, lost))
+                    if not lost and to in by_addr:
+                        by_addr[to].receive(d, t.address)
+            if not moved:
+                return
+        raise AssertionError("datagrams never stop")
+
+    flush()
+    for _ in range(100_000):
+        nxt = min((t.next_deadline() or 2**64) for t in tunnels)
+        if nxt > end:
+            break
+        for t in tunnels:
+            t.advance_to(max(t.now, nxt))
+        flush()
+    for t in tunnels:
+        t.advance_to(end)
+    flush()
+    return events
+
+
 def handshake(a: Tunnel, b: Tunnel) -> None:
     """a sends one packet to b; everything is carried until quiet."""
     assert a.send(ipv4_udp(A_IP, B_IP, b"hs")) is None
@@ -72,4 +117,4 @@ def handshake(a: Tunnel, b: Tunnel) -> None:
     assert b.delivered() == [(a.public_key, ipv4_udp(A_IP, B_IP, b"hs"))]
 
 
-__all__ = ["A_IP", "B_IP", "advance", "handshake", "ipv4_udp", "ipv6_udp", "pair", "pump", "run"]
+__all__ = ["A_IP", "B_IP", "advance", "handshake", "ipv4_udp", "ipv6_udp", "kind", "pair", "pump", "run", "simulate"]
