@@ -24,8 +24,6 @@ free port when it is 0 (see ``address_for``), unless given their own.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import ipaddress
 import json
@@ -38,6 +36,7 @@ from typing import Any, Union
 
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.keys import Key, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.gateway")
@@ -52,70 +51,31 @@ _DST_KIND = {0: None, 1: "configured", 2: "learned"}
 # ---- keys ----------------------------------------------------------------------
 
 
-def _keys_module() -> Any:
+def _key(cls: type[Key], value: KeyLike, what: str) -> Key:
+    """A key object from a key, 32 bytes, or text (WireGuard base64, hex,
+    or Tailscale's privkey:/nodekey: forms); ConfigError says what is wrong."""
+    if isinstance(value, Key) and not isinstance(value, cls):
+        raise ConfigError(f"{what}: a {value.kind} is not a {cls.kind}")
     try:
-        from spanza import keys  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - spanza.keys lands with the core
-        return None
-    return keys
-
-
-def _key_bytes(value: KeyLike, what: str, prefix: str) -> bytes:
-    """32 bytes from a key object, raw bytes, or text: Tailscale's
-    ``<prefix><64 hex>``, WireGuard's base64, or bare hex."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if ":" in text:
-            p, _, rest = text.partition(":")
-            if p + ":" != prefix:
-                raise ConfigError(f"{what}: expected a {prefix}<64 hex> key, got a {p}: key")
-            text = rest
-        raw = b""
-        if len(text) == 64:
-            try:
-                raw = bytes.fromhex(text)
-            except ValueError:
-                raw = b""
-        if not raw:
-            try:
-                raw = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError):
-                raise ConfigError(
-                    f"{what}: {value[:24]!r} is not a key: expected {prefix}<64 hex>, "
-                    "64 hex digits, or 44 characters of WireGuard base64") from None
-    else:
-        raw = getattr(value, "raw", None)
-        if callable(raw):
-            raw = raw()
-        if raw is None:
-            try:
-                raw = bytes(value)
-            except TypeError:
-                raise ConfigError(f"{what}: a {type(value).__name__} is not a key") from None
-        raw = bytes(raw)
-    if len(raw) != 32:
-        raise ConfigError(f"{what}: a key is 32 bytes, got {len(raw)}")
-    return raw
+        return cls(value) if not isinstance(value, memoryview) else cls(bytes(value))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: {e}") from None
 
 
 def private_key_bytes(value: KeyLike, what: str = "private_key") -> bytes:
-    raw = _key_bytes(value, what, "privkey:")
-    if raw == bytes(32):
+    k = _key(PrivateKey, value, what)
+    if k.is_zero():
         raise ConfigError(f"{what}: the all-zero key is not a private key")
-    return raw
+    return k.raw
 
 
 def public_key_bytes(value: KeyLike, what: str = "public key") -> bytes:
-    return _key_bytes(value, what, "nodekey:")
+    return _key(PublicKey, value, what).raw
 
 
 def public_key_of(private_key: KeyLike) -> bytes:
     """The X25519 public key (32 bytes) of a private key."""
-    out = ffi.new("uint8_t[32]")
-    check(lib.derp_pyclient_key_public(private_key_bytes(private_key), out), "private_key")
-    return bytes(out)
+    return _key(PrivateKey, private_key, "private_key").public_key.raw  # type: ignore[attr-defined]
 
 
 def nodekey(pub: bytes) -> str:
@@ -124,24 +84,20 @@ def nodekey(pub: bytes) -> str:
 
 
 def generate_private_key() -> bytes:
-    """A new random X25519 private key (clamped, as WireGuard stores it)."""
-    keys = _keys_module()
-    if keys is not None and hasattr(keys, "PrivateKey") and hasattr(keys.PrivateKey, "generate"):
-        return bytes(keys.PrivateKey.generate())
-    raw = bytearray(os.urandom(32))
-    raw[0] &= 248
-    raw[31] = (raw[31] & 127) | 64
-    return bytes(raw)
+    """A new random X25519 private key (clamped, as ``wg genkey`` makes it)."""
+    return PrivateKey.generate().raw
 
 
 def format_private(raw: bytes, *, tailscale: bool = False) -> str:
     """WireGuard's base64, or Tailscale's ``privkey:<hex>``."""
-    return "privkey:" + raw.hex() if tailscale else base64.b64encode(raw).decode()
+    k = PrivateKey(raw)
+    return k.tailscale if tailscale else k.base64
 
 
 def format_public(raw: bytes, *, tailscale: bool = False) -> str:
     """WireGuard's base64, or Tailscale's ``nodekey:<hex>``."""
-    return nodekey(raw) if tailscale else base64.b64encode(raw).decode()
+    k = PublicKey(raw)
+    return k.tailscale if tailscale else k.base64
 
 
 def load_key_file(path: str | os.PathLike, *, create: bool = False) -> bytes:
@@ -178,13 +134,6 @@ def load_key_file(path: str | os.PathLike, *, create: bool = False) -> bytes:
     elif "\n" in text:
         raise ConfigError(f"key file {path}: expected one key, found several lines")
     return private_key_bytes(text, f"key file {path}")
-
-
-def _public_key_obj(raw: bytes) -> Any:
-    keys = _keys_module()
-    if keys is not None and hasattr(keys, "PublicKey"):
-        return keys.PublicKey(raw)
-    return nodekey(raw)
 
 
 # ---- addresses --------------------------------------------------------------------
@@ -434,7 +383,7 @@ class Gateway:
 
     @property
     def remote_peers(self) -> list[Any]:
-        return [_public_key_obj(k) for k in self._peers]
+        return [PublicKey(k) for k in self._peers]
 
     def address_for(self, key: KeyLike) -> tuple[str, int]:
         """The UDP address that stands for remote peer `key` (the endpoint
@@ -457,7 +406,7 @@ class Gateway:
     @property
     def public_key(self) -> Any:
         """The gateway's DERP public key (what remote peers send to)."""
-        return _public_key_obj(self._public)
+        return PublicKey(self._public)
 
     @property
     def wg_endpoint(self) -> tuple[str, int] | None:

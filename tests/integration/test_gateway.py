@@ -91,8 +91,7 @@ def test_relays_both_ways_and_counts(pair):
 
 
 def public_key_of_gateway(g: Gateway) -> bytes:
-    pk = g.public_key
-    return bytes.fromhex(pk[len("nodekey:"):]) if isinstance(pk, str) else bytes(pk)
+    return g.public_key.raw
 
 
 def test_a_burst_arrives_whole_and_in_order():
