@@ -4,7 +4,7 @@ import ipaddress
 import random
 
 import pytest
-from wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
 
 from spanza import ConfigError
 from spanza.keys import PrivateKey

@@ -1,6 +1,6 @@
 """The cookie mechanism under load (spec section 4)."""
 
-from wgutil import A_IP, B_IP, ipv4_udp, pair, simulate
+from tests.unit.wgutil import A_IP, B_IP, ipv4_udp, pair, simulate
 
 REKEY_TIMEOUT = 5000
 JITTER = 334

@@ -4,7 +4,7 @@ nothing sent, nothing delivered, no crash."""
 import random
 
 import pytest
-from wgutil import A_IP, B_IP, handshake, ipv4_udp, ipv6_udp, pair, pump
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, ipv6_udp, pair, pump
 
 from spanza.wireguard import DROP_REASONS, Tunnel
 

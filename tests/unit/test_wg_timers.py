@@ -3,7 +3,7 @@
 `simulate` runs two tunnels on one clock, delivering each datagram at once
 and recording (time, sender, kind, lost); a = 0 (the initiator), b = 1."""
 
-from wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, simulate
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, simulate
 
 from spanza.wireguard import Tunnel
 

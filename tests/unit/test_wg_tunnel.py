@@ -5,7 +5,7 @@ import pytest
 from spanza.keys import PresharedKey, PrivateKey
 from spanza.wireguard import Tunnel, pump
 
-from wgutil import A_IP, B_IP, ipv4_udp, ipv6_udp, pair, run
+from tests.unit.wgutil import A_IP, B_IP, ipv4_udp, ipv6_udp, pair, run
 
 
 @pytest.mark.parametrize("psk", [False, True])

@@ -3,7 +3,7 @@
 import errno
 
 import pytest
-from wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
 
 from spanza import ConfigError
 from spanza._ffi import ffi, lib
