@@ -175,6 +175,8 @@ struct derp_server {
 struct derp_conn *derp_conn_new(struct derp_server *s, int fd, SSL *client_ssl, SSL_CTX *server_ctx);
 void derp_conn_close(struct derp_conn *c, enum derp_close_reason why);
 void derp_conn_mark_dirty(struct derp_conn *c);
+/* Writes what is queued now (normally done in batches by derp_srv_settle). */
+void derp_conn_flush(struct derp_conn *c);
 void derp_conn_update_events(struct derp_conn *c);
 void derp_conn_arm_timer(struct derp_conn *c);
 /* Feeds DERP stream bytes, holding what cannot be processed yet (rate pause). */

@@ -204,9 +204,11 @@ static void advance_wire(struct derp_conn *c, size_t w)
 	}
 }
 
-/* Commits queued frames to the wire: control first, then disco, then data. */
+/* Commits queued frames to the wire: control frames (in order), the pong,
+ * a keepalive, then disco, then data. */
 static void refill_wire(struct derp_conn *c)
 {
+	pktq_splice(&c->wire, &c->ctlq);
 	if (c->pong_pending) {
 		struct derp_pkt *p = derp_pkt_new(DERP_HDR_LEN + DERP_PING_LEN);
 		if (p) {
@@ -224,7 +226,6 @@ static void refill_wire(struct derp_conn *c)
 		}
 		c->ka_pending = false;
 	}
-	pktq_splice(&c->wire, &c->ctlq);
 	pktq_splice(&c->wire, &c->discoq);
 	pktq_splice(&c->wire, &c->dataq);
 }
@@ -279,7 +280,7 @@ static uint32_t write_timeout(const struct derp_conn *c)
 
 static void drive_handshake(struct derp_conn *c);
 
-static void conn_flush(struct derp_conn *c)
+void derp_conn_flush(struct derp_conn *c)
 {
 	if (c->closing || c->state == CS_M_CONNECTING)
 		return;
@@ -445,10 +446,10 @@ static void conn_on_event(rt_t *rt, int fd, uint32_t events, void *arg)
 		if (events & EPOLLOUT) {
 			if (c->read_wants_write)
 				conn_read(c);
-			conn_flush(c);
+			derp_conn_flush(c);
 		}
 		if (!c->closing && (events & EPOLLIN) && c->out_blocked && c->io.want_read)
-			conn_flush(c); /* a TLS write that waited on a read */
+			derp_conn_flush(c); /* a TLS write that waited on a read */
 		if (!c->closing && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
 			conn_read(c);
 	}
@@ -563,7 +564,7 @@ void derp_srv_settle(struct derp_server *s)
 		c->dirty = false;
 		/* A blocked socket is retried on EPOLLOUT, not once per new frame. */
 		if (!c->closing && !c->out_blocked)
-			conn_flush(c);
+			derp_conn_flush(c);
 	}
 	while (s->dead) {
 		struct derp_conn *c = s->dead;

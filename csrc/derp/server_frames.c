@@ -124,6 +124,15 @@ static void enqueue_packet(struct derp_conn *dc, const uint8_t src[DERP_KEY_LEN]
 		return;
 	}
 	struct derp_pktq *q = disco ? &dc->discoq : &dc->dataq;
+	/* A full queue may only mean this batch has not been flushed yet: write
+	 * it out first, so only a receiver whose socket is full loses packets. */
+	if (q->n >= s->cfg.queue_depth && !dc->out_blocked) {
+		derp_conn_flush(dc);
+		if (dc->closing) {
+			s->st.drop_gone_disconnected++;
+			return;
+		}
+	}
 	/* Drop-oldest: a slow receiver never blocks the sender. */
 	if (q->n >= s->cfg.queue_depth) {
 		free(derp_pktq_pop(q));
