@@ -33,15 +33,27 @@ KeyLike = Union[bytes, bytearray, memoryview, str, os.PathLike, Any]
 
 
 # ---- keys ----
-# spanza.keys (PrivateKey/PublicKey) may not be merged yet: accept raw
-# bytes, Tailscale's text forms and derper's config file here, and any object
-# that converts with bytes() or has a .raw / .bytes attribute.
+# Accepted: raw bytes, Tailscale's text forms (privkey:/nodekey: + hex), 64
+# hex, derper's config file, and key objects (anything with .raw, .bytes or
+# bytes()). Text goes through spanza.keys (which also knows WireGuard's
+# base64) when that module is present; a small local parser otherwise.
+try:
+    from spanza import keys as _keys  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until spanza.keys is merged
+    _keys = None
+
 
 def _key_bytes(key: KeyLike, what: str, prefix: str) -> bytes:
     if isinstance(key, (bytes, bytearray, memoryview)):
         b = bytes(key)
     elif isinstance(key, os.PathLike) or (isinstance(key, str) and os.path.isfile(key)):
         return _key_from_config(os.fspath(key), what)
+    elif isinstance(key, str) and _keys is not None:
+        cls = _keys.PrivateKey if prefix == "privkey:" else _keys.PublicKey
+        try:
+            return bytes(cls(key).raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{what}: {exc}") from None
     elif isinstance(key, str):
         text = key.strip()
         if ":" in text:

@@ -189,7 +189,6 @@ static void cp_connected(void *arg, const uint8_t server_pub[32], const struct d
 	c->tb_burst = si->token_bucket_bytes_burst > 0 ? si->token_bucket_bytes_burst : c->tb_rate;
 	c->tb_tokens = (double)c->tb_burst;
 	c->tb_last_ns = rt_now_ns();
-	c->last_error[0] = 0;
 	spz_log(SPZ_LOG_DEBUG, "derp", "client %s: connected", c->url.host_header);
 	if (c->has_preferred) {
 		uint8_t f[DERP_HDR_LEN + 1];
@@ -227,6 +226,7 @@ static void cp_event(void *arg, const struct derp_client_event *ev)
 				continue;
 			p->used = false;
 			c->st.pongs_recv++;
+			arm_main(c); /* the idle-ping schedule restarts from now */
 			struct derp_client_event e = *ev;
 			e.rtt_us = (rt_now_ns() - p->sent_ns) / 1000;
 			if (c->ops.on_event)
@@ -338,6 +338,9 @@ int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *dat
 	}
 	if (derp_client_writable(c)) {
 		derp_cl_encode_send(c, dst, data, len);
+		/* This one filled the buffer: promise an on_writable. */
+		if (!derp_client_writable(c))
+			c->congested_notify = true;
 		return 0;
 	}
 	derp_cl_queue_push(c, dst, data, len);
@@ -412,57 +415,81 @@ void derp_client_reconnect(derp_client_t *c)
 
 /* ---- timers ---- */
 
+int derp_client_liveness(uint64_t now_ms, uint64_t last_rx_ms, uint64_t last_idle_ping_ms, uint64_t oldest_ping_ms,
+			 uint32_t read_timeout_ms, uint32_t ping_timeout_ms, uint32_t idle_ping_ms, uint64_t *next_ms)
+{
+	uint64_t dead_at = last_rx_ms + read_timeout_ms;
+	if (now_ms >= dead_at)
+		return DERP_LIVE_READ_TIMEOUT;
+	uint64_t next = dead_at;
+	if (oldest_ping_ms != UINT64_MAX) {
+		uint64_t ping_dead = oldest_ping_ms + ping_timeout_ms;
+		if (now_ms >= ping_dead)
+			return DERP_LIVE_PING_TIMEOUT;
+		if (ping_dead < next)
+			next = ping_dead;
+	} else if (idle_ping_ms) {
+		/* Quiet since the later of the last frame and our last idle ping. */
+		uint64_t base = last_rx_ms > last_idle_ping_ms ? last_rx_ms : last_idle_ping_ms;
+		if (now_ms >= base + idle_ping_ms)
+			return DERP_LIVE_SEND_PING;
+		if (base + idle_ping_ms < next)
+			next = base + idle_ping_ms;
+	}
+	*next_ms = next;
+	return DERP_LIVE_OK;
+}
+
+static uint64_t oldest_ping_ms(const struct derp_client *c)
+{
+	uint64_t oldest = UINT64_MAX;
+	for (int i = 0; i < DERP_CLIENT_MAX_PINGS; i++)
+		if (c->pings[i].used && c->pings[i].sent_ns / 1000000 < oldest)
+			oldest = c->pings[i].sent_ns / 1000000;
+	return oldest;
+}
+
+/* Applies the liveness rule now: drops, pings, or re-arms t_main. */
+static void liveness(struct derp_client *c)
+{
+	for (int round = 0; round < 2; round++) {
+		uint64_t next = 0;
+		int act = derp_client_liveness(rt_now_ms(), c->last_rx_ms, c->last_idle_ping_ms, oldest_ping_ms(c),
+					       c->o.read_timeout_ms, c->o.ping_timeout_ms, c->o.idle_ping_ms, &next);
+		switch (act) {
+		case DERP_LIVE_OK:
+			rt_timer_arm_at(c->t_main, next);
+			return;
+		case DERP_LIVE_READ_TIMEOUT:
+			c->st.read_timeouts++;
+			derp_cl_fail(c, "no frame from the server for %u ms", c->o.read_timeout_ms);
+			return;
+		case DERP_LIVE_PING_TIMEOUT:
+			c->st.ping_timeouts++;
+			derp_cl_fail(c, "ping unanswered for %u ms", c->o.ping_timeout_ms);
+			return;
+		case DERP_LIVE_SEND_PING: {
+			uint8_t data[8];
+			randombytes_buf(data, sizeof(data));
+			c->last_idle_ping_ms = rt_now_ms();
+			if (derp_client_ping(c, data) < 0)
+				return;
+			break; /* round 2 arms the timer for the new ping's deadline */
+		}
+		}
+	}
+}
+
+/* Re-arms t_main for the connection's next deadline; acting is left to
+ * the timer callback, so callers (ping, pong) never see a teardown. */
 static void arm_main(struct derp_client *c)
 {
 	if (c->state != DERP_CLIENT_CONNECTED)
 		return;
-	uint64_t at = c->last_rx_ms + c->o.read_timeout_ms;
-	bool outstanding = false;
-	for (int i = 0; i < DERP_CLIENT_MAX_PINGS; i++) {
-		if (!c->pings[i].used)
-			continue;
-		outstanding = true;
-		uint64_t d = c->pings[i].sent_ns / 1000000 + c->o.ping_timeout_ms;
-		if (d < at)
-			at = d;
-	}
-	if (c->o.idle_ping_ms && !outstanding) {
-		uint64_t base = c->last_rx_ms > c->last_idle_ping_ms ? c->last_rx_ms : c->last_idle_ping_ms;
-		if (base + c->o.idle_ping_ms < at)
-			at = base + c->o.idle_ping_ms;
-	}
-	rt_timer_arm_at(c->t_main, at);
-}
-
-static void liveness(struct derp_client *c)
-{
-	uint64_t now = rt_now_ms();
-	if (now >= c->last_rx_ms + c->o.read_timeout_ms) {
-		c->st.read_timeouts++;
-		derp_cl_fail(c, "no frame from the server for %u ms", c->o.read_timeout_ms);
-		return;
-	}
-	bool outstanding = false;
-	for (int i = 0; i < DERP_CLIENT_MAX_PINGS; i++) {
-		if (!c->pings[i].used)
-			continue;
-		if (now >= c->pings[i].sent_ns / 1000000 + c->o.ping_timeout_ms) {
-			c->st.ping_timeouts++;
-			derp_cl_fail(c, "ping unanswered for %u ms", c->o.ping_timeout_ms);
-			return;
-		}
-		outstanding = true;
-	}
-	if (c->o.idle_ping_ms && !outstanding) {
-		uint64_t base = c->last_rx_ms > c->last_idle_ping_ms ? c->last_rx_ms : c->last_idle_ping_ms;
-		if (now >= base + c->o.idle_ping_ms) {
-			uint8_t data[8];
-			randombytes_buf(data, sizeof(data));
-			c->last_idle_ping_ms = now;
-			derp_client_ping(c, data);
-		}
-	}
-	arm_main(c);
+	uint64_t now = rt_now_ms(), next = now;
+	int act = derp_client_liveness(now, c->last_rx_ms, c->last_idle_ping_ms, oldest_ping_ms(c),
+				       c->o.read_timeout_ms, c->o.ping_timeout_ms, c->o.idle_ping_ms, &next);
+	rt_timer_arm_at(c->t_main, act == DERP_LIVE_OK ? next : now);
 }
 
 static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)

@@ -45,7 +45,8 @@ struct derp_client_ops {
 	/* connected: handshake complete (ServerInfo received). !connected: the
 	 * connection was lost (why: a message); the client is reconnecting. */
 	void (*on_state)(void *arg, bool connected, const char *why);
-	/* The send queue and write buffer drained after being congested. */
+	/* The send queue and write buffer drained after a send found (or left)
+	 * the client congested: sends go straight to the socket again. */
 	void (*on_writable)(void *arg);
 };
 

@@ -114,6 +114,20 @@ struct derp_client_event {
  * (0 = none yet), rnd uniform in [0, 2^32): min(n*n*base, max) * (0.5 + rnd/2^32). */
 uint32_t derp_client_backoff_ms(uint32_t failures, uint32_t base_ms, uint32_t max_ms, uint32_t rnd);
 
+/* Sans-IO liveness rule of a connected client at time now (ms): what to
+ * do, and in *next_ms when to look again. oldest_ping_ms: send time of the
+ * oldest unanswered ping, or UINT64_MAX for none. idle_ping_ms 0: off. */
+/* nothing to do until *next_ms */
+#define DERP_LIVE_OK 0
+/* no frame for read_timeout_ms: drop the connection */
+#define DERP_LIVE_READ_TIMEOUT 1
+/* a ping unanswered for ping_timeout_ms: drop the connection */
+#define DERP_LIVE_PING_TIMEOUT 2
+/* quiet for idle_ping_ms with no ping out: send one */
+#define DERP_LIVE_SEND_PING 3
+int derp_client_liveness(uint64_t now_ms, uint64_t last_rx_ms, uint64_t last_idle_ping_ms, uint64_t oldest_ping_ms,
+			 uint32_t read_timeout_ms, uint32_t ping_timeout_ms, uint32_t idle_ping_ms, uint64_t *next_ms);
+
 /* ---- Python adapter: a client plus thread-safe queues ---- */
 typedef struct derp_pyclient derp_pyclient_t;
 

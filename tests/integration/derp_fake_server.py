@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -107,6 +108,8 @@ class FakeServer:
 
     scripts: list[Script]
     port: int = 0
+    host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None
     priv: PrivateKey = field(default_factory=PrivateKey.generate)
     accepted: int = 0
     errors: list[str] = field(default_factory=list)
@@ -114,9 +117,9 @@ class FakeServer:
 
     def __post_init__(self) -> None:
         self.pub = bytes(self.priv.public_key)
-        self.lsock = socket.socket()
+        self.lsock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.bind((self.host, self.port))
         self.lsock.listen(16)
         self.lsock.settimeout(0.2)
         self.port = self.lsock.getsockname()[1]
@@ -127,7 +130,8 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/derp"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/derp"
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
@@ -145,8 +149,11 @@ class FakeServer:
 
     def _run(self, script: Script, conn: Conn) -> None:
         try:
+            if self.tls:
+                conn.sock = self.tls.wrap_socket(conn.sock, server_side=True)
+                self.results.put(("tls", conn.sock.selected_alpn_protocol(), conn.sock.version()))
             script(conn)
-        except (EOFError, OSError):
+        except (EOFError, OSError, ssl.SSLError):
             pass
         except Exception as exc:  # reported to the test
             self.errors.append(f"{type(exc).__name__}: {exc}")
