@@ -94,6 +94,8 @@ bool wg_cookie_check_mac2(wg_device *dev, const uint8_t *msg, size_t len, const 
 void wg_cookie_send_reply(wg_device *dev, const uint8_t *msg, size_t len, const wg_endpoint *from, uint64_t now_ms)
 {
 	uint8_t reply[WG_COOKIE_LEN], cookie[16];
+	if (from->family == WG_AF_NONE)
+		return; /* no source to answer */
 	memset(reply, 0, sizeof(reply));
 	reply[0] = WG_MSG_COOKIE;
 	/* Both handshake messages carry the sender index at offset 4. */

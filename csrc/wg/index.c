@@ -70,9 +70,12 @@ int wg_index_add(wg_device *dev, enum wg_index_kind kind, wg_peer *peer, struct 
 	if ((t->count + 1) * 2 > t->cap && grow(t) != 0)
 		return -ENOMEM;
 	struct wg_index_entry e = {.kind = (uint8_t)kind, .peer = peer, .kp = kp};
-	/* Draw until unused; with the table at most half full this ends fast. */
-	for (;;) {
+	/* Draw until unused; with at most 2^18 live indices among 2^32 this
+	 * ends at once, unless the random source is broken (bounded). */
+	for (int tries = 0;; tries++) {
 		uint8_t b[4];
+		if (tries == 64)
+			return -EAGAIN;
 		wg_dev_random(dev, b, sizeof(b));
 		e.index = wg_le32(b);
 		if (!wg_index_find(t, e.index))

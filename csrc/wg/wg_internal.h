@@ -180,7 +180,8 @@ void wg_dev_note_handshake_message(wg_device *dev, uint64_t now_ms);
 /* index.c */
 int wg_index_init(struct wg_index_table *t);
 void wg_index_free(struct wg_index_table *t);
-/* Registers a fresh random index for (kind, peer, kp); 0 or -ENOMEM. */
+/* Registers a fresh random index for (kind, peer, kp); 0, -ENOMEM, or
+ * -EAGAIN if the random source keeps repeating itself. */
 int wg_index_add(wg_device *dev, enum wg_index_kind kind, wg_peer *peer, struct wg_keypair *kp, uint32_t *out);
 struct wg_index_entry *wg_index_find(const struct wg_index_table *t, uint32_t index);
 void wg_index_del(struct wg_index_table *t, uint32_t index);
