@@ -10,7 +10,6 @@ tunnel, read_packet() returns what came out on the other side.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 
@@ -20,7 +19,7 @@ from spanza import packets
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    key_a, key_b = os.urandom(32), os.urandom(32)  # clamped by the device
+    key_a, key_b = spanza.PrivateKey.generate(), spanza.PrivateKey.generate()
     with spanza.Device(private_key=key_a) as a, spanza.Device(private_key=key_b) as b:
         print(f"device A: UDP 127.0.0.1:{a.listen_port}, tunnel 10.0.0.1, public key {a.public_key}")
         print(f"device B: UDP 127.0.0.1:{b.listen_port}, tunnel 10.0.0.2, public key {b.public_key}")

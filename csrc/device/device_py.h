@@ -58,6 +58,10 @@ void dev_py_free_text(char *p);
 
 /* Sends an IP packet into the tunnel: 0, a wg_drop reason (> 0) or -errno. */
 int dev_py_write_packet(dev_device *d, const uint8_t *ip, size_t len);
+/* n packets stored back to back in buf (lens[i] bytes each), sent in one
+ * trip to the loop. reasons[i] gets each one's result (0 or a wg_drop
+ * reason). Returns how many were accepted, or -errno. */
+int dev_py_write_batch(dev_device *d, const uint8_t *buf, const uint32_t *lens, size_t n, uint8_t *reasons);
 /* The next delivered packet: its length, -ETIMEDOUT, -ESHUTDOWN, or
  * -EMSGSIZE (longer than cap: dropped). timeout_ms < 0 waits forever. */
 int dev_py_read_packet(dev_device *d, uint8_t *buf, size_t cap, int timeout_ms);

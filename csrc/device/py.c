@@ -178,6 +178,34 @@ int dev_py_write_packet(dev_device *d, const uint8_t *ip, size_t len)
 	return on_loop(d, do_write, &c);
 }
 
+static void do_write_batch(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	const uint32_t *lens = c->p1;
+	uint8_t *reasons = c->p2;
+	size_t off = 0, accepted = 0;
+	for (size_t i = 0; i < c->len; i++) {
+		int rc = dev_send_packet(c->d, c->bytes + off, lens[i]);
+		if (rc < 0) {
+			c->rc = rc;
+			return;
+		}
+		reasons[i] = (uint8_t)rc;
+		accepted += rc == 0;
+		off += lens[i];
+	}
+	c->rc = (int)accepted;
+}
+
+int dev_py_write_batch(dev_device *d, const uint8_t *buf, const uint32_t *lens, size_t n, uint8_t *reasons)
+{
+	if (n > INT32_MAX)
+		return -EINVAL;
+	struct call c = {.bytes = buf, .len = n, .p1 = (void *)lens, .p2 = reasons};
+	return on_loop(d, do_write_batch, &c);
+}
+
 int dev_py_read_packet(dev_device *d, uint8_t *buf, size_t cap, int timeout_ms)
 {
 	return dev_queue_pop(&d->rxq, buf, cap, timeout_ms);

@@ -321,7 +321,7 @@ int dev_uapi_listen(rt_t *rt, const char *dir, const char *name, dev_uapi_handle
 		s->st_dev = st.st_dev;
 		s->st_ino = st.st_ino;
 	}
-	rc = listen(s->fd, 16) < 0 ? -errno : rt_fd_add(rt, s->fd, EPOLLIN, on_accept, s);
+	rc = listen(s->fd, 128) < 0 ? -errno : rt_fd_add(rt, s->fd, EPOLLIN, on_accept, s);
 	if (rc < 0) {
 		unlink(a.sun_path);
 		goto fail;

@@ -270,3 +270,23 @@ def test_under_load_needs_a_cookie_first():
 
 
 test_under_load_needs_a_cookie_first = pytest.mark.slow(test_under_load_needs_a_cookie_first)
+
+
+def test_write_packets_batch_in_order_and_reports_unroutable():
+    a, b, _, _ = pair()
+    with a, b:
+        batch = [packets.udp(A4, B4, 1000, 2000 + i, bytes([i]) * (20 + i)) for i in range(200)]
+        # Before the handshake the core stages 128 packets per peer, dropping the oldest.
+        assert a.write_packets(batch) == 200
+        got = [b.read_packet(timeout=5) for _ in range(128)]
+        assert got == batch[72:]
+        assert a.stats()["drops"]["staged_overflow"] == 72
+        # With a session, all go out, in order.
+        assert a.write_packets(batch) == 200
+        assert [b.read_packet(timeout=5) for _ in range(200)] == batch
+        mixed = [batch[0], packets.icmp_echo(A4, "10.66.0.1", 1, 1), batch[1]]
+        with pytest.raises(spanza.ConfigError, match=r"1 of 3 packets dropped: no peer's allowed_ips contain "
+                                                     r"the destination \(first: 10.66.0.1\)"):
+            a.write_packets(mixed)
+        assert [b.read_packet(timeout=5) for _ in range(2)] == [batch[0], batch[1]]
+        assert a.write_packets([]) == 0

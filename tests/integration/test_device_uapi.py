@@ -27,9 +27,9 @@ def talk(path: str, *chunks: bytes, read_until: int = 1, timeout: float = 5.0) -
     """Sends the chunks on one connection; reads until `read_until` replies
     (each ending in a blank line after errno) arrived or the peer closed."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
     try:
-        s.connect(path)
+        s.connect(path)  # blocking, as wg does: waits while the backlog is full
+        s.settimeout(timeout)
         for c in chunks:
             s.sendall(c)
             time.sleep(0.01)
