@@ -173,10 +173,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 def _log_stats(log, st: dict) -> None:  # noqa: ANN001
     d = st["derp"]
     log.info("wg->derp %d datagrams (%d B), derp->wg %d (%d B); drops: unknown key %d, oversize %d, "
-             "send errors %d, no destination %d, DERP queue full %d; reconnects %d",
+             "send errors %d, no destination %d, DERP queue full %d, UDP buffer overflow %d; reconnects %d",
              st["derp_tx_packets"], st["derp_tx_bytes"], st["wg_tx_datagrams"], st["wg_tx_bytes"],
              st["drops_unknown_key"], st["drops_oversize"], st["drops_send_error"],
-             st["drops_no_destination"], st["drops_queue_full"], d["reconnects"])
+             st["drops_no_destination"], st["drops_queue_full"], st["drops_udp_overflow"], d["reconnects"])
 
 
 if __name__ == "__main__":

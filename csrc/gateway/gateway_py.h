@@ -48,6 +48,7 @@ struct gw_peer_stats {
 	uint64_t drops_oversize;   /* too large for DERP (65536) or for UDP */
 	uint64_t drops_send_error; /* UDP send failed (buffer full, unreachable) or DERP client closed */
 	uint64_t drops_no_destination; /* from DERP while no WireGuard address is known */
+	uint64_t drops_udp_overflow; /* dropped by the kernel: this socket's receive buffer was full */
 	uint64_t peer_gone;        /* the relay said this peer went away / is not there */
 };
 
@@ -62,6 +63,7 @@ struct gw_stats {
 	uint64_t drops_oversize;
 	uint64_t drops_send_error;
 	uint64_t drops_no_destination;
+	uint64_t drops_udp_overflow;
 	uint64_t drops_unknown_key;  /* from a DERP key that is no remote peer of ours */
 	uint64_t drops_queue_full;   /* the DERP client's send queue overflowed (oldest dropped) */
 	uint64_t drops_udp_truncated; /* a datagram larger than the receive buffer */

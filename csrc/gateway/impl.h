@@ -56,6 +56,12 @@ struct gw {
 	struct mmsghdr msgs[GW_BATCH];
 	struct iovec iov[GW_BATCH];
 	struct sockaddr_storage from[GW_BATCH];
+	/* SO_RXQ_OVFL: the kernel's count of datagrams it dropped on a socket
+	 * whose receive buffer was full (before we could read them) */
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(uint32_t))];
+	} ctl[GW_BATCH];
 	uint8_t *bufs;
 
 	/* connection state for threads waiting in gw_py_wait_connected */

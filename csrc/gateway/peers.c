@@ -155,6 +155,9 @@ static int open_socket(const struct gw_addr *listen, int *family, char *err, siz
 	 * WireGuard listening on all addresses. */
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	/* Best effort: count what the kernel drops before we read it. */
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
 		int e = errno;
 		char txt[INET6_ADDRSTRLEN] = "?";
@@ -267,6 +270,7 @@ static void add_totals(struct gw_peer_stats *t, const struct gw_peer_stats *s)
 	t->drops_oversize += s->drops_oversize;
 	t->drops_send_error += s->drops_send_error;
 	t->drops_no_destination += s->drops_no_destination;
+	t->drops_udp_overflow += s->drops_udp_overflow;
 	t->peer_gone += s->peer_gone;
 }
 
@@ -346,6 +350,7 @@ void gw_stats(const gw_t *g, struct gw_stats *out, struct derp_client_stats *der
 	out->drops_oversize = t.drops_oversize;
 	out->drops_send_error = t.drops_send_error;
 	out->drops_no_destination = t.drops_no_destination;
+	out->drops_udp_overflow = t.drops_udp_overflow;
 	out->peers = (uint32_t)g->npeers;
 	out->connected = derp_client_connected(g->derp);
 	struct derp_client_stats ds;

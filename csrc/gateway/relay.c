@@ -33,6 +33,19 @@ static void learn(struct gw *g, struct gw_peer *p, const struct sockaddr_storage
 	}
 }
 
+/* The kernel's running count of drops on this socket, as of this message. */
+static void note_overflow(struct gw_peer *p, struct msghdr *h)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+			uint32_t v;
+			memcpy(&v, CMSG_DATA(c), sizeof(v));
+			p->st.drops_udp_overflow = v;
+		}
+	}
+}
+
 void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 {
 	(void)rt;
@@ -49,6 +62,8 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 				.msg_namelen = sizeof(g->from[i]),
 				.msg_iov = &g->iov[i],
 				.msg_iovlen = 1,
+				.msg_control = g->ctl[i].buf,
+				.msg_controllen = sizeof(g->ctl[i].buf),
 			};
 			g->msgs[i].msg_len = 0;
 		}
@@ -60,6 +75,8 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 				g->st.udp_rx_errors++;
 			return;
 		}
+		if (n > 0)
+			note_overflow(p, &g->msgs[n - 1].msg_hdr);
 		for (int i = 0; i < n; i++) {
 			struct msghdr *h = &g->msgs[i].msg_hdr;
 			size_t len = g->msgs[i].msg_len;

@@ -251,7 +251,7 @@ def test_backpressure_pauses_reading_instead_of_dropping(relay):
     DERP connection is congested and resumes when it drains."""
     (ka, pa), (kb, pb) = key(), key()
     wa, wb = udp(), udp()
-    with DerpServer(rate_limit=2_000_000) as slow, \
+    with DerpServer(rate_limit=8_000_000) as slow, \
          Gateway(slow.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb]) as ga, \
          Gateway(slow.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb:
         ga.wait_connected(10)
@@ -268,6 +268,16 @@ def test_backpressure_pauses_reading_instead_of_dropping(relay):
                     pass
         st = ga.stats()
         assert st["pauses"] >= 1, st
+        # Held back, the datagrams wait in the socket buffer; when it
+        # overflows, the kernel's drop count shows up in the counters.
+        deadline = time.monotonic() + 10
+        while ga.stats()["drops_udp_overflow"] == 0 and time.monotonic() < deadline:
+            for _ in range(500):
+                try:
+                    wa.sendto(payload, ga.address)
+                except BlockingIOError:
+                    pass
+        assert ga.stats()["peers"][nodekey(pb)]["drops_udp_overflow"] > 0
         # Reading resumes once the relay drains the connection.
         wait_for(lambda: not ga.stats()["peers"][nodekey(pb)]["paused"], 30, "reading to resume")
         assert ga.stats()["derp"]["drops_queue_full"] == 0
