@@ -159,9 +159,17 @@ def cmd_gateway(args: argparse.Namespace) -> int:
               f"{args.derp_url}", flush=True)
         next_stats = args.stats_interval
         waited = 0.0
+        reported = ""
         while not stop.wait(0.25):
             _log.drain()
             waited += 0.25
+            if not gw.connected:  # say why, once per distinct reason
+                why = gw.last_error()
+                if why and why != reported:
+                    log.warning("not connected to %s: %s (retrying)", args.derp_url, why)
+                    reported = why
+            else:
+                reported = ""
             if args.stats_interval > 0 and waited >= next_stats:
                 next_stats += args.stats_interval
                 _log_stats(log, gw.stats())

@@ -15,7 +15,14 @@ thread; no Python runs per packet.
 
 Where packets from DERP go: ``wg_endpoint`` when given, otherwise the
 address that last sent to that peer's socket (or, before it sent anything,
-to any of the gateway's sockets).
+to any of the gateway's sockets). In that learned mode whoever can send to
+the sockets decides where replies go: keep them on loopback (the default)
+or give ``wg_endpoint`` when listening on other addresses.
+
+Backpressure: while the DERP connection is congested the gateway stops
+reading its sockets (the kernel buffers, then drops and counts:
+``drops_udp_overflow``); while it is down, the DERP client keeps the newest
+packets in a bounded queue (``drops_queue_full`` counts the oldest lost).
 
 Ports: the first remote peer listens on ``listen``; later ones on the same
 host, on ``listen``'s port + 1, + 2, ... when that port is fixed, or on any

@@ -126,3 +126,14 @@ def test_gateway_command_errors(tmp_path):
                "--remote-peer", "nodekey:" + "11" * 32, "--wg-endpoint", "localhost")
     assert r.returncode == 1 and "wg_endpoint" in r.stderr
     assert public_key_of(load_key_file(tmp_path / "k"))  # created by the first run
+
+
+def test_gateway_example_runs():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(root, "examples", "gateway_and_derp.py")
+    if not os.path.exists(script):
+        pytest.skip("examples/ is not part of this tree (the `make asan` copy)")
+    p = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60, cwd=root)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "10.0.0.1 -> 10.0.0.2: echo reply" in p.stdout and "10.0.0.2 -> 10.0.0.1: echo reply" in p.stdout
+    assert p.stdout.rstrip().endswith("ok")
