@@ -75,7 +75,7 @@ test-fast: ext $(TEST_DEPS)
 ASAN_TREE := build/sanitize/tree
 asan: build/sanitize/libspanza.a $(TEST_DEPS)
 	@rm -rf $(ASAN_TREE) && mkdir -p $(ASAN_TREE)
-	cp -r spanza tests conftest.py pyproject.toml $(ASAN_TREE)/
+	cp -r spanza tests examples conftest.py pyproject.toml $(ASAN_TREE)/
 	rm -f $(ASAN_TREE)/spanza/_spanza*.so
 	SPANZA_SANITIZE=1 SPANZA_LIBDIR=build/sanitize $(PY) spanza/_build.py build/sanitize/cffi
 	cp build/sanitize/cffi/spanza/_spanza*.so $(ASAN_TREE)/spanza/

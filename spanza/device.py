@@ -292,6 +292,7 @@ class Device(DerpBindMixin):
         self._closed = False
         self._ptr = None
         self._tls = threading.local()
+        self._uapi_path: str | None = None
         self.name = name
         if uapi_dir is not None and name is None:
             raise ConfigError("uapi_dir: a UAPI socket also needs a name (Device(name='wg0', ...))")
@@ -314,6 +315,7 @@ class Device(DerpBindMixin):
                 if rc == -_errno.EADDRINUSE:
                     raise ConfigError(f"name: {d}/{name}.sock is served by another live process; pick another name")
                 check(rc, f"UAPI socket {d}/{name}.sock")
+                self._uapi_path = os.path.join(d, f"{name}.sock")
             if keylog_file is not None:
                 check(lib.dev_py_set_keylog(ptr, os.fsencode(os.fspath(keylog_file))), f"keylog_file {keylog_file}")
             if derp_url is not None:
@@ -331,6 +333,8 @@ class Device(DerpBindMixin):
         with self._lock:
             if self._closed:
                 raise ClosedError("device is closed")
+            if self._runtime.closed:
+                raise ClosedError(f"the device's runtime {self._runtime.name!r} is closed")
             self._inflight += 1
         try:
             yield self._ptr
@@ -360,6 +364,16 @@ class Device(DerpBindMixin):
             self._closed = True
         ptr = self._ptr
         if ptr is None:
+            return
+        if self._runtime.closed:
+            # Its loop is gone, so the device's sockets cannot be closed
+            # safely: leak them rather than touch freed memory.
+            log.warning("device %s closed after its runtime: its sockets leak; close devices first",
+                        self.name or hex(id(self)))
+            if self._uapi_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._uapi_path)
+            self._ptr = None
             return
         lib.dev_py_shutdown(ptr)  # readers blocked in C return now
         with self._lock:

@@ -33,6 +33,7 @@ struct wg_tunnel {
 	uint64_t rng_nonce;
 	uint8_t *script;
 	size_t script_len, script_pos;
+	uint16_t busy_port;
 };
 
 static void q_push(wg_tunnel *t, struct queue *q, wg_peer *peer, const wg_endpoint *to, const uint8_t *data, size_t len)
@@ -143,6 +144,21 @@ static void t_random(void *ctx, uint8_t *buf, size_t len)
 
 static uint64_t t_wall(void *ctx) { return ((wg_tunnel *)ctx)->wall_ns; }
 
+/* No socket: "binding" fails only for the port marked busy; port 0 gets an
+ * ephemeral-range port from the RNG, as a real bind would. */
+static int t_listen_port(void *ctx, uint16_t port)
+{
+	wg_tunnel *t = ctx;
+	if (port && port == t->busy_port)
+		return -EADDRINUSE;
+	if (!port) {
+		uint8_t b[2];
+		t_random(t, b, sizeof(b));
+		port = (uint16_t)(32768 + (b[0] | b[1] << 8) % 28232);
+	}
+	return port;
+}
+
 wg_tunnel *wg_tunnel_new(const uint8_t *seed, size_t seed_len)
 {
 	if (spz_crypto_init() != 0)
@@ -157,6 +173,7 @@ wg_tunnel *wg_tunnel_new(const uint8_t *seed, size_t seed_len)
 	t->wall_ns = spz_wall_ns();
 	struct wg_ops ops = {
 		.ctx = t, .send = t_send, .deliver = t_deliver, .random = t_random, .wall_ns = t_wall,
+		.set_listen_port = t_listen_port,
 	};
 	t->dev = wg_device_new(&ops);
 	if (!t->dev) {
@@ -211,5 +228,7 @@ int wg_tunnel_pop_delivered(wg_tunnel *t, uint8_t *peer_pub, uint8_t *buf, size_
 }
 
 void wg_tunnel_random(wg_tunnel *t, uint8_t *buf, size_t len) { t_random(t, buf, len); }
+
+void wg_tunnel_set_busy_port(wg_tunnel *t, uint16_t port) { t->busy_port = port; }
 
 uint64_t wg_tunnel_queue_drops(const wg_tunnel *t) { return t->drops; }

@@ -264,6 +264,9 @@ void wg_tunnel_random(wg_tunnel *t, uint8_t *buf, size_t len);
 int wg_tunnel_pop_outgoing(wg_tunnel *t, wg_endpoint *to, uint8_t *peer_pub, uint8_t *buf, size_t cap);
 /* What the core delivered (decrypted, source-checked IP packets). */
 int wg_tunnel_pop_delivered(wg_tunnel *t, uint8_t *peer_pub, uint8_t *buf, size_t cap);
+/* UAPI listen_port= on a tunnel: this port "is in use" (-EADDRINUSE);
+ * port 0 picks one from the RNG. */
+void wg_tunnel_set_busy_port(wg_tunnel *t, uint16_t port);
 /* Entries dropped because a queue was full. */
 uint64_t wg_tunnel_queue_drops(const wg_tunnel *t);
 

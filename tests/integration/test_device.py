@@ -290,3 +290,13 @@ def test_write_packets_batch_in_order_and_reports_unroutable():
             a.write_packets(mixed)
         assert [b.read_packet(timeout=5) for _ in range(2)] == [batch[0], batch[1]]
         assert a.write_packets([]) == 0
+
+
+def test_device_outliving_its_runtime_fails_cleanly(tmp_path):
+    rt = spanza.Runtime("short-lived")
+    d = Device(private_key=PrivateKey.generate(), runtime=rt, name="spzrt0", uapi_dir=str(tmp_path))
+    rt.close()
+    with pytest.raises(spanza.ClosedError, match="runtime 'short-lived' is closed"):
+        d.write_packet(packets.icmp_echo(A4, B4, 1, 1))
+    d.close()  # no crash; the socket file is removed even so
+    assert not (tmp_path / "spzrt0.sock").exists()

@@ -251,6 +251,18 @@ def test_listen_port_and_fwmark_recorded():
     assert "listen_port=12345\n" in text and "fwmark" not in text
 
 
+def test_listen_port_in_use_and_random():
+    t = Tunnel(seed=1, listen_port=51820)
+    lib.wg_tunnel_set_busy_port(t._ptr, 51821)
+    with pytest.raises(ConfigError) as ei:
+        t.ipc_set("listen_port=51821\n")
+    assert ei.value.errno == errno.EADDRINUSE
+    assert "listen_port=51820\n" in t.ipc_get()
+    t.ipc_set("listen_port=0\n")  # the real bound port is reported
+    port = int(t.ipc_get().split("listen_port=")[1].split("\n")[0])
+    assert 32768 <= port < 61000
+
+
 def test_framing():
     assert lib.wg_uapi_request_len(b"get=1\n", 6) == 0
     assert lib.wg_uapi_request_len(b"get=1\n\nget=1\n\n", 14) == 7
