@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.interop.netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree, require_root, wait_for
+from netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree, require_root, wait_for
 from spanza import packets
 from spanza.device import Device
 
