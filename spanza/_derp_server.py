@@ -298,6 +298,16 @@ class DerpServer:
             raise ClosedError("DERP server's runtime is closed")
         return {name: int(getattr(st, name)) for name, _ in ffi.typeof("struct derp_server_stats").fields}
 
+    def advance_clock(self, ms: int) -> None:
+        """For tests: moves the server's clock forward by ``ms`` milliseconds
+        (virtual time, on top of real time) and runs every deadline now due:
+        keepalives, handshake and write deadlines, rate-limit resumes, mesh
+        retries. Protocol timers are tested this way instead of sleeping."""
+        if not isinstance(ms, int) or ms < 0:
+            raise ConfigError(f"advance_clock: ms must be an integer >= 0, got {ms!r}")
+        if lib.derp_server_advance_clock(self.ptr, ms) < 0:
+            raise ClosedError("DERP server's runtime is closed")
+
     def close(self) -> None:
         """Closes every connection and the listener (queued frames get one last write)."""
         ptr, self._ptr = getattr(self, "_ptr", None), None

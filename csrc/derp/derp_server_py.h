@@ -72,8 +72,8 @@ struct derp_server_stats {
 	uint64_t drop_queue_tail;
 	uint64_t drop_write_error;
 	uint64_t drop_dup_client;
-	uint64_t close_protocol_error; /* malformed or out-of-order frames */
-	uint64_t close_handshake_error; /* bad ClientInfo, box, JSON, mesh key, zero key */
+	uint64_t close_protocol_error; /* after registration: a frame with a bad length */
+	uint64_t close_handshake_error; /* before registration: not ClientInfo first, bad length/box/JSON/mesh key, zero key */
 	uint64_t close_handshake_timeout;
 	uint64_t close_write_timeout;
 	uint64_t close_not_allowed;  /* allowlist rejections */
@@ -98,6 +98,11 @@ int derp_server_cert_pem(derp_server_t *s, char *out, size_t cap);
 int derp_server_cert_sha256(derp_server_t *s, uint8_t out[32]);
 /* Snapshot of the counters (taken on the loop thread). */
 int derp_server_stats(derp_server_t *s, struct derp_server_stats *out);
+
+/* Tests: moves the server's clock forward by ms (virtual time) and runs
+ * every deadline that is now due (keepalives, handshake and write
+ * deadlines, rate-limit resumes, mesh retries). Real time still passes too. */
+int derp_server_advance_clock(derp_server_t *s, uint64_t ms);
 
 /* Helpers for Python: key files and generation. */
 int derp_server_load_config_key(const char *path, int create, uint8_t priv[32], char *err, size_t errlen);

@@ -20,17 +20,46 @@
 
 #define MESH_CONNECT_TIMEOUT_MS 10000
 
+/* Copies src[n] into dst[cap] with a NUL; false if it does not fit. */
+static bool copy_str(char *dst, size_t cap, const char *src, size_t n)
+{
+	if (n >= cap)
+		return false;
+	memcpy(dst, src, n);
+	dst[n] = 0;
+	return true;
+}
+
+/* Splits "name[:port]" / "[v6]:port" into name and port (port untouched if absent). */
+static bool split_host_port(const char *hp, char *name, size_t ncap, char *port, size_t pcap)
+{
+	const char *colon;
+	if (hp[0] == '[') {
+		const char *rb = strchr(hp, ']');
+		if (!rb || (rb[1] && rb[1] != ':'))
+			return false;
+		if (rb[1] == ':' && !copy_str(port, pcap, rb + 2, strlen(rb + 2)))
+			return false;
+		return copy_str(name, ncap, hp + 1, (size_t)(rb - hp - 1));
+	}
+	colon = strrchr(hp, ':');
+	if (colon && strchr(hp, ':') == colon) {
+		if (!copy_str(port, pcap, colon + 1, strlen(colon + 1)))
+			return false;
+		return copy_str(name, ncap, hp, (size_t)(colon - hp));
+	}
+	return copy_str(name, ncap, hp, strlen(hp));
+}
+
 /* One entry: [http://|https://]host[:port][/dialhost][/derp]. derper's form
  * is a bare "host" (https, port 443) or "host/dialhost". */
 static int parse_entry(struct derp_server *s, const char *ent, size_t n, char *err, size_t errlen)
 {
-	char buf[600], *e = buf;
-	if (n >= sizeof(buf)) {
+	char buf[256], *e = buf;
+	if (!copy_str(buf, sizeof(buf), ent, n)) {
 		snprintf(err, errlen, "mesh peer %.40s...: too long", ent);
 		return -EINVAL;
 	}
-	memcpy(buf, ent, n);
-	buf[n] = 0;
 	bool tls = true;
 	if (!strncmp(e, "https://", 8)) {
 		e += 8;
@@ -44,8 +73,13 @@ static int parse_entry(struct derp_server *s, const char *ent, size_t n, char *e
 	char *dial = strchr(e, '/');
 	if (dial)
 		*dial++ = 0;
-	if (!*e || (dial && (!*dial || strchr(dial, '/')))) {
-		snprintf(err, errlen, "mesh peer %s: want host[:port] or host/dialhost", buf);
+	char name[256], port[16], dialname[256];
+	snprintf(port, sizeof(port), "%s", tls ? "443" : "80");
+	if (!*e || (dial && (!*dial || strchr(dial, '/'))) ||
+	    !split_host_port(e, name, sizeof(name), port, sizeof(port)) || !*name ||
+	    (dial && (!split_host_port(dial, dialname, sizeof(dialname), port, sizeof(port)) || !*dialname))) {
+		snprintf(err, errlen, "mesh peer %.*s: want host[:port], host/dialhost or http(s)://host:port/derp",
+			 (int)n, ent);
 		return -EINVAL;
 	}
 	struct derp_mesh_link *l = calloc(1, sizeof(*l));
@@ -53,49 +87,15 @@ static int parse_entry(struct derp_server *s, const char *ent, size_t n, char *e
 		return -ENOMEM;
 	l->srv = s;
 	l->tls = tls;
-	snprintf(l->host, sizeof(l->host), "%s", e);
-	/* host[:port] or [v6]:port -> name and port */
-	char name[256], port[16];
-	snprintf(port, sizeof(port), "%s", tls ? "443" : "80");
-	if (e[0] == '[') {
-		char *rb = strchr(e, ']');
-		if (!rb) {
-			free(l);
-			snprintf(err, errlen, "mesh peer %s: bad IPv6 literal", buf);
-			return -EINVAL;
-		}
-		snprintf(name, sizeof(name), "%.*s", (int)(rb - e - 1), e + 1);
-		if (rb[1] == ':')
-			snprintf(port, sizeof(port), "%s", rb + 2);
-	} else {
-		char *colon = strrchr(e, ':');
-		if (colon && strchr(e, ':') == colon) {
-			snprintf(name, sizeof(name), "%.*s", (int)(colon - e), e);
-			snprintf(port, sizeof(port), "%s", colon + 1);
-		} else {
-			snprintf(name, sizeof(name), "%s", e);
-		}
-	}
-	snprintf(l->sni, sizeof(l->sni), "%s", name);
-	const char *dialname = name;
-	char dialbuf[256];
-	if (dial) {
-		/* dialhost may carry its own port. */
-		char *colon = strrchr(dial, ':');
-		if (colon && strchr(dial, ':') == colon) {
-			snprintf(dialbuf, sizeof(dialbuf), "%.*s", (int)(colon - dial), dial);
-			snprintf(port, sizeof(port), "%s", colon + 1);
-		} else {
-			snprintf(dialbuf, sizeof(dialbuf), "%s", dial);
-		}
-		dialname = dialbuf;
-	}
+	copy_str(l->host, sizeof(l->host), e, strlen(e));
+	copy_str(l->sni, sizeof(l->sni), name, strlen(name));
 	/* Resolved once, here, on the caller's thread: the loop never blocks
 	 * on DNS. */
+	const char *dn = dial ? dialname : name;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-	int gai = getaddrinfo(dialname, port, &hints, &ai);
+	int gai = getaddrinfo(dn, port, &hints, &ai);
 	if (gai != 0 || !ai) {
-		snprintf(err, errlen, "mesh peer %s: cannot resolve %s port %s: %s", buf, dialname, port,
+		snprintf(err, errlen, "mesh peer %.*s: cannot resolve %s port %s: %s", (int)n, ent, dn, port,
 			 gai_strerror(gai));
 		free(l);
 		return -EINVAL;
@@ -135,6 +135,7 @@ static void link_connect(struct derp_mesh_link *l);
 static void on_retry(rt_t *rt, rt_timer_t *t, void *arg)
 {
 	struct derp_mesh_link *l = arg;
+	l->retry_at = 0;
 	if (!l->srv->closing && !l->stopped && !l->conn)
 		link_connect(l);
 	derp_srv_settle(l->srv);
@@ -145,7 +146,20 @@ static void schedule_retry(struct derp_mesh_link *l)
 	struct derp_server *s = l->srv;
 	if (s->closing || l->stopped)
 		return;
+	l->retry_at = derp_srv_now(s) + s->cfg.mesh_retry_ms;
 	rt_timer_arm_in(l->retry, s->cfg.mesh_retry_ms);
+}
+
+void derp_mesh_check_retries(struct derp_server *s)
+{
+	uint64_t now = derp_srv_now(s);
+	for (struct derp_mesh_link *l = s->links; l; l = l->next) {
+		if (l->retry_at && now >= l->retry_at && !l->conn && !l->stopped) {
+			rt_timer_cancel(l->retry);
+			l->retry_at = 0;
+			link_connect(l);
+		}
+	}
 }
 
 static void link_connect(struct derp_mesh_link *l)
@@ -185,7 +199,7 @@ static void link_connect(struct derp_mesh_link *l)
 	c->state = CS_M_CONNECTING;
 	derp_parser_init(&c->parser, DERP_ROLE_CLIENT);
 	derp_conn_update_events(c);
-	derp_conn_deadline(c, &c->hs_at, rt_now_ms() + MESH_CONNECT_TIMEOUT_MS);
+	derp_conn_deadline(c, &c->hs_at, derp_srv_now(s) + MESH_CONNECT_TIMEOUT_MS);
 }
 
 static void send_request(struct derp_conn *c)
@@ -290,7 +304,7 @@ static void link_frame(struct derp_conn *c, const struct derp_frame *f)
 		c->hs_at = 0;
 		l->up = true;
 		s->st.mesh_clients_up++;
-		derp_conn_deadline(c, &c->rd_at, rt_now_ms() + 2 * DERP_KEEPALIVE_MS);
+		derp_conn_deadline(c, &c->rd_at, derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS);
 		spz_log(SPZ_LOG_INFO, "derp", "mesh %s: connected", l->host);
 		break;
 	}

@@ -77,7 +77,7 @@ static void on_accept(rt_t *rt, int fd, uint32_t events, void *arg)
 		s->st.accepts++;
 		fill_peer_addr(c, &ss);
 		c->state = s->tls ? CS_TLS : CS_HTTP;
-		derp_conn_deadline(c, &c->hs_at, rt_now_ms() + s->cfg.http_timeout_ms);
+		derp_conn_deadline(c, &c->hs_at, derp_srv_now(s) + s->cfg.http_timeout_ms);
 	}
 	derp_srv_settle(s);
 }
@@ -381,6 +381,41 @@ int derp_server_stats(derp_server_t *s, struct derp_server_stats *out)
 {
 	struct stats_arg a = {.s = s, .out = out};
 	return rt_call(s->rt, stats_on_loop, &a);
+}
+
+struct advance_arg {
+	struct derp_server *s;
+	uint64_t ms;
+};
+
+static void advance_on_loop(rt_t *rt, void *arg)
+{
+	struct advance_arg *a = arg;
+	struct derp_server *s = a->s;
+	if (s->closing)
+		return;
+	s->skew_ms += a->ms;
+	/* Snapshot: a deadline can close other connections. */
+	size_t n = 0;
+	for (struct derp_conn *c = s->conns; c; c = c->next)
+		n++;
+	struct derp_conn **v = n ? malloc(n * sizeof(*v)) : NULL;
+	if (n && !v)
+		return;
+	size_t i = 0;
+	for (struct derp_conn *c = s->conns; c && i < n; c = c->next)
+		v[i++] = c;
+	for (size_t j = 0; j < i; j++)
+		derp_conn_check_deadlines(v[j]); /* closed ones are skipped; freed only in settle */
+	free(v);
+	derp_mesh_check_retries(s);
+	derp_srv_settle(s);
+}
+
+int derp_server_advance_clock(derp_server_t *s, uint64_t ms)
+{
+	struct advance_arg a = {.s = s, .ms = ms};
+	return rt_call(s->rt, advance_on_loop, &a);
 }
 
 /* ---- helpers for Python ---- */

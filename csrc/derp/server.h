@@ -28,6 +28,7 @@
 #define DERP_SRV_WATCH_CTL_MAX (1u << 20) /* ... for a mesh watcher, then it is closed */
 #define DERP_SRV_RATE_FRAME_MAX (DERP_KEY_LEN + DERP_MAX_PACKET) /* 65568 */
 #define DERP_SRV_MESH_WRITE_TIMEOUT_MS 5000 /* our mesh client's writes */
+#define DERP_SRV_LINGER_MS 2000   /* after an HTTP response: wait this long for the client's EOF */
 
 struct derp_pkt {
 	struct derp_pkt *next;
@@ -109,6 +110,7 @@ struct derp_conn {
 	bool mesh_ok;        /* presented the mesh key */
 	bool watcher, preferred, prober, not_ideal;
 	bool dirty, paused, closing, close_after_write;
+	bool lingering;      /* response sent and write side shut: draining until EOF */
 	bool out_blocked;    /* the last write hit EAGAIN */
 	bool read_wants_write; /* TLS read needs EPOLLOUT */
 };
@@ -136,6 +138,7 @@ struct derp_mesh_link {
 	bool stopped;        /* self-connect detected */
 	struct derp_conn *conn;
 	rt_timer_t *retry;
+	uint64_t retry_at;   /* server time of the next attempt, 0 = none */
 	uint64_t routes;     /* keys currently routed through this link */
 	uint8_t remote_pub[DERP_KEY_LEN];
 	bool up;             /* handshake done (counted in mesh_clients_up) */
@@ -165,11 +168,16 @@ struct derp_server {
 	struct derp_mesh_link *links;
 	rt_timer_t *accept_retry;
 	uint64_t seq;
+	uint64_t skew_ms;    /* virtual time added to the monotonic clock (tests) */
 	bool closing;
 	struct derp_server_stats st;
 	uint8_t *rbuf;       /* DERP_SRV_RBUF: shared read buffer (one thread) */
 	uint8_t *wbuf;       /* DERP_SRV_TLS_CHUNK: TLS write gather buffer */
 };
+
+/* The server's clock: monotonic ms plus the virtual skew tests add with
+ * derp_server_advance_clock. Every deadline is in this time. */
+static inline uint64_t derp_srv_now(const struct derp_server *s) { return rt_now_ms() + s->skew_ms; }
 
 /* server_conn.c: connections, I/O, timers */
 struct derp_conn *derp_conn_new(struct derp_server *s, int fd, SSL *client_ssl, SSL_CTX *server_ctx);
@@ -179,6 +187,8 @@ void derp_conn_mark_dirty(struct derp_conn *c);
 void derp_conn_flush(struct derp_conn *c);
 void derp_conn_update_events(struct derp_conn *c);
 void derp_conn_arm_timer(struct derp_conn *c);
+/* Runs every deadline of c that is due now (the timer callback's body). */
+void derp_conn_check_deadlines(struct derp_conn *c);
 /* Feeds DERP stream bytes, holding what cannot be processed yet (rate pause). */
 void derp_conn_feed(struct derp_conn *c, const uint8_t *b, size_t n);
 /* Sets a deadline field and makes sure the timer fires by then. */
@@ -225,6 +235,8 @@ void derp_mesh_stop(struct derp_server *s);
 void derp_mesh_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n);
 void derp_mesh_on_connected(struct derp_conn *c);
 void derp_mesh_on_closed(struct derp_conn *c);
+/* Reconnects links whose retry is due (after a virtual clock jump). */
+void derp_mesh_check_retries(struct derp_server *s);
 /* Queues ForwardPacket(src, dst, pkt) on the link; false if it was dropped. */
 bool derp_mesh_forward(struct derp_mesh_link *l, const uint8_t src[DERP_KEY_LEN], const uint8_t dst[DERP_KEY_LEN],
 		       const uint8_t *pkt, size_t len);

@@ -4,10 +4,12 @@
 #include "runtime/log.h"
 
 #include <errno.h>
+#include <openssl/err.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -82,7 +84,7 @@ void derp_conn_update_events(struct derp_conn *c)
 	if (c->state == CS_M_CONNECTING) {
 		ev = EPOLLOUT;
 	} else {
-		if (!c->paused && !c->close_after_write)
+		if (!c->paused && (!c->close_after_write || c->lingering))
 			ev |= EPOLLIN;
 		if (c->out_blocked || c->read_wants_write || (!c->io.handshake_done && c->io.want_write))
 			ev |= EPOLLOUT;
@@ -117,7 +119,9 @@ void derp_conn_arm_timer(struct derp_conn *c)
 	}
 	if (at == c->timer_at && rt_timer_armed(c->timer))
 		return;
-	rt_timer_arm_at(c->timer, at);
+	/* Deadlines are in server time; the runtime's timers in real time. */
+	uint64_t skew = c->srv->skew_ms;
+	rt_timer_arm_at(c->timer, at > skew ? at - skew : 0);
 	c->timer_at = at;
 }
 
@@ -151,16 +155,13 @@ void derp_conn_push_ctl(struct derp_conn *c, struct derp_pkt *p)
 
 static void on_resume(struct derp_conn *c);
 
-static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
+void derp_conn_check_deadlines(struct derp_conn *c)
 {
-	struct derp_conn *c = arg;
-	struct derp_server *s = c->srv;
-	uint64_t now = rt_now_ms();
-	c->timer_at = 0;
+	uint64_t now = derp_srv_now(c->srv);
 	if (c->closing)
 		return;
 	if (c->hs_at && now >= c->hs_at) {
-		derp_conn_close(c, CR_HANDSHAKE_TIMEOUT);
+		derp_conn_close(c, c->lingering ? CR_DONE : CR_HANDSHAKE_TIMEOUT);
 	} else if (c->wdl_at && now >= c->wdl_at) {
 		derp_conn_close(c, CR_WRITE_TIMEOUT);
 	} else if (c->rd_at && now >= c->rd_at) {
@@ -175,7 +176,14 @@ static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
 			on_resume(c);
 		derp_conn_arm_timer(c);
 	}
-	derp_srv_settle(s);
+}
+
+static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
+{
+	struct derp_conn *c = arg;
+	c->timer_at = 0;
+	derp_conn_check_deadlines(c);
+	derp_srv_settle(c->srv);
 }
 
 /* ---- writing ---- */
@@ -241,8 +249,10 @@ static ssize_t write_plain(struct derp_conn *c)
 		off = 0;
 		n++;
 	}
+	/* sendmsg rather than writev: MSG_NOSIGNAL, no SIGPIPE on a reset peer. */
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
 	for (;;) {
-		ssize_t w = writev(c->io.fd, iov, n);
+		ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
 		if (w >= 0)
 			return w;
 		if (errno == EINTR)
@@ -301,7 +311,7 @@ void derp_conn_flush(struct derp_conn *c)
 				derp_conn_update_events(c);
 			}
 			if (!c->wdl_at)
-				derp_conn_deadline(c, &c->wdl_at, rt_now_ms() + write_timeout(c));
+				derp_conn_deadline(c, &c->wdl_at, derp_srv_now(c->srv) + write_timeout(c));
 			return;
 		}
 		if (w < 0) {
@@ -316,8 +326,19 @@ void derp_conn_flush(struct derp_conn *c)
 		c->out_blocked = false;
 		derp_conn_update_events(c);
 	}
-	if (c->close_after_write)
-		derp_conn_close(c, CR_DONE);
+	if (c->close_after_write && !c->lingering) {
+		/* Closing with unread request bytes would reset the connection and
+		 * could destroy the response on its way: shut our side, read
+		 * until the client's EOF (or a short deadline), then close. */
+		c->lingering = true;
+		if (c->io.ssl) {
+			SSL_shutdown(c->io.ssl);
+			ERR_clear_error();
+		}
+		shutdown(c->io.fd, SHUT_WR);
+		derp_conn_update_events(c);
+		derp_conn_deadline(c, &c->hs_at, derp_srv_now(c->srv) + DERP_SRV_LINGER_MS);
+	}
 }
 
 /* ---- reading ---- */
@@ -407,7 +428,7 @@ static void conn_read(struct derp_conn *c)
 			return;
 		}
 		if (c->link && c->rd_at)
-			c->rd_at = rt_now_ms() + 2 * DERP_KEEPALIVE_MS; /* the Go client's 120 s */
+			c->rd_at = derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS; /* the Go client's 120 s */
 		conn_on_bytes(c, s->rbuf, (size_t)n);
 	}
 }

@@ -26,7 +26,7 @@ void derp_srv_upgrade(struct derp_conn *c, bool fast_start)
 	c->state = CS_CLIENT_INFO;
 	derp_parser_init(&c->parser, DERP_ROLE_SERVER);
 	s->st.upgrades++;
-	derp_conn_deadline(c, &c->hs_at, rt_now_ms() + s->cfg.handshake_timeout_ms);
+	derp_conn_deadline(c, &c->hs_at, derp_srv_now(s) + s->cfg.handshake_timeout_ms);
 }
 
 static void handle_client_info(struct derp_conn *c, const struct derp_frame *f)
@@ -58,7 +58,7 @@ static void handle_client_info(struct derp_conn *c, const struct derp_frame *f)
 	c->state = CS_ACTIVE;
 	c->hs_at = 0;
 	derp_parser_set_role(&c->parser, DERP_ROLE_SERVER_ACTIVE);
-	uint64_t now = rt_now_ms();
+	uint64_t now = derp_srv_now(s);
 	c->tokens = (int64_t)s->cfg.rate_burst_bytes;
 	c->tokens_at = now;
 	c->nothere_tokens = NOT_HERE_BURST;
@@ -81,7 +81,7 @@ static void rate_charge(struct derp_conn *c, uint32_t len)
 	uint64_t rate = s->cfg.rate_bytes_per_s;
 	if (!rate || c->mesh_ok)
 		return;
-	uint64_t now = rt_now_ms();
+	uint64_t now = derp_srv_now(s);
 	int64_t burst = (int64_t)s->cfg.rate_burst_bytes;
 	int64_t add = (int64_t)((now - c->tokens_at) * rate / 1000);
 	if (add > 0) {
@@ -101,7 +101,7 @@ static void rate_charge(struct derp_conn *c, uint32_t len)
 static void maybe_not_here(struct derp_conn *c, const uint8_t dst[DERP_KEY_LEN])
 {
 	struct derp_server *s = c->srv;
-	uint64_t now = rt_now_ms(), iv = s->cfg.not_here_interval_ms;
+	uint64_t now = derp_srv_now(s), iv = s->cfg.not_here_interval_ms;
 	if (c->nothere_tokens < NOT_HERE_BURST && now - c->nothere_at >= iv) {
 		uint64_t add = (now - c->nothere_at) / iv;
 		c->nothere_tokens = (uint8_t)(c->nothere_tokens + add > NOT_HERE_BURST ? NOT_HERE_BURST : c->nothere_tokens + add);

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
+import time
 
 import pytest
 
@@ -22,7 +24,7 @@ MESH_KEY = bytes(range(32))
 
 @pytest.fixture(scope="module")
 def server():
-    with spanza.DerpServer(mesh_key=MESH_KEY, handshake_timeout_ms=400, http_timeout_ms=2000) as s:
+    with spanza.DerpServer(mesh_key=MESH_KEY) as s:
         yield s
 
 
@@ -123,17 +125,31 @@ def test_all_zero_client_key_closes(server, bystanders):
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
-def test_handshake_not_finished_in_time_closes(server, bystanders):
-    # The server here has a 400 ms handshake deadline (10 s by default).
+def _wait_connections(server, n: int) -> None:
+    deadline = time.monotonic() + 5
+    while server.stats()["connections"] != n:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_handshake_not_finished_in_10s_closes(server, bystanders):
     def send(c: RawDerp) -> None:
         c.upgrade()
         c.send(c.client_info_frame()[:40])  # a partial ClientInfo, then silence
+        server.advance_clock(9_990)
+        assert server.stats()["close_handshake_timeout"] == before
+        server.advance_clock(20)
+    before = server.stats()["close_handshake_timeout"]
     _closed_after(server, bystanders, send, "close_handshake_timeout")
 
 
-def test_silent_after_tcp_connect_closes(server, bystanders):
-    # http_timeout_ms=2000 here: the request head never comes.
-    _closed_after(server, bystanders, lambda c: None, "close_handshake_timeout")
+def test_silent_after_tcp_connect_closes_after_30s(server, bystanders):
+    n = server.stats()["connections"]
+
+    def send(c: RawDerp) -> None:
+        _wait_connections(server, n + 1)  # accepted
+        server.advance_clock(30_001)
+    _closed_after(server, bystanders, send, "close_handshake_timeout")
 
 
 # ---- steady-state rows ----
@@ -245,6 +261,20 @@ def test_derp_without_upgrade_gets_426(server, bystanders, headers):
     assert c.buf.startswith(b"DERP requires connection upgrade")
     c.expect_closed()
     assert server.stats()["close_http_error"] == before["close_http_error"] + 1
+    assert_relays(*bystanders)
+
+
+def test_426_survives_pipelined_bytes_the_server_never_reads(server, bystanders):
+    """The response is not lost to a reset when the client sent more than the head."""
+    c = RawDerp(server.port)
+    c.send(b"GET /derp HTTP/1.1\r\nHost: x\r\n\r\n" + frame(SEND_PACKET, bytes(32) + bytes(60_000)))
+    status, hdrs, _ = c.read_http_head()
+    assert status == 426
+    while len(c.buf) < int(hdrs["content-length"]):
+        c._fill(time.monotonic() + 5)
+    assert c.buf.startswith(b"DERP requires connection upgrade\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    c.expect_closed()
     assert_relays(*bystanders)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from pathlib import Path
@@ -27,6 +28,14 @@ def server_and_opts(request, tmp_path):
         yield s, opts
 
 
+def registered(*clients: GoDerpClient) -> None:
+    """Go's Connect returns before the server has registered the client (it
+    does not wait for ServerInfo); our server sends ServerInfo right after
+    registering, so seeing it means packets to this client are routable."""
+    for c in clients:
+        c.wait_event("server_info", 10)
+
+
 def _exchange(a: GoDerpClient, b: GoDerpClient, data: bytes) -> None:
     a.send(b.public_key, data)
     assert b.recv() == (a.public_key, data)
@@ -38,6 +47,7 @@ def test_go_clients_relay_through_our_server(server_and_opts):
     s, opts = server_and_opts
     with GoDerpClient(s.url, **opts) as a, GoDerpClient(s.url, **opts) as b:
         assert a.server_key == s.node_key
+        registered(a, b)
         _exchange(a, b, b"\x01")
         _exchange(a, b, os.urandom(64 * 1024))
         assert a.ping()["ok"] and b.ping()["ok"]
@@ -53,9 +63,11 @@ def test_go_clients_relay_through_our_server(server_and_opts):
 
 def test_go_client_gets_not_here_for_disco_to_an_unknown_key():
     with DerpServer() as s, GoDerpClient(s.url) as a:
+        registered(a)
         unknown = "nodekey:" + os.urandom(32).hex()
         disco = b"TS\xf0\x9f\x92\xac" + os.urandom(56)
-        a.send(unknown, disco)
+        # (not a.send(): waiting for its "sent" event could swallow the reply)
+        a._cmd(op="send", to=unknown, data=base64.b64encode(disco).decode())
         gone = a.wait_event("peer_gone")
         assert gone["peer"] == unknown and gone["reason"] == 1
 
@@ -64,6 +76,7 @@ def test_go_client_burst(server_and_opts):
     """A burst of 1400-byte packets through Go's client (its own framing and buffering)."""
     s, opts = server_and_opts
     with GoDerpClient(s.url, **opts) as a, GoDerpClient(s.url, **opts) as b:
+        registered(a, b)
         a._cmd(op="send_n", to=b.public_key, size=1400, count=30)
         got = [b.recv() for _ in range(30)]
         assert [d[0] for _, d in got] == list(range(30))
