@@ -14,10 +14,12 @@ connections. Packets received wait in a bounded queue for `recv`; events
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -193,6 +195,17 @@ def _event(ev: Any) -> Event | None:
     return None
 
 
+def _wait(call: Any, timeout: float | None) -> int:
+    """Runs a blocking C call (which takes a timeout in ms) in slices of at
+    most a second, so Ctrl-C gets through; returns its last result."""
+    deadline = None if timeout is None else time.monotonic() + _ms(timeout) / 1000
+    while True:
+        left = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
+        rc = call(max(0, min(1000, left)))
+        if rc != -errno.ETIMEDOUT or (deadline is not None and time.monotonic() >= deadline):
+            return rc
+
+
 def _ms(timeout: float | None) -> int:
     if timeout is None:
         return -1
@@ -219,6 +232,9 @@ class DerpClient:
     ``backoff_base_ms`` (10), ``backoff_max_ms`` (5000).
     """
 
+    _p: Any = None
+    _closed = True
+
     def __init__(
         self,
         url: str,
@@ -243,7 +259,6 @@ class DerpClient:
         backoff_base_ms: int = 0,
         backoff_max_ms: int = 0,
     ) -> None:
-        self._p = None
         self.url = url
         self.runtime = runtime or default_runtime()
         priv = private_key_bytes(private_key)
@@ -287,10 +302,14 @@ class DerpClient:
         p = lib.derp_pyclient_new(self.runtime.ptr, url.encode(), priv, opts, recv_queue, event_queue, rc, err, 256)
         if p == ffi.NULL:
             msg = ffi.string(err).decode(errors="replace") or os.strerror(-rc[0])
-            if rc[0] == -22:
-                raise ConfigError(f"DerpClient: {msg}", 22)
+            if rc[0] == -errno.EINVAL:
+                raise ConfigError(f"DerpClient: {msg}", errno.EINVAL)
             raise SpanzaError(f"DerpClient: {msg}", -rc[0])
-        self._p = p
+        # p is freed only when this object is collected: close() just shuts
+        # it down, so a call racing with close() in another thread gets
+        # ClosedError instead of touching freed memory.
+        self._p = ffi.gc(p, lib.derp_pyclient_free)
+        self._closed = False
         pub = ffi.new("uint8_t[32]")
         lib.derp_pyclient_public_key(p, pub)
         self.public_key: bytes = bytes(pub)
@@ -300,7 +319,7 @@ class DerpClient:
 
     @property
     def _ptr(self) -> Any:
-        if self._p is None:
+        if self._closed:
             raise ClosedError(f"DerpClient {self.url}: closed")
         return self._p
 
@@ -310,25 +329,20 @@ class DerpClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
     def close(self) -> None:
         """Closes the connection. Blocked calls in other threads raise ClosedError."""
-        p, self._p = self._p, None
-        if p is None:
+        if self._closed:
             return
+        self._closed = True
         if self.runtime.closed:  # its loop is gone: nothing can free the client safely
             log.warning("DerpClient %s: runtime closed first; the client is leaked", self.url)
+            ffi.gc(self._p, None)
             return
-        lib.derp_pyclient_free(p)
+        lib.derp_pyclient_close(self._p)
 
     @property
     def closed(self) -> bool:
-        return self._p is None
+        return self._closed
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self.connected else "connecting")
@@ -338,12 +352,13 @@ class DerpClient:
 
     @property
     def connected(self) -> bool:
-        return self._p is not None and bool(lib.derp_pyclient_connected(self._p))
+        return not self._closed and bool(lib.derp_pyclient_connected(self._p))
 
     def wait_connected(self, timeout: float | None = 10.0) -> None:
         """Waits for the handshake; TimeoutError says the last connection error."""
-        rc = lib.derp_pyclient_wait_connected(self._ptr, _ms(timeout))
-        if rc == -110:  # ETIMEDOUT
+        p = self._ptr
+        rc = _wait(lambda ms: lib.derp_pyclient_wait_connected(p, ms), timeout)
+        if rc == -errno.ETIMEDOUT:
             raise TimeoutError(f"DerpClient {self.url}: not connected after {timeout}s: "
                                f"{self.last_error or 'no answer yet'}")
         check(rc, f"DerpClient {self.url}")
@@ -357,13 +372,18 @@ class DerpClient:
         buf = ffi.from_buffer(data)
         if len(buf) > MAX_PACKET:
             raise ConfigError(f"send: {len(buf)} bytes is over DERP's {MAX_PACKET}-byte packet limit")
-        check(lib.derp_pyclient_send(self._ptr, dst, buf, len(buf), _ms(timeout)), f"DerpClient {self.url}: send")
+        p = self._ptr
+        rc = _wait(lambda ms: lib.derp_pyclient_send(p, dst, buf, len(buf), ms), timeout)
+        if rc == -errno.ETIMEDOUT:
+            raise TimeoutError(f"DerpClient {self.url}: send: still congested after {timeout}s")
+        check(rc, f"DerpClient {self.url}: send")
 
     def recv(self, timeout: float | None = None) -> tuple[bytes, bytes]:
         """The next packet as (source public key, data); TimeoutError if none."""
         out = ffi.new("struct derp_py_packet **")
-        rc = lib.derp_pyclient_recv(self._ptr, _ms(timeout), out)
-        if rc == -110:
+        p = self._ptr
+        rc = _wait(lambda ms: lib.derp_pyclient_recv(p, ms, out), timeout)
+        if rc == -errno.ETIMEDOUT:
             raise TimeoutError(f"DerpClient {self.url}: no packet within {timeout}s")
         check(rc, f"DerpClient {self.url}: recv")
         pkt = out[0]
@@ -376,8 +396,9 @@ class DerpClient:
         """The next event; TimeoutError if none arrives in time."""
         while True:
             out = ffi.new("struct derp_client_event **")
-            rc = lib.derp_pyclient_next_event(self._ptr, _ms(timeout), out)
-            if rc == -110:
+            p = self._ptr
+            rc = _wait(lambda ms: lib.derp_pyclient_next_event(p, ms, out), timeout)
+            if rc == -errno.ETIMEDOUT:
                 raise TimeoutError(f"DerpClient {self.url}: no event within {timeout}s")
             check(rc, f"DerpClient {self.url}: next_event")
             try:
@@ -406,11 +427,11 @@ class DerpClient:
         """Pings the server; returns the round-trip time in seconds."""
         rtt = ffi.new("uint64_t *")
         rc = lib.derp_pyclient_ping(self._ptr, _ms(timeout), rtt)
-        if rc == -110:
+        if rc == -errno.ETIMEDOUT:
             raise TimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
-        if rc == -107:  # ENOTCONN
+        if rc == -errno.ENOTCONN:
             raise SpanzaError(f"DerpClient {self.url}: ping: not connected ({self.last_error or 'connecting'})",
-                              107)
+                              errno.ENOTCONN)
         check(rc, f"DerpClient {self.url}: ping")
         return rtt[0] / 1e6
 
@@ -421,7 +442,7 @@ class DerpClient:
     @property
     def last_error(self) -> str:
         """Why the last attempt failed or the last connection ended ('' if none)."""
-        if self._p is None:
+        if self._closed:
             return ""
         buf = ffi.new("char[256]")
         if lib.derp_pyclient_last_error(self._p, buf, 256) < 0:

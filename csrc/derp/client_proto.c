@@ -198,8 +198,15 @@ static int http_input(struct derp_cproto *cp, const uint8_t *in, size_t len, siz
 	size_t room = sizeof(cp->http) - cp->http_len;
 	size_t take = len < room ? len : room;
 	memcpy(cp->http + cp->http_len, in, take);
+	/* Parse only once the blank line is in: a server dribbling bytes must
+	 * not make us rescan the head for each one. */
+	size_t from = cp->http_len > 3 ? cp->http_len - 3 : 0;
+	bool blank = memmem(cp->http + from, cp->http_len + take - from, "\n\r\n", 3) ||
+		     memmem(cp->http + from, cp->http_len + take - from, "\n\n", 2); /* bare LF, as Go allows */
 	struct derp_http_resp r;
-	int rc = derp_http_parse_response((const uint8_t *)cp->http, cp->http_len + take, &r);
+	int rc = blank ? derp_http_parse_response((const uint8_t *)cp->http, cp->http_len + take, &r) : 0;
+	if (rc == 0 && cp->http_len + take >= 12 && memcmp(cp->http, "HTTP/1.", 7) != 0)
+		rc = -EBADMSG; /* not an HTTP response at all: no need to wait for more */
 	if (rc == 0) {
 		cp->http_len += take;
 		*used = take;

@@ -51,8 +51,9 @@ struct derp_pyclient {
 	uint8_t pub[32];
 	pthread_mutex_t mu;
 	pthread_cond_t cv_rx, cv_ev, cv_tx, cv_state;
-	bool closed;
-	int users; /* calls in progress from Python threads */
+	bool closed;    /* no new calls: they get -ESHUTDOWN */
+	bool destroyed; /* the client is freed (close finished) */
+	int users;      /* calls in progress from Python threads */
 	bool connected;
 
 	struct derp_py_packet *rx_head, *rx_tail;
@@ -338,11 +339,15 @@ derp_pyclient_t *derp_pyclient_new(struct rt *rt, const char *url, const uint8_t
 	return p;
 }
 
-void derp_pyclient_free(derp_pyclient_t *p)
+void derp_pyclient_close(derp_pyclient_t *p)
 {
-	if (!p)
-		return;
 	pthread_mutex_lock(&p->mu);
+	if (p->closed) {
+		while (!p->destroyed) /* another thread is closing: wait for it */
+			pthread_cond_wait(&p->cv_state, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
 	p->closed = true;
 	pthread_cond_broadcast(&p->cv_rx);
 	pthread_cond_broadcast(&p->cv_ev);
@@ -354,7 +359,18 @@ void derp_pyclient_free(derp_pyclient_t *p)
 	/* Jobs posted by sends ran before this one (the loop runs jobs in
 	 * order), so nothing on the loop refers to p afterwards. */
 	rt_call(p->rt, destroy_fn, p);
+	pthread_mutex_lock(&p->mu);
 	free_queues(p);
+	p->destroyed = true;
+	pthread_cond_broadcast(&p->cv_state);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void derp_pyclient_free(derp_pyclient_t *p)
+{
+	if (!p)
+		return;
+	derp_pyclient_close(p);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv_rx);
 	pthread_cond_destroy(&p->cv_ev);

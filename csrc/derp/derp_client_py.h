@@ -20,7 +20,7 @@ struct derp_client_opts {
 	const char *ca_file;         /* PEM bundle used instead of the system CAs */
 	const char *pin_sha256;      /* sha256 of the leaf cert's DER, 64 hex, optional "sha256-raw:"
 					prefix: replaces CA/name verification (Tailscale's CertName) */
-	const char *server_name;     /* TLS SNI + name checked + Host header (default: the URL host) */
+	const char *server_name;     /* TLS SNI and the name verified (default: the URL host) */
 	int insecure;                /* 1: TLS without verification (self-signed test servers) */
 	int note_preferred;          /* 1: send NotePreferred(true) after every connect */
 	uint32_t queue_size;         /* packets held while disconnected or congested (256) */
@@ -144,7 +144,11 @@ struct derp_py_packet {
 derp_pyclient_t *derp_pyclient_new(struct rt *rt, const char *url, const uint8_t priv[32],
 				   const struct derp_client_opts *opts, uint32_t recv_queue, uint32_t event_queue,
 				   int *rc, char *err, size_t errlen);
-/* Closes the connection and frees; wakes and waits out blocked callers. */
+/* Closes the connection and frees the client; wakes blocked callers and
+ * waits for them to leave. Idempotent; later calls get -ESHUTDOWN. */
+void derp_pyclient_close(derp_pyclient_t *p);
+/* Closes (if needed) and frees p itself: only when no thread can call
+ * with p any more (Python: when the object is collected). */
 void derp_pyclient_free(derp_pyclient_t *p);
 /* Queues a packet for dst. Waits (up to timeout_ms) only while the
  * connection is congested. 0, -EMSGSIZE, -ETIMEDOUT, -ESHUTDOWN. */

@@ -423,3 +423,69 @@ def test_backoff_is_tailscales_formula():
     # grows with n until the cap
     seq = [backoff_ms(n, rnd=2**31) for n in range(1, 30)]
     assert seq == sorted(seq) and seq[-1] == 5000
+
+
+def test_server_token_bucket_drops_over_budget():
+    def limited(conn):
+        conn.handshake({"version": 2, "TokenBucketBytesPerSecond": 1, "TokenBucketBytesBurst": 2000})
+        conn.server.results.put(("connected", conn))
+        while True:
+            ftype, payload = conn.read_frame(timeout=30)
+            conn.server.results.put((ftype, payload))
+
+    with FakeServer([limited]) as srv, client(srv.url) as c:
+        c.wait_connected(5)
+        connected_conn(srv)
+        for _ in range(10):
+            c.send(PEER, bytes(500))  # each costs 5 + 32 + 500 tokens, as in Go
+        for _ in range(3):
+            assert next_result(srv, SEND_PACKET) == PEER + bytes(500)
+        wait_for(lambda: c.stats()["drops_rate_limit"] == 7, what="7 rate-limited drops")
+        assert c.stats()["packets_sent"] == 3
+
+
+def test_close_races_with_calls_from_other_threads():
+    # Calls racing with close() get ClosedError, never freed memory.
+    with FakeServer([serve]) as srv:
+        for _ in range(5):
+            c = client(srv.url)
+            errors: list[BaseException] = []
+            stop = threading.Event()
+
+            def hammer(c=c, errors=errors):
+                while not stop.is_set():
+                    try:
+                        c.send(PEER, b"x")
+                        c.stats()
+                        c.last_error
+                        c.recv(0)
+                    except (spanza.ClosedError, TimeoutError):
+                        pass
+                    except BaseException as e:  # noqa: BLE001
+                        errors.append(e)
+                        return
+
+            threads = [threading.Thread(target=hammer) for _ in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.05)
+            c.close()
+            stop.set()
+            for t in threads:
+                t.join(5)
+            assert not errors
+            assert c.closed and not c.connected and c.last_error == ""
+
+
+def test_spanza_key_objects_and_wireguard_base64():
+    priv = spanza.PrivateKey.generate()
+    peer = spanza.PrivateKey.generate().public_key
+    with FakeServer([serve]) as srv:
+        for key in (priv, str(priv)):  # the object, and WireGuard's base64 text
+            with spanza.DerpClient(srv.url, key) as c:
+                assert c.public_key == priv.public_key.raw
+                c.wait_connected(5)
+                c.send(peer, b"obj")
+                assert next_result(srv, SEND_PACKET) == peer.raw + b"obj"
+                c.send(str(peer), b"b64")
+                assert next_result(srv, SEND_PACKET) == peer.raw + b"b64"

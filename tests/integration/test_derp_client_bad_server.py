@@ -190,3 +190,23 @@ def test_client_info_is_sealed_to_the_server_key():
             c.wait_connected(5)
             _, conn = srv.results.get(timeout=5)
             assert conn.client_info == json.loads('{"version":2,"CanAckPings":true}')
+
+
+def test_http_head_dribbled_byte_by_byte_and_bare_lf():
+    def dribble(conn):
+        conn.read_request()
+        head = (b"HTTP/1.1 101 Switching Protocols\nUpgrade: DERP\nConnection: Upgrade\n\n")
+        for b in head:
+            conn.send(bytes([b]))
+        conn.send(frame(SERVER_KEY, MAGIC + conn.server.pub))
+        ftype, payload = conn.read_frame()
+        box = Box(conn.server.priv, PublicKey(payload[:32]))
+        sealed = box.encrypt(b'{"version":2}')
+        conn.send(frame(SERVER_INFO, bytes(sealed.nonce) + bytes(sealed.ciphertext)))
+        conn.server.results.put(("connected", conn))
+        hold(conn, 10)
+
+    with FakeServer([dribble]) as srv:
+        with spanza.DerpClient(srv.url, os.urandom(32)) as c:
+            c.wait_connected(10)
+            assert c.stats()["protocol_errors"] == 0
