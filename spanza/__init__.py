@@ -8,6 +8,7 @@ from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
 from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.gateway import Gateway
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
 from spanza.wireguard import Tunnel
@@ -18,6 +19,7 @@ __all__ = [
     "DerpClient",
     "DerpServer",
     "Device",
+    "Gateway",
     "PeerInfo",
     "PresharedKey",
     "PrivateKey",

@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"spanza {spanza.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _add_derper(sub)
+    add_gateway_commands(sub)
     return p
 
 
@@ -33,6 +34,157 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "func"):
         return args.func(args)
     return 0
+
+
+
+# ---- gateway, keygen, pubkey ------------------------------------------------------
+
+
+def add_gateway_commands(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser(
+        "gateway",
+        help="relay a local WireGuard's UDP through a DERP server",
+        description=(
+            "Relays a local WireGuard's UDP through a DERP server. Each --remote-peer gets "
+            "its own UDP socket: the first on --listen, the next ones on the following "
+            "ports (or on any free port when --listen's port is 0), unless given as "
+            "KEY@HOST:PORT. Configure the local WireGuard with that socket's address as the "
+            "remote peer's endpoint. The key file holds the gateway's DERP identity "
+            '(derper\'s format, {"PrivateKey": "privkey:<hex>"}; a plain privkey:<hex> or '
+            "WireGuard base64 line is read too); it is created with a new key when missing. "
+            "Runs until SIGINT/SIGTERM."
+        ),
+    )
+    g.add_argument("--derp-url", metavar="URL", help="DERP server, http(s)://host[:port]/derp")
+    g.add_argument("--key-file", metavar="FILE", required=True, help="the gateway's private key (created if missing)")
+    g.add_argument("--remote-peer", metavar="KEY[@HOST:PORT]", action="append", default=[],
+                   help="a remote peer's DERP public key (nodekey:<hex>, or base64); repeatable")
+    g.add_argument("--wg-endpoint", metavar="HOST:PORT",
+                   help="the local WireGuard's UDP address (default: learn it from what it sends)")
+    g.add_argument("--listen", metavar="[HOST]:PORT", default="127.0.0.1:0",
+                   help="UDP address of the first remote peer's socket (default 127.0.0.1:0; ':PORT' = all addresses)")
+    g.add_argument("--ca-file", metavar="FILE", help="PEM CA bundle for the DERP server's certificate")
+    g.add_argument("--insecure", action="store_true", help="do not verify the DERP server's certificate")
+    g.add_argument("--show-pubkey", action="store_true", help="print the gateway's public key (nodekey:...) and exit (creates the key file if missing)")
+    g.add_argument("--stats-interval", metavar="SECONDS", type=float, default=0.0,
+                   help="log the counters every SECONDS (with --verbose; 0: at exit only)")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log connection changes and peers (-vv: also debug records)")
+    g.set_defaults(func=cmd_gateway)
+
+    k = sub.add_parser("keygen", help="print a new private key (like `wg genkey`)")
+    k.add_argument("--tailscale", action="store_true", help="Tailscale's privkey:<hex> form (default: WireGuard base64)")
+    k.set_defaults(func=cmd_keygen)
+
+    pk = sub.add_parser("pubkey", help="read a private key on stdin, print its public key (like `wg pubkey`)")
+    pk.add_argument("--tailscale", action="store_true",
+                    help="print nodekey:<hex> (default: the input's form: base64 for base64, nodekey: for privkey:)")
+    pk.set_defaults(func=cmd_pubkey)
+
+
+def _fail(msg: str) -> int:
+    print(f"spanza: {msg}", file=sys.stderr)
+    return 1
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from spanza import gateway as keyfile
+
+    raw = keyfile.generate_private_key()
+    print(keyfile.format_private(raw, tailscale=args.tailscale))
+    return 0
+
+
+def cmd_pubkey(args: argparse.Namespace) -> int:
+    from spanza import gateway as keyfile
+    from spanza.errors import ConfigError
+
+    text = sys.stdin.readline().strip()
+    try:
+        raw = keyfile.private_key_bytes(text)
+        pub = keyfile.public_key_of(raw)
+    except ConfigError as e:
+        return _fail(f"pubkey: {e}")
+    tailscale = args.tailscale or text.startswith("privkey:")
+    print(keyfile.format_public(pub, tailscale=tailscale))
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from spanza import _log
+    from spanza import gateway as keyfile
+    from spanza.errors import ConfigError, SpanzaError
+    from spanza.gateway import Gateway, format_address, parse_address
+
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log.set_level(level)
+    log = logging.getLogger("spanza.gateway")
+    try:
+        priv = keyfile.load_key_file(args.key_file, create=True)
+    except (ConfigError, OSError) as e:
+        return _fail(f"gateway: {e}")
+    if args.show_pubkey:
+        print(keyfile.format_public(keyfile.public_key_of(priv), tailscale=True))
+        return 0
+    if not args.derp_url:
+        return _fail("gateway: --derp-url is required")
+    if not args.remote_peer:
+        return _fail("gateway: give at least one --remote-peer KEY")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        peers = []
+        for spec in args.remote_peer:
+            key, _, where = spec.partition("@")
+            peers.append((key, parse_address(where, "--remote-peer") if where else None))
+        gw = Gateway(args.derp_url, priv, listen=args.listen, wg_endpoint=args.wg_endpoint,
+                     ca_file=args.ca_file, insecure=args.insecure)
+    except (ConfigError, SpanzaError) as e:
+        return _fail(f"gateway: {e}")
+    with gw:
+        try:
+            for key, where in peers:
+                addr = gw.add_remote_peer(key, listen=where)
+                print(f"remote peer {keyfile.format_public(keyfile.public_key_bytes(key), tailscale=True)}: "
+                      f"endpoint {format_address(addr)}", flush=True)
+        except (ConfigError, SpanzaError) as e:
+            return _fail(f"gateway: {e}")
+        print(f"gateway {keyfile.format_public(keyfile.public_key_of(priv), tailscale=True)} relaying via "
+              f"{args.derp_url}", flush=True)
+        next_stats = args.stats_interval
+        waited = 0.0
+        reported = ""
+        while not stop.wait(0.25):
+            _log.drain()
+            waited += 0.25
+            if not gw.connected:  # say why, once per distinct reason
+                why = gw.last_error()
+                if why and why != reported:
+                    log.warning("not connected to %s: %s (retrying)", args.derp_url, why)
+                    reported = why
+            else:
+                reported = ""
+            if args.stats_interval > 0 and waited >= next_stats:
+                next_stats += args.stats_interval
+                _log_stats(log, gw.stats())
+        _log.drain()
+        _log_stats(log, gw.stats())
+    return 0
+
+
+def _log_stats(log, st: dict) -> None:  # noqa: ANN001
+    d = st["derp"]
+    log.info("wg->derp %d datagrams (%d B), derp->wg %d (%d B); drops: unknown key %d, oversize %d, "
+             "send errors %d, no destination %d, DERP queue full %d, UDP buffer overflow %d; reconnects %d",
+             st["derp_tx_packets"], st["derp_tx_bytes"], st["wg_tx_datagrams"], st["wg_tx_bytes"],
+             st["drops_unknown_key"], st["drops_oversize"], st["drops_send_error"],
+             st["drops_no_destination"], st["drops_queue_full"], st["drops_udp_overflow"], d["reconnects"])
 
 
 if __name__ == "__main__":

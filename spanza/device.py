@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from spanza._ffi import ffi, lib
+from spanza.derp_bind import DerpBindMixin
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey
 from spanza.runtime import Runtime, default_runtime
@@ -79,6 +80,8 @@ def _endpoint_text(value: Endpoint) -> str:
         text = value.strip()
         if text.startswith("derp:"):
             hexpart = text[5:]
+            if hexpart.startswith("nodekey:"):  # Tailscale's form of the DERP key
+                hexpart = hexpart[len("nodekey:"):]
             if len(hexpart) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexpart):
                 raise ConfigError(f"endpoint: {value!r}: a DERP endpoint is 'derp:' + 64 hex digits")
             return "derp:" + hexpart.lower()
@@ -255,7 +258,7 @@ def parse_uapi_get(text: str) -> tuple[dict[str, str], list[PeerInfo]]:
 # ---- the device -------------------------------------------------------------------
 
 
-class Device:
+class Device(DerpBindMixin):
     """A WireGuard device on a runtime's loop (see the module docstring).
 
     private_key: the device's key (a spanza.keys.PrivateKey, 32 bytes, or
@@ -264,6 +267,9 @@ class Device:
     name: serve the UAPI socket ``<uapi_dir>/<name>.sock`` (``wg`` looks in
     /var/run/wireguard, the default). keylog_file: append tshark key-log
     lines for every handshake (debugging: it writes secrets).
+    derp_url: also carry datagrams over DERP (peers with ``derp:<hex>``
+    endpoints; see spanza.derp_bind), as ``derp_key`` (default: private_key),
+    with ``derp_ca_file`` / ``derp_insecure`` / ``derp_options`` for its client.
     """
 
     def __init__(
@@ -274,6 +280,11 @@ class Device:
         runtime: Runtime | None = None,
         uapi_dir: str | None = None,
         keylog_file: str | os.PathLike | None = None,
+        derp_url: str | None = None,
+        derp_key: KeyLike | None = None,
+        derp_ca_file: str | os.PathLike | None = None,
+        derp_insecure: bool = False,
+        derp_options: dict[str, int] | None = None,
     ) -> None:
         self._runtime = runtime or default_runtime()
         self._lock = threading.Condition()
@@ -307,6 +318,9 @@ class Device:
                 self._uapi_path = os.path.join(d, f"{name}.sock")
             if keylog_file is not None:
                 check(lib.dev_py_set_keylog(ptr, os.fsencode(os.fspath(keylog_file))), f"keylog_file {keylog_file}")
+            if derp_url is not None:
+                self.attach_derp(derp_url, derp_key if derp_key is not None else private_key,
+                                 ca_file=derp_ca_file, insecure=derp_insecure, options=derp_options)
         except BaseException:
             self.close()
             raise

@@ -1,0 +1,251 @@
+/* The DERP bind of a device; see bind_derp.h. */
+#include "device/bind_derp.h"
+#include "device/impl.h"
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "derp/keys.h"
+
+struct dev_derp {
+	dev_device *d;
+	derp_client_t *c;
+	struct dev_derp_stats st;
+};
+
+static const struct dev_bind_ops derp_bind_ops;
+
+static struct dev_derp *bind_of(dev_device *d)
+{
+	if (d->closed || d->binds[DEV_BIND_DERP].ops != &derp_bind_ops)
+		return NULL;
+	return d->binds[DEV_BIND_DERP].bind;
+}
+
+/* ---- the bind ---- */
+
+static int bind_send(void *bind, const wg_endpoint *to, const uint8_t *data, size_t len)
+{
+	struct dev_derp *b = bind;
+	if (to->family != WG_AF_DERP) {
+		b->st.tx_errors++;
+		return -EAFNOSUPPORT;
+	}
+	/* Queued by the client while disconnected or congested (bounded,
+	 * oldest dropped): WireGuard retries what matters. */
+	int rc = derp_client_send(b->c, to->addr, data, len);
+	if (rc < 0) {
+		b->st.tx_errors++;
+		return rc;
+	}
+	b->st.tx_packets++;
+	b->st.tx_bytes += len;
+	return 0;
+}
+
+static void bind_close(void *bind)
+{
+	struct dev_derp *b = bind;
+	derp_client_free(b->c);
+	free(b);
+}
+
+static const struct dev_bind_ops derp_bind_ops = {.send = bind_send, .close = bind_close};
+
+/* ---- the client's callbacks ---- */
+
+static void on_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
+{
+	struct dev_derp *b = arg;
+	wg_endpoint from = {.family = WG_AF_DERP};
+	memcpy(from.addr, src, 32);
+	b->st.rx_packets++;
+	b->st.rx_bytes += len;
+	dev_input(b->d, &from, data, len);
+}
+
+static void on_state(void *arg, bool connected, const char *why)
+{
+	struct dev_derp *b = arg;
+	b->st.connected = connected;
+	if (connected)
+		spz_log(SPZ_LOG_INFO, "dev", "DERP bind connected");
+	else
+		spz_log(SPZ_LOG_INFO, "dev", "DERP bind disconnected (%s); reconnecting", why ? why : "?");
+}
+
+static void on_event(void *arg, const struct derp_client_event *ev)
+{
+	struct dev_derp *b = arg;
+	if (ev->type != DERP_EV_PEER_GONE)
+		return;
+	b->st.peer_gone++;
+	if (spz_log_enabled(SPZ_LOG_DEBUG)) {
+		char k[8];
+		derp_key_short(k, ev->key);
+		spz_log(SPZ_LOG_DEBUG, "dev", "DERP peer %s gone (reason %u)", k, ev->reason);
+	}
+}
+
+/* ---- public ---- */
+
+int dev_derp_attach(dev_device *d, const char *url, const uint8_t priv[32], const struct derp_client_opts *opts,
+		    char *err, size_t errlen)
+{
+	if (d->closed) {
+		snprintf(err, errlen, "the device is closed");
+		return -ESHUTDOWN;
+	}
+	struct dev_derp *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->d = d;
+	static const struct derp_client_ops ops = {.on_packet = on_packet, .on_state = on_state, .on_event = on_event};
+	int rc = -ENOMEM;
+	b->c = derp_client_new(d->rt, url, priv, opts, &ops, b, &rc, err, errlen);
+	if (!b->c) {
+		free(b);
+		return rc < 0 ? rc : -ENOMEM;
+	}
+	rc = dev_set_bind(d, DEV_BIND_DERP, &derp_bind_ops, b);
+	if (rc < 0)
+		bind_close(b);
+	return rc;
+}
+
+derp_client_t *dev_derp_client(dev_device *d)
+{
+	struct dev_derp *b = bind_of(d);
+	return b ? b->c : NULL;
+}
+
+/* ---- Python (bind_derp_py.h) ---- */
+
+struct call {
+	dev_device *d;
+	const char *url;
+	const uint8_t *key;
+	const struct derp_client_opts *opts;
+	char *err;
+	size_t errlen;
+	void *out, *out2;
+	int rc;
+};
+
+static int on_loop(dev_device *d, rt_fn fn, struct call *c)
+{
+	c->d = d;
+	c->rc = -ENOENT;
+	int rc = rt_call(d->rt, fn, c);
+	return rc < 0 ? rc : c->rc;
+}
+
+static void do_attach(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	c->rc = dev_derp_attach(c->d, c->url, c->key, c->opts, c->err, c->errlen);
+}
+
+int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_key,
+		       const struct derp_client_opts *opts, char *err, size_t errlen)
+{
+	if (errlen)
+		err[0] = '\0';
+	struct call c = {.url = url, .key = private_key, .opts = opts, .err = err, .errlen = errlen};
+	return on_loop(d, do_attach, &c);
+}
+
+static void do_detach(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (bind_of(c->d))
+		c->rc = dev_set_bind(c->d, DEV_BIND_DERP, NULL, NULL);
+}
+
+int dev_py_derp_detach(dev_device *d)
+{
+	struct call c = {0};
+	return on_loop(d, do_detach, &c);
+}
+
+static void do_stats(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	struct dev_derp *b = bind_of(c->d);
+	if (!b)
+		return;
+	*(struct dev_derp_stats *)c->out = b->st;
+	if (c->out2)
+		derp_client_stats(b->c, c->out2);
+	c->rc = 0;
+}
+
+int dev_py_derp_stats(dev_device *d, struct dev_derp_stats *out, struct derp_client_stats *derp)
+{
+	struct call c = {.out = out, .out2 = derp};
+	return on_loop(d, do_stats, &c);
+}
+
+static void do_public_key(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	struct dev_derp *b = bind_of(c->d);
+	if (!b)
+		return;
+	derp_client_public_key(b->c, c->out);
+	c->rc = 0;
+}
+
+int dev_py_derp_public_key(dev_device *d, uint8_t *out)
+{
+	struct call c = {.out = out};
+	return on_loop(d, do_public_key, &c);
+}
+
+static void do_reconnect(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	struct dev_derp *b = bind_of(c->d);
+	if (!b)
+		return;
+	derp_client_reconnect(b->c);
+	c->rc = 0;
+}
+
+int dev_py_derp_reconnect(dev_device *d)
+{
+	struct call c = {0};
+	return on_loop(d, do_reconnect, &c);
+}
+
+static void do_last_error(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	struct dev_derp *b = bind_of(c->d);
+	if (!b)
+		return;
+	const char *e = derp_client_last_error(b->c);
+	size_t n = e ? strlen(e) : 0;
+	if (c->errlen == 0)
+		return;
+	if (n >= c->errlen)
+		n = c->errlen - 1;
+	memcpy(c->err, e ? e : "", n);
+	c->err[n] = '\0';
+	c->rc = (int)n;
+}
+
+int dev_py_derp_last_error(dev_device *d, char *out, size_t cap)
+{
+	struct call c = {.err = out, .errlen = cap};
+	return on_loop(d, do_last_error, &c);
+}

@@ -1,0 +1,531 @@
+"""The Spanza gateway: a sidecar that carries a WireGuard's UDP over DERP.
+
+    with spanza.Gateway("https://derp.example.com/derp", key,
+                        wg_endpoint="127.0.0.1:51820",
+                        remote_peers=["nodekey:..."]) as gw:
+        host, port = gw.address   # the remote peer's endpoint for the local WireGuard
+
+The local WireGuard (kernel, wireguard-go, a spanza.Device) is configured
+with the gateway's UDP address as the endpoint of each remote peer. What it
+sends there is relayed to that peer's DERP key; what the peer sends through
+DERP comes back from the same address. Each remote peer has its own UDP
+socket, so the local WireGuard sees one stable endpoint per peer (and two
+remote peers are never confused). The relay runs in C on a runtime's loop
+thread; no Python runs per packet.
+
+Where packets from DERP go: ``wg_endpoint`` when given, otherwise the
+address that last sent to that peer's socket (or, before it sent anything,
+to any of the gateway's sockets). In that learned mode whoever can send to
+the sockets decides where replies go: keep them on loopback (the default)
+or give ``wg_endpoint`` when listening on other addresses.
+
+Backpressure: while the DERP connection is congested the gateway stops
+reading its sockets (the kernel buffers, then drops and counts:
+``drops_udp_overflow``); while it is down, the DERP client keeps the newest
+packets in a bounded queue (``drops_queue_full`` counts the oldest lost).
+
+Ports: the first remote peer listens on ``listen``; later ones on the same
+host, on ``listen``'s port + 1, + 2, ... when that port is fixed, or on any
+free port when it is 0 (see ``address_for``), unless given their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, Union
+
+from spanza._ffi import ffi, lib
+from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.keys import Key, PrivateKey, PublicKey
+from spanza.runtime import Runtime, default_runtime
+
+log = logging.getLogger("spanza.gateway")
+
+KeyLike = Union[str, bytes, bytearray, memoryview, Any]
+AddressLike = Union[str, tuple]
+
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_DST_KIND = {0: None, 1: "configured", 2: "learned"}
+
+
+# ---- keys ----------------------------------------------------------------------
+
+
+def _key(cls: type[Key], value: KeyLike, what: str) -> Key:
+    """A key object from a key, 32 bytes, or text (WireGuard base64, hex,
+    or Tailscale's privkey:/nodekey: forms); ConfigError says what is wrong."""
+    if isinstance(value, Key) and not isinstance(value, cls):
+        raise ConfigError(f"{what}: a {value.kind} is not a {cls.kind}")
+    try:
+        return cls(value) if not isinstance(value, memoryview) else cls(bytes(value))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: {e}") from None
+
+
+def private_key_bytes(value: KeyLike, what: str = "private_key") -> bytes:
+    k = _key(PrivateKey, value, what)
+    if k.is_zero():
+        raise ConfigError(f"{what}: the all-zero key is not a private key")
+    return k.raw
+
+
+def public_key_bytes(value: KeyLike, what: str = "public key") -> bytes:
+    return _key(PublicKey, value, what).raw
+
+
+def public_key_of(private_key: KeyLike) -> bytes:
+    """The X25519 public key (32 bytes) of a private key."""
+    return _key(PrivateKey, private_key, "private_key").public_key.raw  # type: ignore[attr-defined]
+
+
+def nodekey(pub: bytes) -> str:
+    """Tailscale's text form of a public key: ``nodekey:<64 hex>``."""
+    return "nodekey:" + bytes(pub).hex()
+
+
+def generate_private_key() -> bytes:
+    """A new random X25519 private key (clamped, as ``wg genkey`` makes it)."""
+    return PrivateKey.generate().raw
+
+
+def format_private(raw: bytes, *, tailscale: bool = False) -> str:
+    """WireGuard's base64, or Tailscale's ``privkey:<hex>``."""
+    k = PrivateKey(raw)
+    return k.tailscale if tailscale else k.base64
+
+
+def format_public(raw: bytes, *, tailscale: bool = False) -> str:
+    """WireGuard's base64, or Tailscale's ``nodekey:<hex>``."""
+    k = PublicKey(raw)
+    return k.tailscale if tailscale else k.base64
+
+
+def load_key_file(path: str | os.PathLike, *, create: bool = False) -> bytes:
+    """A private key from a file: derper's JSON (``{"PrivateKey":
+    "privkey:<hex>"}``, what this writes) or one line of ``privkey:<hex>``,
+    WireGuard base64 or hex. With create, a missing file is made with a new
+    key (mode 0600)."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if not create:
+            raise ConfigError(f"key file {path} does not exist") from None
+        raw = generate_private_key()
+        doc = json.dumps({"PrivateKey": format_private(raw, tailscale=True)}, indent="\t") + "\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(doc)
+        log.info("created key file %s (public key %s)", path, nodekey(public_key_of(raw)))
+        return raw
+    except OSError as e:
+        raise ConfigError(f"cannot read key file {path}: {e.strerror}") from None
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"key file {path}: not valid JSON ({e})") from None
+        value = doc.get("PrivateKey") if isinstance(doc, dict) else None
+        if not isinstance(value, str):
+            raise ConfigError(f'key file {path}: no "PrivateKey" string')
+        text = value
+    elif "\n" in text:
+        raise ConfigError(f"key file {path}: expected one key, found several lines")
+    return private_key_bytes(text, f"key file {path}")
+
+
+# ---- addresses --------------------------------------------------------------------
+
+
+def parse_address(value: AddressLike, what: str, *, default_host: str = "127.0.0.1",
+                  allow_port_zero: bool = True) -> tuple[str, int]:
+    """(host, port) from ``"host:port"``, ``"[v6]:port"``, ``":port"`` (all
+    addresses) or a tuple. Names are resolved once, here."""
+    if isinstance(value, tuple) and len(value) >= 2:
+        host, port = str(value[0]), value[1]
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+            if not sep:
+                raise ConfigError(f"{what}: {value!r} is not '[IPv6]:port'")
+        else:
+            host, sep, port = text.rpartition(":")
+            if not sep:
+                raise ConfigError(f"{what}: {value!r} is not 'host:port' (IPv6: '[addr]:port', all: ':port')")
+            if ":" in host:
+                raise ConfigError(f"{what}: put an IPv6 address in brackets: '[{host}]:{port}'")
+    elif isinstance(value, int):
+        host, port = "", value
+    else:
+        raise ConfigError(f"{what}: {value!r} is not 'host:port' or a (host, port) tuple")
+    try:
+        port_n = int(port)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: port {port!r} is not a number") from None
+    low = 0 if allow_port_zero else 1
+    if not low <= port_n <= 65535:
+        raise ConfigError(f"{what}: port {port_n} is not in {low}..65535")
+    if host == "":
+        return "", port_n
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port_n, type=socket.SOCK_DGRAM)
+        except socket.gaierror as e:
+            raise ConfigError(f"{what}: cannot resolve {host!r}: {e.strerror}") from None
+        return infos[0][4][0], port_n
+    return host if "%" in host else str(addr), port_n
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _to_c(addr: tuple[str, int], out: Any) -> None:
+    host, port = addr
+    if host == "":  # all addresses: dual-stack when the host has IPv6
+        host = "::" if _has_ipv6() else "0.0.0.0"
+    name, _, zone = host.partition("%")
+    ip = ipaddress.ip_address(name)
+    out.family = _AF[ip.version]
+    out.port = port
+    out.scope_id = socket.if_nametoindex(zone) if zone and not zone.isdigit() else int(zone or 0)
+    packed = ip.packed
+    ffi.memmove(out.addr, packed, len(packed))
+
+
+def _from_c(a: Any) -> tuple[str, int] | None:
+    if a.family == socket.AF_INET:
+        return str(ipaddress.IPv4Address(bytes(a.addr[0:4]))), int(a.port)
+    if a.family == socket.AF_INET6:
+        host = str(ipaddress.IPv6Address(bytes(a.addr[0:16])))
+        if a.scope_id:
+            host += f"%{a.scope_id}"
+        return host, int(a.port)
+    return None
+
+
+def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
+    """The address a local WireGuard uses for a socket bound to addr: a
+    wildcard means this host, so its loopback."""
+    host, port = addr
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1", port
+    if host == "::":
+        return "127.0.0.1", port  # dual-stack: IPv4 loopback reaches it too
+    return host, port
+
+
+def format_address(addr: tuple[str, int]) -> str:
+    """``host:port`` (``[v6]:port``), as WireGuard configurations write it."""
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# ---- the gateway ----------------------------------------------------------------------
+
+
+class Gateway:
+    """A UDP <-> DERP relay for one local WireGuard and its remote peers.
+
+    derp_url: ``http(s)://host[:port]/derp``. private_key: the gateway's
+    DERP identity (``privkey:<hex>``, WireGuard base64, 32 bytes or a key
+    object); its public key (``public_key``) is what remote peers send to.
+    listen: the first remote peer's UDP address (default 127.0.0.1, any
+    port). wg_endpoint: the local WireGuard's address (``"127.0.0.1:51820"``);
+    None learns it from what arrives. remote_peers: DERP public keys
+    (``nodekey:<hex>``, base64, bytes). TLS: system CAs, or ``ca_file``, or
+    ``insecure=True`` (self-signed test servers). ``derp_options``: extra
+    DERP client options (struct derp_client_opts fields, e.g.
+    ``backoff_max_ms``, ``queue_size``).
+    """
+
+    def __init__(
+        self,
+        derp_url: str,
+        private_key: KeyLike,
+        *,
+        listen: AddressLike = ("127.0.0.1", 0),
+        wg_endpoint: AddressLike | None = None,
+        remote_peers: Iterable[KeyLike] = (),
+        ca_file: str | os.PathLike | None = None,
+        insecure: bool = False,
+        runtime: Runtime | None = None,
+        derp_options: dict[str, int] | None = None,
+    ) -> None:
+        self._ptr = None
+        self._lock = threading.Lock()  # serialises configuration changes
+        self._cv = threading.Condition()
+        self._inflight = 0
+        self.derp_url = derp_url
+        self.runtime = runtime or default_runtime()
+        self._listen = parse_address(listen, "listen")
+        self._peers: dict[bytes, tuple[str, int]] = {}  # key -> bound address, in order
+        self._wg_endpoint = None if wg_endpoint is None else parse_address(
+            wg_endpoint, "wg_endpoint", allow_port_zero=False)
+        priv = private_key_bytes(private_key)
+        if not isinstance(derp_url, str) or not derp_url.startswith(("http://", "https://")):
+            raise ConfigError(f"derp_url: {derp_url!r} is not http(s)://host[:port]/derp")
+
+        keep: list[Any] = []
+        opts = ffi.new("struct derp_client_opts *")
+        if ca_file is not None:
+            if not os.path.isfile(ca_file):
+                raise ConfigError(f"ca_file: {os.fspath(ca_file)} is not a file")
+            keep.append(ffi.new("char[]", os.fsencode(ca_file)))
+            opts.ca_file = keep[-1]
+        opts.insecure = 1 if insecure else 0
+        for name, value in (derp_options or {}).items():
+            if name in ("ca_file", "pin_sha256", "server_name", "server_key", "insecure"):
+                raise ConfigError(f"derp_options: set {name} with its own argument")
+            if not hasattr(opts, name):
+                raise ConfigError(f"derp_options: unknown option {name!r}")
+            if not isinstance(value, int) or not 0 <= value < 2**32:
+                raise ConfigError(f"derp_options: {name} must be an integer in 0..2**32-1")
+            setattr(opts, name, value)
+        wg = ffi.NULL
+        if self._wg_endpoint is not None:
+            wg = ffi.new("struct gw_addr *")
+            _to_c(self._wg_endpoint, wg)
+        rc = ffi.new("int *")
+        err = ffi.new("char[256]")
+        ptr = lib.gw_py_new(self.runtime.ptr, derp_url.encode(), priv, opts, wg, rc, err, 256)
+        if ptr == ffi.NULL:
+            self._raise(rc[0], err, "Gateway")
+        self._ptr = ptr
+        pub = ffi.new("uint8_t[32]")
+        lib.gw_py_public_key(ptr, pub)
+        self._public = bytes(pub)
+        try:
+            for key in remote_peers:
+                self.add_remote_peer(key)
+        except BaseException:
+            self.close()
+            raise
+        log.info("gateway %s for %s, %d remote peer(s)", nodekey(self._public), derp_url, len(self._peers))
+
+    @staticmethod
+    def _raise(rc: int, err: Any, what: str) -> None:
+        msg = ffi.string(err).decode(errors="replace") if err is not None else ""
+        msg = f"{what}: {msg or os.strerror(-rc)}"
+        if rc in (-22, -98, -17):  # EINVAL, EADDRINUSE, EEXIST: the caller's to fix
+            raise ConfigError(msg, -rc)
+        check(rc, msg)
+        raise SpanzaError(msg, -rc)
+
+    def _p(self) -> Any:
+        if self._ptr is None:
+            raise ClosedError("gateway is closed")
+        return self._ptr
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[Any]:
+        """The C pointer, kept alive (close waits) while the block runs."""
+        with self._cv:
+            if self._ptr is None:
+                raise ClosedError("gateway is closed")
+            self._inflight += 1
+            ptr = self._ptr
+        try:
+            yield ptr
+        finally:
+            with self._cv:
+                self._inflight -= 1
+                self._cv.notify_all()
+
+    # -- remote peers --
+
+    def _next_listen(self) -> tuple[str, int]:
+        host, port = self._listen
+        if port == 0:
+            return host, 0
+        return host, port + len(self._peers)
+
+    def add_remote_peer(self, key: KeyLike, listen: AddressLike | None = None) -> tuple[str, int]:
+        """Adds a remote peer (its DERP public key) and returns the UDP
+        address the local WireGuard should use as its endpoint."""
+        raw = public_key_bytes(key, "remote peer")
+        with self._lock:
+            if raw in self._peers:
+                raise ConfigError(f"remote peer {nodekey(raw)} was already added")
+            addr = self._next_listen() if listen is None else parse_address(listen, "listen")
+            if addr[1] > 65535:
+                raise ConfigError(f"listen: no port left above {self._listen[1]} for remote peer {len(self._peers) + 1}")
+            c_listen = ffi.new("struct gw_addr *")
+            _to_c(addr, c_listen)
+            bound = ffi.new("struct gw_addr *")
+            err = ffi.new("char[256]")
+            rc = lib.gw_py_add_peer(self._p(), raw, c_listen, bound, err, 256)
+            if rc < 0:
+                self._raise(rc, err, f"remote peer {nodekey(raw)}")
+            got = _from_c(bound)
+            assert got is not None
+            self._peers[raw] = got
+        log.info("remote peer %s: local WireGuard endpoint %s", nodekey(raw), format_address(_reachable(got)))
+        return _reachable(got)
+
+    def remove_remote_peer(self, key: KeyLike) -> None:
+        raw = public_key_bytes(key, "remote peer")
+        with self._lock:
+            if raw not in self._peers:
+                raise ConfigError(f"{nodekey(raw)} is not a remote peer of this gateway")
+            check(lib.gw_py_remove_peer(self._p(), raw), "remove_remote_peer")
+            del self._peers[raw]
+
+    @property
+    def remote_peers(self) -> list[Any]:
+        return [PublicKey(k) for k in self._peers]
+
+    def address_for(self, key: KeyLike) -> tuple[str, int]:
+        """The UDP address that stands for remote peer `key` (the endpoint
+        to give the local WireGuard for that peer)."""
+        raw = public_key_bytes(key, "remote peer")
+        try:
+            return _reachable(self._peers[raw])
+        except KeyError:
+            raise ConfigError(f"{nodekey(raw)} is not a remote peer of this gateway") from None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The first remote peer's UDP address (see address_for)."""
+        if not self._peers:
+            raise ConfigError("the gateway has no remote peer yet: add_remote_peer() first")
+        return _reachable(next(iter(self._peers.values())))
+
+    # -- configuration --
+
+    @property
+    def public_key(self) -> Any:
+        """The gateway's DERP public key (what remote peers send to)."""
+        return PublicKey(self._public)
+
+    @property
+    def wg_endpoint(self) -> tuple[str, int] | None:
+        return self._wg_endpoint
+
+    @wg_endpoint.setter
+    def wg_endpoint(self, value: AddressLike | None) -> None:
+        addr = None if value is None else parse_address(value, "wg_endpoint", allow_port_zero=False)
+        c = ffi.NULL
+        if addr is not None:
+            c = ffi.new("struct gw_addr *")
+            _to_c(addr, c)
+        with self._lock:
+            rc = lib.gw_py_set_wg_endpoint(self._p(), c)
+            if rc == -22:
+                raise ConfigError(f"wg_endpoint: {format_address(addr)} cannot be reached from the "
+                                  "remote peers' sockets (IPv6 endpoint, IPv4 sockets?)", 22)
+            check(rc, "wg_endpoint")
+            self._wg_endpoint = addr
+
+    # -- state --
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.stats()["connected"])
+
+    def wait_connected(self, timeout: float | None = 10.0) -> None:
+        """Blocks until the DERP connection is up; TimeoutError otherwise."""
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        with self._use() as p:
+            rc = lib.gw_py_wait_connected(p, ms)
+        if rc == -110:
+            raise TimeoutError(f"gateway: not connected to {self.derp_url} within {timeout} s "
+                               f"(last error: {self.last_error() or 'none'})")
+        check(rc, "wait_connected")
+
+    def reconnect(self) -> None:
+        """Drops the DERP connection; the client reconnects with backoff."""
+        with self._lock:
+            check(lib.gw_py_reconnect(self._p()), "reconnect")
+
+    def last_error(self) -> str:
+        buf = ffi.new("char[256]")
+        with self._lock:
+            lib.gw_py_last_error(self._p(), buf, 256)
+        return ffi.string(buf).decode(errors="replace")
+
+    def stats(self) -> dict[str, Any]:
+        """Totals (datagrams/bytes each way, drops by reason), the DERP
+        client's counters under "derp" (reconnects, queue drops...), and
+        per remote peer under "peers" (keyed by ``nodekey:<hex>``)."""
+        st = ffi.new("struct gw_stats *")
+        ds = ffi.new("struct derp_client_stats *")
+        ps = ffi.new("struct gw_peer_stats *")
+        with self._lock:
+            p = self._p()
+            check(lib.gw_py_stats(p, st, ds), "stats")
+            peers: dict[str, Any] = {}
+            for raw in self._peers:
+                check(lib.gw_py_peer_stats(p, raw, ps), "stats")
+                d: dict[str, Any] = {}
+                for name, _ in ffi.typeof("struct gw_peer_stats").fields:
+                    if name == "key":
+                        continue
+                    if name in ("local", "dst"):
+                        a = _from_c(getattr(ps, name))
+                        d[name] = format_address(a) if a else None
+                    elif name == "dst_kind":
+                        d[name] = _DST_KIND.get(int(ps.dst_kind))
+                    else:
+                        d[name] = int(getattr(ps, name))
+                peers[nodekey(raw)] = d
+        out: dict[str, Any] = {name: int(getattr(st, name)) for name, _ in ffi.typeof("struct gw_stats").fields}
+        out["derp"] = {name: int(getattr(ds, name)) for name, _ in ffi.typeof("struct derp_client_stats").fields}
+        out["peers"] = peers
+        return out
+
+    # -- lifetime --
+
+    def close(self) -> None:
+        """Closes the sockets and the DERP connection; threads waiting in
+        wait_connected get ClosedError. Idempotent."""
+        with self._lock, self._cv:
+            ptr, self._ptr = self._ptr, None
+            if ptr is None:
+                return
+            lib.gw_py_shutdown(ptr)  # wakes wait_connected
+            while self._inflight:
+                self._cv.wait()
+        lib.gw_py_free(ptr)
+        log.debug("gateway %s closed", nodekey(self._public) if hasattr(self, "_public") else "")
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def __enter__(self) -> "Gateway":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return "<Gateway closed>"
+        return f"<Gateway {nodekey(self._public)} {self.derp_url} peers={len(self._peers)}>"
+
+
+__all__ = ["Gateway", "format_address", "format_private", "format_public", "generate_private_key",
+           "load_key_file", "nodekey", "parse_address", "private_key_bytes", "public_key_bytes",
+           "public_key_of"]
