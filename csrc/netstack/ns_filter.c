@@ -17,6 +17,32 @@
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
+/* lwIP 2.1.3 reads an IPv6 extension header's length byte before checking
+ * that the header is there; walk the chain (up to the first fragment
+ * header: what follows is data until reassembly) and refuse truncations. */
+static bool v6_ext_ok(const uint8_t *p, size_t tot)
+{
+	size_t off = 40;
+	uint8_t nh = p[6];
+	for (int i = 0; i < 16; i++) {
+		switch (nh) {
+		case 0:  /* hop-by-hop */
+		case 43: /* routing */
+		case 60: /* destination options */
+			if (off + 8 > tot || off + 8 * (1 + (size_t)p[off + 1]) > tot)
+				return false;
+			nh = p[off];
+			off += 8 * (1 + (size_t)p[off + 1]);
+			break;
+		case 44: /* fragment */
+			return off + 8 <= tot;
+		default:
+			return true;
+		}
+	}
+	return false; /* nobody needs 16 extension headers */
+}
+
 enum ns_verdict ns_check_packet(const ns_host_t *h, const uint8_t *p, size_t len, size_t *plen)
 {
 	if (len < 1)
@@ -38,6 +64,8 @@ enum ns_verdict ns_check_packet(const ns_host_t *h, const uint8_t *p, size_t len
 	case 6: {
 		size_t tot = 40 + (size_t)rd16(p + 4);
 		if (len < 40 || tot > len || tot > 0xffff) /* pbufs are 16-bit */
+			return NS_MALFORMED;
+		if (!v6_ext_ok(p, tot))
 			return NS_MALFORMED;
 		*plen = tot;
 		for (int i = 0; i < h->n_v6; i++)

@@ -15,6 +15,8 @@
  * (loop thread only; packets never exceed the 16-bit IP length). */
 static uint8_t out_buf[65536];
 
+#define IN_SLACK 8
+
 void ns_obj_link(ns_host_t *h, struct ns_obj *o, ns_close_fn close)
 {
 	o->close = close;
@@ -96,6 +98,8 @@ int ns_host_input(ns_host_t *h, const uint8_t *ip, size_t len)
 {
 	size_t plen = 0;
 	enum ns_verdict v = ns_check_packet(h, ip, len, &plen);
+	if (v == NS_OK && plen > 0xffff - IN_SLACK) /* far beyond any tunnel MTU */
+		v = NS_MALFORMED;
 	if (v != NS_OK) {
 		if (v == NS_MALFORMED)
 			h->st.drop_malformed++;
@@ -103,12 +107,17 @@ int ns_host_input(ns_host_t *h, const uint8_t *ip, size_t len)
 			h->st.drop_not_ours++;
 		return -EINVAL;
 	}
-	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)plen, PBUF_RAM);
+	/* A few zeroed bytes past the packet: lwIP 2.1.3 has header parsers that
+	 * peek a byte or two beyond what they checked, and those reads must stay
+	 * inside our buffer (the packet's length is what lwIP goes by). */
+	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(plen + IN_SLACK), PBUF_RAM);
 	if (!p) {
 		h->st.drop_nomem++;
 		return -ENOMEM;
 	}
 	memcpy(p->payload, ip, plen);
+	memset((uint8_t *)p->payload + plen, 0, IN_SLACK);
+	p->len = p->tot_len = (u16_t)plen;
 	h->st.rx_packets++;
 	h->st.rx_bytes += plen;
 	if (h->netif.input(p, &h->netif) != ERR_OK)
