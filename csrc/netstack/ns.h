@@ -64,6 +64,10 @@ uint8_t *ns_scratch(void);
 /* ---- hosts (ns_host.c) ---- */
 void ns_obj_link(ns_host_t *h, struct ns_obj *o, ns_close_fn close);
 void ns_obj_unlink(struct ns_obj *o);
+/* A packet copied into a pbuf as ns_host_input makes them (NULL: too big
+ * or no memory), and the input of such a pbuf (checked, counted, owned). */
+struct pbuf *ns_pbuf_for_input(const uint8_t *ip, size_t len);
+int ns_host_input_pbuf(ns_host_t *h, struct pbuf *p);
 /* The host's address of this family (the first one for IPv6); NULL if none. */
 const ip_addr_t *ns_host_addr(ns_host_t *h, int family);
 bool ns_host_owns(const ns_host_t *h, const ip_addr_t *a);

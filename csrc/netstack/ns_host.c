@@ -94,30 +94,61 @@ static err_t netif_init_cb(struct netif *n)
 	return ERR_OK;
 }
 
+struct pbuf *ns_pbuf_for_input(const uint8_t *ip, size_t len)
+{
+	if (len > 0xffff - IN_SLACK) /* far beyond any tunnel MTU */
+		return NULL;
+	/* A few zeroed bytes past the packet: lwIP 2.1.3 has header parsers that
+	 * peek a byte or two beyond what they checked, and those reads must stay
+	 * inside our buffer (the packet's length is what lwIP goes by). */
+	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(len + IN_SLACK), PBUF_RAM);
+	if (!p)
+		return NULL;
+	memcpy(p->payload, ip, len);
+	memset((uint8_t *)p->payload + len, 0, IN_SLACK);
+	p->len = p->tot_len = (u16_t)len;
+	return p;
+}
+
+static int count_drop(ns_host_t *h, enum ns_verdict v)
+{
+	if (v == NS_MALFORMED)
+		h->st.drop_malformed++;
+	else
+		h->st.drop_not_ours++;
+	return -EINVAL;
+}
+
+int ns_host_input_pbuf(ns_host_t *h, struct pbuf *p)
+{
+	size_t plen = 0;
+	enum ns_verdict v = ns_check_packet(h, p->payload, p->len, &plen);
+	if (v != NS_OK) {
+		pbuf_free(p);
+		return count_drop(h, v);
+	}
+	p->len = p->tot_len = (u16_t)plen; /* trailing bytes past the IP length */
+	h->st.rx_packets++;
+	h->st.rx_bytes += plen;
+	if (h->netif.input(p, &h->netif) != ERR_OK)
+		pbuf_free(p);
+	ns_stack_kick();
+	return 0;
+}
+
 int ns_host_input(ns_host_t *h, const uint8_t *ip, size_t len)
 {
 	size_t plen = 0;
 	enum ns_verdict v = ns_check_packet(h, ip, len, &plen);
-	if (v == NS_OK && plen > 0xffff - IN_SLACK) /* far beyond any tunnel MTU */
+	if (v == NS_OK && plen > 0xffff - IN_SLACK)
 		v = NS_MALFORMED;
-	if (v != NS_OK) {
-		if (v == NS_MALFORMED)
-			h->st.drop_malformed++;
-		else
-			h->st.drop_not_ours++;
-		return -EINVAL;
-	}
-	/* A few zeroed bytes past the packet: lwIP 2.1.3 has header parsers that
-	 * peek a byte or two beyond what they checked, and those reads must stay
-	 * inside our buffer (the packet's length is what lwIP goes by). */
-	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(plen + IN_SLACK), PBUF_RAM);
+	if (v != NS_OK)
+		return count_drop(h, v);
+	struct pbuf *p = ns_pbuf_for_input(ip, plen);
 	if (!p) {
 		h->st.drop_nomem++;
 		return -ENOMEM;
 	}
-	memcpy(p->payload, ip, plen);
-	memset((uint8_t *)p->payload + plen, 0, IN_SLACK);
-	p->len = p->tot_len = (u16_t)plen;
 	h->st.rx_packets++;
 	h->st.rx_bytes += plen;
 	if (h->netif.input(p, &h->netif) != ERR_OK)

@@ -20,6 +20,7 @@ static int ns_users;       /* hosts, guarded by ns_mu */
 static bool ns_inited;     /* loop thread */
 static rt_timer_t *ns_timer; /* loop thread */
 static uint64_t ns_due;      /* when ns_timer is armed for */
+static bool ns_kicked;       /* ns_timer is due now */
 static uint8_t ns_buf[NS_SCRATCH];
 
 ns_host_t *ns_hosts[NS_MAX_HOSTS];
@@ -35,30 +36,41 @@ rt_t *ns_stack_rt(void)
 	return rt;
 }
 
-static void on_timer(rt_t *rt, rt_timer_t *t, void *arg)
+/* Arms the timer for lwIP's next timeout. */
+static void schedule(void)
 {
-	(void)rt;
-	(void)t;
-	(void)arg;
-	sys_check_timeouts();
-	ns_stack_kick();
-}
-
-void ns_stack_kick(void)
-{
-	if (!ns_timer)
-		return;
 	u32_t ms = sys_timeouts_sleeptime();
 	if (ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE) {
 		rt_timer_cancel(ns_timer);
 		return;
 	}
 	uint64_t at = rt_now_ms() + ms;
-	/* Re-arming is a heap update: skip it when nothing changed. */
 	if (!rt_timer_armed(ns_timer) || at != ns_due) {
 		rt_timer_arm_at(ns_timer, at);
 		ns_due = at;
 	}
+}
+
+static void on_timer(rt_t *rt, rt_timer_t *t, void *arg)
+{
+	(void)rt;
+	(void)t;
+	(void)arg;
+	ns_kicked = false;
+	sys_check_timeouts();
+	schedule();
+}
+
+/* lwIP work may have added an earlier timeout (tcp_tmr starts when a pcb
+ * becomes active): have the timer look again on this loop iteration. One
+ * branch per call, so it is cheap enough per packet. */
+void ns_stack_kick(void)
+{
+	if (!ns_timer || ns_kicked)
+		return;
+	ns_kicked = true;
+	rt_timer_arm_at(ns_timer, 0);
+	ns_due = 0;
 }
 
 int ns_stack_start(rt_t *rt)
@@ -87,6 +99,7 @@ static void stop_on_loop(rt_t *rt, void *arg)
 		return;
 	rt_timer_free(ns_timer);
 	ns_timer = NULL;
+	ns_kicked = false;
 }
 
 int ns_stack_acquire(rt_t *rt)

@@ -5,23 +5,31 @@
  * inspection. */
 #include "ns.h"
 
+#include "lwip/pbuf.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define WIRE_MAX_QUEUE 65536 /* packets per direction */
 
-struct wpkt {
-	struct wpkt *next;
+/* A queue of packets: pbufs ready for the receiving host's input, copied
+ * once on output like the device layer's decryption will. */
+struct wslot {
+	struct pbuf *p;
 	uint64_t due_us;
+};
+
+struct wq {
+	struct wslot *s;
+	uint32_t head, n, cap;
+};
+
+struct wcap { /* a captured copy */
+	struct wcap *next;
 	uint16_t len;
 	uint8_t side;
 	uint8_t data[];
-};
-
-struct wdir {
-	struct wpkt *head, *tail;
-	uint32_t n;
 };
 
 struct wend {
@@ -33,12 +41,12 @@ struct ns_wire {
 	rt_t *rt;
 	struct wend ends[2];
 	ns_host_t *hosts[2];
-	struct wdir q[2]; /* q[i]: sent by side i */
+	struct wq q[2]; /* q[i]: sent by side i */
 	uint32_t delay_us;
 	rt_timer_t *timer;
 	struct ns_wire_stats st;
-	struct wdir cap;  /* captured copies */
-	uint32_t capmax;
+	struct wcap *cap_head, *cap_tail;
+	uint32_t ncap, capmax;
 };
 
 static uint64_t now_us(void) { return rt_now_ns() / 1000u; }
@@ -47,46 +55,74 @@ static void arm(ns_wire_t *w)
 {
 	uint64_t due = UINT64_MAX;
 	for (int i = 0; i < 2; i++)
-		if (w->q[i].head && w->q[i].head->due_us < due)
-			due = w->q[i].head->due_us;
+		if (w->q[i].n && w->q[i].s[w->q[i].head].due_us < due)
+			due = w->q[i].s[w->q[i].head].due_us;
 	if (due == UINT64_MAX)
 		return;
 	/* The loop's timers are in ms: due now means this very iteration. */
-	rt_timer_arm_at(w->timer, due <= now_us() ? rt_now_ms() : (due + 999) / 1000);
+	rt_timer_arm_at(w->timer, due == 0 || due <= now_us() ? 0 : (due + 999) / 1000);
 }
 
-static void push(struct wdir *d, struct wpkt *p)
+static int q_push(struct wq *q, struct pbuf *p, uint64_t due)
 {
-	p->next = NULL;
-	if (d->tail)
-		d->tail->next = p;
+	if (q->n == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 256;
+		if (cap > WIRE_MAX_QUEUE)
+			return -ENOBUFS;
+		struct wslot *s = malloc(cap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < q->n; i++)
+			s[i] = q->s[(q->head + i) % q->cap];
+		free(q->s);
+		q->s = s;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->s[(q->head + q->n) % q->cap] = (struct wslot){.p = p, .due_us = due};
+	q->n++;
+	return 0;
+}
+
+static struct pbuf *q_pop(struct wq *q)
+{
+	struct pbuf *p = q->s[q->head].p;
+	q->head = (q->head + 1) % q->cap;
+	q->n--;
+	return p;
+}
+
+static void q_clear(struct wq *q)
+{
+	while (q->n)
+		pbuf_free(q_pop(q));
+	free(q->s);
+	*q = (struct wq){0};
+}
+
+static void capture(ns_wire_t *w, const uint8_t *ip, size_t len, int side)
+{
+	if (w->ncap >= w->capmax) {
+		struct wcap *old = w->cap_head;
+		w->cap_head = old->next;
+		if (!w->cap_head)
+			w->cap_tail = NULL;
+		w->ncap--;
+		free(old);
+	}
+	struct wcap *c = malloc(sizeof(*c) + len);
+	if (!c)
+		return;
+	c->next = NULL;
+	c->len = (uint16_t)len;
+	c->side = (uint8_t)side;
+	memcpy(c->data, ip, len);
+	if (w->cap_tail)
+		w->cap_tail->next = c;
 	else
-		d->head = p;
-	d->tail = p;
-	d->n++;
-}
-
-static struct wpkt *pop(struct wdir *d)
-{
-	struct wpkt *p = d->head;
-	if (!p)
-		return NULL;
-	d->head = p->next;
-	if (!d->head)
-		d->tail = NULL;
-	d->n--;
-	return p;
-}
-
-static struct wpkt *copy(const uint8_t *ip, size_t len, int side)
-{
-	struct wpkt *p = malloc(sizeof(*p) + len);
-	if (!p)
-		return NULL;
-	p->len = (uint16_t)len;
-	p->side = (uint8_t)side;
-	memcpy(p->data, ip, len);
-	return p;
+		w->cap_head = c;
+	w->cap_tail = c;
+	w->ncap++;
 }
 
 void ns_wire_output(void *end, const uint8_t *ip, size_t len)
@@ -94,26 +130,18 @@ void ns_wire_output(void *end, const uint8_t *ip, size_t len)
 	struct wend *e = end;
 	ns_wire_t *w = e->w;
 	int s = e->side;
-	struct wpkt *p = NULL;
-	if (len <= 0xffff && w->hosts[1 - s] && w->q[s].n < WIRE_MAX_QUEUE)
-		p = copy(ip, len, s);
-	if (!p) {
+	struct pbuf *p = w->hosts[1 - s] ? ns_pbuf_for_input(ip, len) : NULL;
+	if (!p || q_push(&w->q[s], p, w->delay_us ? now_us() + w->delay_us : 0) < 0) {
+		if (p)
+			pbuf_free(p);
 		w->st.dropped[s]++;
 		return;
 	}
 	w->st.packets[s]++;
 	w->st.bytes[s] += len;
-	if (w->capmax) {
-		if (w->cap.n >= w->capmax)
-			free(pop(&w->cap));
-		struct wpkt *c = copy(ip, len, s);
-		if (c)
-			push(&w->cap, c);
-	}
-	p->due_us = now_us() + w->delay_us;
-	bool idle = !w->q[0].head && !w->q[1].head;
-	push(&w->q[s], p);
-	if (idle)
+	if (w->capmax)
+		capture(w, ip, len, s);
+	if (w->q[0].n + w->q[1].n == 1)
 		arm(w);
 }
 
@@ -127,14 +155,16 @@ static void deliver(rt_t *rt, rt_timer_t *t, void *arg)
 	 * deliveries wait for the next loop iteration. */
 	uint32_t n[2] = {w->q[0].n, w->q[1].n};
 	for (int s = 0; s < 2; s++) {
-		while (n[s]-- && w->q[s].head && w->q[s].head->due_us <= now) {
-			struct wpkt *p = pop(&w->q[s]);
+		struct wq *q = &w->q[s];
+		while (n[s]-- && q->n && q->s[q->head].due_us <= now) {
+			struct pbuf *p = q_pop(q);
 			ns_host_t *h = w->hosts[1 - s];
-			if (h)
-				ns_host_input(h, p->data, p->len);
-			else
+			if (h) {
+				ns_host_input_pbuf(h, p);
+			} else {
+				pbuf_free(p);
 				w->st.dropped[s]++;
-			free(p);
+			}
 		}
 	}
 	arm(w);
@@ -214,14 +244,24 @@ int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out)
 	return rt_call(w->rt, stats_on_loop, &c);
 }
 
+static void cap_pop_free(ns_wire_t *w)
+{
+	struct wcap *c = w->cap_head;
+	w->cap_head = c->next;
+	if (!w->cap_head)
+		w->cap_tail = NULL;
+	w->ncap--;
+	free(c);
+}
+
 static void capture_on_loop(rt_t *rt, void *arg)
 {
 	(void)rt;
 	struct wire_call *c = arg;
 	ns_wire_t *w = c->w;
 	w->capmax = (uint32_t)c->max;
-	while (w->cap.n > w->capmax)
-		free(pop(&w->cap));
+	while (w->ncap > w->capmax)
+		cap_pop_free(w);
 }
 
 int ns_wire_capture(ns_wire_t *w, int max)
@@ -236,7 +276,7 @@ static void take_on_loop(rt_t *rt, void *arg)
 {
 	(void)rt;
 	struct wire_call *c = arg;
-	struct wpkt *p = c->w->cap.head;
+	struct wcap *p = c->w->cap_head;
 	if (!p) {
 		c->rc = 0;
 		return;
@@ -245,11 +285,10 @@ static void take_on_loop(rt_t *rt, void *arg)
 		c->rc = -EMSGSIZE;
 		return;
 	}
-	pop(&c->w->cap);
 	memcpy(c->buf, p->data, p->len);
 	c->side = p->side;
 	c->rc = p->len;
-	free(p);
+	cap_pop_free(c->w);
 }
 
 int ns_wire_take(ns_wire_t *w, uint8_t *buf, size_t cap, int *side)
@@ -266,10 +305,9 @@ static void free_on_loop(rt_t *rt, void *arg)
 	ns_wire_t *w = arg;
 	rt_timer_free(w->timer);
 	for (int i = 0; i < 2; i++)
-		while (w->q[i].head)
-			free(pop(&w->q[i]));
-	while (w->cap.head)
-		free(pop(&w->cap));
+		q_clear(&w->q[i]);
+	while (w->cap_head)
+		cap_pop_free(w);
 }
 
 void ns_wire_free(ns_wire_t *w)
