@@ -308,7 +308,13 @@ void ns_host_free(ns_host_t *h)
 {
 	if (!h)
 		return;
-	rt_call(h->rt, host_free_on_loop, h);
+	if (rt_call(h->rt, host_free_on_loop, h) < 0) {
+		/* The runtime stopped first: lwIP still lists the netif, so the
+		 * memory must stay. Close hosts before their runtime. */
+		spz_log(SPZ_LOG_WARNING, "netstack", "host freed after its runtime stopped: leaked");
+		ns_stack_release();
+		return;
+	}
 	ns_stack_release();
 	free(h);
 }

@@ -130,7 +130,12 @@ void ns_stack_release(void)
 	/* The timer belongs to this runtime: free it there. lwIP itself stays
 	 * initialised (it cannot be re-initialised); lingering TIME_WAIT pcbs
 	 * resume their timers on whichever runtime binds the stack next. */
-	rt_call(rt, stop_on_loop, NULL);
+	if (rt_call(rt, stop_on_loop, NULL) < 0) {
+		/* The loop has stopped, so nothing else touches the timer. */
+		rt_timer_free(ns_timer);
+		ns_timer = NULL;
+		ns_kicked = false;
+	}
 	pthread_mutex_lock(&ns_mu);
 	if (ns_users == 0)
 		ns_rt = NULL;
