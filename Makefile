@@ -75,14 +75,14 @@ test-fast: ext $(TEST_DEPS)
 ASAN_TREE := build/sanitize/tree
 asan: build/sanitize/libspanza.a $(TEST_DEPS)
 	@rm -rf $(ASAN_TREE) && mkdir -p $(ASAN_TREE)
-	cp -r spanza tests conftest.py pyproject.toml $(ASAN_TREE)/
+	cp -r spanza tests examples conftest.py pyproject.toml $(ASAN_TREE)/
 	rm -f $(ASAN_TREE)/spanza/_spanza*.so
 	SPANZA_SANITIZE=1 SPANZA_LIBDIR=build/sanitize $(PY) spanza/_build.py build/sanitize/cffi
 	cp build/sanitize/cffi/spanza/_spanza*.so $(ASAN_TREE)/spanza/
 	cd $(ASAN_TREE) && \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  PYTHONPATH=. SPANZA_SANITIZED=1 $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	  PYTHONPATH=. SPANZA_SANITIZED=1 SPANZA_ROOT=$(CURDIR) $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 # ---- fuzzing: libFuzzer targets in csrc/fuzz/<name>.c, linked with the ASan archive ----
 FUZZ_CFLAGS := $(CSTD) -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined

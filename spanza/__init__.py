@@ -4,17 +4,30 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza.derp import DerpServer
+from spanza.derp_client import DerpClient
+from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.netstack import Host, MemoryWire
 from spanza.runtime import Runtime, default_runtime
+from spanza.wireguard import Tunnel
 
 __all__ = [
     "ClosedError",
     "ConfigError",
+    "DerpClient",
+    "DerpServer",
+    "Device",
     "Host",
     "MemoryWire",
+    "PeerInfo",
+    "PresharedKey",
+    "PrivateKey",
+    "PublicKey",
     "Runtime",
     "SpanzaError",
+    "Tunnel",
     "__version__",
     "default_runtime",
 ]

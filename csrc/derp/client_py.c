@@ -1,0 +1,671 @@
+/* derp client for Python: the loop-thread client (client.c) wrapped in
+ * thread-safe queues, so Python threads can send, and wait for packets and
+ * events with the GIL released (cffi drops it around every call).
+ *
+ * Receive side: the loop's callbacks copy packets and events into bounded
+ * queues (oldest dropped and counted when full) and signal a condvar.
+ * Send side: Python threads append to a bounded outbox and post one drain
+ * job per batch to the loop; the drain stops while the connection is
+ * congested and resumes on on_writable, so a fast Python sender waits
+ * (backpressure) instead of losing packets. While disconnected the drain
+ * hands packets to the client's own bounded queue (overflow counted). */
+#include "derp/client.h"
+#include "derp/frame.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#define PY_OUTBOX 1024
+#define PY_PING_WAITERS 8
+
+struct py_ev {
+	struct derp_client_event ev; /* first: Python gets &ev and frees it back */
+	struct py_ev *next;
+	char text[];
+};
+
+struct py_out {
+	struct py_out *next;
+	uint8_t dst[32];
+	size_t len;
+	uint8_t data[];
+};
+
+struct py_ping {
+	bool used, done;
+	int rc;
+	uint8_t data[8];
+	uint64_t rtt_us;
+};
+
+struct derp_pyclient {
+	rt_t *rt;
+	derp_client_t *c;
+	uint8_t pub[32];
+	pthread_mutex_t mu;
+	pthread_cond_t cv_rx, cv_ev, cv_tx, cv_state;
+	bool closed;    /* no new calls: they get -ESHUTDOWN */
+	bool destroyed; /* the client is freed (close finished) */
+	int users;      /* calls in progress from Python threads */
+	bool connected;
+
+	struct derp_py_packet *rx_head, *rx_tail;
+	uint32_t rx_len, rx_max;
+	struct py_ev *ev_head, *ev_tail;
+	uint32_t ev_len, ev_max;
+	struct py_out *ob_head, *ob_tail;
+	uint32_t ob_len;
+	bool drain_posted;
+	struct py_ping pings[PY_PING_WAITERS];
+	uint64_t drops_recv_queue, drops_events;
+};
+
+/* ---- time ---- */
+
+static void deadline_in(struct timespec *ts, int timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += timeout_ms / 1000;
+	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Waits on cv (mu held) until woken or the deadline; -ETIMEDOUT after it. */
+static int wait_on(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *dl)
+{
+	if (!dl)
+		return pthread_cond_wait(cv, mu) == 0 ? 0 : -EINVAL;
+	int rc = pthread_cond_timedwait(cv, mu, dl);
+	return rc == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+static void enter(derp_pyclient_t *p) { p->users++; }
+
+static void leave(derp_pyclient_t *p)
+{
+	if (--p->users == 0 && p->closed)
+		pthread_cond_broadcast(&p->cv_state);
+}
+
+/* ---- loop-thread callbacks ---- */
+
+static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
+{
+	size_t tlen = ev->text ? ev->text_len : 0;
+	struct py_ev *e = malloc(sizeof(*e) + tlen + 1);
+	if (!e) {
+		__atomic_fetch_add(&p->drops_events, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	e->ev = *ev;
+	e->next = NULL;
+	if (tlen)
+		memcpy(e->text, ev->text, tlen);
+	e->text[tlen] = 0;
+	e->ev.text = e->text;
+	e->ev.text_len = tlen;
+	pthread_mutex_lock(&p->mu);
+	if (p->ev_len >= p->ev_max && p->ev_head) {
+		struct py_ev *old = p->ev_head;
+		p->ev_head = old->next;
+		if (!p->ev_head)
+			p->ev_tail = NULL;
+		p->ev_len--;
+		free(old);
+		p->drops_events++;
+	}
+	if (p->ev_tail)
+		p->ev_tail->next = e;
+	else
+		p->ev_head = e;
+	p->ev_tail = e;
+	p->ev_len++;
+	pthread_mutex_unlock(&p->mu);
+	pthread_cond_signal(&p->cv_ev);
+}
+
+static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
+{
+	derp_pyclient_t *p = arg;
+	struct derp_py_packet *pkt = malloc(sizeof(*pkt) + len);
+	if (!pkt) {
+		pthread_mutex_lock(&p->mu);
+		p->drops_recv_queue++;
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	memcpy(pkt->src, src, 32);
+	pkt->len = (uint32_t)len;
+	pkt->data = (uint8_t *)(pkt + 1);
+	pkt->next = NULL;
+	if (len)
+		memcpy(pkt->data, data, len);
+	pthread_mutex_lock(&p->mu);
+	if (p->rx_len >= p->rx_max && p->rx_head) {
+		struct derp_py_packet *old = p->rx_head;
+		p->rx_head = old->next;
+		if (!p->rx_head)
+			p->rx_tail = NULL;
+		p->rx_len--;
+		free(old);
+		p->drops_recv_queue++;
+	}
+	if (p->rx_tail)
+		p->rx_tail->next = pkt;
+	else
+		p->rx_head = pkt;
+	p->rx_tail = pkt;
+	p->rx_len++;
+	pthread_mutex_unlock(&p->mu);
+	pthread_cond_signal(&p->cv_rx);
+}
+
+static void py_on_event(void *arg, const struct derp_client_event *ev)
+{
+	derp_pyclient_t *p = arg;
+	if (ev->type != DERP_EV_PONG) {
+		push_event(p, ev);
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	for (int i = 0; i < PY_PING_WAITERS; i++) {
+		struct py_ping *w = &p->pings[i];
+		if (w->used && !w->done && memcmp(w->data, ev->ping, 8) == 0) {
+			w->done = true;
+			w->rc = 0;
+			w->rtt_us = ev->rtt_us;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	pthread_cond_broadcast(&p->cv_state);
+}
+
+static void py_on_state(void *arg, bool connected, const char *why)
+{
+	derp_pyclient_t *p = arg;
+	struct derp_client_event ev = {.type = connected ? DERP_EV_CONNECTED : DERP_EV_DISCONNECTED};
+	if (connected)
+		derp_client_server_key(p->c, ev.key);
+	if (why) {
+		ev.text = why;
+		ev.text_len = strlen(why);
+	}
+	pthread_mutex_lock(&p->mu);
+	p->connected = connected;
+	if (!connected) {
+		for (int i = 0; i < PY_PING_WAITERS; i++) {
+			if (p->pings[i].used && !p->pings[i].done) {
+				p->pings[i].done = true;
+				p->pings[i].rc = -ENOTCONN;
+			}
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	pthread_cond_broadcast(&p->cv_state);
+	push_event(p, &ev);
+}
+
+/* Moves the outbox into the client until it is empty or congested. */
+static void drain(derp_pyclient_t *p)
+{
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		struct py_out *o = p->ob_head;
+		if (!o || !p->c || derp_client_congested(p->c)) {
+			/* Resumed by py_on_writable; a new send posts again. */
+			p->drain_posted = false;
+			pthread_mutex_unlock(&p->mu);
+			return;
+		}
+		p->ob_head = o->next;
+		if (!p->ob_head)
+			p->ob_tail = NULL;
+		p->ob_len--;
+		pthread_mutex_unlock(&p->mu);
+		pthread_cond_signal(&p->cv_tx);
+		derp_client_send(p->c, o->dst, o->data, o->len);
+		free(o);
+	}
+}
+
+static void drain_job(rt_t *rt, void *arg)
+{
+	(void)rt;
+	drain(arg);
+}
+
+static void py_on_writable(void *arg) { drain(arg); }
+
+static const struct derp_client_ops py_ops = {
+	.on_packet = py_on_packet,
+	.on_event = py_on_event,
+	.on_state = py_on_state,
+	.on_writable = py_on_writable,
+};
+
+/* ---- lifecycle ---- */
+
+struct create_args {
+	derp_pyclient_t *p;
+	const char *url;
+	const uint8_t *priv;
+	const struct derp_client_opts *opts;
+	int rc;
+	char *err;
+	size_t errlen;
+};
+
+static void create_fn(rt_t *rt, void *arg)
+{
+	struct create_args *a = arg;
+	a->p->c = derp_client_new(rt, a->url, a->priv, a->opts, &py_ops, a->p, &a->rc, a->err, a->errlen);
+	if (a->p->c)
+		derp_client_public_key(a->p->c, a->p->pub);
+}
+
+static void destroy_fn(rt_t *rt, void *arg)
+{
+	(void)rt;
+	derp_pyclient_t *p = arg;
+	derp_client_free(p->c);
+	p->c = NULL;
+}
+
+static void free_queues(derp_pyclient_t *p)
+{
+	while (p->rx_head) {
+		struct derp_py_packet *n = p->rx_head->next;
+		free(p->rx_head);
+		p->rx_head = n;
+	}
+	while (p->ev_head) {
+		struct py_ev *n = p->ev_head->next;
+		free(p->ev_head);
+		p->ev_head = n;
+	}
+	while (p->ob_head) {
+		struct py_out *n = p->ob_head->next;
+		free(p->ob_head);
+		p->ob_head = n;
+	}
+}
+
+derp_pyclient_t *derp_pyclient_new(struct rt *rt, const char *url, const uint8_t priv[32],
+				   const struct derp_client_opts *opts, uint32_t recv_queue, uint32_t event_queue,
+				   int *rc, char *err, size_t errlen)
+{
+	derp_pyclient_t *p = calloc(1, sizeof(*p));
+	if (!p) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	p->rt = rt;
+	p->rx_max = recv_queue ? recv_queue : 1024;
+	p->ev_max = event_queue ? event_queue : 1024;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv_rx, &ca);
+	pthread_cond_init(&p->cv_ev, &ca);
+	pthread_cond_init(&p->cv_tx, &ca);
+	pthread_cond_init(&p->cv_state, &ca);
+	pthread_condattr_destroy(&ca);
+	struct create_args a = {.p = p, .url = url, .priv = priv, .opts = opts, .err = err, .errlen = errlen};
+	int crc = rt_call(rt, create_fn, &a);
+	if (crc < 0 || !p->c) {
+		*rc = crc < 0 ? crc : a.rc;
+		if (crc < 0 && err && errlen)
+			snprintf(err, errlen, "the runtime is closed");
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->cv_rx);
+		pthread_cond_destroy(&p->cv_ev);
+		pthread_cond_destroy(&p->cv_tx);
+		pthread_cond_destroy(&p->cv_state);
+		free(p);
+		return NULL;
+	}
+	*rc = 0;
+	return p;
+}
+
+void derp_pyclient_close(derp_pyclient_t *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->closed) {
+		while (!p->destroyed) /* another thread is closing: wait for it */
+			pthread_cond_wait(&p->cv_state, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	p->closed = true;
+	pthread_cond_broadcast(&p->cv_rx);
+	pthread_cond_broadcast(&p->cv_ev);
+	pthread_cond_broadcast(&p->cv_tx);
+	pthread_cond_broadcast(&p->cv_state);
+	while (p->users > 0)
+		pthread_cond_wait(&p->cv_state, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+	/* Jobs posted by sends ran before this one (the loop runs jobs in
+	 * order), so nothing on the loop refers to p afterwards. */
+	rt_call(p->rt, destroy_fn, p);
+	pthread_mutex_lock(&p->mu);
+	free_queues(p);
+	p->destroyed = true;
+	pthread_cond_broadcast(&p->cv_state);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void derp_pyclient_free(derp_pyclient_t *p)
+{
+	if (!p)
+		return;
+	derp_pyclient_close(p);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv_rx);
+	pthread_cond_destroy(&p->cv_ev);
+	pthread_cond_destroy(&p->cv_tx);
+	pthread_cond_destroy(&p->cv_state);
+	sodium_memzero(p, sizeof(*p));
+	free(p);
+}
+
+/* ---- Python-facing calls ---- */
+
+int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t *data, size_t len, int timeout_ms)
+{
+	if (len > DERP_CLIENT_MAX_PACKET)
+		return -EMSGSIZE;
+	struct py_out *o = malloc(sizeof(*o) + len);
+	if (!o)
+		return -ENOMEM;
+	memcpy(o->dst, dst, 32);
+	o->len = len;
+	o->next = NULL;
+	if (len)
+		memcpy(o->data, data, len);
+	struct timespec dl;
+	if (timeout_ms >= 0)
+		deadline_in(&dl, timeout_ms);
+	int rc = 0;
+	pthread_mutex_lock(&p->mu);
+	enter(p);
+	while (!p->closed && p->ob_len >= PY_OUTBOX && rc == 0)
+		rc = wait_on(&p->cv_tx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+	if (p->closed)
+		rc = -ESHUTDOWN;
+	bool post = false;
+	if (rc == 0 || (rc == -ETIMEDOUT && p->ob_len < PY_OUTBOX)) {
+		rc = 0;
+		if (p->ob_tail)
+			p->ob_tail->next = o;
+		else
+			p->ob_head = o;
+		p->ob_tail = o;
+		p->ob_len++;
+		o = NULL;
+		post = !p->drain_posted;
+		p->drain_posted = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	free(o);
+	if (post && rt_post(p->rt, drain_job, p) < 0)
+		rc = -ESHUTDOWN;
+	pthread_mutex_lock(&p->mu);
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet **out)
+{
+	struct timespec dl;
+	if (timeout_ms >= 0)
+		deadline_in(&dl, timeout_ms);
+	int rc = 0;
+	*out = NULL;
+	pthread_mutex_lock(&p->mu);
+	enter(p);
+	while (!p->rx_head && !p->closed && rc == 0)
+		rc = wait_on(&p->cv_rx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+	if (p->rx_head) {
+		*out = p->rx_head;
+		p->rx_head = p->rx_head->next;
+		if (!p->rx_head)
+			p->rx_tail = NULL;
+		p->rx_len--;
+		(*out)->next = NULL;
+		rc = 0;
+	} else if (p->closed) {
+		rc = -ESHUTDOWN;
+	} else {
+		rc = -ETIMEDOUT;
+	}
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+void derp_pyclient_packet_free(struct derp_py_packet *pkt) { free(pkt); }
+
+int derp_pyclient_next_event(derp_pyclient_t *p, int timeout_ms, struct derp_client_event **out)
+{
+	struct timespec dl;
+	if (timeout_ms >= 0)
+		deadline_in(&dl, timeout_ms);
+	int rc = 0;
+	*out = NULL;
+	pthread_mutex_lock(&p->mu);
+	enter(p);
+	while (!p->ev_head && !p->closed && rc == 0)
+		rc = wait_on(&p->cv_ev, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+	if (p->ev_head) {
+		struct py_ev *e = p->ev_head;
+		p->ev_head = e->next;
+		if (!p->ev_head)
+			p->ev_tail = NULL;
+		p->ev_len--;
+		*out = &e->ev;
+		rc = 0;
+	} else if (p->closed) {
+		rc = -ESHUTDOWN;
+	} else {
+		rc = -ETIMEDOUT;
+	}
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+void derp_pyclient_event_free(struct derp_client_event *ev)
+{
+	/* ev is the first member of its py_ev. */
+	free(ev);
+}
+
+/* Runs fn on the loop for a Python call, guarded against a concurrent free. */
+struct loop_call {
+	derp_pyclient_t *p;
+	int rc;
+	int i;
+	void *ptr;
+	size_t n;
+};
+
+static int call_on_loop(derp_pyclient_t *p, rt_fn fn, struct loop_call *lc)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->closed) {
+		pthread_mutex_unlock(&p->mu);
+		return -ESHUTDOWN;
+	}
+	enter(p);
+	pthread_mutex_unlock(&p->mu);
+	lc->p = p;
+	int rc = rt_call(p->rt, fn, lc);
+	pthread_mutex_lock(&p->mu);
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc < 0 ? rc : lc->rc;
+}
+
+static void preferred_fn(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct loop_call *lc = arg;
+	lc->rc = derp_client_note_preferred(lc->p->c, lc->i != 0);
+}
+
+int derp_pyclient_note_preferred(derp_pyclient_t *p, int preferred)
+{
+	struct loop_call lc = {.i = preferred};
+	return call_on_loop(p, preferred_fn, &lc);
+}
+
+static void ping_fn(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct loop_call *lc = arg;
+	lc->rc = derp_client_ping(lc->p->c, lc->ptr);
+}
+
+int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us)
+{
+	struct timespec dl;
+	if (timeout_ms >= 0)
+		deadline_in(&dl, timeout_ms);
+	pthread_mutex_lock(&p->mu);
+	struct py_ping *w = NULL;
+	for (int i = 0; i < PY_PING_WAITERS && !w; i++)
+		if (!p->pings[i].used)
+			w = &p->pings[i];
+	if (!w || p->closed) {
+		pthread_mutex_unlock(&p->mu);
+		return p->closed ? -ESHUTDOWN : -EBUSY;
+	}
+	memset(w, 0, sizeof(*w));
+	w->used = true;
+	randombytes_buf(w->data, sizeof(w->data));
+	uint8_t data[8];
+	memcpy(data, w->data, 8);
+	enter(p);
+	pthread_mutex_unlock(&p->mu);
+
+	struct loop_call lc = {.p = p, .ptr = data};
+	int rc = rt_call(p->rt, ping_fn, &lc);
+	if (rc == 0)
+		rc = lc.rc;
+
+	pthread_mutex_lock(&p->mu);
+	while (rc == 0 && !w->done && !p->closed)
+		rc = wait_on(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+	if (w->done) {
+		rc = w->rc;
+		*rtt_us = w->rtt_us;
+	} else if (rc == 0 && p->closed) {
+		rc = -ESHUTDOWN;
+	}
+	w->used = false;
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms)
+{
+	struct timespec dl;
+	if (timeout_ms >= 0)
+		deadline_in(&dl, timeout_ms);
+	int rc = 0;
+	pthread_mutex_lock(&p->mu);
+	enter(p);
+	while (!p->connected && !p->closed && rc == 0)
+		rc = wait_on(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+	if (p->connected)
+		rc = 0;
+	else if (p->closed)
+		rc = -ESHUTDOWN;
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int derp_pyclient_connected(derp_pyclient_t *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int v = p->connected && !p->closed;
+	pthread_mutex_unlock(&p->mu);
+	return v;
+}
+
+static void stats_fn(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct loop_call *lc = arg;
+	derp_client_stats(lc->p->c, lc->ptr);
+	lc->rc = 0;
+}
+
+int derp_pyclient_stats(derp_pyclient_t *p, struct derp_client_stats *out)
+{
+	struct loop_call lc = {.ptr = out};
+	int rc = call_on_loop(p, stats_fn, &lc);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&p->mu);
+	out->drops_recv_queue = p->drops_recv_queue;
+	out->drops_events = __atomic_load_n(&p->drops_events, __ATOMIC_RELAXED);
+	out->queued += p->ob_len;
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+void derp_pyclient_public_key(derp_pyclient_t *p, uint8_t out[32]) { memcpy(out, p->pub, 32); }
+
+static void last_error_fn(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct loop_call *lc = arg;
+	snprintf(lc->ptr, lc->n, "%s", derp_client_last_error(lc->p->c));
+	lc->rc = (int)strlen(lc->ptr);
+}
+
+int derp_pyclient_last_error(derp_pyclient_t *p, char *out, size_t cap)
+{
+	if (!cap)
+		return -EINVAL;
+	out[0] = 0;
+	struct loop_call lc = {.ptr = out, .n = cap};
+	return call_on_loop(p, last_error_fn, &lc);
+}
+
+static void reconnect_fn(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct loop_call *lc = arg;
+	derp_client_reconnect(lc->p->c);
+	lc->rc = 0;
+}
+
+int derp_pyclient_reconnect(derp_pyclient_t *p)
+{
+	struct loop_call lc = {0};
+	return call_on_loop(p, reconnect_fn, &lc);
+}
+
+int derp_pyclient_key_public(const uint8_t priv[32], uint8_t pub[32])
+{
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	return derp_key_public(priv, pub);
+}

@@ -1,0 +1,62 @@
+/* derp client send queue: packets that wait while there is no connection
+ * (or the connection's write buffer is full), bounded by queue_size. When
+ * full the oldest is dropped: a queued packet that waited longest is the
+ * most likely to be stale (WireGuard retransmits its handshakes anyway). */
+#include "derp/client_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void derp_cl_queue_push(struct derp_client *c, const uint8_t dst[32], const uint8_t *data, size_t len)
+{
+	if (c->qlen >= c->o.queue_size && c->qhead) {
+		struct derp_qent *old = c->qhead;
+		c->qhead = old->next;
+		if (!c->qhead)
+			c->qtail = NULL;
+		c->qlen--;
+		free(old);
+		c->st.drops_queue_full++;
+	}
+	struct derp_qent *e = malloc(sizeof(*e) + len);
+	if (!e) {
+		c->st.drops_queue_full++;
+		return;
+	}
+	e->next = NULL;
+	memcpy(e->dst, dst, 32);
+	e->len = (uint32_t)len;
+	if (len)
+		memcpy(e->data, data, len);
+	if (c->qtail)
+		c->qtail->next = e;
+	else
+		c->qhead = e;
+	c->qtail = e;
+	c->qlen++;
+}
+
+/* Moves queued packets into the write buffer while there is room. */
+void derp_cl_queue_drain(struct derp_client *c)
+{
+	while (c->qhead && c->state == DERP_CLIENT_CONNECTED && c->wlen < c->o.write_buffer_max) {
+		struct derp_qent *e = c->qhead;
+		c->qhead = e->next;
+		if (!c->qhead)
+			c->qtail = NULL;
+		c->qlen--;
+		derp_cl_encode_send(c, e->dst, e->data, e->len);
+		free(e);
+	}
+}
+
+void derp_cl_queue_clear(struct derp_client *c)
+{
+	while (c->qhead) {
+		struct derp_qent *e = c->qhead;
+		c->qhead = e->next;
+		free(e);
+	}
+	c->qtail = NULL;
+	c->qlen = 0;
+}

@@ -1,0 +1,327 @@
+/* The Python-facing calls (device_py.h): each runs its work on the loop
+ * thread with rt_call, so callers on any thread never touch loop-owned
+ * state. Lifetime: Python stops calling (and waits for callers inside)
+ * between dev_py_shutdown and dev_py_free. */
+#include "device/impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct call {
+	dev_device *d;
+	int rc;
+	const uint8_t *bytes;
+	size_t len;
+	int ival;
+	uint32_t uval;
+	const char *s1, *s2;
+	char *out;
+	size_t outlen;
+	void *p1, *p2;
+};
+
+/* Runs fn on the loop; -ESHUTDOWN if the runtime or the device is gone. */
+static int on_loop(dev_device *d, rt_fn fn, struct call *c)
+{
+	c->d = d;
+	c->rc = -ESHUTDOWN;
+	int rc = rt_call(d->rt, fn, c);
+	return rc < 0 ? rc : c->rc;
+}
+
+static void do_create(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	c->rc = dev_create(c->d, c->bytes, c->ival);
+	if (c->rc < 0)
+		dev_destroy(c->d);
+}
+
+dev_device *dev_py_new(struct rt *rt, const uint8_t *private_key, int listen_port, int *err)
+{
+	if (listen_port < DEV_NO_UDP || listen_port > 65535) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	dev_device *d = calloc(1, sizeof(*d));
+	if (!d) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	d->rt = rt;
+	int rc = dev_queue_init(&d->rxq, DEV_QUEUE_BYTES, DEV_QUEUE_PACKETS);
+	if (rc == 0) {
+		struct call c = {.bytes = private_key, .ival = listen_port};
+		rc = on_loop(d, do_create, &c);
+	}
+	if (rc < 0) {
+		dev_queue_destroy(&d->rxq);
+		free(d);
+		*err = rc;
+		return NULL;
+	}
+	*err = 0;
+	return d;
+}
+
+static void do_shutdown(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (!c->d->closed)
+		dev_destroy(c->d);
+	c->rc = 0;
+}
+
+void dev_py_shutdown(dev_device *d)
+{
+	struct call c = {0};
+	on_loop(d, do_shutdown, &c);
+	dev_queue_close(&d->rxq);
+}
+
+void dev_py_free(dev_device *d)
+{
+	if (!d)
+		return;
+	dev_queue_destroy(&d->rxq);
+	free(d);
+}
+
+static void do_uapi_listen(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	dev_device *d = c->d;
+	if (d->closed)
+		return;
+	struct dev_uapi *s;
+	c->rc = dev_uapi_listen(d->rt, c->s1, c->s2, dev_uapi_handle, d, &s);
+	if (c->rc < 0)
+		return;
+	dev_uapi_close(d->uapi); /* a device serves one socket at a time */
+	d->uapi = s;
+}
+
+/* Interface names as wg(8) lists them: 1..15 of [A-Za-z0-9_=+.-], not "." or "..". */
+static bool valid_ifname(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 15 || !strcmp(name, ".") || !strcmp(name, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      strchr("_=+.-", ch)))
+			return false;
+	}
+	return true;
+}
+
+int dev_py_uapi_listen(dev_device *d, const char *dir, const char *name)
+{
+	if (!dir || !*dir || !name || !valid_ifname(name))
+		return -EINVAL;
+	struct call c = {.s1 = dir, .s2 = name};
+	return on_loop(d, do_uapi_listen, &c);
+}
+
+static void do_uapi_get(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (!c->d->wg)
+		return;
+	c->rc = wg_uapi_get(c->d->wg, rt_now_ms(), &c->out, &c->outlen);
+}
+
+int dev_py_uapi_get(dev_device *d, char **out, size_t *len)
+{
+	struct call c = {0};
+	int rc = on_loop(d, do_uapi_get, &c);
+	*out = c.out;
+	*len = c.outlen;
+	return rc;
+}
+
+static void do_uapi_set(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (!c->d->wg)
+		return;
+	c->rc = wg_uapi_set(c->d->wg, rt_now_ms(), (const char *)c->bytes, c->len);
+	dev_kick(c->d);
+}
+
+int dev_py_uapi_set(dev_device *d, const char *text, size_t len)
+{
+	struct call c = {.bytes = (const uint8_t *)text, .len = len};
+	return on_loop(d, do_uapi_set, &c);
+}
+
+void dev_py_free_text(char *p) { wg_uapi_free(p); }
+
+static void do_write(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	c->rc = dev_send_packet(c->d, c->bytes, c->len);
+}
+
+int dev_py_write_packet(dev_device *d, const uint8_t *ip, size_t len)
+{
+	/* No copy: the caller's buffer stays valid while it waits for the loop. */
+	struct call c = {.bytes = ip, .len = len};
+	return on_loop(d, do_write, &c);
+}
+
+static void do_write_batch(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	const uint32_t *lens = c->p1;
+	uint8_t *reasons = c->p2;
+	size_t off = 0, accepted = 0;
+	for (size_t i = 0; i < c->len; i++) {
+		int rc = dev_send_packet(c->d, c->bytes + off, lens[i]);
+		if (rc < 0) {
+			c->rc = rc;
+			return;
+		}
+		reasons[i] = (uint8_t)rc;
+		accepted += rc == 0;
+		off += lens[i];
+	}
+	c->rc = (int)accepted;
+}
+
+int dev_py_write_batch(dev_device *d, const uint8_t *buf, const uint32_t *lens, size_t n, uint8_t *reasons)
+{
+	if (n > INT32_MAX)
+		return -EINVAL;
+	struct call c = {.bytes = buf, .len = n, .p1 = (void *)lens, .p2 = reasons};
+	return on_loop(d, do_write_batch, &c);
+}
+
+int dev_py_read_packet(dev_device *d, uint8_t *buf, size_t cap, int timeout_ms)
+{
+	return dev_queue_pop(&d->rxq, buf, cap, timeout_ms);
+}
+
+static void do_stats(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	dev_device *d = c->d;
+	struct dev_stats *io = c->p1;
+	*io = d->st;
+	if (d->udp) {
+		const struct dev_udp_stats *u = dev_udp_stats(d->udp);
+		io->udp_rx_datagrams = u->rx_datagrams;
+		io->udp_rx_bytes = u->rx_bytes;
+		io->udp_rx_truncated = u->rx_truncated;
+		io->udp_rx_errors = u->rx_errors;
+		io->udp_tx_datagrams = u->tx_datagrams;
+		io->udp_tx_bytes = u->tx_bytes;
+		io->udp_tx_dropped = u->tx_dropped;
+		io->udp_tx_errors = u->tx_errors;
+		io->udp_port = dev_udp_port(d->udp);
+	}
+	if (d->wg)
+		wg_device_stats(d->wg, c->p2);
+	c->rc = d->wg ? 0 : -ESHUTDOWN;
+}
+
+int dev_py_stats(dev_device *d, struct dev_stats *io, struct wg_device_stats *core)
+{
+	memset(io, 0, sizeof(*io));
+	memset(core, 0, sizeof(*core));
+	struct call c = {.p1 = io, .p2 = core};
+	int rc = on_loop(d, do_stats, &c);
+	/* The queue's counters live under its own lock. */
+	pthread_mutex_lock(&d->rxq.mu);
+	io->queue_packets = d->rxq.pushed;
+	io->queue_dropped = d->rxq.dropped;
+	io->queue_read = d->rxq.popped;
+	io->queue_length = (uint32_t)d->rxq.count;
+	pthread_mutex_unlock(&d->rxq.mu);
+	return rc;
+}
+
+static void do_public_key(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (c->d->wg)
+		c->rc = wg_device_public_key(c->d->wg, c->p1);
+}
+
+int dev_py_public_key(dev_device *d, uint8_t *out)
+{
+	struct call c = {.p1 = out};
+	return on_loop(d, do_public_key, &c);
+}
+
+static void do_listen_port(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (c->d->wg)
+		c->rc = wg_device_listen_port(c->d->wg);
+}
+
+int dev_py_listen_port(dev_device *d)
+{
+	struct call c = {0};
+	return on_loop(d, do_listen_port, &c);
+}
+
+static void do_under_load(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (!c->d->wg)
+		return;
+	wg_device_set_under_load(c->d->wg, c->ival, c->uval);
+	c->rc = 0;
+}
+
+int dev_py_set_under_load(dev_device *d, int mode, uint32_t threshold)
+{
+	if (mode != WG_LOAD_AUTO && mode != WG_LOAD_FORCE && mode != WG_LOAD_NEVER)
+		return -EINVAL;
+	struct call c = {.ival = mode, .uval = threshold};
+	return on_loop(d, do_under_load, &c);
+}
+
+static void do_keylog(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	dev_device *d = c->d;
+	if (d->closed)
+		return;
+	if (d->keylog)
+		fclose(d->keylog);
+	d->keylog = c->p1;
+	c->rc = 0;
+}
+
+int dev_py_set_keylog(dev_device *d, const char *path)
+{
+	FILE *f = NULL;
+	if (path && *path) {
+		/* Opened here, not on the loop: file system calls may block. */
+		f = fopen(path, "ae");
+		if (!f)
+			return -errno;
+	}
+	struct call c = {.p1 = f};
+	int rc = on_loop(d, do_keylog, &c);
+	if (rc < 0 && f)
+		fclose(f);
+	return rc;
+}

@@ -1,0 +1,2 @@
+# DERP client: libFuzzer target for the client's protocol core.
+FUZZ_TARGETS += derp_client

@@ -1,0 +1,331 @@
+"""The DERP server: Tailscale's relay protocol, served from C on a runtime loop."""
+
+from __future__ import annotations
+
+import errno as _errno
+import ipaddress
+import logging
+import os
+from collections.abc import Sequence
+
+from spanza._ffi import ffi, lib
+from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.runtime import Runtime
+
+log = logging.getLogger("spanza.derp")
+
+__all__ = [
+    "DerpServer",
+    "generate_node_key",
+    "load_derper_key",
+    "load_mesh_key",
+    "node_public_key",
+    "write_self_signed_cert",
+]
+
+_ERRLEN = 512
+_TIMER_FIELDS = (
+    "keepalive_ms",
+    "keepalive_jitter_ms",
+    "handshake_timeout_ms",
+    "http_timeout_ms",
+    "write_timeout_ms",
+    "mesh_write_timeout_ms",
+    "mesh_retry_ms",
+    "queue_depth",
+    "not_here_interval_ms",
+)
+
+
+def _raise(rc: int, err, what: str) -> None:
+    msg = ffi.string(err).decode(errors="replace") if err is not None else ""
+    code = -rc
+    text = f"{what}: {msg or os.strerror(code)}"
+    if code in (_errno.EINVAL, _errno.ERANGE, _errno.ENOENT, _errno.EACCES, _errno.EISDIR):
+        raise ConfigError(text, code)
+    if code in (_errno.EADDRINUSE, _errno.EADDRNOTAVAIL):
+        raise OSError(code, text)
+    raise SpanzaError(text, code)
+
+
+def _key_bytes(value: bytes | str, what: str) -> bytes:
+    """32 raw bytes from bytes, 64 hex digits, or a "prefix:<hex>" text form."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        b = bytes(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if ":" in text:
+            text = text.split(":", 1)[1]
+        try:
+            b = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigError(f"{what}: want 64 hex digits, got {value!r}") from None
+    else:
+        raise ConfigError(f"{what}: want bytes or a hex string, got {type(value).__name__}")
+    if len(b) != 32:
+        raise ConfigError(f"{what}: want 32 bytes (64 hex digits), got {len(b)} bytes")
+    return b
+
+
+def generate_node_key() -> tuple[bytes, bytes]:
+    """A fresh clamped Curve25519 node key: (private, public)."""
+    priv = ffi.new("uint8_t[32]")
+    pub = ffi.new("uint8_t[32]")
+    lib.derp_server_key_generate(priv, pub)
+    return bytes(priv), bytes(pub)
+
+
+def node_public_key(private_key: bytes | str) -> bytes:
+    """The public key of a node private key (X25519 with the base point)."""
+    priv = _key_bytes(private_key, "private key")
+    pub = ffi.new("uint8_t[32]")
+    if lib.derp_server_key_public(priv, pub) < 0:
+        raise ConfigError("private key is all zeros")
+    return bytes(pub)
+
+
+def load_derper_key(path: str | os.PathLike, create: bool = True) -> bytes:
+    """The private key in derper's config file ({"PrivateKey": "privkey:..."}),
+    creating the file (mode 0600) with a fresh key when it is missing."""
+    priv = ffi.new("uint8_t[32]")
+    err = ffi.new("char[]", _ERRLEN)
+    rc = lib.derp_server_load_config_key(os.fsencode(path), 1 if create else 0, priv, err, _ERRLEN)
+    if rc < 0:
+        _raise(rc, err, "derper config")
+    out = bytes(priv)
+    ffi.memmove(priv, b"\0" * 32, 32)
+    return out
+
+
+def load_mesh_key(path: str | os.PathLike) -> bytes:
+    """A mesh key file as derper reads it: 64 hex digits, whitespace trimmed."""
+    key = ffi.new("uint8_t[32]")
+    err = ffi.new("char[]", _ERRLEN)
+    rc = lib.derp_server_load_mesh_key(os.fsencode(path), key, err, _ERRLEN)
+    if rc < 0:
+        _raise(rc, err, "mesh key")
+    return bytes(key)
+
+
+def write_self_signed_cert(hostname: str, cert_path: str | os.PathLike, key_path: str | os.PathLike) -> None:
+    """Writes a self-signed P-256 certificate (1 year) for a DNS name or IP."""
+    err = ffi.new("char[]", _ERRLEN)
+    rc = lib.derp_server_write_self_signed(
+        hostname.encode(), os.fsencode(cert_path), os.fsencode(key_path), err, _ERRLEN
+    )
+    if rc < 0:
+        _raise(rc, err, "self-signed certificate")
+
+
+def _url_host(host: str) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+class DerpServer:
+    """A DERP relay server (Tailscale's protocol) running on its own runtime.
+
+    Plain HTTP by default; ``tls=True`` serves TLS with ``cert_file`` and
+    ``key_file``, or with a self-signed certificate it makes for ``hostname``
+    (``ca_cert_pem`` / ``cert_sha256`` let clients trust it).
+
+    ``key_file_config`` is derper's config file holding the server's private
+    key (created when missing); without it the key is ``private_key`` or a
+    fresh one. ``mesh_key`` (32 bytes or 64 hex digits) admits mesh peers;
+    ``mesh_with`` lists peer servers ("host:port", "https://host:port/derp",
+    "http://..." for plain ones, or derper's "host/dialhost") this server
+    keeps mesh links to. ``allowlist_file`` admits only the node keys it
+    lists (one per line; mesh-key holders are always admitted);
+    ``rate_limit`` caps each client's receive rate in bytes per second by
+    not reading its socket (nothing is dropped).
+
+    Timers and queue sizes (``keepalive_ms``, ``handshake_timeout_ms``,
+    ``write_timeout_ms``, ``queue_depth``, ...) default to the protocol's.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        hostname: str | None = None,
+        cert_file: str | os.PathLike | None = None,
+        key_file: str | os.PathLike | None = None,
+        key_file_config: str | os.PathLike | None = None,
+        mesh_key: bytes | str | None = None,
+        mesh_with: Sequence[str] | str = (),
+        allowlist_file: str | os.PathLike | None = None,
+        rate_limit: int | None = None,
+        runtime: Runtime | None = None,
+        *,
+        private_key: bytes | str | None = None,
+        rate_burst: int | None = None,
+        mesh_ca_file: str | os.PathLike | None = None,
+        mesh_insecure: bool = False,
+        require_sni: bool = False,
+        **timers: int,
+    ) -> None:
+        unknown = set(timers) - set(_TIMER_FIELDS)
+        if unknown:
+            raise TypeError(f"DerpServer() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"port must be 0..65535, got {port!r}")
+        if (cert_file is None) != (key_file is None):
+            raise ConfigError("cert_file and key_file go together")
+        if cert_file is not None and not tls:
+            raise ConfigError("cert_file/key_file need tls=True")
+        if rate_limit is not None and (not isinstance(rate_limit, int) or rate_limit < 0):
+            raise ConfigError(f"rate_limit must be a number of bytes per second >= 0, got {rate_limit!r}")
+        if isinstance(mesh_with, str):
+            mesh_with = [m for m in mesh_with.split(",") if m.strip()]
+        mesh_with = list(mesh_with)
+        if mesh_with and mesh_key is None:
+            raise ConfigError("mesh_with needs a mesh_key (the same on every server of the region)")
+        if key_file_config is not None and private_key is not None:
+            raise ConfigError("give either key_file_config or private_key, not both")
+
+        self._keep: list = []  # cffi buffers referenced by the config during creation
+        cfg = ffi.new("struct derp_server_config *")
+        cfg.host = self._cstr(host)
+        cfg.port = port
+        cfg.tls = 1 if tls else 0
+        cfg.cert_file = self._cstr(cert_file)
+        cfg.key_file = self._cstr(key_file)
+        cfg.hostname = self._cstr(hostname)
+        cfg.require_sni = 1 if require_sni else 0
+        if key_file_config is not None:
+            private_key = load_derper_key(key_file_config, create=True)
+        if private_key is not None:
+            cfg.has_private_key = 1
+            ffi.memmove(cfg.private_key, _key_bytes(private_key, "private_key"), 32)
+        if mesh_key is not None:
+            cfg.has_mesh_key = 1
+            ffi.memmove(cfg.mesh_key, _key_bytes(mesh_key, "mesh_key"), 32)
+        cfg.mesh_with = self._cstr(",".join(mesh_with) if mesh_with else None)
+        cfg.mesh_ca_file = self._cstr(mesh_ca_file)
+        cfg.mesh_insecure = 1 if mesh_insecure else 0
+        cfg.allowlist_file = self._cstr(allowlist_file)
+        cfg.rate_bytes_per_s = rate_limit or 0
+        cfg.rate_burst_bytes = rate_burst or 0
+        for name, value in timers.items():
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            setattr(cfg, name, value)
+
+        self._own_runtime = runtime is None
+        self.runtime = runtime if runtime is not None else Runtime("derp-server")
+        out = ffi.new("derp_server_t **")
+        err = ffi.new("char[]", _ERRLEN)
+        try:
+            rc = lib.derp_server_new(self.runtime.ptr, cfg, out, err, _ERRLEN)
+        finally:
+            ffi.memmove(cfg.private_key, b"\0" * 32, 32)
+            ffi.memmove(cfg.mesh_key, b"\0" * 32, 32)
+            self._keep.clear()
+        if rc < 0:
+            if self._own_runtime:
+                self.runtime.close()
+            _raise(rc, err, "DERP server")
+        self._ptr = out[0]
+        self.host = host
+        self.tls = bool(tls)
+        self.hostname = hostname
+        self.port = int(lib.derp_server_port(self._ptr))
+        pub = ffi.new("uint8_t[32]")
+        lib.derp_server_public_key(self._ptr, pub)
+        self.public_key: bytes = bytes(pub)
+        self.ca_cert_pem: str | None = self._cert_pem()
+        sha = ffi.new("uint8_t[32]")
+        self.cert_sha256: str | None = (
+            bytes(sha).hex() if tls and lib.derp_server_cert_sha256(self._ptr, sha) == 0 else None
+        )
+        log.debug("DERP server on %s", self.url)
+
+    def _cstr(self, value: str | os.PathLike | None):  # noqa: ANN202 - cffi char*
+        if value is None:
+            return ffi.NULL
+        b = os.fsencode(value) if not isinstance(value, str) else value.encode()
+        buf = ffi.new("char[]", b)
+        self._keep.append(buf)
+        return buf
+
+    def _cert_pem(self) -> str | None:
+        buf = ffi.new("char[]", 16384)
+        n = lib.derp_server_cert_pem(self._ptr, buf, 16384)
+        return ffi.string(buf).decode() if n > 0 else None
+
+    @property
+    def ptr(self):  # noqa: ANN201 - cffi pointer
+        if self._ptr is None:
+            raise ClosedError("DERP server is closed")
+        return self._ptr
+
+    @property
+    def url(self) -> str:
+        """http(s)://host:port/derp, as clients dial it."""
+        host = self.host
+        if self.tls and self.hostname:
+            host = self.hostname
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"{'https' if self.tls else 'http'}://{_url_host(host)}:{self.port}/derp"
+
+    @property
+    def public_key_hex(self) -> str:
+        return self.public_key.hex()
+
+    @property
+    def node_key(self) -> str:
+        """The server key in Tailscale's text form, nodekey:<hex>."""
+        return "nodekey:" + self.public_key.hex()
+
+    @property
+    def cert_name(self) -> str | None:
+        """DERPNode.CertName pinning this server's certificate (sha256-raw:<hex>)."""
+        return f"sha256-raw:{self.cert_sha256}" if self.cert_sha256 else None
+
+    def stats(self) -> dict[str, int]:
+        """Counters: clients, packets and bytes relayed, drops by reason, closes by reason."""
+        st = ffi.new("struct derp_server_stats *")
+        rc = lib.derp_server_stats(self.ptr, st)
+        if rc < 0:
+            raise ClosedError("DERP server's runtime is closed")
+        return {name: int(getattr(st, name)) for name, _ in ffi.typeof("struct derp_server_stats").fields}
+
+    def advance_clock(self, ms: int) -> None:
+        """For tests: moves the server's clock forward by ``ms`` milliseconds
+        (virtual time, on top of real time) and runs every deadline now due:
+        keepalives, handshake and write deadlines, rate-limit resumes, mesh
+        retries. Protocol timers are tested this way instead of sleeping."""
+        if not isinstance(ms, int) or ms < 0:
+            raise ConfigError(f"advance_clock: ms must be an integer >= 0, got {ms!r}")
+        if lib.derp_server_advance_clock(self.ptr, ms) < 0:
+            raise ClosedError("DERP server's runtime is closed")
+
+    def close(self) -> None:
+        """Closes every connection and the listener (queued frames get one last write)."""
+        ptr, self._ptr = getattr(self, "_ptr", None), None
+        if ptr is not None:
+            lib.derp_server_free(ptr)
+        if self._own_runtime and not self.runtime.closed:
+            self.runtime.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def __enter__(self) -> "DerpServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = " closed" if self.closed else ""
+        return f"<DerpServer {self.url} {self.node_key[:16]}…{state}>"

@@ -1,0 +1,467 @@
+"""A DERP client: Tailscale's relay protocol, spoken from C on a runtime loop.
+
+    with spanza.DerpClient("https://derp.example.com/derp", key) as c:
+        c.wait_connected(10)
+        c.send(peer_public_key, b"hello")
+        src, data = c.recv(timeout=5)
+
+The connection lives on a runtime's event-loop thread (C): it reconnects by
+itself with Tailscale's backoff, answers pings, and notices dead
+connections. Packets received wait in a bounded queue for `recv`; events
+(`Connected`, `Disconnected`, `PeerGone`, `PeerPresent`, `Health`,
+`Restarting`) in another, for `next_event`/`events`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Union
+
+from spanza._ffi import ffi, lib
+from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.runtime import Runtime, default_runtime
+
+log = logging.getLogger("spanza.derp")
+
+MAX_PACKET = 65536  # DERP's largest relayed packet (spec §2)
+
+KeyLike = Union[bytes, bytearray, memoryview, str, os.PathLike, Any]
+
+
+# ---- keys ----
+# Accepted: raw bytes, Tailscale's text forms (privkey:/nodekey: + hex), 64
+# hex, derper's config file, and key objects (anything with .raw, .bytes or
+# bytes()). Text goes through spanza.keys (which also knows WireGuard's
+# base64) when that module is present; a small local parser otherwise.
+try:
+    from spanza import keys as _keys  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until spanza.keys is merged
+    _keys = None
+
+
+def _key_bytes(key: KeyLike, what: str, prefix: str) -> bytes:
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        b = bytes(key)
+    elif isinstance(key, os.PathLike) or (isinstance(key, str) and os.path.isfile(key)):
+        return _key_from_config(os.fspath(key), what)
+    elif isinstance(key, str) and _keys is not None:
+        cls = _keys.PrivateKey if prefix == "privkey:" else _keys.PublicKey
+        try:
+            return bytes(cls(key).raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+    elif isinstance(key, str):
+        text = key.strip()
+        if ":" in text:
+            p, _, hexpart = text.partition(":")
+            if p + ":" != prefix:
+                raise ConfigError(f"{what}: expected a {prefix}<64 hex> key, got a {p}: key")
+            text = hexpart
+        try:
+            b = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigError(f"{what}: {key[:20]!r}... is not {prefix}<64 hex digits>") from None
+    else:
+        raw = getattr(key, "raw", None) or getattr(key, "bytes", None)
+        if callable(raw):
+            raw = raw()
+        if raw is None:
+            try:
+                raw = bytes(key)
+            except TypeError:
+                raise ConfigError(f"{what}: cannot use a {type(key).__name__} as a key") from None
+        b = bytes(raw)
+    if len(b) != 32:
+        raise ConfigError(f"{what}: a key is 32 bytes, got {len(b)}")
+    return b
+
+
+def _key_from_config(path: str, what: str) -> bytes:
+    """derper's config file: {"PrivateKey": "privkey:<64 hex>"}."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what}: cannot read key file {path}: {exc}") from None
+    text = doc.get("PrivateKey") if isinstance(doc, dict) else None
+    if not isinstance(text, str):
+        raise ConfigError(f'{what}: {path} has no "PrivateKey" string')
+    return _key_bytes(text, what, "privkey:")
+
+
+def private_key_bytes(key: KeyLike) -> bytes:
+    b = _key_bytes(key, "private_key", "privkey:")
+    if b == bytes(32):
+        raise ConfigError("private_key: all zero")
+    return b
+
+
+def public_key_bytes(key: KeyLike) -> bytes:
+    return _key_bytes(key, "public key", "nodekey:")
+
+
+def public_key_of(private_key: KeyLike) -> bytes:
+    """The X25519 public key of a private key (32 bytes)."""
+    out = ffi.new("uint8_t[32]")
+    check(lib.derp_pyclient_key_public(private_key_bytes(private_key), out), "private_key")
+    return bytes(out)
+
+
+def nodekey_text(pub: bytes) -> str:
+    return "nodekey:" + bytes(pub).hex()
+
+
+# ---- events ----
+
+@dataclass(frozen=True)
+class Connected:
+    """Handshake complete (ServerInfo received)."""
+
+    server_key: bytes
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """An established connection was lost; the client is reconnecting."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerGone:
+    """The server says a peer left (reason 0) or is not here (reason 1)."""
+
+    peer: bytes
+    reason: int
+
+    DISCONNECTED = 0
+    NOT_HERE = 1
+
+
+@dataclass(frozen=True)
+class PeerPresent:
+    """A peer connected (mesh watchers only)."""
+
+    peer: bytes
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    port: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class Health:
+    """Server health message; empty text means healthy again."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Restarting:
+    """The server is restarting (advisory)."""
+
+    reconnect_in: float
+    try_for: float
+
+
+Event = Union[Connected, Disconnected, PeerGone, PeerPresent, Health, Restarting]
+
+
+def _event(ev: Any) -> Event | None:
+    t = ev.type
+    key = bytes(ffi.buffer(ev.key, 32))
+    if t == lib.DERP_EV_CONNECTED:
+        return Connected(key)
+    if t == lib.DERP_EV_DISCONNECTED:
+        return Disconnected(ffi.string(ev.text).decode(errors="replace") if ev.text != ffi.NULL else "")
+    if t == lib.DERP_EV_PEER_GONE:
+        return PeerGone(key, int(ev.reason))
+    if t == lib.DERP_EV_PEER_PRESENT:
+        raw = bytes(ffi.buffer(ev.ip, 16))
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        if raw != bytes(16):
+            ip6 = ipaddress.IPv6Address(raw)
+            ip = ip6.ipv4_mapped or ip6
+        return PeerPresent(key, ip, int(ev.port), int(ev.flags))
+    if t == lib.DERP_EV_HEALTH:
+        return Health(ffi.string(ev.text).decode(errors="replace") if ev.text != ffi.NULL else "")
+    if t == lib.DERP_EV_RESTARTING:
+        return Restarting(ev.reconnect_in_ms / 1000.0, ev.try_for_ms / 1000.0)
+    return None
+
+
+def _wait(call: Any, timeout: float | None) -> int:
+    """Runs a blocking C call (which takes a timeout in ms) in slices of at
+    most a second, so Ctrl-C gets through; returns its last result."""
+    deadline = None if timeout is None else time.monotonic() + _ms(timeout) / 1000
+    while True:
+        left = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
+        rc = call(max(0, min(1000, left)))
+        if rc != -errno.ETIMEDOUT or (deadline is not None and time.monotonic() >= deadline):
+            return rc
+
+
+def _ms(timeout: float | None) -> int:
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise ConfigError("timeout: must be >= 0 or None")
+    return min(int(timeout * 1000), 2**31 - 1)
+
+
+_STATES = {1: "backoff", 2: "resolving", 3: "connecting", 4: "tls", 5: "upgrading", 6: "connected", 7: "closed"}
+
+
+class DerpClient:
+    """One DERP connection, kept up until `close()`.
+
+    url: ``http(s)://host[:port]/derp``. private_key: 32 bytes,
+    ``privkey:<hex>``, derper's config file path, or a key object.
+    TLS: system CAs by default; ``ca_file`` (PEM) instead; ``pin_sha256``
+    (sha256 of the server certificate's DER, derper's ``sha256-raw:<hex>``)
+    instead of CA checks; or ``insecure=True`` for self-signed test servers.
+    ``queue_size`` bounds the packets held while disconnected (the oldest
+    is dropped when full). Timers (milliseconds) are exposed so tests can
+    shorten them: ``read_timeout_ms`` (120000), ``ping_timeout_ms`` (5000),
+    ``idle_ping_ms`` (0: off), ``connect_timeout_ms`` (10000),
+    ``backoff_base_ms`` (10), ``backoff_max_ms`` (5000).
+    """
+
+    _p: Any = None
+    _closed = True
+
+    def __init__(
+        self,
+        url: str,
+        private_key: KeyLike,
+        *,
+        ca_file: str | os.PathLike | None = None,
+        pin_sha256: str | bytes | None = None,
+        insecure: bool = False,
+        server_name: str | None = None,
+        server_key: KeyLike | None = None,
+        runtime: Runtime | None = None,
+        queue_size: int = 256,
+        recv_queue: int = 1024,
+        event_queue: int = 1024,
+        write_buffer_max: int = 0,
+        note_preferred: bool = False,
+        read_timeout_ms: int = 0,
+        ping_timeout_ms: int = 0,
+        idle_ping_ms: int = 0,
+        connect_timeout_ms: int = 0,
+        dial_timeout_ms: int = 0,
+        backoff_base_ms: int = 0,
+        backoff_max_ms: int = 0,
+    ) -> None:
+        self.url = url
+        self.runtime = runtime or default_runtime()
+        priv = private_key_bytes(private_key)
+        for name, v in (("queue_size", queue_size), ("recv_queue", recv_queue), ("event_queue", event_queue)):
+            if not 1 <= v <= 1 << 24:
+                raise ConfigError(f"{name}: must be 1..16777216, got {v}")
+        keep = []  # C strings alive until the constructor returns
+        opts = ffi.new("struct derp_client_opts *")
+
+        def cstr(s: str | os.PathLike) -> Any:
+            b = ffi.new("char[]", os.fsencode(s))
+            keep.append(b)
+            return b
+
+        if ca_file is not None:
+            if not os.path.isfile(ca_file):
+                raise ConfigError(f"ca_file: {os.fspath(ca_file)} is not a file")
+            opts.ca_file = cstr(ca_file)
+        if pin_sha256 is not None:
+            opts.pin_sha256 = cstr(pin_sha256.hex() if isinstance(pin_sha256, (bytes, bytearray)) else pin_sha256)
+        if server_name:
+            opts.server_name = cstr(server_name)
+        if server_key is not None:
+            opts.server_key = public_key_bytes(server_key)
+            opts.has_server_key = 1
+        opts.insecure = 1 if insecure else 0
+        opts.note_preferred = 1 if note_preferred else 0
+        opts.queue_size = queue_size
+        numbers = {
+            "write_buffer_max": write_buffer_max, "read_timeout_ms": read_timeout_ms,
+            "ping_timeout_ms": ping_timeout_ms, "idle_ping_ms": idle_ping_ms,
+            "connect_timeout_ms": connect_timeout_ms, "dial_timeout_ms": dial_timeout_ms,
+            "backoff_base_ms": backoff_base_ms, "backoff_max_ms": backoff_max_ms,
+        }
+        for name, v in numbers.items():
+            if not 0 <= v < 2**32:
+                raise ConfigError(f"{name}: must be 0..2**32-1 (0: default), got {v}")
+            setattr(opts, name, v)
+        rc = ffi.new("int *")
+        err = ffi.new("char[256]")
+        p = lib.derp_pyclient_new(self.runtime.ptr, url.encode(), priv, opts, recv_queue, event_queue, rc, err, 256)
+        if p == ffi.NULL:
+            msg = ffi.string(err).decode(errors="replace") or os.strerror(-rc[0])
+            if rc[0] == -errno.EINVAL:
+                raise ConfigError(f"DerpClient: {msg}", errno.EINVAL)
+            raise SpanzaError(f"DerpClient: {msg}", -rc[0])
+        # p is freed only when this object is collected: close() just shuts
+        # it down, so a call racing with close() in another thread gets
+        # ClosedError instead of touching freed memory.
+        self._p = ffi.gc(p, lib.derp_pyclient_free)
+        self._closed = False
+        pub = ffi.new("uint8_t[32]")
+        lib.derp_pyclient_public_key(p, pub)
+        self.public_key: bytes = bytes(pub)
+        log.debug("DERP client for %s as %s", url, nodekey_text(self.public_key))
+
+    # ---- plumbing ----
+
+    @property
+    def _ptr(self) -> Any:
+        if self._closed:
+            raise ClosedError(f"DerpClient {self.url}: closed")
+        return self._p
+
+    def __enter__(self) -> "DerpClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connection. Blocked calls in other threads raise ClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.runtime.closed:  # its loop is gone: nothing can free the client safely
+            log.warning("DerpClient %s: runtime closed first; the client is leaked", self.url)
+            ffi.gc(self._p, None)
+            return
+        lib.derp_pyclient_close(self._p)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("connected" if self.connected else "connecting")
+        return f"<DerpClient {self.url} {nodekey_text(self.public_key)[:16]}… {state}>"
+
+    # ---- API ----
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed and bool(lib.derp_pyclient_connected(self._p))
+
+    def wait_connected(self, timeout: float | None = 10.0) -> None:
+        """Waits for the handshake; TimeoutError says the last connection error."""
+        p = self._ptr
+        rc = _wait(lambda ms: lib.derp_pyclient_wait_connected(p, ms), timeout)
+        if rc == -errno.ETIMEDOUT:
+            raise TimeoutError(f"DerpClient {self.url}: not connected after {timeout}s: "
+                               f"{self.last_error or 'no answer yet'}")
+        check(rc, f"DerpClient {self.url}")
+
+    def send(self, dst_public_key: KeyLike, data: bytes | bytearray | memoryview,
+             timeout: float | None = 10.0) -> None:
+        """Queues a packet (up to 65536 bytes) for the peer. Waits only while
+        the connection is congested (backpressure); while disconnected the
+        packet is queued (bounded; the oldest is dropped when full)."""
+        dst = public_key_bytes(dst_public_key)
+        buf = ffi.from_buffer(data)
+        if len(buf) > MAX_PACKET:
+            raise ConfigError(f"send: {len(buf)} bytes is over DERP's {MAX_PACKET}-byte packet limit")
+        p = self._ptr
+        rc = _wait(lambda ms: lib.derp_pyclient_send(p, dst, buf, len(buf), ms), timeout)
+        if rc == -errno.ETIMEDOUT:
+            raise TimeoutError(f"DerpClient {self.url}: send: still congested after {timeout}s")
+        check(rc, f"DerpClient {self.url}: send")
+
+    def recv(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        """The next packet as (source public key, data); TimeoutError if none."""
+        out = ffi.new("struct derp_py_packet **")
+        p = self._ptr
+        rc = _wait(lambda ms: lib.derp_pyclient_recv(p, ms, out), timeout)
+        if rc == -errno.ETIMEDOUT:
+            raise TimeoutError(f"DerpClient {self.url}: no packet within {timeout}s")
+        check(rc, f"DerpClient {self.url}: recv")
+        pkt = out[0]
+        try:
+            return bytes(ffi.buffer(pkt.src, 32)), bytes(ffi.buffer(pkt.data, pkt.len))
+        finally:
+            lib.derp_pyclient_packet_free(pkt)
+
+    def next_event(self, timeout: float | None = None) -> Event:
+        """The next event; TimeoutError if none arrives in time."""
+        while True:
+            out = ffi.new("struct derp_client_event **")
+            p = self._ptr
+            rc = _wait(lambda ms: lib.derp_pyclient_next_event(p, ms, out), timeout)
+            if rc == -errno.ETIMEDOUT:
+                raise TimeoutError(f"DerpClient {self.url}: no event within {timeout}s")
+            check(rc, f"DerpClient {self.url}: next_event")
+            try:
+                ev = _event(out[0])
+            finally:
+                lib.derp_pyclient_event_free(out[0])
+            if ev is not None:
+                return ev
+
+    def events(self, timeout: float = 0.0) -> list[Event]:
+        """Every queued event, waiting up to timeout for the first one."""
+        evs: list[Event] = []
+        try:
+            evs.append(self.next_event(timeout))
+            while True:
+                evs.append(self.next_event(0))
+        except TimeoutError:
+            pass
+        return evs
+
+    def note_preferred(self, preferred: bool = True) -> None:
+        """Tells the server whether this is our home DERP (now and after reconnects)."""
+        check(lib.derp_pyclient_note_preferred(self._ptr, 1 if preferred else 0), f"DerpClient {self.url}")
+
+    def ping(self, timeout: float | None = 5.0) -> float:
+        """Pings the server; returns the round-trip time in seconds."""
+        rtt = ffi.new("uint64_t *")
+        rc = lib.derp_pyclient_ping(self._ptr, _ms(timeout), rtt)
+        if rc == -errno.ETIMEDOUT:
+            raise TimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
+        if rc == -errno.ENOTCONN:
+            raise SpanzaError(f"DerpClient {self.url}: ping: not connected ({self.last_error or 'connecting'})",
+                              errno.ENOTCONN)
+        check(rc, f"DerpClient {self.url}: ping")
+        return rtt[0] / 1e6
+
+    def reconnect(self) -> None:
+        """Drops the connection now; the client reconnects by itself."""
+        check(lib.derp_pyclient_reconnect(self._ptr), f"DerpClient {self.url}")
+
+    @property
+    def last_error(self) -> str:
+        """Why the last attempt failed or the last connection ended ('' if none)."""
+        if self._closed:
+            return ""
+        buf = ffi.new("char[256]")
+        if lib.derp_pyclient_last_error(self._p, buf, 256) < 0:
+            return ""
+        return ffi.string(buf).decode(errors="replace")
+
+    def stats(self) -> dict[str, int | str]:
+        """Counters: packets/bytes sent and received, drops by reason,
+        connects/reconnects, timeouts, and the current state."""
+        st = ffi.new("struct derp_client_stats *")
+        check(lib.derp_pyclient_stats(self._ptr, st), f"DerpClient {self.url}: stats")
+        out: dict[str, int | str] = {}
+        for name, _ in ffi.typeof(st[0]).fields:
+            out[name] = int(getattr(st, name))
+        out["state"] = _STATES.get(int(st.state), str(st.state))
+        return out
+
+
+def backoff_ms(failures: int, base_ms: int = 10, max_ms: int = 5000, rnd: int = 0) -> int:
+    """The reconnect delay after `failures` consecutive failures, for a
+    uniform rnd in [0, 2**32): min(n*n*base, max) * (0.5 + rnd/2**32)."""
+    return int(lib.derp_client_backoff_ms(failures, base_ms, max_ms, rnd))

@@ -1,0 +1,560 @@
+"""WireGuard devices with I/O: a UDP socket, a UAPI socket, and packets.
+
+A `Device` is the sans-IO WireGuard core driven by a runtime's event loop
+(C, csrc/device/). Python configures it (`add_peer`, `ipc_set`), inspects
+it (`peers`, `stats()`), and can act as its TUN: `write_packet` sends an IP
+packet into the tunnel, `read_packet` returns the next packet that came
+out of it. With a `name`, Debian's ``wg show NAME`` / ``wg set NAME ...``
+work on it through ``/var/run/wireguard/NAME.sock``.
+
+    with spanza.Device(private_key=key, listen_port=51820) as dev:
+        dev.add_peer(peer_pub, endpoint="127.0.0.1:51821", allowed_ips=["10.0.0.2/32"])
+        dev.write_packet(ip_packet)
+        reply = dev.read_packet(timeout=5)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno as _errno
+import ipaddress
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from spanza._ffi import ffi, lib
+from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey
+from spanza.runtime import Runtime, default_runtime
+
+log = logging.getLogger("spanza.device")
+
+DEFAULT_UAPI_DIR = "/var/run/wireguard"
+MAX_PACKET = 65535
+
+KeyLike = Union[str, bytes, bytearray, memoryview, Any]
+Endpoint = Union[str, tuple]
+
+_LOAD_MODES = {"auto": 0, "force": 1, "never": 2}
+
+
+# ---- keys -------------------------------------------------------------------
+
+
+def _key_bytes(value: KeyLike, what: str, cls: type[Key] = PublicKey) -> bytes:
+    """32 key bytes from a key object, raw bytes, base64 or hex text."""
+    if value is None:
+        raise ConfigError(f"{what}: a key is required")
+    try:
+        return cls(value).raw
+    except (TypeError, ValueError) as e:
+        why = str(e).removeprefix(cls.kind + ": ")
+        raise ConfigError(f"{what}: {value!r} is not a {cls.kind}: {why}") from None
+
+
+# ---- configuration values -----------------------------------------------------
+
+
+def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        return value
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return ipaddress.ip_network(value)
+    try:
+        # Like wg(8): host bits are allowed (they are masked off).
+        return ipaddress.ip_network(str(value).strip(), strict=False)
+    except ValueError:
+        raise ConfigError(f"allowed_ips: {value!r} is not an IP network (like '10.0.0.2/32' or 'fd00::/64')") from None
+
+
+def _endpoint_text(value: Endpoint) -> str:
+    """The UAPI form of an endpoint: 'a.b.c.d:port', '[v6]:port' or 'derp:<hex>'."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("derp:"):
+            hexpart = text[5:]
+            if len(hexpart) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexpart):
+                raise ConfigError(f"endpoint: {value!r}: a DERP endpoint is 'derp:' + 64 hex digits")
+            return "derp:" + hexpart.lower()
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+            if not sep:
+                raise ConfigError(f"endpoint: {value!r} is not '[IPv6]:port'")
+        else:
+            host, sep, port = text.rpartition(":")
+            if not sep or not host:
+                raise ConfigError(f"endpoint: {value!r} is not 'host:port' (IPv6: '[addr]:port')")
+    elif isinstance(value, tuple) and len(value) in (2, 4):
+        host, port = str(value[0]), value[1]
+    else:
+        raise ConfigError(f"endpoint: {value!r} is not 'host:port' or a (host, port) tuple")
+    try:
+        port_n = int(port)
+    except (TypeError, ValueError):
+        raise ConfigError(f"endpoint: port {port!r} is not a number") from None
+    if not 1 <= port_n <= 65535:
+        raise ConfigError(f"endpoint: port {port_n} is not in 1..65535")
+    zone = ""
+    if "%" in host:
+        host, zone = host.split("%", 1)
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # a name: resolved once, here (like wg(8))
+            infos = socket.getaddrinfo(host, port_n, type=socket.SOCK_DGRAM)
+        except socket.gaierror as e:
+            raise ConfigError(f"endpoint: cannot resolve {host!r}: {e.strerror}") from None
+        addr = ipaddress.ip_address(infos[0][4][0].split("%")[0])
+    if addr.version == 6:
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            return f"{addr.ipv4_mapped}:{port_n}"
+        return f"[{addr}{'%' + zone if zone else ''}]:{port_n}"
+    return f"{addr}:{port_n}"
+
+
+def _u16(value: Any, what: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: {value!r} is not a number") from None
+    if not 0 <= n <= 65535:
+        raise ConfigError(f"{what}: {n} is not in 0..65535")
+    return n
+
+
+def _check_ipc_lines(text: str) -> list[str]:
+    """Validates `ipc_set` text well enough to say which line is wrong."""
+    lines = text.split("\n")
+    while lines and lines[-1] == "":
+        lines.pop()
+    if lines and lines[0] == "set=1":
+        lines.pop(0)
+    for i, line in enumerate(lines, 1):
+        if line == "":
+            raise ConfigError(f"ipc_set: line {i} is blank (a blank line ends a UAPI request)")
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"ipc_set: line {i} {line!r} is not key=value")
+        if key in ("private_key", "public_key", "preshared_key"):
+            if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+                raise ConfigError(f"ipc_set: line {i}: {key} must be 64 hex digits, got {value!r}")
+        elif key in ("listen_port", "persistent_keepalive_interval"):
+            _u16(value, f"ipc_set: line {i}: {key}")
+        elif key == "fwmark":
+            if not value.isdigit() or int(value) > 0xFFFFFFFF:
+                raise ConfigError(f"ipc_set: line {i}: fwmark must be a number in 0..4294967295")
+        elif key in ("replace_peers", "remove", "update_only", "replace_allowed_ips"):
+            if value != "true":
+                raise ConfigError(f"ipc_set: line {i}: {key} takes only 'true', got {value!r}")
+        elif key == "allowed_ip":
+            _network(value[1:] if value.startswith("-") else value)
+            if "/" not in value:
+                raise ConfigError(f"ipc_set: line {i}: allowed_ip {value!r} needs a /prefix length")
+        elif key == "endpoint":
+            _endpoint_text(value)
+        elif key == "protocol_version":
+            if value != "1":
+                raise ConfigError(f"ipc_set: line {i}: protocol_version must be 1")
+        else:
+            raise ConfigError(f"ipc_set: line {i}: unknown key {key!r}")
+    return lines
+
+
+# ---- packets --------------------------------------------------------------------
+
+
+def _check_ip_packet(data: bytes) -> None:
+    if len(data) == 0:
+        raise ConfigError("write_packet: empty packet")
+    if len(data) > MAX_PACKET:
+        raise ConfigError(f"write_packet: {len(data)} bytes is larger than an IP packet can be ({MAX_PACKET})")
+    version = data[0] >> 4
+    if version == 4:
+        if len(data) < 20:
+            raise ConfigError(f"write_packet: {len(data)} bytes is shorter than an IPv4 header (20)")
+        total = int.from_bytes(data[2:4], "big")
+        if total > len(data) or total < 20:
+            raise ConfigError(f"write_packet: IPv4 total length {total} does not fit the {len(data)} bytes given")
+    elif version == 6:
+        if len(data) < 40:
+            raise ConfigError(f"write_packet: {len(data)} bytes is shorter than an IPv6 header (40)")
+        total = 40 + int.from_bytes(data[4:6], "big")
+        if total > len(data):
+            raise ConfigError(f"write_packet: IPv6 payload length says {total} bytes, only {len(data)} given")
+    else:
+        raise ConfigError(f"write_packet: not an IPv4 or IPv6 packet (version nibble {version})")
+
+
+def _destination(data: bytes) -> str:
+    if data[0] >> 4 == 4:
+        return str(ipaddress.IPv4Address(bytes(data[16:20])))
+    return str(ipaddress.IPv6Address(bytes(data[24:40])))
+
+
+# ---- peers ----------------------------------------------------------------------
+
+
+@dataclass
+class PeerInfo:
+    """A peer as the device reports it (from a UAPI get)."""
+
+    public_key: PublicKey
+    endpoint: str | None = None
+    allowed_ips: list[str] = field(default_factory=list)
+    last_handshake: _dt.datetime | None = None
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    persistent_keepalive: int = 0  # seconds, 0 = off
+    has_preshared_key: bool = False
+
+
+def parse_uapi_get(text: str) -> tuple[dict[str, str], list[PeerInfo]]:
+    """A UAPI get reply as (device keys, peers)."""
+    dev: dict[str, str] = {}
+    peers: list[PeerInfo] = []
+    cur: PeerInfo | None = None
+    hs_sec = hs_nsec = 0
+    for line in text.split("\n"):
+        if not line:
+            continue
+        key, _, value = line.partition("=")
+        if key == "public_key":
+            cur = PeerInfo(public_key=PublicKey(bytes.fromhex(value)))
+            hs_sec = hs_nsec = 0
+            peers.append(cur)
+        elif cur is None:
+            dev[key] = value
+        elif key == "endpoint":
+            cur.endpoint = value
+        elif key == "allowed_ip":
+            cur.allowed_ips.append(value)
+        elif key == "rx_bytes":
+            cur.rx_bytes = int(value)
+        elif key == "tx_bytes":
+            cur.tx_bytes = int(value)
+        elif key == "persistent_keepalive_interval":
+            cur.persistent_keepalive = int(value)
+        elif key == "preshared_key":
+            cur.has_preshared_key = value.strip("0") != ""
+        elif key in ("last_handshake_time_sec", "last_handshake_time_nsec"):
+            if key.endswith("_sec"):
+                hs_sec = int(value)
+            else:
+                hs_nsec = int(value)
+            if hs_sec or hs_nsec:
+                cur.last_handshake = _dt.datetime.fromtimestamp(hs_sec + hs_nsec / 1e9, tz=_dt.timezone.utc)
+    return dev, peers
+
+
+# ---- the device -------------------------------------------------------------------
+
+
+class Device:
+    """A WireGuard device on a runtime's loop (see the module docstring).
+
+    private_key: the device's key (a spanza.keys.PrivateKey, 32 bytes, or
+    base64/hex text); None for none yet (set it later with ipc_set).
+    listen_port: UDP port, 0 for any free port, None for no UDP socket.
+    name: serve the UAPI socket ``<uapi_dir>/<name>.sock`` (``wg`` looks in
+    /var/run/wireguard, the default). keylog_file: append tshark key-log
+    lines for every handshake (debugging: it writes secrets).
+    """
+
+    def __init__(
+        self,
+        private_key: KeyLike | None = None,
+        listen_port: int | None = 0,
+        name: str | None = None,
+        runtime: Runtime | None = None,
+        uapi_dir: str | None = None,
+        keylog_file: str | os.PathLike | None = None,
+    ) -> None:
+        self._runtime = runtime or default_runtime()
+        self._lock = threading.Condition()
+        self._inflight = 0
+        self._closed = False
+        self._ptr = None
+        self._tls = threading.local()
+        self._uapi_path: str | None = None
+        self.name = name
+        if uapi_dir is not None and name is None:
+            raise ConfigError("uapi_dir: a UAPI socket also needs a name (Device(name='wg0', ...))")
+        port = lib.DEV_NO_UDP if listen_port is None else _u16(listen_port, "listen_port")
+        key = ffi.NULL if private_key is None else _key_bytes(private_key, "private_key", PrivateKey)
+        err = ffi.new("int *")
+        ptr = lib.dev_py_new(self._runtime.ptr, key, port, err)
+        if ptr == ffi.NULL:
+            code = -err[0]
+            if code == _errno.EADDRINUSE:
+                raise ConfigError(f"listen_port: UDP port {listen_port} is already in use; pick another or 0 for any", code)
+            check(err[0], "Device")
+        self._ptr = ptr
+        try:
+            if name is not None:
+                d = uapi_dir or DEFAULT_UAPI_DIR
+                rc = lib.dev_py_uapi_listen(ptr, os.fsencode(d), name.encode())
+                if rc == -_errno.EINVAL:
+                    raise ConfigError(f"name: {name!r} is not an interface name (1-15 of A-Z a-z 0-9 _ = + . -)")
+                if rc == -_errno.EADDRINUSE:
+                    raise ConfigError(f"name: {d}/{name}.sock is served by another live process; pick another name")
+                check(rc, f"UAPI socket {d}/{name}.sock")
+                self._uapi_path = os.path.join(d, f"{name}.sock")
+            if keylog_file is not None:
+                check(lib.dev_py_set_keylog(ptr, os.fsencode(os.fspath(keylog_file))), f"keylog_file {keylog_file}")
+        except BaseException:
+            self.close()
+            raise
+        log.debug("device %s up on UDP port %s", name or hex(id(self)), self.listen_port if listen_port is not None else "-")
+
+    # -- lifetime --
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[Any]:
+        with self._lock:
+            if self._closed:
+                raise ClosedError("device is closed")
+            if self._runtime.closed:
+                raise ClosedError(f"the device's runtime {self._runtime.name!r} is closed")
+            self._inflight += 1
+        try:
+            yield self._ptr
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._lock.notify_all()
+
+    @property
+    def ptr(self) -> Any:
+        """The C `dev_device *` (for other modules' C calls on its loop)."""
+        if self._closed:
+            raise ClosedError("device is closed")
+        return self._ptr
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    def close(self) -> None:
+        """Stops the device: closes its sockets (and removes the UAPI socket
+        file), wakes `read_packet` callers with ClosedError. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        ptr = self._ptr
+        if ptr is None:
+            return
+        if self._runtime.closed:
+            # Its loop is gone, so the device's sockets cannot be closed
+            # safely: leak them rather than touch freed memory.
+            log.warning("device %s closed after its runtime: its sockets leak; close devices first",
+                        self.name or hex(id(self)))
+            if self._uapi_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._uapi_path)
+            self._ptr = None
+            return
+        lib.dev_py_shutdown(ptr)  # readers blocked in C return now
+        with self._lock:
+            while self._inflight:
+                self._lock.wait()
+        self._ptr = None
+        lib.dev_py_free(ptr)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return "<Device closed>"
+        return f"<Device {self.name or ''} port={self.listen_port} peers={len(self.peers)}>"
+
+    # -- configuration --
+
+    def ipc_get(self) -> str:
+        """The UAPI get reply's key=value lines (wireguard-go's IpcGet)."""
+        out = ffi.new("char **")
+        n = ffi.new("size_t *")
+        with self._use() as p:
+            rc = lib.dev_py_uapi_get(p, out, n)
+        try:
+            check(rc, "ipc_get")
+            text = ffi.unpack(out[0], n[0]).decode()
+        finally:
+            lib.dev_py_free_text(out[0])
+        if text.endswith("errno=0\n\n"):
+            text = text[: -len("errno=0\n\n")]
+        return text
+
+    def ipc_set(self, text: str) -> None:
+        """Applies UAPI set lines (``key=value``, as after ``set=1``)."""
+        lines = _check_ipc_lines(text)
+        body = ("\n".join(lines) + "\n").encode() if lines else b""
+        with self._use() as p:
+            rc = lib.dev_py_uapi_set(p, body, len(body))
+        if rc == -_errno.EADDRINUSE:
+            raise ConfigError("ipc_set: listen_port is already in use; pick another or 0 for any", -rc)
+        if rc < 0:
+            raise ConfigError(f"ipc_set: the device rejected the request ({os.strerror(-rc)}); "
+                              "lines before the bad one were applied", -rc)
+
+    def add_peer(
+        self,
+        public_key: KeyLike,
+        endpoint: Endpoint | None = None,
+        allowed_ips: Iterable[Any] = (),
+        persistent_keepalive: int | None = None,
+        preshared_key: KeyLike | None = None,
+    ) -> None:
+        """Adds a peer, or updates it like ``wg set ... peer``: allowed_ips
+        replaces the peer's list; other arguments left None are unchanged."""
+        if isinstance(allowed_ips, (str, bytes)):
+            allowed_ips = [allowed_ips]
+        lines = [f"public_key={_key_bytes(public_key, 'public_key').hex()}"]
+        if preshared_key is not None:
+            lines.append(f"preshared_key={_key_bytes(preshared_key, 'preshared_key', PresharedKey).hex()}")
+        if endpoint is not None:
+            lines.append(f"endpoint={_endpoint_text(endpoint)}")
+        if persistent_keepalive is not None:
+            lines.append(f"persistent_keepalive_interval={_u16(persistent_keepalive, 'persistent_keepalive')}")
+        lines.append("replace_allowed_ips=true")
+        lines += [f"allowed_ip={_network(a)}" for a in allowed_ips]
+        self.ipc_set("\n".join(lines))
+
+    def remove_peer(self, public_key: KeyLike) -> None:
+        self.ipc_set(f"public_key={_key_bytes(public_key, 'public_key').hex()}\nremove=true")
+
+    @property
+    def peers(self) -> list[PeerInfo]:
+        return parse_uapi_get(self.ipc_get())[1]
+
+    @property
+    def public_key(self) -> PublicKey | None:
+        buf = ffi.new("uint8_t[32]")
+        with self._use() as p:
+            rc = lib.dev_py_public_key(p, buf)
+        if rc == -_errno.ENOKEY:
+            return None
+        check(rc, "public_key")
+        return PublicKey(bytes(buf))
+
+    @property
+    def listen_port(self) -> int:
+        with self._use() as p:
+            return check(lib.dev_py_listen_port(p), "listen_port")
+
+    def set_under_load(self, mode: str = "force", threshold: int = 128) -> None:
+        """The cookie mechanism: 'auto' (under load above `threshold`
+        handshake messages per second), 'force' (always: every handshake
+        needs a cookie first), 'never'."""
+        if mode not in _LOAD_MODES:
+            raise ConfigError(f"set_under_load: mode {mode!r} is not one of {sorted(_LOAD_MODES)}")
+        with self._use() as p:
+            check(lib.dev_py_set_under_load(p, _LOAD_MODES[mode], int(threshold)), "set_under_load")
+
+    def set_keylog(self, path: str | os.PathLike | None) -> None:
+        """Append tshark key-log lines for every handshake to path (None stops)."""
+        with self._use() as p:
+            check(lib.dev_py_set_keylog(p, os.fsencode(os.fspath(path)) if path else ffi.NULL), f"keylog {path}")
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: the core's (handshakes, packets, drops by reason) and the
+        I/O layer's (UDP, read queue, UAPI)."""
+        io = ffi.new("struct dev_stats *")
+        core = ffi.new("struct wg_device_stats *")
+        with self._use() as p:
+            check(lib.dev_py_stats(p, io, core), "stats")
+        out: dict[str, Any] = {}
+        for name, _ in ffi.typeof("struct dev_stats").fields:
+            out[name] = int(getattr(io, name))
+        for name, _ in ffi.typeof("struct wg_device_stats").fields:
+            if name != "drops":
+                out[name] = int(getattr(core, name))
+        out["drops"] = {
+            ffi.string(lib.wg_drop_name(i)).decode(): int(core.drops[i])
+            for i in range(1, lib.WG_DROP__COUNT)
+        }
+        return out
+
+    # -- packets --
+
+    def write_packet(self, packet: bytes | bytearray | memoryview) -> None:
+        """Sends one IPv4/IPv6 packet into the tunnel (the peer is chosen by
+        allowed IPs; staged while a handshake runs). Raises ConfigError when
+        no peer's allowed_ips contain the destination or that peer has no
+        endpoint; other drops are counted in stats()['drops']."""
+        data = bytes(packet) if not isinstance(packet, bytes) else packet
+        _check_ip_packet(data)
+        with self._use() as p:
+            rc = lib.dev_py_write_packet(p, data, len(data))
+        if rc == lib.WG_DROP_NO_PEER:
+            raise ConfigError(f"write_packet: no peer's allowed_ips contain the destination {_destination(data)}")
+        if rc == lib.WG_DROP_NO_ENDPOINT:
+            raise ConfigError(f"write_packet: the peer for {_destination(data)} has no endpoint yet; "
+                              "give it one (add_peer(..., endpoint=...)) or let it connect first")
+        check(rc, "write_packet")
+
+    def write_packets(self, packets: Iterable[bytes | bytearray | memoryview]) -> int:
+        """Sends many packets in one trip to the loop (much faster than
+        write_packet in a loop). Returns how many were accepted; raises
+        ConfigError like write_packet if any had no route (after all were
+        processed)."""
+        pkts = [p if isinstance(p, bytes) else bytes(p) for p in packets]
+        if not pkts:
+            return 0
+        for p in pkts:
+            _check_ip_packet(p)
+        blob = b"".join(pkts)
+        lens = ffi.new("uint32_t[]", [len(p) for p in pkts])
+        reasons = ffi.new("uint8_t[]", len(pkts))
+        with self._use() as ptr:
+            n = check(lib.dev_py_write_batch(ptr, blob, lens, len(pkts), reasons), "write_packets")
+        for i, p in enumerate(pkts):
+            if reasons[i] in (lib.WG_DROP_NO_PEER, lib.WG_DROP_NO_ENDPOINT):
+                bad = sum(1 for k in range(len(pkts)) if reasons[k] == reasons[i])
+                what = "no peer's allowed_ips contain" if reasons[i] == lib.WG_DROP_NO_PEER else "no endpoint yet for"
+                raise ConfigError(f"write_packets: {bad} of {len(pkts)} packets dropped: {what} "
+                                  f"the destination (first: {_destination(p)})")
+        return n
+
+    def read_packet(self, timeout: float | None = None) -> bytes:
+        """The next IP packet out of the tunnel. Raises TimeoutError after
+        `timeout` seconds (None waits until the device is closed)."""
+        if timeout is None:
+            ms = -1
+        else:
+            if timeout < 0:
+                raise ConfigError("read_packet: timeout must be >= 0 or None")
+            ms = min(int(math.ceil(timeout * 1000)), 2**31 - 1)
+        buf = getattr(self._tls, "buf", None)
+        if buf is None:
+            buf = self._tls.buf = ffi.new("uint8_t[]", MAX_PACKET)
+        with self._use() as p:
+            n = lib.dev_py_read_packet(p, buf, MAX_PACKET, ms)
+        if n == -_errno.ETIMEDOUT:
+            raise TimeoutError(f"read_packet: no packet within {timeout} s")
+        if n == -_errno.ESHUTDOWN:
+            raise ClosedError("read_packet: device closed")
+        check(n, "read_packet")
+        return ffi.buffer(buf, n)[:]
+
+
+__all__ = ["Device", "PeerInfo", "SpanzaError", "parse_uapi_get"]
