@@ -35,6 +35,7 @@ from spanza.errors import ClosedError, ConfigError, SpanzaError, check
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
+    "DeviceLink",
     "Forward",
     "HTTPConnection",
     "Host",
@@ -211,6 +212,32 @@ class MemoryWire:
         self.close()
 
 
+# ---- a WireGuard device as the link ----
+
+
+class DeviceLink:
+    """A :class:`spanza.Device` as a host's link: what the host sends goes
+    into the tunnel (to the peer whose allowed IPs hold the destination),
+    what the tunnel delivers goes to the host. Create the host on the
+    device's runtime; close the host before the device."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+
+    def output(self) -> tuple[Any, Any]:
+        return ffi.addressof(lib, "ns_dev_output"), self.device.ptr
+
+    def attach(self, host: Host) -> None:
+        rc = lib.ns_dev_attach(host.ptr, self.device.ptr)
+        if rc == -errno.EXDEV:
+            raise ConfigError("the host and its device must be on the same runtime (create the host with runtime=device.runtime)")
+        check(rc, "attach host to device")
+
+    def detach(self, host: Host) -> None:
+        if not self.device.closed:
+            lib.ns_dev_detach(host.ptr, self.device.ptr)
+
+
 # ---- hosts ----
 
 
@@ -338,7 +365,8 @@ class Host:
     def __repr__(self) -> str:
         return f"<Host {' '.join(str(i) for i in self.interfaces)}{' closed' if self.closed else ''}>"
 
-    __str__ = lambda self: ",".join(self.addresses)  # noqa: E731
+    def __str__(self) -> str:
+        return ",".join(self.addresses)
 
     # -- TCP --
 

@@ -150,6 +150,16 @@ int ns_wire_capture(ns_wire_t *w, int max);
 int ns_wire_take(ns_wire_t *w, uint8_t *buf, size_t cap, int *side);
 void ns_wire_free(ns_wire_t *w);
 
+/* ---- on a WireGuard device (csrc/device/) ----
+ * Create the host with output ns_dev_output and ctx = the device (on the
+ * device's runtime), then ns_dev_attach: the device's delivered packets go
+ * to the host (its sink). Detach, and free the host, before freeing the
+ * device. Any thread. -EXDEV: host and device are on different runtimes. */
+struct dev_device;
+void ns_dev_output(void *dev, const uint8_t *ip, size_t len);
+int ns_dev_attach(ns_host_t *h, struct dev_device *d);
+int ns_dev_detach(ns_host_t *h, struct dev_device *d);
+
 /* ---- benchmark: raw lwIP bulk TCP from b to a (no sockets) ---- */
 int ns_bench_tcp(ns_host_t *a, ns_host_t *b, uint16_t port, uint64_t bytes, ns_op_t **out);
 
