@@ -6,6 +6,8 @@
    connection setup, ping.
 3. iperf3 (Debian's) through a forward/expose pair:
    iperf3 -c -> forward on B -> lwIP -> memory wire -> lwIP -> expose on A -> iperf3 -s.
+4. 1-3 again with the hosts on two WireGuard devices (spanza.Device over
+   loopback UDP) instead of the memory wire.
 
 MB/s is 10^6 bytes per second. "per CPU-s" divides by the process's CPU
 time, which matters on shared machines where wall-clock time is noisy.
@@ -24,8 +26,10 @@ import subprocess
 import threading
 import time
 
+import spanza
 from spanza._ffi import ffi, lib
-from spanza.netstack import wired_pair
+from spanza.keys import PrivateKey
+from spanza.netstack import DeviceLink, Host, wired_pair
 
 MiB = 1 << 20
 
@@ -159,44 +163,75 @@ def iperf3(a, b, seconds: int, reverse: bool, udp: bool) -> str:
         srv.wait(10)
 
 
+def device_pair():
+    ka, kb = PrivateKey.generate(), PrivateKey.generate()
+    da, db = spanza.Device(ka, listen_port=0), spanza.Device(kb, listen_port=0)
+    da.add_peer(kb.public_key, endpoint=f"127.0.0.1:{db.listen_port}", allowed_ips=["10.44.0.2/32", "fd44::2/128"])
+    db.add_peer(ka.public_key, endpoint=f"127.0.0.1:{da.listen_port}", allowed_ips=["10.44.0.1/32", "fd44::1/128"])
+    a = Host(["10.44.0.1/24", "fd44::1/64"], DeviceLink(da))
+    b = Host(["10.44.0.2/24", "fd44::2/64"], DeviceLink(db))
+    b.ping(a.address(4), timeout=5)  # handshake
+
+    def close() -> None:
+        a.close()
+        b.close()
+        da.close()
+        db.close()
+
+    return a, b, close
+
+
+def run(a, b, big: int, iperf_seconds: int, wire=None) -> None:
+    print("   raw lwIP TCP, one connection (C, no sockets):")
+    delays = ((0, big), (1, big // 2), (10, 64 * MiB)) if wire else ((0, big // 4),)
+    for delay_ms, n in delays:
+        if wire:
+            wire.set_delay(delay_ms)
+        wall, per_cpu = raw_tcp(a, b, n, 5000 + delay_ms)
+        limit = f"window/RTT limit {MiB / (2 * delay_ms / 1000) / 1e6:.0f} MB/s" if delay_ms else "CPU-bound"
+        print(f"     one-way {delay_ms:>2} ms: {wall:7.0f} MB/s wall, {per_cpu:7.0f} MB per CPU-s  ({limit})")
+    if wire:
+        wire.set_delay(0)
+    print("   Python sockets through the bridges:")
+    wall, per_cpu = socket_bulk(a, b, big // 4, 5100)
+    print(f"     bulk {big // 4 // MiB} MiB: {wall:.0f} MB/s wall, {per_cpu:.0f} MB per CPU-s (all threads)")
+    print(f"     1-byte echo round trip: {socket_echo_us(a, b, 2000, 5101):.0f} us")
+    print(f"     connect+accept+close: {connect_rate(a, b, 500, 5102):.0f} per s")
+    for af in (4, 6):
+        rtts = sorted(b.ping(a.address(af), count=21))
+        print(f"     ping IPv{af} (timed in C): median {rtts[10] * 1e6:.1f} us")
+    print(f"   iperf3 through forward (B) -> tunnel -> expose (A), {iperf_seconds} s each:")
+    print(f"     TCP client->server: {iperf3(a, b, iperf_seconds, False, False)}")
+    print(f"     TCP server->client: {iperf3(a, b, iperf_seconds, True, False)}")
+    print(f"     UDP 1300-byte datagrams, 1 Gbit/s offered: {iperf3(a, b, iperf_seconds, False, True)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller transfers")
     ap.add_argument("--iperf-seconds", type=int, default=5)
+    ap.add_argument("--link", choices=["wire", "device", "both"], default="both")
     args = ap.parse_args()
     big = 256 * MiB if args.quick else 1024 * MiB
-
-    a, b, wire = wired_pair(["192.168.4.1/24", "fd00::1/64"], ["192.168.4.2/24", "fd00::2/64"])
-    try:
-        print(f"lwIP 2.1.3 (Debian source), TCP_WND = TCP_SND_BUF = 1 MiB, MSS 1380; {os.cpu_count()} CPUs")
-        print("\n1. raw lwIP TCP over the memory wire (C, no sockets), one connection, one core")
-        for delay_ms, n in ((0, big), (1, big // 2), (10, 64 * MiB)):
-            wire.set_delay(delay_ms)
-            wall, per_cpu = raw_tcp(a, b, n, 5000 + delay_ms)
-            limit = f"window/RTT limit {MiB / (2 * delay_ms / 1000) / 1e6:.0f} MB/s" if delay_ms else "CPU-bound"
-            print(f"   one-way {delay_ms:>2} ms: {wall:7.0f} MB/s wall, {per_cpu:7.0f} MB per CPU-s  ({limit})")
-        wire.set_delay(0)
-
-        print("\n2. Python sockets through the bridges (memory wire)")
-        wall, per_cpu = socket_bulk(a, b, big // 4, 5100)
-        print(f"   bulk {big // 4 // MiB} MiB: {wall:.0f} MB/s wall, {per_cpu:.0f} MB per CPU-s (all threads)")
-        print(f"   1-byte echo round trip: {socket_echo_us(a, b, 2000, 5101):.0f} us")
-        print(f"   connect+accept+close: {connect_rate(a, b, 500, 5102):.0f} per s")
-        rtts = b.ping(a.address(4), count=20)
-        print(f"   ping (ICMP, measured in C): median {sorted(rtts)[10] * 1e6:.1f} us")
-        rtts = b.ping(a.address(6), count=20)
-        print(f"   ping (ICMPv6, measured in C): median {sorted(rtts)[10] * 1e6:.1f} us")
-
-        print(f"\n3. iperf3 through forward (B) -> tunnel -> expose (A), {args.iperf_seconds} s each")
-        print(f"   TCP client->server: {iperf3(a, b, args.iperf_seconds, False, False)}")
-        print(f"   TCP server->client: {iperf3(a, b, args.iperf_seconds, True, False)}")
-        print(f"   UDP 1300-byte datagrams at 1 Gbit/s offered: {iperf3(a, b, args.iperf_seconds, False, True)}")
-        st = wire.stats()
-        print(f"\nwire: {st['packets']} packets, {st['dropped']} dropped; host A: {a.stats()}")
-    finally:
-        a.close()
-        b.close()
-        wire.close()
+    print(f"lwIP 2.1.3 (Debian source), TCP_WND = TCP_SND_BUF = 1 MiB, MSS 1380; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    if args.link in ("wire", "both"):
+        print("\nhosts on a memory wire")
+        a, b, wire = wired_pair(["192.168.4.1/24", "fd00::1/64"], ["192.168.4.2/24", "fd00::2/64"])
+        try:
+            run(a, b, big, args.iperf_seconds, wire)
+            st = wire.stats()
+            print(f"   wire: {st['packets']} packets, {st['dropped']} dropped")
+        finally:
+            a.close()
+            b.close()
+            wire.close()
+    if args.link in ("device", "both"):
+        print("\nhosts on two WireGuard devices (loopback UDP, one runtime)")
+        a, b, close = device_pair()
+        try:
+            run(a, b, big, args.iperf_seconds)
+        finally:
+            close()
 
 
 if __name__ == "__main__":

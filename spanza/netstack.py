@@ -61,7 +61,8 @@ class Link(Protocol):
     ``output()`` returns a C ``ns_packet_fn`` and its context pointer;
     ``attach(host)`` starts delivering packets to ``host.ptr`` (through
     ``ns_host_input`` on the loop thread); ``detach(host)`` stops it, and is
-    called before the host is freed.
+    called before the host is freed. A ``runtime`` attribute, if present, is
+    the runtime hosts on this link default to.
     """
 
     def output(self) -> tuple[Any, Any]: ...
@@ -131,6 +132,7 @@ class _WireEnd:
     def __init__(self, wire: MemoryWire, side: int) -> None:
         self.wire = wire
         self.side = side
+        self.runtime = wire.runtime
 
     def output(self) -> tuple[Any, Any]:
         return ffi.addressof(lib, "ns_wire_output"), lib.ns_wire_end(self.wire.ptr, self.side)
@@ -223,6 +225,7 @@ class DeviceLink:
 
     def __init__(self, device: Any) -> None:
         self.device = device
+        self.runtime = device.runtime
 
     def output(self) -> tuple[Any, Any]:
         return ffi.addressof(lib, "ns_dev_output"), self.device.ptr
@@ -266,7 +269,7 @@ class Host:
             raise ConfigError(f"bad host address: {exc}") from exc
         if not ifaces:
             raise ConfigError("a host needs at least one address")
-        self.runtime = runtime or default_runtime()
+        self.runtime = runtime or getattr(link, "runtime", None) or default_runtime()
         self.interfaces = ifaces
         self.mtu = mtu
         arr = ffi.new("struct ns_addr[]", len(ifaces))
@@ -300,7 +303,12 @@ class Host:
         self._link = link
         self._objects: set[Any] = set()
         self._lock = threading.Lock()
-        link.attach(self)
+        try:
+            link.attach(self)
+        except BaseException:
+            ptr, self._ptr = self._ptr, None
+            lib.ns_host_free(ptr)
+            raise
 
     # -- basics --
 
