@@ -10,6 +10,7 @@ from spanza.device import Device, PeerInfo
 from spanza.errors import ClosedError, ConfigError, SpanzaError
 from spanza.gateway import Gateway
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
+from spanza.netstack import Host, MemoryWire
 from spanza.runtime import Runtime, default_runtime
 from spanza.wireguard import Tunnel
 
@@ -20,6 +21,8 @@ __all__ = [
     "DerpServer",
     "Device",
     "Gateway",
+    "Host",
+    "MemoryWire",
     "PeerInfo",
     "PresharedKey",
     "PrivateKey",

@@ -1,0 +1,196 @@
+/* The one lwIP stack of the process and the runtime that drives it.
+ *
+ * lwIP keeps global state, so the first host binds the stack to its runtime;
+ * hosts on other runtimes are refused until the last host is gone. A runtime
+ * timer runs lwIP's timeouts: it is re-armed after lwIP work to the next
+ * deadline lwIP reports (sys_timeouts_sleeptime). */
+#include "ns.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "lwip/init.h"
+#include "lwip/stats.h"
+#include "lwip/timeouts.h"
+#include "runtime/log.h"
+
+static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
+static rt_t *ns_rt;        /* guarded by ns_mu */
+static int ns_users;       /* hosts, guarded by ns_mu */
+static bool ns_inited;     /* loop thread */
+static rt_timer_t *ns_timer; /* loop thread */
+static uint64_t ns_due;      /* when ns_timer is armed for */
+static bool ns_kicked;       /* ns_timer is due now */
+static uint8_t ns_buf[NS_SCRATCH];
+
+ns_host_t *ns_hosts[NS_MAX_HOSTS];
+int ns_nhosts_hw;
+
+uint8_t *ns_scratch(void) { return ns_buf; }
+
+rt_t *ns_stack_rt(void)
+{
+	pthread_mutex_lock(&ns_mu);
+	rt_t *rt = ns_rt;
+	pthread_mutex_unlock(&ns_mu);
+	return rt;
+}
+
+/* Arms the timer for lwIP's next timeout. */
+static void schedule(void)
+{
+	u32_t ms = sys_timeouts_sleeptime();
+	if (ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE) {
+		rt_timer_cancel(ns_timer);
+		return;
+	}
+	uint64_t at = rt_now_ms() + ms;
+	if (!rt_timer_armed(ns_timer) || at != ns_due) {
+		rt_timer_arm_at(ns_timer, at);
+		ns_due = at;
+	}
+}
+
+static void on_timer(rt_t *rt, rt_timer_t *t, void *arg)
+{
+	(void)rt;
+	(void)t;
+	(void)arg;
+	ns_kicked = false;
+	sys_check_timeouts();
+	schedule();
+}
+
+/* lwIP work may have added an earlier timeout (tcp_tmr starts when a pcb
+ * becomes active): have the timer look again on this loop iteration. One
+ * branch per call, so it is cheap enough per packet. */
+void ns_stack_kick(void)
+{
+	if (!ns_timer || ns_kicked)
+		return;
+	ns_kicked = true;
+	rt_timer_arm_at(ns_timer, 0);
+	ns_due = 0;
+}
+
+int ns_stack_start(rt_t *rt)
+{
+	if (!ns_inited) {
+		lwip_init();
+		ns_inited = true;
+	}
+	if (!ns_timer) {
+		ns_timer = rt_timer_new(rt, on_timer, NULL);
+		if (!ns_timer)
+			return -ENOMEM;
+	}
+	ns_stack_kick();
+	return 0;
+}
+
+static void stop_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	(void)arg;
+	pthread_mutex_lock(&ns_mu);
+	bool idle = ns_users == 0;
+	pthread_mutex_unlock(&ns_mu);
+	if (!idle) /* a new host came in meanwhile */
+		return;
+	rt_timer_free(ns_timer);
+	ns_timer = NULL;
+	ns_kicked = false;
+}
+
+int ns_stack_acquire(rt_t *rt)
+{
+	pthread_mutex_lock(&ns_mu);
+	if (ns_rt && ns_rt != rt) {
+		pthread_mutex_unlock(&ns_mu);
+		return -EXDEV;
+	}
+	if (ns_users >= NS_MAX_HOSTS) {
+		pthread_mutex_unlock(&ns_mu);
+		return -EUSERS;
+	}
+	ns_users++;
+	ns_rt = rt;
+	pthread_mutex_unlock(&ns_mu);
+	return 0;
+}
+
+void ns_stack_release(void)
+{
+	pthread_mutex_lock(&ns_mu);
+	rt_t *rt = ns_rt;
+	bool last = --ns_users == 0;
+	pthread_mutex_unlock(&ns_mu);
+	if (!last)
+		return;
+	/* The timer belongs to this runtime: free it there. lwIP itself stays
+	 * initialised (it cannot be re-initialised); lingering TIME_WAIT pcbs
+	 * resume their timers on whichever runtime binds the stack next. */
+	if (rt_call(rt, stop_on_loop, NULL) < 0) {
+		/* The loop has stopped, so nothing else touches the timer. */
+		rt_timer_free(ns_timer);
+		ns_timer = NULL;
+		ns_kicked = false;
+	}
+	pthread_mutex_lock(&ns_mu);
+	if (ns_users == 0)
+		ns_rt = NULL;
+	pthread_mutex_unlock(&ns_mu);
+}
+
+int ns_host_count(void)
+{
+	pthread_mutex_lock(&ns_mu);
+	int n = ns_users;
+	pthread_mutex_unlock(&ns_mu);
+	return n;
+}
+
+struct stats_call {
+	const char *proto;
+	uint64_t *out;
+	int rc;
+};
+
+static void copy_proto(const struct stats_proto *s, uint64_t out[4])
+{
+	out[0] = s->xmit;
+	out[1] = s->recv;
+	out[2] = s->drop;
+	out[3] = s->err;
+}
+
+static void stats_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct stats_call *c = arg;
+	c->rc = 0;
+	if (!strcmp(c->proto, "tcp"))
+		copy_proto(&lwip_stats.tcp, c->out);
+	else if (!strcmp(c->proto, "udp"))
+		copy_proto(&lwip_stats.udp, c->out);
+	else if (!strcmp(c->proto, "icmp"))
+		copy_proto(&lwip_stats.icmp, c->out);
+	else if (!strcmp(c->proto, "icmp6"))
+		copy_proto(&lwip_stats.icmp6, c->out);
+	else if (!strcmp(c->proto, "ip"))
+		copy_proto(&lwip_stats.ip, c->out);
+	else if (!strcmp(c->proto, "ip6"))
+		copy_proto(&lwip_stats.ip6, c->out);
+	else
+		c->rc = -EINVAL;
+}
+
+int ns_lwip_stats(const char *proto, uint64_t out[4])
+{
+	rt_t *rt = ns_stack_rt();
+	if (!rt)
+		return -ENOENT;
+	struct stats_call c = {.proto = proto, .out = out, .rc = -ESHUTDOWN};
+	int rc = rt_call(rt, stats_on_loop, &c);
+	return rc < 0 ? rc : c.rc;
+}

@@ -1,0 +1,319 @@
+/* A memory wire between two hosts, for tests and benchmarks: what one side
+ * sends is copied into a queue and delivered to the other side's host on a
+ * later loop iteration (never from inside lwIP's output path), optionally
+ * after a delay. Queues are bounded; copies of packets can be captured for
+ * inspection. */
+#include "ns.h"
+
+#include "lwip/pbuf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WIRE_MAX_QUEUE 65536 /* packets per direction */
+
+/* A queue of packets: pbufs ready for the receiving host's input, copied
+ * once on output like the device layer's decryption will. */
+struct wslot {
+	struct pbuf *p;
+	uint64_t due_us;
+};
+
+struct wq {
+	struct wslot *s;
+	uint32_t head, n, cap;
+};
+
+struct wcap { /* a captured copy */
+	struct wcap *next;
+	uint16_t len;
+	uint8_t side;
+	uint8_t data[];
+};
+
+struct wend {
+	ns_wire_t *w;
+	int side;
+};
+
+struct ns_wire {
+	rt_t *rt;
+	struct wend ends[2];
+	ns_host_t *hosts[2];
+	struct wq q[2]; /* q[i]: sent by side i */
+	uint32_t delay_us;
+	rt_timer_t *timer;
+	struct ns_wire_stats st;
+	struct wcap *cap_head, *cap_tail;
+	uint32_t ncap, capmax;
+};
+
+static uint64_t now_us(void) { return rt_now_ns() / 1000u; }
+
+static void arm(ns_wire_t *w)
+{
+	uint64_t due = UINT64_MAX;
+	for (int i = 0; i < 2; i++)
+		if (w->q[i].n && w->q[i].s[w->q[i].head].due_us < due)
+			due = w->q[i].s[w->q[i].head].due_us;
+	if (due == UINT64_MAX)
+		return;
+	/* The loop's timers are in ms: due now means this very iteration. */
+	rt_timer_arm_at(w->timer, due == 0 || due <= now_us() ? 0 : (due + 999) / 1000);
+}
+
+static int q_push(struct wq *q, struct pbuf *p, uint64_t due)
+{
+	if (q->n == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 256;
+		if (cap > WIRE_MAX_QUEUE)
+			return -ENOBUFS;
+		struct wslot *s = malloc(cap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < q->n; i++)
+			s[i] = q->s[(q->head + i) % q->cap];
+		free(q->s);
+		q->s = s;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->s[(q->head + q->n) % q->cap] = (struct wslot){.p = p, .due_us = due};
+	q->n++;
+	return 0;
+}
+
+static struct pbuf *q_pop(struct wq *q)
+{
+	struct pbuf *p = q->s[q->head].p;
+	q->head = (q->head + 1) % q->cap;
+	q->n--;
+	return p;
+}
+
+static void q_clear(struct wq *q)
+{
+	while (q->n)
+		pbuf_free(q_pop(q));
+	free(q->s);
+	*q = (struct wq){0};
+}
+
+static void capture(ns_wire_t *w, const uint8_t *ip, size_t len, int side)
+{
+	if (w->ncap >= w->capmax) {
+		struct wcap *old = w->cap_head;
+		w->cap_head = old->next;
+		if (!w->cap_head)
+			w->cap_tail = NULL;
+		w->ncap--;
+		free(old);
+	}
+	struct wcap *c = malloc(sizeof(*c) + len);
+	if (!c)
+		return;
+	c->next = NULL;
+	c->len = (uint16_t)len;
+	c->side = (uint8_t)side;
+	memcpy(c->data, ip, len);
+	if (w->cap_tail)
+		w->cap_tail->next = c;
+	else
+		w->cap_head = c;
+	w->cap_tail = c;
+	w->ncap++;
+}
+
+void ns_wire_output(void *end, const uint8_t *ip, size_t len)
+{
+	struct wend *e = end;
+	ns_wire_t *w = e->w;
+	int s = e->side;
+	struct pbuf *p = w->hosts[1 - s] ? ns_pbuf_for_input(ip, len) : NULL;
+	if (!p || q_push(&w->q[s], p, w->delay_us ? now_us() + w->delay_us : 0) < 0) {
+		if (p)
+			pbuf_free(p);
+		w->st.dropped[s]++;
+		return;
+	}
+	w->st.packets[s]++;
+	w->st.bytes[s] += len;
+	if (w->capmax)
+		capture(w, ip, len, s);
+	if (w->q[0].n + w->q[1].n == 1)
+		arm(w);
+}
+
+static void deliver(rt_t *rt, rt_timer_t *t, void *arg)
+{
+	(void)rt;
+	(void)t;
+	ns_wire_t *w = arg;
+	uint64_t now = now_us();
+	/* Only what was queued before this call: replies produced by these
+	 * deliveries wait for the next loop iteration. */
+	uint32_t n[2] = {w->q[0].n, w->q[1].n};
+	for (int s = 0; s < 2; s++) {
+		struct wq *q = &w->q[s];
+		while (n[s]-- && q->n && q->s[q->head].due_us <= now) {
+			struct pbuf *p = q_pop(q);
+			ns_host_t *h = w->hosts[1 - s];
+			if (h) {
+				ns_host_input_pbuf(h, p);
+			} else {
+				pbuf_free(p);
+				w->st.dropped[s]++;
+			}
+		}
+	}
+	arm(w);
+}
+
+int ns_wire_new(rt_t *rt, uint32_t delay_us, ns_wire_t **out)
+{
+	*out = NULL;
+	ns_wire_t *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->rt = rt;
+	w->delay_us = delay_us;
+	for (int i = 0; i < 2; i++)
+		w->ends[i] = (struct wend){.w = w, .side = i};
+	w->timer = rt_timer_new(rt, deliver, w); /* not yet published to the loop */
+	if (!w->timer) {
+		free(w);
+		return -ENOMEM;
+	}
+	*out = w;
+	return 0;
+}
+
+void *ns_wire_end(ns_wire_t *w, int side) { return side == 0 || side == 1 ? &w->ends[side] : NULL; }
+
+struct wire_call {
+	ns_wire_t *w;
+	int side;
+	ns_host_t *h;
+	uint32_t delay_us;
+	int max;
+	uint8_t *buf;
+	size_t cap;
+	struct ns_wire_stats *st;
+	int rc;
+};
+
+static void plug_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct wire_call *c = arg;
+	c->w->hosts[c->side] = c->h;
+}
+
+int ns_wire_plug(ns_wire_t *w, int side, ns_host_t *h)
+{
+	if (side != 0 && side != 1)
+		return -EINVAL;
+	struct wire_call c = {.w = w, .side = side, .h = h};
+	return rt_call(w->rt, plug_on_loop, &c);
+}
+
+static void delay_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct wire_call *c = arg;
+	c->w->delay_us = c->delay_us;
+}
+
+int ns_wire_set_delay(ns_wire_t *w, uint32_t delay_us)
+{
+	struct wire_call c = {.w = w, .delay_us = delay_us};
+	return rt_call(w->rt, delay_on_loop, &c);
+}
+
+static void stats_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct wire_call *c = arg;
+	*c->st = c->w->st;
+}
+
+int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out)
+{
+	struct wire_call c = {.w = w, .st = out};
+	return rt_call(w->rt, stats_on_loop, &c);
+}
+
+static void cap_pop_free(ns_wire_t *w)
+{
+	struct wcap *c = w->cap_head;
+	w->cap_head = c->next;
+	if (!w->cap_head)
+		w->cap_tail = NULL;
+	w->ncap--;
+	free(c);
+}
+
+static void capture_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct wire_call *c = arg;
+	ns_wire_t *w = c->w;
+	w->capmax = (uint32_t)c->max;
+	while (w->ncap > w->capmax)
+		cap_pop_free(w);
+}
+
+int ns_wire_capture(ns_wire_t *w, int max)
+{
+	if (max < 0 || max > WIRE_MAX_QUEUE)
+		return -EINVAL;
+	struct wire_call c = {.w = w, .max = max};
+	return rt_call(w->rt, capture_on_loop, &c);
+}
+
+static void take_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct wire_call *c = arg;
+	struct wcap *p = c->w->cap_head;
+	if (!p) {
+		c->rc = 0;
+		return;
+	}
+	if (p->len > c->cap) {
+		c->rc = -EMSGSIZE;
+		return;
+	}
+	memcpy(c->buf, p->data, p->len);
+	c->side = p->side;
+	c->rc = p->len;
+	cap_pop_free(c->w);
+}
+
+int ns_wire_take(ns_wire_t *w, uint8_t *buf, size_t cap, int *side)
+{
+	struct wire_call c = {.w = w, .buf = buf, .cap = cap, .side = -1};
+	int rc = rt_call(w->rt, take_on_loop, &c);
+	*side = c.side;
+	return rc < 0 ? rc : c.rc;
+}
+
+static void free_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	ns_wire_t *w = arg;
+	rt_timer_free(w->timer);
+	for (int i = 0; i < 2; i++)
+		q_clear(&w->q[i]);
+	while (w->cap_head)
+		cap_pop_free(w);
+}
+
+void ns_wire_free(ns_wire_t *w)
+{
+	if (!w)
+		return;
+	rt_call(w->rt, free_on_loop, w);
+	free(w);
+}

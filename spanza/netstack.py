@@ -1,0 +1,762 @@
+"""Virtual hosts inside the tunnel, on Spanza's lwIP stack.
+
+A :class:`Host` is one network interface of lwIP with its own addresses.
+Its packets go to a *link* (a WireGuard device, or a :class:`MemoryWire` in
+tests); packets for it come back from that link. Python talks to it with
+real OS sockets (socketpairs pumped by the runtime's loop thread), so
+``http.client``, ``http.server``, ``socketserver``, ``selectors`` and
+``asyncio`` work unchanged::
+
+    a, b, wire = wired_pair("192.168.4.1/24", "192.168.4.2/24")
+    with a.serve_http(80):
+        conn = HTTPConnection(b, "192.168.4.1", 80)
+        conn.request("GET", "/")
+
+lwIP is one stack per process: every host lives on one runtime (the default
+runtime unless the first host says otherwise), at most ``MAX_HOSTS`` hosts.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import http.server
+import ipaddress
+import os
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from spanza._ffi import ffi, lib
+from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.runtime import Runtime, default_runtime
+
+__all__ = [
+    "DeviceLink",
+    "Forward",
+    "HTTPConnection",
+    "Host",
+    "Link",
+    "Listener",
+    "MAX_HOSTS",
+    "MemoryWire",
+    "ServerThread",
+    "UDPSocket",
+    "wired_pair",
+]
+
+MAX_HOSTS: int = lib.NS_MAX_HOSTS
+_HDR = lib.NS_ADDR_HDR
+_WAIT_SLICE_MS = 200  # blocking C waits are sliced so Ctrl-C still works
+
+Address = tuple[str, int]
+
+
+class Link(Protocol):
+    """Where a host's packets go, and where packets for it come from.
+
+    ``output()`` returns a C ``ns_packet_fn`` and its context pointer;
+    ``attach(host)`` starts delivering packets to ``host.ptr`` (through
+    ``ns_host_input`` on the loop thread); ``detach(host)`` stops it, and is
+    called before the host is freed. A ``runtime`` attribute, if present, is
+    the runtime hosts on this link default to.
+    """
+
+    def output(self) -> tuple[Any, Any]: ...
+    def attach(self, host: Host) -> None: ...
+    def detach(self, host: Host) -> None: ...
+
+
+# ---- addresses ----
+
+
+def _ip(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError as exc:
+        raise ConfigError(f"{address!r} is not an IP address (tunnel addresses are literal IPs)") from exc
+
+
+def _ns_addr(address: Any, port: int = 0, prefix: int = 0) -> Any:
+    ip = _ip(address)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range 0-65535")
+    a = ffi.new("struct ns_addr *")
+    a.family = ip.version
+    a.port = port
+    a.prefix = prefix
+    ffi.memmove(a.ip, ip.packed, len(ip.packed))
+    return a
+
+
+def _split(address: Any, what: str) -> Address:
+    if not isinstance(address, tuple) or len(address) < 2:
+        raise ConfigError(f"{what} must be an (address, port) tuple, not {address!r}")
+    return str(address[0]), int(address[1])
+
+
+def _hdr_pack(address: str, port: int) -> bytes:
+    ip = _ip(address)
+    return bytes([ip.version, 0]) + port.to_bytes(2, "big") + ip.packed.ljust(16, b"\0")
+
+
+def _hdr_unpack(hdr: bytes) -> Address:
+    if len(hdr) < _HDR or hdr[0] not in (4, 6):
+        raise SpanzaError("malformed address header from the netstack")
+    raw = hdr[4:8] if hdr[0] == 4 else hdr[4:20]
+    return str(ipaddress.ip_address(raw)), int.from_bytes(hdr[2:4], "big")
+
+
+def _wait(op: Any, timeout: float | None, what: str) -> int:
+    """Waits for a C operation; TimeoutError past the deadline."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is None:
+            slice_ms = _WAIT_SLICE_MS
+        else:
+            slice_ms = max(0, min(_WAIT_SLICE_MS, int((deadline - time.monotonic()) * 1000)))
+        rc = lib.ns_op_wait(op, slice_ms)
+        if rc != -errno.EINPROGRESS:
+            return rc
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: timed out after {timeout} s")
+
+
+# ---- the memory wire ----
+
+
+class _WireEnd:
+    def __init__(self, wire: MemoryWire, side: int) -> None:
+        self.wire = wire
+        self.side = side
+        self.runtime = wire.runtime
+
+    def output(self) -> tuple[Any, Any]:
+        return ffi.addressof(lib, "ns_wire_output"), lib.ns_wire_end(self.wire.ptr, self.side)
+
+    def attach(self, host: Host) -> None:
+        check(lib.ns_wire_plug(self.wire.ptr, self.side, host.ptr), "memory wire")
+        self.wire._plugged[self.side] = host
+
+    def detach(self, host: Host) -> None:
+        if self.wire._ptr is not None:
+            lib.ns_wire_plug(self.wire._ptr, self.side, ffi.NULL)
+        self.wire._plugged[self.side] = None
+        self.wire._maybe_free()
+
+
+class MemoryWire:
+    """Two hosts wired to each other in memory (tests and benchmarks).
+
+    What one side sends reaches the other on a later loop iteration, after
+    ``delay_ms`` if given. ``capture(n)`` keeps copies of the last n packets
+    for ``take()``.
+    """
+
+    def __init__(self, runtime: Runtime | None = None, delay_ms: float = 0) -> None:
+        self.runtime = runtime or default_runtime()
+        out = ffi.new("ns_wire_t **")
+        check(lib.ns_wire_new(self.runtime.ptr, int(delay_ms * 1000), out), "memory wire")
+        self._ptr = out[0]
+        self._plugged: list[Host | None] = [None, None]
+        self._closing = False
+
+    @property
+    def ptr(self) -> Any:
+        if self._ptr is None:
+            raise ClosedError("the memory wire is closed")
+        return self._ptr
+
+    def end(self, side: int) -> Link:
+        if side not in (0, 1):
+            raise ConfigError("a memory wire has sides 0 and 1")
+        return _WireEnd(self, side)
+
+    def set_delay(self, delay_ms: float) -> None:
+        check(lib.ns_wire_set_delay(self.ptr, int(delay_ms * 1000)), "memory wire")
+
+    def stats(self) -> dict[str, list[int]]:
+        st = ffi.new("struct ns_wire_stats *")
+        check(lib.ns_wire_get_stats(self.ptr, st), "memory wire")
+        return {k: [int(getattr(st, k)[0]), int(getattr(st, k)[1])] for k in ("packets", "bytes", "dropped")}
+
+    def capture(self, max_packets: int) -> None:
+        check(lib.ns_wire_capture(self.ptr, max_packets), "memory wire capture")
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """Captured packets so far, oldest first, as (sending side, packet)."""
+        out = []
+        buf = ffi.new("uint8_t[]", 65536)
+        side = ffi.new("int *")
+        while True:
+            n = check(lib.ns_wire_take(self.ptr, buf, 65536, side), "memory wire")
+            if n == 0:
+                return out
+            out.append((int(side[0]), ffi.buffer(buf, n)[:]))
+
+    def close(self) -> None:
+        """Frees the wire once both hosts are detached (closed)."""
+        self._closing = True
+        self._maybe_free()
+
+    def _maybe_free(self) -> None:
+        if self._closing and self._ptr is not None and self._plugged == [None, None]:
+            ptr, self._ptr = self._ptr, None
+            lib.ns_wire_free(ptr)
+
+    def __enter__(self) -> MemoryWire:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- a WireGuard device as the link ----
+
+
+class DeviceLink:
+    """A :class:`spanza.Device` as a host's link: what the host sends goes
+    into the tunnel (to the peer whose allowed IPs hold the destination),
+    what the tunnel delivers goes to the host. Create the host on the
+    device's runtime; close the host before the device."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.runtime = device.runtime
+
+    def output(self) -> tuple[Any, Any]:
+        return ffi.addressof(lib, "ns_dev_output"), self.device.ptr
+
+    def attach(self, host: Host) -> None:
+        rc = lib.ns_dev_attach(host.ptr, self.device.ptr)
+        if rc == -errno.EXDEV:
+            raise ConfigError("the host and its device must be on the same runtime (create the host with runtime=device.runtime)")
+        check(rc, "attach host to device")
+
+    def detach(self, host: Host) -> None:
+        if not self.device.closed:
+            lib.ns_dev_detach(host.ptr, self.device.ptr)
+
+
+# ---- hosts ----
+
+
+class Host:
+    """A virtual host: one lwIP netif with its addresses, on a link.
+
+    ``addresses`` are interfaces like ``"192.168.4.1/24"`` or ``"fd00::1/64"``
+    (at most one IPv4 and three IPv6). Every socket the host opens uses one
+    of them as its local address; packets not addressed to the host are
+    dropped and counted (see :meth:`stats`).
+    """
+
+    def __init__(
+        self,
+        addresses: str | Iterable[str],
+        link: Link,
+        *,
+        runtime: Runtime | None = None,
+        mtu: int = lib.NS_DEFAULT_MTU,
+    ) -> None:
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        try:
+            ifaces = [ipaddress.ip_interface(a) for a in addresses]
+        except ValueError as exc:
+            raise ConfigError(f"bad host address: {exc}") from exc
+        if not ifaces:
+            raise ConfigError("a host needs at least one address")
+        self.runtime = runtime or getattr(link, "runtime", None) or default_runtime()
+        self.interfaces = ifaces
+        self.mtu = mtu
+        arr = ffi.new("struct ns_addr[]", len(ifaces))
+        for i, itf in enumerate(ifaces):
+            arr[i] = _ns_addr(itf.ip, 0, itf.network.prefixlen)[0]
+        fn, ctx = link.output()
+        out = ffi.new("ns_host_t **")
+        rc = lib.ns_host_new(self.runtime.ptr, arr, len(ifaces), mtu, fn, ctx, out)
+        names = ", ".join(str(i) for i in ifaces)
+        if rc == -errno.EXDEV:
+            raise SpanzaError(
+                "lwIP runs one stack per process and it already runs on another runtime: "
+                "create every host on the same runtime (the default one unless you chose)",
+                errno.EXDEV,
+            )
+        if rc == -errno.EUSERS:
+            raise SpanzaError(
+                f"too many hosts: at most {MAX_HOSTS} per process (lwIP's interface limit); "
+                "close hosts you no longer need",
+                errno.EUSERS,
+            )
+        if rc == -errno.EADDRINUSE:
+            raise ConfigError(f"host {names}: another host of this process already has one of these addresses")
+        if rc == -errno.EINVAL:
+            raise ConfigError(
+                f"host {names}: need unicast addresses (at most one IPv4, three IPv6, "
+                f"no loopback/link-local/multicast) and an MTU of 576-65535 (1280+ with IPv6), got mtu={mtu}"
+            )
+        check(rc, f"host {names}")
+        self._ptr = out[0]
+        self._link = link
+        self._objects: set[Any] = set()
+        self._lock = threading.Lock()
+        try:
+            link.attach(self)
+        except BaseException:
+            ptr, self._ptr = self._ptr, None
+            lib.ns_host_free(ptr)
+            raise
+
+    # -- basics --
+
+    @property
+    def ptr(self) -> Any:
+        if self._ptr is None:
+            raise ClosedError(f"host {self} is closed")
+        return self._ptr
+
+    @property
+    def addresses(self) -> list[str]:
+        return [str(i.ip) for i in self.interfaces]
+
+    def address(self, version: int = 4) -> str:
+        """The host's (first) address of this IP version."""
+        for i in self.interfaces:
+            if i.version == version:
+                return str(i.ip)
+        raise ConfigError(f"host {self} has no IPv{version} address")
+
+    def stats(self) -> dict[str, int]:
+        st = ffi.new("struct ns_host_stats *")
+        check(lib.ns_host_get_stats(self.ptr, st), "host stats")
+        return {name: int(getattr(st, name)) for name, _ in ffi.typeof("struct ns_host_stats").fields}
+
+    def inject(self, packet: bytes) -> bool:
+        """Delivers a raw IP packet as if it came from the link; False if the
+        host dropped it (malformed, or not addressed to it)."""
+        return lib.ns_host_inject(self.ptr, packet, len(packet)) == 0
+
+    def _track(self, obj: Any) -> None:
+        with self._lock:
+            self._objects.add(obj)
+
+    def _untrack(self, obj: Any) -> None:
+        with self._lock:
+            self._objects.discard(obj)
+
+    def close(self) -> None:
+        """Closes the host's listeners, sockets and forwards (connections
+        still open are reset) and removes it from the stack."""
+        if self._ptr is None:
+            return
+        with self._lock:
+            objs = list(self._objects)
+        for o in objs:
+            o.close()
+        self._link.detach(self)
+        ptr, self._ptr = self._ptr, None
+        lib.ns_host_free(ptr)
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Host {' '.join(str(i) for i in self.interfaces)}{' closed' if self.closed else ''}>"
+
+    def __str__(self) -> str:
+        return ",".join(self.addresses)
+
+    # -- TCP --
+
+    def connect(self, address: Address, timeout: float | None = None) -> socket.socket:
+        """Opens a TCP connection inside the tunnel; returns a connected
+        (AF_UNIX) socket whose other end the runtime pumps into lwIP."""
+        ip, port = _split(address, "address")
+        out = ffi.new("ns_op_t **")
+        rc = lib.ns_tcp_connect(self.ptr, _ns_addr(ip, port), out)
+        if rc == -errno.EAFNOSUPPORT:
+            raise ConfigError(f"host {self} has no IPv{_ip(ip).version} address to connect to {ip} from")
+        check(rc, f"connect to {ip}:{port}")
+        op = out[0]
+        try:
+            rc = _wait(op, timeout, f"connect to {ip}:{port} from {self}")
+            if rc == -errno.ECONNREFUSED:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {ip}:{port} refused (from {self})")
+            if rc == -errno.ETIMEDOUT:
+                raise TimeoutError(errno.ETIMEDOUT, f"connection to {ip}:{port} timed out (from {self})")
+            if rc < 0:
+                raise OSError(-rc, f"connect to {ip}:{port} from {self}: {os.strerror(-rc)}")
+            sock = socket.socket(fileno=rc)
+            if timeout is not None:
+                sock.settimeout(timeout)
+            return sock
+        finally:
+            lib.ns_op_free(op)
+
+    def listen(self, port: int = 0, backlog: int = 128) -> Listener:
+        """Listens on ``port`` (0: an ephemeral one) on every address of the
+        host. ``accept()`` returns ``(socket, (peer_address, peer_port))``."""
+        return Listener(self, port, backlog)
+
+    def make_server(
+        self,
+        port: int,
+        handler: type[socketserver.BaseRequestHandler],
+        server_class: type[socketserver.TCPServer] = http.server.ThreadingHTTPServer,
+        *,
+        backlog: int = 128,
+    ) -> socketserver.TCPServer:
+        """A socketserver/http.server server listening inside the tunnel
+        (not started: call ``serve_forever()``)."""
+        listener = self.listen(port, backlog)
+        try:
+            server = server_class(("", listener.port), handler, bind_and_activate=False)
+        except BaseException:
+            listener.close()
+            raise
+        server.socket.close()
+        server.socket = listener  # type: ignore[assignment]
+        server.server_address = listener.getsockname()
+        server.server_name = server.server_address[0]  # type: ignore[attr-defined]
+        server.server_port = listener.port  # type: ignore[attr-defined]
+        return server
+
+    def serve_http(
+        self,
+        port: int = 80,
+        handler: type[socketserver.BaseRequestHandler] | None = None,
+        *,
+        directory: str | None = None,
+    ) -> ServerThread:
+        """Runs an HTTP server on ``port`` inside the tunnel in a thread
+        (``SimpleHTTPRequestHandler`` on ``directory`` unless a handler is
+        given); close the returned object to stop it."""
+        if handler is None:
+            d = directory or os.getcwd()
+
+            class _Handler(http.server.SimpleHTTPRequestHandler):
+                def __init__(self, *args: Any, **kwargs: Any) -> None:
+                    super().__init__(*args, directory=d, **kwargs)
+
+                def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                    pass
+
+            handler = _Handler
+        return ServerThread(self.make_server(port, handler))
+
+    # -- UDP --
+
+    def udp_socket(self, port: int = 0) -> UDPSocket:
+        """A UDP socket on ``port`` (0: ephemeral) of every host address."""
+        return UDPSocket(self, port)
+
+    # -- ICMP --
+
+    def ping(self, address: str, count: int = 1, timeout: float = 1.0, size: int = 56) -> list[float]:
+        """Sends ``count`` echo requests (ICMP or ICMPv6) one after another;
+        returns the round-trip times in seconds of those answered within
+        ``timeout`` each. TimeoutError if none was."""
+        rtts = []
+        for _ in range(count):
+            out = ffi.new("ns_op_t **")
+            rc = lib.ns_ping(self.ptr, _ns_addr(address), size, out)
+            if rc == -errno.EAFNOSUPPORT:
+                raise ConfigError(f"host {self} has no IPv{_ip(address).version} address to ping {address} from")
+            check(rc, f"ping {address}")
+            try:
+                try:
+                    rc = _wait(out[0], timeout, f"ping {address}")
+                except TimeoutError:
+                    continue
+                check(rc, f"ping {address}")
+                rtts.append(lib.ns_op_value(out[0]) / 1e9)
+            finally:
+                lib.ns_op_free(out[0])
+        if not rtts:
+            raise TimeoutError(f"no echo reply from {address} to {self} ({count} sent, {timeout} s each)")
+        return rtts
+
+    # -- port forwards --
+
+    def forward(self, listen: Address = ("127.0.0.1", 0), to: Address | None = None, *, proto: str = "tcp") -> Forward:
+        """Listens on the OS address ``listen``; every connection (or UDP
+        client) there is carried into the tunnel to ``to``. Returns the OS
+        address (a tuple that also has ``close()``)."""
+        if to is None:
+            raise ConfigError("forward needs to=(tunnel_address, port)")
+        lip, lport = _split(listen, "listen")
+        tip, tport = _split(to, "to")
+        fam = socket.AF_INET6 if _ip(lip).version == 6 else socket.AF_INET
+        if proto == "tcp":
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        elif proto == "udp":
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+        else:
+            raise ConfigError(f"proto must be 'tcp' or 'udp', not {proto!r}")
+        try:
+            s.bind((lip, lport))
+            if proto == "tcp":
+                s.listen(128)
+            bound = s.getsockname()
+        except BaseException:
+            s.close()
+            raise
+        fn = lib.ns_fwd_tcp_in if proto == "tcp" else lib.ns_fwd_udp_in
+        out = ffi.new("ns_fwd_t **")
+        rc = fn(self.ptr, s.detach(), _ns_addr(tip, tport), out)  # C owns the fd now
+        if rc == -errno.EAFNOSUPPORT:
+            raise ConfigError(f"host {self} has no IPv{_ip(tip).version} address to reach {tip} from")
+        check(rc, f"forward {proto} {lip}:{lport} -> {tip}:{tport}")
+        return Forward(self, out[0], (bound[0], bound[1]))
+
+    def expose(self, port: int, to: Address, *, proto: str = "tcp") -> Forward:
+        """Accepts connections (or datagrams) on the host's tunnel ``port``
+        (0: ephemeral) and carries them to the OS address ``to``. Returns the
+        tunnel address (a tuple that also has ``close()``)."""
+        oip, oport = _split(to, "to")
+        if proto not in ("tcp", "udp"):
+            raise ConfigError(f"proto must be 'tcp' or 'udp', not {proto!r}")
+        fn = lib.ns_fwd_tcp_out if proto == "tcp" else lib.ns_fwd_udp_out
+        out = ffi.new("ns_fwd_t **")
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port {port} is out of range 0-65535")
+        rc = fn(self.ptr, port, _ns_addr(oip, oport), out)
+        if rc == -errno.EADDRINUSE:
+            raise OSError(errno.EADDRINUSE, f"{proto} port {port} of {self} is in use")
+        check(rc, f"expose {proto} {self}:{port} -> {oip}:{oport}")
+        return Forward(self, out[0], (self.addresses[0], int(lib.ns_fwd_port(out[0]))))
+
+
+# ---- objects living on a host ----
+
+
+class _HostObject:
+    _ptr: Any = None
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        host._track(self)
+
+    def _free(self, ptr: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._ptr is not None:
+            ptr, self._ptr = self._ptr, None
+            self._free(ptr)
+            self.host._untrack(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Listener(_HostObject):
+    """A TCP listener inside the tunnel. Selectable (``fileno()``), so it can
+    stand in for a server socket (see :meth:`Host.make_server`)."""
+
+    def __init__(self, host: Host, port: int, backlog: int) -> None:
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port {port} is out of range 0-65535")
+        out = ffi.new("ns_listener_t **")
+        rc = lib.ns_tcp_listen(host.ptr, port, backlog, out)
+        if rc == -errno.EADDRINUSE:
+            raise OSError(errno.EADDRINUSE, f"TCP port {port} of {host} is in use")
+        check(rc, f"listen on {host}:{port}")
+        self._ptr = out[0]
+        self.port = int(lib.ns_listener_port(self._ptr))
+        self._sock = socket.socket(fileno=lib.ns_listener_take_fd(self._ptr))
+        super().__init__(host)
+
+    def accept(self) -> tuple[socket.socket, Address]:
+        if self._ptr is None:
+            raise OSError(errno.EBADF, "the listener is closed")
+        msg, fds, _flags, _addr = socket.recv_fds(self._sock, _HDR, 4)
+        if not fds:
+            raise OSError(errno.EBADF, f"the listener on {self.host}:{self.port} is closed")
+        lib.ns_listener_accepted(self._ptr)
+        for extra in fds[1:]:
+            os.close(extra)
+        sock = socket.socket(fileno=fds[0])
+        return sock, _hdr_unpack(msg)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._sock.settimeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()
+
+    def getsockname(self) -> Address:
+        return self.host.addresses[0], self.port
+
+    def _free(self, ptr: Any) -> None:
+        lib.ns_listener_close(ptr)
+        self._sock.close()
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.host}:{self.port}{' closed' if self.closed else ''}>"
+
+
+class UDPSocket(_HostObject):
+    """A UDP socket inside the tunnel, with the socket module's
+    ``sendto``/``recvfrom``/``settimeout``/``fileno``/``close``."""
+
+    def __init__(self, host: Host, port: int) -> None:
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port {port} is out of range 0-65535")
+        out = ffi.new("ns_udp_t **")
+        rc = lib.ns_udp_open(host.ptr, port, out)
+        if rc == -errno.EADDRINUSE:
+            raise OSError(errno.EADDRINUSE, f"UDP port {port} of {host} is in use")
+        check(rc, f"UDP socket on {host}:{port}")
+        self._ptr = out[0]
+        self.port = int(lib.ns_udp_port(self._ptr))
+        self._sock = socket.socket(fileno=lib.ns_udp_take_fd(self._ptr))
+        super().__init__(host)
+
+    def sendto(self, data: bytes, address: Address) -> int:
+        ip, port = _split(address, "address")
+        if len(data) > 65507:
+            raise OSError(errno.EMSGSIZE, f"datagram of {len(data)} bytes is too long for UDP")
+        self._sock.sendmsg([_hdr_pack(ip, port), data])
+        return len(data)
+
+    def recvfrom(self, bufsize: int) -> tuple[bytes, Address]:
+        msg = self._sock.recv(bufsize + _HDR)
+        if not msg:
+            raise OSError(errno.EBADF, f"the UDP socket {self.host}:{self.port} is closed")
+        return msg[_HDR:], _hdr_unpack(msg[:_HDR])
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._sock.settimeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def getsockname(self) -> Address:
+        return self.host.addresses[0], self.port
+
+    def _free(self, ptr: Any) -> None:
+        lib.ns_udp_close(ptr)
+        self._sock.close()
+
+    def __repr__(self) -> str:
+        return f"<UDPSocket {self.host}:{self.port}{' closed' if self.closed else ''}>"
+
+
+class Forward(tuple):
+    """The address a forward listens on, ``(address, port)``; ``close()``
+    stops it (connections already carried stay up)."""
+
+    def __new__(cls, host: Host, ptr: Any, address: Address) -> Forward:
+        self = super().__new__(cls, address)
+        self._obj = _ForwardObj(host, ptr)
+        return self
+
+    @property
+    def host(self) -> Host:
+        return self._obj.host
+
+    def close(self) -> None:
+        self._obj.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._obj.closed
+
+    def __enter__(self) -> Forward:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _ForwardObj(_HostObject):
+    def __init__(self, host: Host, ptr: Any) -> None:
+        self._ptr = ptr
+        super().__init__(host)
+
+    def _free(self, ptr: Any) -> None:
+        lib.ns_fwd_close(ptr)
+
+
+class ServerThread:
+    """A socketserver server running ``serve_forever`` in a daemon thread."""
+
+    def __init__(self, server: socketserver.TCPServer) -> None:
+        self.server = server
+        self.address: Address = server.server_address  # type: ignore[assignment]
+        self.port = self.address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"http {self.address}", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.server.shutdown()
+            self._thread.join(10)
+        self.server.server_close()
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HTTPConnection(http.client.HTTPConnection):
+    """``http.client.HTTPConnection`` whose connection starts at a host."""
+
+    def __init__(self, from_host: Host, address: str, port: int = 80, timeout: float | None = None) -> None:
+        super().__init__(address, port, timeout=timeout)
+        self.from_host = from_host
+
+    def connect(self) -> None:
+        self.sock = self.from_host.connect((self.host, self.port), timeout=self.timeout)
+
+
+def wired_pair(
+    a: str | Iterable[str],
+    b: str | Iterable[str],
+    *,
+    delay_ms: float = 0,
+    runtime: Runtime | None = None,
+) -> tuple[Host, Host, MemoryWire]:
+    """Two hosts joined by a :class:`MemoryWire` (close the hosts, then the wire)."""
+    wire = MemoryWire(runtime, delay_ms)
+    try:
+        ha = Host(a, wire.end(0), runtime=runtime)
+    except BaseException:
+        wire.close()
+        raise
+    try:
+        hb = Host(b, wire.end(1), runtime=runtime)
+    except BaseException:
+        ha.close()
+        wire.close()
+        raise
+    return ha, hb, wire
