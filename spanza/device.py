@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import http.server
 import errno as _errno
 import ipaddress
 import logging
 import math
 import os
 import socket
+import socketserver
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from spanza._ffi import ffi, lib
 from spanza.derp_bind import DerpBindMixin
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey
+from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.device")
@@ -285,8 +288,10 @@ class Device(DerpBindMixin):
         derp_ca_file: str | os.PathLike | None = None,
         derp_insecure: bool = False,
         derp_options: dict[str, int] | None = None,
+        address: str | Iterable[str] | None = None,
     ) -> None:
         self._runtime = runtime or default_runtime()
+        self._host: Host | None = None
         self._lock = threading.Condition()
         self._inflight = 0
         self._closed = False
@@ -321,10 +326,64 @@ class Device(DerpBindMixin):
             if derp_url is not None:
                 self.attach_derp(derp_url, derp_key if derp_key is not None else private_key,
                                  ca_file=derp_ca_file, insecure=derp_insecure, options=derp_options)
+            if address is not None:
+                self._host = Host(address, DeviceLink(self), runtime=self._runtime)
         except BaseException:
             self.close()
             raise
         log.debug("device %s up on UDP port %s", name or hex(id(self)), self.listen_port if listen_port is not None else "-")
+
+    # -- the TCP/IP host (Device(address=...)) --
+
+    @property
+    def host(self) -> Host:
+        """The device's TCP/IP host (lwIP): its sockets and servers live in
+        the tunnel, and what it sends crosses WireGuard."""
+        if self._host is None:
+            raise ConfigError("the device has no TCP/IP host: give it an address, "
+                              "e.g. Device(..., address='192.168.4.1/24')")
+        return self._host
+
+    @property
+    def addresses(self) -> list[str]:
+        """The host's tunnel addresses (empty without a host)."""
+        return self._host.addresses if self._host is not None else []
+
+    def connect(self, address: tuple[str, int], timeout: float | None = None) -> socket.socket:
+        """A TCP connection from the host into the tunnel, as a real socket."""
+        return self.host.connect(address, timeout)
+
+    def listen(self, port: int = 0, backlog: int = 128) -> Listener:
+        """A TCP listener on the host; ``accept()`` gives real sockets."""
+        return self.host.listen(port, backlog)
+
+    def make_server(self, port: int, handler: type[socketserver.BaseRequestHandler],
+                    server_class: type[socketserver.TCPServer] = http.server.ThreadingHTTPServer,
+                    *, backlog: int = 128) -> socketserver.TCPServer:
+        """A socketserver/http.server server on the host (call serve_forever)."""
+        return self.host.make_server(port, handler, server_class, backlog=backlog)
+
+    def serve_http(self, port: int = 80, handler: type[socketserver.BaseRequestHandler] | None = None,
+                   *, directory: str | None = None) -> ServerThread:
+        """An HTTP server on the host, in a thread; close it to stop."""
+        return self.host.serve_http(port, handler, directory=directory)
+
+    def udp_socket(self, port: int = 0) -> UDPSocket:
+        """A UDP socket on the host (sendto/recvfrom on tunnel addresses)."""
+        return self.host.udp_socket(port)
+
+    def ping(self, address: str, count: int = 1, timeout: float = 1.0, size: int = 56) -> list[float]:
+        """ICMP/ICMPv6 echo from the host; the round-trip times in seconds."""
+        return self.host.ping(address, count, timeout, size)
+
+    def forward(self, listen: tuple[str, int] = ("127.0.0.1", 0), to: tuple[str, int] | None = None,
+                *, proto: str = "tcp") -> Forward:
+        """An OS socket whose connections (or datagrams) enter the tunnel to `to`."""
+        return self.host.forward(listen, to, proto=proto)
+
+    def expose(self, port: int, to: tuple[str, int], *, proto: str = "tcp") -> Forward:
+        """The host's `port` in the tunnel, relayed to the OS address `to`."""
+        return self.host.expose(port, to, proto=proto)
 
     # -- lifetime --
 
@@ -362,6 +421,10 @@ class Device(DerpBindMixin):
             if self._closed:
                 return
             self._closed = True
+        if self._host is not None:
+            # The host (its sockets, servers, forwards) goes first: it sends
+            # through the device.
+            self._host.close()
         ptr = self._ptr
         if ptr is None:
             return
