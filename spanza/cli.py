@@ -14,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _add_derper(sub)
     add_gateway_commands(sub)
+    from spanza.demo import add_demo_command
+
+    add_demo_command(sub)
     return p
 
 

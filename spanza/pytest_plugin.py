@@ -1,13 +1,28 @@
 """pytest plugin (entry point ``pytest11``): Spanza's fixtures.
 
-Errors logged by Spanza's C threads during a test fail that test, with the
-messages; C log records are forwarded to `logging`, so pytest's log capture
-shows them beside the failing test.
+Fixtures:
+
+- ``derp_server`` / ``derp_server_tls`` (session): an embedded DERP relay,
+  plain HTTP or TLS with a self-signed certificate.
+- ``make_derp_server``: a factory for relays the test owns (restart one on
+  the same port with ``make_derp_server(port=old.port)``).
+- ``make_peer``: a factory for userspace peers (`spanza.scenario.Peer`) on a
+  relay: ``make_peer("192.168.4.1/24", mode="gateway")``.
+- ``peer_pair``: two connected peers (``.a`` 192.168.4.1, ``.b``
+  192.168.4.2) over ``derp_server``, parametrized over the gateway and the
+  DERP-transport mode; choose with
+  ``@pytest.mark.parametrize("peer_pair", ["gateway"], indirect=True)``.
+
+Everything a fixture starts is closed at its end. Errors logged by Spanza's
+C threads during a test fail that test, with the messages; C log records go
+to `logging`, so pytest's log capture shows them beside the failing test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -31,3 +46,86 @@ def _spanza_c_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     if _log.error_count() > before:
         errs = [f"[{r[2]}] {r[1]}: {r[3]}" for r in records if r[0] >= 40]
         pytest.fail("errors logged by Spanza's C threads:\n" + "\n".join(errs), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def derp_server() -> Iterator[Any]:
+    """An embedded DERP relay on 127.0.0.1 (plain HTTP), shared by the session."""
+    from spanza import DerpServer
+
+    with DerpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def derp_server_tls() -> Iterator[Any]:
+    """An embedded DERP relay over TLS with a self-signed certificate for
+    127.0.0.1; clients need ``insecure=True`` or its ``ca_cert_pem``."""
+    from spanza import DerpServer
+
+    with DerpServer(tls=True, hostname="127.0.0.1") as server:
+        yield server
+
+
+@pytest.fixture
+def make_derp_server() -> Iterator[Callable[..., Any]]:
+    """A factory for relays owned by the test: ``make_derp_server(**kwargs)``
+    takes `spanza.DerpServer`'s arguments. All are closed at the end."""
+    from spanza import DerpServer
+
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        server = DerpServer(**kwargs)
+        made.append(server)
+        return server
+
+    yield make
+    for server in reversed(made):
+        server.close()
+
+
+@pytest.fixture
+def make_peer(derp_server: Any) -> Iterator[Callable[..., Any]]:
+    """A factory for userspace peers: ``make_peer(address, mode="transport",
+    relay=derp_server, **kwargs)`` returns a `spanza.scenario.Peer`. TLS
+    relays made by ``derp_server_tls`` are trusted automatically (insecure)."""
+    from spanza.scenario import Peer
+
+    made: list[Any] = []
+
+    def make(address: str | list[str], mode: str = "transport", relay: Any = None, **kwargs: Any) -> Any:
+        relay = relay if relay is not None else derp_server
+        url = relay if isinstance(relay, str) else relay.url
+        if url.startswith("https://") and "ca_file" not in kwargs:
+            kwargs.setdefault("insecure", True)
+        peer = Peer(url, address, mode=mode, **kwargs)  # type: ignore[arg-type]
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in reversed(made):
+        peer.close()
+
+
+@dataclasses.dataclass
+class PeerPair:
+    """Two peers that are each other's WireGuard peer over one relay."""
+
+    a: Any
+    b: Any
+    relay: Any
+    mode: str
+
+
+@pytest.fixture(params=["gateway", "transport"])
+def peer_pair(request: pytest.FixtureRequest, make_peer: Callable[..., Any], derp_server: Any) -> PeerPair:
+    """Peers 192.168.4.1 (``.a``) and 192.168.4.2 (``.b``), connected over
+    ``derp_server`` in the parametrized mode ("gateway" or "transport")."""
+    from spanza.scenario import connect
+
+    mode = request.param
+    a = make_peer("192.168.4.1/24", mode=mode)
+    b = make_peer("192.168.4.2/24", mode=mode)
+    connect(a, b)
+    return PeerPair(a, b, derp_server, mode)
