@@ -354,7 +354,9 @@ class Host:
             return
         with self._lock:
             objs = list(self._objects)
-        for o in objs:
+        # Servers first: their threads poll their listener's fd, which must
+        # not be closed (and its number reused) while they still do.
+        for o in sorted(objs, key=lambda o: not isinstance(o, ServerThread)):
             o.close()
         self._link.detach(self)
         ptr, self._ptr = self._ptr, None
@@ -452,7 +454,7 @@ class Host:
                     pass
 
             handler = _Handler
-        return ServerThread(self.make_server(port, handler))
+        return ServerThread(self.make_server(port, handler), self)
 
     # -- UDP --
 
@@ -704,22 +706,28 @@ class _ForwardObj(_HostObject):
 
 
 class ServerThread:
-    """A socketserver server running ``serve_forever`` in a daemon thread."""
+    """A socketserver server running ``serve_forever`` in a daemon thread.
+    With ``host``, closing the host stops it too."""
 
-    def __init__(self, server: socketserver.TCPServer) -> None:
+    def __init__(self, server: socketserver.TCPServer, host: Host | None = None) -> None:
         self.server = server
         self.address: Address = server.server_address  # type: ignore[assignment]
         self.port = self.address[1]
+        self._host = host
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"http {self.address}", daemon=True
         )
         self._thread.start()
+        if host is not None:
+            host._track(self)
 
     def close(self) -> None:
         if self._thread.is_alive():
             self.server.shutdown()
             self._thread.join(10)
         self.server.server_close()
+        if self._host is not None:
+            self._host._untrack(self)
 
     def __enter__(self) -> ServerThread:
         return self
