@@ -63,6 +63,16 @@ def sh(*args: str, check: bool = True, timeout: float = 10.0, **kw) -> subproces
     return p
 
 
+def plain_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the sanitizer runtime that
+    `make asan` preloads into Python (LD_PRELOAD=libasan...): third-party
+    tools must run as shipped (curl, for one, hangs with ASan preloaded)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 class NetNS:
     """A named network namespace with its loopback up; deleted on exit."""
 

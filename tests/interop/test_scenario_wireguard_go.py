@@ -44,7 +44,7 @@ from spanza import DerpServer, Gateway
 from spanza.keys import PrivateKey, PublicKey
 from spanza.scenario import Peer, http_get
 from tests.interop.gohelpers import Derper
-from tests.interop.netns import NetNS, Veth, WireGuardGo, WgPeer, genkey, kill_tree, require_root
+from tests.interop.netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree, plain_env, require_root
 
 pytestmark = pytest.mark.interop
 
@@ -79,7 +79,7 @@ def start_http_server(ns: NetNS, address: str, port: int, directory: Path) -> su
     """Debian's python3 -m http.server inside the namespace, bound to a
     tunnel address (see wait_serving)."""
     return ns.popen("python3", "-u", "-m", "http.server", "--bind", address, "--directory", str(directory),
-                    str(port), text=True)
+                    str(port), text=True, env=plain_env())
 
 
 def wait_serving(p: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -93,7 +93,7 @@ def wait_serving(p: subprocess.Popen, timeout: float = 10.0) -> None:
 def curl(ns: NetNS, url: str) -> bytes:
     """GET with curl inside the namespace; the body (fails on HTTP errors)."""
     p = subprocess.run(ns.cmd("curl", "-sS", "--fail", "-g", "--max-time", "15", url),
-                       capture_output=True, timeout=30)
+                       capture_output=True, timeout=30, env=plain_env())
     assert p.returncode == 0, f"curl {url}: exit {p.returncode}: {p.stderr.decode(errors='replace')}"
     return p.stdout
 
