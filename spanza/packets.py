@@ -182,10 +182,13 @@ class EchoResponder(threading.Thread):
             if reply is None or (self.addresses and parse(pkt).dst not in self.addresses):
                 self.others.append(pkt)
                 continue
+            # Counted before the write: the peer may act on the reply (a
+            # ping exits) before this thread runs again.
+            self.answered += 1
             try:
                 self.device.write_packet(reply)
-                self.answered += 1
             except Exception as e:  # a test reads the count; keep serving
+                self.answered -= 1
                 log.debug("echo reply not sent: %s", e)
 
     def stop(self) -> None:
