@@ -146,6 +146,7 @@ def test_slow_reader_slows_the_sender_and_bounds_memory(pair):
     # Bounded by two socketpairs' buffers, lwIP's 1 MiB send buffer and the
     # 1 MiB receive window: a few MiB, not more.
     assert MiB < in_flight < 8 * MiB, in_flight
+    print(f"in flight when the sender stalled: {in_flight} bytes")
     wire_bytes = sum(wire.stats()["bytes"])
     time.sleep(0.3)
     assert sum(wire.stats()["bytes"]) - wire_bytes < 64 * 1024  # stalled, not retransmitting
