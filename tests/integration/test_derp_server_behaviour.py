@@ -211,8 +211,9 @@ def test_rate_limit_is_backpressure_not_loss():
                     return
 
         drain()
-        # The 64 KiB burst (65568 bytes) covers 46 frames of 1432 bytes.
-        assert len(got) == 46, len(got)
+        # The 64 KiB burst (65568 bytes) covers 46 frames of 1432 bytes; the
+        # real clock's 1 kB/s may add one more on a slow (sanitized) run.
+        assert 46 <= len(got) <= 47, len(got)
         rounds = 0
         while len(got) < n:
             s.advance_clock(70_000)  # a full bucket again
