@@ -96,8 +96,7 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	pthread_condattr_destroy(&ca);
 	int rc = -ENOMEM;
 	g->bufs = malloc((size_t)GW_BATCH * GW_RXBUF);
-	g->resume_timer = rt_timer_new(rt, gw_on_resume_timer, g);
-	if (!g->bufs || !g->resume_timer)
+	if (!g->bufs)
 		goto fail;
 	rc = gw_set_wg_endpoint(g, wg_endpoint, err, errlen);
 	if (rc < 0)
@@ -114,8 +113,6 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	*out = g;
 	return 0;
 fail:
-	if (g->resume_timer)
-		rt_timer_free(g->resume_timer);
 	free(g->bufs);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
@@ -129,7 +126,6 @@ void gw_free(gw_t *g)
 		return;
 	derp_client_free(g->derp);
 	gw_peers_free(g);
-	rt_timer_free(g->resume_timer);
 	free(g->bufs);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);

@@ -14,7 +14,6 @@
 #define GW_MAX_BATCHES 8     /* per wake-up, then let other fds and timers run */
 #define GW_RXBUF 65536       /* a whole UDP payload: nothing is truncated */
 #define GW_SOCKBUF (4 << 20) /* socket buffers absorb bursts (the kernel caps them) */
-#define GW_PAUSE_RECHECK_MS 5 /* while paused, check the DERP connection this often */
 
 struct gw;
 
@@ -47,8 +46,7 @@ struct gw {
 	struct gw_peer **index; /* open addressing by key, load <= 1/2 */
 	size_t index_cap;       /* a power of two */
 
-	bool paused;
-	rt_timer_t *resume_timer;
+	bool paused; /* while the DERP client is congested */
 	struct gw_stats st;        /* only the fields that belong to no peer */
 	struct gw_peer_stats gone; /* totals of removed peers */
 
@@ -85,7 +83,6 @@ void gw_peers_free(struct gw *g);
 void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg);
 void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len);
 void gw_on_derp_writable(void *arg);
-void gw_on_resume_timer(rt_t *rt, rt_timer_t *t, void *arg);
 /* Starts or stops reading every peer socket. */
 void gw_set_paused(struct gw *g, bool paused);
 

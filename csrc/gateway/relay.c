@@ -98,8 +98,8 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 			}
 		}
 		/* Connected but the socket cannot keep up: stop reading until
-		 * the client says it drained (on_writable), or the fallback
-		 * timer looks again. */
+		 * the client says it drained (on_writable) or the connection
+		 * changed (on_state). */
 		if (derp_client_congested(g->derp)) {
 			gw_set_paused(g, true);
 			return;
@@ -150,15 +150,8 @@ void gw_set_paused(struct gw *g, bool paused)
 	if (g->paused == paused)
 		return;
 	g->paused = paused;
-	if (paused) {
+	if (paused)
 		g->st.pauses++;
-		/* The client signals on_writable only after it had to queue a
-		 * send; a write buffer that merely went over its limit drains
-		 * silently. So look again soon in any case. */
-		rt_timer_arm_in(g->resume_timer, GW_PAUSE_RECHECK_MS);
-	} else {
-		rt_timer_cancel(g->resume_timer);
-	}
 	for (size_t k = 0; k < g->npeers; k++) {
 		struct gw_peer *p = g->peers[k];
 		/* Level-triggered: datagrams that waited fire EPOLLIN at once. */
@@ -168,14 +161,3 @@ void gw_set_paused(struct gw *g, bool paused)
 }
 
 void gw_on_derp_writable(void *arg) { gw_set_paused(arg, false); }
-
-void gw_on_resume_timer(rt_t *rt, rt_timer_t *t, void *arg)
-{
-	(void)rt;
-	(void)t;
-	struct gw *g = arg;
-	if (derp_client_congested(g->derp))
-		rt_timer_arm_in(g->resume_timer, GW_PAUSE_RECHECK_MS);
-	else
-		gw_set_paused(g, false);
-}
