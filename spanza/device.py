@@ -31,7 +31,7 @@ from typing import Any, Union
 from spanza._ffi import ffi, lib
 from spanza.derp_bind import DerpBindMixin
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
-from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey
+from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.device")
@@ -50,13 +50,7 @@ _LOAD_MODES = {"auto": 0, "force": 1, "never": 2}
 
 def _key_bytes(value: KeyLike, what: str, cls: type[Key] = PublicKey) -> bytes:
     """32 key bytes from a key object, raw bytes, base64 or hex text."""
-    if value is None:
-        raise ConfigError(f"{what}: a key is required")
-    try:
-        return cls(value).raw
-    except (TypeError, ValueError) as e:
-        why = str(e).removeprefix(cls.kind + ": ")
-        raise ConfigError(f"{what}: {value!r} is not a {cls.kind}: {why}") from None
+    return as_key(cls, value, what).raw
 
 
 # ---- configuration values -----------------------------------------------------

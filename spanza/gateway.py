@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -42,8 +41,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
 from spanza._ffi import ffi, lib
+from spanza.derp_client import client_opts
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
-from spanza.keys import Key, PrivateKey, PublicKey
+from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.gateway")
@@ -53,94 +53,6 @@ AddressLike = Union[str, tuple]
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _DST_KIND = {0: None, 1: "configured", 2: "learned"}
-
-
-# ---- keys ----------------------------------------------------------------------
-
-
-def _key(cls: type[Key], value: KeyLike, what: str) -> Key:
-    """A key object from a key, 32 bytes, or text (WireGuard base64, hex,
-    or Tailscale's privkey:/nodekey: forms); ConfigError says what is wrong."""
-    if isinstance(value, Key) and not isinstance(value, cls):
-        raise ConfigError(f"{what}: a {value.kind} is not a {cls.kind}")
-    try:
-        return cls(value) if not isinstance(value, memoryview) else cls(bytes(value))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{what}: {e}") from None
-
-
-def private_key_bytes(value: KeyLike, what: str = "private_key") -> bytes:
-    k = _key(PrivateKey, value, what)
-    if k.is_zero():
-        raise ConfigError(f"{what}: the all-zero key is not a private key")
-    return k.raw
-
-
-def public_key_bytes(value: KeyLike, what: str = "public key") -> bytes:
-    return _key(PublicKey, value, what).raw
-
-
-def public_key_of(private_key: KeyLike) -> bytes:
-    """The X25519 public key (32 bytes) of a private key."""
-    return _key(PrivateKey, private_key, "private_key").public_key.raw  # type: ignore[attr-defined]
-
-
-def nodekey(pub: bytes) -> str:
-    """Tailscale's text form of a public key: ``nodekey:<64 hex>``."""
-    return "nodekey:" + bytes(pub).hex()
-
-
-def generate_private_key() -> bytes:
-    """A new random X25519 private key (clamped, as ``wg genkey`` makes it)."""
-    return PrivateKey.generate().raw
-
-
-def format_private(raw: bytes, *, tailscale: bool = False) -> str:
-    """WireGuard's base64, or Tailscale's ``privkey:<hex>``."""
-    k = PrivateKey(raw)
-    return k.tailscale if tailscale else k.base64
-
-
-def format_public(raw: bytes, *, tailscale: bool = False) -> str:
-    """WireGuard's base64, or Tailscale's ``nodekey:<hex>``."""
-    k = PublicKey(raw)
-    return k.tailscale if tailscale else k.base64
-
-
-def load_key_file(path: str | os.PathLike, *, create: bool = False) -> bytes:
-    """A private key from a file: derper's JSON (``{"PrivateKey":
-    "privkey:<hex>"}``, what this writes) or one line of ``privkey:<hex>``,
-    WireGuard base64 or hex. With create, a missing file is made with a new
-    key (mode 0600)."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        if not create:
-            raise ConfigError(f"key file {path} does not exist") from None
-        raw = generate_private_key()
-        doc = json.dumps({"PrivateKey": format_private(raw, tailscale=True)}, indent="\t") + "\n"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(doc)
-        log.info("created key file %s (public key %s)", path, nodekey(public_key_of(raw)))
-        return raw
-    except OSError as e:
-        raise ConfigError(f"cannot read key file {path}: {e.strerror}") from None
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"key file {path}: not valid JSON ({e})") from None
-        value = doc.get("PrivateKey") if isinstance(doc, dict) else None
-        if not isinstance(value, str):
-            raise ConfigError(f'key file {path}: no "PrivateKey" string')
-        text = value
-    elif "\n" in text:
-        raise ConfigError(f"key file {path}: expected one key, found several lines")
-    return private_key_bytes(text, f"key file {path}")
 
 
 # ---- addresses --------------------------------------------------------------------
@@ -284,21 +196,7 @@ class Gateway:
             raise ConfigError(f"derp_url: {derp_url!r} is not http(s)://host[:port]/derp")
 
         keep: list[Any] = []
-        opts = ffi.new("struct derp_client_opts *")
-        if ca_file is not None:
-            if not os.path.isfile(ca_file):
-                raise ConfigError(f"ca_file: {os.fspath(ca_file)} is not a file")
-            keep.append(ffi.new("char[]", os.fsencode(ca_file)))
-            opts.ca_file = keep[-1]
-        opts.insecure = 1 if insecure else 0
-        for name, value in (derp_options or {}).items():
-            if name in ("ca_file", "pin_sha256", "server_name", "server_key", "insecure"):
-                raise ConfigError(f"derp_options: set {name} with its own argument")
-            if not hasattr(opts, name):
-                raise ConfigError(f"derp_options: unknown option {name!r}")
-            if not isinstance(value, int) or not 0 <= value < 2**32:
-                raise ConfigError(f"derp_options: {name} must be an integer in 0..2**32-1")
-            setattr(opts, name, value)
+        opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=derp_options)
         wg = ffi.NULL
         if self._wg_endpoint is not None:
             wg = ffi.new("struct gw_addr *")
@@ -318,7 +216,7 @@ class Gateway:
         except BaseException:
             self.close()
             raise
-        log.info("gateway %s for %s, %d remote peer(s)", nodekey(self._public), derp_url, len(self._peers))
+        log.info("gateway %s for %s, %d remote peer(s)", self.public_key.tailscale, derp_url, len(self._peers))
 
     @staticmethod
     def _raise(rc: int, err: Any, what: str) -> None:
@@ -363,7 +261,7 @@ class Gateway:
         raw = public_key_bytes(key, "remote peer")
         with self._lock:
             if raw in self._peers:
-                raise ConfigError(f"remote peer {nodekey(raw)} was already added")
+                raise ConfigError(f"remote peer {PublicKey(raw).tailscale} was already added")
             addr = self._next_listen() if listen is None else parse_address(listen, "listen")
             if addr[1] > 65535:
                 raise ConfigError(f"listen: no port left above {self._listen[1]} for remote peer {len(self._peers) + 1}")
@@ -373,18 +271,19 @@ class Gateway:
             err = ffi.new("char[256]")
             rc = lib.gw_py_add_peer(self._p(), raw, c_listen, bound, err, 256)
             if rc < 0:
-                self._raise(rc, err, f"remote peer {nodekey(raw)}")
+                self._raise(rc, err, f"remote peer {PublicKey(raw).tailscale}")
             got = _from_c(bound)
             assert got is not None
             self._peers[raw] = got
-        log.info("remote peer %s: local WireGuard endpoint %s", nodekey(raw), format_address(_reachable(got)))
+        log.info("remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale,
+                 format_address(_reachable(got)))
         return _reachable(got)
 
     def remove_remote_peer(self, key: KeyLike) -> None:
         raw = public_key_bytes(key, "remote peer")
         with self._lock:
             if raw not in self._peers:
-                raise ConfigError(f"{nodekey(raw)} is not a remote peer of this gateway")
+                raise ConfigError(f"{PublicKey(raw).tailscale} is not a remote peer of this gateway")
             check(lib.gw_py_remove_peer(self._p(), raw), "remove_remote_peer")
             del self._peers[raw]
 
@@ -399,7 +298,7 @@ class Gateway:
         try:
             return _reachable(self._peers[raw])
         except KeyError:
-            raise ConfigError(f"{nodekey(raw)} is not a remote peer of this gateway") from None
+            raise ConfigError(f"{PublicKey(raw).tailscale} is not a remote peer of this gateway") from None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -485,7 +384,7 @@ class Gateway:
                         d[name] = _DST_KIND.get(int(ps.dst_kind))
                     else:
                         d[name] = int(getattr(ps, name))
-                peers[nodekey(raw)] = d
+                peers[PublicKey(raw).tailscale] = d
         out: dict[str, Any] = {name: int(getattr(st, name)) for name, _ in ffi.typeof("struct gw_stats").fields}
         out["derp"] = {name: int(getattr(ds, name)) for name, _ in ffi.typeof("struct derp_client_stats").fields}
         out["peers"] = peers
@@ -504,7 +403,7 @@ class Gateway:
             while self._inflight:
                 self._cv.wait()
         lib.gw_py_free(ptr)
-        log.debug("gateway %s closed", nodekey(self._public) if hasattr(self, "_public") else "")
+        log.debug("gateway %s closed", self.public_key.tailscale if hasattr(self, "_public") else "")
 
     @property
     def closed(self) -> bool:
@@ -523,9 +422,7 @@ class Gateway:
     def __repr__(self) -> str:
         if self._ptr is None:
             return "<Gateway closed>"
-        return f"<Gateway {nodekey(self._public)} {self.derp_url} peers={len(self._peers)}>"
+        return f"<Gateway {self.public_key.tailscale} {self.derp_url} peers={len(self._peers)}>"
 
 
-__all__ = ["Gateway", "format_address", "format_private", "format_public", "generate_private_key",
-           "load_key_file", "nodekey", "parse_address", "private_key_bytes", "public_key_bytes",
-           "public_key_of"]
+__all__ = ["Gateway", "format_address", "parse_address"]

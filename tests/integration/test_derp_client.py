@@ -13,6 +13,7 @@ import time
 import pytest
 
 import spanza
+from spanza.derp import node_public_key
 from spanza.derp_client import (
     Connected,
     Disconnected,
@@ -21,7 +22,6 @@ from spanza.derp_client import (
     PeerPresent,
     Restarting,
     backoff_ms,
-    public_key_of,
 )
 from tests.integration.derp_fake_server import (
     HEALTH,
@@ -402,7 +402,7 @@ def test_public_key_and_key_forms(tmp_path):
     # RFC 7748 vector, as in the spec (§4).
     priv = "privkey:77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
     pub = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
-    assert public_key_of(priv) == pub
+    assert node_public_key(priv) == pub
     cfg = tmp_path / "derper.json"
     cfg.write_text('{"PrivateKey": "%s"}' % priv)
     with FakeServer([serve]) as srv:
