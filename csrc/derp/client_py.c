@@ -662,10 +662,3 @@ int derp_pyclient_reconnect(derp_pyclient_t *p)
 	struct loop_call lc = {0};
 	return call_on_loop(p, reconnect_fn, &lc);
 }
-
-int derp_pyclient_key_public(const uint8_t priv[32], uint8_t pub[32])
-{
-	if (sodium_init() < 0)
-		return -ENOMEM;
-	return derp_key_public(priv, pub);
-}

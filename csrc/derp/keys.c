@@ -1,7 +1,6 @@
-/* Node key text forms and derper's key files. */
+/* Node key text forms and derper's mesh key and allowlist files. */
 #include "derp/keys.h"
 #include "derp/frame.h"
-#include "derp/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define KEYFILE_MAX 65536
@@ -121,89 +118,6 @@ static void free_secret(char *buf, size_t len)
 	free(buf);
 }
 
-struct cfg_scan {
-	uint8_t *priv;
-	bool found;
-	bool bad;
-};
-
-static int cfg_member(void *arg, const char *key, enum derp_json_type t, const char *v, size_t n)
-{
-	struct cfg_scan *c = arg;
-	if (strcasecmp(key, "PrivateKey") != 0)
-		return 0;
-	if (t != DERP_JSON_STRING || derp_key_from_text(v, n, "privkey:", c->priv) < 0) {
-		c->bad = true;
-		return 1;
-	}
-	c->found = true;
-	return 0;
-}
-
-int derp_config_write(const char *path, const uint8_t priv[32])
-{
-	char text[DERP_KEY_TEXT_MAX], body[160];
-	derp_key_to_text(text, sizeof(text), "privkey:", priv);
-	int n = snprintf(body, sizeof(body), "{\n\t\"PrivateKey\": \"%s\"\n}", text);
-	sodium_memzero(text, sizeof(text));
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		sodium_memzero(body, sizeof(body));
-		return -errno;
-	}
-	ssize_t w = write(fd, body, (size_t)n);
-	int err = w == n ? 0 : (w < 0 ? errno : EIO);
-	sodium_memzero(body, sizeof(body));
-	if (!err && fsync(fd) < 0)
-		err = errno;
-	close(fd);
-	if (!err && rename(tmp, path) < 0)
-		err = errno;
-	if (err)
-		unlink(tmp);
-	return -err;
-}
-
-int derp_config_load(const char *path, bool create, uint8_t priv[32], char *err, size_t errlen)
-{
-	char *buf;
-	size_t len;
-	int rc = read_small(path, &buf, &len);
-	if (rc == -ENOENT && create) {
-		uint8_t pub[32];
-		derp_key_generate(priv, pub);
-		rc = derp_config_write(path, priv);
-		if (rc < 0) {
-			sodium_memzero(priv, 32);
-			snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
-		}
-		return rc;
-	}
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
-		return rc;
-	}
-	struct cfg_scan c = {.priv = priv};
-	int jr = derp_json_object(buf, len, cfg_member, &c);
-	free_secret(buf, len);
-	if (jr < 0 || c.bad || !c.found) {
-		sodium_memzero(priv, 32);
-		snprintf(err, errlen, "%s: %s", path,
-			 jr < 0 ? "not a JSON object" : c.bad ? "PrivateKey is not \"privkey:<64 hex>\"" : "no PrivateKey");
-		return -EINVAL;
-	}
-	uint8_t pub[32];
-	if (derp_key_public(priv, pub) < 0) {
-		sodium_memzero(priv, 32);
-		snprintf(err, errlen, "%s: PrivateKey is zero", path);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static void trim(const char **s, size_t *n)
 {
 	while (*n && strchr(" \t\r\n\v\f", **s)) {
@@ -216,8 +130,8 @@ static void trim(const char **s, size_t *n)
 
 int derp_mesh_key_load(const char *path, uint8_t key[32], char *err, size_t errlen)
 {
-	char *buf;
-	size_t len;
+	char *buf = NULL;
+	size_t len = 0;
 	int rc = read_small(path, &buf, &len);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot read mesh key %s: %s", path, strerror(-rc));
