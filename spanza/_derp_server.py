@@ -1,4 +1,6 @@
-"""The DERP server: Tailscale's relay protocol, served from C on a runtime loop."""
+"""The DERP server: Tailscale's relay protocol, served from C on a runtime loop.
+
+Import it from `spanza.derp`."""
 
 from __future__ import annotations
 
@@ -14,15 +16,6 @@ from spanza.keys import PrivateKey, load_key_file, private_key_bytes
 from spanza.runtime import Runtime
 
 log = logging.getLogger("spanza.derp")
-
-__all__ = [
-    "DerpServer",
-    "generate_node_key",
-    "load_derper_key",
-    "load_mesh_key",
-    "node_public_key",
-    "write_self_signed_cert",
-]
 
 _ERRLEN = 512
 _TIMER_FIELDS = (

@@ -10,6 +10,9 @@ itself with Tailscale's backoff, answers pings, and notices dead
 connections. Packets received wait in a bounded queue for `recv`; events
 (`Connected`, `Disconnected`, `PeerGone`, `PeerPresent`, `Health`,
 `Restarting`) in another, for `next_event`/`events`.
+
+Import these names from `spanza.derp` (next to the server); this module is
+their implementation.
 """
 
 from __future__ import annotations
@@ -26,6 +29,19 @@ from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
 from spanza.keys import PublicKey, load_key_file, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
+
+__all__ = [
+    "Connected",
+    "DerpClient",
+    "Disconnected",
+    "Event",
+    "Health",
+    "PeerGone",
+    "PeerPresent",
+    "Restarting",
+    "backoff_ms",
+    "client_opts",
+]
 
 log = logging.getLogger("spanza.derp")
 

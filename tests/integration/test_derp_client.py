@@ -520,3 +520,11 @@ def test_spanza_key_objects_and_wireguard_base64():
                 assert next_result(srv, SEND_PACKET) == peer.raw + b"obj"
                 c.send(str(peer), b"b64")
                 assert next_result(srv, SEND_PACKET) == peer.raw + b"b64"
+
+
+def test_client_and_events_live_in_spanza_derp():
+    import spanza.derp
+    import spanza.derp_client
+
+    assert spanza.derp.DerpClient is spanza.DerpClient is spanza.derp_client.DerpClient
+    assert spanza.derp.PeerGone is PeerGone and spanza.derp.backoff_ms is backoff_ms
