@@ -40,6 +40,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
+from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
 from spanza.derp_client import client_opts
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
@@ -49,55 +50,12 @@ from spanza.runtime import Runtime, default_runtime
 log = logging.getLogger("spanza.gateway")
 
 KeyLike = Union[str, bytes, bytearray, memoryview, Any]
-AddressLike = Union[str, tuple]
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _DST_KIND = {0: None, 1: "configured", 2: "learned"}
 
 
 # ---- addresses --------------------------------------------------------------------
-
-
-def parse_address(value: AddressLike, what: str, *, default_host: str = "127.0.0.1",
-                  allow_port_zero: bool = True) -> tuple[str, int]:
-    """(host, port) from ``"host:port"``, ``"[v6]:port"``, ``":port"`` (all
-    addresses) or a tuple. Names are resolved once, here."""
-    if isinstance(value, tuple) and len(value) >= 2:
-        host, port = str(value[0]), value[1]
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            host, sep, port = text[1:].partition("]:")
-            if not sep:
-                raise ConfigError(f"{what}: {value!r} is not '[IPv6]:port'")
-        else:
-            host, sep, port = text.rpartition(":")
-            if not sep:
-                raise ConfigError(f"{what}: {value!r} is not 'host:port' (IPv6: '[addr]:port', all: ':port')")
-            if ":" in host:
-                raise ConfigError(f"{what}: put an IPv6 address in brackets: '[{host}]:{port}'")
-    elif isinstance(value, int):
-        host, port = "", value
-    else:
-        raise ConfigError(f"{what}: {value!r} is not 'host:port' or a (host, port) tuple")
-    try:
-        port_n = int(port)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}: port {port!r} is not a number") from None
-    low = 0 if allow_port_zero else 1
-    if not low <= port_n <= 65535:
-        raise ConfigError(f"{what}: port {port_n} is not in {low}..65535")
-    if host == "":
-        return "", port_n
-    try:
-        addr = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, port_n, type=socket.SOCK_DGRAM)
-        except socket.gaierror as e:
-            raise ConfigError(f"{what}: cannot resolve {host!r}: {e.strerror}") from None
-        return infos[0][4][0], port_n
-    return host if "%" in host else str(addr), port_n
 
 
 def _has_ipv6() -> bool:
@@ -113,11 +71,10 @@ def _to_c(addr: tuple[str, int], out: Any) -> None:
     host, port = addr
     if host == "":  # all addresses: dual-stack when the host has IPv6
         host = "::" if _has_ipv6() else "0.0.0.0"
-    name, _, zone = host.partition("%")
-    ip = ipaddress.ip_address(name)
+    ip = ipaddress.ip_address(host.partition("%")[0])
     out.family = _AF[ip.version]
     out.port = port
-    out.scope_id = socket.if_nametoindex(zone) if zone and not zone.isdigit() else int(zone or 0)
+    out.scope_id = scope_id(host)
     packed = ip.packed
     ffi.memmove(out.addr, packed, len(packed))
 
@@ -142,12 +99,6 @@ def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
     if host == "::":
         return "127.0.0.1", port  # dual-stack: IPv4 loopback reaches it too
     return host, port
-
-
-def format_address(addr: tuple[str, int]) -> str:
-    """``host:port`` (``[v6]:port``), as WireGuard configurations write it."""
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # ---- the gateway ----------------------------------------------------------------------

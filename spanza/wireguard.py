@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Union
 
+from spanza._addr import format_address
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, check
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
@@ -47,10 +48,7 @@ _HS_STATES = ("zeroed", "initiation_created", "initiation_consumed", "response_c
 
 
 def _endpoint_text(ep: Endpoint) -> str:
-    if isinstance(ep, tuple):
-        host, port = ep[0], int(ep[1])
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(ep)
+    return format_address((str(ep[0]), int(ep[1]))) if isinstance(ep, tuple) else str(ep)
 
 
 def _to_c_endpoint(ep: Endpoint):  # noqa: ANN202 - cffi struct
