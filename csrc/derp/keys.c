@@ -1,5 +1,6 @@
 /* Node key text forms and derper's mesh key and allowlist files. */
 #include "derp/keys.h"
+#include "crypto/crypto.h"
 #include "derp/frame.h"
 
 #include <errno.h>
@@ -12,52 +13,18 @@
 
 #define KEYFILE_MAX 65536
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int derp_key_from_hex(const char *s, size_t len, uint8_t out[32])
-{
-	if (len != DERP_KEY_HEX_LEN)
-		return -EINVAL;
-	for (int i = 0; i < 32; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 int derp_key_from_text(const char *s, size_t len, const char *prefix, uint8_t out[32])
 {
 	size_t pn = strlen(prefix);
 	if (len < pn || memcmp(s, prefix, pn) != 0)
 		return -EINVAL;
-	return derp_key_from_hex(s + pn, len - pn, out);
-}
-
-void derp_key_to_hex(char out[DERP_KEY_HEX_LEN + 1], const uint8_t key[32])
-{
-	static const char d[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
-		out[2 * i] = d[key[i] >> 4];
-		out[2 * i + 1] = d[key[i] & 15];
-	}
-	out[64] = 0;
+	return spz_hex_decode(out, 32, s + pn, len - pn);
 }
 
 size_t derp_key_to_text(char *out, size_t cap, const char *prefix, const uint8_t key[32])
 {
 	char hex[65];
-	derp_key_to_hex(hex, key);
+	spz_hex_encode(hex, key, 32);
 	int n = snprintf(out, cap, "%s%s", prefix, hex);
 	sodium_memzero(hex, sizeof(hex));
 	return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
@@ -140,7 +107,7 @@ int derp_mesh_key_load(const char *path, uint8_t key[32], char *err, size_t errl
 	const char *s = buf;
 	size_t n = len;
 	trim(&s, &n);
-	rc = derp_key_from_hex(s, n, key);
+	rc = spz_hex_decode(key, 32, s, n);
 	free_secret(buf, len);
 	if (rc < 0) {
 		sodium_memzero(key, 32);
@@ -173,7 +140,7 @@ int derp_allowlist_load(const char *path, uint8_t (**keys)[32], size_t *count, c
 		if (!n)
 			continue;
 		uint8_t k[32];
-		if (derp_key_from_text(s, n, "nodekey:", k) < 0 && derp_key_from_hex(s, n, k) < 0) {
+		if (derp_key_from_text(s, n, "nodekey:", k) < 0 && spz_hex_decode(k, 32, s, n) < 0) {
 			snprintf(err, errlen, "allowlist %s line %zu: want nodekey:<64 hex> or 64 hex", path, lineno);
 			rc = -EINVAL;
 			break;

@@ -8,15 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DERP_KEY_HEX_LEN 64
 #define DERP_KEY_TEXT_MAX 80 /* "privkey:" + 64 hex + NUL fits */
 
-/* 64 hex digits (either case) -> 32 bytes. 0 or -EINVAL. */
-int derp_key_from_hex(const char *s, size_t len, uint8_t out[32]);
-/* "<prefix><64 hex>" (e.g. prefix "nodekey:"), exactly; 0 or -EINVAL. */
+/* "<prefix><64 hex>" (e.g. prefix "nodekey:"), exactly; 0 or -EINVAL. Bare
+ * hex is spz_hex_decode (crypto/crypto.h). */
 int derp_key_from_text(const char *s, size_t len, const char *prefix, uint8_t out[32]);
-/* 64 lowercase hex + NUL into out[65]. */
-void derp_key_to_hex(char out[DERP_KEY_HEX_LEN + 1], const uint8_t key[32]);
 /* prefix + 64 lowercase hex + NUL into out[cap]; returns the length or 0. */
 size_t derp_key_to_text(char *out, size_t cap, const char *prefix, const uint8_t key[32]);
 /* Debug short form "[hSDwC]" (first 5 chars of std base64) into out[8]. */
