@@ -33,11 +33,18 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 			b->len += (size_t)n;
 			return;
 		}
+		/* Not realloc: the old buffer may hold the private key, and
+		 * realloc would free it unwiped. */
 		size_t ncap = (b->cap ? b->cap * 2 : 1024) + (size_t)n;
-		char *np = realloc(b->p, ncap);
+		char *np = malloc(ncap);
 		if (!np) {
 			b->oom = true;
 			return;
+		}
+		if (b->p) {
+			memcpy(np, b->p, b->len);
+			spz_wipe(b->p, b->cap);
+			free(b->p);
 		}
 		b->p = np;
 		b->cap = ncap;
