@@ -119,9 +119,7 @@ static void on_resolved(rt_t *rt, int fd, uint32_t events, void *arg)
 		c->ai = 0;
 		derp_cl_dial_next(c);
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 static void set_port(struct sockaddr_storage *ss, uint16_t port)
@@ -417,9 +415,7 @@ void derp_client_reconnect(derp_client_t *c)
 		c->failures = 0;
 		rt_timer_arm_in(c->t_main, 0);
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 /* ---- timers ---- */
@@ -542,9 +538,7 @@ static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	default:
 		break;
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 static void on_io_timer(rt_t *rt, rt_timer_t *t, void *arg)
@@ -554,9 +548,7 @@ static void on_io_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	struct derp_client *c = arg;
 	c->busy++;
 	derp_cl_io_deferred(c);
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 /* ---- lifecycle ---- */
@@ -685,6 +677,13 @@ derp_client_t *derp_client_new(rt_t *rt, const char *url, const uint8_t priv[32]
 	c->state = DERP_CLIENT_BACKOFF;
 	rt_timer_arm_in(c->t_main, 0);
 	return c;
+}
+
+void derp_cl_leave(struct derp_client *c)
+{
+	c->busy--;
+	if (c->busy == 0 && c->closing)
+		derp_client_free(c);
 }
 
 void derp_client_free(derp_client_t *c)

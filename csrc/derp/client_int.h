@@ -123,6 +123,9 @@ __attribute__((format(printf, 2, 3)))
 #endif
 void derp_cl_fail(struct derp_client *c, const char *fmt, ...);
 void derp_cl_start_upgrade(struct derp_client *c);
+/* Loop entry points bracket their work with c->busy++ ... derp_cl_leave(c),
+ * which finishes a derp_client_free that a callback asked for meanwhile. */
+void derp_cl_leave(struct derp_client *c);
 void derp_cl_feed(struct derp_client *c, const uint8_t *buf, size_t len);
 bool derp_cl_encode_send(struct derp_client *c, const uint8_t dst[32], const uint8_t *data, size_t len);
 /* Every path that grows the write buffer or the queue calls this: whoever

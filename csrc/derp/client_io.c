@@ -393,7 +393,5 @@ void derp_cl_on_io(rt_t *rt, int fd, uint32_t events, void *arg)
 	default:
 		break;
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
