@@ -32,6 +32,7 @@ free port when it is 0 (see ``address_for``), unless given their own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -173,9 +174,12 @@ class Gateway:
     def _raise(rc: int, err: Any, what: str) -> None:
         msg = ffi.string(err).decode(errors="replace") if err is not None else ""
         msg = f"{what}: {msg or os.strerror(-rc)}"
-        if rc in (-22, -98, -17):  # EINVAL, EADDRINUSE, EEXIST: the caller's to fix
-            raise ConfigError(msg, -rc)
-        check(rc, msg)
+        if -rc == errno.EADDRNOTAVAIL:
+            msg += " (listen: use an address of this host, or ':port' for all)"
+        if -rc in (errno.EINVAL, errno.ERANGE, errno.EADDRINUSE, errno.EEXIST, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise ConfigError(msg, -rc)  # the caller's to fix
+        if -rc == errno.ESHUTDOWN:
+            raise ClosedError(msg, -rc)
         raise SpanzaError(msg, -rc)
 
     def _p(self) -> Any:
