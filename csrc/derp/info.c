@@ -20,13 +20,12 @@ static void crypto_init(void)
 
 /* ---- keys ---- */
 
+/* Node keys are X25519 keys like WireGuard's: crypto/ makes them. */
 void derp_key_generate(uint8_t priv[DERP_KEY_LEN], uint8_t pub[DERP_KEY_LEN])
 {
-	crypto_init();
 	do {
-		randombytes_buf(priv, DERP_KEY_LEN);
-		priv[0] &= 248;
-		priv[31] = (uint8_t)((priv[31] & 127) | 64);
+		spz_random(priv, DERP_KEY_LEN);
+		spz_x25519_clamp(priv);
 	} while (derp_key_public(priv, pub) < 0);
 }
 
@@ -34,7 +33,7 @@ int derp_key_public(const uint8_t priv[DERP_KEY_LEN], uint8_t pub[DERP_KEY_LEN])
 {
 	if (derp_key_is_zero(priv))
 		return -EINVAL;
-	return crypto_scalarmult_base(pub, priv) == 0 ? 0 : -EINVAL;
+	return spz_x25519_public(pub, priv);
 }
 
 bool derp_key_is_zero(const uint8_t key[DERP_KEY_LEN]) { return sodium_is_zero(key, DERP_KEY_LEN); }
