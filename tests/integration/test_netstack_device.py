@@ -193,3 +193,12 @@ def test_closed_port_refused_and_unowned_dropped_over_wireguard(devpair):
     with pytest.raises(TimeoutError):
         da.ping("192.168.4.77", count=1, timeout=0.5)
     assert db.host.stats()["drop_not_ours"] == before + 1
+
+
+def test_closing_the_device_stops_its_server_threads():
+    with spanza.Device(PrivateKey.generate(), address=f"{A4}/24") as d:
+        server = d.serve_http(80)
+        thread = server._thread
+        assert thread.is_alive()
+    thread.join(5)
+    assert not thread.is_alive()
