@@ -1,5 +1,8 @@
 # Spanza: `make demo` and `make test` install what is missing, build, run.
 SHELL := /bin/bash
+# Compile on every core; recipes that must not overlap are ordered by
+# their prerequisites.
+MAKEFLAGS += -j$(shell nproc)
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-stamp

@@ -1,4 +1,6 @@
-"""The DERP server: Tailscale's relay protocol, served from C on a runtime loop."""
+"""The DERP server: Tailscale's relay protocol, served from C on a runtime loop.
+
+Import it from `spanza.derp`."""
 
 from __future__ import annotations
 
@@ -10,18 +12,10 @@ from collections.abc import Sequence
 
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.keys import PrivateKey, load_key_file, private_key_bytes
 from spanza.runtime import Runtime
 
 log = logging.getLogger("spanza.derp")
-
-__all__ = [
-    "DerpServer",
-    "generate_node_key",
-    "load_derper_key",
-    "load_mesh_key",
-    "node_public_key",
-    "write_self_signed_cert",
-]
 
 _ERRLEN = 512
 _TIMER_FIELDS = (
@@ -48,53 +42,38 @@ def _raise(rc: int, err, what: str) -> None:
     raise SpanzaError(text, code)
 
 
-def _key_bytes(value: bytes | str, what: str) -> bytes:
-    """32 raw bytes from bytes, 64 hex digits, or a "prefix:<hex>" text form."""
+def _mesh_key_bytes(value: bytes | str) -> bytes:
+    """A mesh key (a shared secret, not an X25519 key): 32 bytes or 64 hex digits."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         b = bytes(value)
     elif isinstance(value, str):
-        text = value.strip()
-        if ":" in text:
-            text = text.split(":", 1)[1]
         try:
-            b = bytes.fromhex(text)
+            b = bytes.fromhex(value.strip())
         except ValueError:
-            raise ConfigError(f"{what}: want 64 hex digits, got {value!r}") from None
+            raise ConfigError("mesh_key: want 64 hex digits (as in derper's mesh key file)") from None
     else:
-        raise ConfigError(f"{what}: want bytes or a hex string, got {type(value).__name__}")
+        raise ConfigError(f"mesh_key: want bytes or 64 hex digits, got {type(value).__name__}")
     if len(b) != 32:
-        raise ConfigError(f"{what}: want 32 bytes (64 hex digits), got {len(b)} bytes")
+        raise ConfigError(f"mesh_key: want 32 bytes (64 hex digits), got {len(b)} bytes")
     return b
 
 
 def generate_node_key() -> tuple[bytes, bytes]:
     """A fresh clamped Curve25519 node key: (private, public)."""
-    priv = ffi.new("uint8_t[32]")
-    pub = ffi.new("uint8_t[32]")
-    lib.derp_server_key_generate(priv, pub)
-    return bytes(priv), bytes(pub)
+    key = PrivateKey.generate()
+    return key.raw, key.public_key.raw
 
 
-def node_public_key(private_key: bytes | str) -> bytes:
+def node_public_key(private_key: bytes | str | PrivateKey) -> bytes:
     """The public key of a node private key (X25519 with the base point)."""
-    priv = _key_bytes(private_key, "private key")
-    pub = ffi.new("uint8_t[32]")
-    if lib.derp_server_key_public(priv, pub) < 0:
-        raise ConfigError("private key is all zeros")
-    return bytes(pub)
+    return PrivateKey(private_key_bytes(private_key, "private key")).public_key.raw
 
 
 def load_derper_key(path: str | os.PathLike, create: bool = True) -> bytes:
     """The private key in derper's config file ({"PrivateKey": "privkey:..."}),
-    creating the file (mode 0600) with a fresh key when it is missing."""
-    priv = ffi.new("uint8_t[32]")
-    err = ffi.new("char[]", _ERRLEN)
-    rc = lib.derp_server_load_config_key(os.fsencode(path), 1 if create else 0, priv, err, _ERRLEN)
-    if rc < 0:
-        _raise(rc, err, "derper config")
-    out = bytes(priv)
-    ffi.memmove(priv, b"\0" * 32, 32)
-    return out
+    creating the file (mode 0600) with a fresh key when it is missing
+    (spanza.keys.load_key_file, as raw bytes)."""
+    return load_key_file(path, create=create).raw
 
 
 def load_mesh_key(path: str | os.PathLike) -> bytes:
@@ -201,10 +180,10 @@ class DerpServer:
             private_key = load_derper_key(key_file_config, create=True)
         if private_key is not None:
             cfg.has_private_key = 1
-            ffi.memmove(cfg.private_key, _key_bytes(private_key, "private_key"), 32)
+            ffi.memmove(cfg.private_key, private_key_bytes(private_key), 32)
         if mesh_key is not None:
             cfg.has_mesh_key = 1
-            ffi.memmove(cfg.mesh_key, _key_bytes(mesh_key, "mesh_key"), 32)
+            ffi.memmove(cfg.mesh_key, _mesh_key_bytes(mesh_key), 32)
         cfg.mesh_with = self._cstr(",".join(mesh_with) if mesh_with else None)
         cfg.mesh_ca_file = self._cstr(mesh_ca_file)
         cfg.mesh_insecure = 1 if mesh_insecure else 0

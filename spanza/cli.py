@@ -91,25 +91,24 @@ def _fail(msg: str) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from spanza import gateway as keyfile
+    from spanza.keys import PrivateKey
 
-    raw = keyfile.generate_private_key()
-    print(keyfile.format_private(raw, tailscale=args.tailscale))
+    key = PrivateKey.generate()
+    print(key.tailscale if args.tailscale else key.base64)
     return 0
 
 
 def cmd_pubkey(args: argparse.Namespace) -> int:
-    from spanza import gateway as keyfile
     from spanza.errors import ConfigError
+    from spanza.keys import PrivateKey, private_key_bytes
 
     text = sys.stdin.readline().strip()
     try:
-        raw = keyfile.private_key_bytes(text)
-        pub = keyfile.public_key_of(raw)
+        pub = PrivateKey(private_key_bytes(text)).public_key
     except ConfigError as e:
         return _fail(f"pubkey: {e}")
     tailscale = args.tailscale or text.startswith("privkey:")
-    print(keyfile.format_public(pub, tailscale=tailscale))
+    print(pub.tailscale if tailscale else pub.base64)
     return 0
 
 
@@ -119,20 +118,20 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import threading
 
     from spanza import _log
-    from spanza import gateway as keyfile
     from spanza.errors import ConfigError, SpanzaError
     from spanza.gateway import Gateway, format_address, parse_address
+    from spanza.keys import PublicKey, load_key_file, public_key_bytes
 
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _log.set_level(level)
     log = logging.getLogger("spanza.gateway")
     try:
-        priv = keyfile.load_key_file(args.key_file, create=True)
+        priv = load_key_file(args.key_file, create=True)
     except (ConfigError, OSError) as e:
         return _fail(f"gateway: {e}")
     if args.show_pubkey:
-        print(keyfile.format_public(keyfile.public_key_of(priv), tailscale=True))
+        print(priv.public_key.tailscale)
         return 0
     if not args.derp_url:
         return _fail("gateway: --derp-url is required")
@@ -154,11 +153,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         try:
             for key, where in peers:
                 addr = gw.add_remote_peer(key, listen=where)
-                print(f"remote peer {keyfile.format_public(keyfile.public_key_bytes(key), tailscale=True)}: "
+                print(f"remote peer {PublicKey(public_key_bytes(key, 'remote peer')).tailscale}: "
                       f"endpoint {format_address(addr)}", flush=True)
         except (ConfigError, SpanzaError) as e:
             return _fail(f"gateway: {e}")
-        print(f"gateway {keyfile.format_public(keyfile.public_key_of(priv), tailscale=True)} relaying via "
+        print(f"gateway {priv.public_key.tailscale} relaying via "
               f"{args.derp_url}", flush=True)
         next_stats = args.stats_interval
         waited = 0.0

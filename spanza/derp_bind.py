@@ -26,41 +26,21 @@ import time
 from typing import Any
 
 from spanza._ffi import ffi, lib
+from spanza.derp_client import client_opts
 from spanza.errors import ConfigError, SpanzaError, check
-from spanza.keys import Key, PrivateKey, PublicKey
+from spanza.keys import PublicKey, as_key, private_key_bytes
 
 log = logging.getLogger("spanza.device")
 
 _ENOENT = 2
 _EINVAL = 22
 _ERRLEN = 256
-_REFUSED = ("ca_file", "pin_sha256", "server_name", "server_key", "insecure")
 
 
 def derp_endpoint(key: Any) -> str:
     """The endpoint text for a peer reached at DERP public key `key`
     (a PublicKey, 32 bytes, ``nodekey:<hex>``, base64): ``derp:<64 hex>``."""
-    try:
-        return "derp:" + PublicKey(key if not isinstance(key, memoryview) else bytes(key)).hex()
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"derp endpoint: {e}") from None
-
-
-def _derp_opts(ca_file: Any, insecure: bool, options: dict[str, int] | None, keep: list) -> Any:
-    opts = ffi.new("struct derp_client_opts *")
-    if ca_file is not None:
-        if not os.path.isfile(ca_file):
-            raise ConfigError(f"derp_ca_file: {os.fspath(ca_file)} is not a file")
-        keep.append(ffi.new("char[]", os.fsencode(ca_file)))
-        opts.ca_file = keep[-1]
-    opts.insecure = 1 if insecure else 0
-    for name, value in (options or {}).items():
-        if name in _REFUSED or not hasattr(opts, name):
-            raise ConfigError(f"derp_options: unknown or not settable here: {name!r}")
-        if not isinstance(value, int) or not 0 <= value < 2**32:
-            raise ConfigError(f"derp_options: {name} must be an integer in 0..2**32-1")
-        setattr(opts, name, value)
-    return opts
+    return "derp:" + as_key(PublicKey, key, "derp endpoint").hex()
 
 
 class DerpBindMixin:
@@ -74,19 +54,9 @@ class DerpBindMixin:
         public key peers send to (the endpoint they configure for us)."""
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"derp_url: {url!r} is not http(s)://host[:port]/derp")
-        if key is None:
-            raw = self._own_private_key()
-        else:
-            if isinstance(key, Key) and not isinstance(key, PrivateKey):
-                raise ConfigError(f"derp_key: a {key.kind} is not a private key")
-            try:
-                raw = PrivateKey(key if not isinstance(key, memoryview) else bytes(key)).raw
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"derp_key: {e}") from None
-        if raw == bytes(32):
-            raise ConfigError("derp_key: the all-zero key is not a private key")
+        raw = private_key_bytes(self._own_private_key() if key is None else key, "derp_key")
         keep: list = []
-        opts = _derp_opts(ca_file, insecure, options, keep)
+        opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=options, ca_what="derp_ca_file")
         err = ffi.new("char[]", _ERRLEN)
         with self._use() as p:  # type: ignore[attr-defined]
             rc = lib.dev_py_derp_attach(p, url.encode(), raw, opts, err, _ERRLEN)

@@ -10,13 +10,15 @@ itself with Tailscale's backoff, answers pings, and notices dead
 connections. Packets received wait in a bounded queue for `recv`; events
 (`Connected`, `Disconnected`, `PeerGone`, `PeerPresent`, `Health`,
 `Restarting`) in another, for `next_event`/`events`.
+
+Import these names from `spanza.derp` (next to the server); this module is
+their implementation.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import json
 import logging
 import os
 import time
@@ -25,7 +27,21 @@ from typing import Any, Union
 
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.keys import PublicKey, load_key_file, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
+
+__all__ = [
+    "Connected",
+    "DerpClient",
+    "Disconnected",
+    "Event",
+    "Health",
+    "PeerGone",
+    "PeerPresent",
+    "Restarting",
+    "backoff_ms",
+    "client_opts",
+]
 
 log = logging.getLogger("spanza.derp")
 
@@ -35,86 +51,55 @@ KeyLike = Union[bytes, bytearray, memoryview, str, os.PathLike, Any]
 
 
 # ---- keys ----
-# Accepted: raw bytes, Tailscale's text forms (privkey:/nodekey: + hex), 64
-# hex, derper's config file, and key objects (anything with .raw, .bytes or
-# bytes()). Text goes through spanza.keys (which also knows WireGuard's
-# base64) when that module is present; a small local parser otherwise.
-try:
-    from spanza import keys as _keys  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until spanza.keys is merged
-    _keys = None
 
 
-def _key_bytes(key: KeyLike, what: str, prefix: str) -> bytes:
-    if isinstance(key, (bytes, bytearray, memoryview)):
-        b = bytes(key)
-    elif isinstance(key, os.PathLike) or (isinstance(key, str) and os.path.isfile(key)):
-        return _key_from_config(os.fspath(key), what)
-    elif isinstance(key, str) and _keys is not None:
-        cls = _keys.PrivateKey if prefix == "privkey:" else _keys.PublicKey
-        try:
-            return bytes(cls(key).raw)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{what}: {exc}") from None
-    elif isinstance(key, str):
-        text = key.strip()
-        if ":" in text:
-            p, _, hexpart = text.partition(":")
-            if p + ":" != prefix:
-                raise ConfigError(f"{what}: expected a {prefix}<64 hex> key, got a {p}: key")
-            text = hexpart
-        try:
-            b = bytes.fromhex(text)
-        except ValueError:
-            raise ConfigError(f"{what}: {key[:20]!r}... is not {prefix}<64 hex digits>") from None
-    else:
-        raw = getattr(key, "raw", None) or getattr(key, "bytes", None)
-        if callable(raw):
-            raw = raw()
-        if raw is None:
-            try:
-                raw = bytes(key)
-            except TypeError:
-                raise ConfigError(f"{what}: cannot use a {type(key).__name__} as a key") from None
-        b = bytes(raw)
-    if len(b) != 32:
-        raise ConfigError(f"{what}: a key is 32 bytes, got {len(b)}")
+def _private_key(value: KeyLike) -> bytes:
+    """A private key argument: any form spanza.keys takes, or the path of a
+    key file (derper's config file, {"PrivateKey": "privkey:<64 hex>"})."""
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and os.path.isfile(value)):
+        return load_key_file(value).raw
+    return private_key_bytes(value)
+
+
+# ---- options ----
+
+# Fields of struct derp_client_opts that are not plain numbers: each has its
+# own argument wherever a client is made.
+_OWN_ARGUMENT = ("ca_file", "pin_sha256", "server_name", "server_key", "has_server_key", "insecure")
+
+
+def _cstr(keep: list[Any], s: str | os.PathLike) -> Any:
+    b = ffi.new("char[]", os.fsencode(s))
+    keep.append(b)
     return b
 
 
-def _key_from_config(path: str, what: str) -> bytes:
-    """derper's config file: {"PrivateKey": "privkey:<64 hex>"}."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{what}: cannot read key file {path}: {exc}") from None
-    text = doc.get("PrivateKey") if isinstance(doc, dict) else None
-    if not isinstance(text, str):
-        raise ConfigError(f'{what}: {path} has no "PrivateKey" string')
-    return _key_bytes(text, what, "privkey:")
-
-
-def private_key_bytes(key: KeyLike) -> bytes:
-    b = _key_bytes(key, "private_key", "privkey:")
-    if b == bytes(32):
-        raise ConfigError("private_key: all zero")
-    return b
-
-
-def public_key_bytes(key: KeyLike) -> bytes:
-    return _key_bytes(key, "public key", "nodekey:")
-
-
-def public_key_of(private_key: KeyLike) -> bytes:
-    """The X25519 public key of a private key (32 bytes)."""
-    out = ffi.new("uint8_t[32]")
-    check(lib.derp_pyclient_key_public(private_key_bytes(private_key), out), "private_key")
-    return bytes(out)
-
-
-def nodekey_text(pub: bytes) -> str:
-    return "nodekey:" + bytes(pub).hex()
+def client_opts(keep: list[Any], *, ca_file: str | os.PathLike | None = None, insecure: bool = False,
+                options: dict[str, int] | None = None, what: str = "derp_options",
+                ca_what: str = "ca_file") -> Any:
+    """A ``struct derp_client_opts`` for every DERP client Spanza makes (a
+    DerpClient, the gateway's, a device's DERP bind): ``ca_file``,
+    ``insecure``, and `options`, the struct's number fields by name (e.g.
+    ``backoff_max_ms``, ``queue_size``; 0 means the default). C strings are
+    appended to `keep`, which must outlive the C constructor call. `what`
+    and `ca_what` name the caller's arguments in error messages."""
+    opts = ffi.new("struct derp_client_opts *")
+    if ca_file is not None:
+        if not os.path.isfile(ca_file):
+            raise ConfigError(f"{ca_what}: {os.fspath(ca_file)} is not a file")
+        opts.ca_file = _cstr(keep, ca_file)
+    opts.insecure = 1 if insecure else 0
+    for name, value in (options or {}).items():
+        label = f"{what}: {name}" if what else name
+        if name in _OWN_ARGUMENT:
+            raise ConfigError(f"{label}: set it with its own argument")
+        if not hasattr(opts, name):
+            known = ", ".join(n for n, _ in ffi.typeof("struct derp_client_opts").fields if n not in _OWN_ARGUMENT)
+            raise ConfigError(f"{what or 'options'}: unknown option {name!r} (known: {known})")
+        if not isinstance(value, int) or not 0 <= value < 2**32:
+            raise ConfigError(f"{label}: must be an integer in 0..2**32-1 (0: the default), got {value!r}")
+        setattr(opts, name, int(value))
+    return opts
 
 
 # ---- events ----
@@ -261,42 +246,27 @@ class DerpClient:
     ) -> None:
         self.url = url
         self.runtime = runtime or default_runtime()
-        priv = private_key_bytes(private_key)
+        priv = _private_key(private_key)
         for name, v in (("queue_size", queue_size), ("recv_queue", recv_queue), ("event_queue", event_queue)):
             if not 1 <= v <= 1 << 24:
                 raise ConfigError(f"{name}: must be 1..16777216, got {v}")
-        keep = []  # C strings alive until the constructor returns
-        opts = ffi.new("struct derp_client_opts *")
-
-        def cstr(s: str | os.PathLike) -> Any:
-            b = ffi.new("char[]", os.fsencode(s))
-            keep.append(b)
-            return b
-
-        if ca_file is not None:
-            if not os.path.isfile(ca_file):
-                raise ConfigError(f"ca_file: {os.fspath(ca_file)} is not a file")
-            opts.ca_file = cstr(ca_file)
-        if pin_sha256 is not None:
-            opts.pin_sha256 = cstr(pin_sha256.hex() if isinstance(pin_sha256, (bytes, bytearray)) else pin_sha256)
-        if server_name:
-            opts.server_name = cstr(server_name)
-        if server_key is not None:
-            opts.server_key = public_key_bytes(server_key)
-            opts.has_server_key = 1
-        opts.insecure = 1 if insecure else 0
-        opts.note_preferred = 1 if note_preferred else 0
-        opts.queue_size = queue_size
+        keep: list[Any] = []  # C strings alive until the constructor returns
         numbers = {
+            "queue_size": queue_size, "note_preferred": bool(note_preferred),
             "write_buffer_max": write_buffer_max, "read_timeout_ms": read_timeout_ms,
             "ping_timeout_ms": ping_timeout_ms, "idle_ping_ms": idle_ping_ms,
             "connect_timeout_ms": connect_timeout_ms, "dial_timeout_ms": dial_timeout_ms,
             "backoff_base_ms": backoff_base_ms, "backoff_max_ms": backoff_max_ms,
         }
-        for name, v in numbers.items():
-            if not 0 <= v < 2**32:
-                raise ConfigError(f"{name}: must be 0..2**32-1 (0: default), got {v}")
-            setattr(opts, name, v)
+        opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=numbers, what="")
+        if pin_sha256 is not None:
+            opts.pin_sha256 = _cstr(keep, pin_sha256.hex() if isinstance(pin_sha256, (bytes, bytearray))
+                                    else pin_sha256)
+        if server_name:
+            opts.server_name = _cstr(keep, server_name)
+        if server_key is not None:
+            opts.server_key = public_key_bytes(server_key, "server_key")
+            opts.has_server_key = 1
         rc = ffi.new("int *")
         err = ffi.new("char[256]")
         p = lib.derp_pyclient_new(self.runtime.ptr, url.encode(), priv, opts, recv_queue, event_queue, rc, err, 256)
@@ -313,7 +283,7 @@ class DerpClient:
         pub = ffi.new("uint8_t[32]")
         lib.derp_pyclient_public_key(p, pub)
         self.public_key: bytes = bytes(pub)
-        log.debug("DERP client for %s as %s", url, nodekey_text(self.public_key))
+        log.debug("DERP client for %s as %s", url, PublicKey(self.public_key).tailscale)
 
     # ---- plumbing ----
 
@@ -346,7 +316,7 @@ class DerpClient:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self.connected else "connecting")
-        return f"<DerpClient {self.url} {nodekey_text(self.public_key)[:16]}… {state}>"
+        return f"<DerpClient {self.url} {PublicKey(self.public_key).tailscale[:16]}… {state}>"
 
     # ---- API ----
 
@@ -368,7 +338,7 @@ class DerpClient:
         """Queues a packet (up to 65536 bytes) for the peer. Waits only while
         the connection is congested (backpressure); while disconnected the
         packet is queued (bounded; the oldest is dropped when full)."""
-        dst = public_key_bytes(dst_public_key)
+        dst = public_key_bytes(dst_public_key, "send: dst_public_key")
         buf = ffi.from_buffer(data)
         if len(buf) > MAX_PACKET:
             raise ConfigError(f"send: {len(buf)} bytes is over DERP's {MAX_PACKET}-byte packet limit")

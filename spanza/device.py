@@ -30,10 +30,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from spanza._addr import format_address, parse_address
 from spanza._ffi import ffi, lib
 from spanza.derp_bind import DerpBindMixin
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
-from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey
+from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
 from spanza.runtime import Runtime, default_runtime
 
@@ -53,13 +54,7 @@ _LOAD_MODES = {"auto": 0, "force": 1, "never": 2}
 
 def _key_bytes(value: KeyLike, what: str, cls: type[Key] = PublicKey) -> bytes:
     """32 key bytes from a key object, raw bytes, base64 or hex text."""
-    if value is None:
-        raise ConfigError(f"{what}: a key is required")
-    try:
-        return cls(value).raw
-    except (TypeError, ValueError) as e:
-        why = str(e).removeprefix(cls.kind + ": ")
-        raise ConfigError(f"{what}: {value!r} is not a {cls.kind}: {why}") from None
+    return as_key(cls, value, what).raw
 
 
 # ---- configuration values -----------------------------------------------------
@@ -88,40 +83,11 @@ def _endpoint_text(value: Endpoint) -> str:
             if len(hexpart) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexpart):
                 raise ConfigError(f"endpoint: {value!r}: a DERP endpoint is 'derp:' + 64 hex digits")
             return "derp:" + hexpart.lower()
-        if text.startswith("["):
-            host, sep, port = text[1:].partition("]:")
-            if not sep:
-                raise ConfigError(f"endpoint: {value!r} is not '[IPv6]:port'")
-        else:
-            host, sep, port = text.rpartition(":")
-            if not sep or not host:
-                raise ConfigError(f"endpoint: {value!r} is not 'host:port' (IPv6: '[addr]:port')")
-    elif isinstance(value, tuple) and len(value) in (2, 4):
-        host, port = str(value[0]), value[1]
-    else:
-        raise ConfigError(f"endpoint: {value!r} is not 'host:port' or a (host, port) tuple")
-    try:
-        port_n = int(port)
-    except (TypeError, ValueError):
-        raise ConfigError(f"endpoint: port {port!r} is not a number") from None
-    if not 1 <= port_n <= 65535:
-        raise ConfigError(f"endpoint: port {port_n} is not in 1..65535")
-    zone = ""
-    if "%" in host:
-        host, zone = host.split("%", 1)
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        try:  # a name: resolved once, here (like wg(8))
-            infos = socket.getaddrinfo(host, port_n, type=socket.SOCK_DGRAM)
-        except socket.gaierror as e:
-            raise ConfigError(f"endpoint: cannot resolve {host!r}: {e.strerror}") from None
-        addr = ipaddress.ip_address(infos[0][4][0].split("%")[0])
-    if addr.version == 6:
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            return f"{addr.ipv4_mapped}:{port_n}"
-        return f"[{addr}{'%' + zone if zone else ''}]:{port_n}"
-    return f"{addr}:{port_n}"
+    host, port = parse_address(value, "endpoint", allow_port_zero=False, allow_any_host=False)
+    addr = ipaddress.ip_address(host.partition("%")[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return f"{addr.ipv4_mapped}:{port}"
+    return format_address((host, port))
 
 
 def _u16(value: Any, what: str) -> int:

@@ -32,8 +32,8 @@ free port when it is 0 (see ``address_for``), unless given their own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -41,151 +41,22 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
+from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
+from spanza.derp_client import client_opts
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
-from spanza.keys import Key, PrivateKey, PublicKey
+from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.gateway")
 
 KeyLike = Union[str, bytes, bytearray, memoryview, Any]
-AddressLike = Union[str, tuple]
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _DST_KIND = {0: None, 1: "configured", 2: "learned"}
 
 
-# ---- keys ----------------------------------------------------------------------
-
-
-def _key(cls: type[Key], value: KeyLike, what: str) -> Key:
-    """A key object from a key, 32 bytes, or text (WireGuard base64, hex,
-    or Tailscale's privkey:/nodekey: forms); ConfigError says what is wrong."""
-    if isinstance(value, Key) and not isinstance(value, cls):
-        raise ConfigError(f"{what}: a {value.kind} is not a {cls.kind}")
-    try:
-        return cls(value) if not isinstance(value, memoryview) else cls(bytes(value))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{what}: {e}") from None
-
-
-def private_key_bytes(value: KeyLike, what: str = "private_key") -> bytes:
-    k = _key(PrivateKey, value, what)
-    if k.is_zero():
-        raise ConfigError(f"{what}: the all-zero key is not a private key")
-    return k.raw
-
-
-def public_key_bytes(value: KeyLike, what: str = "public key") -> bytes:
-    return _key(PublicKey, value, what).raw
-
-
-def public_key_of(private_key: KeyLike) -> bytes:
-    """The X25519 public key (32 bytes) of a private key."""
-    return _key(PrivateKey, private_key, "private_key").public_key.raw  # type: ignore[attr-defined]
-
-
-def nodekey(pub: bytes) -> str:
-    """Tailscale's text form of a public key: ``nodekey:<64 hex>``."""
-    return "nodekey:" + bytes(pub).hex()
-
-
-def generate_private_key() -> bytes:
-    """A new random X25519 private key (clamped, as ``wg genkey`` makes it)."""
-    return PrivateKey.generate().raw
-
-
-def format_private(raw: bytes, *, tailscale: bool = False) -> str:
-    """WireGuard's base64, or Tailscale's ``privkey:<hex>``."""
-    k = PrivateKey(raw)
-    return k.tailscale if tailscale else k.base64
-
-
-def format_public(raw: bytes, *, tailscale: bool = False) -> str:
-    """WireGuard's base64, or Tailscale's ``nodekey:<hex>``."""
-    k = PublicKey(raw)
-    return k.tailscale if tailscale else k.base64
-
-
-def load_key_file(path: str | os.PathLike, *, create: bool = False) -> bytes:
-    """A private key from a file: derper's JSON (``{"PrivateKey":
-    "privkey:<hex>"}``, what this writes) or one line of ``privkey:<hex>``,
-    WireGuard base64 or hex. With create, a missing file is made with a new
-    key (mode 0600)."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        if not create:
-            raise ConfigError(f"key file {path} does not exist") from None
-        raw = generate_private_key()
-        doc = json.dumps({"PrivateKey": format_private(raw, tailscale=True)}, indent="\t") + "\n"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(doc)
-        log.info("created key file %s (public key %s)", path, nodekey(public_key_of(raw)))
-        return raw
-    except OSError as e:
-        raise ConfigError(f"cannot read key file {path}: {e.strerror}") from None
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"key file {path}: not valid JSON ({e})") from None
-        value = doc.get("PrivateKey") if isinstance(doc, dict) else None
-        if not isinstance(value, str):
-            raise ConfigError(f'key file {path}: no "PrivateKey" string')
-        text = value
-    elif "\n" in text:
-        raise ConfigError(f"key file {path}: expected one key, found several lines")
-    return private_key_bytes(text, f"key file {path}")
-
-
 # ---- addresses --------------------------------------------------------------------
-
-
-def parse_address(value: AddressLike, what: str, *, default_host: str = "127.0.0.1",
-                  allow_port_zero: bool = True) -> tuple[str, int]:
-    """(host, port) from ``"host:port"``, ``"[v6]:port"``, ``":port"`` (all
-    addresses) or a tuple. Names are resolved once, here."""
-    if isinstance(value, tuple) and len(value) >= 2:
-        host, port = str(value[0]), value[1]
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            host, sep, port = text[1:].partition("]:")
-            if not sep:
-                raise ConfigError(f"{what}: {value!r} is not '[IPv6]:port'")
-        else:
-            host, sep, port = text.rpartition(":")
-            if not sep:
-                raise ConfigError(f"{what}: {value!r} is not 'host:port' (IPv6: '[addr]:port', all: ':port')")
-            if ":" in host:
-                raise ConfigError(f"{what}: put an IPv6 address in brackets: '[{host}]:{port}'")
-    elif isinstance(value, int):
-        host, port = "", value
-    else:
-        raise ConfigError(f"{what}: {value!r} is not 'host:port' or a (host, port) tuple")
-    try:
-        port_n = int(port)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}: port {port!r} is not a number") from None
-    low = 0 if allow_port_zero else 1
-    if not low <= port_n <= 65535:
-        raise ConfigError(f"{what}: port {port_n} is not in {low}..65535")
-    if host == "":
-        return "", port_n
-    try:
-        addr = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, port_n, type=socket.SOCK_DGRAM)
-        except socket.gaierror as e:
-            raise ConfigError(f"{what}: cannot resolve {host!r}: {e.strerror}") from None
-        return infos[0][4][0], port_n
-    return host if "%" in host else str(addr), port_n
 
 
 def _has_ipv6() -> bool:
@@ -201,11 +72,10 @@ def _to_c(addr: tuple[str, int], out: Any) -> None:
     host, port = addr
     if host == "":  # all addresses: dual-stack when the host has IPv6
         host = "::" if _has_ipv6() else "0.0.0.0"
-    name, _, zone = host.partition("%")
-    ip = ipaddress.ip_address(name)
+    ip = ipaddress.ip_address(host.partition("%")[0])
     out.family = _AF[ip.version]
     out.port = port
-    out.scope_id = socket.if_nametoindex(zone) if zone and not zone.isdigit() else int(zone or 0)
+    out.scope_id = scope_id(host)
     packed = ip.packed
     ffi.memmove(out.addr, packed, len(packed))
 
@@ -230,12 +100,6 @@ def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
     if host == "::":
         return "127.0.0.1", port  # dual-stack: IPv4 loopback reaches it too
     return host, port
-
-
-def format_address(addr: tuple[str, int]) -> str:
-    """``host:port`` (``[v6]:port``), as WireGuard configurations write it."""
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # ---- the gateway ----------------------------------------------------------------------
@@ -284,21 +148,7 @@ class Gateway:
             raise ConfigError(f"derp_url: {derp_url!r} is not http(s)://host[:port]/derp")
 
         keep: list[Any] = []
-        opts = ffi.new("struct derp_client_opts *")
-        if ca_file is not None:
-            if not os.path.isfile(ca_file):
-                raise ConfigError(f"ca_file: {os.fspath(ca_file)} is not a file")
-            keep.append(ffi.new("char[]", os.fsencode(ca_file)))
-            opts.ca_file = keep[-1]
-        opts.insecure = 1 if insecure else 0
-        for name, value in (derp_options or {}).items():
-            if name in ("ca_file", "pin_sha256", "server_name", "server_key", "insecure"):
-                raise ConfigError(f"derp_options: set {name} with its own argument")
-            if not hasattr(opts, name):
-                raise ConfigError(f"derp_options: unknown option {name!r}")
-            if not isinstance(value, int) or not 0 <= value < 2**32:
-                raise ConfigError(f"derp_options: {name} must be an integer in 0..2**32-1")
-            setattr(opts, name, value)
+        opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=derp_options)
         wg = ffi.NULL
         if self._wg_endpoint is not None:
             wg = ffi.new("struct gw_addr *")
@@ -318,15 +168,18 @@ class Gateway:
         except BaseException:
             self.close()
             raise
-        log.info("gateway %s for %s, %d remote peer(s)", nodekey(self._public), derp_url, len(self._peers))
+        log.info("gateway %s for %s, %d remote peer(s)", self.public_key.tailscale, derp_url, len(self._peers))
 
     @staticmethod
     def _raise(rc: int, err: Any, what: str) -> None:
         msg = ffi.string(err).decode(errors="replace") if err is not None else ""
         msg = f"{what}: {msg or os.strerror(-rc)}"
-        if rc in (-22, -98, -17):  # EINVAL, EADDRINUSE, EEXIST: the caller's to fix
-            raise ConfigError(msg, -rc)
-        check(rc, msg)
+        if -rc == errno.EADDRNOTAVAIL:
+            msg += " (listen: use an address of this host, or ':port' for all)"
+        if -rc in (errno.EINVAL, errno.ERANGE, errno.EADDRINUSE, errno.EEXIST, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise ConfigError(msg, -rc)  # the caller's to fix
+        if -rc == errno.ESHUTDOWN:
+            raise ClosedError(msg, -rc)
         raise SpanzaError(msg, -rc)
 
     def _p(self) -> Any:
@@ -363,7 +216,7 @@ class Gateway:
         raw = public_key_bytes(key, "remote peer")
         with self._lock:
             if raw in self._peers:
-                raise ConfigError(f"remote peer {nodekey(raw)} was already added")
+                raise ConfigError(f"remote peer {PublicKey(raw).tailscale} was already added")
             addr = self._next_listen() if listen is None else parse_address(listen, "listen")
             if addr[1] > 65535:
                 raise ConfigError(f"listen: no port left above {self._listen[1]} for remote peer {len(self._peers) + 1}")
@@ -373,18 +226,19 @@ class Gateway:
             err = ffi.new("char[256]")
             rc = lib.gw_py_add_peer(self._p(), raw, c_listen, bound, err, 256)
             if rc < 0:
-                self._raise(rc, err, f"remote peer {nodekey(raw)}")
+                self._raise(rc, err, f"remote peer {PublicKey(raw).tailscale}")
             got = _from_c(bound)
             assert got is not None
             self._peers[raw] = got
-        log.info("remote peer %s: local WireGuard endpoint %s", nodekey(raw), format_address(_reachable(got)))
+        log.info("remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale,
+                 format_address(_reachable(got)))
         return _reachable(got)
 
     def remove_remote_peer(self, key: KeyLike) -> None:
         raw = public_key_bytes(key, "remote peer")
         with self._lock:
             if raw not in self._peers:
-                raise ConfigError(f"{nodekey(raw)} is not a remote peer of this gateway")
+                raise ConfigError(f"{PublicKey(raw).tailscale} is not a remote peer of this gateway")
             check(lib.gw_py_remove_peer(self._p(), raw), "remove_remote_peer")
             del self._peers[raw]
 
@@ -399,7 +253,7 @@ class Gateway:
         try:
             return _reachable(self._peers[raw])
         except KeyError:
-            raise ConfigError(f"{nodekey(raw)} is not a remote peer of this gateway") from None
+            raise ConfigError(f"{PublicKey(raw).tailscale} is not a remote peer of this gateway") from None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -485,7 +339,7 @@ class Gateway:
                         d[name] = _DST_KIND.get(int(ps.dst_kind))
                     else:
                         d[name] = int(getattr(ps, name))
-                peers[nodekey(raw)] = d
+                peers[PublicKey(raw).tailscale] = d
         out: dict[str, Any] = {name: int(getattr(st, name)) for name, _ in ffi.typeof("struct gw_stats").fields}
         out["derp"] = {name: int(getattr(ds, name)) for name, _ in ffi.typeof("struct derp_client_stats").fields}
         out["peers"] = peers
@@ -504,7 +358,7 @@ class Gateway:
             while self._inflight:
                 self._cv.wait()
         lib.gw_py_free(ptr)
-        log.debug("gateway %s closed", nodekey(self._public) if hasattr(self, "_public") else "")
+        log.debug("gateway %s closed", self.public_key.tailscale if hasattr(self, "_public") else "")
 
     @property
     def closed(self) -> bool:
@@ -523,9 +377,7 @@ class Gateway:
     def __repr__(self) -> str:
         if self._ptr is None:
             return "<Gateway closed>"
-        return f"<Gateway {nodekey(self._public)} {self.derp_url} peers={len(self._peers)}>"
+        return f"<Gateway {self.public_key.tailscale} {self.derp_url} peers={len(self._peers)}>"
 
 
-__all__ = ["Gateway", "format_address", "format_private", "format_public", "generate_private_key",
-           "load_key_file", "nodekey", "parse_address", "private_key_bytes", "public_key_bytes",
-           "public_key_of"]
+__all__ = ["Gateway", "format_address", "parse_address"]

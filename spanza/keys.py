@@ -9,19 +9,43 @@ Text forms accepted everywhere a key is expected:
 
 ``str(key)`` gives base64; ``key.hex()`` the UAPI form; ``key.tailscale``
 the prefixed form. Keys compare in constant time and hash by value.
+
+Every constructor in Spanza that takes a key goes through `as_key` (or
+`private_key_bytes` / `public_key_bytes`), so one set of forms and one set of
+error messages holds everywhere. Key files (`load_key_file`,
+`write_key_file`) are derper's JSON, ``{"PrivateKey": "privkey:<hex>"}``,
+for the DERP server, the gateway and the DERP client alike.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
+import json
+import logging
+import os
 import re
-from typing import ClassVar, TypeVar
+import tempfile
+from typing import Any, ClassVar, TypeVar
 
 from spanza._ffi import ffi, lib
+from spanza.errors import ConfigError
 
-__all__ = ["Key", "PresharedKey", "PrivateKey", "PublicKey"]
+__all__ = [
+    "Key",
+    "PresharedKey",
+    "PrivateKey",
+    "PublicKey",
+    "as_key",
+    "load_key_file",
+    "private_key_bytes",
+    "public_key_bytes",
+    "write_key_file",
+]
+
+log = logging.getLogger("spanza.keys")
 
 KEY_LEN = 32
 _HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
@@ -50,7 +74,7 @@ class Key:
             raw = bytes(value)
             if len(raw) != KEY_LEN:
                 raise ValueError(
-                    f"{self.kind}: wrong length: {len(raw)} bytes (a WireGuard key is {KEY_LEN})"
+                    f"{self.kind}: wrong length: {len(raw)} bytes (a WireGuard key is {KEY_LEN} bytes)"
                 )
         elif isinstance(value, str):
             raw = self._parse(value)
@@ -180,3 +204,101 @@ class PresharedKey(Key):
 
     def __repr__(self) -> str:
         return "PresharedKey(<hidden>)"
+
+
+# ---- keys from callers' arguments ------------------------------------------------
+
+
+def as_key(cls: type[K], value: Any, what: str) -> K:
+    """`value` (a key object, 32 bytes, or any text form above) as a `cls`;
+    otherwise ConfigError naming the argument `what` and what is wrong. A
+    value that fails to parse is quoted only where it is meant to be public."""
+    if value is None:
+        raise ConfigError(f"{what}: a {cls.kind} is required")
+    if isinstance(value, Key) and not isinstance(value, cls):
+        raise ConfigError(f"{what}: a {value.kind} is not a {cls.kind}")
+    try:
+        return cls(value)
+    except (TypeError, ValueError) as e:
+        why = str(e).removeprefix(cls.kind + ": ")
+        secret = cls is not PublicKey or (isinstance(value, str) and value.strip().startswith("privkey:"))
+        if secret:
+            raise ConfigError(f"{what}: not a {cls.kind}: {why}") from None
+        raise ConfigError(f"{what}: {value!r} is not a {cls.kind}: {why}") from None
+
+
+def private_key_bytes(value: Any, what: str = "private_key") -> bytes:
+    """The 32 bytes of a private key argument (never all zeros)."""
+    key = as_key(PrivateKey, value, what)
+    if key.is_zero():
+        raise ConfigError(f"{what}: a key of all zeros is not a private key")
+    return key.raw
+
+
+def public_key_bytes(value: Any, what: str = "public key") -> bytes:
+    """The 32 bytes of a public key argument."""
+    return as_key(PublicKey, value, what).raw
+
+
+# ---- key files -------------------------------------------------------------------
+
+
+def write_key_file(path: str | os.PathLike, key: PrivateKey) -> None:
+    """Writes `key` as derper does (``{"PrivateKey": "privkey:<hex>"}``,
+    tab-indented, mode 0600). The file appears whole or not at all, and an
+    existing file is never replaced (FileExistsError)."""
+    path = os.fspath(path)
+    doc = json.dumps({"PrivateKey": key.tailscale}, indent="\t")
+    fd, tmp = tempfile.mkstemp(prefix=".spanza-key-", dir=os.path.dirname(path) or ".")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(doc)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def load_key_file(path: str | os.PathLike, *, create: bool = False) -> PrivateKey:
+    """The private key in a key file: derper's JSON (``{"PrivateKey":
+    "privkey:<hex>"}``, what `write_key_file` writes) or a single line of
+    ``privkey:<hex>``, WireGuard base64 or 64 hex digits. With create, a
+    missing file is made with a new key (mode 0600)."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(65536)
+    except FileNotFoundError:
+        if not create:
+            raise ConfigError(f"key file {path} does not exist (create=True makes one)") from None
+        key = PrivateKey.generate()
+        try:
+            write_key_file(path, key)
+        except FileExistsError:  # made by someone else meanwhile: use theirs
+            return load_key_file(path)
+        except OSError as e:
+            raise ConfigError(f"cannot write key file {path}: {e.strerror}") from None
+        log.info("created key file %s (public key %s)", path, key.public_key.tailscale)
+        return key
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not text"
+        raise ConfigError(f"cannot read key file {path}: {why}") from None
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"key file {path}: not valid JSON ({e})") from None
+        value = doc.get("PrivateKey") if isinstance(doc, dict) else None
+        if not isinstance(value, str):
+            raise ConfigError(f'key file {path}: no "PrivateKey" string '
+                              '(the format is {"PrivateKey": "privkey:<64 hex>"})')
+        text = value
+    elif "\n" in text:
+        raise ConfigError(f"key file {path}: expected one key, found several lines")
+    key = as_key(PrivateKey, text, f"key file {path}")
+    if key.is_zero():
+        raise ConfigError(f"key file {path}: a key of all zeros is not a private key")
+    return key

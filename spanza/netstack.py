@@ -706,14 +706,15 @@ class _ForwardObj(_HostObject):
 
 
 class ServerThread:
-    """A socketserver server running ``serve_forever`` in a daemon thread.
-    With ``host``, closing the host stops it too."""
+    """A socketserver server running ``serve_forever`` in a daemon thread."""
 
     def __init__(self, server: socketserver.TCPServer, host: Host | None = None) -> None:
         self.server = server
+        # Tracked by its host, so closing the host (or its device) stops the
+        # thread too instead of leaving it polling a closed listener.
+        self._host = host
         self.address: Address = server.server_address  # type: ignore[assignment]
         self.port = self.address[1]
-        self._host = host
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"http {self.address}", daemon=True
         )
@@ -728,6 +729,7 @@ class ServerThread:
         self.server.server_close()
         if self._host is not None:
             self._host._untrack(self)
+            self._host = None
 
     def __enter__(self) -> ServerThread:
         return self

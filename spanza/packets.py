@@ -182,8 +182,8 @@ class EchoResponder(threading.Thread):
             if reply is None or (self.addresses and parse(pkt).dst not in self.addresses):
                 self.others.append(pkt)
                 continue
-            # Count before sending: the peer may see the reply, and the test
-            # read the count, before this thread runs again after the send.
+            # Counted before the write: the peer may act on the reply (a
+            # ping exits) before this thread runs again.
             self.answered += 1
             try:
                 self.device.write_packet(reply)

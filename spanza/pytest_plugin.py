@@ -33,19 +33,46 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_BASELINE = pytest.StashKey[int]()
+
+
+def _c_errors_since(item: pytest.Item) -> str | None:
+    """Drains C log records into `logging`; the error messages logged since
+    the item's baseline (None if none), and moves the baseline on."""
+    from spanza import _log
+
+    records = _log.drain()
+    count = _log.error_count()
+    before = item.stash.get(_BASELINE, count)
+    item.stash[_BASELINE] = count
+    if count <= before or item.get_closest_marker("spanza_allow_errors"):
+        return None
+    errs = [f"[{r[2]}] {r[1]}: {r[3]}" for r in records if r[0] >= 40]
+    return "errors logged by Spanza's C threads:\n" + "\n".join(errs or ["(records dropped)"])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    # Errors logged by C threads while the test body ran fail the test itself.
+    result = yield
+    msg = _c_errors_since(item)
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return result
+
+
 @pytest.fixture(autouse=True)
 def _spanza_c_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Errors logged by C threads during fixture set-up or tear-down are
+    reported as errors of the test they belong to."""
     from spanza import _log
 
     _log.drain()
-    before = _log.error_count()
+    request.node.stash[_BASELINE] = _log.error_count()
     yield
-    records = _log.drain()
-    if request.node.get_closest_marker("spanza_allow_errors"):
-        return
-    if _log.error_count() > before:
-        errs = [f"[{r[2]}] {r[1]}: {r[3]}" for r in records if r[0] >= 40]
-        pytest.fail("errors logged by Spanza's C threads:\n" + "\n".join(errs), pytrace=False)
+    msg = _c_errors_since(request.node)
+    if msg:
+        pytest.fail(msg, pytrace=False)
 
 
 @pytest.fixture(scope="session")

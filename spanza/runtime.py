@@ -17,6 +17,9 @@ class Runtime:
     """
 
     def __init__(self, name: str = "spanza") -> None:
+        self._ptr = None
+        if not isinstance(name, str):
+            raise TypeError(f"Runtime name must be a str, not {type(name).__name__}")
         ptr = lib.rt_new(name.encode())
         if ptr == ffi.NULL:
             raise OSError(ffi.errno, f"cannot start runtime {name!r}")

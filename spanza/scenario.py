@@ -20,12 +20,10 @@ WireGuard peer::
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import ipaddress
 import logging
 import os
-from collections.abc import Callable
 from typing import Any, Literal
 
 from spanza.device import Device
@@ -33,6 +31,7 @@ from spanza.derp_bind import derp_endpoint
 from spanza.errors import ConfigError
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey, PublicKey
+from spanza.netstack import HTTPConnection
 from spanza.runtime import Runtime
 
 log = logging.getLogger("spanza.scenario")
@@ -193,18 +192,6 @@ def fixed_body_handler(body: bytes, content_type: str = "text/plain") -> type[ht
     return Handler
 
 
-class TunnelHTTPConnection(http.client.HTTPConnection):
-    """`http.client.HTTPConnection` whose socket is a tunnel connection."""
-
-    def __init__(self, connect: Callable[..., Any], host: str, port: int | None = None,
-                 timeout: float = 10.0) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._tunnel_connect = connect
-
-    def connect(self) -> None:
-        self.sock = self._tunnel_connect((self.host, self.port), timeout=self.timeout)
-
-
 def http_get(device: Any, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
     """GET `url` from a device's host (anything with ``connect``)."""
     from urllib.parse import urlsplit
@@ -212,7 +199,7 @@ def http_get(device: Any, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
     u = urlsplit(url)
     if u.scheme != "http" or not u.hostname:
         raise ConfigError(f"url: {url!r} is not http://host[:port]/path")
-    conn = TunnelHTTPConnection(device.connect, u.hostname, u.port or 80, timeout=timeout)
+    conn = HTTPConnection(device, u.hostname, u.port or 80, timeout=timeout)
     try:
         conn.request("GET", (u.path or "/") + (f"?{u.query}" if u.query else ""))
         resp = conn.getresponse()

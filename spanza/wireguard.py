@@ -28,9 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Union
 
+from spanza._addr import format_address
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, check
-from spanza.keys import PresharedKey, PrivateKey, PublicKey
+from spanza.keys import PresharedKey, PrivateKey, PublicKey, as_key
 
 __all__ = ["DROP_REASONS", "PeerStats", "Tunnel", "pump"]
 
@@ -47,10 +48,7 @@ _HS_STATES = ("zeroed", "initiation_created", "initiation_consumed", "response_c
 
 
 def _endpoint_text(ep: Endpoint) -> str:
-    if isinstance(ep, tuple):
-        host, port = ep[0], int(ep[1])
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(ep)
+    return format_address((str(ep[0]), int(ep[1]))) if isinstance(ep, tuple) else str(ep)
 
 
 def _to_c_endpoint(ep: Endpoint):  # noqa: ANN202 - cffi struct
@@ -198,7 +196,7 @@ class Tunnel:
 
     @private_key.setter
     def private_key(self, key: PrivateKey | str | bytes | None) -> None:
-        raw = ffi.NULL if key is None else PrivateKey(key).raw
+        raw = ffi.NULL if key is None else as_key(PrivateKey, key, "private_key").raw
         check(lib.wg_device_set_private_key(self.dev, self._now, raw), "set private key")
 
     @property
@@ -281,7 +279,7 @@ class Tunnel:
 
     # ---- peers ----
     def _peer(self, key: KeyLike):  # noqa: ANN202
-        pub = PublicKey(key)
+        pub = as_key(PublicKey, key, "public_key")
         p = lib.wg_peer_find(self.dev, pub.raw)
         if p == ffi.NULL:
             raise KeyError(f"no peer {pub}")
@@ -297,7 +295,7 @@ class Tunnel:
         persistent_keepalive: int = 0,
     ) -> PublicKey:
         """Adds (or updates) a peer; returns its public key."""
-        pub = PublicKey(public_key)
+        pub = as_key(PublicKey, public_key, "public_key")
         pp = ffi.new("wg_peer **")
         rc = lib.wg_peer_add(self.dev, pub.raw, pp)
         if rc == -_errno.EINVAL:
@@ -306,7 +304,7 @@ class Tunnel:
             check(rc, f"add peer {pub}")
         p = pp[0]
         if preshared_key is not None:
-            lib.wg_peer_set_preshared_key(p, PresharedKey(preshared_key).raw)
+            lib.wg_peer_set_preshared_key(p, as_key(PresharedKey, preshared_key, "preshared_key").raw)
         if endpoint is not None:
             check(lib.wg_peer_set_endpoint(p, _to_c_endpoint(endpoint)), "endpoint")
         for cidr in allowed_ips:
@@ -335,7 +333,7 @@ class Tunnel:
         check(lib.wg_peer_set_endpoint(self._peer(public_key), c), "endpoint")
 
     def set_preshared_key(self, public_key: KeyLike, psk: PresharedKey | str | bytes | None) -> None:
-        raw = ffi.NULL if psk is None else PresharedKey(psk).raw
+        raw = ffi.NULL if psk is None else as_key(PresharedKey, psk, "preshared_key").raw
         lib.wg_peer_set_preshared_key(self._peer(public_key), raw)
 
     def set_persistent_keepalive(self, public_key: KeyLike, seconds: int) -> None:

@@ -56,6 +56,12 @@ void spz_tai64n(uint8_t out[12], uint64_t wall_ns, bool whiten);
  * only when its caller supplied no wall clock. */
 uint64_t spz_wall_ns(void);
 
+/* Exactly 2*outlen hex digits (either case) -> out, in constant time.
+ * 0, or -EINVAL with out zeroed. */
+int spz_hex_decode(uint8_t *out, size_t outlen, const char *s, size_t len);
+/* 2*len lowercase hex digits and a NUL into out[2*len + 1], in constant time. */
+void spz_hex_encode(char *out, const uint8_t *in, size_t len);
+
 /* Constant-time equality. */
 bool spz_equal(const void *a, const void *b, size_t len);
 bool spz_is_zero(const void *a, size_t len);

@@ -119,9 +119,7 @@ static void on_resolved(rt_t *rt, int fd, uint32_t events, void *arg)
 		c->ai = 0;
 		derp_cl_dial_next(c);
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 static void set_port(struct sockaddr_storage *ss, uint16_t port)
@@ -195,15 +193,13 @@ static void cp_connected(void *arg, const uint8_t server_pub[32], const struct d
 		derp_cl_write(c, f, derp_enc_note_preferred(f, sizeof(f), c->preferred));
 	}
 	derp_cl_queue_drain(c);
+	derp_cl_note_congestion(c); /* bytes written before the handshake count too */
 	arm_main(c);
 	uint64_t gen = c->gen;
 	if (c->ops.on_state)
 		c->ops.on_state(c->arg, true, NULL);
-	if (gen == c->gen && c->congested_notify && derp_client_writable(c)) {
-		c->congested_notify = false;
-		if (c->ops.on_writable)
-			c->ops.on_writable(c->arg);
-	}
+	if (gen == c->gen)
+		derp_cl_notify_writable(c);
 }
 
 static void cp_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
@@ -324,6 +320,7 @@ bool derp_cl_encode_send(struct derp_client *c, const uint8_t dst[32], const uin
 	c->wlen += n;
 	c->st.packets_sent++;
 	c->st.bytes_sent += len;
+	derp_cl_note_congestion(c);
 	derp_cl_schedule_flush(c);
 	return true;
 }
@@ -336,16 +333,11 @@ int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *dat
 		c->st.drops_too_big++;
 		return -EMSGSIZE;
 	}
-	if (derp_client_writable(c)) {
+	if (derp_client_writable(c))
 		derp_cl_encode_send(c, dst, data, len);
-		/* This one filled the buffer: promise an on_writable. */
-		if (!derp_client_writable(c))
-			c->congested_notify = true;
-		return 0;
-	}
-	derp_cl_queue_push(c, dst, data, len);
-	if (c->state == DERP_CLIENT_CONNECTED)
-		c->congested_notify = true;
+	else
+		derp_cl_queue_push(c, dst, data, len);
+	derp_cl_note_congestion(c);
 	return 0;
 }
 
@@ -359,6 +351,21 @@ bool derp_client_writable(const derp_client_t *c)
 bool derp_client_congested(const derp_client_t *c)
 {
 	return c->state == DERP_CLIENT_CONNECTED && !derp_client_writable(c);
+}
+
+void derp_cl_note_congestion(struct derp_client *c)
+{
+	if (derp_client_congested(c))
+		c->congested_notify = true;
+}
+
+void derp_cl_notify_writable(struct derp_client *c)
+{
+	if (!c->congested_notify || !derp_client_writable(c))
+		return;
+	c->congested_notify = false;
+	if (c->ops.on_writable)
+		c->ops.on_writable(c->arg);
 }
 
 int derp_client_ping(derp_client_t *c, const uint8_t data[8])
@@ -408,9 +415,7 @@ void derp_client_reconnect(derp_client_t *c)
 		c->failures = 0;
 		rt_timer_arm_in(c->t_main, 0);
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 /* ---- timers ---- */
@@ -533,9 +538,7 @@ static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	default:
 		break;
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 static void on_io_timer(rt_t *rt, rt_timer_t *t, void *arg)
@@ -545,9 +548,7 @@ static void on_io_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	struct derp_client *c = arg;
 	c->busy++;
 	derp_cl_io_deferred(c);
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }
 
 /* ---- lifecycle ---- */
@@ -676,6 +677,13 @@ derp_client_t *derp_client_new(rt_t *rt, const char *url, const uint8_t priv[32]
 	c->state = DERP_CLIENT_BACKOFF;
 	rt_timer_arm_in(c->t_main, 0);
 	return c;
+}
+
+void derp_cl_leave(struct derp_client *c)
+{
+	c->busy--;
+	if (c->busy == 0 && c->closing)
+		derp_client_free(c);
 }
 
 void derp_client_free(derp_client_t *c)

@@ -45,8 +45,10 @@ struct derp_client_ops {
 	/* connected: handshake complete (ServerInfo received). !connected: the
 	 * connection was lost (why: a message); the client is reconnecting. */
 	void (*on_state)(void *arg, bool connected, const char *why);
-	/* The send queue and write buffer drained after a send found (or left)
-	 * the client congested: sends go straight to the socket again. */
+	/* The client stopped being congested (derp_client_congested() turned
+	 * false after it was true, however it got there: a send, a queued
+	 * packet, a control frame): sends go straight to the socket again.
+	 * A lost connection reports on_state instead. */
 	void (*on_writable)(void *arg);
 };
 
@@ -67,7 +69,8 @@ int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *dat
 /* True while connected and nothing is queued or over write_buffer_max:
  * a send now goes straight to the socket. */
 bool derp_client_writable(const derp_client_t *c);
-/* True while connected but queueing (the caller may hold back). */
+/* True while connected but queueing (the caller may hold back: on_writable
+ * follows once it turns false, or on_state if the connection is lost). */
 bool derp_client_congested(const derp_client_t *c);
 bool derp_client_connected(const derp_client_t *c);
 

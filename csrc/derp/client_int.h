@@ -88,7 +88,7 @@ struct derp_client {
 	/* queue of sends waiting for a connection or for room */
 	struct derp_qent *qhead, *qtail;
 	uint32_t qlen;
-	bool congested_notify; /* call on_writable once drained */
+	bool congested_notify; /* was congested since the last on_writable: call it once drained */
 
 	/* deferred I/O on the next loop iteration */
 	rt_timer_t *t_main, *t_io;
@@ -123,8 +123,16 @@ __attribute__((format(printf, 2, 3)))
 #endif
 void derp_cl_fail(struct derp_client *c, const char *fmt, ...);
 void derp_cl_start_upgrade(struct derp_client *c);
+/* Loop entry points bracket their work with c->busy++ ... derp_cl_leave(c),
+ * which finishes a derp_client_free that a callback asked for meanwhile. */
+void derp_cl_leave(struct derp_client *c);
 void derp_cl_feed(struct derp_client *c, const uint8_t *buf, size_t len);
 bool derp_cl_encode_send(struct derp_client *c, const uint8_t dst[32], const uint8_t *data, size_t len);
+/* Every path that grows the write buffer or the queue calls this: whoever
+ * saw derp_client_congested() true gets on_writable once it turns false. */
+void derp_cl_note_congestion(struct derp_client *c);
+/* Calls on_writable if the client was congested and no longer is. */
+void derp_cl_notify_writable(struct derp_client *c);
 
 /* client_queue.c */
 void derp_cl_queue_push(struct derp_client *c, const uint8_t dst[32], const uint8_t *data, size_t len);

@@ -157,11 +157,7 @@ static void do_flush(struct derp_client *c)
 	}
 	if (c->io.fd >= 0)
 		derp_cl_set_interest(c);
-	if (c->congested_notify && derp_client_writable(c)) {
-		c->congested_notify = false;
-		if (c->ops.on_writable)
-			c->ops.on_writable(c->arg);
-	}
+	derp_cl_notify_writable(c);
 }
 
 void derp_cl_schedule_flush(struct derp_client *c)
@@ -182,6 +178,7 @@ int derp_cl_write(struct derp_client *c, const uint8_t *buf, size_t len)
 		return -ENOMEM;
 	memcpy(c->wbuf + c->whead + c->wlen, buf, len);
 	c->wlen += len;
+	derp_cl_note_congestion(c);
 	derp_cl_schedule_flush(c);
 	return 0;
 }
@@ -396,7 +393,5 @@ void derp_cl_on_io(rt_t *rt, int fd, uint32_t events, void *arg)
 	default:
 		break;
 	}
-	c->busy--;
-	if (c->busy == 0 && c->closing)
-		derp_client_free(c);
+	derp_cl_leave(c);
 }

@@ -114,14 +114,14 @@ static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
 	e->text[tlen] = 0;
 	e->ev.text = e->text;
 	e->ev.text_len = tlen;
+	struct py_ev *old = NULL;
 	pthread_mutex_lock(&p->mu);
 	if (p->ev_len >= p->ev_max && p->ev_head) {
-		struct py_ev *old = p->ev_head;
+		old = p->ev_head;
 		p->ev_head = old->next;
 		if (!p->ev_head)
 			p->ev_tail = NULL;
 		p->ev_len--;
-		free(old);
 		p->drops_events++;
 	}
 	if (p->ev_tail)
@@ -132,6 +132,7 @@ static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
 	p->ev_len++;
 	pthread_mutex_unlock(&p->mu);
 	pthread_cond_signal(&p->cv_ev);
+	free(old); /* outside the lock: free may trim the heap (a syscall) */
 }
 
 static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
@@ -150,14 +151,14 @@ static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, 
 	pkt->next = NULL;
 	if (len)
 		memcpy(pkt->data, data, len);
+	struct derp_py_packet *old = NULL;
 	pthread_mutex_lock(&p->mu);
 	if (p->rx_len >= p->rx_max && p->rx_head) {
-		struct derp_py_packet *old = p->rx_head;
+		old = p->rx_head;
 		p->rx_head = old->next;
 		if (!p->rx_head)
 			p->rx_tail = NULL;
 		p->rx_len--;
-		free(old);
 		p->drops_recv_queue++;
 	}
 	if (p->rx_tail)
@@ -168,6 +169,7 @@ static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, 
 	p->rx_len++;
 	pthread_mutex_unlock(&p->mu);
 	pthread_cond_signal(&p->cv_rx);
+	free(old); /* outside the lock: free may trim the heap (a syscall) */
 }
 
 static void py_on_event(void *arg, const struct derp_client_event *ev)
@@ -661,11 +663,4 @@ int derp_pyclient_reconnect(derp_pyclient_t *p)
 {
 	struct loop_call lc = {0};
 	return call_on_loop(p, reconnect_fn, &lc);
-}
-
-int derp_pyclient_key_public(const uint8_t priv[32], uint8_t pub[32])
-{
-	if (sodium_init() < 0)
-		return -ENOMEM;
-	return derp_key_public(priv, pub);
 }

@@ -172,7 +172,5 @@ void derp_pyclient_public_key(derp_pyclient_t *p, uint8_t out[32]);
 int derp_pyclient_last_error(derp_pyclient_t *p, char *out, size_t cap);
 /* Drops the current connection (as if it died); the client reconnects. */
 int derp_pyclient_reconnect(derp_pyclient_t *p);
-/* X25519 public key of a private key: 0 or -EINVAL (all-zero key). */
-int derp_pyclient_key_public(const uint8_t priv[32], uint8_t pub[32]);
 
 #endif

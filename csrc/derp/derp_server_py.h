@@ -104,11 +104,9 @@ int derp_server_stats(derp_server_t *s, struct derp_server_stats *out);
  * deadlines, rate-limit resumes, mesh retries). Real time still passes too. */
 int derp_server_advance_clock(derp_server_t *s, uint64_t ms);
 
-/* Helpers for Python: key files and generation. */
-int derp_server_load_config_key(const char *path, int create, uint8_t priv[32], char *err, size_t errlen);
+/* Helpers for Python: derper's mesh key file (node keys and key files are
+ * spanza/keys.py's). */
 int derp_server_load_mesh_key(const char *path, uint8_t key[32], char *err, size_t errlen);
-int derp_server_key_public(const uint8_t priv[32], uint8_t pub[32]);
-void derp_server_key_generate(uint8_t priv[32], uint8_t pub[32]);
 /* Self-signed certificate files for hostname (derper's manual mode certdir). */
 int derp_server_write_self_signed(const char *hostname, const char *cert_path, const char *key_path, char *err,
 			      size_t errlen);

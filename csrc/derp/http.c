@@ -1,5 +1,6 @@
 /* HTTP/1.1 heads for the DERP upgrade: strict, bounded parsing. */
 #include "derp/http.h"
+#include "crypto/crypto.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -223,17 +224,6 @@ int derp_http_parse_request(const uint8_t *buf, size_t len, struct derp_http_req
 	return 1;
 }
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int derp_http_parse_response(const uint8_t *buf, size_t len, struct derp_http_resp *resp)
 {
 	memset(resp, 0, sizeof(*resp));
@@ -284,15 +274,7 @@ int derp_http_parse_response(const uint8_t *buf, size_t len, struct derp_http_re
 		} else if (eq_ci(name, nn, "Transfer-Encoding")) {
 			resp->chunked = list_has(val, vn, "chunked");
 		} else if (eq_ci(name, nn, "Derp-Public-Key")) {
-			if (vn == 64) {
-				bool ok = true;
-				for (int k = 0; k < 32 && ok; k++) {
-					int hi = hexval(val[2 * k]), lo = hexval(val[2 * k + 1]);
-					ok = hi >= 0 && lo >= 0;
-					resp->public_key[k] = (uint8_t)(hi << 4 | (lo & 15));
-				}
-				resp->has_public_key = ok;
-			}
+			resp->has_public_key = spz_hex_decode(resp->public_key, 32, (const char *)val, vn) == 0;
 		}
 	}
 	resp->header_len = end;

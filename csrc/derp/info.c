@@ -1,4 +1,5 @@
 /* DERP keys, NaCl box and the ClientInfo/ServerInfo handshake blobs. */
+#include "crypto/crypto.h"
 #include "derp/frame.h"
 #include "derp/json.h"
 
@@ -19,13 +20,12 @@ static void crypto_init(void)
 
 /* ---- keys ---- */
 
+/* Node keys are X25519 keys like WireGuard's: crypto/ makes them. */
 void derp_key_generate(uint8_t priv[DERP_KEY_LEN], uint8_t pub[DERP_KEY_LEN])
 {
-	crypto_init();
 	do {
-		randombytes_buf(priv, DERP_KEY_LEN);
-		priv[0] &= 248;
-		priv[31] = (uint8_t)((priv[31] & 127) | 64);
+		spz_random(priv, DERP_KEY_LEN);
+		spz_x25519_clamp(priv);
 	} while (derp_key_public(priv, pub) < 0);
 }
 
@@ -33,7 +33,7 @@ int derp_key_public(const uint8_t priv[DERP_KEY_LEN], uint8_t pub[DERP_KEY_LEN])
 {
 	if (derp_key_is_zero(priv))
 		return -EINVAL;
-	return crypto_scalarmult_base(pub, priv) == 0 ? 0 : -EINVAL;
+	return spz_x25519_public(pub, priv);
 }
 
 bool derp_key_is_zero(const uint8_t key[DERP_KEY_LEN]) { return sodium_is_zero(key, DERP_KEY_LEN); }
@@ -69,27 +69,6 @@ int derp_box_open(uint8_t *out, const uint8_t *box, size_t blen, const uint8_t t
 
 /* ---- JSON ---- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static void hex_lower(char *out, const uint8_t *b, size_t n)
-{
-	static const char d[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
 static int json_bool(enum derp_json_type t, bool *out)
 {
 	if (t == DERP_JSON_TRUE)
@@ -115,14 +94,8 @@ static int ci_member(void *arg, const char *key, enum derp_json_type t, const ch
 	struct derp_client_info *ci = arg;
 	if (!strcasecmp(key, "meshKey")) {
 		/* Exactly 64 hex digits; "" and null are rejected like Go's parser. */
-		if (t != DERP_JSON_STRING || n != 64)
+		if (t != DERP_JSON_STRING || spz_hex_decode(ci->mesh_key, DERP_KEY_LEN, v, n) < 0)
 			return -EINVAL;
-		for (size_t i = 0; i < 32; i++) {
-			int hi = hexval(v[2 * i]), lo = hexval(v[2 * i + 1]);
-			if (hi < 0 || lo < 0)
-				return -EINVAL;
-			ci->mesh_key[i] = (uint8_t)(hi << 4 | lo);
-		}
 		ci->has_mesh_key = true;
 		return 0;
 	}
@@ -163,8 +136,9 @@ size_t derp_client_info_json(char *out, size_t cap, const struct derp_client_inf
 		return 0;
 	o = (size_t)n;
 	if (ci->has_mesh_key) {
-		hex_lower(mk, ci->mesh_key, DERP_KEY_LEN);
+		spz_hex_encode(mk, ci->mesh_key, DERP_KEY_LEN);
 		n = snprintf(out + o, cap - o, "\"meshKey\":\"%s\",", mk);
+		sodium_memzero(mk, sizeof(mk));
 		if (n < 0 || (size_t)n >= cap - o)
 			return 0;
 		o += (size_t)n;

@@ -1,7 +1,7 @@
-/* Node key text forms and derper's key files. */
+/* Node key text forms and derper's mesh key and allowlist files. */
 #include "derp/keys.h"
+#include "crypto/crypto.h"
 #include "derp/frame.h"
-#include "derp/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,58 +9,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define KEYFILE_MAX 65536
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int derp_key_from_hex(const char *s, size_t len, uint8_t out[32])
-{
-	if (len != DERP_KEY_HEX_LEN)
-		return -EINVAL;
-	for (int i = 0; i < 32; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
 
 int derp_key_from_text(const char *s, size_t len, const char *prefix, uint8_t out[32])
 {
 	size_t pn = strlen(prefix);
 	if (len < pn || memcmp(s, prefix, pn) != 0)
 		return -EINVAL;
-	return derp_key_from_hex(s + pn, len - pn, out);
-}
-
-void derp_key_to_hex(char out[DERP_KEY_HEX_LEN + 1], const uint8_t key[32])
-{
-	static const char d[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
-		out[2 * i] = d[key[i] >> 4];
-		out[2 * i + 1] = d[key[i] & 15];
-	}
-	out[64] = 0;
+	return spz_hex_decode(out, 32, s + pn, len - pn);
 }
 
 size_t derp_key_to_text(char *out, size_t cap, const char *prefix, const uint8_t key[32])
 {
 	char hex[65];
-	derp_key_to_hex(hex, key);
+	spz_hex_encode(hex, key, 32);
 	int n = snprintf(out, cap, "%s%s", prefix, hex);
 	sodium_memzero(hex, sizeof(hex));
 	return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
@@ -121,89 +85,6 @@ static void free_secret(char *buf, size_t len)
 	free(buf);
 }
 
-struct cfg_scan {
-	uint8_t *priv;
-	bool found;
-	bool bad;
-};
-
-static int cfg_member(void *arg, const char *key, enum derp_json_type t, const char *v, size_t n)
-{
-	struct cfg_scan *c = arg;
-	if (strcasecmp(key, "PrivateKey") != 0)
-		return 0;
-	if (t != DERP_JSON_STRING || derp_key_from_text(v, n, "privkey:", c->priv) < 0) {
-		c->bad = true;
-		return 1;
-	}
-	c->found = true;
-	return 0;
-}
-
-int derp_config_write(const char *path, const uint8_t priv[32])
-{
-	char text[DERP_KEY_TEXT_MAX], body[160];
-	derp_key_to_text(text, sizeof(text), "privkey:", priv);
-	int n = snprintf(body, sizeof(body), "{\n\t\"PrivateKey\": \"%s\"\n}", text);
-	sodium_memzero(text, sizeof(text));
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		sodium_memzero(body, sizeof(body));
-		return -errno;
-	}
-	ssize_t w = write(fd, body, (size_t)n);
-	int err = w == n ? 0 : (w < 0 ? errno : EIO);
-	sodium_memzero(body, sizeof(body));
-	if (!err && fsync(fd) < 0)
-		err = errno;
-	close(fd);
-	if (!err && rename(tmp, path) < 0)
-		err = errno;
-	if (err)
-		unlink(tmp);
-	return -err;
-}
-
-int derp_config_load(const char *path, bool create, uint8_t priv[32], char *err, size_t errlen)
-{
-	char *buf;
-	size_t len;
-	int rc = read_small(path, &buf, &len);
-	if (rc == -ENOENT && create) {
-		uint8_t pub[32];
-		derp_key_generate(priv, pub);
-		rc = derp_config_write(path, priv);
-		if (rc < 0) {
-			sodium_memzero(priv, 32);
-			snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
-		}
-		return rc;
-	}
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
-		return rc;
-	}
-	struct cfg_scan c = {.priv = priv};
-	int jr = derp_json_object(buf, len, cfg_member, &c);
-	free_secret(buf, len);
-	if (jr < 0 || c.bad || !c.found) {
-		sodium_memzero(priv, 32);
-		snprintf(err, errlen, "%s: %s", path,
-			 jr < 0 ? "not a JSON object" : c.bad ? "PrivateKey is not \"privkey:<64 hex>\"" : "no PrivateKey");
-		return -EINVAL;
-	}
-	uint8_t pub[32];
-	if (derp_key_public(priv, pub) < 0) {
-		sodium_memzero(priv, 32);
-		snprintf(err, errlen, "%s: PrivateKey is zero", path);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static void trim(const char **s, size_t *n)
 {
 	while (*n && strchr(" \t\r\n\v\f", **s)) {
@@ -216,8 +97,8 @@ static void trim(const char **s, size_t *n)
 
 int derp_mesh_key_load(const char *path, uint8_t key[32], char *err, size_t errlen)
 {
-	char *buf;
-	size_t len;
+	char *buf = NULL;
+	size_t len = 0;
 	int rc = read_small(path, &buf, &len);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot read mesh key %s: %s", path, strerror(-rc));
@@ -226,7 +107,7 @@ int derp_mesh_key_load(const char *path, uint8_t key[32], char *err, size_t errl
 	const char *s = buf;
 	size_t n = len;
 	trim(&s, &n);
-	rc = derp_key_from_hex(s, n, key);
+	rc = spz_hex_decode(key, 32, s, n);
 	free_secret(buf, len);
 	if (rc < 0) {
 		sodium_memzero(key, 32);
@@ -259,7 +140,7 @@ int derp_allowlist_load(const char *path, uint8_t (**keys)[32], size_t *count, c
 		if (!n)
 			continue;
 		uint8_t k[32];
-		if (derp_key_from_text(s, n, "nodekey:", k) < 0 && derp_key_from_hex(s, n, k) < 0) {
+		if (derp_key_from_text(s, n, "nodekey:", k) < 0 && spz_hex_decode(k, 32, s, n) < 0) {
 			snprintf(err, errlen, "allowlist %s line %zu: want nodekey:<64 hex> or 64 hex", path, lineno);
 			rc = -EINVAL;
 			break;

@@ -1,4 +1,6 @@
-/* derp keys: text forms of node keys and derper's key files (spec §4, §14). */
+/* derp keys: text forms of node keys, derper's mesh key and allowlist files
+ * (spec §4, §14). The node key file is read and written in Python
+ * (spanza/keys.py). */
 #ifndef SPANZA_DERP_KEYS_H
 #define SPANZA_DERP_KEYS_H
 
@@ -6,27 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DERP_KEY_HEX_LEN 64
 #define DERP_KEY_TEXT_MAX 80 /* "privkey:" + 64 hex + NUL fits */
 
-/* 64 hex digits (either case) -> 32 bytes. 0 or -EINVAL. */
-int derp_key_from_hex(const char *s, size_t len, uint8_t out[32]);
-/* "<prefix><64 hex>" (e.g. prefix "nodekey:"), exactly; 0 or -EINVAL. */
+/* "<prefix><64 hex>" (e.g. prefix "nodekey:"), exactly; 0 or -EINVAL. Bare
+ * hex is spz_hex_decode (crypto/crypto.h). */
 int derp_key_from_text(const char *s, size_t len, const char *prefix, uint8_t out[32]);
-/* 64 lowercase hex + NUL into out[65]. */
-void derp_key_to_hex(char out[DERP_KEY_HEX_LEN + 1], const uint8_t key[32]);
 /* prefix + 64 lowercase hex + NUL into out[cap]; returns the length or 0. */
 size_t derp_key_to_text(char *out, size_t cap, const char *prefix, const uint8_t key[32]);
 /* Debug short form "[hSDwC]" (first 5 chars of std base64) into out[8]. */
 void derp_key_short(char out[8], const uint8_t key[32]);
-
-/* derper's config file, {"PrivateKey": "privkey:<64hex>"}. Reads the private
- * key; if the file is missing and create is true, makes a fresh clamped key
- * and writes the file (mode 0600, tab-indented as derper does).
- * 0, -ENOENT (missing, !create), -EINVAL (bad content: err says why), -errno. */
-int derp_config_load(const char *path, bool create, uint8_t priv[32], char *err, size_t errlen);
-/* Writes the config file for priv (mode 0600). 0 or -errno. */
-int derp_config_write(const char *path, const uint8_t priv[32]);
 
 /* A mesh key file: 64 hex chars, surrounding whitespace trimmed. 0, -EINVAL, -errno. */
 int derp_mesh_key_load(const char *path, uint8_t key[32], char *err, size_t errlen);

@@ -420,19 +420,10 @@ int derp_server_advance_clock(derp_server_t *s, uint64_t ms)
 
 /* ---- helpers for Python ---- */
 
-int derp_server_load_config_key(const char *path, int create, uint8_t priv[32], char *err, size_t errlen)
-{
-	return derp_config_load(path, create != 0, priv, err, errlen);
-}
-
 int derp_server_load_mesh_key(const char *path, uint8_t key[32], char *err, size_t errlen)
 {
 	return derp_mesh_key_load(path, key, err, errlen);
 }
-
-int derp_server_key_public(const uint8_t priv[32], uint8_t pub[32]) { return derp_key_public(priv, pub); }
-
-void derp_server_key_generate(uint8_t priv[32], uint8_t pub[32]) { derp_key_generate(priv, pub); }
 
 static int write_file(const char *path, const char *text, mode_t mode)
 {

@@ -3,6 +3,7 @@
 #include "runtime/log.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +35,17 @@ static bool strbuf_reserve(struct dev_strbuf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap *= 2;
-	char *p = realloc(b->p, cap);
+	/* Not realloc: requests and replies carry private keys, and realloc
+	 * would free the old buffer unwiped. */
+	char *p = malloc(cap);
 	if (!p) {
 		b->oom = true;
 		return false;
+	}
+	if (b->p) {
+		memcpy(p, b->p, b->len + 1);
+		sodium_memzero(b->p, b->cap);
+		free(b->p);
 	}
 	b->p = p;
 	b->cap = cap;
@@ -69,6 +77,8 @@ void dev_strbuf_printf(struct dev_strbuf *b, const char *fmt, ...)
 
 void dev_strbuf_free(struct dev_strbuf *b)
 {
+	if (b->p)
+		sodium_memzero(b->p, b->cap);
 	free(b->p);
 	memset(b, 0, sizeof(*b));
 }
@@ -133,6 +143,8 @@ static bool conn_flush(struct uapi_conn *c)
 		}
 		c->out_off += (size_t)n;
 	}
+	if (c->out.p)
+		sodium_memzero(c->out.p, c->out.len); /* a get reply holds the private key */
 	c->out.len = 0;
 	c->out_off = 0;
 	rt_fd_mod(c->srv->rt, c->fd, EPOLLIN);
@@ -176,6 +188,7 @@ static bool conn_process(struct uapi_conn *c)
 		}
 		size_t consumed = end + 1;
 		memmove(c->in.p, c->in.p + consumed, c->in.len - consumed);
+		sodium_memzero(c->in.p + c->in.len - consumed, consumed); /* a set request may hold keys */
 		c->in.len -= consumed;
 		c->scanned = 0;
 		if (!conn_flush(c))
@@ -210,6 +223,7 @@ static void on_conn(rt_t *rt, int fd, uint32_t events, void *arg)
 	}
 	c->in.max = UAPI_MAX_REQUEST;
 	dev_strbuf_append(&c->in, chunk, (size_t)n);
+	sodium_memzero(chunk, (size_t)n);
 	if (c->in.oom) {
 		spz_log(SPZ_LOG_DEBUG, "dev", "uapi %s: request over %u bytes, closing", c->srv->path, UAPI_MAX_REQUEST);
 		conn_free(c);

@@ -56,7 +56,7 @@ static int check_wg_ep(const struct gw *g, const struct gw_addr *ep, char *err, 
 	gw_addr_to_sockaddr(ep, &ss, &sl);
 	for (size_t k = 0; k < g->npeers; k++) {
 		struct sockaddr_storage out;
-		if (!gw_sockaddr_for(g->peers[k]->family, (struct sockaddr *)&ss, &out, &sl)) {
+		if (!dev_udp_sockaddr_for(g->peers[k]->family, (struct sockaddr *)&ss, &out)) {
 			snprintf(err, errlen, "wg_endpoint: IPv6 address, but remote peer sockets listen on IPv4");
 			return -EINVAL;
 		}
@@ -94,10 +94,8 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* gw_py_wait_connected's deadline */
 	pthread_cond_init(&g->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	int rc = -ENOMEM;
-	g->bufs = malloc((size_t)GW_BATCH * GW_RXBUF);
-	g->resume_timer = rt_timer_new(rt, gw_on_resume_timer, g);
-	if (!g->bufs || !g->resume_timer)
+	int rc = dev_udp_batch_init(&g->rb);
+	if (rc < 0)
 		goto fail;
 	rc = gw_set_wg_endpoint(g, wg_endpoint, err, errlen);
 	if (rc < 0)
@@ -114,9 +112,7 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	*out = g;
 	return 0;
 fail:
-	if (g->resume_timer)
-		rt_timer_free(g->resume_timer);
-	free(g->bufs);
+	dev_udp_batch_free(&g->rb);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
 	free(g);
@@ -129,8 +125,7 @@ void gw_free(gw_t *g)
 		return;
 	derp_client_free(g->derp);
 	gw_peers_free(g);
-	rt_timer_free(g->resume_timer);
-	free(g->bufs);
+	dev_udp_batch_free(&g->rb);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
 	free(g);

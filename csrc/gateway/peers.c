@@ -65,27 +65,6 @@ int gw_addr_from_sockaddr(struct gw_addr *a, const struct sockaddr *sa)
 	return -EAFNOSUPPORT;
 }
 
-bool gw_sockaddr_for(int family, const struct sockaddr *in, struct sockaddr_storage *out, socklen_t *len)
-{
-	struct gw_addr a;
-	if (gw_addr_from_sockaddr(&a, in) < 0)
-		return false;
-	if (family == AF_INET) {
-		if (a.family != AF_INET)
-			return false;
-		return gw_addr_to_sockaddr(&a, out, len) == 0;
-	}
-	if (a.family == AF_INET) { /* to v4-mapped for a dual-stack socket */
-		uint8_t v4[4];
-		memcpy(v4, a.addr, 4);
-		memset(a.addr, 0, 16);
-		a.addr[10] = a.addr[11] = 0xff;
-		memcpy(&a.addr[12], v4, 4);
-		a.family = AF_INET6;
-	}
-	return gw_addr_to_sockaddr(&a, out, len) == 0;
-}
-
 /* ---- index ---- */
 
 static size_t slot_of(const uint8_t key[32], size_t cap)
@@ -142,29 +121,12 @@ static int open_socket(const struct gw_addr *listen, int *family, char *err, siz
 		snprintf(err, errlen, "listen address: family %u is neither IPv4 nor IPv6", listen->family);
 		return -EINVAL;
 	}
-	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = dev_udp_socket((struct sockaddr *)&ss, sl);
 	if (fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "socket: %s", strerror(e));
-		return -e;
-	}
-	int sz = GW_SOCKBUF, zero = 0;
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	/* Bound to :: the socket also serves IPv4 (dual-stack), like a
-	 * WireGuard listening on all addresses. */
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	/* Best effort: count what the kernel drops before we read it. */
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
-		int e = errno;
 		char txt[INET6_ADDRSTRLEN] = "?";
 		inet_ntop(listen->family, listen->addr, txt, sizeof(txt));
-		snprintf(err, errlen, "cannot bind UDP %s port %u: %s", txt, listen->port, strerror(e));
-		close(fd);
-		return -e;
+		snprintf(err, errlen, "cannot bind UDP %s port %u: %s", txt, listen->port, strerror(-fd));
+		return fd;
 	}
 	*family = ss.ss_family;
 	return fd;
@@ -173,7 +135,7 @@ static int open_socket(const struct gw_addr *listen, int *family, char *err, siz
 void gw_peer_update_dst(struct gw *g, struct gw_peer *p)
 {
 	if (g->has_wg_ep) {
-		if (gw_sockaddr_for(p->family, (struct sockaddr *)&g->wg_ep, &p->dst, &p->dst_len))
+		if ((p->dst_len = dev_udp_sockaddr_for(p->family, (struct sockaddr *)&g->wg_ep, &p->dst)))
 			p->dst_kind = GW_DST_CONFIGURED;
 		else
 			p->dst_kind = GW_DST_NONE; /* refused earlier by the config checks */
@@ -182,7 +144,7 @@ void gw_peer_update_dst(struct gw *g, struct gw_peer *p)
 	if (p->dst_kind == GW_DST_CONFIGURED)
 		p->dst_kind = GW_DST_NONE; /* learn again */
 	if (p->dst_kind == GW_DST_NONE && g->has_last_src &&
-	    gw_sockaddr_for(p->family, (struct sockaddr *)&g->last_src, &p->dst, &p->dst_len))
+	    (p->dst_len = dev_udp_sockaddr_for(p->family, (struct sockaddr *)&g->last_src, &p->dst)))
 		p->dst_kind = GW_DST_LEARNED;
 }
 

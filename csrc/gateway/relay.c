@@ -33,61 +33,37 @@ static void learn(struct gw *g, struct gw_peer *p, const struct sockaddr_storage
 	}
 }
 
-/* The kernel's running count of drops on this socket, as of this message. */
-static void note_overflow(struct gw_peer *p, struct msghdr *h)
-{
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
-		    c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
-			uint32_t v;
-			memcpy(&v, CMSG_DATA(c), sizeof(v));
-			p->st.drops_udp_overflow = v;
-		}
-	}
-}
-
 void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 {
 	(void)rt;
 	(void)events;
 	struct gw_peer *p = arg;
 	struct gw *g = p->gw;
-	for (int batch = 0; batch < GW_MAX_BATCHES; batch++) {
+	struct dev_udp_batch *b = &g->rb;
+	for (int batch = 0; batch < DEV_UDP_MAX_BATCHES; batch++) {
 		if (g->paused)
 			return;
-		for (int i = 0; i < GW_BATCH; i++) {
-			g->iov[i] = (struct iovec){.iov_base = g->bufs + (size_t)i * GW_RXBUF, .iov_len = GW_RXBUF};
-			g->msgs[i].msg_hdr = (struct msghdr){
-				.msg_name = &g->from[i],
-				.msg_namelen = sizeof(g->from[i]),
-				.msg_iov = &g->iov[i],
-				.msg_iovlen = 1,
-				.msg_control = g->ctl[i].buf,
-				.msg_controllen = sizeof(g->ctl[i].buf),
-			};
-			g->msgs[i].msg_len = 0;
-		}
-		int n = recvmmsg(fd, g->msgs, GW_BATCH, MSG_DONTWAIT, NULL);
+		int n = dev_udp_batch_recv(b, fd);
 		if (n < 0) {
 			/* ECONNREFUSED & co: an ICMP error for an earlier send
 			 * (WireGuard not listening yet); nothing to read. */
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (n != -EAGAIN)
 				g->st.udp_rx_errors++;
 			return;
 		}
-		if (n > 0)
-			note_overflow(p, &g->msgs[n - 1].msg_hdr);
+		uint32_t overflow;
+		if (n > 0 && dev_udp_batch_overflow(b, n - 1, &overflow))
+			p->st.drops_udp_overflow = overflow;
 		for (int i = 0; i < n; i++) {
-			struct msghdr *h = &g->msgs[i].msg_hdr;
-			size_t len = g->msgs[i].msg_len;
-			if (h->msg_flags & MSG_TRUNC) {
+			size_t len = b->msgs[i].msg_len;
+			if (dev_udp_batch_truncated(b, i)) {
 				g->st.drops_udp_truncated++;
 				continue;
 			}
-			learn(g, p, &g->from[i], h->msg_namelen);
+			learn(g, p, &b->from[i], b->msgs[i].msg_hdr.msg_namelen);
 			p->st.wg_rx_datagrams++;
 			p->st.wg_rx_bytes += len;
-			int rc = derp_client_send(g->derp, p->key, g->iov[i].iov_base, len);
+			int rc = derp_client_send(g->derp, p->key, b->iov[i].iov_base, len);
 			if (rc == 0) {
 				p->st.derp_tx_packets++;
 				p->st.derp_tx_bytes += len;
@@ -98,13 +74,13 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 			}
 		}
 		/* Connected but the socket cannot keep up: stop reading until
-		 * the client says it drained (on_writable), or the fallback
-		 * timer looks again. */
+		 * the client says it drained (on_writable) or the connection
+		 * changed (on_state). */
 		if (derp_client_congested(g->derp)) {
 			gw_set_paused(g, true);
 			return;
 		}
-		if (n < GW_BATCH)
+		if (n < DEV_UDP_BATCH)
 			return;
 	}
 }
@@ -150,15 +126,8 @@ void gw_set_paused(struct gw *g, bool paused)
 	if (g->paused == paused)
 		return;
 	g->paused = paused;
-	if (paused) {
+	if (paused)
 		g->st.pauses++;
-		/* The client signals on_writable only after it had to queue a
-		 * send; a write buffer that merely went over its limit drains
-		 * silently. So look again soon in any case. */
-		rt_timer_arm_in(g->resume_timer, GW_PAUSE_RECHECK_MS);
-	} else {
-		rt_timer_cancel(g->resume_timer);
-	}
 	for (size_t k = 0; k < g->npeers; k++) {
 		struct gw_peer *p = g->peers[k];
 		/* Level-triggered: datagrams that waited fire EPOLLIN at once. */
@@ -168,14 +137,3 @@ void gw_set_paused(struct gw *g, bool paused)
 }
 
 void gw_on_derp_writable(void *arg) { gw_set_paused(arg, false); }
-
-void gw_on_resume_timer(rt_t *rt, rt_timer_t *t, void *arg)
-{
-	(void)rt;
-	(void)t;
-	struct gw *g = arg;
-	if (derp_client_congested(g->derp))
-		rt_timer_arm_in(g->resume_timer, GW_PAUSE_RECHECK_MS);
-	else
-		gw_set_paused(g, false);
-}

@@ -10,8 +10,6 @@
 
 #include "wg/wg_internal.h"
 
-static const char HEX[] = "0123456789abcdef";
-
 /* RFC 5952 text of an IPv6 address (like Go's netip): lowercase, longest
  * run (>= 2) of zero groups as "::", dotted quad only for ::ffff:a.b.c.d. */
 static int format_ip6(const uint8_t a[16], char *buf, size_t cap)
@@ -80,11 +78,7 @@ int wg_endpoint_format(const wg_endpoint *ep, char *buf, size_t cap)
 		break;
 	case WG_AF_DERP: {
 		char hex[65];
-		for (int i = 0; i < 32; i++) {
-			hex[2 * i] = HEX[ep->addr[i] >> 4];
-			hex[2 * i + 1] = HEX[ep->addr[i] & 15];
-		}
-		hex[64] = 0;
+		spz_hex_encode(hex, ep->addr, 32);
 		n = snprintf(buf, cap, "derp:%s", hex);
 		break;
 	}
@@ -93,30 +87,6 @@ int wg_endpoint_format(const wg_endpoint *ep, char *buf, size_t cap)
 	if (n < 0 || (size_t)n >= cap)
 		return -ENOSPC;
 	return n;
-}
-
-int wg_hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int wg_parse_hex32(const char *s, size_t len, uint8_t out[32])
-{
-	if (len != 64)
-		return -EINVAL;
-	for (size_t i = 0; i < 32; i++) {
-		int hi = wg_hex_value(s[2 * i]), lo = wg_hex_value(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
 }
 
 /* A decimal number without sign or spaces, at most max. */
@@ -163,7 +133,7 @@ int wg_endpoint_parse(const char *s, size_t len, wg_endpoint *ep)
 {
 	memset(ep, 0, sizeof(*ep));
 	if (len > 5 && !memcmp(s, "derp:", 5)) {
-		if (wg_parse_hex32(s + 5, len - 5, ep->addr) != 0)
+		if (spz_hex_decode(ep->addr, 32, s + 5, len - 5) != 0)
 			return -EINVAL;
 		ep->family = WG_AF_DERP;
 		return 0;

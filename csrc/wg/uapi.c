@@ -33,11 +33,18 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 			b->len += (size_t)n;
 			return;
 		}
+		/* Not realloc: the old buffer may hold the private key, and
+		 * realloc would free it unwiped. */
 		size_t ncap = (b->cap ? b->cap * 2 : 1024) + (size_t)n;
-		char *np = realloc(b->p, ncap);
+		char *np = malloc(ncap);
 		if (!np) {
 			b->oom = true;
 			return;
+		}
+		if (b->p) {
+			memcpy(np, b->p, b->len);
+			spz_wipe(b->p, b->cap);
+			free(b->p);
 		}
 		b->p = np;
 		b->cap = ncap;
@@ -46,13 +53,8 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 
 static void sb_key(struct sbuf *b, const char *name, const uint8_t k[32])
 {
-	static const char HEX[] = "0123456789abcdef";
 	char hex[65];
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = HEX[k[i] >> 4];
-		hex[2 * i + 1] = HEX[k[i] & 15];
-	}
-	hex[64] = 0;
+	spz_hex_encode(hex, k, 32);
 	sb_printf(b, "%s=%s\n", name, hex);
 	spz_wipe(hex, sizeof(hex));
 }
@@ -157,7 +159,7 @@ static int device_line(wg_device *dev, uint64_t now_ms, const char *k, size_t kn
 	uint64_t num;
 	if (key_is(k, kn, "private_key")) {
 		uint8_t key[32];
-		if (wg_parse_hex32(v, vn, key) != 0)
+		if (spz_hex_decode(key, 32, v, vn) != 0)
 			return -EINVAL;
 		int rc = wg_device_set_private_key(dev, now_ms, key);
 		spz_wipe(key, sizeof(key));
@@ -196,7 +198,7 @@ static int device_line(wg_device *dev, uint64_t now_ms, const char *k, size_t kn
 static int public_key_line(wg_device *dev, struct set_peer *sp, const char *v, size_t vn)
 {
 	uint8_t pub[32];
-	if (wg_parse_hex32(v, vn, pub) != 0)
+	if (spz_hex_decode(pub, 32, v, vn) != 0)
 		return -EINVAL;
 	sp->active = true;
 	/* Our own key: accepted and ignored, with the lines that follow. */
@@ -238,7 +240,7 @@ static int peer_line(wg_device *dev, struct set_peer *sp, const char *k, size_t 
 	}
 	if (key_is(k, kn, "preshared_key")) {
 		uint8_t psk[32];
-		if (wg_parse_hex32(v, vn, psk) != 0)
+		if (spz_hex_decode(psk, 32, v, vn) != 0)
 			return -EINVAL;
 		if (p)
 			wg_peer_set_preshared_key(p, psk);

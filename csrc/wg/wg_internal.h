@@ -244,8 +244,6 @@ uint64_t wg_timers_next(const wg_peer *peer);
 
 /* endpoint.c: text helpers shared with uapi.c */
 int wg_format_ip(int family, const uint8_t *addr, char *buf, size_t cap);
-int wg_hex_value(char c);
-int wg_parse_hex32(const char *s, size_t len, uint8_t out[32]);
 int wg_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out);
 int wg_parse_ip(const char *s, size_t len, int *family, uint8_t out[16]);
 

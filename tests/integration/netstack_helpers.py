@@ -7,6 +7,7 @@ import ipaddress
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,39 @@ from spanza.netstack import Host, MemoryWire, wired_pair
 
 A4, B4 = "192.168.4.1", "192.168.4.2"
 A6, B6 = "fd00::1", "fd00::2"
+
+
+@dataclass
+class WireGuardLink:
+    """Two spanza.Devices on loopback UDP carrying two hosts: the link of
+    ``link_pair``'s "wireguard" variant."""
+
+    a: Any
+    b: Any
+
+
+@pytest.fixture(params=["wire", "wireguard"])
+def link_pair(request: pytest.FixtureRequest) -> Iterator[tuple[Host, Host, Any]]:
+    """Hosts .1/fd00::1 and .2/fd00::2 joined by a memory wire, or by two
+    WireGuard devices over loopback UDP (Device(address=...)): the same
+    tests hold on both."""
+    if request.param == "wire":
+        a, b, wire = wired_pair([f"{A4}/24", f"{A6}/64"], [f"{B4}/24", f"{B6}/64"])
+        try:
+            yield a, b, wire
+        finally:
+            a.close()
+            b.close()
+            wire.close()
+        return
+    import spanza
+
+    ka, kb = spanza.PrivateKey.generate(), spanza.PrivateKey.generate()
+    with spanza.Device(ka, address=[f"{A4}/24", f"{A6}/64"]) as da, \
+            spanza.Device(kb, address=[f"{B4}/24", f"{B6}/64"]) as db:
+        da.add_peer(kb.public_key, endpoint=("127.0.0.1", db.listen_port), allowed_ips=[f"{B4}/32", f"{B6}/128"])
+        db.add_peer(ka.public_key, endpoint=("127.0.0.1", da.listen_port), allowed_ips=[f"{A4}/32", f"{A6}/128"])
+        yield da.host, db.host, WireGuardLink(da, db)
 
 
 @pytest.fixture

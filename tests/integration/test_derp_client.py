@@ -13,6 +13,7 @@ import time
 import pytest
 
 import spanza
+from spanza.derp import node_public_key
 from spanza.derp_client import (
     Connected,
     Disconnected,
@@ -21,7 +22,6 @@ from spanza.derp_client import (
     PeerPresent,
     Restarting,
     backoff_ms,
-    public_key_of,
 )
 from tests.integration.derp_fake_server import (
     HEALTH,
@@ -367,11 +367,42 @@ def test_many_sends_from_python_threads_arrive():
         assert c.stats()["drops_queue_full"] == 0
 
 
+def test_congestion_left_by_the_queue_drained_at_connect_resumes_senders():
+    """Packets queued while connecting fill the socket once the handshake
+    completes, so the client is congested without any send having found it
+    so. Python sends held back behind that must resume when it drains
+    (on_writable), not time out."""
+    queued, later, big = 300, 1100, 60_000  # 18 MB: more than loopback buffers hold
+    go = threading.Event()
+
+    def slow_reader(conn):
+        go.wait(10)
+        conn.handshake()
+        time.sleep(0.5)  # not reading yet: the client's socket fills up
+        n = 0
+        while n < queued + later:
+            ftype, _ = conn.read_frame(timeout=30)
+            n += ftype == SEND_PACKET
+        conn.server.results.put(("received", n))
+        hold(conn)
+
+    with FakeServer([slow_reader]) as srv, client(srv.url, queue_size=queued) as c:
+        for _ in range(queued):
+            c.send(PEER, bytes(big))
+        wait_for(lambda: c.stats()["packets_sent"] == 0 and srv.accepted == 1, what="the connection attempt")
+        go.set()
+        c.wait_connected(5)
+        for i in range(later):  # more than the Python-side outbox (1024) holds
+            c.send(PEER, i.to_bytes(2, "big"), timeout=5)
+        assert srv.results.get(timeout=30) == ("received", queued + later)
+        assert c.stats()["drops_queue_full"] == 0
+
+
 def test_public_key_and_key_forms(tmp_path):
     # RFC 7748 vector, as in the spec (§4).
     priv = "privkey:77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
     pub = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
-    assert public_key_of(priv) == pub
+    assert node_public_key(priv) == pub
     cfg = tmp_path / "derper.json"
     cfg.write_text('{"PrivateKey": "%s"}' % priv)
     with FakeServer([serve]) as srv:
@@ -489,3 +520,11 @@ def test_spanza_key_objects_and_wireguard_base64():
                 assert next_result(srv, SEND_PACKET) == peer.raw + b"obj"
                 c.send(str(peer), b"b64")
                 assert next_result(srv, SEND_PACKET) == peer.raw + b"b64"
+
+
+def test_client_and_events_live_in_spanza_derp():
+    import spanza.derp
+    import spanza.derp_client
+
+    assert spanza.derp.DerpClient is spanza.DerpClient is spanza.derp_client.DerpClient
+    assert spanza.derp.PeerGone is PeerGone and spanza.derp.backoff_ms is backoff_ms

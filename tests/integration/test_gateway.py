@@ -15,10 +15,18 @@ import pytest
 
 import spanza
 from spanza import ConfigError, DerpClient, DerpServer, Gateway
-from spanza.gateway import nodekey, public_key_of
+from spanza.keys import PrivateKey, PublicKey
 
 # Short reconnect backoff so restarts are noticed quickly.
 FAST = {"backoff_max_ms": 300}
+
+
+def public_key_of(priv: bytes) -> bytes:
+    return PrivateKey(priv).public_key.raw
+
+
+def nodekey(pub: bytes) -> str:
+    return PublicKey(pub).tailscale
 
 
 def key() -> tuple[bytes, bytes]:

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from spanza import DerpServer
-from spanza.gateway import load_key_file, public_key_of
+from spanza.keys import load_key_file
 from spanza.errors import ConfigError
 from spanza.keys import PrivateKey
 
@@ -53,7 +53,7 @@ def test_key_file_created_once_and_read_in_every_form(tmp_path):
     for text in (priv.tailscale, priv.base64, priv.hex(), priv.tailscale + "\n"):
         p = tmp_path / "plain"
         p.write_text(text)
-        assert load_key_file(p) == priv.raw
+        assert load_key_file(p) == priv
     for text, msg in (("{", "JSON"), ('{"Other": 1}', "PrivateKey"), ("a\nb", "several lines"),
                       ("nodekey:" + "11" * 32, "privkey")):
         p = tmp_path / "bad"
@@ -125,7 +125,7 @@ def test_gateway_command_errors(tmp_path):
     r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--derp-url", "http://127.0.0.1:1/derp",
                "--remote-peer", "nodekey:" + "11" * 32, "--wg-endpoint", "localhost")
     assert r.returncode == 1 and "wg_endpoint" in r.stderr
-    assert public_key_of(load_key_file(tmp_path / "k"))  # created by the first run
+    assert load_key_file(tmp_path / "k").public_key  # created by the first run
 
 
 def test_gateway_example_runs():

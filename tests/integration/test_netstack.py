@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from netstack_helpers import A4, A6, B4, B6, TCP_RST, icmp_echo, pair, parse, tcp_syn  # noqa: F401
+from netstack_helpers import A4, A6, B4, B6, TCP_RST, icmp_echo, link_pair, pair, parse, tcp_syn  # noqa: F401
 
 import spanza
 from spanza._ffi import ffi, lib
@@ -91,8 +91,8 @@ def test_connect_to_closed_port_is_refused_by_the_right_host(pair):
     assert {(side, p.src, p.dst) for side, p in rsts} == {(0, A4, B4), (0, A6, B6)}
 
 
-def test_connect_timeout_and_unreachable_family(pair):
-    a, b, wire = pair
+def test_connect_timeout_and_unreachable_family(link_pair):
+    a, b, wire = link_pair
     with pytest.raises(TimeoutError):
         b.connect(("192.168.4.77", 80), timeout=0.3)  # nobody owns .77: SYNs go unanswered
     v4only, other, w2 = wired_pair("10.9.0.1/24", "10.9.0.2/24")
@@ -138,8 +138,8 @@ def test_listener_port_in_use_and_ephemeral(pair):
             pass
 
 
-def test_close_and_half_close_are_carried_across(pair):
-    a, b, wire = pair
+def test_close_and_half_close_are_carried_across(link_pair):
+    a, b, wire = link_pair
     with a.listen(7002) as lst:
         c = b.connect((A6, 7002), timeout=5)
         s, _ = lst.accept()
@@ -207,8 +207,8 @@ def test_host_close_resets_its_connections_and_spares_others():
         w2.close()
 
 
-def test_asyncio_uses_tunnel_sockets(pair):
-    a, b, wire = pair
+def test_asyncio_uses_tunnel_sockets(link_pair):
+    a, b, wire = link_pair
 
     async def main() -> bytes:
         lst = a.listen(7004)
@@ -236,8 +236,8 @@ def test_asyncio_uses_tunnel_sockets(pair):
 
 
 @pytest.mark.parametrize("af", [4, 6])
-def test_ping_both_ways(pair, af):
-    a, b, wire = pair
+def test_ping_both_ways(link_pair, af):
+    a, b, wire = link_pair
     rtts = b.ping(a.address(af), count=3, timeout=2)
     assert len(rtts) == 3 and all(0 < r < 2 for r in rtts)
     assert len(a.ping(b.address(af), count=2, timeout=2)) == 2
@@ -305,8 +305,8 @@ def test_malformed_packets_are_dropped_and_counted(pair, packet):
     assert after["tx_packets"] == before["tx_packets"]
 
 
-def test_garbage_does_not_harm_live_connections(pair):
-    a, b, wire = pair
+def test_garbage_does_not_harm_live_connections(link_pair):
+    a, b, wire = link_pair
     with a.listen(7005) as lst:
         c = b.connect((A4, 7005), timeout=5)
         s, _ = lst.accept()
@@ -325,8 +325,8 @@ def test_garbage_does_not_harm_live_connections(pair):
 
 
 @pytest.mark.parametrize("af", [4, 6])
-def test_udp_echo_both_ways(pair, af):
-    a, b, wire = pair
+def test_udp_echo_both_ways(link_pair, af):
+    a, b, wire = link_pair
     for srv_host, cli_host in ((a, b), (b, a)):
         srv = srv_host.udp_socket(7)
         cli = cli_host.udp_socket()

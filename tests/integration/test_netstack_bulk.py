@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from netstack_helpers import A4, A6, pair  # noqa: F401
+from netstack_helpers import A4, A6, link_pair, pair  # noqa: F401
 
 MiB = 1 << 20
 
@@ -40,8 +40,8 @@ def drain_sha(sock: socket.socket) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_100_mib_each_way_arrives_intact(pair):
-    a, b, wire = pair
+def test_100_mib_each_way_arrives_intact(link_pair):
+    a, b, wire = link_pair
     total = 100 * MiB
     lst = a.listen(6000)
     c = b.connect((A4, 6000), timeout=10)
@@ -76,8 +76,8 @@ def test_100_mib_each_way_arrives_intact(pair):
     lst.close()
 
 
-def test_200_concurrent_connections_complete_intact(pair):
-    a, b, wire = pair
+def test_200_concurrent_connections_complete_intact(link_pair):
+    a, b, wire = link_pair
     n, size = 200, 64 * 1024
 
     class Echo(socketserver.BaseRequestHandler):
@@ -146,6 +146,7 @@ def test_slow_reader_slows_the_sender_and_bounds_memory(pair):
     # Bounded by two socketpairs' buffers, lwIP's 1 MiB send buffer and the
     # 1 MiB receive window: a few MiB, not more.
     assert MiB < in_flight < 8 * MiB, in_flight
+    print(f"in flight when the sender stalled: {in_flight} bytes")
     wire_bytes = sum(wire.stats()["bytes"])
     time.sleep(0.3)
     assert sum(wire.stats()["bytes"]) - wire_bytes < 64 * 1024  # stalled, not retransmitting

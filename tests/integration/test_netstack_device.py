@@ -5,6 +5,7 @@ and decrypted by the other."""
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 import socket
 import threading
@@ -127,3 +128,77 @@ def _page(body: bytes):
             pass
 
     return Page
+
+
+# ---- the issue's points over Device(address=...) ----
+
+
+@pytest.fixture
+def devpair() -> Iterator[tuple[spanza.Device, spanza.Device, PrivateKey, PrivateKey]]:
+    ka, kb = PrivateKey.generate(), PrivateKey.generate()
+    with spanza.Device(ka, address=[f"{A4}/24", f"{A6}/64"]) as da, \
+            spanza.Device(kb, address=[f"{B4}/24", f"{B6}/64"]) as db:
+        da.add_peer(kb.public_key, endpoint=("127.0.0.1", db.listen_port), allowed_ips=[f"{B4}/32", f"{B6}/128"])
+        db.add_peer(ka.public_key, endpoint=("127.0.0.1", da.listen_port), allowed_ips=[f"{A4}/32", f"{A6}/128"])
+        yield da, db, ka, kb
+
+
+@pytest.mark.parametrize("server_ip", [A4, A6])
+def test_http_bytes_all_cross_wireguard_and_cut_link_fails(devpair, server_ip):
+    """http.client on .2 gets http.server's response on .1; the devices'
+    counters carry at least every byte; with the UDP link cut, it fails."""
+    da, db, ka, kb = devpair
+    body = os.urandom(256 * 1024)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with da.serve_http(8080, Handler):
+        rx_before = db.peers[0].rx_bytes
+        conn = HTTPConnection(db, server_ip, 8080, timeout=10)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == body
+        conn.close()
+        # WireGuard's transport adds 32 bytes of header and tag per packet.
+        assert db.peers[0].rx_bytes - rx_before >= len(body)
+        assert da.peers[0].tx_bytes >= len(body)
+        # Cut the link: each side's peer now points at a port nobody serves.
+        dead = ("127.0.0.1", 9)
+        da.add_peer(kb.public_key, endpoint=dead, allowed_ips=[f"{B4}/32", f"{B6}/128"])
+        db.add_peer(ka.public_key, endpoint=dead, allowed_ips=[f"{A4}/32", f"{A6}/128"])
+        with pytest.raises((OSError, TimeoutError)):
+            conn = HTTPConnection(db, server_ip, 8080, timeout=1.5)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+        conn.close()
+
+
+def test_closed_port_refused_and_unowned_dropped_over_wireguard(devpair):
+    da, db, ka, kb = devpair
+    with pytest.raises(ConnectionRefusedError):
+        db.connect((A4, 9999), timeout=5)
+    # A packet for an address in the peer's allowed IPs that no host owns:
+    # WireGuard delivers it, the host drops and counts it, nothing answers.
+    da.add_peer(kb.public_key, endpoint=("127.0.0.1", db.listen_port),
+                allowed_ips=[f"{B4}/32", f"{B6}/128", "192.168.4.77/32"])
+    before = db.host.stats()["drop_not_ours"]
+    with pytest.raises(TimeoutError):
+        da.ping("192.168.4.77", count=1, timeout=0.5)
+    assert db.host.stats()["drop_not_ours"] == before + 1
+
+
+def test_closing_the_device_stops_its_server_threads():
+    with spanza.Device(PrivateKey.generate(), address=f"{A4}/24") as d:
+        server = d.serve_http(80)
+        thread = server._thread
+        assert thread.is_alive()
+    thread.join(5)
+    assert not thread.is_alive()

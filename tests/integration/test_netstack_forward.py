@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from netstack_helpers import A4, A6, pair  # noqa: F401
+from netstack_helpers import A4, A6, link_pair, pair  # noqa: F401
 
 import spanza
 
@@ -55,8 +55,8 @@ def curl(url: str) -> bytes:
 
 
 @pytest.mark.parametrize("tunnel_ip", [A4, A6])
-def test_curl_through_forward_reaches_http_server_in_tunnel(pair, tunnel_ip):
-    a, b, wire = pair
+def test_curl_through_forward_reaches_http_server_in_tunnel(link_pair, tunnel_ip):
+    a, b, wire = link_pair
     body = os.urandom(300_000)
     with a.serve_http(80, page(body)), b.forward(("127.0.0.1", 0), to=(tunnel_ip, 80)) as fwd:
         host, port = fwd
@@ -65,9 +65,9 @@ def test_curl_through_forward_reaches_http_server_in_tunnel(pair, tunnel_ip):
         assert curl(f"http://127.0.0.1:{port}/again") == body
 
 
-def test_curl_through_forward_and_expose_reaches_os_server(pair):
+def test_curl_through_forward_and_expose_reaches_os_server(link_pair):
     """curl -> forward on B -> tunnel -> expose on A -> an OS http.server."""
-    a, b, wire = pair
+    a, b, wire = link_pair
     body = b"from the OS side " * 1000
     os_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), page(body))
     t = threading.Thread(target=os_srv.serve_forever, kwargs={"poll_interval": 0.05})
@@ -95,8 +95,8 @@ def test_forward_listens_on_ipv6_loopback(pair):
         assert curl(f"http://[::1]:{fwd[1]}/") == b"six"
 
 
-def test_forward_to_closed_tunnel_port_resets_the_os_client(pair):
-    a, b, wire = pair
+def test_forward_to_closed_tunnel_port_resets_the_os_client(link_pair):
+    a, b, wire = link_pair
     with b.forward(("127.0.0.1", 0), to=(A4, 9)) as fwd:
         with pytest.raises(ConnectionResetError):
             # The OS accepts at once; the reset follows when the tunnel
@@ -106,8 +106,8 @@ def test_forward_to_closed_tunnel_port_resets_the_os_client(pair):
                 assert s.recv(1) != b"", "expected a reset, not a clean close"
 
 
-def test_expose_to_closed_os_port_resets_the_tunnel_client(pair):
-    a, b, wire = pair
+def test_expose_to_closed_os_port_resets_the_tunnel_client(link_pair):
+    a, b, wire = link_pair
     with socket.socket() as tmp:  # a port nobody listens on
         tmp.bind(("127.0.0.1", 0))
         closed_port = tmp.getsockname()[1]
@@ -125,9 +125,9 @@ def test_expose_to_closed_os_port_resets_the_tunnel_client(pair):
     assert a.stats()["tcp_open"] == 0
 
 
-def test_udp_through_forward_and_expose(pair):
+def test_udp_through_forward_and_expose(link_pair):
     """An OS UDP client -> forward on B -> tunnel -> expose on A -> OS echo."""
-    a, b, wire = pair
+    a, b, wire = link_pair
     echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     echo.bind(("127.0.0.1", 0))
     echo.settimeout(0.1)

@@ -1,4 +1,5 @@
-"""Servers started with serve_http stop when their host (or device) closes.
+"""Servers started with serve_http stop when their host closes (the device
+case is in test_netstack_device.py).
 
 Before, the ``serve_forever`` thread outlived the host: it kept polling its
 closed listener's fd number, pinning whichever file reused that number (a
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import threading
 
-from spanza import Device
-from spanza.keys import PrivateKey
 from spanza.netstack import wired_pair
 
 
@@ -31,15 +30,6 @@ def test_closing_the_host_stops_its_http_servers():
         a.close()
         b.close()
         wire.close()
-
-
-def test_closing_the_device_stops_its_http_servers():
-    dev = Device(private_key=PrivateKey.generate(), address="192.168.77.3/24")
-    srv = dev.serve_http(8082)
-    name = f"http {srv.address}"
-    assert _threads(name)
-    dev.close()
-    assert not _threads(name)
 
 
 def test_a_server_closed_first_leaves_the_host_usable():

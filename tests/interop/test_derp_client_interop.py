@@ -11,7 +11,8 @@ import time
 import pytest
 
 import spanza
-from spanza.derp_client import Disconnected, PeerGone, nodekey_text
+from spanza.derp_client import Disconnected, PeerGone
+from spanza.keys import PublicKey
 from tests.interop.gohelpers import Derper, GoDerpClient
 
 pytestmark = pytest.mark.interop
@@ -97,9 +98,9 @@ def test_with_tailscales_go_client(derper):
         for size in (1, 1400, MAX):
             data = os.urandom(size)
             ours.send(go_pub, data)
-            assert go.recv() == (nodekey_text(ours.public_key), data)
+            assert go.recv() == (PublicKey(ours.public_key).tailscale, data)
             data = os.urandom(size)
-            go.send(nodekey_text(ours.public_key), data)
+            go.send(PublicKey(ours.public_key).tailscale, data)
             assert ours.recv(10) == (go_pub, data)
         assert ours.next_event(1).server_key.hex() == go.server_key.removeprefix("nodekey:")
 
@@ -133,8 +134,8 @@ def test_tls_with_go_client(tls_derper):
         go.wait_event("server_info")  # derper registered it (ServerInfo follows registration)
         go_pub = bytes.fromhex(go.public_key.removeprefix("nodekey:"))
         ours.send(go_pub, b"over tls")
-        assert go.recv() == (nodekey_text(ours.public_key), b"over tls")
-        go.send(nodekey_text(ours.public_key), b"and back")
+        assert go.recv() == (PublicKey(ours.public_key).tailscale, b"over tls")
+        go.send(PublicKey(ours.public_key).tailscale, b"and back")
         assert ours.recv(10) == (go_pub, b"and back")
 
 

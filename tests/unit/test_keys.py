@@ -1,8 +1,20 @@
 import base64
+import json
+import stat
 
 import pytest
 
-from spanza.keys import PresharedKey, PrivateKey, PublicKey
+from spanza.errors import ConfigError
+from spanza.keys import (
+    PresharedKey,
+    PrivateKey,
+    PublicKey,
+    as_key,
+    load_key_file,
+    private_key_bytes,
+    public_key_bytes,
+    write_key_file,
+)
 
 PRIV_B64 = "AKeZaHwBxjiKLFnkY2unvEdOTtg4AL+M9dQXfopFVFk="
 PUB_B64 = "Igge9KzRytKNwrgkzDE/8hrLu6Ly0OqVdvOPWhA5KR4="
@@ -68,3 +80,32 @@ def test_shared_secret_and_low_order():
     assert a.shared_secret(b.public_key) == b.shared_secret(a.public_key)
     with pytest.raises(ValueError, match="low-order"):
         a.shared_secret(PublicKey(bytes(32)))
+
+
+def test_arguments_name_what_is_wrong_and_never_echo_a_secret():
+    with pytest.raises(ConfigError, match="private_key: not a private key: wrong length") as e:
+        private_key_bytes(PRIV_HEX[:-2])
+    assert PRIV_HEX[:-2] not in str(e.value)
+    with pytest.raises(ConfigError, match="all zeros"):
+        private_key_bytes(bytes(32))
+    with pytest.raises(ConfigError, match="peer: 'abc' is not a public key"):
+        public_key_bytes("abc", "peer")
+    with pytest.raises(ConfigError, match="expected the 'nodekey:' prefix") as e:
+        public_key_bytes("privkey:" + PRIV_HEX)  # a private key where a public one belongs
+    assert PRIV_HEX not in str(e.value)
+    with pytest.raises(ConfigError, match="derp_key: a public key is not a private key"):
+        as_key(PrivateKey, PublicKey(PUB_B64), "derp_key")
+    assert as_key(PublicKey, memoryview(bytes(PublicKey(PUB_B64))), "k") == PublicKey(PUB_B64)
+
+
+def test_key_file_is_derpers_format_written_once(tmp_path):
+    path = tmp_path / "derper.key"
+    key = load_key_file(path, create=True)
+    text = path.read_text()
+    assert json.loads(text) == {"PrivateKey": key.tailscale} and "\t" in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_key_file(path, create=True) == key  # read, not replaced
+    with pytest.raises(FileExistsError):
+        write_key_file(path, PrivateKey.generate())
+    assert load_key_file(path) == key
+    assert [p.name for p in tmp_path.iterdir()] == ["derper.key"]  # no temporary file left

@@ -6,18 +6,10 @@ import ipaddress
 import struct
 
 from spanza.keys import PresharedKey
+from spanza.packets import checksum
 from spanza.wireguard import Tunnel, pump
 
 A_IP, B_IP = "10.0.0.1", "10.0.0.2"
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def ipv4_udp(src: str, dst: str, payload: bytes = b"hello", sport: int = 1000, dport: int = 2000) -> bytes:
