@@ -7,16 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-int ns_host_addrs(ns_host_t *h, const ip_addr_t *out[NS_MAX_ADDRS])
-{
-	int n = 0;
-	if (h->has_v4)
-		out[n++] = &h->v4;
-	for (int i = 0; i < h->n_v6; i++)
-		out[n++] = &h->v6[i];
-	return n;
-}
-
 int ns_fwd_os_addr(const struct ns_addr *a, struct sockaddr_storage *ss, socklen_t *len)
 {
 	memset(ss, 0, sizeof(*ss));

@@ -43,7 +43,5 @@ struct ns_fwd *ns_fwd_alloc(ns_host_t *h, int os_fd);
 int ns_fwd_os_addr(const struct ns_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 /* The port an OS socket is bound to, or -errno. */
 int ns_fwd_os_port(int fd);
-/* The host's addresses, for binding one pcb to each. */
-int ns_host_addrs(ns_host_t *h, const ip_addr_t *out[NS_MAX_ADDRS]);
 
 #endif
