@@ -437,23 +437,29 @@ int derp_io_handshake(struct derp_io *io)
 	return rc == 0 ? -ECONNRESET : (rc == -EPROTO ? -EPROTO : -ECONNRESET);
 }
 
+/* Plain TCP: one recv (rbuf) or send (wbuf), retried on EINTR; a full
+ * socket sets *want and gives -EAGAIN. */
+static ssize_t plain_io(int fd, void *rbuf, const void *wbuf, size_t len, bool *want)
+{
+	for (;;) {
+		ssize_t n = rbuf ? recv(fd, rbuf, len, 0) : send(fd, wbuf, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			*want = true;
+			return -EAGAIN;
+		}
+		return -errno;
+	}
+}
+
 ssize_t derp_io_read(struct derp_io *io, void *buf, size_t len)
 {
 	io->want_read = io->want_write = false;
-	if (!io->ssl) {
-		for (;;) {
-			ssize_t n = recv(io->fd, buf, len, 0);
-			if (n >= 0)
-				return n;
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				io->want_read = true;
-				return -EAGAIN;
-			}
-			return -errno;
-		}
-	}
+	if (!io->ssl)
+		return plain_io(io->fd, buf, NULL, len, &io->want_read);
 	size_t got = 0;
 	errno = 0;
 	if (SSL_read_ex(io->ssl, buf, len, &got) == 1)
@@ -464,20 +470,8 @@ ssize_t derp_io_read(struct derp_io *io, void *buf, size_t len)
 ssize_t derp_io_write(struct derp_io *io, const void *buf, size_t len)
 {
 	io->want_read = io->want_write = false;
-	if (!io->ssl) {
-		for (;;) {
-			ssize_t n = send(io->fd, buf, len, MSG_NOSIGNAL);
-			if (n >= 0)
-				return n;
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				io->want_write = true;
-				return -EAGAIN;
-			}
-			return -errno;
-		}
-	}
+	if (!io->ssl)
+		return plain_io(io->fd, NULL, buf, len, &io->want_write);
 	size_t put = 0;
 	errno = 0;
 	int r = SSL_write_ex(io->ssl, buf, len, &put);
