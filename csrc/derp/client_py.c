@@ -428,7 +428,10 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
 	return rc;
 }
 
-int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet **out)
+/* The Python side of a receive queue: waits (timeout_ms < 0: forever) on
+ * cv for a node and pops it into *out; -ESHUTDOWN once closed, or
+ * -ETIMEDOUT. */
+static int q_wait_pop(derp_pyclient_t *p, struct pyq *q, pthread_cond_t *cv, int timeout_ms, void **out)
 {
 	struct timespec dl;
 	if (timeout_ms >= 0)
@@ -437,10 +440,10 @@ int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet
 	*out = NULL;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
-	while (!p->rx.head && !p->closed && rc == 0)
-		rc = wait_on(&p->cv_rx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
-	if (p->rx.head) {
-		*out = q_pop(&p->rx);
+	while (!q->head && !p->closed && rc == 0)
+		rc = wait_on(cv, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+	if (q->head) {
+		*out = q_pop(q);
 		rc = 0;
 	} else if (p->closed) {
 		rc = -ESHUTDOWN;
@@ -452,30 +455,22 @@ int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet
 	return rc;
 }
 
+int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet **out)
+{
+	void *pkt;
+	int rc = q_wait_pop(p, &p->rx, &p->cv_rx, timeout_ms, &pkt);
+	*out = pkt;
+	return rc;
+}
+
 void derp_pyclient_packet_free(struct derp_py_packet *pkt) { free(pkt); }
 
 int derp_pyclient_next_event(derp_pyclient_t *p, int timeout_ms, struct derp_client_event **out)
 {
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
-	int rc = 0;
-	*out = NULL;
-	pthread_mutex_lock(&p->mu);
-	enter(p);
-	while (!p->ev.head && !p->closed && rc == 0)
-		rc = wait_on(&p->cv_ev, &p->mu, timeout_ms >= 0 ? &dl : NULL);
-	if (p->ev.head) {
-		struct py_ev *e = q_pop(&p->ev);
-		*out = &e->ev;
-		rc = 0;
-	} else if (p->closed) {
-		rc = -ESHUTDOWN;
-	} else {
-		rc = -ETIMEDOUT;
-	}
-	leave(p);
-	pthread_mutex_unlock(&p->mu);
+	void *node;
+	int rc = q_wait_pop(p, &p->ev, &p->cv_ev, timeout_ms, &node);
+	struct py_ev *e = node;
+	*out = e ? &e->ev : NULL;
 	return rc;
 }
 
