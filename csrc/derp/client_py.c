@@ -13,6 +13,7 @@
 #include "derp/frame.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,6 +46,14 @@ struct py_ping {
 	uint64_t rtt_us;
 };
 
+/* A FIFO of malloc'd nodes, linked through the pointer at next_off in each
+ * node (the node types differ: derp_py_packet's layout is Python's). */
+struct pyq {
+	void *head, *tail;
+	uint32_t len, max; /* max 0: unbounded */
+	size_t next_off;
+};
+
 struct derp_pyclient {
 	rt_t *rt;
 	derp_client_t *c;
@@ -56,12 +65,7 @@ struct derp_pyclient {
 	int users;      /* calls in progress from Python threads */
 	bool connected;
 
-	struct derp_py_packet *rx_head, *rx_tail;
-	uint32_t rx_len, rx_max;
-	struct py_ev *ev_head, *ev_tail;
-	uint32_t ev_len, ev_max;
-	struct py_out *ob_head, *ob_tail;
-	uint32_t ob_len;
+	struct pyq rx, ev, ob; /* packets, events, outbox */
 	bool drain_posted;
 	struct py_ping pings[PY_PING_WAITERS];
 	uint64_t drops_recv_queue, drops_events;
@@ -97,6 +101,46 @@ static void leave(derp_pyclient_t *p)
 		pthread_cond_broadcast(&p->cv_state);
 }
 
+/* ---- queues (mu held) ---- */
+
+static void **q_next(const struct pyq *q, void *node) { return (void **)((char *)node + q->next_off); }
+
+static void *q_pop(struct pyq *q)
+{
+	void *n = q->head;
+	if (!n)
+		return NULL;
+	q->head = *q_next(q, n);
+	if (!q->head)
+		q->tail = NULL;
+	q->len--;
+	*q_next(q, n) = NULL;
+	return n;
+}
+
+/* Appends node; when the queue is full, unlinks the oldest and returns it
+ * for the caller to count and free (outside the lock: free may trim the
+ * heap, a syscall). */
+static void *q_push(struct pyq *q, void *node)
+{
+	void *old = q->max && q->len >= q->max ? q_pop(q) : NULL;
+	*q_next(q, node) = NULL;
+	if (q->tail)
+		*q_next(q, q->tail) = node;
+	else
+		q->head = node;
+	q->tail = node;
+	q->len++;
+	return old;
+}
+
+static void q_free_all(struct pyq *q)
+{
+	void *n;
+	while ((n = q_pop(q)))
+		free(n);
+}
+
 /* ---- loop-thread callbacks ---- */
 
 static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
@@ -108,31 +152,18 @@ static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
 		return;
 	}
 	e->ev = *ev;
-	e->next = NULL;
 	if (tlen)
 		memcpy(e->text, ev->text, tlen);
 	e->text[tlen] = 0;
 	e->ev.text = e->text;
 	e->ev.text_len = tlen;
-	struct py_ev *old = NULL;
 	pthread_mutex_lock(&p->mu);
-	if (p->ev_len >= p->ev_max && p->ev_head) {
-		old = p->ev_head;
-		p->ev_head = old->next;
-		if (!p->ev_head)
-			p->ev_tail = NULL;
-		p->ev_len--;
+	void *old = q_push(&p->ev, e);
+	if (old)
 		p->drops_events++;
-	}
-	if (p->ev_tail)
-		p->ev_tail->next = e;
-	else
-		p->ev_head = e;
-	p->ev_tail = e;
-	p->ev_len++;
 	pthread_mutex_unlock(&p->mu);
 	pthread_cond_signal(&p->cv_ev);
-	free(old); /* outside the lock: free may trim the heap (a syscall) */
+	free(old);
 }
 
 static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
@@ -148,28 +179,15 @@ static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, 
 	memcpy(pkt->src, src, 32);
 	pkt->len = (uint32_t)len;
 	pkt->data = (uint8_t *)(pkt + 1);
-	pkt->next = NULL;
 	if (len)
 		memcpy(pkt->data, data, len);
-	struct derp_py_packet *old = NULL;
 	pthread_mutex_lock(&p->mu);
-	if (p->rx_len >= p->rx_max && p->rx_head) {
-		old = p->rx_head;
-		p->rx_head = old->next;
-		if (!p->rx_head)
-			p->rx_tail = NULL;
-		p->rx_len--;
+	void *old = q_push(&p->rx, pkt);
+	if (old)
 		p->drops_recv_queue++;
-	}
-	if (p->rx_tail)
-		p->rx_tail->next = pkt;
-	else
-		p->rx_head = pkt;
-	p->rx_tail = pkt;
-	p->rx_len++;
 	pthread_mutex_unlock(&p->mu);
 	pthread_cond_signal(&p->cv_rx);
-	free(old); /* outside the lock: free may trim the heap (a syscall) */
+	free(old);
 }
 
 static void py_on_event(void *arg, const struct derp_client_event *ev)
@@ -222,17 +240,13 @@ static void drain(derp_pyclient_t *p)
 {
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
-		struct py_out *o = p->ob_head;
-		if (!o || !p->c || derp_client_congested(p->c)) {
+		if (!p->ob.head || !p->c || derp_client_congested(p->c)) {
 			/* Resumed by py_on_writable; a new send posts again. */
 			p->drain_posted = false;
 			pthread_mutex_unlock(&p->mu);
 			return;
 		}
-		p->ob_head = o->next;
-		if (!p->ob_head)
-			p->ob_tail = NULL;
-		p->ob_len--;
+		struct py_out *o = q_pop(&p->ob);
 		pthread_mutex_unlock(&p->mu);
 		pthread_cond_signal(&p->cv_tx);
 		derp_client_send(p->c, o->dst, o->data, o->len);
@@ -285,21 +299,9 @@ static void destroy_fn(rt_t *rt, void *arg)
 
 static void free_queues(derp_pyclient_t *p)
 {
-	while (p->rx_head) {
-		struct derp_py_packet *n = p->rx_head->next;
-		free(p->rx_head);
-		p->rx_head = n;
-	}
-	while (p->ev_head) {
-		struct py_ev *n = p->ev_head->next;
-		free(p->ev_head);
-		p->ev_head = n;
-	}
-	while (p->ob_head) {
-		struct py_out *n = p->ob_head->next;
-		free(p->ob_head);
-		p->ob_head = n;
-	}
+	q_free_all(&p->rx);
+	q_free_all(&p->ev);
+	q_free_all(&p->ob);
 }
 
 derp_pyclient_t *derp_pyclient_new(struct rt *rt, const char *url, const uint8_t priv[32],
@@ -312,8 +314,11 @@ derp_pyclient_t *derp_pyclient_new(struct rt *rt, const char *url, const uint8_t
 		return NULL;
 	}
 	p->rt = rt;
-	p->rx_max = recv_queue ? recv_queue : 1024;
-	p->ev_max = event_queue ? event_queue : 1024;
+	p->rx.max = recv_queue ? recv_queue : 1024;
+	p->rx.next_off = offsetof(struct derp_py_packet, next);
+	p->ev.max = event_queue ? event_queue : 1024;
+	p->ev.next_off = offsetof(struct py_ev, next);
+	p->ob.next_off = offsetof(struct py_out, next); /* bounded by send's wait */
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -393,7 +398,6 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
 		return -ENOMEM;
 	memcpy(o->dst, dst, 32);
 	o->len = len;
-	o->next = NULL;
 	if (len)
 		memcpy(o->data, data, len);
 	struct timespec dl;
@@ -402,19 +406,14 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
-	while (!p->closed && p->ob_len >= PY_OUTBOX && rc == 0)
+	while (!p->closed && p->ob.len >= PY_OUTBOX && rc == 0)
 		rc = wait_on(&p->cv_tx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (p->closed)
 		rc = -ESHUTDOWN;
 	bool post = false;
-	if (rc == 0 || (rc == -ETIMEDOUT && p->ob_len < PY_OUTBOX)) {
+	if (rc == 0 || (rc == -ETIMEDOUT && p->ob.len < PY_OUTBOX)) {
 		rc = 0;
-		if (p->ob_tail)
-			p->ob_tail->next = o;
-		else
-			p->ob_head = o;
-		p->ob_tail = o;
-		p->ob_len++;
+		q_push(&p->ob, o);
 		o = NULL;
 		post = !p->drain_posted;
 		p->drain_posted = true;
@@ -429,7 +428,10 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
 	return rc;
 }
 
-int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet **out)
+/* The Python side of a receive queue: waits (timeout_ms < 0: forever) on
+ * cv for a node and pops it into *out; -ESHUTDOWN once closed, or
+ * -ETIMEDOUT. */
+static int q_wait_pop(derp_pyclient_t *p, struct pyq *q, pthread_cond_t *cv, int timeout_ms, void **out)
 {
 	struct timespec dl;
 	if (timeout_ms >= 0)
@@ -438,15 +440,10 @@ int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet
 	*out = NULL;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
-	while (!p->rx_head && !p->closed && rc == 0)
-		rc = wait_on(&p->cv_rx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
-	if (p->rx_head) {
-		*out = p->rx_head;
-		p->rx_head = p->rx_head->next;
-		if (!p->rx_head)
-			p->rx_tail = NULL;
-		p->rx_len--;
-		(*out)->next = NULL;
+	while (!q->head && !p->closed && rc == 0)
+		rc = wait_on(cv, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+	if (q->head) {
+		*out = q_pop(q);
 		rc = 0;
 	} else if (p->closed) {
 		rc = -ESHUTDOWN;
@@ -458,34 +455,22 @@ int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet
 	return rc;
 }
 
+int derp_pyclient_recv(derp_pyclient_t *p, int timeout_ms, struct derp_py_packet **out)
+{
+	void *pkt;
+	int rc = q_wait_pop(p, &p->rx, &p->cv_rx, timeout_ms, &pkt);
+	*out = pkt;
+	return rc;
+}
+
 void derp_pyclient_packet_free(struct derp_py_packet *pkt) { free(pkt); }
 
 int derp_pyclient_next_event(derp_pyclient_t *p, int timeout_ms, struct derp_client_event **out)
 {
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
-	int rc = 0;
-	*out = NULL;
-	pthread_mutex_lock(&p->mu);
-	enter(p);
-	while (!p->ev_head && !p->closed && rc == 0)
-		rc = wait_on(&p->cv_ev, &p->mu, timeout_ms >= 0 ? &dl : NULL);
-	if (p->ev_head) {
-		struct py_ev *e = p->ev_head;
-		p->ev_head = e->next;
-		if (!p->ev_head)
-			p->ev_tail = NULL;
-		p->ev_len--;
-		*out = &e->ev;
-		rc = 0;
-	} else if (p->closed) {
-		rc = -ESHUTDOWN;
-	} else {
-		rc = -ETIMEDOUT;
-	}
-	leave(p);
-	pthread_mutex_unlock(&p->mu);
+	void *node;
+	int rc = q_wait_pop(p, &p->ev, &p->cv_ev, timeout_ms, &node);
+	struct py_ev *e = node;
+	*out = e ? &e->ev : NULL;
 	return rc;
 }
 
@@ -627,7 +612,7 @@ int derp_pyclient_stats(derp_pyclient_t *p, struct derp_client_stats *out)
 	pthread_mutex_lock(&p->mu);
 	out->drops_recv_queue = p->drops_recv_queue;
 	out->drops_events = __atomic_load_n(&p->drops_events, __ATOMIC_RELAXED);
-	out->queued += p->ob_len;
+	out->queued += p->ob.len;
 	pthread_mutex_unlock(&p->mu);
 	return 0;
 }

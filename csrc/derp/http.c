@@ -126,6 +126,18 @@ static bool valid_challenge(const uint8_t *v, size_t n)
 	return true;
 }
 
+/* Finds the end of the head in buf (*end) and reads its first line (*l,
+ * *pos after it). 1: found; 0: the head is incomplete; -EMSGSIZE: it is
+ * longer than DERP_HTTP_MAX_HEAD; -EBADMSG: no first line. */
+static int head_start(const uint8_t *buf, size_t len, size_t *end, size_t *pos, struct line *l)
+{
+	*end = head_end(buf, len < DERP_HTTP_MAX_HEAD ? len : DERP_HTTP_MAX_HEAD);
+	if (!*end)
+		return len >= DERP_HTTP_MAX_HEAD ? -EMSGSIZE : 0;
+	*pos = 0;
+	return next_line(buf, *end, pos, l) ? 1 : -EBADMSG;
+}
+
 /* "HTTP/1.x" -> minor, or -1. */
 static int http_version(const uint8_t *p, size_t n)
 {
@@ -137,13 +149,11 @@ static int http_version(const uint8_t *p, size_t n)
 int derp_http_parse_request(const uint8_t *buf, size_t len, struct derp_http_req *req)
 {
 	memset(req, 0, sizeof(*req));
-	size_t end = head_end(buf, len < DERP_HTTP_MAX_HEAD ? len : DERP_HTTP_MAX_HEAD);
-	if (!end)
-		return len >= DERP_HTTP_MAX_HEAD ? -EMSGSIZE : 0;
-	size_t pos = 0;
+	size_t end, pos;
 	struct line l;
-	if (!next_line(buf, end, &pos, &l))
-		return -EBADMSG;
+	int rc = head_start(buf, len, &end, &pos, &l);
+	if (rc <= 0)
+		return rc;
 	/* Request line: METHOD SP target SP HTTP/1.x */
 	size_t i = 0;
 	while (i < l.n && is_tchar(l.p[i]))
@@ -227,13 +237,11 @@ int derp_http_parse_request(const uint8_t *buf, size_t len, struct derp_http_req
 int derp_http_parse_response(const uint8_t *buf, size_t len, struct derp_http_resp *resp)
 {
 	memset(resp, 0, sizeof(*resp));
-	size_t end = head_end(buf, len < DERP_HTTP_MAX_HEAD ? len : DERP_HTTP_MAX_HEAD);
-	if (!end)
-		return len >= DERP_HTTP_MAX_HEAD ? -EMSGSIZE : 0;
-	size_t pos = 0;
+	size_t end, pos;
 	struct line l;
-	if (!next_line(buf, end, &pos, &l))
-		return -EBADMSG;
+	int rc = head_start(buf, len, &end, &pos, &l);
+	if (rc <= 0)
+		return rc;
 	/* Status line: HTTP/1.x SP 3DIGIT [SP reason] */
 	if (l.n < 12 || l.p[8] != ' ')
 		return -EBADMSG;

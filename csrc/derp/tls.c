@@ -45,19 +45,27 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
-static SSL_CTX *server_ctx_base(const char *require_sni, char *err, size_t errlen)
+/* A TLS 1.2+ context for either side. Partial writes and moving buffers:
+ * the loop writes what the socket takes and retries from wherever the
+ * queue keeps the rest. Release buffers so idle connections stay small. */
+static SSL_CTX *ctx_new(const SSL_METHOD *method, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx = SSL_CTX_new(method);
 	if (!ctx) {
 		derp_tls_err(err, errlen, "SSL_CTX_new");
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	/* Partial writes and moving buffers: the loop writes what the socket
-	 * takes and retries from wherever the queue keeps the rest. Release
-	 * buffers so idle connections stay small. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
+static SSL_CTX *server_ctx_base(const char *require_sni, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = ctx_new(TLS_server_method(), err, errlen);
+	if (!ctx)
+		return NULL;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
@@ -279,14 +287,9 @@ void derp_tls_ctx_free(SSL_CTX *ctx)
 
 SSL_CTX *derp_tls_client_ctx(const char *ca_file, const char *ca_pem, bool insecure, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx) {
-		derp_tls_err(err, errlen, "SSL_CTX_new");
+	SSL_CTX *ctx = ctx_new(TLS_client_method(), err, errlen);
+	if (!ctx)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
 	/* A TCP EOF without close_notify reads as EOF; DERP framing notices
 	 * truncation on its own. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -437,23 +440,29 @@ int derp_io_handshake(struct derp_io *io)
 	return rc == 0 ? -ECONNRESET : (rc == -EPROTO ? -EPROTO : -ECONNRESET);
 }
 
+/* Plain TCP: one recv (rbuf) or send (wbuf), retried on EINTR; a full
+ * socket sets *want and gives -EAGAIN. */
+static ssize_t plain_io(int fd, void *rbuf, const void *wbuf, size_t len, bool *want)
+{
+	for (;;) {
+		ssize_t n = rbuf ? recv(fd, rbuf, len, 0) : send(fd, wbuf, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			*want = true;
+			return -EAGAIN;
+		}
+		return -errno;
+	}
+}
+
 ssize_t derp_io_read(struct derp_io *io, void *buf, size_t len)
 {
 	io->want_read = io->want_write = false;
-	if (!io->ssl) {
-		for (;;) {
-			ssize_t n = recv(io->fd, buf, len, 0);
-			if (n >= 0)
-				return n;
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				io->want_read = true;
-				return -EAGAIN;
-			}
-			return -errno;
-		}
-	}
+	if (!io->ssl)
+		return plain_io(io->fd, buf, NULL, len, &io->want_read);
 	size_t got = 0;
 	errno = 0;
 	if (SSL_read_ex(io->ssl, buf, len, &got) == 1)
@@ -464,20 +473,8 @@ ssize_t derp_io_read(struct derp_io *io, void *buf, size_t len)
 ssize_t derp_io_write(struct derp_io *io, const void *buf, size_t len)
 {
 	io->want_read = io->want_write = false;
-	if (!io->ssl) {
-		for (;;) {
-			ssize_t n = send(io->fd, buf, len, MSG_NOSIGNAL);
-			if (n >= 0)
-				return n;
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				io->want_write = true;
-				return -EAGAIN;
-			}
-			return -errno;
-		}
-	}
+	if (!io->ssl)
+		return plain_io(io->fd, NULL, buf, len, &io->want_write);
 	size_t put = 0;
 	errno = 0;
 	int r = SSL_write_ex(io->ssl, buf, len, &put);

@@ -137,5 +137,23 @@ void ns_fd_reset(int fd, unsigned flags);
 /* ---- lwIP pcb helpers ---- */
 /* Binds a new pcb to each address of the host: up to 1 + NS_MAX_V6. */
 #define NS_MAX_ADDRS (1 + NS_MAX_V6)
+/* The host's addresses, for binding one pcb to each (ns_host.c). */
+int ns_host_addrs(ns_host_t *h, const ip_addr_t *out[NS_MAX_ADDRS]);
+
+/* ---- socket objects for Python (listeners, UDP sockets) ---- */
+/* Makes a SEQPACKET pair (*ours for the loop, *theirs for Python), then
+ * runs open_fn(arg) on h's loop, which reports its error in *open_rc. On
+ * failure both ends are closed here (a failed open_fn must not close ours:
+ * it sets it to -1) and -errno returned; the caller frees its object.
+ * (ns_addr.c) */
+int ns_pair_open(ns_host_t *h, int *ours, int *theirs, rt_fn open_fn, void *arg, const int *open_rc);
+
+/* Hands Python its end: the object no longer closes it. */
+static inline int ns_fd_take(int *fd)
+{
+	int v = *fd;
+	*fd = -1;
+	return v;
+}
 
 #endif

@@ -120,3 +120,18 @@ int ns_socketpair(int type, int *ours, int *theirs)
 	*theirs = sv[1];
 	return 0;
 }
+
+int ns_pair_open(ns_host_t *h, int *ours, int *theirs, rt_fn open_fn, void *arg, const int *open_rc)
+{
+	int rc = ns_socketpair(SOCK_SEQPACKET, ours, theirs);
+	if (rc < 0)
+		return rc;
+	int fd = *ours; /* a failed open sets *ours to -1 */
+	rc = rt_call(h->rt, open_fn, arg);
+	if (rc < 0 || *open_rc < 0) {
+		close(fd);
+		close(*theirs);
+		return rc < 0 ? rc : *open_rc;
+	}
+	return 0;
+}

@@ -7,16 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-int ns_host_addrs(ns_host_t *h, const ip_addr_t *out[NS_MAX_ADDRS])
-{
-	int n = 0;
-	if (h->has_v4)
-		out[n++] = &h->v4;
-	for (int i = 0; i < h->n_v6; i++)
-		out[n++] = &h->v6[i];
-	return n;
-}
-
 int ns_fwd_os_addr(const struct ns_addr *a, struct sockaddr_storage *ss, socklen_t *len)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -75,7 +65,7 @@ struct ns_fwd *ns_fwd_alloc(ns_host_t *h, int os_fd)
 struct fwd_call {
 	ns_host_t *h;
 	struct ns_fwd *f;
-	void (*setup)(struct ns_fwd *f, int *rc);
+	ns_fwd_setup_fn *setup;
 	int rc;
 };
 
@@ -90,8 +80,7 @@ static void start_on_loop(rt_t *rt, void *arg)
 	ns_stack_kick();
 }
 
-int ns_fwd_start(ns_host_t *h, struct ns_fwd *f, void (*setup)(struct ns_fwd *f, int *rc),
-		 ns_fwd_t **out)
+int ns_fwd_start(ns_host_t *h, struct ns_fwd *f, ns_fwd_setup_fn *setup, ns_fwd_t **out)
 {
 	*out = NULL;
 	struct fwd_call c = {.h = h, .f = f, .setup = setup, .rc = 0};
@@ -104,6 +93,38 @@ int ns_fwd_start(ns_host_t *h, struct ns_fwd *f, void (*setup)(struct ns_fwd *f,
 	}
 	*out = f;
 	return 0;
+}
+
+int ns_fwd_in(ns_host_t *h, int os_fd, const struct ns_addr *to, ns_fwd_setup_fn *setup, ns_fwd_t **out)
+{
+	*out = NULL;
+	int port = ns_fwd_os_port(os_fd);
+	struct ns_fwd *f = port >= 0 ? ns_fwd_alloc(h, os_fd) : NULL;
+	int rc = f ? ns_addr_to_ip(to, &f->to_ip) : port < 0 ? port : -ENOMEM;
+	if (rc < 0) {
+		close(os_fd);
+		free(f);
+		return rc;
+	}
+	f->port = (uint16_t)port;
+	f->to_port = to->port;
+	return ns_fwd_start(h, f, setup, out);
+}
+
+int ns_fwd_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_setup_fn *setup,
+	       ns_fwd_t **out)
+{
+	*out = NULL;
+	struct ns_fwd *f = ns_fwd_alloc(h, -1);
+	if (!f)
+		return -ENOMEM;
+	f->port = port;
+	int rc = ns_fwd_os_addr(to, &f->os_to, &f->os_to_len);
+	if (rc < 0) {
+		free(f);
+		return rc;
+	}
+	return ns_fwd_start(h, f, setup, out);
 }
 
 int ns_fwd_port(ns_fwd_t *f) { return f->port; }

@@ -29,14 +29,19 @@ struct ns_fwd {
 	rt_timer_t *sweep;
 };
 
+/* Runs on the loop thread; sets *rc < 0 on failure (f is then closed). */
+typedef void ns_fwd_setup_fn(struct ns_fwd *f, int *rc);
+
 /* Common entry: allocates f, runs setup(f) on the loop (linked to h). */
-int ns_fwd_start(ns_host_t *h, struct ns_fwd *f, void (*setup)(struct ns_fwd *f, int *rc),
-		 ns_fwd_t **out);
+int ns_fwd_start(ns_host_t *h, struct ns_fwd *f, ns_fwd_setup_fn *setup, ns_fwd_t **out);
+/* The TCP/UDP entries: in (OS socket os_fd, which it owns from here on,
+ * to the tunnel address to) and out (tunnel port to the OS address to). */
+int ns_fwd_in(ns_host_t *h, int os_fd, const struct ns_addr *to, ns_fwd_setup_fn *setup, ns_fwd_t **out);
+int ns_fwd_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_setup_fn *setup,
+	       ns_fwd_t **out);
 struct ns_fwd *ns_fwd_alloc(ns_host_t *h, int os_fd);
 int ns_fwd_os_addr(const struct ns_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 /* The port an OS socket is bound to, or -errno. */
 int ns_fwd_os_port(int fd);
-/* The host's addresses, for binding one pcb to each. */
-int ns_host_addrs(ns_host_t *h, const ip_addr_t *out[NS_MAX_ADDRS]);
 
 #endif

@@ -181,18 +181,7 @@ static void in_setup(struct ns_fwd *f, int *rc)
 
 int ns_fwd_udp_in(ns_host_t *h, int os_fd, const struct ns_addr *to, ns_fwd_t **out)
 {
-	*out = NULL;
-	int port = ns_fwd_os_port(os_fd);
-	struct ns_fwd *f = port >= 0 ? ns_fwd_alloc(h, os_fd) : NULL;
-	int rc = f ? ns_addr_to_ip(to, &f->to_ip) : port < 0 ? port : -ENOMEM;
-	if (rc < 0) {
-		close(os_fd);
-		free(f);
-		return rc;
-	}
-	f->port = (uint16_t)port;
-	f->to_port = to->port;
-	return ns_fwd_start(h, f, in_setup, out);
+	return ns_fwd_in(h, os_fd, to, in_setup, out);
 }
 
 /* ---- tunnel -> OS ---- */
@@ -287,15 +276,5 @@ static void out_setup(struct ns_fwd *f, int *rc)
 
 int ns_fwd_udp_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_t **out)
 {
-	*out = NULL;
-	struct ns_fwd *f = ns_fwd_alloc(h, -1);
-	if (!f)
-		return -ENOMEM;
-	f->port = port;
-	int rc = ns_fwd_os_addr(to, &f->os_to, &f->os_to_len);
-	if (rc < 0) {
-		free(f);
-		return rc;
-	}
-	return ns_fwd_start(h, f, out_setup, out);
+	return ns_fwd_out(h, port, to, out_setup, out);
 }

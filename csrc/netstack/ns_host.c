@@ -43,6 +43,16 @@ const ip_addr_t *ns_host_addr(ns_host_t *h, int family)
 	return h->n_v6 ? &h->v6[0] : NULL;
 }
 
+int ns_host_addrs(ns_host_t *h, const ip_addr_t *out[NS_MAX_ADDRS])
+{
+	int n = 0;
+	if (h->has_v4)
+		out[n++] = &h->v4;
+	for (int i = 0; i < h->n_v6; i++)
+		out[n++] = &h->v6[i];
+	return n;
+}
+
 bool ns_host_owns(const ns_host_t *h, const ip_addr_t *a)
 {
 	if (IP_IS_V4(a))

@@ -211,11 +211,7 @@ static void listen_on_loop(rt_t *rt, void *arg)
 	struct ns_listener *l = c->l;
 	ns_host_t *h = c->h;
 	const ip_addr_t *addrs[NS_MAX_ADDRS];
-	int n = 0;
-	if (h->has_v4)
-		addrs[n++] = &h->v4;
-	for (int i = 0; i < h->n_v6; i++)
-		addrs[n++] = &h->v6[i];
+	int n = ns_host_addrs(h, addrs);
 	uint16_t port = c->port;
 	ns_obj_link(h, &l->obj, lst_obj_close);
 	for (int i = 0; i < n; i++) {
@@ -240,8 +236,10 @@ static void listen_on_loop(rt_t *rt, void *arg)
 		l->pcbs[l->npcbs++] = lp;
 	}
 	l->port = port;
-	if (c->rc < 0)
+	if (c->rc < 0) {
+		l->fd = -1; /* closed by the caller */
 		lst_shutdown(l);
+	}
 }
 
 int ns_tcp_listen(ns_host_t *h, uint16_t port, int backlog, ns_listener_t **out)
@@ -255,30 +253,17 @@ int ns_tcp_listen(ns_host_t *h, uint16_t port, int backlog, ns_listener_t **out)
 	l->rt = h->rt;
 	l->backlog = backlog;
 	atomic_init(&l->pending, 0);
-	int rc = ns_socketpair(SOCK_SEQPACKET, &l->fd, &l->theirs);
+	struct tcp_call c = {.h = h, .port = port, .l = l, .rc = 0};
+	int rc = ns_pair_open(h, &l->fd, &l->theirs, listen_on_loop, &c, &c.rc);
 	if (rc < 0) {
 		free(l);
 		return rc;
-	}
-	struct tcp_call c = {.h = h, .port = port, .l = l, .rc = 0};
-	rc = rt_call(h->rt, listen_on_loop, &c);
-	if (rc < 0 || c.rc < 0) {
-		if (rc < 0 && l->fd >= 0)
-			close(l->fd);
-		close(l->theirs);
-		free(l);
-		return rc < 0 ? rc : c.rc;
 	}
 	*out = l;
 	return 0;
 }
 
-int ns_listener_take_fd(ns_listener_t *l)
-{
-	int fd = l->theirs;
-	l->theirs = -1;
-	return fd;
-}
+int ns_listener_take_fd(ns_listener_t *l) { return ns_fd_take(&l->theirs); }
 
 int ns_listener_port(ns_listener_t *l) { return l->port; }
 

@@ -134,11 +134,7 @@ static void open_on_loop(rt_t *rt, void *arg)
 	struct ns_udp *u = c->u;
 	ns_host_t *h = c->h;
 	const ip_addr_t *addrs[NS_MAX_ADDRS];
-	int n = 0;
-	if (h->has_v4)
-		addrs[n++] = &h->v4;
-	for (int i = 0; i < h->n_v6; i++)
-		addrs[n++] = &h->v6[i];
+	int n = ns_host_addrs(h, addrs);
 	ns_obj_link(h, &u->obj, udp_obj_close);
 	uint16_t port = c->port;
 	for (int i = 0; i < n && c->rc == 0; i++) {
@@ -173,30 +169,17 @@ int ns_udp_open(ns_host_t *h, uint16_t port, ns_udp_t **out)
 	if (!u)
 		return -ENOMEM;
 	u->rt = h->rt;
-	int rc = ns_socketpair(SOCK_SEQPACKET, &u->fd, &u->theirs);
+	struct udp_call c = {.h = h, .u = u, .port = port};
+	int rc = ns_pair_open(h, &u->fd, &u->theirs, open_on_loop, &c, &c.rc);
 	if (rc < 0) {
 		free(u);
 		return rc;
-	}
-	int fd = u->fd;
-	struct udp_call c = {.h = h, .u = u, .port = port};
-	rc = rt_call(h->rt, open_on_loop, &c);
-	if (rc < 0 || c.rc < 0) {
-		close(fd);
-		close(u->theirs);
-		free(u);
-		return rc < 0 ? rc : c.rc;
 	}
 	*out = u;
 	return 0;
 }
 
-int ns_udp_take_fd(ns_udp_t *u)
-{
-	int fd = u->theirs;
-	u->theirs = -1;
-	return fd;
-}
+int ns_udp_take_fd(ns_udp_t *u) { return ns_fd_take(&u->theirs); }
 
 int ns_udp_port(ns_udp_t *u) { return u->port; }
 
