@@ -101,6 +101,26 @@ static void report_keys(wg_device *dev, wg_peer *peer)
 	spz_wipe(&k, sizeof(k));
 }
 
+/* The end of creating a handshake message (initiation or response): a
+ * sender index, the new state, the keys for the key log; k (the last
+ * AEAD key) is wiped either way, and on failure the handshake too. */
+static int hs_created(wg_device *dev, wg_peer *peer, uint8_t *sender, enum wg_hs_state state, uint8_t k[32])
+{
+	struct wg_handshake *hs = &peer->hs;
+	int rc = hs_register(dev, peer);
+	if (rc == 0) {
+		wg_put_le32(sender, hs->local_index);
+		hs->state = state;
+		report_keys(dev, peer);
+	}
+	spz_wipe(k, 32);
+	if (rc != 0) {
+		hs_zero(hs);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 void wg_noise_precompute(wg_device *dev, wg_peer *peer)
 {
 	pthread_once(&consts_once, consts_init);
@@ -140,13 +160,7 @@ int wg_noise_create_initiation(wg_device *dev, wg_peer *peer, uint8_t msg[WG_INI
 	spz_aead_encrypt(msg + WG_INIT_TIMESTAMP, ts, 12, hs->hash, 32, 0, k);
 	mix_hash(hs->hash, msg + WG_INIT_TIMESTAMP, 12 + 16);
 
-	if (hs_register(dev, peer) != 0)
-		goto fail;
-	wg_put_le32(msg + WG_INIT_SENDER, hs->local_index);
-	hs->state = WG_HS_INITIATION_CREATED;
-	report_keys(dev, peer);
-	spz_wipe(k, sizeof(k));
-	return 0;
+	return hs_created(dev, peer, msg + WG_INIT_SENDER, WG_HS_INITIATION_CREATED, k);
 fail:
 	spz_wipe(k, sizeof(k));
 	hs_zero(hs);
@@ -241,13 +255,7 @@ int wg_noise_create_response(wg_device *dev, wg_peer *peer, uint8_t msg[WG_RESPO
 	spz_aead_encrypt(msg + WG_RESP_EMPTY, NULL, 0, hs->hash, 32, 0, k);
 	mix_hash(hs->hash, msg + WG_RESP_EMPTY, 16);
 
-	if (hs_register(dev, peer) != 0)
-		goto fail;
-	wg_put_le32(msg + WG_RESP_SENDER, hs->local_index);
-	hs->state = WG_HS_RESPONSE_CREATED;
-	report_keys(dev, peer);
-	spz_wipe(k, sizeof(k));
-	return 0;
+	return hs_created(dev, peer, msg + WG_RESP_SENDER, WG_HS_RESPONSE_CREATED, k);
 fail:
 	spz_wipe(k, sizeof(k));
 	hs_zero(hs);
