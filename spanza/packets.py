@@ -11,6 +11,8 @@ import logging
 import struct
 import threading
 from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from typing import Any, Union
 
 log = logging.getLogger("spanza.packets")
@@ -153,6 +155,20 @@ def echo_reply_for(pkt: bytes) -> bytes | None:
     if not p.is_echo_request or not p.checksum_ok:
         return None
     return icmp_echo(p.dst, p.src, p.ident or 0, p.seq or 0, p.data, reply=True)
+
+
+
+def read_until(device: Any, pred: Callable[[bytes], bool], timeout: float = 5.0) -> bytes:
+    """The next packet out of ``device`` (``read_packet``) for which
+    ``pred`` holds; others are discarded. TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no matching packet within {timeout} s")
+        pkt = device.read_packet(timeout=left)
+        if pred(pkt):
+            return pkt
 
 
 class EchoResponder(threading.Thread):

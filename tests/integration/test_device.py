@@ -34,16 +34,6 @@ def pair(psk_a: bytes | None = None, psk_b: bytes | None = None, v6_endpoints: b
     return a, b, pa, pb
 
 
-def read_until(dev: Device, pred, timeout: float = 5.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no matching packet")
-        pkt = dev.read_packet(timeout=left)
-        if pred(pkt):
-            return pkt
-
 
 @pytest.mark.parametrize("psk", [None, bytes(range(32))], ids=["no-psk", "psk"])
 @pytest.mark.parametrize("v6_endpoints", [False, True], ids=["udp4", "udp6"])

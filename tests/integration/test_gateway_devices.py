@@ -13,6 +13,7 @@ from contextlib import ExitStack
 import pytest
 
 from spanza import DerpServer, Device, Gateway, packets
+from spanza.packets import read_until
 from spanza.derp_bind import derp_endpoint
 from spanza.errors import ConfigError
 from spanza.keys import PrivateKey
@@ -20,16 +21,6 @@ from spanza.keys import PrivateKey
 A4, B4 = "10.78.0.1", "10.78.0.2"
 FAST = {"backoff_max_ms": 300}
 
-
-def read_until(dev: Device, pred, timeout: float = 10.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no matching packet")
-        pkt = dev.read_packet(timeout=left)
-        if pred(pkt):
-            return pkt
 
 
 def ping(a: "Side", b: "Side", s: str, d: str, seq: int, timeout: float = 10.0) -> None:
@@ -103,7 +94,7 @@ def test_devices_exchange_packets_over_derp(mode_a, mode_b):
         ping(b, a, B4, A4, 2)
         big = packets.udp(A4, B4, 4000, 5000, bytes(range(256)) * 5)
         a.dev.write_packet(big)
-        assert read_until(b.dev, lambda p: p == big) == big
+        assert read_until(b.dev, lambda p: p == big, 10.0) == big
         (peer_b,) = a.dev.peers
         assert peer_b.last_handshake is not None
         # The endpoint each device ended up with is the one configured:

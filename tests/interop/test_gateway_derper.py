@@ -11,6 +11,7 @@ from contextlib import ExitStack
 import pytest
 
 from spanza import Device, Gateway, packets
+from spanza.packets import read_until
 from spanza.derp_bind import derp_endpoint
 from spanza.keys import PrivateKey
 from tests.interop.gohelpers import Derper, GoDerpClient
@@ -21,15 +22,6 @@ A4, B4 = "10.79.0.1", "10.79.0.2"
 FAST = {"backoff_max_ms": 300}
 
 
-def read_until(dev: Device, pred, timeout: float) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no matching packet")
-        pkt = dev.read_packet(timeout=left)
-        if pred(pkt):
-            return pkt
 
 
 def ping(src: Device, dst: Device, s: str, d: str, seq: int, timeout: float = 10.0) -> None:
