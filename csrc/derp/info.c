@@ -250,8 +250,12 @@ int derp_dec_client_info(const uint8_t *p, size_t len, const uint8_t server_priv
 		return -EINVAL;
 	if (derp_key_is_zero(p))
 		return -EINVAL;
-	memcpy(client_pub, p, DERP_KEY_LEN);
 	size_t blen = len - DERP_KEY_LEN;
+	/* The frame bound (derper's) admits a box shorter than its own
+	 * overhead: refuse it before blen - DERP_BOX_OVERHEAD can wrap. */
+	if (blen < DERP_BOX_OVERHEAD)
+		return -EBADMSG;
+	memcpy(client_pub, p, DERP_KEY_LEN);
 	uint8_t stackbuf[1024];
 	uint8_t *pt = blen - DERP_BOX_OVERHEAD <= sizeof(stackbuf) ? stackbuf : malloc(blen - DERP_BOX_OVERHEAD);
 	if (!pt)

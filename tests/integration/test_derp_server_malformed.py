@@ -75,6 +75,17 @@ def test_client_info_length_out_of_bounds_closes(server, bystanders, length):
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
+@pytest.mark.parametrize("box_len", [24, 39, 40], ids=["nonce-only", "one-short", "empty-box"])
+def test_client_info_box_shorter_than_its_overhead_closes(server, bystanders, box_len):
+    # 56..71-byte ClientInfo frames pass the frame bound but hold a box
+    # shorter than nonce + MAC: the length must not underflow (it did:
+    # malloc(~2^64), an abort under ASan).
+    def send(c: RawDerp) -> None:
+        c.upgrade()
+        c.send(frame(CLIENT_INFO, c.pub + os.urandom(box_len)))
+    _closed_after(server, bystanders, send, "close_handshake_error")
+
+
 def test_client_info_box_that_does_not_open_closes(server, bystanders):
     def send(c: RawDerp) -> None:
         c.upgrade()
