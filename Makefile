@@ -11,7 +11,7 @@ CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE_CFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -Icsrc -MMD -MP
-CSRCS := $(shell find csrc -name '*.c' -not -path 'csrc/fuzz/*' | sort)
+CSRCS := $(shell find csrc -name '*.c' | sort)
 
 # Flavours: release (default) and sanitize (ASan + UBSan).
 release_CFLAGS := -O2 -g
@@ -21,7 +21,7 @@ sanitize_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -
 
 # Modules add to these in mk/*.mk: EXTRA_OBJS_<flavour> (objects for the
 # archive, e.g. lwIP), TEST_DEPS (things the suite needs built first, e.g.
-# Go helpers), FUZZ_TARGETS (names of csrc/fuzz/<name>.c libFuzzer targets).
+# Go helpers), FUZZ_TARGETS (names of tests/fuzz/<name>.c libFuzzer targets).
 EXTRA_OBJS_release :=
 EXTRA_OBJS_sanitize :=
 TEST_DEPS :=
@@ -87,10 +87,10 @@ asan: build/sanitize/libspanza.a $(TEST_DEPS)
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYTHONPATH=. SPANZA_SANITIZED=1 SPANZA_ROOT=$(CURDIR) $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
-# ---- fuzzing: libFuzzer targets in csrc/fuzz/<name>.c, linked with the ASan archive ----
+# ---- fuzzing: libFuzzer targets in tests/fuzz/<name>.c, linked with the ASan archive ----
 FUZZ_CFLAGS := $(CSTD) -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
 FUZZ_BINS := $(patsubst %,build/fuzz/%,$(FUZZ_TARGETS))
-build/fuzz/%: csrc/fuzz/%.c build/fuzzlib/libspanza.a
+build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
 FUZZ_SECONDS ?= 300

@@ -4,7 +4,7 @@
  * It builds the HTTP upgrade request, parses the HTTP response, runs the
  * handshake (ServerKey -> ClientInfo -> ServerInfo), and turns frames into
  * callbacks. No sockets, no clocks: the connection code (client.c) feeds it
- * and the fuzzer (csrc/fuzz/derp_client.c) drives it directly. Frames are
+ * and the fuzzer (tests/fuzz/derp_client.c) drives it directly. Frames are
  * parsed with the shared codec (frame.h). */
 #ifndef SPANZA_DERP_CLIENT_PROTO_H
 #define SPANZA_DERP_CLIENT_PROTO_H
