@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "derp/derp_client_py.h"
+#include "derp/derp_py.h"
 #include "derp/frame.h"
 #include "derp/http.h"
 

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "derp/client.h"
+#include "derp/client/client.h"
 #include "device/udp.h"
 #include "gateway/gateway.h"
 

@@ -5,7 +5,7 @@
  * machinery; the codec is frame.c's. */
 #include "derp/http.h"
 #include "derp/keys.h"
-#include "derp/server.h"
+#include "derp/server/server.h"
 #include "runtime/log.h"
 
 #include <errno.h>

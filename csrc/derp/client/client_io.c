@@ -1,7 +1,7 @@
 /* derp client I/O on the loop: non-blocking TCP connect through the
  * resolved addresses, TLS handshake, reads into the protocol core, and the
  * write buffer that frames are encoded into. */
-#include "derp/client_int.h"
+#include "derp/client/client_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

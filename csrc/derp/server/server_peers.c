@@ -1,6 +1,6 @@
 /* Node keys on a server: local connections (with the duplicate policy),
  * mesh routes, who-sent-to-whom for PeerGone, and mesh watchers. */
-#include "derp/server.h"
+#include "derp/server/server.h"
 #include "runtime/log.h"
 
 #include <stdlib.h>

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "derp/derp_server_py.h"
+#include "derp/server/derp_server_py.h"
 #include "derp/frame.h"
 #include "derp/tls.h"
 #include "runtime/rt.h"

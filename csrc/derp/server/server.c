@@ -1,7 +1,7 @@
 /* The DERP server: configuration, the listener, lifecycle and statistics.
  * Everything after creation runs on the runtime's loop thread. */
 #include "derp/keys.h"
-#include "derp/server.h"
+#include "derp/server/server.h"
 #include "runtime/log.h"
 
 #include <arpa/inet.h>

@@ -1,6 +1,6 @@
 /* DERP server connections: non-blocking reads and batched writes on the
  * loop, deadlines on one timer per connection, closing and reaping. */
-#include "derp/server.h"
+#include "derp/server/server.h"
 #include "runtime/log.h"
 
 #include <errno.h>
