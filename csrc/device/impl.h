@@ -8,7 +8,7 @@
 
 #include "device/device.h"
 #include "device/queue.h"
-#include "device/uapi.h"
+#include "device/uapi_socket.h"
 #include "device/udp.h"
 
 #define DEV_QUEUE_BYTES (4u << 20)

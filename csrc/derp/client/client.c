@@ -17,7 +17,7 @@
 #include <arpa/inet.h>
 #include <sodium.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 static const char *state_name(int s)
 {

@@ -14,7 +14,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 {

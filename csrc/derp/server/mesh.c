@@ -9,7 +9,7 @@
 #include "derp/http.h"
 #include "derp/keys.h"
 #include "derp/server/server.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <netdb.h>

@@ -2,7 +2,7 @@
  * Everything after creation runs on the runtime's loop thread. */
 #include "derp/keys.h"
 #include "derp/server/server.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

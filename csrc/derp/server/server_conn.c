@@ -1,7 +1,7 @@
 /* DERP server connections: non-blocking reads and batched writes on the
  * loop, deadlines on one timer per connection, closing and reaping. */
 #include "derp/server/server.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <openssl/err.h>

@@ -2,7 +2,7 @@
  * (spec §9, §10, §13). */
 #include "derp/server/server.h"
 #include "derp/http.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <sodium.h>
 #include <stdlib.h>
