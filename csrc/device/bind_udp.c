@@ -1,5 +1,5 @@
-/* The UDP bind; see udp.h. */
-#include "device/udp.h"
+/* The UDP bind; see bind_udp.h. */
+#include "device/bind_udp.h"
 #include "base/log.h"
 
 #include <errno.h>
