@@ -41,3 +41,8 @@ $(eval $(call lwip_flavour,fuzzlib))
 build/fuzzlib/lwip/%.o: CC := clang
 
 FUZZ_TARGETS += ns_input
+
+# bench/ns_bench.c: raw lwIP TCP throughput on a memory wire or two devices
+# (bench/netstack_bench.py builds and runs it).
+build/release/ns_bench: bench/ns_bench.c build/release/libspanza.a
+	$(CC) $(CSTD) $(WARN) -O2 -g -Icsrc $(LWIP_INC) $< build/release/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@

@@ -79,11 +79,11 @@ int ns_host_count(void);
  * "icmp6", "ip", "ip6"; fields xmit, recv, drop, err in that order. */
 int ns_lwip_stats(const char *proto, uint64_t out[4]);
 
-/* ---- waitable operations (connect, ping, bench) ----
+/* ---- waitable operations (connect, ping) ----
  * ns_op_wait waits up to timeout_ms (-1: forever) and returns -EINPROGRESS
  * if still pending, else the result: an fd for connect (the caller owns it
- * once returned), 0 for ping and bench (then ns_op_value has the round trip
- * / elapsed time in ns), or -errno. ns_op_free cancels a pending operation. */
+ * once returned), 0 for ping (then ns_op_value has the round trip in ns),
+ * or -errno. ns_op_free cancels a pending operation. */
 int ns_op_wait(ns_op_t *op, int timeout_ms);
 uint64_t ns_op_value(ns_op_t *op);
 void ns_op_free(ns_op_t *op);
@@ -159,8 +159,5 @@ struct dev_device;
 void ns_dev_output(void *dev, const uint8_t *ip, size_t len);
 int ns_dev_attach(ns_host_t *h, struct dev_device *d);
 int ns_dev_detach(ns_host_t *h, struct dev_device *d);
-
-/* ---- benchmark: raw lwIP bulk TCP from b to a (no sockets) ---- */
-int ns_bench_tcp(ns_host_t *a, ns_host_t *b, uint16_t port, uint64_t bytes, ns_op_t **out);
 
 #endif
