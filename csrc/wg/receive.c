@@ -81,20 +81,20 @@ static int receive_cookie(wg_device *dev, uint64_t now_ms, const uint8_t *msg)
  * well-formed IPv4/IPv6 packet; its source address and family. */
 static size_t inner_packet(const uint8_t *p, size_t len, int *family, const uint8_t **src)
 {
-	if (len >= 20 && p[0] >> 4 == 4) {
+	if (len >= WG_IP4_HDR_LEN && p[0] >> 4 == 4) {
 		size_t tot = (size_t)p[2] << 8 | p[3];
-		if (tot < 20 || tot > len)
+		if (tot < WG_IP4_HDR_LEN || tot > len)
 			return 0;
 		*family = WG_AF_INET;
-		*src = p + 12;
+		*src = p + WG_IP4_SRC;
 		return tot;
 	}
-	if (len >= 40 && p[0] >> 4 == 6) {
-		size_t tot = ((size_t)p[4] << 8 | p[5]) + 40;
+	if (len >= WG_IP6_HDR_LEN && p[0] >> 4 == 6) {
+		size_t tot = ((size_t)p[4] << 8 | p[5]) + WG_IP6_HDR_LEN;
 		if (tot > len)
 			return 0;
 		*family = WG_AF_INET6;
-		*src = p + 8;
+		*src = p + WG_IP6_SRC;
 		return tot;
 	}
 	return 0;

@@ -206,14 +206,14 @@ void wg_send_keepalive(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 
 static int ip_destination(const uint8_t *ip, size_t len, int *family, const uint8_t **dst)
 {
-	if (len >= 20 && ip[0] >> 4 == 4) {
+	if (len >= WG_IP4_HDR_LEN && ip[0] >> 4 == 4) {
 		*family = WG_AF_INET;
-		*dst = ip + 16;
+		*dst = ip + WG_IP4_DST;
 		return 0;
 	}
-	if (len >= 40 && ip[0] >> 4 == 6) {
+	if (len >= WG_IP6_HDR_LEN && ip[0] >> 4 == 6) {
 		*family = WG_AF_INET6;
-		*dst = ip + 24;
+		*dst = ip + WG_IP6_DST;
 		return 0;
 	}
 	return -EINVAL;

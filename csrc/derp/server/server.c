@@ -259,12 +259,12 @@ int derp_server_new(struct rt *rt, const struct derp_server_config *cfg, derp_se
 	DEF(keepalive_ms, DERP_KEEPALIVE_MS);
 	DEF(keepalive_jitter_ms, DERP_KEEPALIVE_JITTER_MS);
 	DEF(handshake_timeout_ms, DERP_HANDSHAKE_TIMEOUT_MS);
-	DEF(http_timeout_ms, 30000);
+	DEF(http_timeout_ms, DERP_SRV_HTTP_TIMEOUT_MS);
 	DEF(write_timeout_ms, DERP_WRITE_TIMEOUT_MS);
 	DEF(mesh_write_timeout_ms, DERP_MESH_WRITE_TIMEOUT_MS);
-	DEF(mesh_retry_ms, 5000);
+	DEF(mesh_retry_ms, DERP_SRV_MESH_RETRY_MS);
 	DEF(queue_depth, DERP_QUEUE_DEPTH);
-	DEF(not_here_interval_ms, 1000);
+	DEF(not_here_interval_ms, DERP_SRV_NOT_HERE_INTERVAL_MS);
 #undef DEF
 	if (c->rate_bytes_per_s && c->rate_burst_bytes < DERP_SRV_RATE_FRAME_MAX)
 		c->rate_burst_bytes = DERP_SRV_RATE_FRAME_MAX;
