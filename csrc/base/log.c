@@ -7,6 +7,9 @@
 
 #define LOG_RING 1024
 
+/* Any thread logs; Python drains. log_mu guards ring, head, count and the
+ * increments of dropped (an atomic, read without the lock); it is held only
+ * to copy one record. errors and min_level are atomics. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct spz_log_record ring[LOG_RING];
 static unsigned head, count;
@@ -39,7 +42,7 @@ void spz_log(int level, const char *module, const char *fmt, ...)
 		/* Keep the newest: drop the oldest record. */
 		head = (head + 1) % LOG_RING;
 		count--;
-		dropped++;
+		__atomic_add_fetch(&dropped, 1, __ATOMIC_RELAXED);
 	}
 	ring[(head + count) % LOG_RING] = r;
 	count++;

@@ -14,6 +14,9 @@
 #include "lwip/timeouts.h"
 #include "base/log.h"
 
+/* ns_mu guards the binding (ns_rt, ns_users): hosts are created and
+ * closed from any thread. The rest, lwIP included, is the stack's loop
+ * thread's alone. */
 static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
 static rt_t *ns_rt;        /* guarded by ns_mu */
 static int ns_users;       /* hosts, guarded by ns_mu */

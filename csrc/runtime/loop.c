@@ -36,18 +36,24 @@ struct rt_job {
 	rt_fn fn;
 	void *arg;
 	struct rt_job *next;
-	/* for rt_call: the caller waits on done */
+	/* for rt_call: the caller waits on done (guarded by rt->mu) */
 	bool wait;
 	bool done;
 };
 
+/* Locking: mu guards the job queue (jobs_head/tail, each queued job's done
+ * flag), stopping and stopped; any thread queues (rt_post/rt_call), the
+ * loop thread drains. cv (with mu) wakes rt_call callers when their job is
+ * done. Everything else (heap, fds, graveyard, iterations) is the loop
+ * thread's alone; name, epfd, evfd and thread are set before the loop starts
+ * and only read afterwards. */
 struct rt {
 	char name[32];
 	int epfd;
 	int evfd;
 	pthread_t thread;
-	pthread_mutex_t mu; /* guards jobs and stopping */
-	pthread_cond_t cv;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* with mu: a job's done flag was set */
 	struct rt_job *jobs_head, *jobs_tail;
 	bool stopping;
 	bool stopped;

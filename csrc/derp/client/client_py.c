@@ -54,6 +54,20 @@ struct pyq {
 	size_t next_off;
 };
 
+/* Threads and locking: the client (c) lives on the runtime's loop thread;
+ * Python threads call in (send, recv, next_event, ping, wait_connected,
+ * close) with the GIL released. rt and pub are set at creation and only
+ * read; c is the loop thread's (set by create_fn, cleared by destroy_fn,
+ * read by drain, all on the loop). mu guards every field after it: the loop
+ * thread pushes rx and ev, sets connected and the pings' results, and pops
+ * ob; Python threads pop rx and ev, push ob, claim pings, and count
+ * themselves in users. mu is never held across a syscall or an rt_call.
+ * Each condition variable (with mu) has one meaning:
+ *   cv_rx     a packet was queued on rx, or closed
+ *   cv_ev     an event was queued on ev, or closed
+ *   cv_tx     the outbox (ob) has room again, or closed
+ *   cv_state  connected, a ping's done, users reaching 0 while closed, or
+ *             destroyed changed (close waits for users, then for destroy) */
 struct derp_pyclient {
 	rt_t *rt;
 	derp_client_t *c;
@@ -66,8 +80,10 @@ struct derp_pyclient {
 	bool connected;
 
 	struct pyq rx, ev, ob; /* packets, events, outbox */
-	bool drain_posted;
+	bool drain_posted;     /* a drain_job is queued on the loop */
 	struct py_ping pings[PY_PING_WAITERS];
+	/* Written by the loop thread only (drops_events also without mu,
+	 * atomically, when an event cannot be allocated); read under mu. */
 	uint64_t drops_recv_queue, drops_events;
 };
 
