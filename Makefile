@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
-WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes
 BASE_CFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -Icsrc -MMD -MP
 CSRCS := $(shell find csrc -name '*.c' | sort)
 
@@ -88,7 +88,9 @@ asan: build/sanitize/libspanza.a $(TEST_DEPS)
 	  PYTHONPATH=. SPANZA_SANITIZED=1 SPANZA_ROOT=$(CURDIR) $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 # ---- fuzzing: libFuzzer targets in tests/fuzz/<name>.c, linked with the ASan archive ----
-FUZZ_CFLAGS := $(CSTD) -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
+# (WARN without -Wmissing-prototypes: LLVMFuzzerTestOneInput is libFuzzer's
+# entry point, which no header declares.)
+FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Werror -Wshadow -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
 FUZZ_BINS := $(patsubst %,build/fuzz/%,$(FUZZ_TARGETS))
 build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)

@@ -35,6 +35,7 @@ static size_t mac2_offset(size_t len) { return len - COOKIE_LEN; }
 
 void wg_cookie_add_macs(wg_device *dev, wg_peer *peer, uint8_t *msg, size_t len, uint64_t now_ms)
 {
+	(void)dev;
 	struct wg_cookie_gen *g = &peer->cookie;
 	uint8_t *mac1 = msg + mac1_offset(len), *mac2 = msg + mac2_offset(len);
 	spz_mac(mac1, g->mac1_key, NOISE_SYMMETRIC_KEY_LEN, msg, mac1_offset(len));

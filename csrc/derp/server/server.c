@@ -27,6 +27,7 @@ static void on_accept(rt_t *rt, int fd, uint32_t events, void *arg);
 
 static void accept_resume(rt_t *rt, rt_timer_t *t, void *arg)
 {
+	(void)t;
 	struct derp_server *s = arg;
 	if (!s->closing)
 		rt_fd_mod(rt, s->lfd, EPOLLIN);
@@ -49,6 +50,7 @@ static void fill_peer_addr(struct derp_conn *c, const struct sockaddr_storage *s
 
 static void on_accept(rt_t *rt, int fd, uint32_t events, void *arg)
 {
+	(void)events;
 	struct derp_server *s = arg;
 	for (int i = 0; i < ACCEPTS_PER_EVENT && !s->closing; i++) {
 		struct sockaddr_storage ss;
@@ -373,6 +375,7 @@ struct stats_arg {
 
 static void stats_on_loop(rt_t *rt, void *arg)
 {
+	(void)rt;
 	struct stats_arg *a = arg;
 	*a->out = a->s->st;
 }
@@ -390,6 +393,7 @@ struct advance_arg {
 
 static void advance_on_loop(rt_t *rt, void *arg)
 {
+	(void)rt;
 	struct advance_arg *a = arg;
 	struct derp_server *s = a->s;
 	if (s->closing)

@@ -180,6 +180,8 @@ void derp_conn_check_deadlines(struct derp_conn *c)
 
 static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
 {
+	(void)rt;
+	(void)t;
 	struct derp_conn *c = arg;
 	c->timer_at = 0;
 	derp_conn_check_deadlines(c);
@@ -453,6 +455,8 @@ static void drive_handshake(struct derp_conn *c)
 
 static void conn_on_event(rt_t *rt, int fd, uint32_t events, void *arg)
 {
+	(void)rt;
+	(void)fd;
 	struct derp_conn *c = arg;
 	struct derp_server *s = c->srv;
 	if (c->closing)
