@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
+#include "crypto/crypto.h"
 #include "device/device_py.h"
 #include "lwip/tcp.h"
 #include "netstack/ns.h"
@@ -26,7 +26,7 @@
 #define BENCH_PING_MS 5000     /* the device link's first handshake */
 #define BENCH_PING_SIZE 56
 #define BENCH_WINDOW (1 << 20) /* lwipopts.h TCP_WND: the RTT limit's window */
-#define KEY_LEN 32
+#define KEY_LEN SPZ_X25519_KEY_LEN
 #define UAPI_MAX 512
 
 /* One transfer. The loop thread owns the pcbs and counters until `done`;
@@ -343,10 +343,8 @@ static int device_pair(rt_t *rt, struct pair *p)
 	uint8_t key[2][KEY_LEN], pub[2][KEY_LEN];
 	int port[2], rc;
 	for (int i = 0; i < 2; i++) {
-		if (getrandom(key[i], KEY_LEN, 0) != KEY_LEN)
-			return -EIO;
-		key[i][0] &= 248; /* X25519 clamping (RFC 7748) */
-		key[i][KEY_LEN - 1] = (uint8_t)((key[i][KEY_LEN - 1] & 127) | 64);
+		spz_random(key[i], KEY_LEN);
+		spz_x25519_clamp(key[i]);
 		p->dev[i] = dev_py_new(rt, key[i], 0, &rc);
 		if (!p->dev[i])
 			return rc;
@@ -355,7 +353,7 @@ static int device_pair(rt_t *rt, struct pair *p)
 		if ((port[i] = dev_py_listen_port(p->dev[i])) < 0)
 			return port[i];
 	}
-	explicit_bzero(key, sizeof(key));
+	spz_wipe(key, sizeof(key));
 	ns_host_t **h[2] = {&p->a, &p->b};
 	for (int i = 0; i < 2; i++) {
 		if ((rc = peer_with(p->dev[i], pub[1 - i], port[1 - i], 2 - i)) < 0)
