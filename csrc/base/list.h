@@ -60,15 +60,9 @@
 /* Unlinks e from a doubly linked list with a head and a tail. */
 #define SPZ_DLIST_UNLINK_TAIL(head, tail, e, prev, next) \
 	do {                                             \
-		if ((e)->prev)                           \
-			(e)->prev->next = (e)->next;     \
-		else                                     \
-			(head) = (e)->next;              \
-		if ((e)->next)                           \
-			(e)->next->prev = (e)->prev;     \
-		else                                     \
+		if (!(e)->next)                          \
 			(tail) = (e)->prev;              \
-		(e)->next = (e)->prev = NULL;            \
+		SPZ_DLIST_UNLINK(head, e, prev, next);   \
 	} while (0)
 
 #endif
