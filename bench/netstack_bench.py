@@ -39,8 +39,13 @@ def raw_tcp(link: str, runs: list[tuple[int, int]]) -> None:
     """lwIP bulk TCP b -> a in bench/ns_bench.c, its own process with its own
     hosts on `link`: one line per (one-way delay ms, bytes)."""
     subprocess.run(["make", "-s", "build/release/ns_bench"], cwd=ROOT, check=True)
-    r = subprocess.run([os.path.join(ROOT, "build/release/ns_bench"), link] + [f"{d}:{n}" for d, n in runs],
-                       capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(
+        [os.path.join(ROOT, "build/release/ns_bench"), link] + [f"{d}:{n}" for d, n in runs],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     print(r.stdout, end="")
     if r.returncode:
         print(f"     failed: {r.stderr.strip()}")
