@@ -21,9 +21,10 @@
 #include "netstack/ns.h"
 
 #define BENCH_CHUNK 16384
-#define BENCH_PORT_BASE 5000   /* + the delay in ms, as netstack_bench.py did */
+#define BENCH_PORT_BASE 5000 /* + the delay in ms, as netstack_bench.py did */
 #define BENCH_TIMEOUT_S 600
-#define BENCH_PING_MS 5000     /* the device link's first handshake */
+#define BENCH_DELAY_MAX_MS 1000
+#define BENCH_PING_MS 5000 /* the device link's first handshake */
 #define BENCH_PING_SIZE 56
 #define BENCH_WINDOW (1 << 20) /* lwipopts.h TCP_WND: the RTT limit's window */
 #define KEY_LEN SPZ_X25519_KEY_LEN
@@ -93,8 +94,7 @@ static void fill(struct bench *b)
 		uint64_t n = b->total - b->sent;
 		if (n > BENCH_CHUNK)
 			n = BENCH_CHUNK;
-		if (n > tcp_sndbuf(pcb) ||
-		    tcp_sndqueuelen(pcb) + n / pcb->mss + 2 >= TCP_SND_QUEUELEN)
+		if (n > tcp_sndbuf(pcb) || tcp_sndqueuelen(pcb) + n / pcb->mss + 2 >= TCP_SND_QUEUELEN)
 			break;
 		if (tcp_write(pcb, pattern, (u16_t)n, TCP_WRITE_FLAG_COPY) != ERR_OK)
 			break;
@@ -200,7 +200,9 @@ static void start_on_loop(rt_t *rt, void *arg)
 		return;
 	}
 	struct tcp_pcb *l = tcp_new_ip_type(IPADDR_TYPE_V4);
-	err_t e = l ? tcp_bind(l, dst, c->port) : ERR_MEM;
+	err_t e = ERR_MEM;
+	if (l)
+		e = tcp_bind(l, dst, c->port);
 	if (e == ERR_OK)
 		b->lpcb = tcp_listen_with_backlog_and_err(l, 1, &e);
 	if (!b->lpcb) {
@@ -212,7 +214,9 @@ static void start_on_loop(rt_t *rt, void *arg)
 	tcp_arg(b->lpcb, b);
 	tcp_accept(b->lpcb, srv_accept);
 	b->cli = tcp_new_ip_type(IPADDR_TYPE_V4);
-	e = b->cli ? tcp_bind(b->cli, src, 0) : ERR_MEM;
+	e = ERR_MEM;
+	if (b->cli)
+		e = tcp_bind(b->cli, src, 0);
 	if (e == ERR_OK) {
 		tcp_arg(b->cli, b);
 		tcp_sent(b->cli, cli_sent);
@@ -240,8 +244,7 @@ static double cpu_seconds(void)
 }
 
 /* Bulk TCP b -> a: 0 with *wall and *per_cpu in MB/s, or -errno. */
-static int raw_tcp(rt_t *rt, ns_host_t *a, ns_host_t *b, uint64_t bytes, uint16_t port, double *wall,
-		   double *per_cpu)
+static int raw_tcp(rt_t *rt, ns_host_t *a, ns_host_t *b, uint64_t bytes, uint16_t port, double *wall, double *per_cpu)
 {
 	struct bench *bn = calloc(1, sizeof(*bn));
 	if (!bn)
@@ -397,6 +400,19 @@ static void pair_close(struct pair *p)
 		ns_wire_free(p->wire);
 }
 
+/* "DELAY_MS:BYTES": false unless both are whole decimal numbers. */
+static bool parse_run(const char *s, unsigned long *delay_ms, unsigned long long *bytes)
+{
+	char *end;
+	errno = 0;
+	*delay_ms = strtoul(s, &end, 10);
+	if (end == s || *end != ':')
+		return false;
+	s = end + 1;
+	*bytes = strtoull(s, &end, 10);
+	return end != s && !*end && errno == 0;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: ns_bench wire|device DELAY_MS:BYTES ...\n"
@@ -421,27 +437,26 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		fprintf(stderr, "ns_bench: setting up the %s link: %s\n", argv[1], strerror(-rc));
 	for (int i = 2; i < argc && rc >= 0; i++) {
-		unsigned delay_ms;
+		unsigned long delay_ms;
 		unsigned long long bytes;
-		char end;
-		if (sscanf(argv[i], "%u:%llu%c", &delay_ms, &bytes, &end) != 2 || !bytes || delay_ms > 1000 ||
+		if (!parse_run(argv[i], &delay_ms, &bytes) || !bytes || delay_ms > BENCH_DELAY_MAX_MS ||
 		    (!wire && delay_ms)) {
 			rc = usage();
 			break;
 		}
-		if (wire && (rc = ns_wire_set_delay(p.wire, delay_ms * 1000)) < 0)
+		if (wire && (rc = ns_wire_set_delay(p.wire, (uint32_t)delay_ms * 1000)) < 0)
 			break;
 		double mbps = 0, per_cpu = 0;
 		rc = raw_tcp(rt, p.a, p.b, bytes, (uint16_t)(BENCH_PORT_BASE + delay_ms), &mbps, &per_cpu);
 		if (rc < 0) {
-			fprintf(stderr, "ns_bench: %s at %u ms: %s\n", argv[1], delay_ms, strerror(-rc));
+			fprintf(stderr, "ns_bench: %s at %lu ms: %s\n", argv[1], delay_ms, strerror(-rc));
 			break;
 		}
 		char limit[64] = "CPU-bound";
 		if (delay_ms)
 			snprintf(limit, sizeof(limit), "window/RTT limit %.0f MB/s",
-				 BENCH_WINDOW / (2.0 * delay_ms / 1000) / 1e6);
-		printf("     one-way %2u ms: %7.0f MB/s wall, %7.0f MB per CPU-s  (%s)\n", delay_ms, mbps, per_cpu,
+				 BENCH_WINDOW / (2.0 * (double)delay_ms / 1000) / 1e6);
+		printf("     one-way %2lu ms: %7.0f MB/s wall, %7.0f MB per CPU-s  (%s)\n", delay_ms, mbps, per_cpu,
 		       limit);
 		fflush(stdout);
 	}
