@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import warnings
 import ipaddress
 import logging
 import os
@@ -43,8 +44,10 @@ from typing import Any, Union
 
 from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
+from spanza._handle import Handle
+from spanza._wait import sliced
 from spanza.derp_client import client_opts
-from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.errors import ClosedError, ConfigError, check, error
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -105,10 +108,16 @@ def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
 # ---- the gateway ----------------------------------------------------------------------
 
 
-class Gateway:
+def _free_gateway(ptr: Any) -> None:
+    lib.gw_py_shutdown(ptr)
+    lib.gw_py_free(ptr)
+
+
+class Gateway(Handle):
     """A UDP <-> DERP relay for one local WireGuard and its remote peers.
 
-    derp_url: ``http(s)://host[:port]/derp``. private_key: the gateway's
+    url: the relay, ``http(s)://host[:port]/derp`` (``derp_url``: its old,
+    deprecated name). private_key: the gateway's
     DERP identity (``privkey:<hex>``, WireGuard base64, 32 bytes or a key
     object); its public key (``public_key``) is what remote peers send to.
     listen: the first remote peer's UDP address (default 127.0.0.1, any
@@ -122,9 +131,10 @@ class Gateway:
 
     def __init__(
         self,
-        derp_url: str,
-        private_key: KeyLike,
+        url: str | None = None,
+        private_key: KeyLike | None = None,
         *,
+        derp_url: str | None = None,
         listen: AddressLike = ("127.0.0.1", 0),
         wg_endpoint: AddressLike | None = None,
         remote_peers: Iterable[KeyLike] = (),
@@ -133,19 +143,26 @@ class Gateway:
         runtime: Runtime | None = None,
         derp_options: dict[str, int] | None = None,
     ) -> None:
-        self._ptr = None
+        if derp_url is not None:
+            warnings.warn("Gateway(derp_url=...) is deprecated: call it url", DeprecationWarning, stacklevel=2)
+            if url is not None:
+                raise TypeError("Gateway: give url or derp_url (its old name), not both")
+            url = derp_url
+        if url is None or private_key is None:
+            raise TypeError("Gateway() needs url (the relay, http(s)://host[:port]/derp) and private_key")
+        self._ptr: Any = None
         self._lock = threading.Lock()  # serialises configuration changes
         self._cv = threading.Condition()
         self._inflight = 0
-        self.derp_url = derp_url
+        self.url = url
         self.runtime = runtime or default_runtime()
         self._listen = parse_address(listen, "listen")
         self._peers: dict[bytes, tuple[str, int]] = {}  # key -> bound address, in order
         self._wg_endpoint = None if wg_endpoint is None else parse_address(
             wg_endpoint, "wg_endpoint", allow_port_zero=False)
         priv = private_key_bytes(private_key)
-        if not isinstance(derp_url, str) or not derp_url.startswith(("http://", "https://")):
-            raise ConfigError(f"derp_url: {derp_url!r} is not http(s)://host[:port]/derp")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"url: {url!r} is not http(s)://host[:port]/derp")
 
         keep: list[Any] = []
         opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=derp_options)
@@ -155,10 +172,11 @@ class Gateway:
             _to_c(self._wg_endpoint, wg)
         rc = ffi.new("int *")
         err = ffi.new("char[256]")
-        ptr = lib.gw_py_new(self.runtime.ptr, derp_url.encode(), priv, opts, wg, rc, err, 256)
+        ptr = lib.gw_py_new(self.runtime.ptr, url.encode(), priv, opts, wg, rc, err, 256)
         if ptr == ffi.NULL:
             self._raise(rc[0], err, "Gateway")
         self._ptr = ptr
+        self._handle_open(lambda: _free_gateway(ptr), f"Gateway {url}")
         pub = ffi.new("uint8_t[32]")
         lib.gw_py_public_key(ptr, pub)
         self._public = bytes(pub)
@@ -168,7 +186,7 @@ class Gateway:
         except BaseException:
             self.close()
             raise
-        log.info("gateway %s for %s, %d remote peer(s)", self.public_key.tailscale, derp_url, len(self._peers))
+        log.info("gateway %s for %s, %d remote peer(s)", self.public_key.tailscale, url, len(self._peers))
 
     @staticmethod
     def _raise(rc: int, err: Any, what: str) -> None:
@@ -176,23 +194,23 @@ class Gateway:
         msg = f"{what}: {msg or os.strerror(-rc)}"
         if -rc == errno.EADDRNOTAVAIL:
             msg += " (listen: use an address of this host, or ':port' for all)"
-        if -rc in (errno.EINVAL, errno.ERANGE, errno.EADDRINUSE, errno.EEXIST, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise ConfigError(msg, -rc)  # the caller's to fix
-        if -rc == errno.ESHUTDOWN:
-            raise ClosedError(msg, -rc)
-        raise SpanzaError(msg, -rc)
+        raise error(-rc, msg)
+
+    @property
+    def derp_url(self) -> str:
+        """Deprecated: the relay's URL is `url`."""
+        warnings.warn("Gateway.derp_url is deprecated: use url", DeprecationWarning, stacklevel=2)
+        return self.url
 
     def _p(self) -> Any:
-        if self._ptr is None:
-            raise ClosedError("gateway is closed")
+        self._check_open()
         return self._ptr
 
     @contextlib.contextmanager
     def _use(self) -> Iterator[Any]:
         """The C pointer, kept alive (close waits) while the block runs."""
         with self._cv:
-            if self._ptr is None:
-                raise ClosedError("gateway is closed")
+            self._check_open()
             self._inflight += 1
             ptr = self._ptr
         try:
@@ -296,11 +314,10 @@ class Gateway:
 
     def wait_connected(self, timeout: float | None = 10.0) -> None:
         """Blocks until the DERP connection is up; TimeoutError otherwise."""
-        ms = -1 if timeout is None else max(0, int(timeout * 1000))
         with self._use() as p:
-            rc = lib.gw_py_wait_connected(p, ms)
-        if rc == -110:
-            raise TimeoutError(f"gateway: not connected to {self.derp_url} within {timeout} s "
+            rc = sliced(lambda ms: int(lib.gw_py_wait_connected(p, ms)), timeout, what="wait_connected")
+        if rc == -errno.ETIMEDOUT:
+            raise TimeoutError(f"gateway: not connected to {self.url} within {timeout} s "
                                f"(last error: {self.last_error() or 'none'})")
         check(rc, "wait_connected")
 
@@ -347,37 +364,22 @@ class Gateway:
 
     # -- lifetime --
 
-    def close(self) -> None:
-        """Closes the sockets and the DERP connection; threads waiting in
-        wait_connected get ClosedError. Idempotent."""
+    def _before_release(self) -> None:
+        """close(): wake wait_connected callers (ClosedError) and wait for
+        the calls in flight; the release frees the rest."""
         with self._lock, self._cv:
-            ptr, self._ptr = self._ptr, None
-            if ptr is None:
-                return
-            lib.gw_py_shutdown(ptr)  # wakes wait_connected
+            lib.gw_py_shutdown(self._ptr)
             while self._inflight:
                 self._cv.wait()
-        lib.gw_py_free(ptr)
-        log.debug("gateway %s closed", self.public_key.tailscale if hasattr(self, "_public") else "")
 
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def __enter__(self) -> "Gateway":
+    def __enter__(self) -> Gateway:
+        self._check_open()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
     def __repr__(self) -> str:
-        if self._ptr is None:
-            return "<Gateway closed>"
-        return f"<Gateway {self.public_key.tailscale} {self.derp_url} peers={len(self._peers)}>"
+        if self.closed:
+            return f"<{self._label} closed>"
+        return f"<Gateway {self.public_key.tailscale} {self.url} peers={len(self._peers)}>"
 
 
 __all__ = ["Gateway", "format_address", "parse_address"]

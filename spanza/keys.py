@@ -152,11 +152,26 @@ class Key:
 
 
 class PublicKey(Key):
-    """An X25519 public key (a peer's identity; Tailscale calls it a node key)."""
+    """An X25519 public key (a peer's identity; Tailscale calls it a node key).
+
+    Every Spanza API returns public keys as this type. It also compares equal
+    to its 32 raw bytes (and hashes like them), so code written when some
+    APIs returned bytes keeps working."""
 
     kind = "public key"
     tailscale_prefix = "nodekey:"
     __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (bytes, bytearray)):
+            return len(other) == KEY_LEN and hmac.compare_digest(self._raw, bytes(other))
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def __len__(self) -> int:
+        return KEY_LEN
 
 
 class PrivateKey(Key):

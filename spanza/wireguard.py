@@ -26,11 +26,12 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from spanza._addr import format_address
 from spanza._ffi import ffi, lib
-from spanza.errors import ClosedError, ConfigError, check
+from spanza._handle import Handle
+from spanza.errors import ConfigError, check
 from spanza.keys import PresharedKey, PrivateKey, PublicKey, as_key
 
 __all__ = ["DROP_REASONS", "PeerStats", "Tunnel", "pump"]
@@ -95,7 +96,7 @@ class PeerStats:
     allowed_ips: list[str] = field(default_factory=list)
 
 
-class Tunnel:
+class Tunnel(Handle):
     """One WireGuard interface on a virtual clock (milliseconds)."""
 
     _next_host = 1
@@ -122,9 +123,11 @@ class Tunnel:
             seed = seed.to_bytes(16, "little", signed=True)
         elif isinstance(seed, str):
             seed = seed.encode()
-        self._ptr = lib.wg_tunnel_new(seed if seed is not None else ffi.NULL, len(seed or b""))
-        if self._ptr == ffi.NULL:
+        ptr = lib.wg_tunnel_new(seed if seed is not None else ffi.NULL, len(seed or b""))
+        if ptr == ffi.NULL:
             raise MemoryError("cannot create a WireGuard tunnel")
+        self._ptr = ptr
+        self._handle_open(lambda: lib.wg_tunnel_free(ptr), "Tunnel")
         self._dev = lib.wg_tunnel_device(self._ptr)
         self._now = int(now)
         if wall_clock_ns is None:
@@ -150,9 +153,9 @@ class Tunnel:
 
     # ---- plumbing ----
     @property
-    def dev(self):  # noqa: ANN201 - cffi pointer
-        if self._ptr is None:
-            raise ClosedError("tunnel is closed")
+    def dev(self) -> Any:
+        """The C ``wg_device *``."""
+        self._check_open()
         return self._dev
 
     def _random(self, n: int) -> bytes:
@@ -164,25 +167,12 @@ class Tunnel:
     def _sync_wall(self) -> None:
         lib.wg_tunnel_set_wall_ns(self._ptr, max(0, self._wall0_ns + self._now * 1_000_000))
 
-    def close(self) -> None:
-        if self._ptr is not None:
-            ptr, self._ptr = self._ptr, None
-            lib.wg_tunnel_free(ptr)
-
-    def __enter__(self) -> "Tunnel":
+    def __enter__(self) -> Tunnel:
+        self._check_open()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
     def __repr__(self) -> str:
-        if self._ptr is None:
+        if self.closed:
             return "<Tunnel closed>"
         return f"<Tunnel {self.public_key} at {self.address} t={self._now}ms>"
 
