@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from spanza._ffi import ffi, lib
@@ -67,6 +68,15 @@ def default_runtime() -> Runtime:
         if _default is None or _default.closed:
             _default = Runtime("spanza")
         return _default
+
+
+def _after_fork_in_child() -> None:
+    global _default, _default_lock
+    _default = None  # the parent's loop thread is not in the child
+    _default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def now_ms() -> int:
