@@ -378,7 +378,15 @@ class DerpClient(Handle):
     def ping(self, timeout: float | None = 5.0) -> float:
         """Pings the server; returns the round-trip time in seconds."""
         rtt = ffi.new("uint64_t *")
-        rc = lib.derp_pyclient_ping(self._ptr, timeout_ms(timeout, "ping"), rtt)
+        timeout_ms(timeout, "ping")  # checked before anything is sent
+        slot = ffi.new("int *")
+        p = self._ptr
+        rc = lib.derp_pyclient_ping_start(p, slot)
+        if rc == 0:
+            try:
+                rc = _wait(lambda ms: int(lib.derp_pyclient_ping_wait(p, slot[0], ms, rtt)), timeout)
+            finally:
+                lib.derp_pyclient_ping_end(p, slot[0])
         if rc == -errno.ETIMEDOUT:
             raise TimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
         if rc == -errno.ENOTCONN:

@@ -84,6 +84,15 @@ CASES = {
         "c.next_event(timeout=None)",
         "c.ping(5)\nc.close()\nr.close()",
     ),
+    "DerpClient.ping": (
+        "import threading\nsys.path.insert(0, 'tests/integration')\nfrom derp_fake_server import FakeServer\n"
+        "def deaf(conn):\n    conn.handshake()\n    threading.Event().wait(60)\n"
+        "srv = FakeServer([deaf]).__enter__()\n"
+        "c = spanza.DerpClient(srv.url, spanza.PrivateKey.generate(), ping_timeout_ms=60000)\n"
+        "c.wait_connected(10)",
+        "c.ping(timeout=30)",
+        "assert c.stats()['pings_sent'] == 1\nc.close()",
+    ),
     "Host.connect": (
         "d = spanza.Device(listen_port=0, address='10.91.2.1/24')\n"
         "d.add_peer(spanza.PrivateKey.generate().public_key, endpoint='127.0.0.1:9',"
