@@ -4,11 +4,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from spanza._handle import close_all
+from spanza._log import set_level as set_log_level
 from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
 from spanza.device import Device, PeerInfo
-from spanza._handle import close_all
-from spanza._log import set_level as set_log_level
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError
 from spanza.gateway import Gateway
 from spanza.keys import PresharedKey, PrivateKey, PublicKey

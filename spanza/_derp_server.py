@@ -73,14 +73,14 @@ def node_public_key(private_key: bytes | str | PrivateKey) -> bytes:
     return PrivateKey(private_key_bytes(private_key, "private key")).public_key.raw
 
 
-def load_derper_key(path: str | os.PathLike, create: bool = True) -> bytes:
+def load_derper_key(path: str | os.PathLike[str], create: bool = True) -> bytes:
     """The private key in derper's config file ({"PrivateKey": "privkey:..."}),
     creating the file (mode 0600) with a fresh key when it is missing
     (spanza.keys.load_key_file, as raw bytes)."""
     return load_key_file(path, create=create).raw
 
 
-def load_mesh_key(path: str | os.PathLike) -> bytes:
+def load_mesh_key(path: str | os.PathLike[str]) -> bytes:
     """A mesh key file as derper reads it: 64 hex digits, whitespace trimmed."""
     key = ffi.new("uint8_t[32]")
     err = ffi.new("char[]", _ERRLEN)
@@ -90,7 +90,7 @@ def load_mesh_key(path: str | os.PathLike) -> bytes:
     return bytes(key)
 
 
-def write_self_signed_cert(hostname: str, cert_path: str | os.PathLike, key_path: str | os.PathLike) -> None:
+def write_self_signed_cert(hostname: str, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> None:
     """Writes a self-signed P-256 certificate (1 year) for a DNS name or IP."""
     err = ffi.new("char[]", _ERRLEN)
     rc = lib.derp_server_write_self_signed(
@@ -136,18 +136,18 @@ class DerpServer(Handle):
         port: int = 0,
         tls: bool = False,
         hostname: str | None = None,
-        cert_file: str | os.PathLike | None = None,
-        key_file: str | os.PathLike | None = None,
-        key_file_config: str | os.PathLike | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+        key_file_config: str | os.PathLike[str] | None = None,
         mesh_key: bytes | str | None = None,
         mesh_with: Sequence[str] | str = (),
-        allowlist_file: str | os.PathLike | None = None,
+        allowlist_file: str | os.PathLike[str] | None = None,
         rate_limit: int | None = None,
         runtime: Runtime | None = None,
         *,
         private_key: bytes | str | None = None,
         rate_burst: int | None = None,
-        mesh_ca_file: str | os.PathLike | None = None,
+        mesh_ca_file: str | os.PathLike[str] | None = None,
         mesh_insecure: bool = False,
         require_sni: bool = False,
         **timers: int,
@@ -171,7 +171,7 @@ class DerpServer(Handle):
         if key_file_config is not None and private_key is not None:
             raise ConfigError("give either key_file_config or private_key, not both")
 
-        self._keep: list = []  # cffi buffers referenced by the config during creation
+        self._keep: list[Any] = []  # cffi buffers referenced by the config during creation
         cfg = ffi.new("struct derp_server_config *")
         cfg.host = self._cstr(host)
         cfg.port = port
@@ -219,8 +219,8 @@ class DerpServer(Handle):
         self._ptr = out[0]
         # The release refers to the C server and the runtime, not to self:
         # a server dropped without close() is freed by the collector.
-        self._handle_open(lambda ptr=self._ptr, rt=self.runtime if self._own_runtime else None: _free_server(ptr, rt),
-                          "DerpServer")
+        ptr, own_rt = self._ptr, self.runtime if self._own_runtime else None
+        self._handle_open(lambda: _free_server(ptr, own_rt), "DerpServer")
         self.host = host
         self.tls = bool(tls)
         self.hostname = hostname

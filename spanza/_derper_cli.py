@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("spanza.derper")
 
@@ -43,14 +44,14 @@ def _duration_ms(text: str) -> int:
     return int(sum(float(n) * units[u] for n, u in parts))
 
 
-def add_derper_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_derper_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "derper",
         help="run a DERP relay server (Tailscale's protocol)",
         description="A DERP server with cmd/derper's flags where they apply. "
         "Serves until SIGINT or SIGTERM.",
     )
-    b = dict(type=_gobool, nargs="?", const=True, metavar="BOOL")
+    b: dict[str, Any] = dict(type=_gobool, nargs="?", const=True, metavar="BOOL")
     p.add_argument("--dev", default=False, help="dev mode: :3340, plain HTTP, fresh key, mesh key from "
                    "$TAILSCALE_DERPER_MESH_KEY", **b)
     p.add_argument("-a", dest="addr", default=":443", metavar="ADDR",
@@ -131,7 +132,7 @@ def _mesh_key(args: argparse.Namespace) -> bytes | None:
     return load_mesh_key(path) if path else None
 
 
-def server_options(args: argparse.Namespace) -> dict:
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """DerpServer keyword arguments from derper's flags (SystemExit on misuse)."""
     if not args.derp:
         raise SystemExit("derper: --derp=false (STUN/bootstrap only) is not supported")
@@ -139,7 +140,7 @@ def server_options(args: argparse.Namespace) -> dict:
         raise SystemExit("derper: --verify-clients is not supported; use --allowlist FILE")
     host, port = _split_addr(":3340" if args.dev else args.addr)
     tls = args.certmode == "manual" or (port == 443 and not args.dev)
-    opts: dict = {"host": host or "0.0.0.0", "port": port, "tls": tls}
+    opts: dict[str, Any] = {"host": host or "0.0.0.0", "port": port, "tls": tls}
     if tls:
         if args.certmode != "manual":
             raise SystemExit(f"derper: --certmode {args.certmode} (ACME) is not supported; "

@@ -21,7 +21,6 @@ import errno
 import ipaddress
 import logging
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -49,7 +48,7 @@ log = logging.getLogger("spanza.derp")
 
 MAX_PACKET = 65536  # DERP's largest relayed packet (spec §2)
 
-KeyLike = Union[bytes, bytearray, memoryview, str, os.PathLike, Any]
+KeyLike = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", Any]
 
 
 # ---- keys ----
@@ -70,13 +69,13 @@ def _private_key(value: KeyLike) -> bytes:
 _OWN_ARGUMENT = ("ca_file", "pin_sha256", "server_name", "server_key", "has_server_key", "insecure")
 
 
-def _cstr(keep: list[Any], s: str | os.PathLike) -> Any:
+def _cstr(keep: list[Any], s: str | os.PathLike[str]) -> Any:
     b = ffi.new("char[]", os.fsencode(s))
     keep.append(b)
     return b
 
 
-def client_opts(keep: list[Any], *, ca_file: str | os.PathLike | None = None, insecure: bool = False,
+def client_opts(keep: list[Any], *, ca_file: str | os.PathLike[str] | None = None, insecure: bool = False,
                 options: dict[str, int] | None = None, what: str = "derp_options",
                 ca_what: str = "ca_file") -> Any:
     """A ``struct derp_client_opts`` for every DERP client Spanza makes (a
@@ -223,7 +222,7 @@ class DerpClient(Handle):
         url: str,
         private_key: KeyLike,
         *,
-        ca_file: str | os.PathLike | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         pin_sha256: str | bytes | None = None,
         insecure: bool = False,
         server_name: str | None = None,
@@ -275,7 +274,8 @@ class DerpClient(Handle):
         # it down, so a call racing with close() in another thread gets
         # ClosedError instead of touching freed memory.
         self._p = ffi.gc(p, lib.derp_pyclient_free)
-        self._handle_open(lambda gp=self._p, rt=self.runtime: _close_client(gp, rt), f"DerpClient {url}")
+        gp, rt = self._p, self.runtime
+        self._handle_open(lambda: _close_client(gp, rt), f"DerpClient {url}")
         pub = ffi.new("uint8_t[32]")
         lib.derp_pyclient_public_key(p, pub)
         self.public_key = PublicKey(bytes(pub))
@@ -346,10 +346,10 @@ class DerpClient(Handle):
 
     def next_event(self, timeout: float | None = None) -> Event:
         """The next event; TimeoutError if none arrives in time."""
+        out = ffi.new("struct derp_client_event **")
+        p = self._ptr
         while True:
-            out = ffi.new("struct derp_client_event **")
-            p = self._ptr
-            rc = _wait(lambda ms: lib.derp_pyclient_next_event(p, ms, out), timeout)
+            rc = _wait(lambda ms: int(lib.derp_pyclient_next_event(p, ms, out)), timeout)
             if rc == -errno.ETIMEDOUT:
                 raise TimeoutError(f"DerpClient {self.url}: no event within {timeout}s")
             check(rc, f"DerpClient {self.url}: next_event")
@@ -393,7 +393,7 @@ class DerpClient(Handle):
             raise SpanzaError(f"DerpClient {self.url}: ping: not connected ({self.last_error or 'connecting'})",
                               errno.ENOTCONN)
         check(rc, f"DerpClient {self.url}: ping")
-        return rtt[0] / 1e6
+        return float(rtt[0]) / 1e6
 
     def reconnect(self) -> None:
         """Drops the connection now; the client reconnects by itself."""
@@ -407,7 +407,7 @@ class DerpClient(Handle):
         buf = ffi.new("char[256]")
         if lib.derp_pyclient_last_error(self._p, buf, 256) < 0:
             return ""
-        return ffi.string(buf).decode(errors="replace")
+        return str(ffi.string(buf).decode(errors="replace"))
 
     def stats(self) -> dict[str, int | str]:
         """Counters: packets/bytes sent and received, drops by reason,

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno as _errno
 import gc
 import http.server
-import errno as _errno
 import ipaddress
 import logging
-import math
 import os
 import socket
 import socketserver
@@ -47,7 +46,7 @@ DEFAULT_UAPI_DIR = "/var/run/wireguard"
 MAX_PACKET = 65535
 
 KeyLike = Union[str, bytes, bytearray, memoryview, Any]
-Endpoint = Union[str, tuple]
+Endpoint = Union[str, tuple[str, int]]
 
 _LOAD_MODES = {"auto": 0, "force": 1, "never": 2}
 
@@ -281,10 +280,10 @@ class Device(DerpBindMixin, Handle):
         name: str | None = None,
         runtime: Runtime | None = None,
         uapi_dir: str | None = None,
-        keylog_file: str | os.PathLike | None = None,
+        keylog_file: str | os.PathLike[str] | None = None,
         derp_url: str | None = None,
         derp_key: KeyLike | None = None,
-        derp_ca_file: str | os.PathLike | None = None,
+        derp_ca_file: str | os.PathLike[str] | None = None,
         derp_insecure: bool = False,
         derp_options: dict[str, int] | None = None,
         address: str | Iterable[str] | None = None,
@@ -342,7 +341,8 @@ class Device(DerpBindMixin, Handle):
         except BaseException:
             self.close()
             raise
-        log.debug("device %s up on UDP port %s", name or hex(id(self)), self.listen_port if listen_port is not None else "-")
+        log.debug("device %s up on UDP port %s", name or hex(id(self)),
+                  self.listen_port if listen_port is not None else "-")
 
     # -- the TCP/IP host (Device(address=...)) --
 
@@ -453,7 +453,7 @@ class Device(DerpBindMixin, Handle):
             rc = lib.dev_py_uapi_get(p, out, n)
         try:
             check(rc, "ipc_get")
-            text = ffi.unpack(out[0], n[0]).decode()
+            text = str(ffi.unpack(out[0], n[0]).decode())
         finally:
             lib.dev_py_free_text(out[0])
         if text.endswith("errno=0\n\n"):
@@ -526,7 +526,7 @@ class Device(DerpBindMixin, Handle):
         with self._use() as p:
             check(lib.dev_py_set_under_load(p, _LOAD_MODES[mode], int(threshold)), "set_under_load")
 
-    def set_keylog(self, path: str | os.PathLike | None) -> None:
+    def set_keylog(self, path: str | os.PathLike[str] | None) -> None:
         """Append tshark key-log lines for every handshake to path (None stops)."""
         with self._use() as p:
             check(lib.dev_py_set_keylog(p, os.fsencode(os.fspath(path)) if path else ffi.NULL), f"keylog {path}")
@@ -606,7 +606,7 @@ class Device(DerpBindMixin, Handle):
         if n == -_errno.ESHUTDOWN:
             raise ClosedError(f"read_packet: {self._label} was closed")
         check(n, "read_packet")
-        return ffi.buffer(buf, n)[:]
+        return bytes(ffi.buffer(buf, n))
 
 
 __all__ = ["Device", "PeerInfo", "SpanzaError", "parse_uapi_get"]

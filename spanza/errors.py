@@ -34,7 +34,7 @@ class SpanzaOSError(SpanzaError, OSError):
 
     def __init__(self, message: str, errno: int | None = None) -> None:
         OSError.__init__(self, errno, message)
-        self.errno = errno  # type: ignore[assignment]
+        self.errno = errno
 
     def __str__(self) -> str:
         return str(self.strerror)

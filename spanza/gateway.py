@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import warnings
 import ipaddress
 import logging
 import os
 import socket
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
@@ -47,7 +47,7 @@ from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._wait import sliced
 from spanza.derp_client import client_opts
-from spanza.errors import ClosedError, ConfigError, check, error
+from spanza.errors import ConfigError, check, error
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -138,7 +138,7 @@ class Gateway(Handle):
         listen: AddressLike = ("127.0.0.1", 0),
         wg_endpoint: AddressLike | None = None,
         remote_peers: Iterable[KeyLike] = (),
-        ca_file: str | os.PathLike | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         runtime: Runtime | None = None,
         derp_options: dict[str, int] | None = None,
@@ -237,7 +237,8 @@ class Gateway(Handle):
                 raise ConfigError(f"remote peer {PublicKey(raw).tailscale} was already added")
             addr = self._next_listen() if listen is None else parse_address(listen, "listen")
             if addr[1] > 65535:
-                raise ConfigError(f"listen: no port left above {self._listen[1]} for remote peer {len(self._peers) + 1}")
+                raise ConfigError(f"listen: no port left above {self._listen[1]} "
+                                  f"for remote peer {len(self._peers) + 1}")
             c_listen = ffi.new("struct gw_addr *")
             _to_c(addr, c_listen)
             bound = ffi.new("struct gw_addr *")
@@ -261,7 +262,7 @@ class Gateway(Handle):
             del self._peers[raw]
 
     @property
-    def remote_peers(self) -> list[Any]:
+    def remote_peers(self) -> list[PublicKey]:
         return [PublicKey(k) for k in self._peers]
 
     def address_for(self, key: KeyLike) -> tuple[str, int]:
@@ -283,7 +284,7 @@ class Gateway(Handle):
     # -- configuration --
 
     @property
-    def public_key(self) -> Any:
+    def public_key(self) -> PublicKey:
         """The gateway's DERP public key (what remote peers send to)."""
         return PublicKey(self._public)
 
@@ -300,7 +301,7 @@ class Gateway(Handle):
             _to_c(addr, c)
         with self._lock:
             rc = lib.gw_py_set_wg_endpoint(self._p(), c)
-            if rc == -22:
+            if rc == -errno.EINVAL and addr is not None:
                 raise ConfigError(f"wg_endpoint: {format_address(addr)} cannot be reached from the "
                                   "remote peers' sockets (IPv6 endpoint, IPv4 sockets?)", 22)
             check(rc, "wg_endpoint")
@@ -330,7 +331,7 @@ class Gateway(Handle):
         buf = ffi.new("char[256]")
         with self._lock:
             lib.gw_py_last_error(self._p(), buf, 256)
-        return ffi.string(buf).decode(errors="replace")
+        return str(ffi.string(buf).decode(errors="replace"))
 
     def stats(self) -> dict[str, Any]:
         """Totals (datagrams/bytes each way, drops by reason), the DERP

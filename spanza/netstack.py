@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle, fork_generation
 from spanza._wait import sliced
-from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, check, error
+from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, check
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
@@ -70,7 +70,7 @@ class Link(Protocol):
 
     def output(self) -> tuple[Any, Any]: ...
     def attach(self, host: Host) -> None: ...
-    def detach(self, host: Host) -> None: ...
+    def detach(self, host: Any) -> None: ...
 
 
 # ---- addresses ----
@@ -206,7 +206,7 @@ class MemoryWire(Handle):
 
     def take(self) -> list[tuple[int, bytes]]:
         """Captured packets so far, oldest first, as (sending side, packet)."""
-        out = []
+        out: list[tuple[int, bytes]] = []
         buf = ffi.new("uint8_t[]", 65536)
         side = ffi.new("int *")
         while True:
@@ -249,7 +249,8 @@ class DeviceLink:
     def attach(self, host: Any) -> None:
         rc = lib.ns_dev_attach(host.ptr, self._dev_ptr)
         if rc == -errno.EXDEV:
-            raise ConfigError("the host and its device must be on the same runtime (create the host with runtime=device.runtime)")
+            raise ConfigError("the host and its device must be on the same runtime "
+                              "(create the host with runtime=device.runtime)")
         check(rc, "attach host to device")
 
     def detach(self, host: Any) -> None:
@@ -416,7 +417,7 @@ class Host(Handle):
     def inject(self, packet: bytes) -> bool:
         """Delivers a raw IP packet as if it came from the link; False if the
         host dropped it (malformed, or not addressed to it)."""
-        return lib.ns_host_inject(self.ptr, packet, len(packet)) == 0
+        return bool(lib.ns_host_inject(self.ptr, packet, len(packet)) == 0)
 
     def __enter__(self) -> Host:
         self._check_open()
@@ -500,7 +501,7 @@ class Host(Handle):
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
                     super().__init__(*args, directory=d, **kwargs)
 
-                def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                def log_message(self, format: str, *args: Any) -> None:
                     pass
 
             handler = _Handler

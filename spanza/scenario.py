@@ -28,8 +28,8 @@ import warnings
 from typing import Any, Literal
 
 from spanza._handle import Handle
-from spanza.device import Device
 from spanza.derp_bind import derp_endpoint
+from spanza.device import Device
 from spanza.errors import ConfigError
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey, PublicKey
@@ -67,7 +67,7 @@ class Peer(Handle):
         relay_url: str | None = None,
         mode: Mode = "transport",
         private_key: PrivateKey | None = None,
-        ca_file: str | os.PathLike | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         persistent_keepalive: int | None = None,
         derp_options: dict[str, int] | None = None,
@@ -102,7 +102,8 @@ class Peer(Handle):
                 self.device.close()
                 raise
         self.interfaces = [ipaddress.ip_interface(a) for a in addresses]
-        self._handle_open(lambda d=self.device, g=self.gateway: _close_parts(d, g), f"Peer {self.address}")
+        device, gateway = self.device, self.gateway
+        self._handle_open(lambda: _close_parts(device, gateway), f"Peer {self.address}")
 
     @property
     def relay_url(self) -> str:
@@ -201,14 +202,14 @@ def fixed_body_handler(body: bytes, content_type: str = "text/plain") -> type[ht
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("http %s: " + format, self.client_address[0], *args)
 
     return Handler

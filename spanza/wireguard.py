@@ -38,7 +38,7 @@ __all__ = ["DROP_REASONS", "PeerStats", "Tunnel", "pump"]
 
 log = logging.getLogger(__name__)
 
-Endpoint = Union[str, tuple]
+Endpoint = Union[str, tuple[str, int]]
 KeyLike = Union[PublicKey, str, bytes]
 
 DROP_REASONS: tuple[str, ...] = tuple(
@@ -52,7 +52,7 @@ def _endpoint_text(ep: Endpoint) -> str:
     return format_address((str(ep[0]), int(ep[1]))) if isinstance(ep, tuple) else str(ep)
 
 
-def _to_c_endpoint(ep: Endpoint):  # noqa: ANN202 - cffi struct
+def _to_c_endpoint(ep: Endpoint) -> Any:
     text = _endpoint_text(ep).encode()
     c = ffi.new("wg_endpoint *")
     if lib.wg_endpoint_parse(text, len(text), c) != 0:
@@ -63,7 +63,7 @@ def _to_c_endpoint(ep: Endpoint):  # noqa: ANN202 - cffi struct
     return c
 
 
-def _from_c_endpoint(c) -> str | None:  # noqa: ANN001
+def _from_c_endpoint(c: Any) -> str | None:
     if c.family == lib.WG_AF_NONE:
         return None
     buf = ffi.new("char[128]")
@@ -244,7 +244,7 @@ class Tunnel(Handle):
 
     def outgoing(self) -> list[tuple[str | None, bytes]]:
         """Datagrams the tunnel sent since the last call: (endpoint, bytes)."""
-        out = []
+        out: list[tuple[str | None, bytes]] = []
         to = ffi.new("wg_endpoint *")
         while True:
             n = lib.wg_tunnel_pop_outgoing(self._ptr, to, ffi.NULL, self._buf, lib.WG_MAX_DATAGRAM)
@@ -254,7 +254,7 @@ class Tunnel(Handle):
 
     def delivered(self) -> list[tuple[PublicKey, bytes]]:
         """IP packets decrypted since the last call: (peer's key, packet)."""
-        out = []
+        out: list[tuple[PublicKey, bytes]] = []
         pub = ffi.new("uint8_t[32]")
         while True:
             n = lib.wg_tunnel_pop_delivered(self._ptr, pub, self._buf, lib.WG_MAX_DATAGRAM)
@@ -268,7 +268,7 @@ class Tunnel(Handle):
         check(lib.wg_tunnel_push_random(self._ptr, data, len(data)), "push_random")
 
     # ---- peers ----
-    def _peer(self, key: KeyLike):  # noqa: ANN202
+    def _peer(self, key: KeyLike) -> Any:
         pub = as_key(PublicKey, key, "public_key")
         p = lib.wg_peer_find(self.dev, pub.raw)
         if p == ffi.NULL:
@@ -346,7 +346,7 @@ class Tunnel(Handle):
         rc = lib.wg_peer_allowed_ip_remove(
             self.dev, self._peer(public_key), _FAMILY[net.version], net.network_address.packed, net.prefixlen
         )
-        return rc == 0
+        return bool(rc == 0)
 
     def allowed_ips(self, public_key: KeyLike) -> list[str]:
         p = self._peer(public_key)
@@ -424,11 +424,11 @@ class Tunnel(Handle):
     def set_flags(self, *, whiten_timestamps: bool = True) -> None:
         lib.wg_device_set_flags(self.dev, 0 if whiten_timestamps else lib.WG_FLAG_NO_WHITENING)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Device counters; "drops" maps every drop reason to its count."""
         s = ffi.new("struct wg_device_stats *")
         lib.wg_device_stats(self.dev, s)
-        out = {
+        out: dict[str, Any] = {
             name: int(getattr(s, name))
             for name in (
                 "rx_datagrams rx_bytes tx_datagrams tx_bytes rx_packets tx_packets "
@@ -443,7 +443,8 @@ class Tunnel(Handle):
 
     @property
     def drops(self) -> dict[str, int]:
-        return self.stats()["drops"]
+        drops: dict[str, int] = self.stats()["drops"]
+        return drops
 
     # ---- UAPI ----
     def ipc_get(self) -> str:
@@ -453,7 +454,7 @@ class Tunnel(Handle):
         self._sync_wall()
         check(lib.wg_uapi_get(self.dev, self._now, out, n), "ipc get")
         try:
-            return ffi.string(out[0], n[0]).decode()
+            return str(ffi.string(out[0], n[0]).decode())
         finally:
             lib.wg_uapi_free(out[0])
 
