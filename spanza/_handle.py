@@ -37,7 +37,9 @@ __all__ = ["Handle", "close_all", "fork_generation", "live_handles"]
 
 log = logging.getLogger("spanza")
 
-_lock = threading.Lock()
+# Re-entrant: the collector may run a finalizer (which closes handles) in a
+# thread that holds it.
+_lock = threading.RLock()
 _live: dict[int, weakref.ref[Handle]] = {}  # creation order -> handle
 _order = itertools.count()
 # Bumped in the child of every fork: handles made before it belong to the parent.
@@ -136,7 +138,8 @@ class Handle:
 def live_handles() -> list[Handle]:
     """The open handles of this process, oldest first."""
     with _lock:
-        refs = [_live[k] for k in sorted(_live)]
+        items = list(_live.items())
+    refs = [r for _, r in sorted(items, key=lambda kv: kv[0])]
     out = []
     for r in refs:
         h = r()
@@ -167,7 +170,7 @@ def close_all() -> int:
 def _after_fork_in_child() -> None:
     global _generation, _lock
     _generation += 1
-    _lock = threading.Lock()  # another thread may have held it at fork
+    _lock = threading.RLock()  # another thread may have held it at fork
     with _lock:
         refs = list(_live.values())
         _live.clear()

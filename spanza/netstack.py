@@ -270,7 +270,7 @@ class _HostState:
     def __init__(self, ptr: Any, link: Link) -> None:
         self.ptr = ptr
         self.link = link
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # a finalizer may run while it is held
         self.children: dict[int, Callable[[], None]] = {}  # id -> release
         self._next = 0
 
