@@ -27,7 +27,7 @@ from typing import Any
 
 from spanza._ffi import ffi, lib
 from spanza.derp_client import client_opts
-from spanza.errors import ConfigError, SpanzaError, check
+from spanza.errors import ConfigError, SpanzaError, SpanzaTimeoutError, check
 from spanza.keys import PublicKey, as_key, private_key_bytes
 
 log = logging.getLogger("spanza.device")
@@ -112,7 +112,7 @@ class DerpBindMixin:
         deadline = time.monotonic() + timeout
         while not self.derp_stats()["connected"]:
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"DERP bind not connected within {timeout} s "
+                raise SpanzaTimeoutError(f"DERP bind not connected within {timeout} s "
                                    f"(last error: {self.derp_last_error() or 'none'})")
             time.sleep(0.01)
 

@@ -27,7 +27,7 @@ from typing import Any, Union
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._wait import sliced, timeout_ms
-from spanza.errors import ConfigError, SpanzaError, check, error
+from spanza.errors import ConfigError, SpanzaError, SpanzaTimeoutError, check, error
 from spanza.keys import PublicKey, load_key_file, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -311,7 +311,7 @@ class DerpClient(Handle):
         p = self._ptr
         rc = _wait(lambda ms: lib.derp_pyclient_wait_connected(p, ms), timeout)
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: not connected after {timeout}s: "
+            raise SpanzaTimeoutError(f"DerpClient {self.url}: not connected after {timeout}s: "
                                f"{self.last_error or 'no answer yet'}")
         check(rc, f"DerpClient {self.url}")
 
@@ -327,7 +327,7 @@ class DerpClient(Handle):
         p = self._ptr
         rc = _wait(lambda ms: lib.derp_pyclient_send(p, dst, buf, len(buf), ms), timeout)
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: send: still congested after {timeout}s")
+            raise SpanzaTimeoutError(f"DerpClient {self.url}: send: still congested after {timeout}s")
         check(rc, f"DerpClient {self.url}: send")
 
     def recv(self, timeout: float | None = None) -> tuple[PublicKey, bytes]:
@@ -336,7 +336,7 @@ class DerpClient(Handle):
         p = self._ptr
         rc = _wait(lambda ms: lib.derp_pyclient_recv(p, ms, out), timeout)
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: no packet within {timeout}s")
+            raise SpanzaTimeoutError(f"DerpClient {self.url}: no packet within {timeout}s")
         check(rc, f"DerpClient {self.url}: recv")
         pkt = out[0]
         try:
@@ -351,7 +351,7 @@ class DerpClient(Handle):
         while True:
             rc = _wait(lambda ms: int(lib.derp_pyclient_next_event(p, ms, out)), timeout)
             if rc == -errno.ETIMEDOUT:
-                raise TimeoutError(f"DerpClient {self.url}: no event within {timeout}s")
+                raise SpanzaTimeoutError(f"DerpClient {self.url}: no event within {timeout}s")
             check(rc, f"DerpClient {self.url}: next_event")
             try:
                 ev = _event(out[0])
@@ -388,7 +388,7 @@ class DerpClient(Handle):
             finally:
                 lib.derp_pyclient_ping_end(p, slot[0])
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
+            raise SpanzaTimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
         if rc == -errno.ENOTCONN:
             raise SpanzaError(f"DerpClient {self.url}: ping: not connected ({self.last_error or 'connecting'})",
                               errno.ENOTCONN)

@@ -35,7 +35,7 @@ from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._wait import sliced
 from spanza.derp_bind import DerpBindMixin
-from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, check
+from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
 from spanza.runtime import Runtime, default_runtime
@@ -602,7 +602,7 @@ class Device(DerpBindMixin, Handle):
             n = sliced(lambda ms: int(lib.dev_py_read_packet(p, buf, MAX_PACKET, ms)), timeout,
                        what="read_packet")
         if n == -_errno.ETIMEDOUT:
-            raise TimeoutError(f"read_packet: no packet within {timeout} s")
+            raise SpanzaTimeoutError(f"read_packet: no packet within {timeout} s")
         if n == -_errno.ESHUTDOWN:
             raise ClosedError(f"read_packet: {self._label} was closed")
         check(n, "read_packet")

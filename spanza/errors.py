@@ -47,6 +47,9 @@ class AddressInUseError(SpanzaOSError):
 class SpanzaTimeoutError(SpanzaOSError, TimeoutError):
     """ETIMEDOUT: nothing happened within the timeout (a TimeoutError)."""
 
+    def __init__(self, message: str, errno: int | None = _errno.ETIMEDOUT) -> None:
+        super().__init__(message, errno)
+
 
 class SpanzaConnectionRefusedError(SpanzaOSError, ConnectionRefusedError):
     """ECONNREFUSED (a ConnectionRefusedError)."""

@@ -47,7 +47,7 @@ from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._wait import sliced
 from spanza.derp_client import client_opts
-from spanza.errors import ConfigError, check, error
+from spanza.errors import ConfigError, SpanzaTimeoutError, check, error
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -318,7 +318,7 @@ class Gateway(Handle):
         with self._use() as p:
             rc = sliced(lambda ms: int(lib.gw_py_wait_connected(p, ms)), timeout, what="wait_connected")
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"gateway: not connected to {self.url} within {timeout} s "
+            raise SpanzaTimeoutError(f"gateway: not connected to {self.url} within {timeout} s "
                                f"(last error: {self.last_error() or 'none'})")
         check(rc, "wait_connected")
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle, fork_generation
 from spanza._wait import sliced
-from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, check
+from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check, error
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
@@ -117,7 +117,7 @@ def _wait(op: Any, timeout: float | None, what: str) -> int:
     """Waits for a C operation (in slices: Ctrl-C gets through); TimeoutError past the deadline."""
     rc = sliced(lambda ms: int(lib.ns_op_wait(op, ms)), timeout, pending=-errno.EINPROGRESS)
     if rc == -errno.EINPROGRESS:
-        raise TimeoutError(f"{what}: timed out after {timeout} s")
+        raise SpanzaTimeoutError(f"{what}: timed out after {timeout} s")
     return rc
 
 
@@ -444,11 +444,11 @@ class Host(Handle):
         try:
             rc = _wait(op, timeout, f"connect to {ip}:{port} from {self}")
             if rc == -errno.ECONNREFUSED:
-                raise ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {ip}:{port} refused (from {self})")
+                raise error(errno.ECONNREFUSED, f"connection to {ip}:{port} refused (from {self})")
             if rc == -errno.ETIMEDOUT:
-                raise TimeoutError(errno.ETIMEDOUT, f"connection to {ip}:{port} timed out (from {self})")
+                raise SpanzaTimeoutError(f"connection to {ip}:{port} timed out (from {self})")
             if rc < 0:
-                raise OSError(-rc, f"connect to {ip}:{port} from {self}: {os.strerror(-rc)}")
+                raise error(-rc, f"connect to {ip}:{port} from {self}: {os.strerror(-rc)}")
             sock = socket.socket(fileno=rc)
             if timeout is not None:
                 sock.settimeout(timeout)
@@ -536,7 +536,7 @@ class Host(Handle):
             finally:
                 lib.ns_op_free(out[0])
         if not rtts:
-            raise TimeoutError(f"no echo reply from {address} to {self} ({count} sent, {timeout} s each)")
+            raise SpanzaTimeoutError(f"no echo reply from {address} to {self} ({count} sent, {timeout} s each)")
         return rtts
 
     # -- port forwards --
@@ -586,7 +586,7 @@ class Host(Handle):
             raise ConfigError(f"port {port} is out of range 0-65535")
         rc = fn(self.ptr, port, _ns_addr(oip, oport), out)
         if rc == -errno.EADDRINUSE:
-            raise OSError(errno.EADDRINUSE, f"{proto} port {port} of {self} is in use")
+            raise AddressInUseError(f"{proto} port {port} of {self} is in use", errno.EADDRINUSE)
         check(rc, f"expose {proto} {self}:{port} -> {oip}:{oport}")
         return Forward(self, out[0], (self.addresses[0], int(lib.ns_fwd_port(out[0]))))
 

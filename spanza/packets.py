@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
+from spanza.errors import SpanzaTimeoutError
+
 log = logging.getLogger("spanza.packets")
 
 Addr = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -165,7 +167,7 @@ def read_until(device: Any, pred: Callable[[bytes], bool], timeout: float = 5.0)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(f"no matching packet within {timeout} s")
+            raise SpanzaTimeoutError(f"no matching packet within {timeout} s")
         pkt: bytes = device.read_packet(timeout=left)
         if pred(pkt):
             return pkt
