@@ -45,6 +45,7 @@ from typing import Any, Union
 from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
+from spanza._renamed import renamed
 from spanza._wait import sliced
 from spanza.derp_client import client_opts
 from spanza.errors import ConfigError, SpanzaTimeoutError, check, error
@@ -143,11 +144,7 @@ class Gateway(Handle):
         runtime: Runtime | None = None,
         derp_options: dict[str, int] | None = None,
     ) -> None:
-        if derp_url is not None:
-            warnings.warn("Gateway(derp_url=...) is deprecated: call it url", DeprecationWarning, stacklevel=2)
-            if url is not None:
-                raise TypeError("Gateway: give url or derp_url (its old name), not both")
-            url = derp_url
+        url = renamed("Gateway", "url", url, "derp_url", derp_url)
         if url is None or private_key is None:
             raise TypeError("Gateway() needs url (the relay, http(s)://host[:port]/derp) and private_key")
         self._ptr: Any = None

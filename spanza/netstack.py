@@ -638,6 +638,16 @@ class _HostObject(Handle):
         return self
 
 
+def _closer(close: Callable[[Any], None], ptr: Any, sock: socket.socket) -> Callable[[], None]:
+    """The release of a C socket object whose fd Python holds as `sock`."""
+
+    def release() -> None:
+        close(ptr)
+        sock.close()
+
+    return release
+
+
 class Listener(_HostObject):
     """A TCP listener inside the tunnel. Selectable (``fileno()``), so it can
     stand in for a server socket (see :meth:`Host.make_server`)."""
@@ -650,16 +660,10 @@ class Listener(_HostObject):
         if rc == -errno.EADDRINUSE:
             raise AddressInUseError(f"TCP port {port} of {host} is in use", errno.EADDRINUSE)
         check(rc, f"listen on {host}:{port}")
-        ptr = out[0]
-        self._ptr = ptr
-        self.port = int(lib.ns_listener_port(ptr))
-        sock = self._sock = socket.socket(fileno=lib.ns_listener_take_fd(ptr))
-
-        def release() -> None:
-            lib.ns_listener_close(ptr)
-            sock.close()
-
-        super().__init__(host, release, f"Listener {host}:{self.port}")
+        self._ptr = out[0]
+        self.port = int(lib.ns_listener_port(self._ptr))
+        self._sock = socket.socket(fileno=lib.ns_listener_take_fd(self._ptr))
+        super().__init__(host, _closer(lib.ns_listener_close, self._ptr, self._sock), f"Listener {host}:{self.port}")
 
     def accept(self) -> tuple[socket.socket, Address]:
         if self.closed:
@@ -703,13 +707,8 @@ class UDPSocket(_HostObject):
         check(rc, f"UDP socket on {host}:{port}")
         ptr = out[0]
         self.port = int(lib.ns_udp_port(ptr))
-        sock = self._sock = socket.socket(fileno=lib.ns_udp_take_fd(ptr))
-
-        def release() -> None:
-            lib.ns_udp_close(ptr)
-            sock.close()
-
-        super().__init__(host, release, f"UDPSocket {host}:{self.port}")
+        self._sock = socket.socket(fileno=lib.ns_udp_take_fd(ptr))
+        super().__init__(host, _closer(lib.ns_udp_close, ptr, self._sock), f"UDPSocket {host}:{self.port}")
 
     def sendto(self, data: bytes, address: Address) -> int:
         ip, port = _split(address, "address")

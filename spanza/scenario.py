@@ -28,6 +28,7 @@ import warnings
 from typing import Any, Literal
 
 from spanza._handle import Handle
+from spanza._renamed import renamed
 from spanza.derp_bind import derp_endpoint
 from spanza.device import Device
 from spanza.errors import ConfigError
@@ -73,11 +74,7 @@ class Peer(Handle):
         derp_options: dict[str, int] | None = None,
         runtime: Runtime | None = None,
     ) -> None:
-        if relay_url is not None:
-            warnings.warn("Peer(relay_url=...) is deprecated: call it url", DeprecationWarning, stacklevel=2)
-            if url is not None:
-                raise TypeError("Peer: give url or relay_url (its old name), not both")
-            url = relay_url
+        url = renamed("Peer", "url", url, "relay_url", relay_url)
         if url is None or address is None:
             raise TypeError("Peer() needs url (the relay) and address (like '192.168.4.1/24')")
         if mode not in MODES:

@@ -73,3 +73,31 @@ def test_uapi_crlf_get_is_closed_at_once_like_wireguard_go(tmp_path, caplog: pyt
             s.sendall(b"get=1\n\n")
             s.settimeout(5)
             assert s.recv(65536).endswith(b"errno=0\n\n")
+
+
+def test_relay_url_is_url_everywhere_old_names_warn() -> None:
+    with spanza.DerpServer() as relay:
+        with pytest.warns(DeprecationWarning, match=r"Gateway\(derp_url=...\) is deprecated: call it url"):
+            g = spanza.Gateway(derp_url=relay.url, private_key=spanza.PrivateKey.generate())
+        with g:
+            assert g.url == relay.url
+            with pytest.warns(DeprecationWarning):
+                assert g.derp_url == relay.url
+        from spanza.scenario import Peer
+
+        with pytest.warns(DeprecationWarning, match=r"Peer\(relay_url=...\)"):
+            p = Peer(relay_url=relay.url, address="10.95.0.1/24")
+        with p:
+            assert p.url == relay.url
+        with pytest.raises(TypeError, match="not both"), pytest.warns(DeprecationWarning):
+            spanza.Gateway(relay.url, spanza.PrivateKey.generate(), derp_url=relay.url)
+
+
+def test_public_keys_are_public_key_objects() -> None:
+    with spanza.DerpServer() as relay, spanza.DerpClient(relay.url, spanza.PrivateKey.generate()) as c:
+        c.wait_connected(10)
+        assert isinstance(relay.public_key, spanza.PublicKey) and isinstance(c.public_key, spanza.PublicKey)
+        c.send(c.public_key, b"to myself")
+        src, data = c.recv(5)
+        assert isinstance(src, spanza.PublicKey) and src == c.public_key and data == b"to myself"
+        assert src == c.public_key.raw  # equal to its raw bytes, as when some APIs returned bytes
