@@ -26,7 +26,7 @@ import os
 import socket
 import socketserver
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -259,6 +259,32 @@ class _DeviceState:
         lib.dev_py_free(ptr)
 
 
+class _InFlight:
+    """A call in flight on a device (a class, not @contextmanager: it is on
+    read_packet's per-packet path)."""
+
+    __slots__ = ("dev",)
+
+    def __init__(self, dev: Device) -> None:
+        self.dev = dev
+
+    def __enter__(self) -> Any:
+        dev = self.dev
+        with dev._lock:
+            dev._check_open()
+            if dev._runtime.closed:
+                raise ClosedError(f"{dev._label}: its runtime {dev._runtime.name!r} is closed")
+            dev._inflight += 1
+        return dev._state.ptr
+
+    def __exit__(self, *exc: object) -> None:
+        dev = self.dev
+        with dev._lock:
+            dev._inflight -= 1
+            if dev._inflight == 0:
+                dev._lock.notify_all()
+
+
 class Device(DerpBindMixin, Handle):
     """A WireGuard device on a runtime's loop (see the module docstring).
 
@@ -398,20 +424,10 @@ class Device(DerpBindMixin, Handle):
 
     # -- lifetime --
 
-    @contextlib.contextmanager
-    def _use(self) -> Iterator[Any]:
-        with self._lock:
-            self._check_open()
-            if self._runtime.closed:
-                raise ClosedError(f"{self._label}: its runtime {self._runtime.name!r} is closed")
-            self._inflight += 1
-        try:
-            yield self._state.ptr
-        finally:
-            with self._lock:
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._lock.notify_all()
+    def _use(self) -> _InFlight:
+        """``with self._use() as p``: the C pointer, and close() waits
+        until the block is done."""
+        return _InFlight(self)
 
     @property
     def ptr(self) -> Any:
