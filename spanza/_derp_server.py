@@ -217,18 +217,17 @@ class DerpServer(Handle):
                 self.runtime.close()
             _raise(rc, err, "DERP server")
         self._ptr = out[0]
-        # The release refers to the C server and the runtime, not to self:
-        # a server dropped without close() is freed by the collector.
-        ptr, own_rt = self._ptr, self.runtime if self._own_runtime else None
-        self._handle_open(lambda: _free_server(ptr, own_rt), "DerpServer")
         self.host = host
         self.tls = bool(tls)
         self.hostname = hostname
         self.port = int(lib.derp_server_port(self._ptr))
+        # The release refers to the C server and the runtime, not to self:
+        # a server dropped without close() is freed by the collector.
+        ptr, own_rt = self._ptr, self.runtime if self._own_runtime else None
+        self._handle_open(lambda: _free_server(ptr, own_rt), f"DerpServer {self.url}")
         pub = ffi.new("uint8_t[32]")
         lib.derp_server_public_key(self._ptr, pub)
         self.public_key = PublicKey(bytes(pub))
-        self._label = f"DerpServer {self.url}"
         self.ca_cert_pem: str | None = self._cert_pem()
         sha = ffi.new("uint8_t[32]")
         self.cert_sha256: str | None = (

@@ -126,9 +126,9 @@ class Tunnel(Handle):
         ptr = lib.wg_tunnel_new(seed if seed is not None else ffi.NULL, len(seed or b""))
         if ptr == ffi.NULL:
             raise MemoryError("cannot create a WireGuard tunnel")
-        self._ptr = ptr
+        self._tunnel = ptr
         self._handle_open(lambda: lib.wg_tunnel_free(ptr), "Tunnel")
-        self._dev = lib.wg_tunnel_device(self._ptr)
+        self._dev = lib.wg_tunnel_device(ptr)
         self._now = int(now)
         if wall_clock_ns is None:
             if wall_clock is None:
@@ -153,6 +153,12 @@ class Tunnel(Handle):
 
     # ---- plumbing ----
     @property
+    def _tp(self) -> Any:
+        """The C ``wg_tunnel *`` (ClosedError once closed)."""
+        self._check_open()
+        return self._tunnel
+
+    @property
     def dev(self) -> Any:
         """The C ``wg_device *``."""
         self._check_open()
@@ -161,11 +167,11 @@ class Tunnel(Handle):
     def _random(self, n: int) -> bytes:
         """Bytes from the tunnel's RNG (deterministic with a seed)."""
         buf = ffi.new("uint8_t[]", n)
-        lib.wg_tunnel_random(self._ptr, buf, n)
+        lib.wg_tunnel_random(self._tp, buf, n)
         return bytes(buf)
 
     def _sync_wall(self) -> None:
-        lib.wg_tunnel_set_wall_ns(self._ptr, max(0, self._wall0_ns + self._now * 1_000_000))
+        lib.wg_tunnel_set_wall_ns(self._tp, max(0, self._wall0_ns + self._now * 1_000_000))
 
     def __enter__(self) -> Tunnel:
         self._check_open()
@@ -247,7 +253,7 @@ class Tunnel(Handle):
         out: list[tuple[str | None, bytes]] = []
         to = ffi.new("wg_endpoint *")
         while True:
-            n = lib.wg_tunnel_pop_outgoing(self._ptr, to, ffi.NULL, self._buf, lib.WG_MAX_DATAGRAM)
+            n = lib.wg_tunnel_pop_outgoing(self._tp, to, ffi.NULL, self._buf, lib.WG_MAX_DATAGRAM)
             if n < 0:
                 return out
             out.append((_from_c_endpoint(to), bytes(ffi.buffer(self._buf, n))))
@@ -257,7 +263,7 @@ class Tunnel(Handle):
         out: list[tuple[PublicKey, bytes]] = []
         pub = ffi.new("uint8_t[32]")
         while True:
-            n = lib.wg_tunnel_pop_delivered(self._ptr, pub, self._buf, lib.WG_MAX_DATAGRAM)
+            n = lib.wg_tunnel_pop_delivered(self._tp, pub, self._buf, lib.WG_MAX_DATAGRAM)
             if n < 0:
                 return out
             out.append((PublicKey(bytes(pub)), bytes(ffi.buffer(self._buf, n))))
@@ -265,7 +271,7 @@ class Tunnel(Handle):
     def push_random(self, data: bytes) -> None:
         """Bytes handed out before the RNG's: an initiation or a response
         draws 32 ephemeral-key bytes, then 4 index bytes."""
-        check(lib.wg_tunnel_push_random(self._ptr, data, len(data)), "push_random")
+        check(lib.wg_tunnel_push_random(self._tp, data, len(data)), "push_random")
 
     # ---- peers ----
     def _peer(self, key: KeyLike) -> Any:
