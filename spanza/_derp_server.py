@@ -304,10 +304,6 @@ class DerpServer(Handle):
         last write), and the server's own runtime. Idempotent."""
         super().close()
 
-    def __enter__(self) -> DerpServer:
-        self._check_open()
-        return self
-
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
         return f"<DerpServer {self.url} {self.node_key[:16]}…{state}>"

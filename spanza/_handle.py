@@ -29,7 +29,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from spanza.errors import ClosedError
 
@@ -63,6 +63,9 @@ def _collected(label: str, release: Callable[[], None]) -> None:
         release()
     except Exception:  # a finalizer must not raise
         log.exception("freeing unclosed %s", label)
+
+
+_H = TypeVar("_H", bound="Handle")
 
 
 class Handle:
@@ -127,7 +130,7 @@ class Handle:
                 if self._release is not None:
                     self._release()
 
-    def __enter__(self) -> Any:
+    def __enter__(self: _H) -> _H:
         self._check_open()
         return self
 

@@ -288,10 +288,6 @@ class DerpClient(Handle):
         self._check_open()
         return self._p
 
-    def __enter__(self) -> DerpClient:
-        self._check_open()
-        return self
-
     def close(self) -> None:
         """Closes the connection. Blocked calls in other threads raise ClosedError. Idempotent."""
         super().close()

@@ -370,10 +370,6 @@ class Gateway(Handle):
             while self._inflight:
                 self._cv.wait()
 
-    def __enter__(self) -> Gateway:
-        self._check_open()
-        return self
-
     def __repr__(self) -> str:
         if self.closed:
             return f"<{self._label} closed>"

@@ -215,10 +215,6 @@ class MemoryWire(Handle):
                 return out
             out.append((int(side[0]), ffi.buffer(buf, n)[:]))
 
-    def __enter__(self) -> MemoryWire:
-        self._check_open()
-        return self
-
 
 # ---- a WireGuard device as the link ----
 
@@ -418,10 +414,6 @@ class Host(Handle):
         """Delivers a raw IP packet as if it came from the link; False if the
         host dropped it (malformed, or not addressed to it)."""
         return bool(lib.ns_host_inject(self.ptr, packet, len(packet)) == 0)
-
-    def __enter__(self) -> Host:
-        self._check_open()
-        return self
 
     def __repr__(self) -> str:
         return f"<Host {' '.join(str(i) for i in self.interfaces)}{' closed' if self.closed else ''}>"
@@ -632,10 +624,6 @@ class _HostObject(Handle):
         if host is None:
             raise ClosedError(f"{self._label}: its host is gone")
         return host
-
-    def __enter__(self) -> Any:
-        self._check_open()
-        return self
 
 
 def _closer(close: Callable[[Any], None], ptr: Any, sock: socket.socket) -> Callable[[], None]:

@@ -48,10 +48,6 @@ class Runtime(Handle):
     def iterations(self) -> int:
         return int(lib.rt_iterations(self.ptr))
 
-    def __enter__(self) -> Runtime:
-        self._check_open()
-        return self
-
     def __repr__(self) -> str:
         return f"<Runtime {self.name!r}{' closed' if self.closed else ''}>"
 

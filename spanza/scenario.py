@@ -177,10 +177,6 @@ class Peer(Handle):
         """Closes the peer's device (and its host) and gateway. Idempotent."""
         super().close()
 
-    def __enter__(self) -> Peer:
-        self._check_open()
-        return self
-
     def __repr__(self) -> str:
         return f"<Peer {self.address} {self.mode} {self.public_key}>"
 

@@ -173,10 +173,6 @@ class Tunnel(Handle):
     def _sync_wall(self) -> None:
         lib.wg_tunnel_set_wall_ns(self._tp, max(0, self._wall0_ns + self._now * 1_000_000))
 
-    def __enter__(self) -> Tunnel:
-        self._check_open()
-        return self
-
     def __repr__(self) -> str:
         if self.closed:
             return "<Tunnel closed>"
