@@ -9,7 +9,7 @@ from spanza._log import set_level as set_log_level
 from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
 from spanza.device import Device, PeerInfo
-from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError
+from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaOSError, SpanzaTimeoutError
 from spanza.gateway import Gateway
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.netstack import Host, MemoryWire
@@ -32,6 +32,8 @@ __all__ = [
     "PublicKey",
     "Runtime",
     "SpanzaError",
+    "SpanzaOSError",
+    "SpanzaTimeoutError",
     "Tunnel",
     "__version__",
     "close_all",

@@ -154,7 +154,9 @@ def live_handles() -> list[Handle]:
 def close_all() -> int:
     """Closes every open Spanza object of this process, newest first (runtimes
     last); returns how many. For a notebook cell that is run again, or a
-    script's clean-up. Objects made afterwards work as usual."""
+    script's clean-up (it also runs at exit). Objects made afterwards work as
+    usual. In a test it would also close what fixtures made: use the
+    fixtures' own clean-up there."""
     from spanza.runtime import Runtime
 
     handles = live_handles()

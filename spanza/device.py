@@ -347,7 +347,13 @@ class Device(DerpBindMixin, Handle):
                 )
             check(err[0], "Device")
         self._state = _DeviceState(ptr, self._runtime)
-        self._handle_open(self._state.release, f"Device {name!r}" if name else "Device")
+        if name:
+            label = f"Device {name!r}"
+        elif port == lib.DEV_NO_UDP:
+            label = "Device (no UDP port)"
+        else:
+            label = f"Device (UDP port {lib.dev_py_listen_port(ptr)})"
+        self._handle_open(self._state.release, label)
         try:
             if name is not None:
                 d = uapi_dir or DEFAULT_UAPI_DIR
