@@ -205,13 +205,15 @@ class DerpServer(Handle):
         err = ffi.new("char[]", _ERRLEN)
         try:
             rc = lib.derp_server_new(self.runtime.ptr, cfg, out, err, _ERRLEN)
+            if rc == -_errno.EADDRINUSE and port:
+                # The holder may be a dropped server not yet collected; the
+                # config (its strings and keys) is still whole here.
+                gc.collect()
+                rc = lib.derp_server_new(self.runtime.ptr, cfg, out, err, _ERRLEN)
         finally:
             ffi.memmove(cfg.private_key, b"\0" * 32, 32)
             ffi.memmove(cfg.mesh_key, b"\0" * 32, 32)
             self._keep.clear()
-        if rc < 0 and -rc == _errno.EADDRINUSE and port:
-            gc.collect()  # the holder may be a dropped server not yet collected
-            rc = lib.derp_server_new(self.runtime.ptr, cfg, out, err, _ERRLEN)
         if rc < 0:
             if self._own_runtime:
                 self.runtime.close()

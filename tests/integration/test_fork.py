@@ -5,6 +5,7 @@ in a child forked while the parent had hosts."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 import spanza
 from spanza import DerpServer, Device, PrivateKey
+from spanza._ffi import lib
 from spanza.scenario import Peer, connect
 
 
@@ -48,12 +50,15 @@ def _host_in_child() -> str:
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_multiprocessing_children_use_spanza(method: str) -> None:
+    gc.collect()  # hosts dropped by earlier tests must not count as the parent's
+    parent_has_hosts = lib.ns_host_count() > 0
     parent = Device(listen_port=0)  # the parent's runtime is running when it forks
     try:
         ctx = multiprocessing.get_context(method)
         with ctx.Pool(2) as pool:
             assert pool.apply(_udp_round_trip) == "ok"
-            assert pool.apply(_peers_over_a_relay) == "ok"
+            if method == "spawn" or not parent_has_hosts:
+                assert pool.apply(_peers_over_a_relay) == "ok"
         assert parent.stats()["udp_port"] == parent.listen_port  # still fine here
     finally:
         parent.close()
