@@ -65,7 +65,7 @@ class Key:
     tailscale_prefix: ClassVar[str | None] = None
     __slots__ = ("_raw",)
 
-    def __init__(self, value: "str | bytes | bytearray | memoryview | Key") -> None:
+    def __init__(self, value: str | bytes | bytearray | memoryview | Key) -> None:
         if isinstance(value, Key):
             if not isinstance(value, type(self)):
                 raise TypeError(f"a {value.kind} is not a {self.kind}")
@@ -73,9 +73,7 @@ class Key:
         elif isinstance(value, (bytes, bytearray, memoryview)):
             raw = bytes(value)
             if len(raw) != KEY_LEN:
-                raise ValueError(
-                    f"{self.kind}: wrong length: {len(raw)} bytes (a WireGuard key is {KEY_LEN} bytes)"
-                )
+                raise ValueError(f"{self.kind}: wrong length: {len(raw)} bytes (a WireGuard key is {KEY_LEN} bytes)")
         elif isinstance(value, str):
             raw = self._parse(value)
         else:
@@ -93,16 +91,12 @@ class Key:
             if prefix + ":" != want:
                 raise ValueError(f"{cls.kind}: expected the {want!r} prefix, not {prefix + ':'!r}")
             if not _HEX_RE.fullmatch(rest):
-                raise ValueError(
-                    f"{cls.kind}: {want} must be followed by 64 hex digits (got {len(rest)} characters)"
-                )
+                raise ValueError(f"{cls.kind}: {want} must be followed by 64 hex digits (got {len(rest)} characters)")
             return bytes.fromhex(rest)
         if _HEX_RE.fullmatch(s):
             return bytes.fromhex(s)
         if len(s) != 44:
-            raise ValueError(
-                f"{cls.kind}: wrong length: {len(s)} characters (expected 44 base64 or 64 hex)"
-            )
+            raise ValueError(f"{cls.kind}: wrong length: {len(s)} characters (expected 44 base64 or 64 hex)")
         try:
             raw = base64.b64decode(s, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -152,11 +146,26 @@ class Key:
 
 
 class PublicKey(Key):
-    """An X25519 public key (a peer's identity; Tailscale calls it a node key)."""
+    """An X25519 public key (a peer's identity; Tailscale calls it a node key).
+
+    Every Spanza API returns public keys as this type. It also compares equal
+    to its 32 raw bytes (and hashes like them), so code written when some
+    APIs returned bytes keeps working."""
 
     kind = "public key"
     tailscale_prefix = "nodekey:"
     __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (bytes, bytearray)):
+            return len(other) == KEY_LEN and hmac.compare_digest(self._raw, bytes(other))
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def __len__(self) -> int:
+        return KEY_LEN
 
 
 class PrivateKey(Key):
@@ -167,7 +176,7 @@ class PrivateKey(Key):
     __slots__ = ()
 
     @classmethod
-    def generate(cls) -> "PrivateKey":
+    def generate(cls) -> PrivateKey:
         """A fresh clamped key, like ``wg genkey``."""
         b = bytearray(_random(KEY_LEN))
         b[0] &= 248
@@ -199,7 +208,7 @@ class PresharedKey(Key):
     __slots__ = ()
 
     @classmethod
-    def generate(cls) -> "PresharedKey":
+    def generate(cls) -> PresharedKey:
         return cls(_random(KEY_LEN))
 
     def __repr__(self) -> str:
@@ -243,7 +252,7 @@ def public_key_bytes(value: Any, what: str = "public key") -> bytes:
 # ---- key files -------------------------------------------------------------------
 
 
-def write_key_file(path: str | os.PathLike, key: PrivateKey) -> None:
+def write_key_file(path: str | os.PathLike[str], key: PrivateKey) -> None:
     """Writes `key` as derper does (``{"PrivateKey": "privkey:<hex>"}``,
     tab-indented, mode 0600). The file appears whole or not at all, and an
     existing file is never replaced (FileExistsError)."""
@@ -261,7 +270,7 @@ def write_key_file(path: str | os.PathLike, key: PrivateKey) -> None:
             os.unlink(tmp)
 
 
-def load_key_file(path: str | os.PathLike, *, create: bool = False) -> PrivateKey:
+def load_key_file(path: str | os.PathLike[str], *, create: bool = False) -> PrivateKey:
     """The private key in a key file: derper's JSON (``{"PrivateKey":
     "privkey:<hex>"}``, what `write_key_file` writes) or a single line of
     ``privkey:<hex>``, WireGuard base64 or 64 hex digits. With create, a
@@ -293,8 +302,9 @@ def load_key_file(path: str | os.PathLike, *, create: bool = False) -> PrivateKe
             raise ConfigError(f"key file {path}: not valid JSON ({e})") from None
         value = doc.get("PrivateKey") if isinstance(doc, dict) else None
         if not isinstance(value, str):
-            raise ConfigError(f'key file {path}: no "PrivateKey" string '
-                              '(the format is {"PrivateKey": "privkey:<64 hex>"})')
+            raise ConfigError(
+                f'key file {path}: no "PrivateKey" string (the format is {{"PrivateKey": "privkey:<64 hex>"}})'
+            )
         text = value
     elif "\n" in text:
         raise ConfigError(f"key file {path}: expected one key, found several lines")

@@ -145,6 +145,17 @@ void ns_stack_release(void)
 	pthread_mutex_unlock(&ns_mu);
 }
 
+/* fork(): the child gets a consistent copy of ns_mu's state and a lock of
+ * its own. Hosts (and ns_rt) in the copy are the parent's: Python refuses
+ * new hosts in such a child rather than touch them. */
+static void fork_prepare(void) { pthread_mutex_lock(&ns_mu); }
+
+static void fork_parent(void) { pthread_mutex_unlock(&ns_mu); }
+
+static void fork_child(void) { pthread_mutex_init(&ns_mu, NULL); }
+
+__attribute__((constructor)) static void ns_stack_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
 int ns_host_count(void)
 {
 	pthread_mutex_lock(&ns_mu);

@@ -85,6 +85,9 @@ void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 	if (was_connected) {
 		c->st.disconnects++;
 		c->lost_after_connect = true;
+		/* Every user (DerpClient, gateway, device bind) wants this one said. */
+		spz_log(SPZ_LOG_WARNING, "derp", "connection to DERP server %s lost (%s); reconnecting",
+			c->url.host_header, c->last_error);
 	} else {
 		c->st.connect_failures++;
 	}
@@ -187,7 +190,8 @@ static void cp_connected(void *arg, const uint8_t server_pub[32], const struct d
 	c->tb_burst = si->token_bucket_bytes_burst > 0 ? si->token_bucket_bytes_burst : c->tb_rate;
 	c->tb_tokens = (double)c->tb_burst;
 	c->tb_last_ns = rt_now_ns();
-	spz_log(SPZ_LOG_DEBUG, "derp", "client %s: connected", c->url.host_header);
+	spz_log(SPZ_LOG_INFO, "derp", "%s DERP server %s", c->lost_after_connect ? "reconnected to" : "connected to",
+		c->url.host_header);
 	if (c->has_preferred) {
 		uint8_t f[DERP_HDR_LEN + 1];
 		derp_cl_write(c, f, derp_enc_note_preferred(f, sizeof(f), c->preferred));

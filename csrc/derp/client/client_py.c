@@ -542,20 +542,19 @@ static void ping_fn(rt_t *rt, void *arg)
 	lc->rc = derp_client_ping(lc->p->c, lc->ptr);
 }
 
-int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us)
+int derp_pyclient_ping_start(derp_pyclient_t *p, int *slot)
 {
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
 	pthread_mutex_lock(&p->mu);
 	struct py_ping *w = NULL;
-	for (int i = 0; i < PY_PING_WAITERS && !w; i++)
+	int i = 0;
+	for (; i < PY_PING_WAITERS && !w; i++)
 		if (!p->pings[i].used)
 			w = &p->pings[i];
 	if (!w || p->closed) {
 		pthread_mutex_unlock(&p->mu);
 		return p->closed ? -ESHUTDOWN : -EBUSY;
 	}
+	*slot = i - 1;
 	memset(w, 0, sizeof(*w));
 	w->used = true;
 	randombytes_buf(w->data, sizeof(w->data));
@@ -568,8 +567,25 @@ int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us)
 	int rc = rt_call(p->rt, ping_fn, &lc);
 	if (rc == 0)
 		rc = lc.rc;
-
 	pthread_mutex_lock(&p->mu);
+	if (rc < 0)
+		w->used = false;
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int derp_pyclient_ping_wait(derp_pyclient_t *p, int slot, int timeout_ms, uint64_t *rtt_us)
+{
+	if (slot < 0 || slot >= PY_PING_WAITERS)
+		return -EINVAL;
+	struct timespec dl;
+	if (timeout_ms >= 0)
+		deadline_in(&dl, timeout_ms);
+	pthread_mutex_lock(&p->mu);
+	struct py_ping *w = &p->pings[slot];
+	enter(p);
+	int rc = 0;
 	while (rc == 0 && !w->done && !p->closed)
 		rc = wait_on(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (w->done) {
@@ -578,10 +594,18 @@ int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us)
 	} else if (rc == 0 && p->closed) {
 		rc = -ESHUTDOWN;
 	}
-	w->used = false;
 	leave(p);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
+}
+
+void derp_pyclient_ping_end(derp_pyclient_t *p, int slot)
+{
+	if (slot < 0 || slot >= PY_PING_WAITERS)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->pings[slot].used = false;
+	pthread_mutex_unlock(&p->mu);
 }
 
 int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms)
