@@ -34,16 +34,9 @@ class _Stages:
         self.last = now
 
 
-def run(
-    derp_url: str | None = None,
-    *,
-    mode: str = "gateway",
-    mode_b: str | None = None,
-    insecure: bool = False,
-    ca_file: str | None = None,
-    timeout: float = 10.0,
-    out: TextIO = sys.stdout,
-) -> dict[str, Any]:
+def run(derp_url: str | None = None, *, mode: str = "gateway", mode_b: str | None = None,
+        insecure: bool = False, ca_file: str | None = None, timeout: float = 10.0,
+        out: TextIO = sys.stdout) -> dict[str, Any]:
     """Runs the scenario; returns the response and the counters. Raises
     SpanzaError/OSError/TimeoutError with what failed."""
     stage = _Stages(out)
@@ -69,14 +62,9 @@ def run(
         if status != 200 or body != BODY:
             raise SpanzaError(f"unexpected response: {status} {body[:200]!r}")
         out.write(f"\nresponse: {body.decode(errors='replace')}")
-        result = {
-            "status": status,
-            "body": body,
-            "seconds": time.perf_counter() - stage.t0,
-            "peer1": p1.stats(),
-            "peer2": p2.stats(),
-            "relay": relay.stats() if relay is not None else None,
-        }
+        result = {"status": status, "body": body, "seconds": time.perf_counter() - stage.t0,
+                  "peer1": p1.stats(), "peer2": p2.stats(),
+                  "relay": relay.stats() if relay is not None else None}
         _print_counters(out, result)
         return result
 
@@ -91,18 +79,14 @@ def _print_counters(out: TextIO, r: dict[str, Any]) -> None:
     w: Callable[[str], int] = out.write
     if r["relay"] is not None:
         s = r["relay"]
-        w(
-            f"relay:     {s['clients']} clients, {s['packets_recv']} packets / {s['bytes_recv']} bytes relayed, "
-            f"drops {sum(v for k, v in s.items() if k.startswith('drop_'))}\n"
-        )
+        w(f"relay:     {s['clients']} clients, {s['packets_recv']} packets / {s['bytes_recv']} bytes relayed, "
+          f"drops {sum(v for k, v in s.items() if k.startswith('drop_'))}\n")
     for name in ("peer1", "peer2"):
         st = r[name]
         (peer,) = st["peers"]
         hs = peer.last_handshake.strftime("%H:%M:%S") if peer.last_handshake else "never"
-        w(
-            f"{name}:     wireguard rx {peer.rx_bytes} B tx {peer.tx_bytes} B, handshake at {hs}, "
-            f"drops {sum(st['wireguard']['drops'].values())}\n"
-        )
+        w(f"{name}:     wireguard rx {peer.rx_bytes} B tx {peer.tx_bytes} B, handshake at {hs}, "
+          f"drops {sum(st['wireguard']['drops'].values())}\n")
         if "gateway" in st:
             g = st["gateway"]
             w(f"           gateway: {g['derp_tx_packets']} datagrams to DERP, {g['wg_tx_datagrams']} to WireGuard\n")
@@ -112,14 +96,11 @@ def _print_counters(out: TextIO, r: dict[str, Any]) -> None:
 
 
 def add_demo_command(sub: Any) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="run the main scenario: two peers, HTTP through WireGuard over DERP",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = sub.add_parser("demo", help="run the main scenario: two peers, HTTP through WireGuard over DERP",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--derp-url", help="use this relay (http(s)://host:port/derp) instead of the embedded one")
-    p.add_argument("--mode", choices=MODES, default="gateway", help="how the peers reach the relay (default: gateway)")
+    p.add_argument("--mode", choices=MODES, default="gateway",
+                   help="how the peers reach the relay (default: gateway)")
     p.add_argument("--insecure", action="store_true", help="accept the relay's self-signed certificate")
     p.add_argument("--ca-file", help="trust this CA for the relay")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each step (default 10)")

@@ -46,15 +46,8 @@ def derp_endpoint(key: Any) -> str:
 class DerpBindMixin:
     """DERP methods of `spanza.Device` (needs its `_use()` and `public_key`)."""
 
-    def attach_derp(
-        self,
-        url: str,
-        key: Any = None,
-        *,
-        ca_file: str | os.PathLike[str] | None = None,
-        insecure: bool = False,
-        options: dict[str, int] | None = None,
-    ) -> PublicKey:
+    def attach_derp(self, url: str, key: Any = None, *, ca_file: str | os.PathLike[str] | None = None,
+                    insecure: bool = False, options: dict[str, int] | None = None) -> PublicKey:
         """Sends this device's datagrams for ``derp:`` endpoints through a
         DERP client for `url`, identified by `key` (a private key; default:
         the device's own). Replaces an earlier DERP bind. Returns the DERP
@@ -119,9 +112,8 @@ class DerpBindMixin:
         deadline = time.monotonic() + timeout
         while not self.derp_stats()["connected"]:
             if time.monotonic() >= deadline:
-                raise SpanzaTimeoutError(
-                    f"DERP bind not connected within {timeout} s (last error: {self.derp_last_error() or 'none'})"
-                )
+                raise SpanzaTimeoutError(f"DERP bind not connected within {timeout} s "
+                                   f"(last error: {self.derp_last_error() or 'none'})")
             time.sleep(0.01)
 
     def derp_reconnect(self) -> None:

@@ -28,7 +28,9 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "spanza_allow_errors: C-side errors logged during this test do not fail it")
+    config.addinivalue_line(
+        "markers", "spanza_allow_errors: C-side errors logged during this test do not fail it"
+    )
 
 
 _BASELINE = pytest.StashKey[tuple[int, int]]()

@@ -86,28 +86,15 @@ class Peer(Handle):
         self.gateway: Gateway | None = None
         addresses = [address] if isinstance(address, str) else list(address)
         if mode == "transport":
-            self.device = Device(
-                private_key=self.private_key,
-                listen_port=None,
-                address=addresses,
-                derp_url=url,
-                derp_ca_file=ca_file,
-                derp_insecure=insecure,
-                derp_options=derp_options,
-                runtime=runtime,
-            )
+            self.device = Device(private_key=self.private_key, listen_port=None, address=addresses,
+                                 derp_url=url, derp_ca_file=ca_file, derp_insecure=insecure,
+                                 derp_options=derp_options, runtime=runtime)
         else:
             self.device = Device(private_key=self.private_key, listen_port=0, address=addresses, runtime=runtime)
             try:
-                self.gateway = Gateway(
-                    url,
-                    PrivateKey.generate(),
-                    ca_file=ca_file,
-                    insecure=insecure,
-                    wg_endpoint=("127.0.0.1", self.device.listen_port),
-                    derp_options=derp_options,
-                    runtime=runtime,
-                )
+                self.gateway = Gateway(url, PrivateKey.generate(), ca_file=ca_file, insecure=insecure,
+                                       wg_endpoint=("127.0.0.1", self.device.listen_port),
+                                       derp_options=derp_options, runtime=runtime)
             except BaseException:
                 self.device.close()
                 raise
@@ -165,13 +152,8 @@ class Peer(Handle):
 
     # -- applications --
 
-    def serve_http(
-        self,
-        port: int = 80,
-        handler: type[http.server.BaseHTTPRequestHandler] | None = None,
-        *,
-        body: bytes | None = None,
-    ) -> Any:
+    def serve_http(self, port: int = 80, handler: type[http.server.BaseHTTPRequestHandler] | None = None,
+                   *, body: bytes | None = None) -> Any:
         """Serves HTTP on the peer's tunnel address (a handler class, or a
         fixed ``body`` for GET). Closed with the peer."""
         if handler is None:
