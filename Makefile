@@ -88,11 +88,12 @@ asan: build/sanitize/libspanza.a $(TEST_DEPS)
 	  PYTHONPATH=. SPANZA_SANITIZED=1 SPANZA_ROOT=$(CURDIR) $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 # ---- fuzzing: libFuzzer targets in tests/fuzz/<name>.c, linked with the ASan archive ----
+# A module may add link flags for one target in FUZZ_LDFLAGS_<name>.
 FUZZ_CFLAGS := $(CSTD) -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
 FUZZ_BINS := $(patsubst %,build/fuzz/%,$(FUZZ_TARGETS))
 build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
+	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
 FUZZ_SECONDS ?= 300
 # The full run: FUZZ_SECONDS per target, corpora kept under .cache/fuzz.
 fuzz: $(FUZZ_BINS)
