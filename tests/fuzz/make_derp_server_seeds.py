@@ -1,5 +1,6 @@
-"""Writes the hand-made seeds of the DERP server's fuzz targets
-(derp_server_hs, derp_server_stream), framed as their .c files read them.
+"""Writes the hand-made seeds of the DERP-facing fuzz targets
+(derp_server_hs, derp_server_stream, gw_derp_input), framed as their .c
+files read them.
 Seeds stay under 4 KiB: libFuzzer's -max_len follows the largest seed, and
 longer inputs would slow every execution. Run from the source tree:
 
@@ -89,6 +90,25 @@ STREAM = {
     "fast_start": (2 | 8, 0, frame(0x12, b"pingpong")),
 }
 
+# gw_derp_input: the gateways' peers are keys of 32 x 0x01, 0x02, 0x03.
+PEER = [bytes([k]) * 32 for k in (1, 2, 3)]
+
+
+def recv(src: bytes, pkt: bytes) -> bytes:
+    return frame(0x05, src + pkt)
+
+
+GW_FRAMES = (recv(PEER[0], b"wg1") + recv(PEER[1], b"wg2" * 100) + recv(PEER[2], b"")
+             + recv(UNKNOWN, b"stranger") + frame(0x08, PEER[1] + b"\x00") + frame(0x12, b"pingpong"))
+GW = {
+    "endpoint": (0, 0, GW_FRAMES),
+    "learned": (1, 0, GW_FRAMES),
+    "split": (1, 3, recv(PEER[0], b"x" * 40) + recv(PEER[1], b"y")),
+    "big": (0, 0, recv(PEER[0], bytes(3000))),
+    "no_destination": (2, 0, GW_FRAMES),
+    "short_recv": (1, 0, frame(0x05, bytes(31))),
+}
+
 
 def write(target: str, seeds: dict[str, tuple[int, int, bytes]]) -> None:
     out = os.path.join(HERE, "corpus", target)
@@ -101,3 +121,4 @@ def write(target: str, seeds: dict[str, tuple[int, int, bytes]]) -> None:
 if __name__ == "__main__":
     write("derp_server_hs", HS)
     write("derp_server_stream", STREAM)
+    write("gw_derp_input", GW)

@@ -1,0 +1,2 @@
+# The gateway (csrc/gateway/): a libFuzzer target for its DERP-side input.
+FUZZ_TARGETS += gw_derp_input
