@@ -95,11 +95,13 @@ build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
 FUZZ_SECONDS ?= 300
-# The full run: FUZZ_SECONDS per target, corpora kept under .cache/fuzz.
+# FUZZ_RUNS: stop a target after this many executions (-1: no limit).
+FUZZ_RUNS ?= -1
+# The full run: FUZZ_SECONDS (or FUZZ_RUNS) per target, corpora kept under .cache/fuzz.
 fuzz: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \
 	  echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
-	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 .cache/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -print_final_stats=1 .cache/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
 # The short run that `make test` includes.
 fuzz-smoke: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \

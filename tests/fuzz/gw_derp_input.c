@@ -10,7 +10,8 @@
  * last sender); one that knows no address at all. Their peers'
  * keys are 32 bytes of 0x01, 0x02 and 0x03 (the seeds use them); any other
  * source key is a stranger. Their DERP clients point at a closed port and
- * never connect: the input is fed here instead, on the loop thread.
+ * never connect: the input is fed here instead, from the fuzzing thread
+ * once the runtime's loop is parked (rt_park.h).
  *
  * Input: byte 0: bits 0-1 pick the gateway (mod 3), bit 2 starts at the HTTP response
  * (else the handshake is taken as done); byte 1 is the chunk size; the rest
@@ -25,6 +26,7 @@
 
 #include "derp/client_proto.h"
 #include "gateway/impl.h"
+#include "rt_park.h"
 
 #define NPEERS 3
 #define NGW 3
@@ -79,9 +81,8 @@ struct run {
 	size_t size;
 };
 
-static void run_on_loop(rt_t *rt, void *arg)
+static void run(void *arg)
 {
-	(void)rt;
 	struct run *r = arg;
 	struct gw *g = h.g[(r->data[0] & 3) % NGW];
 	size_t chunk = r->data[1] ? r->data[1] : r->size;
@@ -150,8 +151,10 @@ static void init(void)
 		uint8_t key[32];
 		memset(key, 1, sizeof(key));
 		gw_py_peer_stats(h.g[1], key, &st);
-		if (st.dst_kind == GW_DST_LEARNED)
+		if (st.dst_kind == GW_DST_LEARNED) {
+			rt_park(h.rt);
 			return;
+		}
 		usleep(10000);
 	}
 	die("the gateway did not learn the sink's address");
@@ -164,6 +167,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	struct run r = {.data = data, .size = size};
-	rt_call(h.rt, run_on_loop, &r);
+	run(&r);
 	return 0;
 }
