@@ -29,7 +29,7 @@
 #include "crypto/crypto.h"
 #include "derp/http.h"
 #include "derp/keys.h"
-#include "derp/server.h"
+#include "derp/server/server.h"
 
 enum { FZ_ALLOWED, FZ_STRANGER, FZ_BYSTANDER, FZ_NKEYS };
 
