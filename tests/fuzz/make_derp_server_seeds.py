@@ -56,8 +56,8 @@ STREAM = {
     "probe_post": (0, 0, b"POST /derp/latency-check HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
     "robots": (0, 0, b"GET /robots.txt HTTP/1.1\r\n\r\n"),
     "no_upgrade": (0, 0, b"GET /derp HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "websocket": (0, 0, b"GET /derp HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Protocol: derp\r\n\r\n"),
+    "websocket": (0, 0, (b"GET /derp HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Protocol: derp\r\n\r\n")),
     "http10": (0, 0, b"GET /derp HTTP/1.0\r\n\r\n"),
     "http2": (0, 0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
     "long_head": (32, 0, b"GET / HTTP/1.1\r\nX: " + b"a" * 3000),

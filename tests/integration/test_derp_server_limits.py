@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration._derp_raw import RawDerp, assert_relays, connect
+from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -81,11 +82,6 @@ class Child:
             self.proc.wait()
 
 
-def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def half_open_heads(port: int, n: int) -> list[socket.socket]:
@@ -106,7 +102,7 @@ def test_at_the_fd_limit_a_server_keeps_its_clients_and_recovers():
         # Far more connections than descriptors: the kernel completes them
         # (backlog), the server accepts until EMFILE, then pauses accepting.
         flood = half_open_heads(child.port, 200)
-        wait_for(lambda: child.fds() >= 90, what="the server to reach its fd limit")
+        wait_for(lambda: child.fds() >= 90, timeout=10, what="the server to reach its fd limit")
         assert_relays(a, b)  # existing clients are served at the limit
         accepted_at_limit = child.stats()["accepts"]
         assert accepted_at_limit < 2 + 200, "the limit did not bite"
@@ -116,7 +112,7 @@ def test_at_the_fd_limit_a_server_keeps_its_clients_and_recovers():
         # Recovery: the backlog drains, then a new client gets in and relays.
         c = connect(child.port, timeout=10)
         assert_relays(a, c)
-        wait_for(lambda: child.stats()["connections"] == 3, what="the flood's connections to be closed")
+        wait_for(lambda: child.stats()["connections"] == 3, what="the flood's connections to be closed", timeout=10)
         assert child.stats()["accepts"] > accepted_at_limit
         for x in (a, b, c):
             x.close()
@@ -127,16 +123,17 @@ def test_at_the_fd_limit_a_server_keeps_its_clients_and_recovers():
 
 
 def test_the_relay_command_raises_its_soft_open_files_limit(tmp_path):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     low = min(256, hard)
     if hard == resource.RLIM_INFINITY or hard <= low:
         pytest.skip(f"the hard RLIMIT_NOFILE ({hard}) leaves nothing to raise")
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        port = so.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "spanza", "derper", "-a", f"127.0.0.1:{port}",
+    port = free_port()
+    # `spanza derper` started with a low soft limit (set before it runs, as a shell's ulimit -Sn would).
+    start = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), "
+             "resource.getrlimit(resource.RLIMIT_NOFILE)[1])); sys.argv[:2] = ['spanza']; "
+             "runpy.run_module('spanza', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", start, str(low), "derper", "-a", f"127.0.0.1:{port}",
                              "-c", str(tmp_path / "derper.key"), "--stun=false"], cwd=ROOT,
-                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -166,11 +163,11 @@ def test_memory_per_connection_is_bounded():
         # Warm up allocator and tables, then measure.
         for c in [connect(child.port) for _ in range(20)]:
             c.close()
-        wait_for(lambda: child.stats()["connections"] == 0, what="warm-up connections to close")
+        wait_for(lambda: child.stats()["connections"] == 0, what="warm-up connections to close", timeout=10)
         base = child.rss_kib()
         idle = half_open_heads(child.port, n)
         clients = [connect(child.port) for _ in range(n)]
-        wait_for(lambda: child.stats()["clients"] == n, what="clients to register")
+        wait_for(lambda: child.stats()["clients"] == n, what="clients to register", timeout=10)
         per_conn = (child.rss_kib() - base) / (2 * n)
         # A connection is a ~0.5 KiB struct, a request head buffer (<= 8 KiB,
         # freed at the upgrade) and small tables: README states < 16 KiB.
@@ -186,7 +183,8 @@ def test_memory_per_connection_is_bounded():
         big = os.urandom(65536)
         for _ in range(300):  # ~20 MB at a receiver that reads nothing
             sender.send_packet(sink.pub, big)
-        wait_for(lambda: child.stats()["drop_queue_head"] > 0, what="the never-reading client's queue to drop")
+        wait_for(lambda: child.stats()["drop_queue_head"] > 0, what="the never-reading client's queue to drop",
+                 timeout=10)
         grown = child.rss_kib() - before
         # 32 queued 64 KiB frames plus what the socket write holds: ~2 MiB.
         assert grown < 8 * 1024, f"RSS grew {grown} KiB for one never-reading client"
