@@ -179,13 +179,17 @@ static bool fz_feed(struct derp_conn *c, int peer, const uint8_t *b, size_t n, s
 	return true;
 }
 
-/* Loop thread: closes c (if still open) and reaps it. */
+static void fz_bystander_check(void);
+
+/* Loop thread, the end of an input: closes c (if still open), reaps it, and
+ * brings the bystander back if the input closed it. */
 static void fz_conn_end(struct derp_conn *c, bool open, int peer)
 {
 	if (open && !c->closing)
 		derp_conn_close(c, CR_DONE);
 	derp_srv_settle(fz.srv);
 	close(peer);
+	fz_bystander_check();
 }
 
 static void fz_bystander_up(void)
@@ -274,6 +278,23 @@ static void fz_init(void)
 		fz_die("upgrade request");
 	fz.bystander_peer = -1;
 	rt_call(fz.rt, fz_start_on_loop, NULL);
+}
+
+struct fz_input {
+	const uint8_t *data;
+	size_t size;
+};
+
+/* The targets' LLVMFuzzerTestOneInput: inputs shorter than their two
+ * header bytes are skipped; run gets a struct fz_input on the loop thread. */
+static int fz_fuzz_one(rt_fn run, const uint8_t *data, size_t size)
+{
+	fz_init();
+	if (size < 2)
+		return 0;
+	struct fz_input in = {.data = data, .size = size};
+	rt_call(fz.rt, run, &in);
+	return 0;
 }
 
 #endif

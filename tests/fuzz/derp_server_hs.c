@@ -19,11 +19,6 @@
 #define KEY_SERVER 4
 #define JSON_MAX 4096
 
-struct hs_run {
-	const uint8_t *data;
-	size_t size;
-};
-
 static bool contains_mesh_key_hex(const uint8_t *json, size_t n)
 {
 	char hex[2 * DERP_KEY_LEN + 1], text[JSON_MAX + 1];
@@ -39,7 +34,7 @@ static bool contains_mesh_key_hex(const uint8_t *json, size_t n)
 static void run_on_loop(rt_t *rt, void *arg)
 {
 	(void)rt;
-	struct hs_run *r = arg;
+	struct fz_input *r = arg;
 	uint8_t flags = r->data[0];
 	size_t chunk = r->data[1];
 	const uint8_t *body = r->data + 2;
@@ -110,15 +105,9 @@ static void run_on_loop(rt_t *rt, void *arg)
 			fz_die("registered under another key");
 	}
 	fz_conn_end(c, open, peer);
-	fz_bystander_check();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	fz_init();
-	if (size < 2)
-		return 0;
-	struct hs_run r = {.data = data, .size = size};
-	rt_call(fz.rt, run_on_loop, &r);
-	return 0;
+	return fz_fuzz_one(run_on_loop, data, size);
 }

@@ -20,15 +20,10 @@
 
 #define CLOCK_JUMP_MS 70000
 
-struct stream_run {
-	const uint8_t *data;
-	size_t size;
-};
-
 static void run_on_loop(rt_t *rt, void *arg)
 {
 	(void)rt;
-	struct stream_run *r = arg;
+	struct fz_input *r = arg;
 	uint8_t flags = r->data[0];
 	size_t chunk = r->data[1];
 	int prefix = flags & 3;
@@ -59,15 +54,9 @@ static void run_on_loop(rt_t *rt, void *arg)
 		derp_srv_settle(fz.srv);
 	}
 	fz_conn_end(c, open, peer);
-	fz_bystander_check();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	fz_init();
-	if (size < 2)
-		return 0;
-	struct stream_run r = {.data = data, .size = size};
-	rt_call(fz.rt, run_on_loop, &r);
-	return 0;
+	return fz_fuzz_one(run_on_loop, data, size);
 }

@@ -34,24 +34,11 @@ from tests.integration._derp_raw import (
 )
 from tests.support import wait_for
 
-MESH_KEY = bytes(range(32))
 WAVE = 200
 UPGRADE = b"GET /derp HTTP/1.1\r\nHost: derp.test\r\nConnection: Upgrade\r\nUpgrade: DERP\r\n\r\n"
 TLS_HELLO = bytes.fromhex("16030100c4010000c00303") + os.urandom(32) + b"\x00\x00\x02\x13\x01\x01\x00"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with spanza.DerpServer(mesh_key=MESH_KEY) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def bystanders(server):
-    a, b = connect(server.port), connect(server.port)
-    yield a, b
-    a.close()
-    b.close()
 
 
 
