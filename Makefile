@@ -90,17 +90,20 @@ asan: build/sanitize/libspanza.a $(TEST_DEPS)
 # ---- fuzzing: libFuzzer targets in tests/fuzz/<name>.c, linked with the ASan archive ----
 # (WARN without -Wmissing-prototypes: LLVMFuzzerTestOneInput is libFuzzer's
 # entry point, which no header declares.)
+# A module may add link flags for one target in FUZZ_LDFLAGS_<name>.
 FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Werror -Wshadow -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
 FUZZ_BINS := $(patsubst %,build/fuzz/%,$(FUZZ_TARGETS))
 build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
+	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
 FUZZ_SECONDS ?= 300
-# The full run: FUZZ_SECONDS per target, corpora kept under .cache/fuzz.
+# FUZZ_RUNS: stop a target after this many executions (-1: no limit).
+FUZZ_RUNS ?= -1
+# The full run: FUZZ_SECONDS (or FUZZ_RUNS) per target, corpora kept under .cache/fuzz.
 fuzz: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \
 	  echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
-	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 .cache/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -print_final_stats=1 .cache/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
 # The short run that `make test` includes.
 fuzz-smoke: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 import threading
@@ -187,6 +188,25 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def raise_nofile_limit() -> int:
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit, as servers
+    commonly do (Go's runtime does it for derper): each DERP client holds one
+    file descriptor, and the usual soft limit of 1024 would cap a relay at
+    about a thousand clients. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return soft
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        target = 1 << 20  # the kernel's default fs.nr_open; "unlimited" is refused above it
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as e:
+        log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, e)
+        return soft
+    return target
+
+
 def run_derper(args: argparse.Namespace) -> int:
     from spanza import _log
     from spanza.derp import DerpServer
@@ -197,6 +217,8 @@ def run_derper(args: argparse.Namespace) -> int:
     if args.verbose:
         _log.set_level(logging.DEBUG)
     opts = server_options(args)
+    nofile = raise_nofile_limit()
+    log.info("open-files limit %d: up to about %d clients", nofile, max(nofile - 64, 0))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -193,6 +193,9 @@ void derp_conn_update_events(struct derp_conn *c);
 void derp_conn_arm_timer(struct derp_conn *c);
 /* Runs every deadline of c that is due now (the timer callback's body). */
 void derp_conn_check_deadlines(struct derp_conn *c);
+/* Bytes read from the connection, whatever its phase (also the fuzz
+ * targets' way in: tests/fuzz/derp_server_*.c). */
+void derp_conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n);
 /* Feeds DERP stream bytes, holding what cannot be processed yet (rate pause). */
 void derp_conn_feed(struct derp_conn *c, const uint8_t *b, size_t n);
 /* Sets a deadline field and makes sure the timer fires by then. */

@@ -371,7 +371,7 @@ static void on_resume(struct derp_conn *c)
 	derp_conn_update_events(c);
 }
 
-static void conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
+void derp_conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 {
 	switch (c->state) {
 	case CS_HTTP:
@@ -415,7 +415,7 @@ static void conn_read(struct derp_conn *c)
 		}
 		if (c->link && c->rd_at)
 			c->rd_at = derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS; /* the Go client's 120 s */
-		conn_on_bytes(c, s->rbuf, (size_t)n);
+		derp_conn_on_bytes(c, s->rbuf, (size_t)n);
 	}
 }
 
