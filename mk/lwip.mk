@@ -1,6 +1,7 @@
 # lwIP, compiled from Debian's source package (scripts/fetch-lwip.sh fetches
-# and checks it into .cache/lwip, never committed) with csrc/netstack's
-# lwipopts.h, into the archive of each flavour.
+# and checks it into .cache/lwip, never committed, and applies Spanza's
+# patches from scripts/lwip-patches) with csrc/netstack's lwipopts.h, into
+# the archive of each flavour.
 LWIP_CACHE := .cache/lwip
 LWIP_DIR := $(LWIP_CACHE)/lwip-2.1.3
 LWIP_STAMP := $(LWIP_DIR)/.spanza-ok
@@ -17,7 +18,9 @@ LWIP_CFLAGS := $(CSTD) -fPIC -fvisibility=hidden -MMD -MP -Icsrc $(LWIP_INC) \
 	-Wall -Wno-unused-parameter -Wno-unused-variable -Wno-address-of-packed-member
 LWIP_CFLAGS_fuzzlib := -DNS_ASSERT_ABORT
 
-$(LWIP_STAMP):
+# The patches and the pinned hash of the patched tree rebuild the tree.
+LWIP_PATCHES := $(sort $(wildcard scripts/lwip-patches/*))
+$(LWIP_STAMP): scripts/fetch-lwip.sh $(LWIP_PATCHES)
 	bash scripts/fetch-lwip.sh $(LWIP_CACHE)
 
 # The sources appear with the stamp.

@@ -78,6 +78,13 @@ int ns_host_count(void);
 /* lwIP's own protocol counters, for tests: name is "tcp", "udp", "icmp",
  * "icmp6", "ip", "ip6"; fields xmit, recv, drop, err in that order. */
 int ns_lwip_stats(const char *proto, uint64_t out[4]);
+/* TCP loss-recovery events of the whole stack (scripts/lwip-patches): RTOs,
+ * recoveries entered, partial ACKs, SACK retransmissions, tail loss probes,
+ * pacing holds. */
+struct ns_tcp_recovery {
+	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, paced;
+};
+int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
 
 /* ---- waitable operations (connect, ping, bench) ----
  * ns_op_wait waits up to timeout_ms (-1: forever) and returns -EINPROGRESS
@@ -142,8 +149,16 @@ struct ns_wire_stats {
 	uint64_t packets[2]; /* sent by side i */
 	uint64_t bytes[2];
 	uint64_t dropped[2]; /* queue full, or nothing plugged in */
+	uint64_t lost[2];    /* by the crafted loss below */
 };
 int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out);
+/* Crafted loss on what `side` sends (tests of TCP loss recovery). A
+ * bottleneck like derper's per-client queue: at most `depth` packets wait,
+ * drained at `per_ms` packets per ms; a packet arriving at a full queue
+ * drops the oldest (depth 0: none). A drop list: the packets whose indices,
+ * counted from this call, are in idx (ascending) are lost. */
+int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms);
+int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n);
 /* Keeps copies of up to max packets for ns_wire_take (0: stop). */
 int ns_wire_capture(ns_wire_t *w, int max);
 /* Pops the oldest captured packet: its length (0: none), side in *side. */
