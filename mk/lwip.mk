@@ -8,7 +8,7 @@ LWIP_STAMP := $(LWIP_DIR)/.spanza-ok
 LWIP_FILES := \
 	core/init.c core/def.c core/inet_chksum.c core/ip.c core/mem.c core/memp.c \
 	core/netif.c core/pbuf.c core/raw.c core/stats.c core/tcp.c core/tcp_in.c \
-	core/tcp_out.c core/timeouts.c core/udp.c \
+	core/tcp_out.c core/tcp_recovery.c core/timeouts.c core/udp.c \
 	core/ipv4/icmp.c core/ipv4/ip4.c core/ipv4/ip4_addr.c core/ipv4/ip4_frag.c \
 	core/ipv6/icmp6.c core/ipv6/ip6.c core/ipv6/ip6_addr.c core/ipv6/ip6_frag.c core/ipv6/nd6.c
 LWIP_INC := -Icsrc/netstack -I$(LWIP_DIR)/src/include

@@ -36,7 +36,7 @@ struct wcap { /* a captured copy */
 /* Crafted loss on one direction (ns_wire_set_bottleneck, ns_wire_drop_list). */
 struct wloss {
 	uint32_t depth, per_ms; /* bottleneck; depth 0: none */
-	uint32_t tokens_milli;  /* packets that may leave now, in 1/1000 */
+	uint64_t tokens_milli;  /* packets that may leave now, in 1/1000 */
 	uint64_t last_us;
 	uint32_t *drop, ndrop, next; /* packet indices to lose, ascending */
 	uint64_t index;              /* packets sent since the list was set */
@@ -63,6 +63,7 @@ struct ns_wire {
 static uint64_t now_us(void) { return rt_now_ns() / 1000u; }
 
 #define US_PER_MS 1000u
+#define WIRE_BURST_MS 4u
 
 static void arm(ns_wire_t *w)
 {
@@ -155,14 +156,15 @@ static bool drop_listed(struct wloss *l)
 	return true;
 }
 
-/* The bottleneck's tokens: per_ms packets per ms, at most one ms' worth. */
+/* The bottleneck's tokens: per_ms packets per ms, at most WIRE_BURST_MS'
+ * worth (the loop's ms timers fire late by a ms or two). */
 static void refill(struct wloss *l)
 {
 	uint64_t now = now_us(), dt = now - l->last_us;
 	l->last_us = now;
 	uint64_t t = l->tokens_milli + dt * l->per_ms;
-	uint64_t cap = (uint64_t)l->per_ms * US_PER_MS;
-	l->tokens_milli = (uint32_t)(t < cap ? t : cap);
+	uint64_t cap = (uint64_t)l->per_ms * US_PER_MS * WIRE_BURST_MS;
+	l->tokens_milli = t < cap ? t : cap;
 }
 
 void ns_wire_output(void *end, const uint8_t *ip, size_t len)
