@@ -29,14 +29,16 @@ $(addprefix $(LWIP_DIR)/src/,$(LWIP_FILES)): | $(LWIP_STAMP)
 
 define lwip_flavour
 LWIP_OBJS_$(1) := $$(patsubst %.c,build/$(1)/lwip/%.o,$$(LWIP_FILES))
-build/$(1)/lwip/%.o: $$(LWIP_DIR)/src/%.c | $$(DEPS_STAMP) $$(LWIP_STAMP)
+# The stamp is a real prerequisite: make stats the sources before the
+# stamp's recipe re-extracts them, so a changed patch rebuilds through it.
+build/$(1)/lwip/%.o: $$(LWIP_DIR)/src/%.c $$(LWIP_STAMP) | $$(DEPS_STAMP)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LWIP_CFLAGS) $$($(1)_CFLAGS) $$(LWIP_CFLAGS_$(1)) -c $$< -o $$@
 EXTRA_OBJS_$(1) += $$(LWIP_OBJS_$(1))
 -include $$(LWIP_OBJS_$(1):.o=.d)
 # Our netstack sources include lwIP's headers.
 build/$(1)/obj/csrc/netstack/%.o: EXTRA_CFLAGS += $$(LWIP_INC) $$(LWIP_CFLAGS_$(1))
-$$(patsubst %.c,build/$(1)/obj/%.o,$$(filter csrc/netstack/%,$$(CSRCS))): | $$(LWIP_STAMP)
+$$(patsubst %.c,build/$(1)/obj/%.o,$$(filter csrc/netstack/%,$$(CSRCS))): $$(LWIP_STAMP)
 endef
 $(eval $(call lwip_flavour,release))
 $(eval $(call lwip_flavour,sanitize))

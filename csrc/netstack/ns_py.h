@@ -80,9 +80,9 @@ int ns_host_count(void);
 int ns_lwip_stats(const char *proto, uint64_t out[4]);
 /* TCP loss-recovery events of the whole stack (scripts/lwip-patches): RTOs,
  * recoveries entered, partial ACKs, SACK retransmissions, tail loss probes,
- * pacing holds. */
+ * segments found lost by RACK alone, pacing holds. */
 struct ns_tcp_recovery {
-	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, paced;
+	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, rack_lost, paced;
 };
 int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
 

@@ -206,6 +206,7 @@ static void recovery_on_loop(rt_t *rt, void *arg)
 				      .partial_ack = s->partial_ack,
 				      .sack_rexmit = s->sack_rexmit,
 				      .tlp = s->tlp,
+				      .rack_lost = s->rack_lost,
 				      .paced = s->paced};
 }
 

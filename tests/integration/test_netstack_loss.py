@@ -1,0 +1,119 @@
+"""TCP loss recovery (scripts/lwip-patches) on the memory wire with crafted
+loss: derper's drop-oldest queue, holes in one window, a lost tail. The
+figures (goodput, longest stall) are in bench/tcp_loss.py; these tests
+assert what recovered the data (lwIP's recovery counters), and that it
+arrived intact."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+
+import pytest
+from netstack_helpers import A4, B4
+
+from spanza._ffi import ffi, lib
+from spanza.netstack import wired_pair
+
+MiB = 1 << 20
+SYN_AND_ACK = 2  # B's first two packets: the handshake, then data segments
+
+
+def recovery() -> dict[str, int]:
+    st = ffi.new("struct ns_tcp_recovery *")
+    assert lib.ns_tcp_recovery_stats(st) == 0
+    return {k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields}
+
+
+def payload(n: int) -> bytes:
+    block = hashlib.sha256(b"spanza").digest() * 2048  # 64 KiB
+    return (block * (n // len(block) + 1))[:n]
+
+
+@pytest.fixture
+def wire_pair():
+    a, b, wire = wired_pair(f"{A4}/24", f"{B4}/24")
+    try:
+        yield a, b, wire
+    finally:
+        a.close()
+        b.close()
+        wire.close()
+
+
+def send_b_to_a(a, b, wire, data: bytes, port: int, *, prelude: bytes = b"") -> dict[str, int]:
+    """Sends prelude (echoed back, so RTT samples exist) then data from B to
+    A; returns lwIP's recovery counters over the data, and the wire's losses."""
+    lst = a.listen(port)
+    c = b.connect((A4, port), timeout=5)
+    s, _ = lst.accept()
+    s.settimeout(20)
+    c.settimeout(20)
+    if prelude:
+        c.sendall(prelude)
+        got = b""
+        while len(got) < len(prelude):
+            got += s.recv(65536)
+        s.sendall(got)
+        back = b""
+        while len(back) < len(prelude):
+            back += c.recv(65536)
+    before = recovery()
+
+    def send() -> None:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=send)
+    t.start()
+    h, n = hashlib.sha256(), 0
+    while chunk := s.recv(MiB):
+        h.update(chunk)
+        n += len(chunk)
+    t.join(20)
+    after = recovery()
+    for x in (c, s, lst):
+        x.close()
+    assert (n, h.hexdigest()) == (len(data), hashlib.sha256(data).hexdigest())
+    out = {k: after[k] - before[k] for k in after}
+    st = ffi.new("struct ns_wire_stats *")
+    assert lib.ns_wire_get_stats(wire.ptr, st) == 0
+    out["lost"] = int(st.lost[1])
+    return out
+
+
+def test_loss_hooks_refuse_bad_settings(wire_pair):
+    _, _, wire = wire_pair
+    assert lib.ns_wire_set_bottleneck(wire.ptr, 2, 32, 10) < 0  # no side 2
+    assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 0) < 0  # a queue that never drains
+    idx = ffi.new("uint32_t[]", [5, 3])
+    assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) < 0  # not ascending
+    assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 0, 0) == 0  # off
+
+
+def test_16_mib_through_derpers_drop_oldest_queue_recovers_without_rto(wire_pair):
+    """derper keeps 32 packets per client and drops the oldest: a window
+    sent in one burst loses its head. SACK recovery resends the holes; no
+    retransmission time-out fires."""
+    a, b, wire = wire_pair
+    assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 20) == 0
+    st = send_b_to_a(a, b, wire, payload(16 * MiB), 7100)
+    assert st["lost"] > 0  # the queue did drop
+    assert st["rto"] == 0
+    assert st["fast_rexmit"] > 0
+    assert st["sack_rexmit"] + st["partial_ack"] > 0
+
+
+def test_two_holes_in_one_window_are_one_recovery(wire_pair):
+    """Reno left recovery on the first partial ACK and needed three more
+    duplicates (or the RTO) for the second hole; NewReno/SACK resend both
+    in one episode."""
+    a, b, wire = wire_pair
+    idx = ffi.new("uint32_t[]", [SYN_AND_ACK + 100, SYN_AND_ACK + 104])
+    assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) == 0
+    st = send_b_to_a(a, b, wire, payload(2 * MiB), 7101)
+    assert st["lost"] == 2
+    assert st["rto"] == 0
+    assert st["fast_rexmit"] == 1
+    assert st["sack_rexmit"] + st["partial_ack"] >= 1
