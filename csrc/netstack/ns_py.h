@@ -155,8 +155,9 @@ int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out);
 /* Crafted loss on what `side` sends (tests of TCP loss recovery). A
  * bottleneck like derper's per-client queue: at most `depth` packets wait,
  * drained at `per_ms` packets per ms; a packet arriving at a full queue
- * drops the oldest (depth 0: none). A drop list: the packets whose indices,
- * counted from this call, are in idx (ascending) are lost. */
+ * drops the oldest (depth 0: none). A drop list: the TCP segments with
+ * payload whose indices, counted from this call, are in idx (ascending) are
+ * lost. */
 int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms);
 int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n);
 /* Keeps copies of up to max packets for ns_wire_take (0: stop). */

@@ -63,6 +63,10 @@ struct ns_wire {
 static uint64_t now_us(void) { return rt_now_ns() / 1000u; }
 
 #define US_PER_MS 1000u
+#define IP4_HLEN 20
+#define IP6_HLEN 40
+#define TCP_HLEN_MIN 20
+#define IPPROTO_TCP_NUM 6
 #define WIRE_BURST_MS 4u
 
 static void arm(ns_wire_t *w)
@@ -146,9 +150,27 @@ static void capture(ns_wire_t *w, const uint8_t *ip, size_t len, int side)
 	w->ncap++;
 }
 
-/* Whether the drop list loses the packet now sent. */
-static bool drop_listed(struct wloss *l)
+/* Whether a packet carries TCP payload (the drop list counts only those,
+ * so a test's indices do not depend on when pure ACKs leave). */
+static bool tcp_payload(const uint8_t *ip, size_t len)
 {
+	size_t hl;
+	if (len >= IP4_HLEN && ip[0] >> 4 == 4 && ip[9] == IPPROTO_TCP_NUM)
+		hl = (size_t)(ip[0] & 0xf) * 4;
+	else if (len >= IP6_HLEN && ip[0] >> 4 == 6 && ip[6] == IPPROTO_TCP_NUM)
+		hl = IP6_HLEN;
+	else
+		return false;
+	if (len < hl + TCP_HLEN_MIN)
+		return false;
+	return len > hl + (size_t)(ip[hl + 12] >> 4) * 4;
+}
+
+/* Whether the drop list loses the packet now sent. */
+static bool drop_listed(struct wloss *l, const uint8_t *ip, size_t len)
+{
+	if (!tcp_payload(ip, len))
+		return false;
 	uint64_t i = l->index++;
 	if (l->next >= l->ndrop || l->drop[l->next] != i)
 		return false;
@@ -173,7 +195,7 @@ void ns_wire_output(void *end, const uint8_t *ip, size_t len)
 	ns_wire_t *w = e->w;
 	int s = e->side;
 	struct wloss *l = &w->loss[s];
-	if (l->ndrop && drop_listed(l)) {
+	if (l->ndrop && drop_listed(l, ip, len)) {
 		w->st.lost[s]++;
 		return;
 	}

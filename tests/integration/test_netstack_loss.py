@@ -17,7 +17,6 @@ from spanza._ffi import ffi, lib
 from spanza.netstack import wired_pair
 
 MiB = 1 << 20
-SYN_AND_ACK = 2  # B's first two packets: the handshake, then data segments
 
 
 def recovery() -> dict[str, int]:
@@ -110,10 +109,40 @@ def test_two_holes_in_one_window_are_one_recovery(wire_pair):
     duplicates (or the RTO) for the second hole; NewReno/SACK resend both
     in one episode."""
     a, b, wire = wire_pair
-    idx = ffi.new("uint32_t[]", [SYN_AND_ACK + 100, SYN_AND_ACK + 104])
+    idx = ffi.new("uint32_t[]", [100, 104])  # indices count segments with payload
     assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) == 0
     st = send_b_to_a(a, b, wire, payload(2 * MiB), 7101)
     assert st["lost"] == 2
     assert st["rto"] == 0
     assert st["fast_rexmit"] == 1
     assert st["sack_rexmit"] + st["partial_ack"] >= 1
+
+
+def test_lost_tail_is_probed_not_timed_out(wire_pair):
+    """The last segments of a burst lost: no later segment makes duplicate
+    ACKs, so Reno waited for the RTO. A tail loss probe resends the last
+    segment after about 2 * SRTT; its SACK shows the hole."""
+    a, b, wire = wire_pair
+    data = payload(64 * 1380)  # 64 full segments, after an echo that yields RTT samples
+    prelude = b"p" * 100
+    first = 1  # after the prelude's segment
+    idx = ffi.new("uint32_t[]", [first + 62, first + 63])
+    assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) == 0
+    st = send_b_to_a(a, b, wire, data, 7102, prelude=prelude)
+    assert st["lost"] == 2
+    assert st["rto"] == 0
+    assert st["tlp"] >= 1
+
+
+def test_lost_probe_and_segment_fall_back_to_the_rto(wire_pair):
+    """A lone segment lost twice (original and probe): only the RTO is
+    left, and it fires once (ms timer, RFC 6298), then the data arrives."""
+    a, b, wire = wire_pair
+    prelude = b"p" * 100
+    first = 1
+    idx = ffi.new("uint32_t[]", [first, first + 1])
+    assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) == 0
+    st = send_b_to_a(a, b, wire, b"lone segment", 7103, prelude=prelude)
+    assert st["lost"] == 2
+    assert st["tlp"] == 1
+    assert st["rto"] == 1
