@@ -85,6 +85,9 @@ struct ns_tcp_recovery {
 	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, rack_lost, paced;
 };
 int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
+/* Pacing of every TCP sender of the process on (1, the default) or off (0):
+ * for benchmarks and tests that compare. */
+int ns_tcp_set_pacing(int on);
 
 /* ---- waitable operations (connect, ping, bench) ----
  * ns_op_wait waits up to timeout_ms (-1: forever) and returns -EINPROGRESS

@@ -218,3 +218,17 @@ int ns_tcp_recovery_stats(struct ns_tcp_recovery *out)
 	*out = (struct ns_tcp_recovery){0};
 	return rt_call(rt, recovery_on_loop, out);
 }
+
+static void pacing_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	tcp_pacing = (u8_t)(*(int *)arg != 0);
+}
+
+int ns_tcp_set_pacing(int on)
+{
+	rt_t *rt = ns_stack_rt();
+	if (!rt)
+		return -ENOENT;
+	return rt_call(rt, pacing_on_loop, &on);
+}
