@@ -12,6 +12,7 @@ dropped (`derp_packets_dropped` in /debug/varz). Runs are interleaved over
 the cases; medians at the end, with the load average. --trees runs each
 case once per given source tree (built; e.g. an export of main, for
 before/after figures), each run in a child process importing that tree.
+SPANZA_BENCH_PACING=0 turns lwIP's pacing off (scripts/lwip-patches/0004).
 """
 
 from __future__ import annotations
@@ -76,13 +77,22 @@ def get_timed(peer: Peer, host: str, port: int, nbytes: int, want: str) -> tuple
     return nbytes / secs / 1e6, stall
 
 
+def run_peers(url: str, tls: bool, mode: str, body: bytes, want: str) -> tuple[float, float]:
+    """Two Spanza peers on the relay at url; .2 GETs body from .1."""
+    with Peer(url, "192.168.4.1/24", mode=mode, insecure=tls) as a, \
+            Peer(url, "192.168.4.2/24", mode=mode, insecure=tls) as b:
+        connect(a, b)
+        if os.environ.get("SPANZA_BENCH_PACING") == "0":  # compare: lwIP's pacing off
+            from spanza._ffi import lib
+
+            lib.ns_tcp_set_pacing(0)
+        a.serve_http(8080, body=body)
+        return get_timed(b, "192.168.4.1", 8080, len(body), want)
+
+
 def one_run(relay: str, tls: bool, mode: str, body: bytes, want: str) -> dict[str, float]:
     def run(url: str) -> tuple[float, float]:
-        with Peer(url, "192.168.4.1/24", mode=mode, insecure=tls) as a, \
-                Peer(url, "192.168.4.2/24", mode=mode, insecure=tls) as b:
-            connect(a, b)
-            a.serve_http(8080, body=body)
-            return get_timed(b, "192.168.4.1", 8080, len(body), want)
+        return run_peers(url, tls, mode, body, want)
 
     if relay == "spanza":
         with spanza.DerpServer(tls=tls, hostname="127.0.0.1") as server:
