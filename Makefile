@@ -108,7 +108,7 @@ fuzz-smoke: $(FUZZ_BINS)
 demo: ext
 	$(PY) -m spanza demo
 
-bench: ext
+bench: ext go-helpers goref
 	$(PY) bench/run.py
 
 clean:
