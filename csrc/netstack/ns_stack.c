@@ -13,7 +13,7 @@
 #include "lwip/stats.h"
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
 static rt_t *ns_rt;        /* guarded by ns_mu */
