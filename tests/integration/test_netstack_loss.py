@@ -146,3 +146,28 @@ def test_lost_probe_and_segment_fall_back_to_the_rto(wire_pair):
     assert st["lost"] == 2
     assert st["tlp"] == 1
     assert st["rto"] == 1
+
+
+def test_pacing_starts_after_the_first_loss(wire_pair):
+    """A path that never dropped keeps lwIP's bursts (nothing is held);
+    once a segment was lost, segments leave at cwnd / SRTT: pacing holds
+    some back and sends them from its timer, and the data still arrives."""
+    a, b, wire = wire_pair
+    st = send_b_to_a(a, b, wire, payload(4 * MiB), 7104)
+    assert (st["lost"], st["fast_rexmit"], st["paced"]) == (0, 0, 0)
+    assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 20) == 0
+    st = send_b_to_a(a, b, wire, payload(8 * MiB), 7105)
+    assert st["fast_rexmit"] > 0
+    assert st["paced"] > 0
+
+
+def test_pacing_switched_off_holds_nothing(wire_pair):
+    a, b, wire = wire_pair
+    assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 20) == 0
+    assert lib.ns_tcp_set_pacing(0) == 0
+    try:
+        st = send_b_to_a(a, b, wire, payload(8 * MiB), 7106)
+    finally:
+        assert lib.ns_tcp_set_pacing(1) == 0
+    assert st["fast_rexmit"] > 0
+    assert st["paced"] == 0
