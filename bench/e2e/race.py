@@ -14,7 +14,6 @@ writes a PNG chart of goodput per case when matplotlib is importable.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -25,14 +24,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import stalls  # noqa: E402
+import stalls
 
 GOREF = HERE.parents[1] / ".cache" / "go" / "bin" / "goref"
 
 
 def go_run(url: str, tls: bool, mib: int) -> dict[str, float]:
     args = [str(GOREF), "-url", url, "-mib", str(mib)] + (["-insecure"] if tls else [])
-    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     if out.returncode:
         raise RuntimeError(f"goref failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -66,7 +65,12 @@ def chart(path: str, rows: list[tuple[str, float, float]]) -> None:
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(1.8 * len(rows) + 2, 4))
     ax.bar([i - 0.2 for i in x], [r[1] for r in rows], 0.4, label="Spanza")
-    ax.bar([i + 0.2 for i in x], [r[2] for r in rows], 0.4, label="Go (wireguard-go + gVisor + derphttp)")
+    ax.bar(
+        [i + 0.2 for i in x],
+        [r[2] for r in rows],
+        0.4,
+        label="Go (wireguard-go + gVisor + derphttp)",
+    )
     ax.set_xticks(list(x), labels)
     ax.set_ylabel("goodput, MB/s (median)")
     ax.legend()
@@ -76,11 +80,7 @@ def chart(path: str, rows: list[tuple[str, float, float]]) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mib", type=int, default=64)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--relay", default="spanza,derper")
-    ap.add_argument("--transport", default="tls,plain")
+    ap = stalls.case_args(__doc__)
     ap.add_argument("--mode", default="gateway", choices=["gateway", "transport"])
     ap.add_argument("--png", default="build/race.png")
     args = ap.parse_args()
@@ -89,26 +89,38 @@ def main() -> int:
         return 2
     body = os.urandom(stalls.MiB) * args.mib
     want = stalls.hashlib.sha256(body).hexdigest()
-    cases = [(r, t == "tls") for r in args.relay.split(",") for t in args.transport.split(",")]
+    cases = [
+        (r, t == "tls")
+        for r in args.relay.split(",")
+        for t in args.transport.split(",")
+    ]
     la = os.getloadavg()
-    print(f"GET of {args.mib} MiB, Spanza ({args.mode}) vs Go, {args.runs} interleaved runs, "
-          f"{os.cpu_count()} cores; load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+    print(
+        f"GET of {args.mib} MiB, Spanza ({args.mode}) vs Go, {args.runs} interleaved runs, "
+        f"{os.cpu_count()} cores; load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}"
+    )
     res: dict[tuple, dict[str, list]] = {c: {"spanza": [], "go": []} for c in cases}
     for i in range(args.runs):
         for relay, tls in cases:
             name = f"{relay}/{'tls' if tls else 'plain'}"
             for who in ("spanza", "go"):
                 if who == "spanza":
+
                     def fn(url, tls=tls):
                         mbs, stall = stalls.run_peers(url, tls, args.mode, body, want)
                         return {"MB/s": mbs, "stall_ms": stall * 1e3}
                 else:
+
                     def fn(url, tls=tls):
                         return go_run(url, tls, args.mib)
+
                 r = relay_run(relay, tls, fn)
                 res[(relay, tls)][who].append(r)
-                print(f"  run {i + 1} {name:12s} {who:6s}: {r['MB/s']:7.1f} MB/s, longest stall "
-                      f"{r['stall_ms']:7.1f} ms, relay drops {r['drops']}", flush=True)
+                print(
+                    f"  run {i + 1} {name:12s} {who:6s}: {r['MB/s']:7.1f} MB/s, longest stall "
+                    f"{r['stall_ms']:7.1f} ms, relay drops {r['drops']}",
+                    flush=True,
+                )
     print("medians (Spanza / Go):")
     rows = []
     for (relay, tls), rr in res.items():
@@ -118,8 +130,10 @@ def main() -> int:
         ss = statistics.median(r["stall_ms"] for r in rr["spanza"])
         gs = statistics.median(r["stall_ms"] for r in rr["go"])
         rows.append((name, s, g))
-        print(f"  {name:12s}: Spanza {s:7.1f} MB/s (stall {ss:6.1f} ms), Go {g:7.1f} MB/s "
-              f"(stall {gs:6.1f} ms), ratio {s / g:5.2f}")
+        print(
+            f"  {name:12s}: Spanza {s:7.1f} MB/s (stall {ss:6.1f} ms), Go {g:7.1f} MB/s "
+            f"(stall {gs:6.1f} ms), ratio {s / g:5.2f}"
+        )
     la = os.getloadavg()
     print(f"load average at the end {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
     if args.png:

@@ -31,12 +31,15 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
-sys.path.insert(0, os.environ.get("SPANZA_TREE", str(ROOT)))  # --trees: another build
+sys.path.insert(
+    0, os.environ.get("SPANZA_TREE", str(ROOT))
+)  # --trees: another build first
 
-import spanza  # noqa: E402
-from spanza.netstack import HTTPConnection  # noqa: E402
-from spanza.scenario import Peer, connect  # noqa: E402
+import spanza
+from spanza.netstack import HTTPConnection
+from spanza.scenario import Peer, connect
 
 MiB = 1 << 20
 CHUNK = 256 * 1024
@@ -47,13 +50,24 @@ def derper_drops(url: str) -> int:
     base = url.rsplit("/derp", 1)[0]
     ctx = ssl._create_unverified_context()  # derper's self-signed test certificate
     try:
-        text = urllib.request.urlopen(f"{base}/debug/varz", context=ctx, timeout=5).read().decode()
+        text = (
+            urllib.request.urlopen(f"{base}/debug/varz", context=ctx, timeout=5)
+            .read()
+            .decode()
+        )
     except OSError:
         return -1
-    return sum(int(float(m)) for m in re.findall(r'^derp_packets_dropped\{[^}]*\} (\S+)$', text, re.M))
+    return sum(
+        int(float(m))
+        for m in re.findall(
+            r"^derp_packets_dropped\{[^}]*\} (\S+)$", text, re.MULTILINE
+        )
+    )
 
 
-def get_timed(peer: Peer, host: str, port: int, nbytes: int, want: str) -> tuple[float, float]:
+def get_timed(
+    peer: Peer, host: str, port: int, nbytes: int, want: str
+) -> tuple[float, float]:
     """GET, reading in chunks: (MB/s, longest stall in s after the first byte)."""
     conn = HTTPConnection(peer.device, host, port, timeout=120)
     try:
@@ -77,10 +91,14 @@ def get_timed(peer: Peer, host: str, port: int, nbytes: int, want: str) -> tuple
     return nbytes / secs / 1e6, stall
 
 
-def run_peers(url: str, tls: bool, mode: str, body: bytes, want: str) -> tuple[float, float]:
+def run_peers(
+    url: str, tls: bool, mode: str, body: bytes, want: str
+) -> tuple[float, float]:
     """Two Spanza peers on the relay at url; .2 GETs body from .1."""
-    with Peer(url, "192.168.4.1/24", mode=mode, insecure=tls) as a, \
-            Peer(url, "192.168.4.2/24", mode=mode, insecure=tls) as b:
+    with (
+        Peer(url, "192.168.4.1/24", mode=mode, insecure=tls) as a,
+        Peer(url, "192.168.4.2/24", mode=mode, insecure=tls) as b,
+    ):
         connect(a, b)
         if os.environ.get("SPANZA_BENCH_PACING") == "0":  # compare: lwIP's pacing off
             from spanza._ffi import lib
@@ -90,7 +108,9 @@ def run_peers(url: str, tls: bool, mode: str, body: bytes, want: str) -> tuple[f
         return get_timed(b, "192.168.4.1", 8080, len(body), want)
 
 
-def one_run(relay: str, tls: bool, mode: str, body: bytes, want: str) -> dict[str, float]:
+def one_run(
+    relay: str, tls: bool, mode: str, body: bytes, want: str
+) -> dict[str, float]:
     def run(url: str) -> tuple[float, float]:
         return run_peers(url, tls, mode, body, want)
 
@@ -117,22 +137,44 @@ def child(case: str, mib: int) -> int:
 
 def in_tree(tree: str, relay: str, tls: bool, mode: str, mib: int) -> dict[str, float]:
     """One run with the spanza package of another source tree, in a child."""
-    out = subprocess.run([sys.executable, __file__, "--one", f"{relay}:{'tls' if tls else 'plain'}:{mode}",
-                          "--mib", str(mib)], env={**os.environ, "SPANZA_TREE": tree},
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--one",
+            f"{relay}:{'tls' if tls else 'plain'}:{mode}",
+            "--mib",
+            str(mib),
+        ],
+        env={**os.environ, "SPANZA_TREE": tree},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if out.returncode:
         raise RuntimeError(f"{tree} {relay}: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def case_args(doc: str) -> argparse.ArgumentParser:
+    """The options this benchmark and race.py share."""
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--relay", default="spanza,derper")
     ap.add_argument("--transport", default="tls,plain")
+    return ap
+
+
+def main() -> int:
+    ap = case_args(__doc__)
     ap.add_argument("--mode", default="gateway")
-    ap.add_argument("--trees", default="", help="comma-separated source trees to compare")
+    ap.add_argument(
+        "--trees", default="", help="comma-separated source trees to compare"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -140,27 +182,42 @@ def main() -> int:
     body = os.urandom(MiB) * args.mib
     want = hashlib.sha256(body).hexdigest()
     trees = args.trees.split(",") if args.trees else [""]
-    cases = [(r, t == "tls", m, tree) for r in args.relay.split(",") for t in args.transport.split(",")
-             for m in args.mode.split(",") for tree in trees]
+    cases = [
+        (r, t == "tls", m, tree)
+        for r in args.relay.split(",")
+        for t in args.transport.split(",")
+        for m in args.mode.split(",")
+        for tree in trees
+    ]
     la = os.getloadavg()
-    print(f"GET of {args.mib} MiB, {args.runs} interleaved runs, {os.cpu_count()} cores; "
-          f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+    print(
+        f"GET of {args.mib} MiB, {args.runs} interleaved runs, {os.cpu_count()} cores; "
+        f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}"
+    )
     results: dict[tuple, list[dict[str, float]]] = {c: [] for c in cases}
     for i in range(args.runs):
         for c in cases:
             relay, tls, mode, tree = c
-            r = in_tree(tree, relay, tls, mode, args.mib) if tree else one_run(relay, tls, mode, body, want)
+            r = (
+                in_tree(tree, relay, tls, mode, args.mib)
+                if tree
+                else one_run(relay, tls, mode, body, want)
+            )
             results[c].append(r)
-            print(f"  run {i + 1} {relay:6s} {'tls' if tls else 'plain':5s} {mode:9s} {tree}: "
-                  f"{r['MB/s']:7.1f} MB/s, longest stall {r['stall_ms']:7.1f} ms, relay drops {r['drops']}",
-                  flush=True)
+            print(
+                f"  run {i + 1} {relay:6s} {'tls' if tls else 'plain':5s} {mode:9s} {tree}: "
+                f"{r['MB/s']:7.1f} MB/s, longest stall {r['stall_ms']:7.1f} ms, relay drops {r['drops']}",
+                flush=True,
+            )
     print("medians:")
     for c, rs in results.items():
         relay, tls, mode, tree = c
-        print(f"  {relay:6s} {'tls' if tls else 'plain':5s} {mode:9s} {tree}: "
-              f"{statistics.median(r['MB/s'] for r in rs):7.1f} MB/s, "
-              f"longest stall {statistics.median(r['stall_ms'] for r in rs):7.1f} ms, "
-              f"relay drops {statistics.median(r['drops'] for r in rs):.0f}")
+        print(
+            f"  {relay:6s} {'tls' if tls else 'plain':5s} {mode:9s} {tree}: "
+            f"{statistics.median(r['MB/s'] for r in rs):7.1f} MB/s, "
+            f"longest stall {statistics.median(r['stall_ms'] for r in rs):7.1f} ms, "
+            f"relay drops {statistics.median(r['drops'] for r in rs):.0f}"
+        )
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -10,11 +10,9 @@ import hashlib
 import socket
 import threading
 
-import pytest
-from netstack_helpers import A4, B4
+from netstack_helpers import A4, pair  # noqa: F401
 
 from spanza._ffi import ffi, lib
-from spanza.netstack import wired_pair
 
 MiB = 1 << 20
 
@@ -22,7 +20,9 @@ MiB = 1 << 20
 def recovery() -> dict[str, int]:
     st = ffi.new("struct ns_tcp_recovery *")
     assert lib.ns_tcp_recovery_stats(st) == 0
-    return {k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields}
+    return {
+        k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields
+    }
 
 
 def payload(n: int) -> bytes:
@@ -30,18 +30,9 @@ def payload(n: int) -> bytes:
     return (block * (n // len(block) + 1))[:n]
 
 
-@pytest.fixture
-def wire_pair():
-    a, b, wire = wired_pair(f"{A4}/24", f"{B4}/24")
-    try:
-        yield a, b, wire
-    finally:
-        a.close()
-        b.close()
-        wire.close()
-
-
-def send_b_to_a(a, b, wire, data: bytes, port: int, *, prelude: bytes = b"") -> dict[str, int]:
+def send_b_to_a(
+    a, b, wire, data: bytes, port: int, *, prelude: bytes = b""
+) -> dict[str, int]:
     """Sends prelude (echoed back, so RTT samples exist) then data from B to
     A; returns lwIP's recovery counters over the data, and the wire's losses."""
     lst = a.listen(port)
@@ -82,20 +73,22 @@ def send_b_to_a(a, b, wire, data: bytes, port: int, *, prelude: bytes = b"") -> 
     return out
 
 
-def test_loss_hooks_refuse_bad_settings(wire_pair):
-    _, _, wire = wire_pair
+def test_loss_hooks_refuse_bad_settings(pair):
+    _, _, wire = pair
     assert lib.ns_wire_set_bottleneck(wire.ptr, 2, 32, 10) < 0  # no side 2
-    assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 0) < 0  # a queue that never drains
+    assert (
+        lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 0) < 0
+    )  # a queue that never drains
     idx = ffi.new("uint32_t[]", [5, 3])
     assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) < 0  # not ascending
     assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 0, 0) == 0  # off
 
 
-def test_16_mib_through_derpers_drop_oldest_queue_recovers_without_rto(wire_pair):
+def test_16_mib_through_derpers_drop_oldest_queue_recovers_without_rto(pair):
     """derper keeps 32 packets per client and drops the oldest: a window
     sent in one burst loses its head. SACK recovery resends the holes; no
     retransmission time-out fires."""
-    a, b, wire = wire_pair
+    a, b, wire = pair
     assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 20) == 0
     st = send_b_to_a(a, b, wire, payload(16 * MiB), 7100)
     assert st["lost"] > 0  # the queue did drop
@@ -104,11 +97,11 @@ def test_16_mib_through_derpers_drop_oldest_queue_recovers_without_rto(wire_pair
     assert st["sack_rexmit"] + st["partial_ack"] > 0
 
 
-def test_two_holes_in_one_window_are_one_recovery(wire_pair):
+def test_two_holes_in_one_window_are_one_recovery(pair):
     """Reno left recovery on the first partial ACK and needed three more
     duplicates (or the RTO) for the second hole; NewReno/SACK resend both
     in one episode."""
-    a, b, wire = wire_pair
+    a, b, wire = pair
     idx = ffi.new("uint32_t[]", [100, 104])  # indices count segments with payload
     assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) == 0
     st = send_b_to_a(a, b, wire, payload(2 * MiB), 7101)
@@ -118,11 +111,11 @@ def test_two_holes_in_one_window_are_one_recovery(wire_pair):
     assert st["sack_rexmit"] + st["partial_ack"] >= 1
 
 
-def test_lost_tail_is_probed_not_timed_out(wire_pair):
+def test_lost_tail_is_probed_not_timed_out(pair):
     """The last segments of a burst lost: no later segment makes duplicate
     ACKs, so Reno waited for the RTO. A tail loss probe resends the last
     segment after about 2 * SRTT; its SACK shows the hole."""
-    a, b, wire = wire_pair
+    a, b, wire = pair
     data = payload(64 * 1380)  # 64 full segments, after an echo that yields RTT samples
     prelude = b"p" * 100
     first = 1  # after the prelude's segment
@@ -134,10 +127,10 @@ def test_lost_tail_is_probed_not_timed_out(wire_pair):
     assert st["tlp"] >= 1
 
 
-def test_lost_probe_and_segment_fall_back_to_the_rto(wire_pair):
+def test_lost_probe_and_segment_fall_back_to_the_rto(pair):
     """A lone segment lost twice (original and probe): only the RTO is
     left, and it fires once (ms timer, RFC 6298), then the data arrives."""
-    a, b, wire = wire_pair
+    a, b, wire = pair
     prelude = b"p" * 100
     first = 1
     idx = ffi.new("uint32_t[]", [first, first + 1])
@@ -148,11 +141,11 @@ def test_lost_probe_and_segment_fall_back_to_the_rto(wire_pair):
     assert st["rto"] == 1
 
 
-def test_pacing_starts_after_the_first_loss(wire_pair):
+def test_pacing_starts_after_the_first_loss(pair):
     """A path that never dropped keeps lwIP's bursts (nothing is held);
     once a segment was lost, segments leave at cwnd / SRTT: pacing holds
     some back and sends them from its timer, and the data still arrives."""
-    a, b, wire = wire_pair
+    a, b, wire = pair
     st = send_b_to_a(a, b, wire, payload(4 * MiB), 7104)
     assert (st["lost"], st["fast_rexmit"], st["paced"]) == (0, 0, 0)
     assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 20) == 0
@@ -161,8 +154,8 @@ def test_pacing_starts_after_the_first_loss(wire_pair):
     assert st["paced"] > 0
 
 
-def test_pacing_switched_off_holds_nothing(wire_pair):
-    a, b, wire = wire_pair
+def test_pacing_switched_off_holds_nothing(pair):
+    a, b, wire = pair
     assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 20) == 0
     assert lib.ns_tcp_set_pacing(0) == 0
     try:
