@@ -65,6 +65,19 @@ def derper_drops(url: str) -> int:
     )
 
 
+def recovery() -> dict[str, int]:
+    """lwIP's loss-recovery counters of this process (a tree without them: {})."""
+    from spanza._ffi import ffi, lib
+
+    if not hasattr(lib, "ns_tcp_recovery_stats"):
+        return {}
+    st = ffi.new("struct ns_tcp_recovery *")
+    lib.ns_tcp_recovery_stats(st)
+    return {
+        k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields
+    }
+
+
 def get_timed(
     peer: Peer, host: str, port: int, nbytes: int, want: str
 ) -> tuple[float, float]:
@@ -91,6 +104,9 @@ def get_timed(
     return nbytes / secs / 1e6, stall
 
 
+last_recovery: dict[str, int] = {}  # lwIP's recovery events of the last run_peers
+
+
 def run_peers(
     url: str, tls: bool, mode: str, body: bytes, want: str
 ) -> tuple[float, float]:
@@ -105,7 +121,14 @@ def run_peers(
 
             lib.ns_tcp_set_pacing(0)
         a.serve_http(8080, body=body)
-        return get_timed(b, "192.168.4.1", 8080, len(body), want)
+        before = recovery()
+        out = get_timed(b, "192.168.4.1", 8080, len(body), want)
+        after = recovery()  # while the stack runs
+    last_recovery.clear()
+    last_recovery.update(
+        {k: after[k] - before[k] for k in ("fast_rexmit", "tlp", "rto") if k in after}
+    )
+    return out
 
 
 def one_run(
@@ -117,13 +140,14 @@ def one_run(
     if relay == "spanza":
         with spanza.DerpServer(tls=tls, hostname="127.0.0.1") as server:
             mbs, stall = run(server.url)
-        return {"MB/s": mbs, "stall_ms": stall * 1e3, "drops": 0}
-    from gohelpers import Derper
+        drops = 0
+    else:
+        from gohelpers import Derper
 
-    with Derper(tls=tls) as d:
-        mbs, stall = run(d.url)
-        drops = derper_drops(d.url)
-    return {"MB/s": mbs, "stall_ms": stall * 1e3, "drops": drops}
+        with Derper(tls=tls) as d:
+            mbs, stall = run(d.url)
+            drops = derper_drops(d.url)
+    return {"MB/s": mbs, "stall_ms": stall * 1e3, "drops": drops, **last_recovery}
 
 
 def child(case: str, mib: int) -> int:
@@ -206,7 +230,10 @@ def main() -> int:
             results[c].append(r)
             print(
                 f"  run {i + 1} {relay:6s} {'tls' if tls else 'plain':5s} {mode:9s} {tree}: "
-                f"{r['MB/s']:7.1f} MB/s, longest stall {r['stall_ms']:7.1f} ms, relay drops {r['drops']}",
+                f"{r['MB/s']:7.1f} MB/s, longest stall {r['stall_ms']:7.1f} ms, relay drops {r['drops']}"
+                + "".join(
+                    f", {k} {r[k]}" for k in ("fast_rexmit", "tlp", "rto") if k in r
+                ),
                 flush=True,
             )
     print("medians:")
