@@ -38,12 +38,13 @@ def recovery() -> dict[str, int]:
 
 
 def transfer(
-    nbytes: int, depth: int, rate: int, delay_ms: float, port: int
+    nbytes: int, depth: int, rate: int, delay_ms: float, port: int, pacing: bool = True
 ) -> dict[str, float]:
     """One run: B sends nbytes to A; figures of the receiver's side."""
     a, b, wire = wired_pair(f"{A4}/24", f"{B4}/24", delay_ms=delay_ms)
     try:
         assert lib.ns_wire_set_bottleneck(wire.ptr, 1, depth, rate) == 0
+        assert lib.ns_tcp_set_pacing(int(pacing)) == 0
         lst = a.listen(port)
         c = b.connect((A4, port), timeout=10)
         s, _ = lst.accept()
@@ -98,13 +99,23 @@ def main() -> None:
     )
     ap.add_argument("--delay", type=float, default=0.0, help="one-way delay (ms)")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--no-pacing", action="store_true", help="lwIP's pacing off (patch 0004)"
+    )
     args = ap.parse_args()
     print(
         f"{args.mib} MiB B->A, bottleneck depth {args.depth} at {args.rate} packets/ms, delay {args.delay} ms"
     )
     runs = []
     for i in range(args.runs):
-        r = transfer(args.mib * MiB, args.depth, args.rate, args.delay, 7000 + i)
+        r = transfer(
+            args.mib * MiB,
+            args.depth,
+            args.rate,
+            args.delay,
+            7000 + i,
+            not args.no_pacing,
+        )
         runs.append(r)
         print(
             "  "

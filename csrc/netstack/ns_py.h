@@ -156,9 +156,9 @@ struct ns_wire_stats {
 };
 int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out);
 /* Crafted loss on what `side` sends (tests of TCP loss recovery). A
- * bottleneck like derper's per-client queue: at most `depth` packets wait,
- * drained at `per_ms` packets per ms; a packet arriving at a full queue
- * drops the oldest (depth 0: none). A drop list: the TCP segments with
+ * bottleneck like derper's per-client queue, at the far end of the delay: at
+ * most `depth` packets wait, drained at `per_ms` packets per ms; packets
+ * arriving at a full queue drop the oldest (depth 0: none). A drop list: the TCP segments with
  * payload whose indices, counted from this call, are in idx (ascending) are
  * lost. */
 int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms);

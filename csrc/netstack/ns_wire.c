@@ -189,6 +189,22 @@ static void refill(struct wloss *l)
 	l->tokens_milli = t < cap ? t : cap;
 }
 
+/* derper's queue: packets that have reached the bottleneck (are due) beyond
+ * its depth drop the oldest. Packets still within the delay have not
+ * reached it yet. Returns how many were dropped. */
+static uint32_t trim(ns_wire_t *w, int s, uint64_t now)
+{
+	struct wq *q = &w->q[s];
+	uint32_t due = 0, dropped = 0;
+	while (due < q->n && q->s[(q->head + due) % q->cap].due_us <= now)
+		due++;
+	for (; due > w->loss[s].depth; due--, dropped++) {
+		pbuf_free(q_pop(q));
+		w->st.lost[s]++;
+	}
+	return dropped;
+}
+
 void ns_wire_output(void *end, const uint8_t *ip, size_t len)
 {
 	struct wend *e = end;
@@ -198,10 +214,6 @@ void ns_wire_output(void *end, const uint8_t *ip, size_t len)
 	if (l->ndrop && drop_listed(l, ip, len)) {
 		w->st.lost[s]++;
 		return;
-	}
-	if (l->depth && w->q[s].n >= l->depth) { /* derper: drop the oldest */
-		pbuf_free(q_pop(&w->q[s]));
-		w->st.lost[s]++;
 	}
 	struct pbuf *p = w->hosts[1 - s] ? ns_pbuf_for_input(ip, len) : NULL;
 	if (!p || q_push(&w->q[s], p, w->delay_us ? now_us() + w->delay_us : 0) < 0) {
@@ -230,8 +242,11 @@ static void deliver(rt_t *rt, rt_timer_t *t, void *arg)
 	for (int s = 0; s < 2; s++) {
 		struct wq *q = &w->q[s];
 		struct wloss *l = &w->loss[s];
-		if (l->depth)
+		if (l->depth) {
 			refill(l);
+			uint32_t d = trim(w, s, now);
+			n[s] = n[s] > d ? n[s] - d : 0;
+		}
 		while (n[s]-- && q->n && q->s[q->head].due_us <= now) {
 			if (l->depth) {
 				if (l->tokens_milli < US_PER_MS)
