@@ -341,8 +341,7 @@ static void bottleneck_on_loop(rt_t *rt, void *arg)
 
 int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms)
 {
-	if ((side != 0 && side != 1) || (depth && !per_ms) || depth > WIRE_MAX_QUEUE ||
-	    per_ms > WIRE_MAX_QUEUE)
+	if ((side != 0 && side != 1) || (depth && !per_ms) || depth > WIRE_MAX_QUEUE || per_ms > WIRE_MAX_QUEUE)
 		return -EINVAL;
 	struct wire_call c = {.w = w, .side = side, .depth = depth, .per_ms = per_ms};
 	return rt_call(w->rt, bottleneck_on_loop, &c);
