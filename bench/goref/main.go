@@ -87,9 +87,9 @@ func (b *derpBind) Close() error {
 	b.mu.Unlock()
 	return nil
 }
-func (b *derpBind) SetMark(uint32) error                      { return nil }
+func (b *derpBind) SetMark(uint32) error                        { return nil }
 func (b *derpBind) ParseEndpoint(string) (conn.Endpoint, error) { return derpEndpoint{}, nil }
-func (b *derpBind) BatchSize() int                            { return 1 }
+func (b *derpBind) BatchSize() int                              { return 1 }
 func (b *derpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	for _, buf := range bufs {
 		if err := b.c.Send(b.peer, buf); err != nil {
