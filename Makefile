@@ -131,7 +131,7 @@ format:
 demo: ext
 	$(PY) -m spanza demo
 
-bench: ext
+bench: ext go-helpers goref
 	$(PY) bench/run.py
 
 clean:

@@ -78,6 +78,16 @@ int ns_host_count(void);
 /* lwIP's own protocol counters, for tests: name is "tcp", "udp", "icmp",
  * "icmp6", "ip", "ip6"; fields xmit, recv, drop, err in that order. */
 int ns_lwip_stats(const char *proto, uint64_t out[4]);
+/* TCP loss-recovery events of the whole stack (scripts/lwip-patches): RTOs,
+ * recoveries entered, partial ACKs, SACK retransmissions, tail loss probes,
+ * segments found lost by RACK alone, pacing holds. */
+struct ns_tcp_recovery {
+	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, rack_lost, paced;
+};
+int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
+/* Pacing of every TCP sender of the process on (1, the default) or off (0):
+ * for benchmarks and tests that compare. */
+int ns_tcp_set_pacing(int on);
 
 /* ---- waitable operations (connect, ping) ----
  * ns_op_wait waits up to timeout_ms (-1: forever) and returns -EINPROGRESS
@@ -142,8 +152,17 @@ struct ns_wire_stats {
 	uint64_t packets[2]; /* sent by side i */
 	uint64_t bytes[2];
 	uint64_t dropped[2]; /* queue full, or nothing plugged in */
+	uint64_t lost[2];    /* by the crafted loss below */
 };
 int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out);
+/* Crafted loss on what `side` sends (tests of TCP loss recovery). A
+ * bottleneck like derper's per-client queue, at the far end of the delay: at
+ * most `depth` packets wait, drained at `per_ms` packets per ms; packets
+ * arriving at a full queue drop the oldest (depth 0: none). A drop list: the TCP segments with
+ * payload whose indices, counted from this call, are in idx (ascending) are
+ * lost. */
+int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms);
+int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n);
 /* Keeps copies of up to max packets for ns_wire_take (0: stop). */
 int ns_wire_capture(ns_wire_t *w, int max);
 /* Pops the oldest captured packet: its length (0: none), side in *side. */

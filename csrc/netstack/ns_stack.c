@@ -11,6 +11,7 @@
 
 #include "lwip/init.h"
 #include "lwip/stats.h"
+#include "lwip/tcp.h"
 #include "lwip/timeouts.h"
 #include "base/log.h"
 
@@ -207,4 +208,41 @@ int ns_lwip_stats(const char *proto, uint64_t out[4])
 	struct stats_call c = {.proto = proto, .out = out, .rc = -ESHUTDOWN};
 	int rc = rt_call(rt, stats_on_loop, &c);
 	return rc < 0 ? rc : c.rc;
+}
+
+static void recovery_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct ns_tcp_recovery *o = arg;
+	const struct tcp_recovery_stats *s = &tcp_recovery_stats;
+	*o = (struct ns_tcp_recovery){.rto = s->rto,
+				      .fast_rexmit = s->fast_rexmit,
+				      .partial_ack = s->partial_ack,
+				      .sack_rexmit = s->sack_rexmit,
+				      .tlp = s->tlp,
+				      .rack_lost = s->rack_lost,
+				      .paced = s->paced};
+}
+
+int ns_tcp_recovery_stats(struct ns_tcp_recovery *out)
+{
+	rt_t *rt = ns_stack_rt();
+	if (!rt)
+		return -ENOENT;
+	*out = (struct ns_tcp_recovery){0};
+	return rt_call(rt, recovery_on_loop, out);
+}
+
+static void pacing_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	tcp_pacing = (u8_t)(*(int *)arg != 0);
+}
+
+int ns_tcp_set_pacing(int on)
+{
+	rt_t *rt = ns_stack_rt();
+	if (!rt)
+		return -ENOENT;
+	return rt_call(rt, pacing_on_loop, &on);
 }
