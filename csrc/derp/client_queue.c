@@ -3,6 +3,7 @@
  * full the oldest is dropped: a queued packet that waited longest is the
  * most likely to be stale (WireGuard retransmits its handshakes anyway). */
 #include "derp/client_int.h"
+#include "trace/trace.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,11 @@ void derp_cl_queue_push(struct derp_client *c, const uint8_t dst[32], const uint
 		if (!c->qhead)
 			c->qtail = NULL;
 		c->qlen--;
+		TR_TAP(drop, TR_HOP_DC_QUEUE, tr_key_id(c->pub), old->dst, TR_R_DC_QUEUE_OLDEST, old->data, old->len);
 		free(old);
 		c->st.drops_queue_full++;
 	}
+	TR_TAP(derp, TR_HOP_DC_QUEUE, tr_key_id(c->pub), dst, DERP_FRAME_SEND_PACKET, dst, data, len);
 	struct derp_qent *e = malloc(sizeof(*e) + len);
 	if (!e) {
 		c->st.drops_queue_full++;
