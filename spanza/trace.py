@@ -405,6 +405,8 @@ def _objects_of(obj: Any, name: str | None = None) -> list[_Obj]:
         out.append(_Obj(key_id(obj.public_key), name or f"derp{id(obj):x}", 3))
     elif isinstance(obj, Host):
         out.append(_Obj(_ptr_id(obj.ptr), name or f"host{id(obj):x}", 0))
+    elif isinstance(obj, int) and not isinstance(obj, bool):
+        out.append(_Obj(obj, name or f"obj:{obj:x}", 9))  # a C object id (tests, tr_py_inject)
     else:
         raise ConfigError(f"trace.capture: cannot trace a {type(obj).__name__}; give peers, devices, hosts, "
                           "gateways, DERP clients or DERP servers")
@@ -460,6 +462,10 @@ class _Hub:
                 self.wake.clear()
                 self.thread = threading.Thread(target=self._run, name="spanza-trace", daemon=True)
                 self.thread.start()
+
+    def reconfigure(self) -> None:
+        with self.lock:
+            lib.tr_py_start(self._config(), 0)
 
     def stop(self, cap: Capture) -> None:
         with self.lock:
@@ -718,6 +724,24 @@ class Capture:
         with open(path, "wb") as f:
             write(self, f)
         return path
+
+    def follow(self, *objects: Any, name: str | None = None) -> Capture:
+        """Names more objects (their records get labels, also those already
+        kept). Records are filtered by object only if the capture was
+        started with objects; then these are added to the filter too."""
+        add = [co for o in objects for co in _objects_of(o, name)]
+        with self._lock:
+            for co in add:
+                self._objs.setdefault(co.id, co)
+            for r in self._records:
+                o = self._objs.get(r.obj)
+                if o is not None:
+                    r.label = o.label
+        if self.objs:
+            self.objs = frozenset(self._objs)
+            if self.running:
+                _hub.reconfigure()
+        return self
 
     def lane_order(self) -> dict[int, int]:
         return {o.id: o.lane for o in self._objs.values()}
