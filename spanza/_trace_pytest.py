@@ -74,7 +74,7 @@ def describe(cap: Any, pcapng: Any) -> str:
         lines += [str(j) for j in bad[-MAX_JOURNEYS_SHOWN:]]
     try:
         cap.write_pcapng(pcapng)
-        lines.append(f"pcapng: {pcapng}\n  tshark -r {pcapng} -X lua_script:{trace.wireshark_plugin()}")
+        lines.append(f"pcapng: {pcapng}\n  {' '.join(trace.tshark_command(pcapng))}")
     except OSError as e:
         lines.append(f"pcapng not written: {e}")
     return "\n".join(lines)

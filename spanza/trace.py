@@ -104,6 +104,14 @@ def wireshark_plugin() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "derp.lua")
 
 
+def tshark_command(path: str | os.PathLike) -> list[str]:
+    """A tshark command line that shows a pcapng of this module: the DERP
+    dissector loaded, and every hop's copy of a TCP segment dissected on
+    its own (not as a retransmission, not reassembled with the others)."""
+    return ["tshark", "-r", os.fspath(path), "-X", f"lua_script:{wireshark_plugin()}",
+            "-o", "tcp.analyze_sequence_numbers:FALSE", "-o", "tcp.desegment_tcp_streams:FALSE"]
+
+
 # ---- records ----
 
 class Record:
