@@ -77,6 +77,8 @@ CORRELATE_BYTES = 32   # a datagram's first bytes identify a handshake message
 PLAIN_KEY_BYTES = 64   # a plaintext packet's first bytes identify it
 DERP_UDP_PORT = 3340   # the port the DERP hops are written under (the dissector's)
 WG_UDP_PORT = 51820
+LONG_WAIT_NS = 10_000_000  # diagrams label a hop that took longer
+IN_FLIGHT_NS = 200_000_000  # a journey seen this close to the end was cut by it
 
 _REC = ffi.sizeof("struct tr_rec")
 _HOP_NAMES = {h: ffi.string(lib.tr_hop_name(h)).decode() for h in range(1, HOP_COUNT)}
@@ -255,6 +257,7 @@ class Journey:
     id: int
     records: list[Record] = field(default_factory=list)
     drop: Record | None = None
+    capture_end_ns: int | None = None  # when the capture stopped (None: running)
 
     @property
     def hops(self) -> list[tuple[str, str, float]]:
@@ -291,6 +294,8 @@ class Journey:
             last = self.records[-1]
             if last.hop == DC_QUEUE:
                 return "waiting in the DERP client's queue (no connection)"
+            if self.capture_end_ns is not None and self.capture_end_ns - last.t_ns < IN_FLIGHT_NS:
+                return f"in flight when the capture stopped (last at {last.label} {last.hop_name})"
             return f"no record after {last.hop_name} at {last.label}"
         return ""
 
@@ -321,7 +326,7 @@ class Journey:
         return "\n".join(lines)
 
 
-def _journeys(records: list[Record]) -> list[Journey]:
+def _journeys(records: list[Record], end_ns: int | None = None) -> list[Journey]:
     """Joins records of one packet, in seq order: a record goes to the most
     recent journey that shares a correlation key and has not yet passed the
     same hop of the same object (a resent packet starts a new journey)."""
@@ -351,7 +356,7 @@ def _journeys(records: list[Record]) -> list[Journey]:
             if j is not None:
                 break
         if j is None:
-            j = Journey(len(journeys))
+            j = Journey(len(journeys), capture_end_ns=end_ns)
             journeys.append(j)
             seen[j.id] = set()
         j.records.append(r)
@@ -568,6 +573,7 @@ class Capture:
         self.running = False
         self._stats0: tuple[int, int] = (0, 0)
         self._stats1: tuple[int, int] | None = None
+        self._end_ns: int | None = None
         mono, wall = ffi.new("uint64_t *"), ffi.new("uint64_t *")
         lib.tr_py_clocks(mono, wall)
         self.wall_offset_ns = int(wall[0]) - int(mono[0])
@@ -626,6 +632,7 @@ class Capture:
         _hub.stop(self)
         self.running = False
         self._stats1 = _c_counts()
+        self._end_ns = _mono_ns()
 
     def __enter__(self) -> Capture:
         return self
@@ -690,7 +697,7 @@ class Capture:
 
     def journeys(self) -> list[Journey]:
         """Each packet's path hop by hop (see `Journey`)."""
-        return _journeys(self.records())
+        return _journeys(self.records(), self._end_ns)
 
     # -- views --
 
@@ -705,7 +712,7 @@ class Capture:
             raise ImportError("Capture.to_pandas needs pandas (pip install pandas)") from None
         recs = self.records()
         jid: dict[int, int] = {}
-        for j in _journeys(recs):
+        for j in cap.journeys():
             for r in j.records:
                 jid[r.seq] = j.id
             if j.drop is not None:
@@ -756,6 +763,12 @@ class Capture:
 
     def _objects(self) -> dict[int, _Obj]:
         return self._objs
+
+
+def _mono_ns() -> int:
+    mono, wall = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.tr_py_clocks(mono, wall)
+    return int(mono[0])
 
 
 def _c_counts() -> tuple[int, int]:
@@ -824,7 +837,7 @@ class Summary:
             e = per[(r.label, r.hop_name)]
             e[0] += 1
             e[1] += r.length
-        js = _journeys(recs)
+        js = cap.journeys()
         delivered = sorted(j.duration_ms for j in js if j.status == "delivered")
         transit: dict[tuple[str, str], list[float]] = defaultdict(list)
         for j in js:
@@ -881,7 +894,7 @@ class Diagram:
             matplotlib.use("Agg", force=False)
         except ImportError:
             raise ImportError("Capture.sequence_diagram needs matplotlib (pip install matplotlib)") from None
-        self.journeys = _journeys(cap.records())[:max_journeys]
+        self.journeys = cap.journeys()[:max_journeys]
         lanes: dict[str, tuple[int, int]] = {}
         order = cap.lane_order()
         for j in self.journeys:
@@ -904,35 +917,47 @@ class Diagram:
         self._fig: Any = None
 
     def figure(self) -> Any:
+        """The matplotlib figure. Time runs down in event order (one row
+        per record, so fast hops stay readable); long waits are labelled."""
         if self._fig is not None:
             return self._fig
         import matplotlib.pyplot as plt
         x = {n: i for i, n in enumerate(self.lanes)}
-        t0 = min((j.records[0].t_ns for j in self.journeys if j.records), default=0)
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(self.lanes)), 7))
-        for n, i in x.items():
+        recs = sorted((r for j in self.journeys for r in j.records + ([j.drop] if j.drop else [])
+                       if r.label in x), key=lambda r: r.seq)
+        row = {r.seq: i for i, r in enumerate(recs)}
+        t0 = recs[0].t_ns if recs else 0
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(self.lanes)), max(4.0, 0.12 * len(recs) + 2)))
+        for i in x.values():
             ax.axvline(i, color="#bbbbbb", lw=1)
         colors = plt.get_cmap("tab10")
         for j in self.journeys:
             c = colors(j.id % 10)
-            pts = [(x[r.label], (r.t_ns - t0) / 1e6) for r in j.records if r.label in x]
-            for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            pts = [(x[r.label], row[r.seq], r.t_ns) for r in j.records if r.label in x]
+            for (x0, y0, t0_), (x1, y1, t1_) in zip(pts, pts[1:]):
                 if x0 == x1:
                     ax.plot([x0, x1], [y0, y1], color=c, lw=1)
                 else:
                     ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                                 arrowprops={"arrowstyle": "->", "color": c, "lw": 1})
+                if t1_ - t0_ >= LONG_WAIT_NS:
+                    ax.annotate(f"waited {(t1_ - t0_) / 1e6:.0f} ms", ((x0 + x1) / 2, (y0 + y1) / 2), color=c,
+                                fontsize=7, xytext=(4, 0), textcoords="offset points")
             if j.drop is not None and j.drop.label in x:
-                ax.plot([x[j.drop.label]], [(j.drop.t_ns - t0) / 1e6], "x", color="red", ms=10, mew=2)
-                ax.annotate(j.drop.reason_name, ((x[j.drop.label]), (j.drop.t_ns - t0) / 1e6), color="red",
+                ax.plot([x[j.drop.label]], [row[j.drop.seq]], "x", color="red", ms=10, mew=2)
+                ax.annotate(j.drop.reason_name, (x[j.drop.label], row[j.drop.seq]), color="red",
                             fontsize=7, xytext=(4, 0), textcoords="offset points")
             elif j.status == "stopped" and pts:
                 ax.plot([pts[-1][0]], [pts[-1][1]], "o", mfc="none", color="orange", ms=9)
+        step = max(1, len(recs) // 12)
+        ax.set_yticks(range(0, len(recs), step))
+        ax.set_yticklabels([f"{(recs[i].t_ns - t0) / 1e6:.3f}" for i in range(0, len(recs), step)], fontsize=7)
         ax.set_xticks(range(len(self.lanes)))
         ax.set_xticklabels(self.lanes, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(self.lanes) - 0.5)
         ax.invert_yaxis()
-        ax.set_ylabel("ms")
-        ax.set_title(f"{len(self.journeys)} packet journeys")
+        ax.set_ylabel("ms since the first record (rows in event order)")
+        ax.set_title(f"{len(self.journeys)} packet journeys (x: dropped, o: stopped)")
         fig.tight_layout()
         self._fig = fig
         return fig
