@@ -712,7 +712,7 @@ class Capture:
             raise ImportError("Capture.to_pandas needs pandas (pip install pandas)") from None
         recs = self.records()
         jid: dict[int, int] = {}
-        for j in cap.journeys():
+        for j in self.journeys():
             for r in j.records:
                 jid[r.seq] = j.id
             if j.drop is not None:
