@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
+import struct
 import logging
 import os
 import threading
@@ -81,6 +83,9 @@ LONG_WAIT_NS = 10_000_000  # diagrams label a hop that took longer
 IN_FLIGHT_NS = 200_000_000  # a journey seen this close to the end was cut by it
 
 _REC = ffi.sizeof("struct tr_rec")
+# struct tr_rec: size hop reason seq t_ns obj peer ref counter index len caplen port lport af pad addr
+_REC_HDR = struct.Struct("<IHHQQQQQQIIIHHB7x16s")
+assert _REC_HDR.size == _REC
 _HOP_NAMES = {h: ffi.string(lib.tr_hop_name(h)).decode() for h in range(1, HOP_COUNT)}
 _HOP_BY_NAME = {v: k for k, v in _HOP_NAMES.items()}
 
@@ -122,25 +127,13 @@ class Record:
     __slots__ = ("seq", "t_ns", "hop", "obj", "peer", "ref", "counter", "index", "length", "data",
                  "reason", "addr", "port", "lport", "label", "_decoded")
 
-    def __init__(self, raw: Any, data: bytes, label: str) -> None:
-        self.seq: int = raw.seq
-        self.t_ns: int = raw.t_ns
-        self.hop: int = raw.hop
-        self.obj: int = raw.obj
-        self.peer: int = raw.peer
-        self.ref: int = raw.ref
-        self.counter: int = raw.counter
-        self.index: int = raw.index
-        self.length: int = raw.len
-        self.reason: int = raw.reason
+    def __init__(self, h: tuple[Any, ...], data: bytes, label: str) -> None:
+        (_, self.hop, self.reason, self.seq, self.t_ns, self.obj, self.peer, self.ref, self.counter, self.index,
+         self.length, _, self.port, self.lport, af, addr) = h
         self.data = data
-        self.port: int = raw.port
-        self.lport: int = raw.lport
         self.addr: str | None = None
-        if raw.af:
-            import ipaddress
-            a = bytes(raw.addr)
-            self.addr = str(ipaddress.IPv4Address(a[:4]) if raw.af == 4 else ipaddress.IPv6Address(a))
+        if af:
+            self.addr = str(ipaddress.IPv4Address(addr[:4]) if af == 4 else ipaddress.IPv6Address(addr))
         self.label = label
         self._decoded: dict[str, Any] | None = None
 
@@ -500,12 +493,11 @@ class _Hub:
                 mv = ffi.buffer(self.buf, n)
                 off = 0
                 while off < n:
-                    raw = ffi.cast("struct tr_rec *", self.buf + off)
-                    size = raw.size
-                    data = bytes(mv[off + _REC:off + _REC + raw.caplen])
+                    h = _REC_HDR.unpack_from(mv, off)
+                    data = bytes(mv[off + _REC:off + _REC + h[11]])
                     for c in self.captures:
-                        c._take(raw, data)
-                    off += size
+                        c._take(h, data)
+                    off += h[0]
                 if n < DRAIN_CHUNK // 2:
                     break
 
@@ -581,7 +573,6 @@ class Capture:
     # -- filters --
 
     def _check_filters(self) -> None:
-        import ipaddress
         if len(self._peers) > lib.TR_MAX_PEERS:
             raise ConfigError(f"peers: at most {lib.TR_MAX_PEERS}")
         if self._host is not None:
@@ -599,7 +590,6 @@ class Capture:
                 raise ConfigError(f"pattern: (offset, bytes) with 1..{lib.TR_MAX_PATTERN} bytes")
 
     def _c_filters(self, cfg: Any) -> None:
-        import ipaddress
         cfg.npeers = len(self._peers)
         for i, p in enumerate(self._peers):
             cfg.peers[i] = p
@@ -642,17 +632,18 @@ class Capture:
 
     # -- records --
 
-    def _take(self, raw: Any, data: bytes) -> None:
-        if self.objs and raw.obj not in self._objs:
+    def _take(self, h: tuple[Any, ...], data: bytes) -> None:
+        obj, hop, reason = h[5], h[1], h[2]
+        if self.objs and obj not in self._objs:
             return
-        if self.hop_mask and not (self.hop_mask >> (DROPS_BIT if raw.reason else raw.hop) & 1):
+        if self.hop_mask and not (self.hop_mask >> (DROPS_BIT if reason else hop) & 1):
             return
         with self._lock:
             if len(self._records) >= self.max_records:
                 self.dropped_py += 1
                 return
-            o = self._objs.get(raw.obj)
-            self._records.append(Record(raw, data, o.label if o else f"obj:{raw.obj:x}"))
+            o = self._objs.get(obj)
+            self._records.append(Record(h, data, o.label if o else f"obj:{obj:x}"))
 
     def poll(self) -> list[Record]:
         """Drains the rings now; the records that arrived since the last poll

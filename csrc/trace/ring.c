@@ -11,15 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define TR_CACHE_LINE 64
+
+/* head and the producer's counters on one cache line, tail on another, so
+ * the producer writes without contending with the reader. */
 struct tr_ring {
 	struct tr_ring *next; /* registry (reg_mu) */
 	uint8_t *buf;
 	size_t cap;
-	_Atomic uint64_t head; /* bytes ever written: producer */
-	_Atomic uint64_t tail; /* bytes ever consumed: consumer */
-	_Atomic uint64_t records, overflow;
 	atomic_bool dead;      /* its thread left it: drain, then free */
+	_Alignas(TR_CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: producer */
+	_Atomic uint64_t records, overflow;            /* written by the producer only */
 	uint64_t pending;      /* producer: bytes reserved, not yet committed */
+	uint64_t tail_seen;    /* producer: the last tail it read */
+	_Alignas(TR_CACHE_LINE) _Atomic uint64_t tail; /* bytes ever consumed: consumer */
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -45,12 +50,13 @@ static struct tr_ring *my_ring(uint32_t ring_bytes)
 	size_t cap = (size_t)ring_bytes & ~(size_t)(TR_ALIGN - 1);
 	if (mine && mine->cap == cap)
 		return mine;
-	struct tr_ring *r = calloc(1, sizeof(*r));
+	struct tr_ring *r = aligned_alloc(TR_CACHE_LINE, sizeof(struct tr_ring));
 	uint8_t *buf = r ? malloc(cap) : NULL;
 	if (!buf) {
 		free(r);
 		return NULL;
 	}
+	memset(r, 0, sizeof(*r));
 	r->buf = buf;
 	r->cap = cap;
 	pthread_once(&key_once, make_key);
@@ -65,6 +71,12 @@ static struct tr_ring *my_ring(uint32_t ring_bytes)
 	return r;
 }
 
+/* Counters only the producer writes: a plain add, no locked instruction. */
+static void bump(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
 void *tr_ring_reserve(size_t size, uint32_t ring_bytes)
 {
 	struct tr_ring *r = my_ring(ring_bytes);
@@ -73,11 +85,14 @@ void *tr_ring_reserve(size_t size, uint32_t ring_bytes)
 		return NULL;
 	}
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 	size_t off = (size_t)(head % r->cap);
 	size_t filler = off + size > r->cap ? r->cap - off : 0;
-	if (size > r->cap || (head - tail) + filler + size > r->cap) {
-		atomic_fetch_add_explicit(&r->overflow, 1, memory_order_relaxed);
+	/* The reader's tail only moves forward: re-read it only when the one
+	 * seen last says the ring is full. */
+	if ((head - r->tail_seen) + filler + size > r->cap)
+		r->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
+	if (size > r->cap || (head - r->tail_seen) + filler + size > r->cap) {
+		bump(&r->overflow, 1);
 		return NULL;
 	}
 	if (filler) {
@@ -92,8 +107,9 @@ void *tr_ring_reserve(size_t size, uint32_t ring_bytes)
 void tr_ring_commit(void)
 {
 	struct tr_ring *r = mine;
-	atomic_fetch_add_explicit(&r->records, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->head, r->pending, memory_order_release);
+	bump(&r->records, 1);
+	atomic_store_explicit(&r->head, atomic_load_explicit(&r->head, memory_order_relaxed) + r->pending,
+			      memory_order_release);
 	r->pending = 0;
 }
 
