@@ -27,7 +27,7 @@ SYNTH_NET = (10, 99)
 
 
 def _csum(b: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = int(sum(struct.unpack(f"!{len(b) // 2}H", b)))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF

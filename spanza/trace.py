@@ -86,7 +86,7 @@ _REC = ffi.sizeof("struct tr_rec")
 # struct tr_rec: size hop reason seq t_ns obj peer ref counter index len caplen port lport af pad addr
 _REC_HDR = struct.Struct("<IHHQQQQQQIIIHHB7x16s")
 assert _REC_HDR.size == _REC
-_HOP_NAMES = {h: ffi.string(lib.tr_hop_name(h)).decode() for h in range(1, HOP_COUNT)}
+_HOP_NAMES: dict[int, str] = {h: ffi.string(lib.tr_hop_name(h)).decode() for h in range(1, HOP_COUNT)}
 _HOP_BY_NAME = {v: k for k, v in _HOP_NAMES.items()}
 
 
@@ -111,7 +111,7 @@ def wireshark_plugin() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "derp.lua")
 
 
-def tshark_command(path: str | os.PathLike) -> list[str]:
+def tshark_command(path: str | os.PathLike[str]) -> list[str]:
     """A tshark command line that shows a pcapng of this module: the DERP
     dissector loaded, and every hop's copy of a TCP segment dissected on
     its own (not as a retransmission, not reassembled with the others)."""
@@ -126,6 +126,18 @@ class Record:
 
     __slots__ = ("seq", "t_ns", "hop", "obj", "peer", "ref", "counter", "index", "length", "data",
                  "reason", "addr", "port", "lport", "label", "_decoded")
+    seq: int
+    t_ns: int
+    hop: int
+    obj: int
+    peer: int
+    ref: int
+    counter: int
+    index: int
+    length: int
+    reason: int
+    port: int
+    lport: int
 
     def __init__(self, h: tuple[Any, ...], data: bytes, label: str) -> None:
         (_, self.hop, self.reason, self.seq, self.t_ns, self.obj, self.peer, self.ref, self.counter, self.index,
@@ -698,7 +710,7 @@ class Capture:
     def to_pandas(self) -> Any:
         """A DataFrame of the records (needs pandas: pip install pandas)."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped]
         except ImportError:
             raise ImportError("Capture.to_pandas needs pandas (pip install pandas)") from None
         recs = self.records()
@@ -720,7 +732,7 @@ class Capture:
         per hop, drops marked (needs matplotlib)."""
         return Diagram(self, max_journeys)
 
-    def write_pcapng(self, path: str | os.PathLike) -> str:
+    def write_pcapng(self, path: str | os.PathLike[str]) -> str:
         """Writes every record to a pcapng file: one interface per tap point,
         the key log in a Decryption Secrets Block (so Wireshark decrypts the
         WireGuard hops), DERP hops under UDP port 3340 for the dissector of
@@ -953,7 +965,7 @@ class Diagram:
         self._fig = fig
         return fig
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         """PNG or SVG by the file name."""
         self.figure().savefig(os.fspath(path))
         return os.fspath(path)
