@@ -96,7 +96,12 @@ def hop_names() -> dict[int, str]:
 
 
 def reason_name(reason: int) -> str:
-    return ffi.string(lib.tr_reason_name(reason)).decode() if reason else ""
+    """A drop reason's name (WireGuard's own for the core's drops)."""
+    if not reason:
+        return ""
+    if reason >= lib.TR_R_WG:
+        return str(ffi.string(lib.wg_drop_name(reason - lib.TR_R_WG)).decode())
+    return str(ffi.string(lib.tr_reason_name(reason)).decode())
 
 
 def key_id(key: bytes | Any) -> int:

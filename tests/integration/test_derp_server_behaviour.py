@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.support import free_port, wait_for
 from spanza.derp import DerpServer
 from tests.integration._derp_raw import (
     FORWARD_PACKET, CLOSE_PEER, PEER_GONE, PEER_PRESENT, PONG, RECV_PACKET, SERVER_INFO, WATCH_CONNS,
@@ -20,15 +21,6 @@ from tests.integration._derp_raw import (
 
 MESH_KEY = os.urandom(32)
 MESH_INFO = {"meshKey": MESH_KEY.hex(), "version": 2, "CanAckPings": False}
-
-
-def wait_for(pred, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def raw_with_key(port: int, priv: bytes, pub: bytes, info: dict | None = None) -> RawDerp:
@@ -335,12 +327,6 @@ def test_note_preferred_counts_home_clients():
 
 # ---- a mesh of our own servers ----
 
-def free_port() -> int:
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
-
-
 def test_two_of_our_servers_mesh_as_one_region():
     p1, p2 = free_port(), free_port()
     opts = dict(mesh_key=MESH_KEY, mesh_retry_ms=100)
@@ -363,6 +349,22 @@ def test_two_of_our_servers_mesh_as_one_region():
         # When the other server goes away, every route learned from it goes too.
         s1.close()
         wait_for(lambda: s2.stats()["mesh_clients_up"] == 0 and s2.stats()["mesh_routes"] == 0, what="link down")
+
+
+def test_mesh_with_derpers_host_slash_dialhost_form():
+    # derper's --mesh-with "host/dialhost": the URL names the server (Host
+    # header), dialhost says where to connect.
+    p1, p2 = free_port(), free_port()
+    opts = dict(mesh_key=MESH_KEY, mesh_retry_ms=100)
+    with DerpServer(port=p1, mesh_with=[f"http://relay-b.example/127.0.0.1:{p2}/derp"], **opts) as s1, \
+         DerpServer(port=p2, mesh_with=[f"http://relay-a.example:{p1}/127.0.0.1"], **opts) as s2:
+        wait_for(lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
+                 what="mesh links both ways")
+        a, c = connect(s1.port), connect(s2.port)
+        wait_for(lambda: s1.stats()["mesh_routes"] >= 2 and s2.stats()["mesh_routes"] >= 2, what="routes")
+        assert_relays(a, c, 100)
+        a.close()
+        c.close()
 
 
 def test_mesh_with_itself_is_detected_and_ignored():
