@@ -49,7 +49,7 @@ def bulk(a: Peer, b: Peer, nbytes: int) -> float:
         with s:
             left = nbytes
             while left > 0:
-                s.sendall(block[:min(CHUNK, left)])
+                s.sendall(block[: min(CHUNK, left)])
                 left -= CHUNK
 
     th = threading.Thread(target=serve)
@@ -76,11 +76,15 @@ def throughput(mib: int, rounds: int) -> None:
         "off": None,
         "headers, rings only": {"snaplen": 128, "live": False},
         "headers, drained live": {"snaplen": 128},
-        "whole packets, live": {"snaplen": 0}}
+        "whole packets, live": {"snaplen": 0},
+    }
     results: dict[str, list[float]] = {m: [] for m in modes}
     kept: dict[str, list[str]] = {m: [] for m in modes}
-    with spanza.DerpServer() as relay, Peer(relay.url, "192.168.4.1/24", mode="gateway") as a, \
-            Peer(relay.url, "192.168.4.2/24", mode="gateway") as b:
+    with (
+        spanza.DerpServer() as relay,
+        Peer(relay.url, "192.168.4.1/24", mode="gateway") as a,
+        Peer(relay.url, "192.168.4.2/24", mode="gateway") as b,
+    ):
         connect(a, b)
         bulk(a, b, 1 << 20)  # warm up: handshake, windows
         for _ in range(rounds):
@@ -100,22 +104,44 @@ def throughput(mib: int, rounds: int) -> None:
 
 
 def million(n: int) -> None:
-    with spanza.Runtime("tb-a") as ra, spanza.Runtime("tb-b") as rb, \
-            spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=ra) as da, \
-            spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=rb) as db:
-        da.add_peer(db.public_key, endpoint=("127.0.0.1", db.listen_port), allowed_ips=["10.0.0.2/32"])
-        db.add_peer(da.public_key, endpoint=("127.0.0.1", da.listen_port), allowed_ips=["10.0.0.1/32"])
+    with (
+        spanza.Runtime("tb-a") as ra,
+        spanza.Runtime("tb-b") as rb,
+        spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=ra) as da,
+        spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=rb) as db,
+    ):
+        da.add_peer(
+            db.public_key,
+            endpoint=("127.0.0.1", db.listen_port),
+            allowed_ips=["10.0.0.2/32"],
+        )
+        db.add_peer(
+            da.public_key,
+            endpoint=("127.0.0.1", da.listen_port),
+            allowed_ips=["10.0.0.1/32"],
+        )
         pkt = packets.udp("10.0.0.1", "10.0.0.2", 1000, 2000, b"x" * 100)
         da.write_packet(pkt)
         db.read_packet(timeout=5)
         batch = [pkt] * 64
-        runs = (("off", None), ("rings only (nobody drains)", False), ("drained live, max_records 200000", True))
+        runs = (
+            ("off", None),
+            ("rings only (nobody drains)", False),
+            ("drained live, max_records 200000", True),
+        )
         for label, live in runs:
             rss0 = rss_mib()
             rx0 = db.stats()["udp_rx_datagrams"]
             cap = None
             if live is not None:
-                cap = trace.capture(da, db, snaplen=64, live=live, ring_bytes=4 << 20, max_records=200_000)
+                cap = trace.capture(
+                    da,
+                    db,
+                    snaplen=64,
+                    live=live,
+                    ring_bytes=4 << 20,
+                    max_records=200_000,
+                )
             t0 = time.perf_counter()
             for _ in range(n // len(batch)):
                 da.write_packets(batch)
@@ -126,9 +152,11 @@ def million(n: int) -> None:
                 cap.stop()
                 st = trace.stats()
                 kept = len(cap.records())
-                line += (f"; kept {kept} records, overflow {cap.overflow} ({(kept + cap.overflow) / n:.1f} "
-                         f"records/packet); rings {st['rings']} x {st['ring_bytes'] // max(1, st['rings']) >> 20} MiB; "
-                         f"RSS {rss0:.0f} -> {rss_mib():.0f} MiB")
+                line += (
+                    f"; kept {kept} records, overflow {cap.overflow} ({(kept + cap.overflow) / n:.1f} "
+                    f"records/packet); rings {st['rings']} x {st['ring_bytes'] // max(1, st['rings']) >> 20} MiB; "
+                    f"RSS {rss0:.0f} -> {rss_mib():.0f} MiB"
+                )
                 del cap
             print(line, flush=True)
 

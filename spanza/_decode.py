@@ -19,9 +19,22 @@ DERP_SEND_PACKET = 0x04
 DERP_RECV_PACKET = 0x05
 DERP_FORWARD_PACKET = 0x0A
 DERP_FRAMES = {
-    0x01: "ServerKey", 0x02: "ClientInfo", 0x03: "ServerInfo", 0x04: "SendPacket", 0x05: "RecvPacket",
-    0x06: "KeepAlive", 0x07: "NotePreferred", 0x08: "PeerGone", 0x09: "PeerPresent", 0x0A: "ForwardPacket",
-    0x10: "WatchConns", 0x11: "ClosePeer", 0x12: "Ping", 0x13: "Pong", 0x14: "Health", 0x15: "Restarting",
+    0x01: "ServerKey",
+    0x02: "ClientInfo",
+    0x03: "ServerInfo",
+    0x04: "SendPacket",
+    0x05: "RecvPacket",
+    0x06: "KeepAlive",
+    0x07: "NotePreferred",
+    0x08: "PeerGone",
+    0x09: "PeerPresent",
+    0x0A: "ForwardPacket",
+    0x10: "WatchConns",
+    0x11: "ClosePeer",
+    0x12: "Ping",
+    0x13: "Pong",
+    0x14: "Health",
+    0x15: "Restarting",
 }
 
 TCP_FLAGS = "FSRPAUEC"
@@ -53,30 +66,44 @@ def decode_ip(b: bytes) -> dict[str, Any]:
     if len(b) >= 20 and b[0] >> 4 == 4:
         hl = (b[0] & 0xF) * 4
         out: dict[str, Any] = {
-            "ip": 4, "src": str(ipaddress.IPv4Address(b[12:16])), "dst": str(ipaddress.IPv4Address(b[16:20])),
-            "proto": b[9], "ttl": b[8], "ip_len": int.from_bytes(b[2:4], "big"),
+            "ip": 4,
+            "src": str(ipaddress.IPv4Address(b[12:16])),
+            "dst": str(ipaddress.IPv4Address(b[16:20])),
+            "proto": b[9],
+            "ttl": b[8],
+            "ip_len": int.from_bytes(b[2:4], "big"),
             "ip_id": int.from_bytes(b[4:6], "big"),
         }
     elif len(b) >= 40 and b[0] >> 4 == 6:
         hl = 40
         out = {
-            "ip": 6, "src": str(ipaddress.IPv6Address(b[8:24])), "dst": str(ipaddress.IPv6Address(b[24:40])),
-            "proto": b[6], "ttl": b[7], "ip_len": int.from_bytes(b[4:6], "big") + 40,
+            "ip": 6,
+            "src": str(ipaddress.IPv6Address(b[8:24])),
+            "dst": str(ipaddress.IPv6Address(b[24:40])),
+            "proto": b[6],
+            "ttl": b[7],
+            "ip_len": int.from_bytes(b[4:6], "big") + 40,
         }
     else:
         return {}
     out["proto_name"] = IPPROTO.get(out["proto"], str(out["proto"]))
-    body = b[hl:out["ip_len"]]
+    body = b[hl : out["ip_len"]]
     payload_len = out["ip_len"] - hl
     if out["proto"] == 6 and len(body) >= 20:
         out.update(_tcp(body, payload_len))
     elif out["proto"] == 17 and len(body) >= 8:
-        out.update(sport=int.from_bytes(body[0:2], "big"), dport=int.from_bytes(body[2:4], "big"),
-                   payload_len=payload_len - 8)
+        out.update(
+            sport=int.from_bytes(body[0:2], "big"),
+            dport=int.from_bytes(body[2:4], "big"),
+            payload_len=payload_len - 8,
+        )
     elif out["proto"] in (1, 58) and len(body) >= 4:
         out.update(icmp_type=body[0], icmp_code=body[1])
         if len(body) >= 8:
-            out.update(icmp_id=int.from_bytes(body[4:6], "big"), icmp_seq=int.from_bytes(body[6:8], "big"))
+            out.update(
+                icmp_id=int.from_bytes(body[4:6], "big"),
+                icmp_seq=int.from_bytes(body[6:8], "big"),
+            )
     return out
 
 
@@ -84,7 +111,11 @@ def _tcp(t: bytes, seg_len: int) -> dict[str, Any]:
     sport, dport, seq, ack, off, flags, win = struct.unpack_from("!HHIIBBH", t)
     doff = (off >> 4) * 4
     out: dict[str, Any] = {
-        "sport": sport, "dport": dport, "seq": seq, "ack": ack, "win": win,
+        "sport": sport,
+        "dport": dport,
+        "seq": seq,
+        "ack": ack,
+        "win": win,
         "flags": "".join(c for i, c in enumerate(TCP_FLAGS) if flags >> i & 1),
         "payload_len": max(0, seg_len - doff),
     }
@@ -107,7 +138,7 @@ def _sack_blocks(opts: bytes) -> list[tuple[int, int]]:
             break
         ln = opts[i + 1]
         if kind == TCP_OPT_SACK:
-            body = opts[i + 2:i + ln]
+            body = opts[i + 2 : i + ln]
             blocks += [struct.unpack_from("!II", body, k) for k in range(0, len(body) - 7, 8)]
         i += ln
     return blocks
@@ -137,9 +168,12 @@ def decode_derp(b: bytes) -> dict[str, Any]:
     if len(b) < DERP_HDR:
         return {}
     t = b[0]
-    out: dict[str, Any] = {"derp": DERP_FRAMES.get(t, f"0x{t:02x}"), "frame_len": int.from_bytes(b[1:5], "big")}
+    out: dict[str, Any] = {
+        "derp": DERP_FRAMES.get(t, f"0x{t:02x}"),
+        "frame_len": int.from_bytes(b[1:5], "big"),
+    }
     if t in (DERP_SEND_PACKET, DERP_RECV_PACKET) and len(b) >= DERP_HDR + DERP_KEY:
-        out["key"] = b[DERP_HDR:DERP_HDR + DERP_KEY].hex()
+        out["key"] = b[DERP_HDR : DERP_HDR + DERP_KEY].hex()
         out["packet_len"] = out["frame_len"] - DERP_KEY
     return out
 
@@ -147,7 +181,7 @@ def decode_derp(b: bytes) -> dict[str, Any]:
 def derp_payload(b: bytes) -> bytes | None:
     """The datagram inside a SendPacket/RecvPacket frame (None otherwise)."""
     if len(b) >= DERP_HDR + DERP_KEY and b[0] in (DERP_SEND_PACKET, DERP_RECV_PACKET):
-        return b[DERP_HDR + DERP_KEY:]
+        return b[DERP_HDR + DERP_KEY :]
     return None
 
 

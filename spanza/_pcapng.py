@@ -72,8 +72,16 @@ class PcapngWriter:
         """A Decryption Secrets Block (must precede the packets it decrypts)."""
         self.f.write(_block(BT_DSB, struct.pack("<II", secrets_type, len(data)) + _pad4(data)))
 
-    def add_packet(self, interface: int, t_ns: int, data: bytes, orig_len: int | None = None,
-                   *, direction: int = 0, comment: str | None = None) -> None:
+    def add_packet(
+        self,
+        interface: int,
+        t_ns: int,
+        data: bytes,
+        orig_len: int | None = None,
+        *,
+        direction: int = 0,
+        comment: str | None = None,
+    ) -> None:
         """An Enhanced Packet Block (t_ns: ns since the Unix epoch)."""
         orig = max(orig_len if orig_len is not None else len(data), len(data))
         opts: list[tuple[int, bytes]] = []

@@ -36,8 +36,21 @@ def _csum(b: bytes) -> int:
 def _udp4(src: bytes, dst: bytes, port: int, payload: bytes, full_len: int) -> tuple[bytes, int]:
     """IPv4+UDP headers around (the captured part of) a payload of full_len."""
     total = IPV4_HDR + UDP_HDR + full_len
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, min(total, 0xFFFF), 0, IP_DF, IP_TTL, IP_PROTO_UDP, 0,
-                               src, dst))
+    ip = bytearray(
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            min(total, 0xFFFF),
+            0,
+            IP_DF,
+            IP_TTL,
+            IP_PROTO_UDP,
+            0,
+            src,
+            dst,
+        )
+    )
     struct.pack_into("!H", ip, 10, _csum(bytes(ip)))
     udp = struct.pack("!HHHH", port, port, min(UDP_HDR + full_len, 0xFFFF), 0)
     return bytes(ip) + udp + payload, total
@@ -68,8 +81,7 @@ def _endpoints(journeys: list[tr.Journey], objs: dict[int, Any]) -> dict[int, tu
         got = next((r for r in recs if r.hop == tr.WG_CIPHER_IN), None)
         plain = next((r for r in recs if r.hop == tr.WG_DECRYPT), None)
         src: Any = wg_key.get(sent.obj, sent.obj) if sent else (plain.peer if plain else ("from", recs[0].obj))
-        dst: Any = (wg_key.get(got.obj, got.obj) if got else
-                    sent.peer if sent and sent.peer else ("to", recs[-1].obj))
+        dst: Any = wg_key.get(got.obj, got.obj) if got else sent.peer if sent and sent.peer else ("to", recs[-1].obj)
         for r in recs:
             out[r.seq] = (addr(src), addr(dst))
     return out
@@ -112,8 +124,11 @@ def write(cap: tr.Capture, f: BinaryIO) -> None:
             continue
         key = (r.obj, r.hop)
         if key not in ifaces:
-            ifaces[key] = w.add_interface(LINKTYPE_RAW, f"{r.label}/{r.hop_name}",
-                                          f"spanza tap {r.hop_name} on {r.label}")
+            ifaces[key] = w.add_interface(
+                LINKTYPE_RAW,
+                f"{r.label}/{r.hop_name}",
+                f"spanza tap {r.hop_name} on {r.label}",
+            )
         notes = [f"spanza #{r.seq} {r.label} {r.hop_name}"]
         if r.seq in jid:
             notes.append(f"journey {jid[r.seq]}")
@@ -122,5 +137,11 @@ def write(cap: tr.Capture, f: BinaryIO) -> None:
         if r.dropped:
             notes.append(f"DROPPED: {r.reason_name}")
         data, orig = pkt
-        w.add_packet(ifaces[key], r.t_ns + cap.wall_offset_ns, data, orig,
-                     direction=DIR_OUTBOUND if r.hop in tr.OUT_HOPS else DIR_INBOUND, comment="; ".join(notes))
+        w.add_packet(
+            ifaces[key],
+            r.t_ns + cap.wall_offset_ns,
+            data,
+            orig,
+            direction=DIR_OUTBOUND if r.hop in tr.OUT_HOPS else DIR_INBOUND,
+            comment="; ".join(notes),
+        )

@@ -18,9 +18,13 @@ _PCAPNG = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--spanza-trace", action="store_true", default=False,
-                     help="trace the packets of every test (the packet_trace fixture); a failing test's "
-                          "report gets the journeys and a pcapng file")
+    parser.addoption(
+        "--spanza-trace",
+        action="store_true",
+        default=False,
+        help="trace the packets of every test (the packet_trace fixture); a failing test's "
+        "report gets the journeys and a pcapng file",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

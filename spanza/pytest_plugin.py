@@ -159,7 +159,7 @@ def peer_pair(request: pytest.FixtureRequest, make_peer: Callable[..., Any], der
 
 
 # ---- packet tracing: the packet_trace fixture and --spanza-trace ----
-from spanza._trace_pytest import (  # noqa: E402,F401 - registered as this plugin's
+from spanza._trace_pytest import (  # noqa: F401 - registered as this plugin's
     packet_trace,
     pytest_addoption,
     pytest_collection_modifyitems,

@@ -31,14 +31,15 @@ from __future__ import annotations
 import base64
 import io
 import ipaddress
-import struct
+import itertools
 import logging
 import os
+import struct
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from spanza import _decode as dec
 from spanza._ffi import ffi, lib
@@ -52,17 +53,46 @@ __all__ = ["Capture", "Journey", "Record", "capture", "hop_names", "wireshark_pl
 
 NS_OUT, WG_ENCRYPT, WG_CIPHER_OUT, DEV_UDP_TX = 1, 2, 3, 4
 GW_UDP_IN, GW_DERP_OUT, DC_QUEUE, DC_TX, DS_IN, DS_RELAY = 5, 6, 7, 8, 9, 10
-DC_RX, GW_DERP_IN, GW_UDP_OUT, DEV_UDP_RX, WG_CIPHER_IN, WG_DECRYPT, NS_IN = 11, 12, 13, 14, 15, 16, 17
+DC_RX, GW_DERP_IN, GW_UDP_OUT, DEV_UDP_RX, WG_CIPHER_IN, WG_DECRYPT, NS_IN = (
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+    17,
+)
 WG_CORE, DEV_IO, DS_CORE, KEYS = 18, 19, 20, 21
 HOP_COUNT = int(lib.TR_HOP__COUNT)
 DROPS_BIT = int(lib.TR_HOPS_DROPS)
 
 PLAIN_HOPS = frozenset({NS_OUT, NS_IN, WG_ENCRYPT, WG_DECRYPT})
-DGRAM_HOPS = frozenset({WG_CIPHER_OUT, DEV_UDP_TX, GW_UDP_IN, GW_DERP_OUT, GW_DERP_IN, GW_UDP_OUT,
-                        DEV_UDP_RX, WG_CIPHER_IN})
+DGRAM_HOPS = frozenset(
+    {
+        WG_CIPHER_OUT,
+        DEV_UDP_TX,
+        GW_UDP_IN,
+        GW_DERP_OUT,
+        GW_DERP_IN,
+        GW_UDP_OUT,
+        DEV_UDP_RX,
+        WG_CIPHER_IN,
+    }
+)
 FRAME_HOPS = frozenset({DC_QUEUE, DC_TX, DS_IN, DS_RELAY, DC_RX})
-OUT_HOPS = frozenset({NS_OUT, WG_ENCRYPT, WG_CIPHER_OUT, DEV_UDP_TX, GW_DERP_OUT, GW_UDP_OUT, DC_QUEUE,
-                      DC_TX, DS_RELAY})
+OUT_HOPS = frozenset(
+    {
+        NS_OUT,
+        WG_ENCRYPT,
+        WG_CIPHER_OUT,
+        DEV_UDP_TX,
+        GW_DERP_OUT,
+        GW_UDP_OUT,
+        DC_QUEUE,
+        DC_TX,
+        DS_RELAY,
+    }
+)
 # Where a packet has arrived: the receiving host, or WireGuard itself
 # (handshakes, keepalives, devices without a host).
 ARRIVED_HOPS = frozenset({NS_IN, WG_DECRYPT, WG_CIPHER_IN})
@@ -75,9 +105,9 @@ DEFAULT_MAX_RECORDS = 500_000
 POLL_SECONDS = 0.05
 DRAIN_CHUNK = 1 << 20
 KEY_ID_BYTES = 8
-CORRELATE_BYTES = 32   # a datagram's first bytes identify a handshake message
-PLAIN_KEY_BYTES = 64   # a plaintext packet's first bytes identify it
-DERP_UDP_PORT = 3340   # the port the DERP hops are written under (the dissector's)
+CORRELATE_BYTES = 32  # a datagram's first bytes identify a handshake message
+PLAIN_KEY_BYTES = 64  # a plaintext packet's first bytes identify it
+DERP_UDP_PORT = 3340  # the port the DERP hops are written under (the dissector's)
 WG_UDP_PORT = 51820
 LONG_WAIT_NS = 10_000_000  # diagrams label a hop that took longer
 IN_FLIGHT_NS = 200_000_000  # a journey seen this close to the end was cut by it
@@ -120,17 +150,43 @@ def tshark_command(path: str | os.PathLike[str]) -> list[str]:
     """A tshark command line that shows a pcapng of this module: the DERP
     dissector loaded, and every hop's copy of a TCP segment dissected on
     its own (not as a retransmission, not reassembled with the others)."""
-    return ["tshark", "-r", os.fspath(path), "-X", f"lua_script:{wireshark_plugin()}",
-            "-o", "tcp.analyze_sequence_numbers:FALSE", "-o", "tcp.desegment_tcp_streams:FALSE"]
+    return [
+        "tshark",
+        "-r",
+        os.fspath(path),
+        "-X",
+        f"lua_script:{wireshark_plugin()}",
+        "-o",
+        "tcp.analyze_sequence_numbers:FALSE",
+        "-o",
+        "tcp.desegment_tcp_streams:FALSE",
+    ]
 
 
 # ---- records ----
 
+
 class Record:
     """One tap record. Decoding is lazy (`decoded`, `summary`)."""
 
-    __slots__ = ("seq", "t_ns", "hop", "obj", "peer", "ref", "counter", "index", "length", "data",
-                 "reason", "addr", "port", "lport", "label", "_decoded")
+    __slots__ = (
+        "_decoded",
+        "addr",
+        "counter",
+        "data",
+        "hop",
+        "index",
+        "label",
+        "length",
+        "lport",
+        "obj",
+        "peer",
+        "port",
+        "reason",
+        "ref",
+        "seq",
+        "t_ns",
+    )
     seq: int
     t_ns: int
     hop: int
@@ -145,8 +201,24 @@ class Record:
     lport: int
 
     def __init__(self, h: tuple[Any, ...], data: bytes, label: str) -> None:
-        (_, self.hop, self.reason, self.seq, self.t_ns, self.obj, self.peer, self.ref, self.counter, self.index,
-         self.length, _, self.port, self.lport, af, addr) = h
+        (
+            _,
+            self.hop,
+            self.reason,
+            self.seq,
+            self.t_ns,
+            self.obj,
+            self.peer,
+            self.ref,
+            self.counter,
+            self.index,
+            self.length,
+            _,
+            self.port,
+            self.lport,
+            af,
+            addr,
+        ) = h
         self.data = data
         self.addr: str | None = None
         if af:
@@ -245,7 +317,13 @@ class Record:
         dg = self.datagram
         if dg is not None and len(dg) >= 4:
             if dg[0] == 4 and len(dg) >= dec.WG_DATA_HEADER:
-                keys.append(("d", int.from_bytes(dg[4:8], "little"), int.from_bytes(dg[8:16], "little")))
+                keys.append(
+                    (
+                        "d",
+                        int.from_bytes(dg[4:8], "little"),
+                        int.from_bytes(dg[8:16], "little"),
+                    )
+                )
             else:
                 keys.append(("h", self.datagram_length, bytes(dg[:CORRELATE_BYTES])))
         ip = self.ip
@@ -258,6 +336,7 @@ class Record:
 
 
 # ---- journeys ----
+
 
 @dataclass
 class Journey:
@@ -280,7 +359,7 @@ class Journey:
 
     @property
     def status(self) -> str:
-        """"delivered", "dropped", or "stopped" (no record after the last
+        """ "delivered", "dropped", or "stopped" (no record after the last
         hop: still queued, lost without a counter, or not traced)."""
         if self.drop is not None:
             return "dropped"
@@ -324,10 +403,12 @@ class Journey:
         return self.records[0].summary() if self.records else "?"
 
     def __str__(self) -> str:
-        end = {"delivered": f"delivered in {self.duration_ms:.3f} ms",
-               "dropped": f"DROPPED at {self.drop.label if self.drop else '?'} "
-                          f"{self.drop.hop_name if self.drop else ''}: {self.reason}",
-               "stopped": f"STOPPED: {self.reason}"}[self.status]
+        end = {
+            "delivered": f"delivered in {self.duration_ms:.3f} ms",
+            "dropped": f"DROPPED at {self.drop.label if self.drop else '?'} "
+            f"{self.drop.hop_name if self.drop else ''}: {self.reason}",
+            "stopped": f"STOPPED: {self.reason}",
+        }[self.status]
         lines = [f"journey {self.id}: {self.what} -- {end}"]
         for label, hop, dt in self.hops:
             lines.append(f"  +{dt:9.3f} ms  {label:<24} {hop}")
@@ -381,12 +462,13 @@ def _journeys(records: list[Record], end_ns: int | None = None) -> list[Journey]
 
 # ---- the objects a capture follows ----
 
+
 @dataclass
 class _Obj:
     id: int
     label: str
-    lane: int          # order of the lane in diagrams
-    wg_key: int = 0    # the WireGuard public key id (devices)
+    lane: int  # order of the lane in diagrams
+    wg_key: int = 0  # the WireGuard public key id (devices)
 
 
 def _ptr_id(ptr: Any) -> int:
@@ -431,12 +513,15 @@ def _objects_of(obj: Any, name: str | None = None) -> list[_Obj]:
     elif isinstance(obj, int) and not isinstance(obj, bool):
         out.append(_Obj(obj, name or f"obj:{obj:x}", 9))  # a C object id (tests, tr_py_inject)
     else:
-        raise ConfigError(f"trace.capture: cannot trace a {type(obj).__name__}; give peers, devices, hosts, "
-                          "gateways, DERP clients or DERP servers")
+        raise ConfigError(
+            f"trace.capture: cannot trace a {type(obj).__name__}; give peers, devices, hosts, "
+            "gateways, DERP clients or DERP servers"
+        )
     return out
 
 
 # ---- the process-wide collector ----
+
 
 class _Hub:
     """Starts/stops the C taps for the captures that run (the C filter is
@@ -479,8 +564,10 @@ class _Hub:
                 raise
             if rc < 0:
                 self.captures.remove(cap)
-                raise ConfigError("trace: bad capture settings (snaplen <= 65600, ring_bytes >= 4096, "
-                                  "at most 16 peers, a pattern of at most 16 bytes)")
+                raise ConfigError(
+                    "trace: bad capture settings (snaplen <= 65600, ring_bytes >= 4096, "
+                    "at most 16 peers, a pattern of at most 16 bytes)"
+                )
             if cap.live and (self.thread is None or not self.thread.is_alive()):
                 self.wake.clear()
                 self.thread = threading.Thread(target=self._run, name="spanza-trace", daemon=True)
@@ -511,7 +598,7 @@ class _Hub:
                 off = 0
                 while off < n:
                     h = _REC_HDR.unpack_from(mv, off)
-                    data = bytes(mv[off + _REC:off + _REC + h[11]])
+                    data = bytes(mv[off + _REC : off + _REC + h[11]])
                     for c in self.captures:
                         c._take(h, data)
                     off += h[0]
@@ -552,13 +639,27 @@ def _hop_mask(hops: Iterable[int | str] | None, drops: bool) -> int:
 
 # ---- the capture ----
 
+
 class Capture:
     """A running (then finished) trace; see `capture`."""
 
-    def __init__(self, objects: tuple[Any, ...], *, snaplen: int, hops: Iterable[int | str] | None,
-                 drops: bool, peers: Iterable[Any] | None, host: str | None, port: int | None,
-                 proto: str | int | None, pattern: tuple[int, bytes] | None, keys: bool, live: bool,
-                 ring_bytes: int, max_records: int) -> None:
+    def __init__(
+        self,
+        objects: tuple[Any, ...],
+        *,
+        snaplen: int,
+        hops: Iterable[int | str] | None,
+        drops: bool,
+        peers: Iterable[Any] | None,
+        host: str | None,
+        port: int | None,
+        proto: str | int | None,
+        pattern: tuple[int, bytes] | None,
+        keys: bool,
+        live: bool,
+        ring_bytes: int,
+        max_records: int,
+    ) -> None:
         if snaplen < 0:
             raise ConfigError("snaplen: must be >= 0 (0 = whole packets)")
         self.snaplen = WHOLE_SNAPLEN if snaplen == 0 else min(snaplen, WHOLE_SNAPLEN)
@@ -599,7 +700,12 @@ class Capture:
                 raise ConfigError(f"host: {self._host!r} is not an IPv4/IPv6 address") from None
         if self._port is not None and not 0 < self._port < 65536:
             raise ConfigError(f"port: {self._port} is not 1..65535")
-        if isinstance(self._proto, str) and self._proto.lower() not in ("tcp", "udp", "icmp", "icmpv6"):
+        if isinstance(self._proto, str) and self._proto.lower() not in (
+            "tcp",
+            "udp",
+            "icmp",
+            "icmpv6",
+        ):
             raise ConfigError(f"proto: {self._proto!r} is not tcp, udp, icmp, icmpv6 or a number")
         if self._pattern is not None:
             off, val = self._pattern
@@ -641,7 +747,7 @@ class Capture:
         self._stats1 = _c_counts()
         self._end_ns = _mono_ns()
 
-    def __enter__(self) -> Capture:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -668,7 +774,7 @@ class Capture:
         if self.running:
             _hub.drain()
         with self._lock:
-            new = self._records[self._new:]
+            new = self._records[self._new :]
             self._new = len(self._records)
         return sorted(new, key=lambda r: r.seq)
 
@@ -695,12 +801,16 @@ class Capture:
 
     def keylog(self) -> str:
         """The WireGuard key log (tshark's format) of the handshakes seen."""
-        names = ("LOCAL_STATIC_PRIVATE_KEY", "REMOTE_STATIC_PUBLIC_KEY", "LOCAL_EPHEMERAL_PRIVATE_KEY",
-                 "PRESHARED_KEY")
+        names = (
+            "LOCAL_STATIC_PRIVATE_KEY",
+            "REMOTE_STATIC_PUBLIC_KEY",
+            "LOCAL_EPHEMERAL_PRIVATE_KEY",
+            "PRESHARED_KEY",
+        )
         lines = []
         for r in self.records(KEYS):
             for i, n in enumerate(names):
-                lines.append(f"{n} = {base64.b64encode(r.data[32 * i:32 * i + 32]).decode()}")
+                lines.append(f"{n} = {base64.b64encode(r.data[32 * i : 32 * i + 32]).decode()}")
         return "\n".join(lines) + ("\n" if lines else "")
 
     def journeys(self) -> list[Journey]:
@@ -726,11 +836,22 @@ class Capture:
             if j.drop is not None:
                 jid[j.drop.seq] = j.id
         t0 = recs[0].t_ns if recs else 0
-        return pd.DataFrame([{
-            "seq": r.seq, "t_ms": (r.t_ns - t0) / 1e6, "object": r.label, "hop": r.hop_name,
-            "length": r.length, "dropped": r.reason_name or None, "journey": jid.get(r.seq),
-            "summary": r.summary(),
-        } for r in recs if r.hop != KEYS])
+        return pd.DataFrame(
+            [
+                {
+                    "seq": r.seq,
+                    "t_ms": (r.t_ns - t0) / 1e6,
+                    "object": r.label,
+                    "hop": r.hop_name,
+                    "length": r.length,
+                    "dropped": r.reason_name or None,
+                    "journey": jid.get(r.seq),
+                    "summary": r.summary(),
+                }
+                for r in recs
+                if r.hop != KEYS
+            ]
+        )
 
     def sequence_diagram(self, max_journeys: int = 60) -> Diagram:
         """One lane per host/WireGuard/gateway/DERP client/relay, one arrow
@@ -743,6 +864,7 @@ class Capture:
         WireGuard hops), DERP hops under UDP port 3340 for the dissector of
         `wireshark_plugin`. Returns the path."""
         from spanza._pcapng_export import write
+
         path = os.fspath(path)
         with open(path, "wb") as f:
             write(self, f)
@@ -790,15 +912,30 @@ def stats() -> dict[str, int]:
     overflow, producing threads, ring memory."""
     st = ffi.new("struct tr_stats *")
     lib.tr_py_stats(st)
-    return {"records": int(st.records), "overflow": int(st.overflow), "rings": int(st.rings),
-            "ring_bytes": int(st.ring_bytes), "enabled": int(st.enabled)}
+    return {
+        "records": int(st.records),
+        "overflow": int(st.overflow),
+        "rings": int(st.rings),
+        "ring_bytes": int(st.ring_bytes),
+        "enabled": int(st.enabled),
+    }
 
 
-def capture(*objects: Any, snaplen: int = HEADERS_SNAPLEN, hops: Iterable[int | str] | None = None,
-            drops: bool = True, peers: Iterable[Any] | None = None, host: str | None = None,
-            port: int | None = None, proto: str | int | None = None,
-            pattern: tuple[int, bytes] | None = None, keys: bool = True, live: bool = True,
-            ring_bytes: int = DEFAULT_RING_BYTES, max_records: int = DEFAULT_MAX_RECORDS) -> Capture:
+def capture(
+    *objects: Any,
+    snaplen: int = HEADERS_SNAPLEN,
+    hops: Iterable[int | str] | None = None,
+    drops: bool = True,
+    peers: Iterable[Any] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    proto: str | int | None = None,
+    pattern: tuple[int, bytes] | None = None,
+    keys: bool = True,
+    live: bool = True,
+    ring_bytes: int = DEFAULT_RING_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+) -> Capture:
     """Starts tracing; use as ``with capture(...) as cap:``.
 
     objects: what to trace (peers, devices, hosts, gateways, DERP clients or
@@ -813,18 +950,31 @@ def capture(*objects: Any, snaplen: int = HEADERS_SNAPLEN, hops: Iterable[int | 
     and a full ring counts `overflow`). ring_bytes: ring size per runtime
     thread. max_records: the most records this capture keeps in Python.
     """
-    cap = Capture(objects, snaplen=snaplen, hops=hops, drops=drops, peers=peers, host=host, port=port,
-                  proto=proto, pattern=pattern, keys=keys, live=live, ring_bytes=ring_bytes,
-                  max_records=max_records)
+    cap = Capture(
+        objects,
+        snaplen=snaplen,
+        hops=hops,
+        drops=drops,
+        peers=peers,
+        host=host,
+        port=port,
+        proto=proto,
+        pattern=pattern,
+        keys=keys,
+        live=live,
+        ring_bytes=ring_bytes,
+        max_records=max_records,
+    )
     return cap.start()
 
 
 # ---- summary ----
 
+
 def _percentile(sorted_vals: list[float], q: float) -> float:
     if not sorted_vals:
         return 0.0
-    i = min(len(sorted_vals) - 1, max(0, int(round(q * (len(sorted_vals) - 1)))))
+    i = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
     return sorted_vals[i]
 
 
@@ -849,17 +999,23 @@ class Summary:
         delivered = sorted(j.duration_ms for j in js if j.status == "delivered")
         transit: dict[tuple[str, str], list[float]] = defaultdict(list)
         for j in js:
-            for a, b in zip(j.records, j.records[1:]):
+            for a, b in itertools.pairwise(j.records):
                 transit[(a.hop_name, b.hop_name)].append((b.t_ns - a.t_ns) / 1e6)
         self.data: dict[str, Any] = {
             "hops": {f"{k[0]} {k[1]}": {"packets": v[0], "bytes": v[1]} for k, v in per.items()},
             "drops": {f"{k[0]} {k[1]} {k[2]}": n for k, n in drops.items()},
             "journeys": dict(Counter(j.status for j in js)),
-            "latency_ms": {q: _percentile(delivered, p) for q, p in (("p50", .5), ("p90", .9), ("p99", .99),
-                                                                      ("max", 1.0))},
-            "transit_ms": {f"{a} -> {b}": {"n": len(v), "p50": _percentile(sorted(v), .5),
-                                           "p99": _percentile(sorted(v), .99)}
-                           for (a, b), v in transit.items()},
+            "latency_ms": {
+                q: _percentile(delivered, p) for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+            },
+            "transit_ms": {
+                f"{a} -> {b}": {
+                    "n": len(v),
+                    "p50": _percentile(sorted(v), 0.5),
+                    "p99": _percentile(sorted(v), 0.99),
+                }
+                for (a, b), v in transit.items()
+            },
             "overflow": cap.overflow,
             "records": len(recs),
         }
@@ -870,8 +1026,11 @@ class Summary:
     def __str__(self) -> str:
         d = self.data
         out = io.StringIO()
-        out.write(f"{d['records']} records, overflow {d['overflow']}; journeys: "
-                  + ", ".join(f"{n} {s}" for s, n in sorted(d["journeys"].items())) + "\n")
+        out.write(
+            f"{d['records']} records, overflow {d['overflow']}; journeys: "
+            + ", ".join(f"{n} {s}" for s, n in sorted(d["journeys"].items()))
+            + "\n"
+        )
         lat = d["latency_ms"]
         out.write("delivery latency ms: " + " ".join(f"{k}={v:.3f}" for k, v in lat.items()) + "\n")
         out.write(f"{'object hop':<44}{'packets':>9}{'bytes':>12}\n")
@@ -885,12 +1044,14 @@ class Summary:
 
     def _repr_html_(self) -> str:
         import html
+
         return f"<pre>{html.escape(str(self))}</pre>"
 
     __repr__ = __str__
 
 
 # ---- sequence diagram ----
+
 
 class Diagram:
     """A sequence diagram of the journeys (matplotlib): ``_repr_png_`` and
@@ -899,6 +1060,7 @@ class Diagram:
     def __init__(self, cap: Capture, max_journeys: int) -> None:
         try:
             import matplotlib
+
             matplotlib.use("Agg", force=False)
         except ImportError:
             raise ImportError("Capture.sequence_diagram needs matplotlib (pip install matplotlib)") from None
@@ -909,12 +1071,18 @@ class Diagram:
             for r in j.records + ([j.drop] if j.drop else []):
                 if r.label not in lanes:
                     lanes[r.label] = (order.get(r.obj, 9), len(lanes))
+
         # Lanes by the side they are on (the address in the label), then
         # by layer: host, wg, gateway, derp; the relay in the middle.
         def lane_key(label: str) -> tuple[int, int, str]:
             layer, first = lanes[label]
             side = label.split("/")[0]
-            return (0 if layer < 4 else 1, first if layer >= 4 else 0, side + f"{layer}")
+            return (
+                0 if layer < 4 else 1,
+                first if layer >= 4 else 0,
+                side + f"{layer}",
+            )
+
         names = sorted(lanes, key=lane_key)
         relay = [n for n in names if lanes[n][0] >= 4]
         sides = [n for n in names if lanes[n][0] < 4]
@@ -930,9 +1098,12 @@ class Diagram:
         if self._fig is not None:
             return self._fig
         import matplotlib.pyplot as plt
+
         x = {n: i for i, n in enumerate(self.lanes)}
-        recs = sorted((r for j in self.journeys for r in j.records + ([j.drop] if j.drop else [])
-                       if r.label in x), key=lambda r: r.seq)
+        recs = sorted(
+            (r for j in self.journeys for r in j.records + ([j.drop] if j.drop else []) if r.label in x),
+            key=lambda r: r.seq,
+        )
         row = {r.seq: i for i, r in enumerate(recs)}
         t0 = recs[0].t_ns if recs else 0
         fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(self.lanes)), max(4.0, 0.12 * len(recs) + 2)))
@@ -942,24 +1113,43 @@ class Diagram:
         for j in self.journeys:
             c = colors(j.id % 10)
             pts = [(x[r.label], row[r.seq], r.t_ns) for r in j.records if r.label in x]
-            for (x0, y0, t0_), (x1, y1, t1_) in zip(pts, pts[1:]):
+            for (x0, y0, t0_), (x1, y1, t1_) in itertools.pairwise(pts):
                 if x0 == x1:
                     ax.plot([x0, x1], [y0, y1], color=c, lw=1)
                 else:
-                    ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                                arrowprops={"arrowstyle": "->", "color": c, "lw": 1})
+                    ax.annotate(
+                        "",
+                        xy=(x1, y1),
+                        xytext=(x0, y0),
+                        arrowprops={"arrowstyle": "->", "color": c, "lw": 1},
+                    )
                 if t1_ - t0_ >= LONG_WAIT_NS:
-                    ax.annotate(f"waited {(t1_ - t0_) / 1e6:.0f} ms", ((x0 + x1) / 2, (y0 + y1) / 2), color=c,
-                                fontsize=7, xytext=(4, 0), textcoords="offset points")
+                    ax.annotate(
+                        f"waited {(t1_ - t0_) / 1e6:.0f} ms",
+                        ((x0 + x1) / 2, (y0 + y1) / 2),
+                        color=c,
+                        fontsize=7,
+                        xytext=(4, 0),
+                        textcoords="offset points",
+                    )
             if j.drop is not None and j.drop.label in x:
                 ax.plot([x[j.drop.label]], [row[j.drop.seq]], "x", color="red", ms=10, mew=2)
-                ax.annotate(j.drop.reason_name, (x[j.drop.label], row[j.drop.seq]), color="red",
-                            fontsize=7, xytext=(4, 0), textcoords="offset points")
+                ax.annotate(
+                    j.drop.reason_name,
+                    (x[j.drop.label], row[j.drop.seq]),
+                    color="red",
+                    fontsize=7,
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                )
             elif j.status == "stopped" and pts:
                 ax.plot([pts[-1][0]], [pts[-1][1]], "o", mfc="none", color="orange", ms=9)
         step = max(1, len(recs) // 12)
         ax.set_yticks(range(0, len(recs), step))
-        ax.set_yticklabels([f"{(recs[i].t_ns - t0) / 1e6:.3f}" for i in range(0, len(recs), step)], fontsize=7)
+        ax.set_yticklabels(
+            [f"{(recs[i].t_ns - t0) / 1e6:.3f}" for i in range(0, len(recs), step)],
+            fontsize=7,
+        )
         ax.set_xticks(range(len(self.lanes)))
         ax.set_xticklabels(self.lanes, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.5, len(self.lanes) - 0.5)
@@ -982,4 +1172,3 @@ class Diagram:
 
     def _repr_html_(self) -> str:
         return f'<img src="data:image/png;base64,{base64.b64encode(self._repr_png_()).decode()}"/>'
-

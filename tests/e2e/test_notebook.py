@@ -23,7 +23,12 @@ def test_packet_flow_notebook_runs_and_draws(monkeypatch, tmp_path):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs are not committed"
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outs if o.output_type == "error"]
     images = [o for o in outs if "image/png" in o.get("data", {})]

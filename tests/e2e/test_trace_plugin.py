@@ -12,7 +12,7 @@ import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 
 @pytest.mark.parametrize("peer_pair", ["gateway"], indirect=True)
@@ -23,15 +23,32 @@ def test_blocked(peer_pair, packet_trace):
 
 def test_passes_untraced(make_peer):
     assert True
-'''
+"""
 
 
 def run(tmp_path, *args):
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *args,
-                        str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            *args,
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     return r.stdout + r.stderr
 
 

@@ -11,19 +11,34 @@ from spanza import trace
 from spanza.scenario import connect
 
 REQUEST_PATH = [
-    ("192.168.4.2/host", "host-out"), ("192.168.4.2/wg", "wg-encrypt"), ("192.168.4.2/wg", "wg-out"),
-    ("192.168.4.2/wg", "udp-send"), ("192.168.4.2/gateway", "gw-udp-in"), ("192.168.4.2/gateway", "gw-derp-out"),
-    ("192.168.4.2/gw-derp", "derp-send"), ("relay", "relay-in"), ("relay", "relay-out"),
-    ("192.168.4.1/gw-derp", "derp-recv"), ("192.168.4.1/gateway", "gw-derp-in"),
-    ("192.168.4.1/gateway", "gw-udp-out"), ("192.168.4.1/wg", "udp-recv"), ("192.168.4.1/wg", "wg-in"),
-    ("192.168.4.1/wg", "wg-decrypt"), ("192.168.4.1/host", "host-in"),
+    ("192.168.4.2/host", "host-out"),
+    ("192.168.4.2/wg", "wg-encrypt"),
+    ("192.168.4.2/wg", "wg-out"),
+    ("192.168.4.2/wg", "udp-send"),
+    ("192.168.4.2/gateway", "gw-udp-in"),
+    ("192.168.4.2/gateway", "gw-derp-out"),
+    ("192.168.4.2/gw-derp", "derp-send"),
+    ("relay", "relay-in"),
+    ("relay", "relay-out"),
+    ("192.168.4.1/gw-derp", "derp-recv"),
+    ("192.168.4.1/gateway", "gw-derp-in"),
+    ("192.168.4.1/gateway", "gw-udp-out"),
+    ("192.168.4.1/wg", "udp-recv"),
+    ("192.168.4.1/wg", "wg-in"),
+    ("192.168.4.1/wg", "wg-decrypt"),
+    ("192.168.4.1/host", "host-in"),
 ]
 
 
 def flip(path):
     swap = {"192.168.4.1": "192.168.4.2", "192.168.4.2": "192.168.4.1"}
-    return [("/".join([swap.get(label.split("/")[0], label.split("/")[0])] + label.split("/")[1:]), hop)
-            for label, hop in path]
+    return [
+        (
+            "/".join([swap.get(label.split("/")[0], label.split("/")[0])] + label.split("/")[1:]),
+            hop,
+        )
+        for label, hop in path
+    ]
 
 
 def tcp_journey(journeys, payload_prefix):
@@ -50,8 +65,11 @@ def test_http_get_in_gateway_mode_is_traced_hop_by_hop(make_peer, derp_server):
         assert all(dt >= 0 for _, _, dt in j.hops)
         assert j.status == "delivered" and j.stopped_at is None
     # the ciphertext hops carry one datagram: same receiver index and counter
-    ctrs = {(r.decoded["receiver"], r.decoded["counter"]) for r in get.records if r.hop != trace.NS_OUT
-            and r.hop != trace.NS_IN}
+    ctrs = {
+        (r.decoded["receiver"], r.decoded["counter"])
+        for r in get.records
+        if r.hop != trace.NS_OUT and r.hop != trace.NS_IN
+    }
     assert len(ctrs) == 1
     # the handshake was traced too, and its keys kept for decryption
     kinds = {r.decoded.get("wg") for j in journeys for r in j.records}
@@ -68,9 +86,8 @@ def test_a_wrong_allowed_ip_shows_the_drop_and_its_reason(make_peer):
     connect(a, b)
     # a accepts from b only a source b does not use
     a.device.add_peer(b.public_key, allowed_ips=["192.168.4.99/32"])
-    with trace.capture(a, b) as cap:
-        with pytest.raises(TimeoutError):
-            b.device.ping("192.168.4.1", timeout=0.5)
+    with trace.capture(a, b) as cap, pytest.raises(TimeoutError):
+        b.device.ping("192.168.4.1", timeout=0.5)
     dropped = [j for j in cap.journeys() if j.status == "dropped"]
     assert dropped, "\n".join(map(str, cap.journeys()))
     j = dropped[-1]
@@ -97,12 +114,13 @@ def test_a_stopped_relay_shows_where_packets_wait(make_peer, make_derp_server):
         result = {}
         # Up to three echoes: the first waits in b's DERP client queue; if
         # b reconnects before a, the relay drops it (a is not there yet).
-        t = threading.Thread(target=lambda: result.setdefault(
-            "rtt", b.device.ping("192.168.4.1", count=3, timeout=3)))
+        t = threading.Thread(target=lambda: result.setdefault("rtt", b.device.ping("192.168.4.1", count=3, timeout=3)))
         t.start()
         deadline = time.monotonic() + 5
-        while not any(j.status == "stopped" and j.records[-1].hop_name == "derp-queued"
-                      for j in cap.journeys()) and time.monotonic() < deadline:
+        while (
+            not any(j.status == "stopped" and j.records[-1].hop_name == "derp-queued" for j in cap.journeys())
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         waiting = [j for j in cap.journeys() if j.status == "stopped"]
         assert waiting and "DERP client's queue" in waiting[-1].reason, "\n".join(map(str, cap.journeys()))
@@ -113,7 +131,8 @@ def test_a_stopped_relay_shows_where_packets_wait(make_peer, make_derp_server):
     first = next(j for j in cap.journeys() if "ICMP 192.168.4.2 > 192.168.4.1" in j.what)
     hops = [h for _, h, _ in first.hops]
     assert hops.index("derp-queued") < hops.index("derp-send") < hops.index("relay-in"), str(first)
-    waited = dict((h, dt) for _, h, dt in first.hops)["derp-send"]
+    waited = {h: dt for _, h, dt in first.hops}["derp-send"]
     assert waited >= 100, str(first)  # ms in the client's queue while the relay was down
-    assert first.status == "delivered" or (first.drop.label == "relay (restarted)"
-                                           and first.reason == "unknown_destination"), str(first)
+    assert first.status == "delivered" or (
+        first.drop.label == "relay (restarted)" and first.reason == "unknown_destination"
+    ), str(first)

@@ -18,14 +18,27 @@ pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is installed by s
 
 
 def tshark(path, display_filter, *fields):
-    cmd = [TSHARK, "-n", "-r", str(path), "-X", f"lua_script:{trace.wireshark_plugin()}",
-           # the same segment at every hop would be a "retransmission"
-           # (not dissected again) and confuse reassembly: dissect each alone
-           "-o", "tcp.analyze_sequence_numbers:FALSE", "-o", "tcp.desegment_tcp_streams:FALSE",
-           "-Y", display_filter, "-T", "fields"]
+    cmd = [
+        TSHARK,
+        "-n",
+        "-r",
+        str(path),
+        "-X",
+        f"lua_script:{trace.wireshark_plugin()}",
+        # the same segment at every hop would be a "retransmission"
+        # (not dissected again) and confuse reassembly: dissect each alone
+        "-o",
+        "tcp.analyze_sequence_numbers:FALSE",
+        "-o",
+        "tcp.desegment_tcp_streams:FALSE",
+        "-Y",
+        display_filter,
+        "-T",
+        "fields",
+    ]
     for f in fields:
         cmd += ["-e", f]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 0, p.stderr
     assert "Lua" not in p.stderr, p.stderr
     return [line.split("\t") for line in p.stdout.splitlines() if line]
@@ -63,8 +76,13 @@ def test_icmp_is_decrypted_at_the_wireguard_udp_gateway_and_derp_hops(pcapng):
 def test_tcp_and_http_are_decrypted(pcapng):
     tcp = tshark(pcapng, "wg.type == 4 && tcp", "tcp.flags.str")
     assert any("S" in r[0] for r in tcp) and any("P" in r[0] for r in tcp)
-    http = tshark(pcapng, "wg.type == 4 && http", "frame.interface_name", "http.request.method",
-                  "http.response.code")
+    http = tshark(
+        pcapng,
+        "wg.type == 4 && http",
+        "frame.interface_name",
+        "http.request.method",
+        "http.response.code",
+    )
     assert {r[1] for r in http if r[1]} == {"GET"}
     assert {r[2] for r in http if r[2]} == {"200"}
     assert any(r[0].endswith("/relay-in") for r in http)
@@ -73,13 +91,21 @@ def test_tcp_and_http_are_decrypted(pcapng):
 def test_derp_frames_are_decoded_by_the_dissector(pcapng):
     rows = tshark(pcapng, "derp", "frame.interface_name", "derp.type", "derp.packet_len")
     types = {r[1] for r in rows}
-    assert {"0x04", "0x05"} <= types  # SendPacket at the client and relay-in, RecvPacket after
+    assert {
+        "0x04",
+        "0x05",
+    } <= types  # SendPacket at the client and relay-in, RecvPacket after
     assert all(int(r[2]) > 0 for r in rows if r[1] in ("0x04", "0x05"))
 
 
 def test_plaintext_hops_are_raw_ip(pcapng):
     rows = tshark(pcapng, "icmp && !wg", "frame.interface_name")
-    assert {r[0].rsplit("/", 1)[1] for r in rows} == {"host-out", "wg-encrypt", "wg-decrypt", "host-in"}
+    assert {r[0].rsplit("/", 1)[1] for r in rows} == {
+        "host-out",
+        "wg-encrypt",
+        "wg-decrypt",
+        "host-in",
+    }
 
 
 def test_the_key_log_is_in_a_secrets_block_before_the_packets(pcapng):
@@ -87,7 +113,7 @@ def test_the_key_log_is_in_a_secrets_block_before_the_packets(pcapng):
     blocks, off = [], 0
     while off < len(data):
         btype, blen = struct.unpack_from("<II", data, off)
-        blocks.append((btype, data[off + 8:off + blen - 4]))
+        blocks.append((btype, data[off + 8 : off + blen - 4]))
         off += blen
     types = [t for t, _ in blocks]
     dsb = types.index(0x0000000A)
@@ -95,5 +121,5 @@ def test_the_key_log_is_in_a_secrets_block_before_the_packets(pcapng):
     body = blocks[dsb][1]
     kind, n = struct.unpack_from("<II", body)
     assert kind == 0x57474B4C  # "WGKL"
-    text = body[8:8 + n].decode()
+    text = body[8 : 8 + n].decode()
     assert text.count("LOCAL_STATIC_PRIVATE_KEY = ") == 2 and text.endswith("\n")

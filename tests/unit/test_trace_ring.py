@@ -2,6 +2,7 @@
 calling thread): off records nothing, on keeps every record up to the ring
 size and counts the rest, filters select in C."""
 
+import itertools
 import struct
 import threading
 
@@ -21,7 +22,19 @@ def inject(hop, data, obj=OBJ):
 
 def ipv4_tcp(sport, dport, payload=b""):
     total = 40 + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, 6, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        total,
+        1,
+        0,
+        64,
+        6,
+        0,
+        bytes([10, 0, 0, 1]),
+        bytes([10, 0, 0, 2]),
+    )
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, 5 << 4, 0x02, 65535, 0, 0)
     return ip + tcp + payload
 
@@ -41,7 +54,7 @@ def test_on_keeps_every_record_in_order():
     assert [r.data for r in recs] == [bytes([i]) * (20 + i) for i in range(50)]
     assert all(r.hop == trace.NS_OUT and r.obj == OBJ and r.hop_name == "host-out" for r in recs)
     assert [r.seq for r in recs] == sorted(r.seq for r in recs)
-    assert all(b.t_ns >= a.t_ns for a, b in zip(recs, recs[1:]))
+    assert all(b.t_ns >= a.t_ns for a, b in itertools.pairwise(recs))
     assert cap.overflow == 0
     assert trace.stats()["enabled"] == 0
 
@@ -81,7 +94,11 @@ def test_port_filter_applies_to_plaintext_hops():
         inject(trace.NS_IN, ipv4_tcp(80, 40000))
         inject(trace.DEV_UDP_TX, b"\x04\0\0\0" + bytes(28))  # ciphertext: not an IP match
     got = [(r.hop, r.decoded.get("sport"), r.decoded.get("dport")) for r in cap.records()]
-    assert got == [(trace.NS_OUT, 40000, 80), (trace.NS_IN, 80, 40000), (trace.DEV_UDP_TX, None, None)]
+    assert got == [
+        (trace.NS_OUT, 40000, 80),
+        (trace.NS_IN, 80, 40000),
+        (trace.DEV_UDP_TX, None, None),
+    ]
 
 
 def test_host_and_proto_filters():
