@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "runtime/rt.h"
 #include "trace/trace_py.h"
 #include "wg/wg.h"
 
@@ -28,13 +29,6 @@ struct side {
 
 static atomic_bool draining;
 static atomic_ullong drained;
-
-static double secs(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void on_send(void *ctx, wg_peer *peer, const wg_endpoint *to, const uint8_t *data, size_t len)
 {
@@ -94,10 +88,10 @@ static double round_mbs(struct side *a, const uint8_t *pkt, int snap, uint64_t *
 		pthread_create(&th, NULL, drainer, NULL);
 	}
 	tr_py_stats(&st0);
-	double t0 = secs();
+	uint64_t t0 = rt_now_ns();
 	for (int i = 0; i < PACKETS; i++)
 		wg_device_send(a->dev, 1, pkt, PKT);
-	double dt = secs() - t0;
+	double dt = (double)(rt_now_ns() - t0) / 1e9;
 	tr_py_stats(&st1);
 	if (snap >= 0) {
 		tr_py_stop();
@@ -116,7 +110,7 @@ int main(void)
 	memset(pkt, 0xab, sizeof(pkt));
 	pkt[0] = 0x45, pkt[2] = PKT >> 8, pkt[3] = PKT & 0xff;
 	memcpy(pkt + 12, (uint8_t[8]){10, 0, 0, 1, 10, 0, 0, 2}, 8); /* 10.0.0.1 -> 10.0.0.2 */
-	wg_device_send(a.dev, 0, pkt, PKT); /* handshake */
+	wg_device_send(a.dev, 0, pkt, PKT);                          /* handshake */
 	if (b.delivered != 1) {
 		fprintf(stderr, "the handshake did not complete (delivered %llu)\n", (unsigned long long)b.delivered);
 		return 1;
@@ -137,8 +131,8 @@ int main(void)
 	printf("WireGuard core encrypt+decrypt, %d x %d-byte packets, 4 taps each, best of %d interleaved rounds:\n",
 	       PACKETS, PKT, ROUNDS);
 	for (int m = 0; m < 3; m++)
-		printf("  tracing %-20s %7.0f MB/s  %5.1f%% of off  %6.3f us/packet  overflow %llu\n", names[m], best[m],
-		       best[m] / best[0] * 100, PKT / best[m], (unsigned long long)over[m]);
+		printf("  tracing %-20s %7.0f MB/s  %5.1f%% of off  %6.3f us/packet  overflow %llu\n", names[m],
+		       best[m], best[m] / best[0] * 100, PKT / best[m], (unsigned long long)over[m]);
 	printf("  drained by a second thread: %.0f MB of records\n", (double)atomic_load(&drained) / 1e6);
 	wg_device_free(a.dev);
 	wg_device_free(b.dev);

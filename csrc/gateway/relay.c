@@ -65,7 +65,8 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 			learn(g, p, &b->from[i], b->msgs[i].msg_hdr.msg_namelen);
 			p->st.wg_rx_datagrams++;
 			p->st.wg_rx_bytes += len;
-			TR_TAP(udp, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, (const struct sockaddr *)&b->from[i], 0, b->iov[i].iov_base, len);
+			TR_TAP(udp, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, (const struct sockaddr *)&b->from[i], 0,
+			       b->iov[i].iov_base, len);
 			TR_TAP(pkt, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, b->iov[i].iov_base, len);
 			int rc = derp_client_send(g->derp, p->key, b->iov[i].iov_base, len);
 			if (rc == 0) {
@@ -121,7 +122,8 @@ void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, si
 	TR_TAP(udp, TR_HOP_GW_UDP_OUT, TR_OBJ(g), src, (const struct sockaddr *)&p->dst, 0, data, len);
 	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
 	if (n < 0) {
-		TR_TAP(drop, TR_HOP_GW_UDP_OUT, TR_OBJ(g), src, errno == EMSGSIZE ? TR_R_GW_OVERSIZE : TR_R_UDP_SEND_ERROR, NULL, 0);
+		TR_TAP(drop, TR_HOP_GW_UDP_OUT, TR_OBJ(g), src,
+		       errno == EMSGSIZE ? TR_R_GW_OVERSIZE : TR_R_UDP_SEND_ERROR, NULL, 0);
 		if (errno == EMSGSIZE)
 			p->st.drops_oversize++;
 		else

@@ -19,11 +19,11 @@ struct tr_ring {
 	struct tr_ring *next; /* registry (reg_mu) */
 	uint8_t *buf;
 	size_t cap;
-	atomic_bool dead;      /* its thread left it: drain, then free */
+	atomic_bool dead;                              /* its thread left it: drain, then free */
 	_Alignas(TR_CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: producer */
 	_Atomic uint64_t records, overflow;            /* written by the producer only */
-	uint64_t pending;      /* producer: bytes reserved, not yet committed */
-	uint64_t tail_seen;    /* producer: the last tail it read */
+	uint64_t pending;                              /* producer: bytes reserved, not yet committed */
+	uint64_t tail_seen;                            /* producer: the last tail it read */
 	_Alignas(TR_CACHE_LINE) _Atomic uint64_t tail; /* bytes ever consumed: consumer */
 };
 

@@ -210,8 +210,8 @@ static void tap(int hop, uint64_t obj, const struct meta *m, const uint8_t *h, s
 		dl = 0;
 	const uint8_t *ip = hl ? h : d;
 	size_t iplen = hl ? hl : dl;
-	if (!hop_on(m->reason ? TR_HOPS_DROPS : hop) || !obj_on(obj) || !peer_on(m->peer) ||
-	    !ip_on(hop, ip, iplen) || !pat_on(h, hl, d, dl)) {
+	if (!hop_on(m->reason ? TR_HOPS_DROPS : hop) || !obj_on(obj) || !peer_on(m->peer) || !ip_on(hop, ip, iplen) ||
+	    !pat_on(h, hl, d, dl)) {
 		ctx_seq = 0;
 		return;
 	}
@@ -231,8 +231,7 @@ void tr_udp(int hop, uint64_t obj, const uint8_t *key, const struct sockaddr *re
 	tap(hop, obj, &m, NULL, 0, data, len);
 }
 
-void tr_wg(int hop, uint64_t obj, const uint8_t *key, uint32_t index, uint64_t counter, const uint8_t *data,
-	   size_t len)
+void tr_wg(int hop, uint64_t obj, const uint8_t *key, uint32_t index, uint64_t counter, const uint8_t *data, size_t len)
 {
 	struct meta m = {.peer = key ? tr_key_id(key) : 0, .index = index, .counter = counter};
 	tap(hop, obj, &m, NULL, 0, data, len);
@@ -289,8 +288,8 @@ void tr_ctx_clear(void) { ctx_seq = 0; }
 int tr_py_start(const struct tr_config *c, int discard)
 {
 	uint32_t ring = c->ring_bytes ? c->ring_bytes : TR_DEFAULT_RING;
-	if (c->snaplen > TR_MAX_SNAPLEN || ring < TR_MIN_RING || c->nobjs > TR_MAX_OBJS ||
-	    c->npeers > TR_MAX_PEERS || c->pat_len > TR_MAX_PATTERN || (c->ip_af != 0 && c->ip_af != 4 && c->ip_af != 6))
+	if (c->snaplen > TR_MAX_SNAPLEN || ring < TR_MIN_RING || c->nobjs > TR_MAX_OBJS || c->npeers > TR_MAX_PEERS ||
+	    c->pat_len > TR_MAX_PATTERN || (c->ip_af != 0 && c->ip_af != 4 && c->ip_af != 6))
 		return -EINVAL;
 	ST(cfg.hops, c->hops);
 	ST(cfg.snaplen, c->snaplen);

@@ -18,9 +18,9 @@
 extern atomic_int tr_enabled;
 
 #define TR_ON() __builtin_expect(atomic_load_explicit(&tr_enabled, memory_order_relaxed) != 0, 0)
-#define TR_TAP(kind, ...)                  \
-	do {                               \
-		if (TR_ON())               \
+#define TR_TAP(kind, ...)                       \
+	do {                                    \
+		if (TR_ON())                    \
 			tr_##kind(__VA_ARGS__); \
 	} while (0)
 #define TR_OBJ(p) ((uint64_t)(uintptr_t)(p))

@@ -38,32 +38,32 @@
 
 /* Drop reasons. A WireGuard core drop is TR_R_WG + its wg_drop reason. */
 #define TR_R_NONE 0
-#define TR_R_DEV_NO_BIND 1        /* the endpoint's family has no bind */
-#define TR_R_DEV_BIND_ERROR 2     /* the bind's send failed */
-#define TR_R_DEV_QUEUE_FULL 3     /* read queue full */
-#define TR_R_UDP_TRUNCATED 4      /* larger than the receive buffer */
-#define TR_R_UDP_SEND_FULL 5      /* socket buffer full */
-#define TR_R_UDP_SEND_ERROR 6     /* sendto failed (unreachable...) */
-#define TR_R_GW_UNKNOWN_KEY 7     /* from a DERP key that is no peer */
-#define TR_R_GW_NO_DESTINATION 8  /* no local WireGuard address known yet */
+#define TR_R_DEV_NO_BIND 1       /* the endpoint's family has no bind */
+#define TR_R_DEV_BIND_ERROR 2    /* the bind's send failed */
+#define TR_R_DEV_QUEUE_FULL 3    /* read queue full */
+#define TR_R_UDP_TRUNCATED 4     /* larger than the receive buffer */
+#define TR_R_UDP_SEND_FULL 5     /* socket buffer full */
+#define TR_R_UDP_SEND_ERROR 6    /* sendto failed (unreachable...) */
+#define TR_R_GW_UNKNOWN_KEY 7    /* from a DERP key that is no peer */
+#define TR_R_GW_NO_DESTINATION 8 /* no local WireGuard address known yet */
 #define TR_R_GW_OVERSIZE 9
-#define TR_R_GW_DERP_SEND 10      /* the DERP client refused it */
-#define TR_R_DC_RATE_LIMIT 11     /* the server's send rate limit */
-#define TR_R_DC_BUFFER_FULL 12    /* write buffer full */
-#define TR_R_DC_QUEUE_OLDEST 13   /* queue full: the oldest was dropped */
+#define TR_R_GW_DERP_SEND 10    /* the DERP client refused it */
+#define TR_R_DC_RATE_LIMIT 11   /* the server's send rate limit */
+#define TR_R_DC_BUFFER_FULL 12  /* write buffer full */
+#define TR_R_DC_QUEUE_OLDEST 13 /* queue full: the oldest was dropped */
 #define TR_R_DC_TOO_BIG 14
-#define TR_R_DC_CONN_LOST 15      /* buffered when the connection was lost (count) */
-#define TR_R_DS_GONE 16           /* receiver disconnected */
-#define TR_R_DS_QUEUE_HEAD 17     /* receiver's queue full: its oldest dropped */
+#define TR_R_DC_CONN_LOST 15  /* buffered when the connection was lost (count) */
+#define TR_R_DS_GONE 16       /* receiver disconnected */
+#define TR_R_DS_QUEUE_HEAD 17 /* receiver's queue full: its oldest dropped */
 #define TR_R_DS_NO_MEMORY 18
-#define TR_R_DS_DUP_CLIENT 19     /* receiver's key is connected twice, inactive */
-#define TR_R_DS_UNKNOWN_DEST 20   /* no client with that key */
+#define TR_R_DS_DUP_CLIENT 19   /* receiver's key is connected twice, inactive */
+#define TR_R_DS_UNKNOWN_DEST 20 /* no client with that key */
 #define TR_R_DS_UNKNOWN_DEST_FWD 21
-#define TR_R_DS_WRITE_ERROR 22    /* lost with a failed connection (count) */
+#define TR_R_DS_WRITE_ERROR 22 /* lost with a failed connection (count) */
 #define TR_R_NS_MALFORMED 23
-#define TR_R_NS_NOT_OURS 24       /* not addressed to the host */
+#define TR_R_NS_NOT_OURS 24 /* not addressed to the host */
 #define TR_R_NS_NO_MEMORY 25
-#define TR_R_NS_OVERSIZE 26       /* larger than the host's MTU */
+#define TR_R_NS_OVERSIZE 26 /* larger than the host's MTU */
 #define TR_R__LOCAL_COUNT 27
 #define TR_R_WG 256
 
@@ -73,12 +73,12 @@
 #define TR_MAX_SNAPLEN 65600
 
 struct tr_config {
-	uint64_t hops;        /* bit per TR_HOP_*, bit TR_HOPS_DROPS; 0 = all */
-	uint32_t snaplen;     /* bytes kept per record (<= TR_MAX_SNAPLEN) */
-	uint32_t ring_bytes;  /* ring size per producing thread */
-	uint32_t nobjs;       /* 0 = every object */
+	uint64_t hops;       /* bit per TR_HOP_*, bit TR_HOPS_DROPS; 0 = all */
+	uint32_t snaplen;    /* bytes kept per record (<= TR_MAX_SNAPLEN) */
+	uint32_t ring_bytes; /* ring size per producing thread */
+	uint32_t nobjs;      /* 0 = every object */
 	uint64_t objs[TR_MAX_OBJS];
-	uint32_t npeers;      /* 0 = every peer (records without a peer pass) */
+	uint32_t npeers; /* 0 = every peer (records without a peer pass) */
 	uint64_t peers[TR_MAX_PEERS];
 	/* IP match, on hops carrying plaintext IP only: af 4/6 (0 = any
 	 * address), proto (0 = any), port (either side; 0 = any) */
@@ -91,35 +91,35 @@ struct tr_config {
 	uint8_t pat_len;
 	uint8_t pat_val[TR_MAX_PATTERN];
 	uint8_t pat_mask[TR_MAX_PATTERN];
-	uint8_t keys;         /* record handshake keys (for decryption) */
+	uint8_t keys; /* record handshake keys (for decryption) */
 };
 
 /* One record as tr_py_drain copies it: this header, then caplen bytes,
  * padded to 8. */
 struct tr_rec {
-	uint32_t size;     /* header + data + padding */
+	uint32_t size; /* header + data + padding */
 	uint16_t hop;
 	uint16_t reason;
-	uint64_t seq;      /* process-wide order */
-	uint64_t t_ns;     /* CLOCK_MONOTONIC */
-	uint64_t obj;      /* the object (its C pointer, or a DERP client's key id) */
-	uint64_t peer;     /* the peer's key id (first 8 bytes, little endian), 0 none */
-	uint64_t ref;      /* drops: seq of the record of the packet dropped, 0 none */
-	uint64_t counter;  /* WireGuard counter (WG_ENCRYPT/DECRYPT); lost count */
-	uint32_t index;    /* WireGuard receiver index (WG_ENCRYPT/DECRYPT) */
-	uint32_t len;      /* original length */
+	uint64_t seq;     /* process-wide order */
+	uint64_t t_ns;    /* CLOCK_MONOTONIC */
+	uint64_t obj;     /* the object (its C pointer, or a DERP client's key id) */
+	uint64_t peer;    /* the peer's key id (first 8 bytes, little endian), 0 none */
+	uint64_t ref;     /* drops: seq of the record of the packet dropped, 0 none */
+	uint64_t counter; /* WireGuard counter (WG_ENCRYPT/DECRYPT); lost count */
+	uint32_t index;   /* WireGuard receiver index (WG_ENCRYPT/DECRYPT) */
+	uint32_t len;     /* original length */
 	uint32_t caplen;
-	uint16_t port;     /* remote UDP port (UDP hops), host order */
-	uint16_t lport;    /* local UDP port */
-	uint8_t af;        /* 4, 6, or 0 (no address) */
+	uint16_t port;  /* remote UDP port (UDP hops), host order */
+	uint16_t lport; /* local UDP port */
+	uint8_t af;     /* 4, 6, or 0 (no address) */
 	uint8_t pad[7];
-	uint8_t addr[16];  /* remote address (UDP hops) */
+	uint8_t addr[16]; /* remote address (UDP hops) */
 };
 
 struct tr_stats {
-	uint64_t records;   /* kept */
-	uint64_t overflow;  /* could not be kept: the ring was full */
-	uint64_t rings;     /* producing threads */
+	uint64_t records;    /* kept */
+	uint64_t overflow;   /* could not be kept: the ring was full */
+	uint64_t rings;      /* producing threads */
 	uint64_t ring_bytes; /* memory in rings now */
 	uint32_t enabled;
 };

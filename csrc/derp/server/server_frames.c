@@ -139,7 +139,8 @@ static void enqueue_packet(struct derp_conn *dc, const uint8_t src[DERP_KEY_LEN]
 	/* Drop-oldest: a slow receiver never blocks the sender. */
 	if (q->n >= s->cfg.queue_depth) {
 		struct derp_pkt *old = derp_pktq_pop(q);
-		TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dc->key, TR_R_DS_QUEUE_HEAD, old->data + DERP_HDR_LEN + DERP_KEY_LEN, old->len - DERP_HDR_LEN - DERP_KEY_LEN);
+		TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dc->key, TR_R_DS_QUEUE_HEAD, old->data + DERP_HDR_LEN + DERP_KEY_LEN,
+		       old->len - DERP_HDR_LEN - DERP_KEY_LEN);
 		free(old);
 		s->st.drop_queue_head++;
 	}
