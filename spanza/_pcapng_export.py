@@ -104,14 +104,14 @@ def _packet(r: tr.Record, ends: tuple[bytes, bytes] | None, data: tr.Record | No
     return None
 
 
-def write(cap: tr.Capture, f: BinaryIO) -> None:
+def write(cap: tr.Capture, f: BinaryIO, extra_keylog: str = "") -> None:
     recs = cap.records()
     journeys = tr._journeys(recs)
     jid = {r.seq: j.id for j in journeys for r in j.records + ([j.drop] if j.drop is not None else [])}
     ends = _endpoints(journeys, cap._objects())
     by_seq = {r.seq: r for r in recs}
     w = PcapngWriter(f)
-    keylog = cap.keylog()
+    keylog = cap.keylog() + extra_keylog
     if keylog:
         w.add_secrets(keylog.encode())
     ifaces: dict[tuple[int, int], int] = {}

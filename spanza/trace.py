@@ -766,6 +766,8 @@ class Capture:
                 self.dropped_py += 1
                 return
             o = self._objs.get(obj)
+            if len(data) > self.snaplen and hop != KEYS:
+                data = data[: self.snaplen]  # another capture asked for more
             self._records.append(Record(h, data, o.label if o else f"obj:{obj:x}"))
 
     def poll(self) -> list[Record]:
@@ -858,16 +860,22 @@ class Capture:
         per hop, drops marked (needs matplotlib)."""
         return Diagram(self, max_journeys)
 
-    def write_pcapng(self, path: str | os.PathLike[str]) -> str:
+    def write_pcapng(self, path: str | os.PathLike[str], keylog_file: str | os.PathLike[str] | None = None) -> str:
         """Writes every record to a pcapng file: one interface per tap point,
         the key log in a Decryption Secrets Block (so Wireshark decrypts the
         WireGuard hops), DERP hops under UDP port 3340 for the dissector of
-        `wireshark_plugin`. Returns the path."""
+        `wireshark_plugin`. keylog_file: a key log to add (e.g. a device's
+        ``keylog_file=``, for handshakes made before the capture started).
+        Returns the path."""
         from spanza._pcapng_export import write
 
+        extra = ""
+        if keylog_file is not None:
+            with open(keylog_file, encoding="ascii") as k:
+                extra = k.read()
         path = os.fspath(path)
         with open(path, "wb") as f:
-            write(self, f)
+            write(self, f, extra)
         return path
 
     def follow(self, *objects: Any, name: str | None = None) -> Capture:
@@ -949,6 +957,9 @@ def capture(
     a thread drains the rings while it runs (else only `poll`/the end do,
     and a full ring counts `overflow`). ring_bytes: ring size per runtime
     thread. max_records: the most records this capture keeps in Python.
+
+    Several captures may run at once: each gets its objects and hops; the
+    peer/IP/pattern filters work in C only while a capture runs alone.
     """
     cap = Capture(
         objects,

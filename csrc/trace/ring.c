@@ -121,6 +121,7 @@ static void free_ring(struct tr_ring **link)
 	*link = r->next;
 	gone_records += atomic_load(&r->records);
 	gone_overflow += atomic_load(&r->overflow);
+	explicit_bzero(r->buf, r->cap); /* undrained key records */
 	free(r->buf);
 	free(r);
 }
@@ -156,6 +157,9 @@ static size_t drain_one(struct tr_ring *r, uint8_t *out, size_t cap)
 				break;
 			memcpy(out + used, p, h.size);
 			used += h.size;
+			/* Handshake keys are secrets: none stay behind in the ring. */
+			if (h.hop == TR_HOP_KEYS)
+				explicit_bzero(r->buf + (size_t)(tail % r->cap), h.size);
 		}
 		tail += h.size;
 	}

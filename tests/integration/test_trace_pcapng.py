@@ -123,3 +123,27 @@ def test_the_key_log_is_in_a_secrets_block_before_the_packets(pcapng):
     assert kind == 0x57474B4C  # "WGKL"
     text = body[8 : 8 + n].decode()
     assert text.count("LOCAL_STATIC_PRIVATE_KEY = ") == 2 and text.endswith("\n")
+
+
+def test_without_recorded_keys_the_devices_key_log_decrypts(tmp_path, derp_server):
+    """keys=False keeps secrets out of the capture; the device's own key
+    log file, added when writing, decrypts it (the handshake is in it)."""
+    from spanza.scenario import Peer
+
+    keylog = tmp_path / "keys.log"
+    a = Peer(derp_server.url, "192.168.4.1/24", mode="gateway")
+    b = Peer(derp_server.url, "192.168.4.2/24", mode="gateway")
+    try:
+        b.device.set_keylog(keylog)
+        with trace.capture(derp_server, a, b, snaplen=0, keys=False) as cap:
+            connect(a, b)
+            b.device.ping("192.168.4.1", timeout=5)
+    finally:
+        b.close()
+        a.close()
+    assert cap.keylog() == "" and cap.records(trace.KEYS) == []
+    alone, with_log = tmp_path / "alone.pcapng", tmp_path / "with_log.pcapng"
+    cap.write_pcapng(alone)
+    cap.write_pcapng(with_log, keylog_file=keylog)
+    assert tshark(alone, "wg.type == 4 && icmp", "icmp.type") == []
+    assert {r[0] for r in tshark(with_log, "wg.type == 4 && icmp", "icmp.type")} == {"8", "0"}
