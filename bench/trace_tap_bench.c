@@ -67,7 +67,8 @@ static void *drainer(void *arg)
 	/* Like Python's collector: drain, and when the rings were empty wait
 	 * a little instead of spinning on a core the producer needs. */
 	while (atomic_load(&draining)) {
-		size_t n = tr_py_drain(buf, DRAIN_BUF);
+		size_t recs;
+		size_t n = tr_py_drain(buf, DRAIN_BUF, &recs);
 		atomic_fetch_add(&drained, n);
 		if (!n)
 			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);

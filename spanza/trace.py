@@ -589,19 +589,17 @@ class _Hub:
                 self.wake.set()
 
     def drain(self) -> None:
+        """Copies the rings out as raw chunks, shared by the captures; no
+        work per record here (records are parsed when a capture is read)."""
         with self.lock:
+            nrec = ffi.new("size_t *")
             while True:
-                n = lib.tr_py_drain(self.buf, DRAIN_CHUNK)
+                n = lib.tr_py_drain(self.buf, DRAIN_CHUNK, nrec)
                 if not n:
                     break
-                mv = ffi.buffer(self.buf, n)
-                off = 0
-                while off < n:
-                    h = _REC_HDR.unpack_from(mv, off)
-                    data = bytes(mv[off + _REC : off + _REC + h[11]])
-                    for c in self.captures:
-                        c._take(h, data)
-                    off += h[0]
+                chunk = ffi.buffer(self.buf, n)[:]
+                for c in self.captures:
+                    c._take(chunk, int(nrec[0]))
                 if n < DRAIN_CHUNK // 2:
                     break
 
@@ -677,6 +675,8 @@ class Capture:
         self._host, self._port, self._proto, self._pattern = host, port, proto, pattern
         self._check_filters()
         self._records: list[Record] = []
+        self._chunks: list[bytes] = []  # drained, not yet parsed
+        self._kept = 0  # records in _records and _chunks
         self._lock = threading.Lock()
         self.dropped_py = 0  # records beyond max_records
         self._new = 0
@@ -755,20 +755,34 @@ class Capture:
 
     # -- records --
 
-    def _take(self, h: tuple[Any, ...], data: bytes) -> None:
-        obj, hop, reason = h[5], h[1], h[2]
-        if self.objs and obj not in self._objs:
-            return
-        if self.hop_mask and not (self.hop_mask >> (DROPS_BIT if reason else hop) & 1):
-            return
+    def _take(self, chunk: bytes, records: int) -> None:
         with self._lock:
-            if len(self._records) >= self.max_records:
-                self.dropped_py += 1
+            if self._kept + records > self.max_records:
+                self.dropped_py += records  # whole chunks: the bound holds without parsing
                 return
-            o = self._objs.get(obj)
-            if len(data) > self.snaplen and hop != KEYS:
-                data = data[: self.snaplen]  # another capture asked for more
-            self._records.append(Record(h, data, o.label if o else f"obj:{obj:x}"))
+            self._kept += records
+            self._chunks.append(chunk)
+
+    def _parse(self) -> None:
+        """Turns the drained chunks into records (this capture's objects and
+        hops). Caller holds _lock."""
+        chunks, self._chunks = self._chunks, []
+        objs, mask, snap = self._objs, self.hop_mask, self.snaplen
+        for chunk in chunks:
+            off, n = 0, len(chunk)
+            while off < n:
+                h = _REC_HDR.unpack_from(chunk, off)
+                size, hop, reason, obj, caplen = h[0], h[1], h[2], h[5], h[11]
+                start = off + _REC
+                off += size
+                if self.objs and obj not in objs:
+                    continue
+                if mask and not (mask >> (DROPS_BIT if reason else hop) & 1):
+                    continue
+                if caplen > snap and hop != KEYS:
+                    caplen = snap  # another capture asked for more
+                o = objs.get(obj)
+                self._records.append(Record(h, chunk[start : start + caplen], o.label if o else f"obj:{obj:x}"))
 
     def poll(self) -> list[Record]:
         """Drains the rings now; the records that arrived since the last poll
@@ -776,6 +790,7 @@ class Capture:
         if self.running:
             _hub.drain()
         with self._lock:
+            self._parse()
             new = self._records[self._new :]
             self._new = len(self._records)
         return sorted(new, key=lambda r: r.seq)
@@ -785,6 +800,7 @@ class Capture:
         if self.running:
             _hub.drain()
         with self._lock:
+            self._parse()
             recs = sorted(self._records, key=lambda r: r.seq)
         if hop is not None:
             h = _HOP_BY_NAME.get(hop) if isinstance(hop, str) else hop
@@ -886,6 +902,7 @@ class Capture:
         with self._lock:
             for co in add:
                 self._objs.setdefault(co.id, co)
+            self._parse()
             for r in self._records:
                 o = self._objs.get(r.obj)
                 if o is not None:

@@ -143,7 +143,7 @@ void tr_ring_discard_all(void)
 
 /* Copies records of one ring into out[0, cap): bytes copied. Fillers are
  * skipped. Stops at the first record that does not fit. */
-static size_t drain_one(struct tr_ring *r, uint8_t *out, size_t cap)
+static size_t drain_one(struct tr_ring *r, uint8_t *out, size_t cap, size_t *records)
 {
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
 	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -157,6 +157,7 @@ static size_t drain_one(struct tr_ring *r, uint8_t *out, size_t cap)
 				break;
 			memcpy(out + used, p, h.size);
 			used += h.size;
+			(*records)++;
 			/* Handshake keys are secrets: none stay behind in the ring. */
 			if (h.hop == TR_HOP_KEYS)
 				explicit_bzero(r->buf + (size_t)(tail % r->cap), h.size);
@@ -167,14 +168,15 @@ static size_t drain_one(struct tr_ring *r, uint8_t *out, size_t cap)
 	return used;
 }
 
-size_t tr_ring_drain(uint8_t *buf, size_t cap)
+size_t tr_ring_drain(uint8_t *buf, size_t cap, size_t *records)
 {
 	size_t used = 0;
+	*records = 0;
 	pthread_mutex_lock(&reg_mu);
 	for (struct tr_ring **l = &rings; *l;) {
 		struct tr_ring *r = *l;
 		bool dead = atomic_load_explicit(&r->dead, memory_order_acquire);
-		used += drain_one(r, buf + used, cap - used);
+		used += drain_one(r, buf + used, cap - used, records);
 		if (dead && atomic_load(&r->tail) == atomic_load(&r->head))
 			free_ring(l);
 		else

@@ -19,7 +19,7 @@ void *tr_ring_reserve(size_t size, uint32_t ring_bytes);
 void tr_ring_commit(void);
 /* Consumer side (any thread). */
 void tr_ring_discard_all(void);
-size_t tr_ring_drain(uint8_t *buf, size_t cap);
+size_t tr_ring_drain(uint8_t *buf, size_t cap, size_t *records);
 void tr_ring_stats(struct tr_stats *out);
 
 #endif

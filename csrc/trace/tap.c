@@ -320,7 +320,7 @@ int tr_py_start(const struct tr_config *c, int discard)
 
 void tr_py_stop(void) { atomic_store_explicit(&tr_enabled, 0, memory_order_release); }
 
-size_t tr_py_drain(uint8_t *buf, size_t cap) { return tr_ring_drain(buf, cap); }
+size_t tr_py_drain(uint8_t *buf, size_t cap, size_t *records) { return tr_ring_drain(buf, cap, records); }
 
 void tr_py_stats(struct tr_stats *out)
 {

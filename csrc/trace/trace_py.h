@@ -128,8 +128,9 @@ struct tr_stats {
  * discarded when `discard`. 0 or -EINVAL (bad snaplen/ring size). */
 int tr_py_start(const struct tr_config *cfg, int discard);
 void tr_py_stop(void);
-/* Copies whole records (struct tr_rec + data) into buf: bytes used. */
-size_t tr_py_drain(uint8_t *buf, size_t cap);
+/* Copies whole records (struct tr_rec + data) into buf: bytes used;
+ * *records gets how many. */
+size_t tr_py_drain(uint8_t *buf, size_t cap, size_t *records);
 void tr_py_stats(struct tr_stats *out);
 /* The monotonic and wall clocks read back to back (ns). */
 void tr_py_clocks(uint64_t *mono, uint64_t *wall);
