@@ -103,6 +103,7 @@ WHOLE_SNAPLEN = 65600
 DEFAULT_RING_BYTES = 4 << 20
 DEFAULT_MAX_RECORDS = 500_000
 POLL_SECONDS = 0.05
+BUSY_POLL_SECONDS = 0.002
 DRAIN_CHUNK = 1 << 20
 KEY_ID_BYTES = 8
 CORRELATE_BYTES = 32  # a datagram's first bytes identify a handshake message
@@ -588,27 +589,34 @@ class _Hub:
                 self.drain()
                 self.wake.set()
 
-    def drain(self) -> None:
+    def drain(self) -> int:
         """Copies the rings out as raw chunks, shared by the captures; no
-        work per record here (records are parsed when a capture is read)."""
+        work per record here (records are parsed when a capture is read).
+        Returns the bytes drained."""
+        total = 0
         with self.lock:
             nrec = ffi.new("size_t *")
             while True:
                 n = lib.tr_py_drain(self.buf, DRAIN_CHUNK, nrec)
                 if not n:
                     break
+                total += n
                 chunk = ffi.buffer(self.buf, n)[:]
                 for c in self.captures:
                     c._take(chunk, int(nrec[0]))
                 if n < DRAIN_CHUNK // 2:
                     break
+        return total
 
     def _run(self) -> None:
-        while not self.wake.wait(POLL_SECONDS):
+        # Poll often while records pour in, rarely while idle.
+        wait = POLL_SECONDS
+        while not self.wake.wait(wait):
             with self.lock:
                 if not any(c.live for c in self.captures):
                     return
-                self.drain()
+                busy = self.drain() >= DRAIN_CHUNK // 8
+            wait = BUSY_POLL_SECONDS if busy else POLL_SECONDS
 
 
 def _or(masks: Iterable[int]) -> int:
