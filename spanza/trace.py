@@ -580,13 +580,13 @@ class _Hub:
 
     def stop(self, cap: Capture) -> None:
         with self.lock:
+            if self.captures == [cap]:
+                lib.tr_py_stop()  # first, so the last drain gets everything
             self.drain()
             self.captures.remove(cap)
             if self.captures:
                 lib.tr_py_start(self._config(), 0)
             else:
-                lib.tr_py_stop()
-                self.drain()
                 self.wake.set()
 
     def drain(self) -> int:
