@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from spanza import trace
+from spanza import packets, trace
+from spanza.errors import ConfigError
 from spanza.scenario import connect
 
 REQUEST_PATH = [
@@ -136,3 +137,31 @@ def test_a_stopped_relay_shows_where_packets_wait(make_peer, make_derp_server):
     assert first.status == "delivered" or (
         first.drop.label == "relay (restarted)" and first.reason == "unknown_destination"
     ), str(first)
+
+
+def test_hostile_datagrams_and_packets_are_traced_as_drops(make_peer):
+    """Garbage from the network and from the user, with tracing and its IP
+    filter on: every drop is a record with its reason, nothing breaks."""
+    import os
+    import socket
+
+    a = make_peer("192.168.4.1/24", mode="gateway")
+    port = a.device.listen_port
+    with trace.capture(a, port=80, snaplen=64) as cap:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for n in (0, 1, 3, 4, 31, 32, 148, 200, 1500):
+                s.sendto(os.urandom(n), ("127.0.0.1", port))
+            s.sendto(b"\x04\0\0\0" + os.urandom(60), ("127.0.0.1", port))  # data for no session
+        for dst in ("10.9.9.9", "192.168.4.77"):  # no peer has these addresses: dropped by WireGuard
+            with pytest.raises(ConfigError, match="allowed_ips"):
+                a.device.write_packet(packets.udp("192.168.4.1", dst, 1, 80, os.urandom(100)))
+        deadline = time.monotonic() + 5
+        while len(cap.drops()) < 12 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    reasons = {r.reason_name for r in cap.drops()}
+    assert {"truncated", "unknown_index", "no_peer"} <= reasons, reasons
+    assert all(r.hop_name == "wg" for r in cap.drops())
+    inbound = [r for r in cap.records() if r.hop_name == "wg-in"]
+    assert len(inbound) >= 9  # the datagrams themselves, as the core saw them
+    for r in cap.records():
+        r.summary()  # decodes whatever the bytes are
