@@ -81,6 +81,29 @@ def test_http_get_in_gateway_mode_is_traced_hop_by_hop(make_peer, derp_server):
     assert "192.168.4.2/gw-derp derp-send" in str(s)
 
 
+def test_transport_mode_journeys_cross_the_device_derp_clients(make_peer, derp_server):
+    a = make_peer("192.168.4.1/24")
+    b = make_peer("192.168.4.2/24")
+    with trace.capture(derp_server, a, b) as cap:
+        connect(a, b)
+        a.serve_http(80, body=b"traced")
+        assert b.http_get("http://192.168.4.1/") == (200, b"traced")
+    get = tcp_journey(cap.journeys(), b"GET / HTTP/1.1")
+    assert [hop for _, hop, _ in get.hops] == [
+        "host-out",
+        "wg-encrypt",
+        "wg-out",
+        "derp-send",
+        "relay-in",
+        "relay-out",
+        "derp-recv",
+        "wg-in",
+        "wg-decrypt",
+        "host-in",
+    ]
+    assert get.records[3].label == "192.168.4.2/derp" and get.records[6].label == "192.168.4.1/derp"
+
+
 def test_a_wrong_allowed_ip_shows_the_drop_and_its_reason(make_peer):
     a = make_peer("192.168.4.1/24")
     b = make_peer("192.168.4.2/24")
