@@ -336,6 +336,11 @@ class Record:
         return f"<Record #{self.seq} {self.label} {self.hop_name} {self.length}B {self.summary()}>"
 
 
+def _order(r: Record) -> tuple[int, int]:
+    """Time order across threads (one clock); a thread's own order on ties."""
+    return (r.t_ns, r.seq)
+
+
 # ---- journeys ----
 
 
@@ -419,7 +424,7 @@ class Journey:
 
 
 def _journeys(records: list[Record], end_ns: int | None = None) -> list[Journey]:
-    """Joins records of one packet, in seq order: a record goes to the most
+    """Joins records of one packet, in time order: a record goes to the most
     recent journey that shares a correlation key and has not yet passed the
     same hop of the same object (a resent packet starts a new journey)."""
     journeys: list[Journey] = []
@@ -801,7 +806,7 @@ class Capture:
             self._parse()
             new = self._records[self._new :]
             self._new = len(self._records)
-        return sorted(new, key=lambda r: r.seq)
+        return sorted(new, key=_order)
 
     def records(self, hop: int | str | None = None) -> list[Record]:
         """Every record kept, in order (optionally of one hop)."""
@@ -809,7 +814,7 @@ class Capture:
             _hub.drain()
         with self._lock:
             self._parse()
-            recs = sorted(self._records, key=lambda r: r.seq)
+            recs = sorted(self._records, key=_order)
         if hop is not None:
             h = _HOP_BY_NAME.get(hop) if isinstance(hop, str) else hop
             recs = [r for r in recs if r.hop == h]
@@ -1138,7 +1143,7 @@ class Diagram:
         x = {n: i for i, n in enumerate(self.lanes)}
         recs = sorted(
             (r for j in self.journeys for r in j.records + ([j.drop] if j.drop else []) if r.label in x),
-            key=lambda r: r.seq,
+            key=_order,
         )
         row = {r.seq: i for i, r in enumerate(recs)}
         t0 = recs[0].t_ns if recs else 0

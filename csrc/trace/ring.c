@@ -22,6 +22,8 @@ struct tr_ring {
 	atomic_bool dead;                              /* its thread left it: drain, then free */
 	_Alignas(TR_CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: producer */
 	_Atomic uint64_t records, overflow;            /* written by the producer only */
+	uint64_t id;                                   /* high bits of its records' seq */
+	uint64_t n;                                    /* producer: records numbered so far */
 	uint64_t pending;                              /* producer: bytes reserved, not yet committed */
 	uint64_t tail_seen;                            /* producer: the last tail it read */
 	_Alignas(TR_CACHE_LINE) _Atomic uint64_t tail; /* bytes ever consumed: consumer */
@@ -30,6 +32,7 @@ struct tr_ring {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct tr_ring *rings;
 static uint64_t gone_records, gone_overflow; /* of freed rings (reg_mu) */
+static uint64_t next_id = 1;                 /* reg_mu */
 static pthread_key_t ring_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static _Thread_local struct tr_ring *mine;
@@ -61,6 +64,7 @@ static struct tr_ring *my_ring(uint32_t ring_bytes)
 	r->cap = cap;
 	pthread_once(&key_once, make_key);
 	pthread_mutex_lock(&reg_mu);
+	r->id = next_id++;
 	r->next = rings;
 	rings = r;
 	pthread_mutex_unlock(&reg_mu);
@@ -103,6 +107,8 @@ void *tr_ring_reserve(size_t size, uint32_t ring_bytes)
 	r->pending = filler + size;
 	return r->buf + off;
 }
+
+uint64_t tr_ring_seq(void) { return mine->id << TR_SEQ_RING_SHIFT | ++mine->n; }
 
 void tr_ring_commit(void)
 {

@@ -17,6 +17,11 @@
  * NULL (counted as overflow). tr_ring_commit publishes it. */
 void *tr_ring_reserve(size_t size, uint32_t ring_bytes);
 void tr_ring_commit(void);
+/* A number for the record just reserved: the ring's id in the high bits,
+ * then a count, so no two threads share a counter (ordering across
+ * threads is by time). */
+#define TR_SEQ_RING_SHIFT 40
+uint64_t tr_ring_seq(void);
 /* Consumer side (any thread). */
 void tr_ring_discard_all(void);
 size_t tr_ring_drain(uint8_t *buf, size_t cap, size_t *records);

@@ -28,7 +28,6 @@ static struct {
 	atomic_uchar ip_addr[16], pat_val[TR_MAX_PATTERN], pat_mask[TR_MAX_PATTERN];
 } cfg;
 
-static _Atomic uint64_t seq;
 /* The last record of this thread in the current loop callback. */
 static _Thread_local uint64_t ctx_seq;
 
@@ -181,7 +180,7 @@ static void record(int hop, uint64_t obj, const struct meta *m, const uint8_t *h
 	r->size = (uint32_t)TR_REC_SIZE(cap);
 	r->hop = (uint16_t)hop;
 	r->reason = m->reason;
-	r->seq = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1;
+	r->seq = tr_ring_seq();
 	r->t_ns = now_ns();
 	r->obj = obj;
 	r->peer = m->peer;

@@ -100,7 +100,7 @@ struct tr_rec {
 	uint32_t size; /* header + data + padding */
 	uint16_t hop;
 	uint16_t reason;
-	uint64_t seq;     /* process-wide order */
+	uint64_t seq;     /* unique; in order within a thread (ring id << 40 | count) */
 	uint64_t t_ns;    /* CLOCK_MONOTONIC */
 	uint64_t obj;     /* the object (its C pointer, or a DERP client's key id) */
 	uint64_t peer;    /* the peer's key id (first 8 bytes, little endian), 0 none */
