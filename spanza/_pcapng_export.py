@@ -106,7 +106,7 @@ def _packet(r: tr.Record, ends: tuple[bytes, bytes] | None, data: tr.Record | No
 
 def write(cap: tr.Capture, f: BinaryIO, extra_keylog: str = "") -> None:
     recs = cap.records()
-    journeys = tr._journeys(recs)
+    journeys = cap.journeys()
     jid = {r.seq: j.id for j in journeys for r in j.records + ([j.drop] if j.drop is not None else [])}
     ends = _endpoints(journeys, cap._objects())
     by_seq = {r.seq: r for r in recs}

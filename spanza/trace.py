@@ -29,73 +29,101 @@ the records of one packet, in order, and says where it stopped and why.
 from __future__ import annotations
 
 import base64
-import io
 import ipaddress
-import itertools
 import logging
 import os
 import struct
 import threading
-from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
-from spanza import _decode as dec
 from spanza._ffi import ffi, lib
+from spanza._trace_record import (
+    _HOP_BY_NAME,
+    _HOP_NAMES,
+    ARRIVED_HOPS,
+    DC_QUEUE,
+    DC_RX,
+    DC_TX,
+    DEV_IO,
+    DEV_UDP_RX,
+    DEV_UDP_TX,
+    DGRAM_HOPS,
+    DROPS_BIT,
+    DS_CORE,
+    DS_IN,
+    DS_RELAY,
+    FRAME_HOPS,
+    GW_DERP_IN,
+    GW_DERP_OUT,
+    GW_UDP_IN,
+    GW_UDP_OUT,
+    HOP_COUNT,
+    KEYS,
+    NS_IN,
+    NS_OUT,
+    OUT_HOPS,
+    PLAIN_HOPS,
+    WG_CIPHER_IN,
+    WG_CIPHER_OUT,
+    WG_CORE,
+    WG_DECRYPT,
+    WG_ENCRYPT,
+    Journey,
+    Record,
+    _journeys,
+    _order,
+    hop_names,
+    key_id,
+    reason_name,
+)
+from spanza._trace_views import Diagram, Summary
 from spanza.errors import ConfigError
 
 log = logging.getLogger("spanza.trace")
 
-__all__ = ["Capture", "Journey", "Record", "capture", "hop_names", "wireshark_plugin"]
+__all__ = [
+    "ARRIVED_HOPS",
+    "DC_QUEUE",
+    "DC_RX",
+    "DC_TX",
+    "DEV_IO",
+    "DEV_UDP_RX",
+    "DEV_UDP_TX",
+    "DGRAM_HOPS",
+    "DS_CORE",
+    "DS_IN",
+    "DS_RELAY",
+    "FRAME_HOPS",
+    "GW_DERP_IN",
+    "GW_DERP_OUT",
+    "GW_UDP_IN",
+    "GW_UDP_OUT",
+    "KEYS",
+    "NS_IN",
+    "NS_OUT",
+    "OUT_HOPS",
+    "PLAIN_HOPS",
+    "WG_CIPHER_IN",
+    "WG_CIPHER_OUT",
+    "WG_CORE",
+    "WG_DECRYPT",
+    "WG_ENCRYPT",
+    "Capture",
+    "Diagram",
+    "Journey",
+    "Record",
+    "Summary",
+    "capture",
+    "hop_names",
+    "key_id",
+    "reason_name",
+    "stats",
+    "tshark_command",
+    "wireshark_plugin",
+]
 
-# ---- hops ----
-
-NS_OUT, WG_ENCRYPT, WG_CIPHER_OUT, DEV_UDP_TX = 1, 2, 3, 4
-GW_UDP_IN, GW_DERP_OUT, DC_QUEUE, DC_TX, DS_IN, DS_RELAY = 5, 6, 7, 8, 9, 10
-DC_RX, GW_DERP_IN, GW_UDP_OUT, DEV_UDP_RX, WG_CIPHER_IN, WG_DECRYPT, NS_IN = (
-    11,
-    12,
-    13,
-    14,
-    15,
-    16,
-    17,
-)
-WG_CORE, DEV_IO, DS_CORE, KEYS = 18, 19, 20, 21
-HOP_COUNT = int(lib.TR_HOP__COUNT)
-DROPS_BIT = int(lib.TR_HOPS_DROPS)
-
-PLAIN_HOPS = frozenset({NS_OUT, NS_IN, WG_ENCRYPT, WG_DECRYPT})
-DGRAM_HOPS = frozenset(
-    {
-        WG_CIPHER_OUT,
-        DEV_UDP_TX,
-        GW_UDP_IN,
-        GW_DERP_OUT,
-        GW_DERP_IN,
-        GW_UDP_OUT,
-        DEV_UDP_RX,
-        WG_CIPHER_IN,
-    }
-)
-FRAME_HOPS = frozenset({DC_QUEUE, DC_TX, DS_IN, DS_RELAY, DC_RX})
-OUT_HOPS = frozenset(
-    {
-        NS_OUT,
-        WG_ENCRYPT,
-        WG_CIPHER_OUT,
-        DEV_UDP_TX,
-        GW_DERP_OUT,
-        GW_UDP_OUT,
-        DC_QUEUE,
-        DC_TX,
-        DS_RELAY,
-    }
-)
-# Where a packet has arrived: the receiving host, or WireGuard itself
-# (handshakes, keepalives, devices without a host).
-ARRIVED_HOPS = frozenset({NS_IN, WG_DECRYPT, WG_CIPHER_IN})
 # "Headers only": enough for IP+TCP with options, and a DERP frame header
 # with its key in front of a WireGuard data header.
 HEADERS_SNAPLEN = 128
@@ -105,39 +133,13 @@ DEFAULT_MAX_RECORDS = 500_000
 POLL_SECONDS = 0.05
 BUSY_POLL_SECONDS = 0.002
 DRAIN_CHUNK = 1 << 20
-KEY_ID_BYTES = 8
-CORRELATE_BYTES = 32  # a datagram's first bytes identify a handshake message
-PLAIN_KEY_BYTES = 64  # a plaintext packet's first bytes identify it
 DERP_UDP_PORT = 3340  # the port the DERP hops are written under (the dissector's)
 WG_UDP_PORT = 51820
-LONG_WAIT_NS = 10_000_000  # diagrams label a hop that took longer
-IN_FLIGHT_NS = 200_000_000  # a journey seen this close to the end was cut by it
 
 _REC = ffi.sizeof("struct tr_rec")
 # struct tr_rec: size hop reason seq t_ns obj peer ref counter index len caplen port lport af pad addr
 _REC_HDR = struct.Struct("<IHHQQQQQQIIIHHB7x16s")
 assert _REC_HDR.size == _REC
-_HOP_NAMES: dict[int, str] = {h: ffi.string(lib.tr_hop_name(h)).decode() for h in range(1, HOP_COUNT)}
-_HOP_BY_NAME = {v: k for k, v in _HOP_NAMES.items()}
-
-
-def hop_names() -> dict[int, str]:
-    """Hop number -> name, in path order."""
-    return dict(_HOP_NAMES)
-
-
-def reason_name(reason: int) -> str:
-    """A drop reason's name (WireGuard's own for the core's drops)."""
-    if not reason:
-        return ""
-    if reason >= lib.TR_R_WG:
-        return str(ffi.string(lib.wg_drop_name(reason - lib.TR_R_WG)).decode())
-    return str(ffi.string(lib.tr_reason_name(reason)).decode())
-
-
-def key_id(key: bytes | Any) -> int:
-    """The 64-bit id the taps give a 32-byte key (DERP clients, peers)."""
-    return int.from_bytes(bytes(key)[:KEY_ID_BYTES], "little")
 
 
 def wireshark_plugin() -> str:
@@ -162,308 +164,6 @@ def tshark_command(path: str | os.PathLike[str]) -> list[str]:
         "-o",
         "tcp.desegment_tcp_streams:FALSE",
     ]
-
-
-# ---- records ----
-
-
-class Record:
-    """One tap record. Decoding is lazy (`decoded`, `summary`)."""
-
-    __slots__ = (
-        "_decoded",
-        "addr",
-        "counter",
-        "data",
-        "hop",
-        "index",
-        "label",
-        "length",
-        "lport",
-        "obj",
-        "peer",
-        "port",
-        "reason",
-        "ref",
-        "seq",
-        "t_ns",
-    )
-    seq: int
-    t_ns: int
-    hop: int
-    obj: int
-    peer: int
-    ref: int
-    counter: int
-    index: int
-    length: int
-    reason: int
-    port: int
-    lport: int
-
-    def __init__(self, h: tuple[Any, ...], data: bytes, label: str) -> None:
-        (
-            _,
-            self.hop,
-            self.reason,
-            self.seq,
-            self.t_ns,
-            self.obj,
-            self.peer,
-            self.ref,
-            self.counter,
-            self.index,
-            self.length,
-            _,
-            self.port,
-            self.lport,
-            af,
-            addr,
-        ) = h
-        self.data = data
-        self.addr: str | None = None
-        if af:
-            self.addr = str(ipaddress.IPv4Address(addr[:4]) if af == 4 else ipaddress.IPv6Address(addr))
-        self.label = label
-        self._decoded: dict[str, Any] | None = None
-
-    @property
-    def hop_name(self) -> str:
-        return _HOP_NAMES.get(self.hop, "?")
-
-    @property
-    def reason_name(self) -> str:
-        return reason_name(self.reason)
-
-    @property
-    def dropped(self) -> bool:
-        return self.reason != 0
-
-    @property
-    def truncated(self) -> bool:
-        return len(self.data) < self.length
-
-    @property
-    def ip(self) -> bytes | None:
-        """The plaintext IP packet (trimmed to its IP length), if any."""
-        if self.hop in PLAIN_HOPS or (self.dropped and dec.looks_like_ip(self.data)):
-            n = dec.ip_length(self.data)
-            return self.data[:n] if n else self.data
-        return None
-
-    @property
-    def frame(self) -> bytes | None:
-        """The DERP frame (header included), at DERP hops."""
-        return self.data if self.hop in FRAME_HOPS else None
-
-    @property
-    def datagram(self) -> bytes | None:
-        """The WireGuard datagram (bare, or inside a DERP packet frame)."""
-        if self.hop in DGRAM_HOPS or (self.dropped and dec.looks_like_wg(self.data)):
-            return self.data
-        if self.hop in FRAME_HOPS:
-            return dec.derp_payload(self.data)
-        return None
-
-    @property
-    def datagram_length(self) -> int:
-        if self.hop in FRAME_HOPS:
-            return max(0, self.length - dec.DERP_HDR - dec.DERP_KEY)
-        return self.length
-
-    @property
-    def decoded(self) -> dict[str, Any]:
-        """Fields of every layer this record shows (IP/TCP/UDP/ICMP,
-        WireGuard, DERP)."""
-        if self._decoded is None:
-            d: dict[str, Any] = {}
-            if self.hop in FRAME_HOPS:
-                d.update(dec.decode_derp(self.data))
-            dg = self.datagram
-            if dg is not None:
-                d.update(dec.decode_wg(dg, self.datagram_length))
-            ip = self.ip
-            if ip is not None:
-                d.update(dec.decode_ip(ip))
-            if self.hop in (WG_ENCRYPT, WG_DECRYPT):
-                d.update(receiver=self.index, counter=self.counter)
-            self._decoded = d
-        return self._decoded
-
-    def summary(self) -> str:
-        d = self.decoded
-        if self.hop == KEYS:
-            return "handshake keys"
-        parts = []
-        if "derp" in d:
-            parts.append(f"DERP {d['derp']}")
-        if "wg" in d:
-            parts.append(dec.describe_wg(d))
-        if "proto" in d:
-            if self.hop in (WG_ENCRYPT, WG_DECRYPT):
-                parts.append(f"WG counter={self.counter}")
-            parts.append(dec.describe_ip(d))
-        elif self.hop in (WG_ENCRYPT, WG_DECRYPT):
-            parts.append(f"WG counter={self.counter} keepalive" if not self.length else f"WG counter={self.counter}")
-        if self.dropped:
-            what = f"{self.counter} packets " if not self.data and self.counter else ""
-            parts.append(f"DROPPED {what}({self.reason_name})")
-        return " | ".join(parts) or f"{self.length} bytes"
-
-    def correlation_keys(self) -> list[tuple[Any, ...]]:
-        """Keys that the same packet has at other hops."""
-        keys: list[tuple[Any, ...]] = []
-        if self.hop in (WG_ENCRYPT, WG_DECRYPT):
-            keys.append(("d", self.index, self.counter))
-        dg = self.datagram
-        if dg is not None and len(dg) >= 4:
-            if dg[0] == 4 and len(dg) >= dec.WG_DATA_HEADER:
-                keys.append(
-                    (
-                        "d",
-                        int.from_bytes(dg[4:8], "little"),
-                        int.from_bytes(dg[8:16], "little"),
-                    )
-                )
-            else:
-                keys.append(("h", self.datagram_length, bytes(dg[:CORRELATE_BYTES])))
-        ip = self.ip
-        if ip:
-            keys.append(("p", dec.ip_length(ip), bytes(ip[:PLAIN_KEY_BYTES])))
-        return keys
-
-    def __repr__(self) -> str:
-        return f"<Record #{self.seq} {self.label} {self.hop_name} {self.length}B {self.summary()}>"
-
-
-def _order(r: Record) -> tuple[int, int]:
-    """Time order across threads (one clock); a thread's own order on ties."""
-    return (r.t_ns, r.seq)
-
-
-# ---- journeys ----
-
-
-@dataclass
-class Journey:
-    """One packet's path: its records in order (with the time from the
-    previous hop), and how it ended."""
-
-    id: int
-    records: list[Record] = field(default_factory=list)
-    drop: Record | None = None
-    capture_end_ns: int | None = None  # when the capture stopped (None: running)
-
-    @property
-    def hops(self) -> list[tuple[str, str, float]]:
-        """(object label, hop name, ms since the previous hop)."""
-        out, prev = [], None
-        for r in self.records:
-            out.append((r.label, r.hop_name, 0.0 if prev is None else (r.t_ns - prev) / 1e6))
-            prev = r.t_ns
-        return out
-
-    @property
-    def status(self) -> str:
-        """ "delivered", "dropped", or "stopped" (no record after the last
-        hop: still queued, lost without a counter, or not traced)."""
-        if self.drop is not None:
-            return "dropped"
-        if self.records and self.records[-1].hop in ARRIVED_HOPS and self.records[-1].hop != NS_OUT:
-            return "delivered"
-        return "stopped"
-
-    @property
-    def stopped_at(self) -> Record | None:
-        """The last hop it reached (the drop record if dropped), or None if
-        it arrived."""
-        if self.status == "delivered":
-            return None
-        return self.drop if self.drop is not None else (self.records[-1] if self.records else None)
-
-    @property
-    def reason(self) -> str:
-        if self.drop is not None:
-            return self.drop.reason_name
-        if self.status == "stopped" and self.records:
-            last = self.records[-1]
-            if last.hop == DC_QUEUE:
-                return "waiting in the DERP client's queue (no connection)"
-            if self.capture_end_ns is not None and self.capture_end_ns - last.t_ns < IN_FLIGHT_NS:
-                return f"in flight when the capture stopped (last at {last.label} {last.hop_name})"
-            return f"no record after {last.hop_name} at {last.label}"
-        return ""
-
-    @property
-    def duration_ms(self) -> float:
-        if len(self.records) < 2:
-            return 0.0
-        return (self.records[-1].t_ns - self.records[0].t_ns) / 1e6
-
-    @property
-    def what(self) -> str:
-        """The packet, as its most telling record shows it."""
-        for r in self.records:
-            if r.ip is not None and "proto" in r.decoded:
-                return dec.describe_ip(r.decoded)
-        return self.records[0].summary() if self.records else "?"
-
-    def __str__(self) -> str:
-        end = {
-            "delivered": f"delivered in {self.duration_ms:.3f} ms",
-            "dropped": f"DROPPED at {self.drop.label if self.drop else '?'} "
-            f"{self.drop.hop_name if self.drop else ''}: {self.reason}",
-            "stopped": f"STOPPED: {self.reason}",
-        }[self.status]
-        lines = [f"journey {self.id}: {self.what} -- {end}"]
-        for label, hop, dt in self.hops:
-            lines.append(f"  +{dt:9.3f} ms  {label:<24} {hop}")
-        if self.drop is not None:
-            lines.append(f"  {'':>12}  {self.drop.label:<24} {self.drop.hop_name} DROP {self.drop.reason_name}")
-        return "\n".join(lines)
-
-
-def _journeys(records: list[Record], end_ns: int | None = None) -> list[Journey]:
-    """Joins records of one packet, in time order: a record goes to the most
-    recent journey that shares a correlation key and has not yet passed the
-    same hop of the same object (a resent packet starts a new journey)."""
-    journeys: list[Journey] = []
-    by_key: dict[tuple[Any, ...], list[Journey]] = defaultdict(list)
-    by_seq: dict[int, Journey] = {}
-    seen: dict[int, set[tuple[int, int]]] = {}
-    for r in records:
-        if r.hop == KEYS:
-            continue
-        keys = r.correlation_keys()
-        if r.dropped:
-            j = by_seq.get(r.ref) if r.ref else None
-            if j is None:
-                j = next((c for k in keys for c in reversed(by_key.get(k, []))), None)
-            if j is not None and j.drop is None:
-                j.drop = r
-            continue
-        if not keys:
-            continue
-        j = None
-        for k in keys:
-            for cand in reversed(by_key.get(k, ())):
-                if (r.obj, r.hop) not in seen[cand.id] and cand.drop is None:
-                    j = cand
-                    break
-            if j is not None:
-                break
-        if j is None:
-            j = Journey(len(journeys), capture_end_ns=end_ns)
-            journeys.append(j)
-            seen[j.id] = set()
-        j.records.append(r)
-        seen[j.id].add((r.obj, r.hop))
-        by_seq[r.seq] = j
-        for k in keys:
-            lst = by_key[k]
-            if not lst or lst[-1] is not j:
-                lst.append(j)
-    return journeys
 
 
 # ---- the objects a capture follows ----
@@ -652,25 +352,42 @@ def _hop_mask(hops: Iterable[int | str] | None, drops: bool) -> int:
 
 
 class Capture:
-    """A running (then finished) trace; see `capture`."""
+    """A trace that starts when made (``with trace.capture(...) as cap:``)
+    and stops with `stop` or at the end of the ``with`` block."""
 
     def __init__(
         self,
-        objects: tuple[Any, ...],
-        *,
-        snaplen: int,
-        hops: Iterable[int | str] | None,
-        drops: bool,
-        peers: Iterable[Any] | None,
-        host: str | None,
-        port: int | None,
-        proto: str | int | None,
-        pattern: tuple[int, bytes] | None,
-        keys: bool,
-        live: bool,
-        ring_bytes: int,
-        max_records: int,
+        *objects: Any,
+        snaplen: int = HEADERS_SNAPLEN,
+        hops: Iterable[int | str] | None = None,
+        drops: bool = True,
+        peers: Iterable[Any] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        proto: str | int | None = None,
+        pattern: tuple[int, bytes] | None = None,
+        keys: bool = True,
+        live: bool = True,
+        ring_bytes: int = DEFAULT_RING_BYTES,
+        max_records: int = DEFAULT_MAX_RECORDS,
     ) -> None:
+        """Starts tracing.
+
+        objects: what to trace (peers, devices, hosts, gateways, DERP clients or
+        servers); none = everything in the process. snaplen: bytes kept per
+        record (0 = whole packets; the default keeps headers). hops: hop names
+        or numbers to record (see `hop_names`; default all); drops: also record
+        drops. Filters applied in C: peers (public keys), and on plaintext hops
+        host (an IP address, either side), port (either side), proto; pattern
+        = (offset, bytes) on the recorded bytes of any hop. keys: record the
+        handshakes' keys (for `write_pcapng`/`keylog`; they are secrets). live:
+        a thread drains the rings while it runs (else only `poll`/the end do,
+        and a full ring counts `overflow`). ring_bytes: ring size per runtime
+        thread. max_records: the most records this capture keeps in Python.
+
+        Several captures may run at once: each gets its objects and hops; the
+        peer/IP/pattern filters work in C only while a capture runs alone.
+        """
         if snaplen < 0:
             raise ConfigError("snaplen: must be >= 0 (0 = whole packets)")
         self.snaplen = WHOLE_SNAPLEN if snaplen == 0 else min(snaplen, WHOLE_SNAPLEN)
@@ -700,6 +417,7 @@ class Capture:
         mono, wall = ffi.new("uint64_t *"), ffi.new("uint64_t *")
         lib.tr_py_clocks(mono, wall)
         self.wall_offset_ns = int(wall[0]) - int(mono[0])
+        self.start()
 
     # -- filters --
 
@@ -747,6 +465,9 @@ class Capture:
     # -- lifetime --
 
     def start(self) -> Capture:
+        """Starts recording (done when the capture is made)."""
+        if self.running:
+            return self
         self._stats0 = _c_counts()
         _hub.start(self)
         self.running = True
@@ -959,257 +680,5 @@ def stats() -> dict[str, int]:
     }
 
 
-def capture(
-    *objects: Any,
-    snaplen: int = HEADERS_SNAPLEN,
-    hops: Iterable[int | str] | None = None,
-    drops: bool = True,
-    peers: Iterable[Any] | None = None,
-    host: str | None = None,
-    port: int | None = None,
-    proto: str | int | None = None,
-    pattern: tuple[int, bytes] | None = None,
-    keys: bool = True,
-    live: bool = True,
-    ring_bytes: int = DEFAULT_RING_BYTES,
-    max_records: int = DEFAULT_MAX_RECORDS,
-) -> Capture:
-    """Starts tracing; use as ``with capture(...) as cap:``.
-
-    objects: what to trace (peers, devices, hosts, gateways, DERP clients or
-    servers); none = everything in the process. snaplen: bytes kept per
-    record (0 = whole packets; the default keeps headers). hops: hop names
-    or numbers to record (see `hop_names`; default all); drops: also record
-    drops. Filters applied in C: peers (public keys), and on plaintext hops
-    host (an IP address, either side), port (either side), proto; pattern
-    = (offset, bytes) on the recorded bytes of any hop. keys: record the
-    handshakes' keys (for `write_pcapng`/`keylog`; they are secrets). live:
-    a thread drains the rings while it runs (else only `poll`/the end do,
-    and a full ring counts `overflow`). ring_bytes: ring size per runtime
-    thread. max_records: the most records this capture keeps in Python.
-
-    Several captures may run at once: each gets its objects and hops; the
-    peer/IP/pattern filters work in C only while a capture runs alone.
-    """
-    cap = Capture(
-        objects,
-        snaplen=snaplen,
-        hops=hops,
-        drops=drops,
-        peers=peers,
-        host=host,
-        port=port,
-        proto=proto,
-        pattern=pattern,
-        keys=keys,
-        live=live,
-        ring_bytes=ring_bytes,
-        max_records=max_records,
-    )
-    return cap.start()
-
-
-# ---- summary ----
-
-
-def _percentile(sorted_vals: list[float], q: float) -> float:
-    if not sorted_vals:
-        return 0.0
-    i = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
-    return sorted_vals[i]
-
-
-class Summary:
-    """Per hop counts, bytes and drops; journey outcomes and latency
-    percentiles (``str()`` for a table, ``.data`` for numbers)."""
-
-    def __init__(self, cap: Capture) -> None:
-        recs = cap.records()
-        per: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        drops: Counter[tuple[str, str, str]] = Counter()
-        for r in recs:
-            if r.hop == KEYS:
-                continue
-            if r.dropped:
-                drops[(r.label, r.hop_name, r.reason_name)] += r.counter if (not r.data and r.counter) else 1
-                continue
-            e = per[(r.label, r.hop_name)]
-            e[0] += 1
-            e[1] += r.length
-        js = cap.journeys()
-        delivered = sorted(j.duration_ms for j in js if j.status == "delivered")
-        transit: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for j in js:
-            for a, b in itertools.pairwise(j.records):
-                transit[(a.hop_name, b.hop_name)].append((b.t_ns - a.t_ns) / 1e6)
-        self.data: dict[str, Any] = {
-            "hops": {f"{k[0]} {k[1]}": {"packets": v[0], "bytes": v[1]} for k, v in per.items()},
-            "drops": {f"{k[0]} {k[1]} {k[2]}": n for k, n in drops.items()},
-            "journeys": dict(Counter(j.status for j in js)),
-            "latency_ms": {
-                q: _percentile(delivered, p) for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
-            },
-            "transit_ms": {
-                f"{a} -> {b}": {
-                    "n": len(v),
-                    "p50": _percentile(sorted(v), 0.5),
-                    "p99": _percentile(sorted(v), 0.99),
-                }
-                for (a, b), v in transit.items()
-            },
-            "overflow": cap.overflow,
-            "records": len(recs),
-        }
-
-    def __getitem__(self, k: str) -> Any:
-        return self.data[k]
-
-    def __str__(self) -> str:
-        d = self.data
-        out = io.StringIO()
-        out.write(
-            f"{d['records']} records, overflow {d['overflow']}; journeys: "
-            + ", ".join(f"{n} {s}" for s, n in sorted(d["journeys"].items()))
-            + "\n"
-        )
-        lat = d["latency_ms"]
-        out.write("delivery latency ms: " + " ".join(f"{k}={v:.3f}" for k, v in lat.items()) + "\n")
-        out.write(f"{'object hop':<44}{'packets':>9}{'bytes':>12}\n")
-        for k, v in d["hops"].items():
-            out.write(f"{k:<44}{v['packets']:>9}{v['bytes']:>12}\n")
-        if d["drops"]:
-            out.write("drops:\n")
-            for k, n in d["drops"].items():
-                out.write(f"  {k}: {n}\n")
-        return out.getvalue()
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return f"<pre>{html.escape(str(self))}</pre>"
-
-    __repr__ = __str__
-
-
-# ---- sequence diagram ----
-
-
-class Diagram:
-    """A sequence diagram of the journeys (matplotlib): ``_repr_png_`` and
-    ``_repr_html_`` show it in a notebook; `save` writes PNG or SVG."""
-
-    def __init__(self, cap: Capture, max_journeys: int) -> None:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg", force=False)
-        except ImportError:
-            raise ImportError("Capture.sequence_diagram needs matplotlib (pip install matplotlib)") from None
-        self.journeys = cap.journeys()[:max_journeys]
-        lanes: dict[str, tuple[int, int]] = {}
-        order = cap.lane_order()
-        for j in self.journeys:
-            for r in j.records + ([j.drop] if j.drop else []):
-                if r.label not in lanes:
-                    lanes[r.label] = (order.get(r.obj, 9), len(lanes))
-
-        # Lanes by the side they are on (the address in the label), then
-        # by layer: host, wg, gateway, derp; the relay in the middle.
-        def lane_key(label: str) -> tuple[int, int, str]:
-            layer, first = lanes[label]
-            side = label.split("/")[0]
-            return (
-                0 if layer < 4 else 1,
-                first if layer >= 4 else 0,
-                side + f"{layer}",
-            )
-
-        names = sorted(lanes, key=lane_key)
-        relay = [n for n in names if lanes[n][0] >= 4]
-        sides = [n for n in names if lanes[n][0] < 4]
-        left = [n for n in sides if n.split("/")[0] == sides[0].split("/")[0]] if sides else []
-        right = [n for n in sides if n not in left]
-        right.sort(key=lambda n: -lanes[n][0])
-        self.lanes = left + relay + right
-        self._fig: Any = None
-
-    def figure(self) -> Any:
-        """The matplotlib figure. Time runs down in event order (one row
-        per record, so fast hops stay readable); long waits are labelled."""
-        if self._fig is not None:
-            return self._fig
-        import matplotlib.pyplot as plt
-
-        x = {n: i for i, n in enumerate(self.lanes)}
-        recs = sorted(
-            (r for j in self.journeys for r in j.records + ([j.drop] if j.drop else []) if r.label in x),
-            key=_order,
-        )
-        row = {r.seq: i for i, r in enumerate(recs)}
-        t0 = recs[0].t_ns if recs else 0
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(self.lanes)), max(4.0, 0.12 * len(recs) + 2)))
-        for i in x.values():
-            ax.axvline(i, color="#bbbbbb", lw=1)
-        colors = plt.get_cmap("tab10")
-        for j in self.journeys:
-            c = colors(j.id % 10)
-            pts = [(x[r.label], row[r.seq], r.t_ns) for r in j.records if r.label in x]
-            for (x0, y0, t0_), (x1, y1, t1_) in itertools.pairwise(pts):
-                if x0 == x1:
-                    ax.plot([x0, x1], [y0, y1], color=c, lw=1)
-                else:
-                    ax.annotate(
-                        "",
-                        xy=(x1, y1),
-                        xytext=(x0, y0),
-                        arrowprops={"arrowstyle": "->", "color": c, "lw": 1},
-                    )
-                if t1_ - t0_ >= LONG_WAIT_NS:
-                    ax.annotate(
-                        f"waited {(t1_ - t0_) / 1e6:.0f} ms",
-                        ((x0 + x1) / 2, (y0 + y1) / 2),
-                        color=c,
-                        fontsize=7,
-                        xytext=(4, 0),
-                        textcoords="offset points",
-                    )
-            if j.drop is not None and j.drop.label in x:
-                ax.plot([x[j.drop.label]], [row[j.drop.seq]], "x", color="red", ms=10, mew=2)
-                ax.annotate(
-                    j.drop.reason_name,
-                    (x[j.drop.label], row[j.drop.seq]),
-                    color="red",
-                    fontsize=7,
-                    xytext=(4, 0),
-                    textcoords="offset points",
-                )
-            elif j.status == "stopped" and pts:
-                ax.plot([pts[-1][0]], [pts[-1][1]], "o", mfc="none", color="orange", ms=9)
-        step = max(1, len(recs) // 12)
-        ax.set_yticks(range(0, len(recs), step))
-        ax.set_yticklabels(
-            [f"{(recs[i].t_ns - t0) / 1e6:.3f}" for i in range(0, len(recs), step)],
-            fontsize=7,
-        )
-        ax.set_xticks(range(len(self.lanes)))
-        ax.set_xticklabels(self.lanes, rotation=30, ha="right", fontsize=8)
-        ax.set_xlim(-0.5, len(self.lanes) - 0.5)
-        ax.invert_yaxis()
-        ax.set_ylabel("ms since the first record (rows in event order)")
-        ax.set_title(f"{len(self.journeys)} packet journeys (x: dropped, o: stopped)")
-        fig.tight_layout()
-        self._fig = fig
-        return fig
-
-    def save(self, path: str | os.PathLike[str]) -> str:
-        """PNG or SVG by the file name."""
-        self.figure().savefig(os.fspath(path))
-        return os.fspath(path)
-
-    def _repr_png_(self) -> bytes:
-        b = io.BytesIO()
-        self.figure().savefig(b, format="png")
-        return b.getvalue()
-
-    def _repr_html_(self) -> str:
-        return f'<img src="data:image/png;base64,{base64.b64encode(self._repr_png_()).decode()}"/>'
+# `with capture(...) as cap:` reads as what it does; the class is the same.
+capture = Capture

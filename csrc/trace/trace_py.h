@@ -11,61 +11,66 @@
 #include <stdint.h>
 
 /* Hops (tap points), in path order. */
-#define TR_HOP_NS_OUT 1        /* lwIP host -> its link (plaintext IP) */
-#define TR_HOP_WG_ENCRYPT 2    /* plaintext being encrypted (index, counter) */
-#define TR_HOP_WG_CIPHER_OUT 3 /* a WireGuard datagram leaves the core */
-#define TR_HOP_DEV_UDP_TX 4    /* the device's UDP socket sends it */
-#define TR_HOP_GW_UDP_IN 5     /* a gateway reads it from its UDP socket */
-#define TR_HOP_GW_DERP_OUT 6   /* ... and hands it to its DERP client */
-#define TR_HOP_DC_QUEUE 7      /* a DERP client queues it (no connection/room) */
-#define TR_HOP_DC_TX 8         /* a DERP client writes a SendPacket frame */
-#define TR_HOP_DS_IN 9         /* the DERP server reads a frame */
-#define TR_HOP_DS_RELAY 10     /* ... and queues a RecvPacket for the receiver */
-#define TR_HOP_DC_RX 11        /* a DERP client receives a RecvPacket */
-#define TR_HOP_GW_DERP_IN 12   /* a gateway gets it from DERP */
-#define TR_HOP_GW_UDP_OUT 13   /* ... and sends it to its WireGuard over UDP */
-#define TR_HOP_DEV_UDP_RX 14   /* the device's UDP socket receives it */
-#define TR_HOP_WG_CIPHER_IN 15 /* the datagram enters the core */
-#define TR_HOP_WG_DECRYPT 16   /* its plaintext after decryption */
-#define TR_HOP_NS_IN 17        /* the lwIP host receives the IP packet */
-#define TR_HOP_WG 18           /* the WireGuard core (drops) */
-#define TR_HOP_DEV 19          /* the device's I/O layer (drops) */
-#define TR_HOP_DS 20           /* the DERP server (drops) */
-#define TR_HOP_KEYS 21         /* a handshake's keys (key log, 4 x 32 bytes) */
-#define TR_HOP__COUNT 22
+enum tr_hop {
+	TR_HOP_NS_OUT = 1,        /* lwIP host -> its link (plaintext IP) */
+	TR_HOP_WG_ENCRYPT = 2,    /* plaintext being encrypted (index, counter) */
+	TR_HOP_WG_CIPHER_OUT = 3, /* a WireGuard datagram leaves the core */
+	TR_HOP_DEV_UDP_TX = 4,    /* the device's UDP socket sends it */
+	TR_HOP_GW_UDP_IN = 5,     /* a gateway reads it from its UDP socket */
+	TR_HOP_GW_DERP_OUT = 6,   /* ... and hands it to its DERP client */
+	TR_HOP_DC_QUEUE = 7,      /* a DERP client queues it (no connection/room) */
+	TR_HOP_DC_TX = 8,         /* a DERP client writes a SendPacket frame */
+	TR_HOP_DS_IN = 9,         /* the DERP server reads a frame */
+	TR_HOP_DS_RELAY = 10,     /* ... and queues a RecvPacket for the receiver */
+	TR_HOP_DC_RX = 11,        /* a DERP client receives a RecvPacket */
+	TR_HOP_GW_DERP_IN = 12,   /* a gateway gets it from DERP */
+	TR_HOP_GW_UDP_OUT = 13,   /* ... and sends it to its WireGuard over UDP */
+	TR_HOP_DEV_UDP_RX = 14,   /* the device's UDP socket receives it */
+	TR_HOP_WG_CIPHER_IN = 15, /* the datagram enters the core */
+	TR_HOP_WG_DECRYPT = 16,   /* its plaintext after decryption */
+	TR_HOP_NS_IN = 17,        /* the lwIP host receives the IP packet */
+	TR_HOP_WG = 18,           /* the WireGuard core (drops) */
+	TR_HOP_DEV = 19,          /* the device's I/O layer (drops) */
+	TR_HOP_DS = 20,           /* the DERP server (drops) */
+	TR_HOP_KEYS = 21,         /* a handshake's keys (key log, 4 x 32 bytes) */
+	TR_HOP__COUNT = 22,
+};
+
 /* Bit in tr_config.hops: record drops (whatever their hop). */
 #define TR_HOPS_DROPS 63
 
 /* Drop reasons. A WireGuard core drop is TR_R_WG + its wg_drop reason. */
-#define TR_R_NONE 0
-#define TR_R_DEV_NO_BIND 1       /* the endpoint's family has no bind */
-#define TR_R_DEV_BIND_ERROR 2    /* the bind's send failed */
-#define TR_R_DEV_QUEUE_FULL 3    /* read queue full */
-#define TR_R_UDP_TRUNCATED 4     /* larger than the receive buffer */
-#define TR_R_UDP_SEND_FULL 5     /* socket buffer full */
-#define TR_R_UDP_SEND_ERROR 6    /* sendto failed (unreachable...) */
-#define TR_R_GW_UNKNOWN_KEY 7    /* from a DERP key that is no peer */
-#define TR_R_GW_NO_DESTINATION 8 /* no local WireGuard address known yet */
-#define TR_R_GW_OVERSIZE 9
-#define TR_R_GW_DERP_SEND 10    /* the DERP client refused it */
-#define TR_R_DC_RATE_LIMIT 11   /* the server's send rate limit */
-#define TR_R_DC_BUFFER_FULL 12  /* write buffer full */
-#define TR_R_DC_QUEUE_OLDEST 13 /* queue full: the oldest was dropped */
-#define TR_R_DC_TOO_BIG 14
-#define TR_R_DC_CONN_LOST 15  /* buffered when the connection was lost (count) */
-#define TR_R_DS_GONE 16       /* receiver disconnected */
-#define TR_R_DS_QUEUE_HEAD 17 /* receiver's queue full: its oldest dropped */
-#define TR_R_DS_NO_MEMORY 18
-#define TR_R_DS_DUP_CLIENT 19   /* receiver's key is connected twice, inactive */
-#define TR_R_DS_UNKNOWN_DEST 20 /* no client with that key */
-#define TR_R_DS_UNKNOWN_DEST_FWD 21
-#define TR_R_DS_WRITE_ERROR 22 /* lost with a failed connection (count) */
-#define TR_R_NS_MALFORMED 23
-#define TR_R_NS_NOT_OURS 24 /* not addressed to the host */
-#define TR_R_NS_NO_MEMORY 25
-#define TR_R_NS_OVERSIZE 26 /* larger than the host's MTU */
-#define TR_R__LOCAL_COUNT 27
-#define TR_R_WG 256
+enum tr_reason {
+	TR_R_NONE = 0,
+	TR_R_DEV_NO_BIND = 1,       /* the endpoint's family has no bind */
+	TR_R_DEV_BIND_ERROR = 2,    /* the bind's send failed */
+	TR_R_DEV_QUEUE_FULL = 3,    /* read queue full */
+	TR_R_UDP_TRUNCATED = 4,     /* larger than the receive buffer */
+	TR_R_UDP_SEND_FULL = 5,     /* socket buffer full */
+	TR_R_UDP_SEND_ERROR = 6,    /* sendto failed (unreachable...) */
+	TR_R_GW_UNKNOWN_KEY = 7,    /* from a DERP key that is no peer */
+	TR_R_GW_NO_DESTINATION = 8, /* no local WireGuard address known yet */
+	TR_R_GW_OVERSIZE = 9,
+	TR_R_GW_DERP_SEND = 10,    /* the DERP client refused it */
+	TR_R_DC_RATE_LIMIT = 11,   /* the server's send rate limit */
+	TR_R_DC_BUFFER_FULL = 12,  /* write buffer full */
+	TR_R_DC_QUEUE_OLDEST = 13, /* queue full: the oldest was dropped */
+	TR_R_DC_TOO_BIG = 14,
+	TR_R_DC_CONN_LOST = 15,  /* buffered when the connection was lost (count) */
+	TR_R_DS_GONE = 16,       /* receiver disconnected */
+	TR_R_DS_QUEUE_HEAD = 17, /* receiver's queue full: its oldest dropped */
+	TR_R_DS_NO_MEMORY = 18,
+	TR_R_DS_DUP_CLIENT = 19,   /* receiver's key is connected twice, inactive */
+	TR_R_DS_UNKNOWN_DEST = 20, /* no client with that key */
+	TR_R_DS_UNKNOWN_DEST_FWD = 21,
+	TR_R_DS_WRITE_ERROR = 22, /* lost with a failed connection (count) */
+	TR_R_NS_MALFORMED = 23,
+	TR_R_NS_NOT_OURS = 24, /* not addressed to the host */
+	TR_R_NS_NO_MEMORY = 25,
+	TR_R_NS_OVERSIZE = 26, /* larger than the host's MTU */
+	TR_R__LOCAL_COUNT = 27,
+	TR_R_WG = 256,
+};
 
 #define TR_MAX_OBJS 32
 #define TR_MAX_PEERS 16
