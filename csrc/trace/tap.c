@@ -276,7 +276,7 @@ void tr_lost(int hop, uint64_t obj, int reason, uint64_t count)
 void tr_keys(uint64_t obj, const uint8_t *keys128)
 {
 	struct meta m = {0};
-	if (LD(cfg.keys))
+	if (LD(cfg.keys) && obj_on(obj))
 		record(TR_HOP_KEYS, obj, &m, NULL, 0, keys128, TR_KEYS_LEN, TR_KEYS_LEN);
 }
 
