@@ -5,3 +5,6 @@ build/release/trace_tap_bench: bench/trace_tap_bench.c build/release/libspanza.a
 .PHONY: trace-bench
 trace-bench: build/release/trace_tap_bench
 	build/release/trace_tap_bench
+
+# libFuzzer: taps with hostile bytes and filters, small wrapping rings.
+FUZZ_TARGETS += trace_ring
