@@ -481,6 +481,15 @@ class Capture:
         self._stats1 = _c_counts()
         self._end_ns = _mono_ns()
 
+    def __repr__(self) -> str:
+        with self._lock:
+            kept = self._kept
+        state = "running" if self.running else "stopped"
+        return f"<Capture {state}: {kept} records kept, {len(self._objs)} objects, overflow {self.overflow}>"
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
     def __enter__(self) -> Self:
         return self
 

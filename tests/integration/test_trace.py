@@ -157,6 +157,8 @@ def test_a_stopped_relay_shows_where_packets_wait(make_peer, make_derp_server):
     assert hops.index("derp-queued") < hops.index("derp-send") < hops.index("relay-in"), str(first)
     waited = {h: dt for _, h, dt in first.hops}["derp-send"]
     assert waited >= 100, str(first)  # ms in the client's queue while the relay was down
+    # the reconnections' frames from the restarted relay are traced too
+    assert "ServerInfo" in {r.decoded.get("derp") for r in cap.records("derp-recv")}
     assert first.status == "delivered" or (
         first.drop.label == "relay (restarted)" and first.reason == "unknown_destination"
     ), str(first)

@@ -57,6 +57,8 @@ def test_on_keeps_every_record_in_order():
     assert all(b.t_ns >= a.t_ns for a, b in itertools.pairwise(recs))
     assert cap.overflow == 0
     assert trace.stats()["enabled"] == 0
+    assert repr(cap) == "<Capture stopped: 50 records kept, 1 objects, overflow 0>"
+    assert "50 records, overflow 0" in cap._repr_html_()
 
 
 def test_snaplen_cuts_but_keeps_the_length():
