@@ -22,6 +22,7 @@ BENCHES: dict[str, list[str]] = {
     "e2e": ["e2e/run.py", "--mib", "50"],
     "python": ["py_calls.py"],
     "race": ["e2e/race.py", "--mib", "64", "--runs", "3"],
+    "trace": ["trace_bench.py"],
 }
 
 

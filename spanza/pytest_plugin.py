@@ -160,3 +160,12 @@ def peer_pair(request: pytest.FixtureRequest, make_peer: Callable[..., Any], der
     b = make_peer("192.168.4.2/24", mode=mode)
     connect(a, b)
     return PeerPair(a, b, derp_server, mode)
+
+
+# ---- packet tracing: the packet_trace fixture and --spanza-trace ----
+from spanza._trace_pytest import (  # noqa: F401 - registered as this plugin's
+    packet_trace,
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_runtest_makereport,
+)

@@ -2,6 +2,7 @@
  * binary min-heap of timers. One thread per runtime. */
 #include "rt.h"
 #include "base/log.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -303,6 +304,7 @@ static void run_jobs(rt_t *rt)
 	pthread_mutex_unlock(&rt->mu);
 	while (j) {
 		struct rt_job *next = j->next;
+		TR_TAP(ctx_clear);
 		j->fn(rt, j->arg);
 		if (j->wait) {
 			pthread_mutex_lock(&rt->mu);
@@ -336,6 +338,7 @@ static int run_timers(rt_t *rt)
 	while (rt->nheap && rt->heap[0]->at <= now && budget--) {
 		rt_timer_t *t = rt->heap[0];
 		heap_remove(rt, 0);
+		TR_TAP(ctx_clear);
 		t->cb(rt, t, t->arg);
 	}
 	if (!rt->nheap)
@@ -369,6 +372,7 @@ static void *loop_main(void *arg)
 		}
 		for (int i = 0; i < n; i++) {
 			struct rt_fdent *e = evs[i].data.ptr;
+			TR_TAP(ctx_clear);
 			if (!e->dead)
 				e->cb(rt, e->fd, evs[i].events, e->arg);
 		}

@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "wg/wg_internal.h"
+#include "trace/trace.h"
 
 static void set_endpoint(wg_peer *peer, const wg_endpoint *from)
 {
@@ -129,6 +130,7 @@ static int receive_data(wg_device *dev, uint64_t now_ms, const wg_endpoint *from
 	size_t plen = len - WG_DATA_MIN_LEN;
 	if (!spz_aead_open(&kp->recv, counter, msg + WG_DATA_HEADER_LEN, len - WG_DATA_HEADER_LEN, plain))
 		return wg_drop_count(dev, WG_DROP_DATA_DECRYPT);
+	TR_TAP(wg, TR_HOP_WG_DECRYPT, TR_OBJ(dev->ops.ctx), peer->pub, kp->local_index, counter, plain, plen);
 	/* Only now, authenticated, may the counter move the window. */
 	if (!wg_replay_check(&kp->replay, counter, WG_REJECT_AFTER_MESSAGES))
 		return wg_drop_count(dev, WG_DROP_REPLAY);
@@ -169,6 +171,7 @@ int wg_device_receive(wg_device *dev, uint64_t now_ms, const wg_endpoint *from, 
 	static const wg_endpoint none;
 	if (!from)
 		from = &none;
+	TR_TAP(pkt, TR_HOP_WG_CIPHER_IN, TR_OBJ(dev->ops.ctx), NULL, dgram, len);
 	dev->stats.rx_datagrams++;
 	dev->stats.rx_bytes += len;
 	if (!dgram || len < 4)

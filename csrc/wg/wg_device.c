@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "wg/wg_internal.h"
+#include "trace/trace.h"
 
 static const char *const drop_names[WG_DROP__COUNT] = {
 	[WG_DROP_NONE] = "none",
@@ -44,6 +45,7 @@ const char *wg_drop_name(int reason)
 
 int wg_drop_count(wg_device *dev, int reason)
 {
+	TR_TAP(drop, TR_HOP_WG, TR_OBJ(dev->ops.ctx), NULL, TR_R_WG + reason, NULL, 0);
 	dev->stats.drops[reason]++;
 	return reason;
 }

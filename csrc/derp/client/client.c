@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "base/log.h"
+#include "trace/trace.h"
 
 static const char *state_name(int s)
 {
@@ -211,6 +212,7 @@ static void cp_packet(void *arg, const uint8_t src[32], const uint8_t *data, siz
 	struct derp_client *c = arg;
 	c->st.packets_recv++;
 	c->st.bytes_recv += len;
+	TR_TAP(derp, TR_HOP_DC_RX, tr_key_id(c->pub), src, DERP_FRAME_RECV_PACKET, src, data, len);
 	if (c->ops.on_packet)
 		c->ops.on_packet(c->arg, src, data, len);
 }
@@ -312,15 +314,18 @@ static bool tb_allow(struct derp_client *c, size_t len)
 bool derp_cl_encode_send(struct derp_client *c, const uint8_t dst[32], const uint8_t *data, size_t len)
 {
 	if (!tb_allow(c, len)) {
+		TR_TAP(drop, TR_HOP_DC_TX, tr_key_id(c->pub), dst, TR_R_DC_RATE_LIMIT, data, len);
 		c->st.drops_rate_limit++;
 		return false;
 	}
 	size_t need = DERP_SEND_FRAME_LEN(len);
 	if (derp_cl_wbuf_reserve(c, need) < 0) {
+		TR_TAP(drop, TR_HOP_DC_TX, tr_key_id(c->pub), dst, TR_R_DC_BUFFER_FULL, data, len);
 		c->st.drops_queue_full++;
 		return false;
 	}
 	size_t n = derp_enc_send_packet(c->wbuf + c->whead + c->wlen, need, dst, data, len);
+	TR_TAP(frame, TR_HOP_DC_TX, tr_key_id(c->pub), dst, c->wbuf + c->whead + c->wlen, n);
 	c->wlen += n;
 	c->st.packets_sent++;
 	c->st.bytes_sent += len;
@@ -334,6 +339,7 @@ int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *dat
 	if (c->closing || c->state == DERP_CLIENT_CLOSED)
 		return -ESHUTDOWN;
 	if (len > DERP_MAX_PACKET) {
+		TR_TAP(drop, TR_HOP_DC_TX, tr_key_id(c->pub), dst, TR_R_DC_TOO_BIG, data, len);
 		c->st.drops_too_big++;
 		return -EMSGSIZE;
 	}

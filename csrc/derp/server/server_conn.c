@@ -3,6 +3,7 @@
 #include "derp/server/server.h"
 #include "base/log.h"
 #include "base/list.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -529,6 +530,8 @@ void derp_conn_close(struct derp_conn *c, enum derp_close_reason why)
 	uint64_t lost = c->dataq.n + c->discoq.n;
 	for (struct derp_pkt *p = c->wire.head; p; p = p->next)
 		lost += p->data[0] == DERP_FRAME_RECV_PACKET;
+	TR_TAP(lost, TR_HOP_DS, TR_OBJ(s),
+	       why == CR_WRITE_ERROR || why == CR_WRITE_TIMEOUT ? TR_R_DS_WRITE_ERROR : TR_R_DS_GONE, lost);
 	if (why == CR_WRITE_ERROR || why == CR_WRITE_TIMEOUT)
 		s->st.drop_write_error += lost;
 	else
