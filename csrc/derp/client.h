@@ -83,10 +83,21 @@ int derp_client_note_preferred(derp_client_t *c, bool preferred);
 /* Drops the current connection (or skips the backoff wait) and reconnects. */
 void derp_client_reconnect(derp_client_t *c);
 
+/* Impairs sends (IMP_OUT, before framing or queueing) or received packets
+ * (IMP_IN, before on_packet): an IMP_OP_* on its engine (impair/impair.h). */
+struct imp_config;
+struct imp_stats;
+int derp_client_impair(derp_client_t *c, int dir, int op, const struct imp_config *cfg, struct imp_stats *out);
+
 void derp_client_stats(const derp_client_t *c, struct derp_client_stats *out);
 void derp_client_public_key(const derp_client_t *c, uint8_t out[32]);
 /* The server's public key once connected (false before). */
 bool derp_client_server_key(const derp_client_t *c, uint8_t out[32]);
+/* The Python adapter's runtime (any thread) and its client (loop thread;
+ * NULL once closed), for other modules' loop-thread calls. */
+rt_t *derp_pyclient_rt(const derp_pyclient_t *p);
+derp_client_t *derp_pyclient_client(const derp_pyclient_t *p);
+
 /* Why the last connection attempt failed or the last connection ended. */
 const char *derp_client_last_error(const derp_client_t *c);
 

@@ -105,6 +105,7 @@ struct derp_client {
 
 	struct derp_client_stats st;
 	char last_error[200];
+	struct imp *imp[2]; /* IMP_OUT: sends before framing, IMP_IN: received packets */
 };
 
 /* client_io.c */

@@ -1,5 +1,6 @@
 /* The gateway's two packet paths (see gateway.h). Loop thread only. */
 #include "gateway/impl.h"
+#include "impair/impair.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -33,6 +34,33 @@ static void learn(struct gw *g, struct gw_peer *p, const struct sockaddr_storage
 	}
 }
 
+static void to_derp(struct gw *g, struct gw_peer *p, const uint8_t *data, size_t len)
+{
+	int rc = derp_client_send(g->derp, p->key, data, len);
+	if (rc == 0) {
+		p->st.derp_tx_packets++;
+		p->st.derp_tx_bytes += len;
+	} else if (rc == -EMSGSIZE) {
+		p->st.drops_oversize++;
+	} else {
+		p->st.drops_send_error++;
+	}
+}
+
+static void to_wg(struct gw_peer *p, const uint8_t *data, size_t len)
+{
+	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
+	if (n < 0) {
+		if (errno == EMSGSIZE)
+			p->st.drops_oversize++;
+		else
+			p->st.drops_send_error++;
+		return;
+	}
+	p->st.wg_tx_datagrams++;
+	p->st.wg_tx_bytes += len;
+}
+
 void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 {
 	(void)rt;
@@ -63,15 +91,10 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 			learn(g, p, &b->from[i], b->msgs[i].msg_hdr.msg_namelen);
 			p->st.wg_rx_datagrams++;
 			p->st.wg_rx_bytes += len;
-			int rc = derp_client_send(g->derp, p->key, b->iov[i].iov_base, len);
-			if (rc == 0) {
-				p->st.derp_tx_packets++;
-				p->st.derp_tx_bytes += len;
-			} else if (rc == -EMSGSIZE) {
-				p->st.drops_oversize++;
-			} else {
-				p->st.drops_send_error++;
-			}
+			if (g->imp[IMP_IN])
+				imp_input(g->imp[IMP_IN], p->key, sizeof(p->key), b->iov[i].iov_base, len);
+			else
+				to_derp(g, p, b->iov[i].iov_base, len);
 		}
 		/* Connected but the socket cannot keep up: stop reading until
 		 * the client says it drained (on_writable) or the connection
@@ -109,16 +132,10 @@ void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, si
 			return;
 		}
 	}
-	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
-	if (n < 0) {
-		if (errno == EMSGSIZE)
-			p->st.drops_oversize++;
-		else
-			p->st.drops_send_error++;
-		return;
-	}
-	p->st.wg_tx_datagrams++;
-	p->st.wg_tx_bytes += len;
+	if (g->imp[IMP_OUT])
+		imp_input(g->imp[IMP_OUT], p->key, sizeof(p->key), data, len);
+	else
+		to_wg(p, data, len);
 }
 
 void gw_set_paused(struct gw *g, bool paused)
@@ -137,3 +154,34 @@ void gw_set_paused(struct gw *g, bool paused)
 }
 
 void gw_on_derp_writable(void *arg) { gw_set_paused(arg, false); }
+
+/* ---- impairments: a held packet finds its peer again by key (the peer
+ * may have been removed meanwhile: then it is gone) ---- */
+
+static void imp_to_wg(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)alen;
+	struct gw_peer *p = gw_peer_lookup(ctx, addr);
+	if (p && p->dst_kind != GW_DST_NONE)
+		to_wg(p, data, len);
+}
+
+static void imp_to_derp(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)alen;
+	struct gw *g = ctx;
+	struct gw_peer *p = gw_peer_lookup(g, addr);
+	if (p)
+		to_derp(g, p, data, len);
+}
+
+int gw_impair_udp(struct gw *g, int dir, int op, const struct imp_config *cfg, struct imp_stats *out)
+{
+	return imp_slot_op(&g->imp[dir], g->rt, op, cfg, dir == IMP_OUT ? imp_to_wg : imp_to_derp, g, out);
+}
+
+void gw_impair_free(struct gw *g)
+{
+	imp_slot_free(&g->imp[IMP_OUT]);
+	imp_slot_free(&g->imp[IMP_IN]);
+}
