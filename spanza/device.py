@@ -36,6 +36,7 @@ from spanza.derp_bind import DerpBindMixin
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
+from spanza.impair import Impairable
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.device")
@@ -227,7 +228,7 @@ def parse_uapi_get(text: str) -> tuple[dict[str, str], list[PeerInfo]]:
 # ---- the device -------------------------------------------------------------------
 
 
-class Device(DerpBindMixin):
+class Device(DerpBindMixin, Impairable):
     """A WireGuard device on a runtime's loop (see the module docstring).
 
     private_key: the device's key (a spanza.keys.PrivateKey, 32 bytes, or
@@ -368,6 +369,17 @@ class Device(DerpBindMixin):
                 self._inflight -= 1
                 if self._inflight == 0:
                     self._lock.notify_all()
+
+    # -- impairments (spanza.impair): "udp" (its socket) or "derp" (its DERP transport) --
+
+    _IMPAIR_HOPS = {"udp": lib.IMP_HOP_DEVICE_UDP, "derp": lib.IMP_HOP_DEVICE_DERP}
+
+    def _impair_default_hop(self) -> str:
+        with self._use() as ptr:
+            return "udp" if lib.dev_py_listen_port(ptr) > 0 else "derp"
+
+    def _impair_ptr(self) -> contextlib.AbstractContextManager[Any]:
+        return self._use()
 
     @property
     def ptr(self) -> Any:

@@ -45,6 +45,7 @@ from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
 from spanza.derp_client import client_opts
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.impair import Impairable
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -105,7 +106,7 @@ def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
 # ---- the gateway ----------------------------------------------------------------------
 
 
-class Gateway:
+class Gateway(Impairable):
     """A UDP <-> DERP relay for one local WireGuard and its remote peers.
 
     derp_url: ``http(s)://host[:port]/derp``. private_key: the gateway's
@@ -186,6 +187,12 @@ class Gateway:
         if self._ptr is None:
             raise ClosedError("gateway is closed")
         return self._ptr
+
+    # impairments (spanza.impair): "derp" (its relay connection) or "udp" (toward WireGuard)
+    _IMPAIR_HOPS = {"derp": lib.IMP_HOP_GATEWAY_DERP, "udp": lib.IMP_HOP_GATEWAY_UDP}
+
+    def _impair_ptr(self) -> contextlib.AbstractContextManager[Any]:
+        return self._use()
 
     @contextlib.contextmanager
     def _use(self) -> Iterator[Any]:

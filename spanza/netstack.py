@@ -18,6 +18,7 @@ runtime unless the first host says otherwise), at most ``MAX_HOSTS`` hosts.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import http.server
@@ -27,11 +28,12 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.impair import Impairable
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
@@ -148,7 +150,7 @@ class _WireEnd:
         self.wire._maybe_free()
 
 
-class MemoryWire:
+class MemoryWire(Impairable):
     """Two hosts wired to each other in memory (tests and benchmarks).
 
     What one side sends reaches the other on a later loop iteration, after
@@ -169,6 +171,13 @@ class MemoryWire:
         if self._ptr is None:
             raise ClosedError("the memory wire is closed")
         return self._ptr
+
+    # impairments (spanza.impair): out = what side 0 sends, in = what side 1 sends
+    _IMPAIR_HOPS = {"wire": lib.IMP_HOP_WIRE}
+
+    @contextlib.contextmanager
+    def _impair_ptr(self) -> Iterator[Any]:
+        yield self.ptr
 
     def end(self, side: int) -> Link:
         if side not in (0, 1):
