@@ -295,6 +295,16 @@ class DerpServer:
         if self._own_runtime and not self.runtime.closed:
             self.runtime.close()
 
+    def kill(self) -> None:
+        """Stops abruptly, as a crash would: every connection is reset (RST),
+        nothing queued is written. Restart with ``DerpServer(port=old.port,
+        private_key=...)``, as after `close`."""
+        ptr, self._ptr = getattr(self, "_ptr", None), None
+        if ptr is not None:
+            lib.derp_server_kill(ptr)
+        if self._own_runtime and not self.runtime.closed:
+            self.runtime.close()
+
     @property
     def closed(self) -> bool:
         return self._ptr is None

@@ -494,6 +494,16 @@ class Device(DerpBindMixin, Impairable):
         lines += [f"allowed_ip={_network(a)}" for a in allowed_ips]
         self.ipc_set("\n".join(lines))
 
+    def rekey(self, public_key: KeyLike) -> None:
+        """Forces a new handshake with the peer now (new session keys; what
+        is in flight under the old ones still decrypts)."""
+        raw = _key_bytes(public_key, "public_key")
+        with self._use() as p:
+            rc = lib.dev_py_rekey(p, raw)
+        if rc == -_errno.ENOENT:
+            raise ConfigError(f"rekey: {PublicKey(raw)} is not a peer of this device")
+        check(rc, "rekey")
+
     def remove_peer(self, public_key: KeyLike) -> None:
         self.ipc_set(f"public_key={_key_bytes(public_key, 'public_key').hex()}\nremove=true")
 

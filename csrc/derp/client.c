@@ -72,6 +72,9 @@ static void teardown(struct derp_client *c)
 	c->tb_rate = 0;
 }
 
+static int opt_err(char *err, size_t errlen, const char *msg);
+static int parse_nodes(struct derp_client *c, const char *list, char *err, size_t errlen);
+
 void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 {
 	va_list ap;
@@ -91,6 +94,11 @@ void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 	}
 	if (c->failures < 1000000)
 		c->failures++;
+	if (c->nnodes > 1) {
+		/* Fail over: the next attempt goes to the region's next node. */
+		c->node = (c->node + 1) % c->nnodes;
+		c->url = c->nodes[c->node];
+	}
 	uint32_t delay = derp_client_backoff_ms(c->failures, c->o.backoff_base_ms, c->o.backoff_max_ms,
 						randombytes_random());
 	c->state = DERP_CLIENT_BACKOFF;
@@ -461,6 +469,30 @@ void derp_client_reconnect(derp_client_t *c)
 	derp_cl_leave(c);
 }
 
+int derp_client_set_url(derp_client_t *c, const char *url, char *err, size_t errlen)
+{
+	if (c->closing)
+		return -ESHUTDOWN;
+	struct derp_client tmp; /* parse first: on error nothing changes */
+	int rc = parse_nodes(&tmp, url, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (tmp.url.tls != c->url.tls)
+		return opt_err(err, errlen, "url: the new relay must use the same scheme (http/https) as the old");
+	c->busy++;
+	if (c->state != DERP_CLIENT_BACKOFF)
+		derp_cl_fail(c, "home relay changed");
+	memcpy(c->nodes, tmp.nodes, sizeof(c->nodes));
+	c->nnodes = tmp.nnodes;
+	c->node = 0;
+	c->url = c->nodes[0];
+	c->failures = 0;
+	if (!c->closing)
+		rt_timer_arm_in(c->t_main, 0);
+	derp_cl_leave(c);
+	return 0;
+}
+
 /* ---- timers ---- */
 
 int derp_client_liveness(uint64_t now_ms, uint64_t last_rx_ms, uint64_t last_idle_ping_ms, uint64_t oldest_ping_ms,
@@ -615,10 +647,44 @@ static int parse_pin(const char *pin, uint8_t out[32])
 	return 0;
 }
 
+/* One URL, or a region's nodes as URLs separated by spaces or commas (in
+ * DERP-map order), all http:// or all https://. */
+static int parse_nodes(struct derp_client *c, const char *list, char *err, size_t errlen)
+{
+	static const char seps[] = " ,\t\n";
+	char one[1024];
+	int n = 0;
+	for (const char *p = list; *p;) {
+		p += strspn(p, seps);
+		size_t len = strcspn(p, seps);
+		if (!len)
+			break;
+		if (n == DERP_CLIENT_MAX_NODES)
+			return opt_err(err, errlen, "url: more than 8 node URLs");
+		if (len >= sizeof(one))
+			return opt_err(err, errlen, "url: a node URL is too long");
+		memcpy(one, p, len);
+		one[len] = 0;
+		int rc = derp_url_parse(one, &c->nodes[n], err, errlen);
+		if (rc < 0)
+			return rc;
+		if (n && c->nodes[n].tls != c->nodes[0].tls)
+			return opt_err(err, errlen, "url: the nodes must be all http:// or all https://");
+		n++;
+		p += len;
+	}
+	if (!n)
+		return derp_url_parse(list, &c->url, err, errlen); /* its message for an empty URL */
+	c->nnodes = n;
+	c->node = 0;
+	c->url = c->nodes[0];
+	return 0;
+}
+
 static int setup(struct derp_client *c, const char *url, const uint8_t priv[32], const struct derp_client_opts *opts,
 		 char *err, size_t errlen)
 {
-	int rc = derp_url_parse(url, &c->url, err, errlen);
+	int rc = parse_nodes(c, url, err, errlen);
 	if (rc < 0)
 		return rc;
 	if (!priv || sodium_is_zero(priv, 32))

@@ -297,6 +297,27 @@ int dev_py_set_under_load(dev_device *d, int mode, uint32_t threshold)
 	return on_loop(d, do_under_load, &c);
 }
 
+static void do_rekey(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (!c->d->wg)
+		return;
+	wg_peer *peer = wg_peer_find(c->d->wg, c->p1);
+	if (!peer) {
+		c->rc = -ENOENT;
+		return;
+	}
+	c->rc = wg_peer_initiate(c->d->wg, peer, rt_now_ms(), 1);
+	dev_kick(c->d);
+}
+
+int dev_py_rekey(dev_device *d, const uint8_t *peer_public_key)
+{
+	struct call c = {.p1 = (void *)(uintptr_t)peer_public_key};
+	return on_loop(d, do_rekey, &c);
+}
+
 static void do_keylog(rt_t *rt, void *arg)
 {
 	(void)rt;

@@ -80,4 +80,10 @@ struct imp_stats {
  * LIFT with nothing configured), -ENOMEM, -ESHUTDOWN. out may be NULL. */
 int imp_py_op(int kind, void *obj, int dir, int op, const struct imp_config *cfg, struct imp_stats *out);
 
+/* Scenarios: moves the DERP client of a hop (IMP_HOP_DEVICE_DERP,
+ * IMP_HOP_GATEWAY_DERP, IMP_HOP_DERP_CLIENT) to another relay (one URL or
+ * a region's node URLs separated by spaces), dropping its connection:
+ * a home relay change. 0, -EINVAL (err says why), -ENOENT, -ESHUTDOWN. */
+int imp_py_move_relay(int kind, void *obj, const char *url, char *err, size_t errlen);
+
 #endif

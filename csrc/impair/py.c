@@ -18,6 +18,9 @@ struct op_call {
 	int dir, op;
 	const struct imp_config *cfg;
 	struct imp_stats *out;
+	const char *url; /* imp_py_move_relay */
+	char *err;
+	size_t errlen;
 	int rc;
 };
 
@@ -60,6 +63,29 @@ static void op_on_loop(rt_t *rt, void *arg)
 	}
 }
 
+/* The DERP client of a hop (loop thread), NULL if it has none now. */
+static derp_client_t *derp_of(int kind, void *obj)
+{
+	switch (kind) {
+	case IMP_HOP_DEVICE_DERP:
+		return ((dev_device *)obj)->closed ? NULL : dev_derp_client(obj);
+	case IMP_HOP_GATEWAY_DERP:
+		return ((struct gw *)obj)->derp;
+	case IMP_HOP_DERP_CLIENT:
+		return derp_pyclient_client(obj);
+	default:
+		return NULL;
+	}
+}
+
+static void move_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct op_call *a = arg;
+	derp_client_t *c = derp_of(a->kind, a->obj);
+	a->rc = c ? derp_client_set_url(c, a->url, a->err, a->errlen) : -ENOENT;
+}
+
 static rt_t *rt_of(int kind, void *obj)
 {
 	switch (kind) {
@@ -89,5 +115,15 @@ int imp_py_op(int kind, void *obj, int dir, int op, const struct imp_config *cfg
 		return -EINVAL;
 	struct op_call a = {.kind = kind, .obj = obj, .dir = dir, .op = op, .cfg = cfg, .out = out, .rc = -EINVAL};
 	int rc = rt_call(rt, op_on_loop, &a);
+	return rc < 0 ? rc : a.rc;
+}
+
+int imp_py_move_relay(int kind, void *obj, const char *url, char *err, size_t errlen)
+{
+	rt_t *rt = obj && url ? rt_of(kind, obj) : NULL;
+	if (!rt)
+		return -EINVAL;
+	struct op_call a = {.kind = kind, .obj = obj, .url = url, .err = err, .errlen = errlen, .rc = -EINVAL};
+	int rc = rt_call(rt, move_on_loop, &a);
 	return rc < 0 ? rc : a.rc;
 }
