@@ -70,6 +70,10 @@ class Peer:
         self.private_key = private_key or PrivateKey.generate()
         self.persistent_keepalive = persistent_keepalive
         self.gateway: Gateway | None = None
+        # what a gateway restart needs (spanza.network.restart_gateway)
+        self.gateway_key = PrivateKey.generate()
+        self._gateway_args: dict[str, Any] = dict(ca_file=ca_file, insecure=insecure, derp_options=derp_options,
+                                                  runtime=runtime)
         addresses = [address] if isinstance(address, str) else list(address)
         if mode == "transport":
             self.device = Device(private_key=self.private_key, listen_port=None, address=addresses,
@@ -78,7 +82,7 @@ class Peer:
         else:
             self.device = Device(private_key=self.private_key, listen_port=0, address=addresses, runtime=runtime)
             try:
-                self.gateway = Gateway(relay_url, PrivateKey.generate(), ca_file=ca_file, insecure=insecure,
+                self.gateway = Gateway(relay_url, self.gateway_key, ca_file=ca_file, insecure=insecure,
                                        wg_endpoint=("127.0.0.1", self.device.listen_port),
                                        derp_options=derp_options, runtime=runtime)
             except BaseException:
@@ -110,7 +114,10 @@ class Peer:
     def add_peer(self, other: Peer) -> None:
         """Makes `other` this peer's WireGuard peer, reached over the relay."""
         if self.gateway is not None:
-            endpoint: Any = self.gateway.add_remote_peer(other.derp_key)
+            try:
+                endpoint: Any = self.gateway.address_for(other.derp_key)  # re-added: same socket
+            except ConfigError:
+                endpoint = self.gateway.add_remote_peer(other.derp_key)
         else:
             endpoint = derp_endpoint(other.derp_key)
         self.device.add_peer(
@@ -140,6 +147,19 @@ class Peer:
     def http_get(self, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
         """GET through the tunnel; returns (status, body)."""
         return http_get(self.device, url, timeout)
+
+    # -- scenarios: impair the relay link, break parts (spanza.network) --
+
+    def impair(self, **settings: Any) -> Any:
+        """Impairs this peer's relay link (the gateway's or the DERP
+        transport's connection); see `spanza.impair`."""
+        return (self.gateway if self.gateway is not None else self.device).impair(hop="derp", **settings)
+
+    def clear_impairments(self) -> None:
+        """Lifts every impairment on the device and the gateway."""
+        self.device.clear_impairments()
+        if self.gateway is not None:
+            self.gateway.clear_impairments()
 
     def stats(self) -> dict[str, Any]:
         """WireGuard counters, and the gateway's or DERP transport's."""
@@ -206,3 +226,12 @@ def http_get(device: Any, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def __getattr__(name: str) -> Any:
+    # Network and its helpers live in spanza.network (which imports this module).
+    if name in ("Network", "Relay", "TransferResult", "transfer"):
+        from spanza import network
+
+        return getattr(network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

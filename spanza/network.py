@@ -1,0 +1,528 @@
+"""Networks for scenario exploration: relays (meshed), peers, faults, transfers.
+
+    with Network(peers=4, relays=2, mode="gateway") as net:
+        net.mesh()                                # every peer a peer of every other
+        with net.peers[0].impair(loss=0.1, seed=1):
+            r = net.transfer(net.peers[0], net.peers[1], 8 << 20)
+        net.relays[0].kill()                      # its peers move to the next node
+        net.transfer(net.peers[0], net.peers[1], 1 << 20)
+
+A `Network` owns what it creates: `close()` (or leaving the ``with``) ends
+every peer and relay, also after a set-up that failed half way.
+
+Relays form one DERP region (Tailscale's DERP map JSON: `derp_map()`), meshed
+with a shared mesh key, so peers homed on different nodes reach each other.
+Each peer's DERP client knows the region's nodes, its home first: when its
+node dies it fails over to the next one by itself (the next request works
+without user action).
+
+Faults from Python: `Relay.kill()` (connections reset) / `stop()` and
+`start()` (same port and key), `restart_gateway(peer)` (same key and
+ports), `roam(peer)` (the device's UDP port changes), `rekey(a, b)`,
+`remove_peer(a, b)` / `a.add_peer(b)`, `move_relay(peer, url)` (home relay
+change), and impairments on any link (`spanza.impair`).
+
+Time without waiting: the sans-IO `spanza.Tunnel` takes ``now`` from the
+caller and `DerpServer.advance_clock` moves a relay's clock (keepalives,
+handshake and write deadlines, mesh retries), so those timers can be
+advanced without sleeping. Devices, gateways and DERP clients run on the
+runtime's monotonic clock: WireGuard's rekey/keepalive/retry timers and the
+DERP client's backoff and liveness timers cannot be advanced there; force
+the event instead (`rekey`, `DerpClient.reconnect`) or shorten it
+(``derp_options={"backoff_max_ms": ...}``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import logging
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from spanza._ffi import ffi, lib
+from spanza.derp import DerpServer
+from spanza.errors import ConfigError, SpanzaError, check
+from spanza.gateway import Gateway
+from spanza.keys import PrivateKey
+from spanza.netstack import HTTPConnection
+from spanza.scenario import MODES, Mode, Peer
+
+log = logging.getLogger("spanza.network")
+
+__all__ = ["Network", "Relay", "TransferResult", "derp_map_urls", "move_relay", "rekey", "remove_peer",
+           "restart_gateway", "roam"]
+
+RelayKind = Literal["spanza", "derper"]
+REGION_ID = 900
+CHUNK = 1 << 20
+# Fail over and come back quickly: Tailscale's 5 s backoff cap is for the
+# internet; on loopback a scenario wants answers in seconds.
+FAST_DERP = {"backoff_max_ms": 300}
+_live: list[Network] = []  # for `spanza scenario`'s report
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_derper() -> str | None:
+    """Tailscale's derper: $SPANZA_DERPER, .cache/go/bin/derper (`make
+    go-helpers`) or on PATH."""
+    env = os.environ.get("SPANZA_DERPER")
+    if env:
+        return env
+    local = Path(__file__).resolve().parent.parent / ".cache" / "go" / "bin" / "derper"
+    if local.exists():
+        return str(local)
+    return shutil.which("derper")
+
+
+# ---- relays ----
+
+
+class Relay:
+    """One node of the network's region: our DerpServer or Tailscale's derper
+    (a child process), on a fixed port so it restarts where it was."""
+
+    def __init__(self, index: int, kind: RelayKind, port: int, mesh_key: str, mesh_with: list[str]) -> None:
+        self.index = index
+        self.kind = kind
+        self.port = port
+        self.private_key = PrivateKey.generate()
+        self._mesh_key = mesh_key
+        self._mesh_with = mesh_with
+        self.server: DerpServer | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/derp"
+
+    @property
+    def name(self) -> str:
+        return f"{REGION_ID}{chr(ord('a') + self.index)}"
+
+    @property
+    def alive(self) -> bool:
+        return self.server is not None or (self._proc is not None and self._proc.poll() is None)
+
+    def start(self) -> None:
+        """Starts (again) on its port with its key and mesh."""
+        if self.alive:
+            return
+        if self.kind == "spanza":
+            self.server = DerpServer(port=self.port, private_key=self.private_key.raw,
+                                     mesh_key=self._mesh_key if self._mesh_with else None,
+                                     mesh_with=self._mesh_with, mesh_retry_ms=200)
+            return
+        self._start_derper()
+
+    def _start_derper(self) -> None:
+        exe = find_derper()
+        if exe is None:
+            raise ConfigError("relay_kind='derper': Tailscale's derper is not built; run `make go-helpers` "
+                              "(or set SPANZA_DERPER to its path)")
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="spz-derper-")
+        d = Path(self._tmp.name)
+        (d / "derper.json").write_text('{"PrivateKey": "privkey:%s"}' % self.private_key.raw.hex())
+        args = [exe, "-a", f"127.0.0.1:{self.port}", "--stun=false", "-c", str(d / "derper.json")]
+        if self._mesh_with:
+            (d / "mesh.key").write_text(self._mesh_key)
+            args += ["--mesh-psk-file", str(d / "mesh.key"),
+                     "--mesh-with", ",".join(u.split("//")[1].split("/")[0] for u in self._mesh_with)]
+        logf = open(d / "derper.log", "ab")
+        self._proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise SpanzaError(f"derper did not start on port {self.port}: "
+                                      f"{(d / 'derper.log').read_text(errors='replace')[-1500:]}") from None
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """Stops abruptly, like a crash: connections are reset, nothing
+        queued is written (derper: SIGKILL)."""
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.kill()
+        elif self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(5)
+            self._proc = None
+
+    def stop(self) -> None:
+        """Stops cleanly (queued frames get a last write; derper: SIGTERM)."""
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.close()
+        elif self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+            self._proc = None
+
+    def restart(self, abrupt: bool = False) -> None:
+        """Kills (abrupt) or stops it, then starts it again on the same port."""
+        self.kill() if abrupt else self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def stats(self) -> dict[str, int]:
+        return self.server.stats() if self.server is not None else {}
+
+    def __repr__(self) -> str:
+        return f"<Relay {self.name} {self.kind} {self.url} {'up' if self.alive else 'down'}>"
+
+
+def derp_map_urls(derp_map: dict[str, Any], region_id: int = REGION_ID, home: int = 0) -> list[str]:
+    """The URLs of a region's nodes from a DERP map (Tailscale's JSON), in
+    map order starting at node `home` (the order a client tries them)."""
+    try:
+        nodes = derp_map["Regions"][str(region_id)]["Nodes"]
+    except KeyError:
+        raise ConfigError(f"derp map: no region {region_id}") from None
+    urls = []
+    for n in nodes:
+        host = n.get("IPv4") or n.get("HostName")
+        scheme = "http" if n.get("InsecureForTests") or n.get("DERPPort", 443) not in (443,) else "https"
+        urls.append(f"{scheme}://{host}:{n.get('DERPPort', 443)}/derp")
+    return urls[home:] + urls[:home]
+
+
+# ---- transfers ----
+
+
+@dataclasses.dataclass
+class TransferResult:
+    """One transfer: bytes received, whether the sha256 matched what the
+    server sent, and the goodput."""
+
+    nbytes: int
+    received: int
+    sha256_sent: str
+    sha256_received: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.received == self.nbytes and self.sha256_sent == self.sha256_received
+
+    @property
+    def goodput(self) -> float:
+        """Bytes per second of intact data."""
+        return self.received / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.received} of {self.nbytes} bytes in {self.seconds:.2f} s, "
+                f"{self.goodput / 1e6:.2f} MB/s, sha256 {'ok' if self.ok else 'MISMATCH'}")
+
+
+def _chunks(nbytes: int, seed: int) -> Any:
+    rnd = random.Random(seed)
+    left = nbytes
+    while left > 0:
+        n = min(CHUNK, left)
+        yield rnd.randbytes(n)
+        left -= n
+
+
+class _BytesHandler(http.server.BaseHTTPRequestHandler):
+    """GET /bytes/<n>/<seed>: n pseudo-random bytes; the sha256 of what was
+    written is kept in the server's ``sent`` dict under the path."""
+
+    protocol_version = "HTTP/1.1"
+    sent: dict[str, str] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        parts = self.path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "bytes" or not parts[1].isdigit() or not parts[2].isdigit():
+            self.send_error(404)
+            return
+        n, seed = int(parts[1]), int(parts[2])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        h = hashlib.sha256()
+        for c in _chunks(n, seed):
+            self.wfile.write(c)
+            h.update(c)
+        self.sent[self.path] = h.hexdigest()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("transfer server: " + format, *args)
+
+
+def transfer(src: Peer, dst: Peer, nbytes: int, *, port: int = 8099, seed: int | None = None,
+             timeout: float = 120.0, progress: Callable[[int, int], None] | None = None) -> TransferResult:
+    """`src` GETs `nbytes` over HTTP from `dst` (which serves them on
+    `port`, started on first use) through the tunnel; both ends hash what
+    they saw (sha256). `progress(done, total)` is called per chunk read.
+    TimeoutError if nothing arrives for `timeout` seconds."""
+    if nbytes < 0:
+        raise ConfigError(f"nbytes: {nbytes!r} is negative")
+    servers: dict[int, Any] = dst.__dict__.setdefault("_transfer_servers", {})
+    if port not in servers:
+        handler = type("Handler", (_BytesHandler,), {"sent": {}})
+        servers[port] = (dst.device.serve_http(port, handler), handler)
+    handler = servers[port][1]
+    seed = random.randrange(2**31) if seed is None else seed
+    path = f"/bytes/{nbytes}/{seed}"
+    t0 = time.monotonic()
+    h = hashlib.sha256()
+    got = 0
+    conn = HTTPConnection(src.device, dst.address, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise SpanzaError(f"transfer: {dst} answered {resp.status}")
+        while True:
+            chunk = resp.read(256 * 1024)
+            if not chunk:
+                break
+            h.update(chunk)
+            got += len(chunk)
+            if progress is not None:
+                progress(got, nbytes)
+    finally:
+        conn.close()
+    seconds = time.monotonic() - t0
+    deadline = time.monotonic() + 5  # the server records its hash after its last write
+    while path not in handler.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return TransferResult(nbytes, got, handler.sent.pop(path, ""), h.hexdigest(), seconds)
+
+
+# ---- breaking parts ----
+
+
+def restart_gateway(peer: Peer) -> None:
+    """Stops the peer's gateway and starts it again with the same key,
+    the same UDP ports for its remote peers and the same relay."""
+    old = peer.gateway
+    if old is None:
+        raise ConfigError(f"{peer}: restart_gateway needs a gateway-mode peer")
+    ports = [(k, old.address_for(k)) for k in old.remote_peers]
+    url, wg_ep = old.derp_url, old.wg_endpoint
+    old.close()
+    gw = Gateway(url, peer.gateway_key, wg_endpoint=wg_ep, **peer._gateway_args)
+    try:
+        for key, addr in ports:
+            gw.add_remote_peer(key, listen=addr)
+    except BaseException:
+        gw.close()
+        raise
+    peer.gateway = gw
+
+
+def roam(peer: Peer, port: int = 0) -> int:
+    """Moves the device's UDP socket to another port (0: any free one), as a
+    roaming laptop would; a gateway learns the new address from the next
+    datagram. Returns the new port."""
+    if peer.gateway is None:
+        raise ConfigError(f"{peer}: roam needs a gateway-mode peer (a transport-mode device has no UDP port)")
+    old = peer.device.listen_port
+    peer.gateway.wg_endpoint = None  # learn where WireGuard sends from
+    peer.device.ipc_set(f"listen_port={port}")
+    new = peer.device.listen_port
+    log.info("%s roamed from UDP port %d to %d", peer, old, new)
+    # Speak first so the gateway learns the new address.
+    for info in peer.device.peers:
+        peer.device.rekey(info.public_key)
+    return new
+
+
+def rekey(a: Peer, b: Peer) -> None:
+    """Forces a new WireGuard handshake from a to b now."""
+    a.device.rekey(b.public_key)
+
+
+def remove_peer(a: Peer, b: Peer) -> None:
+    """a forgets b (its session and keys); `a.add_peer(b)` brings it back."""
+    a.device.remove_peer(b.public_key)
+
+
+def move_relay(peer: Peer, url: str) -> None:
+    """Moves the peer's relay connection to another relay (one URL, or a
+    region's node URLs separated by spaces): a home relay change."""
+    obj, kind = (peer.gateway, lib.IMP_HOP_GATEWAY_DERP) if peer.gateway is not None else \
+        (peer.device, lib.IMP_HOP_DEVICE_DERP)
+    err = ffi.new("char[256]")
+    with obj._impair_ptr() as ptr:
+        rc = lib.imp_py_move_relay(kind, ptr, url.encode(), err, 256)
+    if rc < 0:
+        msg = ffi.string(err).decode(errors="replace")
+        if msg:
+            raise ConfigError(f"move_relay: {msg}")
+        check(rc, "move_relay")
+    peer.relay_url = url
+
+
+# ---- the network ----
+
+
+class Network:
+    """`relays` DERP relays meshed in one region and `peers` peers homed on
+    them in turn (peer i on relay i % relays), each knowing the region's
+    nodes, in ``mode`` "gateway" or "transport". ``relay_kind`` "spanza"
+    (ours) or "derper" (Tailscale's, where built). Addresses 10.77.0.1,
+    10.77.0.2... ``derp_options`` go to every DERP client."""
+
+    def __init__(self, peers: int = 2, relays: int = 1, mode: Mode = "gateway", relay_kind: RelayKind = "spanza",
+                 *, derp_options: dict[str, int] | None = None, subnet: str = "10.77.0") -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        if relay_kind not in ("spanza", "derper"):
+            raise ConfigError(f"relay_kind: {relay_kind!r} is not 'spanza' or 'derper'")
+        if not 1 <= relays <= 8:
+            raise ConfigError(f"relays: {relays!r} is outside 1..8 (the nodes of one region)")
+        if not 0 <= peers <= 250:
+            raise ConfigError(f"peers: {peers!r} is outside 0..250")
+        self.mode: Mode = mode
+        self.relay_kind: RelayKind = relay_kind
+        self.relays: list[Relay] = []
+        self.peers: list[Peer] = []
+        self.results: list[TransferResult] = []
+        self._derp_options = {**FAST_DERP, **(derp_options or {})}
+        self._subnet = subnet
+        self._closed = False
+        try:
+            ports = [_free_port() for _ in range(relays)]
+            mesh_key = os.urandom(32).hex()
+            for i, port in enumerate(ports):
+                others = [f"http://127.0.0.1:{p}/derp" for j, p in enumerate(ports) if j != i]
+                self.relays.append(Relay(i, relay_kind, port, mesh_key, others))
+            for _ in range(peers):
+                self.add_peer()
+            if relays > 1:
+                self.wait_mesh()
+        except BaseException:
+            self.close()
+            raise
+        _live.append(self)
+
+    # -- the DERP map --
+
+    def derp_map(self) -> dict[str, Any]:
+        """The region in Tailscale's DERP map JSON shape (tailcfg.DERPMap)."""
+        nodes = [{"Name": r.name, "RegionID": REGION_ID, "HostName": "127.0.0.1", "IPv4": "127.0.0.1",
+                  "IPv6": "none", "DERPPort": r.port, "STUNPort": -1, "InsecureForTests": True}
+                 for r in self.relays]
+        return {"Regions": {str(REGION_ID): {"RegionID": REGION_ID, "RegionCode": "spz",
+                                             "RegionName": "Spanza scenario", "Nodes": nodes}}}
+
+    def wait_mesh(self, timeout: float = 15.0) -> None:
+        """Waits until every relay of ours has its mesh links up."""
+        want = len(self.relays) - 1
+        deadline = time.monotonic() + timeout
+        for r in self.relays:
+            while r.server is not None and r.server.stats().get("mesh_clients_up", want) < want:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"relay {r.name}: mesh links not up after {timeout} s")
+                time.sleep(0.02)
+
+    # -- peers --
+
+    def add_peer(self, home: int | None = None) -> Peer:
+        """A new peer homed on relay `home` (default: the next in turn)."""
+        i = len(self.peers)
+        home = i % len(self.relays) if home is None else home
+        urls = derp_map_urls(self.derp_map(), home=home)
+        peer = Peer(" ".join(urls), f"{self._subnet}.{i + 1}/24", mode=self.mode, derp_options=self._derp_options)
+        peer.home = home  # type: ignore[attr-defined]
+        self.peers.append(peer)
+        return peer
+
+    def mesh(self, timeout: float = 10.0) -> None:
+        """Makes every peer a WireGuard peer of every other, and waits for
+        their relay connections."""
+        for a in self.peers:
+            for b in self.peers:
+                if a is not b:
+                    a.add_peer(b)
+        for p in self.peers:
+            p.wait_relay(timeout)
+
+    def transfer(self, src: Peer, dst: Peer, nbytes: int, **kwargs: Any) -> TransferResult:
+        """`spanza.network.transfer`, remembered for the report."""
+        r = transfer(src, dst, nbytes, **kwargs)
+        self.results.append(r)
+        return r
+
+    # -- report and lifetime --
+
+    def report(self) -> str:
+        lines = [f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({self.relay_kind})"]
+        for r in self.relays:
+            lines.append(f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}")
+        for p in self.peers:
+            imps = [i for obj in (p.device, p.gateway) if obj is not None for i in obj.impairments()]
+            extra = "".join(f"; {i.hop} {i.settings}: {i.stats.packets} packets, {i.stats.dropped} dropped"
+                            for i in imps)
+            lines.append(f"  peer {p.address} home {getattr(p, 'home', '?')}{extra}")
+        for t in self.results:
+            lines.append(f"  transfer: {t}")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        """Ends every peer and relay (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        for p in reversed(self.peers):
+            for s, _h in p.__dict__.get("_transfer_servers", {}).values():
+                s.close()
+            try:
+                p.close()
+            except Exception as e:  # keep closing the rest
+                errors.append(e)
+        for r in reversed(self.relays):
+            try:
+                r.close()
+            except Exception as e:
+                errors.append(e)
+        if self in _live:
+            _live.remove(self)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Network:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Network {len(self.peers)} peers {len(self.relays)} relays {self.mode} {self.relay_kind}>"
+
