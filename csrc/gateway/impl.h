@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "derp/client.h"
-#include "device/udp.h"
+#include "derp/client/client.h"
+#include "runtime/udp_sock.h"
 #include "gateway/gateway.h"
 
 struct gw;
@@ -48,7 +48,7 @@ struct gw {
 
 	/* recvmmsg state, allocated once, shared by the peers' sockets (the
 	 * device's UDP bind reads the same way: device/udp.h) */
-	struct dev_udp_batch rb;
+	struct rt_udp_batch rb;
 
 	/* impairments of the UDP side (csrc/impair/): IMP_OUT toward the local
 	 * WireGuard, IMP_IN from it; packets are routed again by peer key */

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stddef.h>
 
-#include "derp/client.h"
+#include "derp/client/client.h"
 #include "device/bind_derp.h"
 #include "device/impl.h"
 #include "gateway/impl.h"

@@ -9,7 +9,7 @@
 
 #include "lwip/ip.h"
 #include "lwip/raw.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 /* Outgoing packets that lwIP hands over as a pbuf chain are flattened here
  * (loop thread only; packets never exceed the 16-bit IP length). */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "wg/wg_internal.h"
 
 void wg_transmit(wg_device *dev, wg_peer *peer, const uint8_t *data, size_t len)

@@ -1,7 +1,7 @@
-/* The UDP bind; see udp.h. */
-#include "device/udp.h"
+/* The UDP bind; see bind_udp.h. */
+#include "device/bind_udp.h"
+#include "base/log.h"
 #include "impair/impair.h"
-#include "runtime/log.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -11,8 +11,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define UDP_SOCKBUF (4 << 20) /* socket buffers absorb bursts (the kernel caps them) */
-
 struct dev_udp {
 	rt_t *rt;
 	int fd;
@@ -21,118 +19,11 @@ struct dev_udp {
 	dev_udp_rx_fn rx;
 	void *ctx;
 	struct dev_udp_stats st;
-	struct dev_udp_batch rb;
+	struct rt_udp_batch rb;
 	struct imp *imp[2]; /* IMP_OUT, IMP_IN: NULL unless impaired */
 };
 
 static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg);
-
-/* ---- shared helpers ---- */
-
-int dev_udp_socket(const struct sockaddr *addr, socklen_t len)
-{
-	int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	/* Best effort: larger buffers absorb bursts; the kernel caps them.
-	 * SO_RXQ_OVFL makes the kernel report what it dropped unread. */
-	int sz = UDP_SOCKBUF, zero = 0, one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
-	/* Like a WireGuard listening on all addresses: :: serves IPv4 too. */
-	if (addr->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
-		goto fail;
-	if (bind(fd, addr, len) < 0)
-		goto fail;
-	return fd;
-fail:;
-	int err = errno;
-	close(fd);
-	return -err;
-}
-
-socklen_t dev_udp_sockaddr_for(int family, const struct sockaddr *to, struct sockaddr_storage *out)
-{
-	if (to->sa_family == AF_INET && family == AF_INET6) {
-		const struct sockaddr_in *a4 = (const struct sockaddr_in *)to;
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
-		memset(a6, 0, sizeof(*a6));
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = a4->sin_port;
-		a6->sin6_addr.s6_addr[10] = 0xff;
-		a6->sin6_addr.s6_addr[11] = 0xff;
-		memcpy(&a6->sin6_addr.s6_addr[12], &a4->sin_addr, 4);
-		return sizeof(*a6);
-	}
-	if (to->sa_family == AF_INET && family == AF_INET) {
-		memcpy(out, to, sizeof(struct sockaddr_in));
-		return sizeof(struct sockaddr_in);
-	}
-	if (to->sa_family == AF_INET6 && family == AF_INET6) {
-		memcpy(out, to, sizeof(struct sockaddr_in6));
-		return sizeof(struct sockaddr_in6);
-	}
-	return 0;
-}
-
-const struct sockaddr *dev_udp_unmap(struct sockaddr_storage *ss)
-{
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-	if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
-		return (struct sockaddr *)ss;
-	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = a6->sin6_port};
-	memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
-	memcpy(ss, &a4, sizeof(a4));
-	return (struct sockaddr *)ss;
-}
-
-int dev_udp_batch_init(struct dev_udp_batch *b)
-{
-	memset(b, 0, sizeof(*b));
-	b->bufs = malloc((size_t)DEV_UDP_BATCH * DEV_UDP_BUF);
-	return b->bufs ? 0 : -ENOMEM;
-}
-
-void dev_udp_batch_free(struct dev_udp_batch *b)
-{
-	free(b->bufs);
-	b->bufs = NULL;
-}
-
-int dev_udp_batch_recv(struct dev_udp_batch *b, int fd)
-{
-	for (int i = 0; i < DEV_UDP_BATCH; i++) {
-		b->iov[i] = (struct iovec){.iov_base = b->bufs + (size_t)i * DEV_UDP_BUF, .iov_len = DEV_UDP_BUF};
-		b->msgs[i].msg_hdr = (struct msghdr){
-			.msg_name = &b->from[i],
-			.msg_namelen = sizeof(b->from[i]),
-			.msg_iov = &b->iov[i],
-			.msg_iovlen = 1,
-			.msg_control = b->ctl[i].buf,
-			.msg_controllen = sizeof(b->ctl[i].buf),
-		};
-		b->msgs[i].msg_len = 0;
-	}
-	int n = recvmmsg(fd, b->msgs, DEV_UDP_BATCH, MSG_DONTWAIT, NULL);
-	if (n >= 0)
-		return n;
-	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
-}
-
-bool dev_udp_batch_overflow(const struct dev_udp_batch *b, int i, uint32_t *count)
-{
-	const struct msghdr *h = &b->msgs[i].msg_hdr;
-	bool found = false;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
-		    c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
-			memcpy(count, CMSG_DATA(c), sizeof(*count));
-			found = true;
-		}
-	}
-	return found;
-}
 
 /* ---- the device's bind ---- */
 
@@ -142,10 +33,10 @@ static int open_socket(uint16_t port, int *family_out, uint16_t *port_out)
 	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
 	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY)};
 	int family = AF_INET6;
-	int fd = dev_udp_socket((struct sockaddr *)&a6, sizeof(a6));
+	int fd = rt_udp_socket((struct sockaddr *)&a6, sizeof(a6));
 	if (fd == -EAFNOSUPPORT || fd == -EPROTONOSUPPORT) {
 		family = AF_INET;
-		fd = dev_udp_socket((struct sockaddr *)&a4, sizeof(a4));
+		fd = rt_udp_socket((struct sockaddr *)&a4, sizeof(a4));
 	}
 	if (fd < 0)
 		return fd;
@@ -167,7 +58,7 @@ int dev_udp_open(rt_t *rt, uint16_t port, dev_udp_rx_fn rx, void *ctx, struct de
 	struct dev_udp *u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
-	if (dev_udp_batch_init(&u->rb) < 0) {
+	if (rt_udp_batch_init(&u->rb) < 0) {
 		free(u);
 		return -ENOMEM;
 	}
@@ -181,7 +72,7 @@ int dev_udp_open(rt_t *rt, uint16_t port, dev_udp_rx_fn rx, void *ctx, struct de
 	if (rc < 0) {
 		if (u->fd >= 0)
 			close(u->fd);
-		dev_udp_batch_free(&u->rb);
+		rt_udp_batch_free(&u->rb);
 		free(u);
 		return rc;
 	}
@@ -216,22 +107,22 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 	(void)rt;
 	(void)events;
 	struct dev_udp *u = arg;
-	struct dev_udp_batch *b = &u->rb;
-	for (int batch = 0; batch < DEV_UDP_MAX_BATCHES; batch++) {
-		int n = dev_udp_batch_recv(b, fd);
+	struct rt_udp_batch *b = &u->rb;
+	for (int batch = 0; batch < RT_UDP_MAX_BATCHES; batch++) {
+		int n = rt_udp_batch_recv(b, fd);
 		if (n < 0) {
 			if (n != -EAGAIN)
 				u->st.rx_errors++;
 			return;
 		}
 		for (int i = 0; i < n; i++) {
-			if (dev_udp_batch_truncated(b, i)) {
+			if (rt_udp_batch_truncated(b, i)) {
 				u->st.rx_truncated++;
 				continue;
 			}
 			u->st.rx_datagrams++;
 			u->st.rx_bytes += b->msgs[i].msg_len;
-			const struct sockaddr *from = dev_udp_unmap(&b->from[i]);
+			const struct sockaddr *from = rt_udp_unmap(&b->from[i]);
 			if (u->imp[IMP_IN])
 				imp_input(u->imp[IMP_IN], from, sizeof(struct sockaddr_storage), b->iov[i].iov_base,
 					  b->msgs[i].msg_len);
@@ -240,7 +131,7 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 			/* rx may have rebound the socket (a UAPI set through the
 			 * core): the rest of this batch still belongs to us. */
 		}
-		if (n < DEV_UDP_BATCH || fd != u->fd)
+		if (n < RT_UDP_BATCH || fd != u->fd)
 			return;
 	}
 }
@@ -264,7 +155,7 @@ static int send_now(struct dev_udp *u, const struct sockaddr *to, socklen_t sl, 
 int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *data, size_t len)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = dev_udp_sockaddr_for(u->family, to, &ss);
+	socklen_t sl = rt_udp_sockaddr_for(u->family, to, &ss);
 	if (!sl) {
 		u->st.tx_errors++;
 		return -EAFNOSUPPORT;
@@ -316,6 +207,6 @@ void dev_udp_close(struct dev_udp *u)
 	imp_slot_free(&u->imp[IMP_IN]);
 	rt_fd_del(u->rt, u->fd);
 	close(u->fd);
-	dev_udp_batch_free(&u->rb);
+	rt_udp_batch_free(&u->rb);
 	free(u);
 }

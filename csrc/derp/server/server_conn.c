@@ -1,7 +1,7 @@
 /* DERP server connections: non-blocking reads and batched writes on the
  * loop, deadlines on one timer per connection, closing and reaping. */
-#include "derp/server.h"
-#include "runtime/log.h"
+#include "derp/server/server.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -394,8 +394,6 @@ static void conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 		derp_conn_feed(c, b, n);
 		break;
 	case CS_M_HTTP:
-	case CS_M_SERVER_KEY:
-	case CS_M_SERVER_INFO:
 	case CS_M_ACTIVE:
 		derp_mesh_on_bytes(c, b, n);
 		break;

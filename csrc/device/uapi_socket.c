@@ -1,6 +1,6 @@
-/* The UAPI socket server; see uapi.h. */
-#include "device/uapi.h"
-#include "runtime/log.h"
+/* The UAPI socket server; see uapi_socket.h. */
+#include "device/uapi_socket.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <sodium.h>

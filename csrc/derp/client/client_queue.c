@@ -2,7 +2,7 @@
  * (or the connection's write buffer is full), bounded by queue_size. When
  * full the oldest is dropped: a queued packet that waited longest is the
  * most likely to be stale (WireGuard retransmits its handshakes anyway). */
-#include "derp/client_int.h"
+#include "derp/client/client_int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Node keys on a server: local connections (with the duplicate policy),
  * mesh routes, who-sent-to-whom for PeerGone, and mesh watchers. */
-#include "derp/server.h"
-#include "runtime/log.h"
+#include "derp/server/server.h"
+#include "base/log.h"
 
 #include <stdlib.h>
 #include <string.h>
