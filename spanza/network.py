@@ -45,12 +45,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from spanza._ffi import ffi, lib
-from spanza.derp import DerpServer
+from spanza.derp import DerpServer, write_self_signed_cert
 from spanza.errors import ConfigError, SpanzaError, check
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey
@@ -67,8 +67,9 @@ REGION_ID = 900
 CHUNK = 1 << 20
 # Fail over and come back quickly: Tailscale's 5 s backoff cap is for the
 # internet; on loopback a scenario wants answers in seconds.
-FAST_DERP = {"backoff_max_ms": 300}
-_live: list[Network] = []  # for `spanza scenario`'s report
+FAST_DERP = {"backoff_max_ms": 300, "note_preferred": 1}
+# `spanza scenario` sets this to a list: every network closed appends its report
+_reports: list[str] | None = None
 
 
 def _free_port() -> int:
@@ -96,10 +97,13 @@ class Relay:
     """One node of the network's region: our DerpServer or Tailscale's derper
     (a child process), on a fixed port so it restarts where it was."""
 
-    def __init__(self, index: int, kind: RelayKind, port: int, mesh_key: str, mesh_with: list[str]) -> None:
+    def __init__(self, index: int, kind: RelayKind, port: int, mesh_key: str, mesh_with: list[str],
+                 certdir: Path | None = None) -> None:
         self.index = index
         self.kind = kind
         self.port = port
+        # TLS: certdir holds 127.0.0.1.crt/.key (this relay's), others.pem (the other relays')
+        self.certdir = certdir
         self.private_key = PrivateKey.generate()
         self._mesh_key = mesh_key
         self._mesh_with = mesh_with
@@ -110,7 +114,7 @@ class Relay:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/derp"
+        return f"{'https' if self.certdir else 'http'}://127.0.0.1:{self.port}/derp"
 
     @property
     def name(self) -> str:
@@ -125,9 +129,13 @@ class Relay:
         if self.alive:
             return
         if self.kind == "spanza":
+            tls: dict[str, Any] = {}
+            if self.certdir is not None:
+                tls = dict(tls=True, cert_file=self.certdir / "127.0.0.1.crt", key_file=self.certdir / "127.0.0.1.key",
+                           mesh_ca_file=self.certdir / "others.pem")
             self.server = DerpServer(port=self.port, private_key=self.private_key.raw,
                                      mesh_key=self._mesh_key if self._mesh_with else None,
-                                     mesh_with=self._mesh_with, mesh_retry_ms=200)
+                                     mesh_with=self._mesh_with, mesh_retry_ms=500, **tls)
             return
         self._start_derper()
 
@@ -141,12 +149,17 @@ class Relay:
         d = Path(self._tmp.name)
         (d / "derper.json").write_text('{"PrivateKey": "privkey:%s"}' % self.private_key.raw.hex())
         args = [exe, "-a", f"127.0.0.1:{self.port}", "--stun=false", "-c", str(d / "derper.json")]
+        env = dict(os.environ)
+        if self.certdir is not None:
+            args += ["--certmode", "manual", "--certdir", str(self.certdir), "--hostname", "127.0.0.1",
+                     "--http-port", "-1"]
+            env["SSL_CERT_FILE"] = str(self.certdir / "others.pem")  # its mesh client trusts the others
         if self._mesh_with:
             (d / "mesh.key").write_text(self._mesh_key)
             args += ["--mesh-psk-file", str(d / "mesh.key"),
                      "--mesh-with", ",".join(u.split("//")[1].split("/")[0] for u in self._mesh_with)]
         logf = open(d / "derper.log", "ab")
-        self._proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         logf.close()
         deadline = time.monotonic() + 15
         while True:
@@ -203,9 +216,11 @@ class Relay:
         return f"<Relay {self.name} {self.kind} {self.url} {'up' if self.alive else 'down'}>"
 
 
-def derp_map_urls(derp_map: dict[str, Any], region_id: int = REGION_ID, home: int = 0) -> list[str]:
+def derp_map_urls(derp_map: dict[str, Any], region_id: int = REGION_ID, home: int = 0,
+                  scheme: str = "https") -> list[str]:
     """The URLs of a region's nodes from a DERP map (Tailscale's JSON), in
-    map order starting at node `home` (the order a client tries them)."""
+    map order starting at node `home` (the order a client tries them).
+    scheme "http" for plain test relays (Tailscale's TS_DEBUG_USE_DERP_HTTP)."""
     try:
         nodes = derp_map["Regions"][str(region_id)]["Nodes"]
     except KeyError:
@@ -213,7 +228,6 @@ def derp_map_urls(derp_map: dict[str, Any], region_id: int = REGION_ID, home: in
     urls = []
     for n in nodes:
         host = n.get("IPv4") or n.get("HostName")
-        scheme = "http" if n.get("InsecureForTests") or n.get("DERPPort", 443) not in (443,) else "https"
         urls.append(f"{scheme}://{host}:{n.get('DERPPort', 443)}/derp")
     return urls[home:] + urls[:home]
 
@@ -395,33 +409,46 @@ class Network:
     """`relays` DERP relays meshed in one region and `peers` peers homed on
     them in turn (peer i on relay i % relays), each knowing the region's
     nodes, in ``mode`` "gateway" or "transport". ``relay_kind`` "spanza"
-    (ours) or "derper" (Tailscale's, where built). Addresses 10.77.0.1,
-    10.77.0.2... ``derp_options`` go to every DERP client."""
+    (ours), "derper" (Tailscale's, where built: `make go-helpers`) or a list
+    with one kind per relay (a mixed region). ``tls``: relays serve TLS with
+    certificates the network makes (every client and mesh link verifies
+    them); default only where derper meshes, which dials its mesh peers
+    over https only. Addresses 10.77.0.1, 10.77.0.2... ``derp_options``
+    go to every DERP client."""
 
-    def __init__(self, peers: int = 2, relays: int = 1, mode: Mode = "gateway", relay_kind: RelayKind = "spanza",
-                 *, derp_options: dict[str, int] | None = None, subnet: str = "10.77.0") -> None:
+    def __init__(self, peers: int = 2, relays: int = 1, mode: Mode = "gateway",
+                 relay_kind: RelayKind | Sequence[RelayKind] = "spanza", *, tls: bool | None = None,
+                 derp_options: dict[str, int] | None = None, subnet: str = "10.77.0") -> None:
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
-        if relay_kind not in ("spanza", "derper"):
-            raise ConfigError(f"relay_kind: {relay_kind!r} is not 'spanza' or 'derper'")
         if not 1 <= relays <= 8:
             raise ConfigError(f"relays: {relays!r} is outside 1..8 (the nodes of one region)")
+        kinds = [relay_kind] * relays if isinstance(relay_kind, str) else list(relay_kind)
+        if len(kinds) != relays or any(k not in ("spanza", "derper") for k in kinds):
+            raise ConfigError(f"relay_kind: {relay_kind!r} is not 'spanza', 'derper' or a list of {relays} of them")
         if not 0 <= peers <= 250:
             raise ConfigError(f"peers: {peers!r} is outside 0..250")
         self.mode: Mode = mode
-        self.relay_kind: RelayKind = relay_kind
+        self.relay_kind = relay_kind
         self.relays: list[Relay] = []
         self.peers: list[Peer] = []
         self.results: list[TransferResult] = []
         self._derp_options = {**FAST_DERP, **(derp_options or {})}
         self._subnet = subnet
         self._closed = False
+        self.tls = bool(tls) if tls is not None else ("derper" in kinds and relays > 1)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.ca_file: Path | None = None
         try:
             ports = [_free_port() for _ in range(relays)]
+            certdirs: list[Path | None] = [None] * relays
+            if self.tls:
+                certdirs = self._make_certs(relays)
+            scheme = "https" if self.tls else "http"
             mesh_key = os.urandom(32).hex()
             for i, port in enumerate(ports):
-                others = [f"http://127.0.0.1:{p}/derp" for j, p in enumerate(ports) if j != i]
-                self.relays.append(Relay(i, relay_kind, port, mesh_key, others))
+                others = [f"{scheme}://127.0.0.1:{p}/derp" for j, p in enumerate(ports) if j != i]
+                self.relays.append(Relay(i, kinds[i], port, mesh_key, others, certdirs[i]))
             for _ in range(peers):
                 self.add_peer()
             if relays > 1:
@@ -429,24 +456,50 @@ class Network:
         except BaseException:
             self.close()
             raise
-        _live.append(self)
+
+    def _make_certs(self, n: int) -> list[Path | None]:
+        self._tmp = tempfile.TemporaryDirectory(prefix="spz-network-")
+        root = Path(self._tmp.name)
+        dirs: list[Path | None] = []
+        pems = []
+        for i in range(n):
+            d = root / f"relay{i}"
+            d.mkdir()
+            write_self_signed_cert("127.0.0.1", d / "127.0.0.1.crt", d / "127.0.0.1.key")
+            pems.append((d / "127.0.0.1.crt").read_text())
+            dirs.append(d)
+        self.ca_file = root / "ca.pem"
+        self.ca_file.write_text("".join(pems))
+        for i, d in enumerate(dirs):
+            assert d is not None
+            (d / "others.pem").write_text("".join(p for j, p in enumerate(pems) if j != i))
+        return dirs
 
     # -- the DERP map --
+
+    def homes(self) -> list[int]:
+        """How many peers each relay serves as their home now (the clients
+        that sent NotePreferred); a dead relay counts 0."""
+        return [r.stats().get("home_clients", 0) if r.alive else 0 for r in self.relays]
 
     def derp_map(self) -> dict[str, Any]:
         """The region in Tailscale's DERP map JSON shape (tailcfg.DERPMap)."""
         nodes = [{"Name": r.name, "RegionID": REGION_ID, "HostName": "127.0.0.1", "IPv4": "127.0.0.1",
-                  "IPv6": "none", "DERPPort": r.port, "STUNPort": -1, "InsecureForTests": True}
-                 for r in self.relays]
+                  "IPv6": "none", "DERPPort": r.port, "STUNPort": -1} for r in self.relays]
         return {"Regions": {str(REGION_ID): {"RegionID": REGION_ID, "RegionCode": "spz",
                                              "RegionName": "Spanza scenario", "Nodes": nodes}}}
 
     def wait_mesh(self, timeout: float = 15.0) -> None:
-        """Waits until every relay of ours has its mesh links up."""
+        """Waits until every relay of ours has its mesh links up, both ways
+        (its links to the others, and the others' watching it)."""
         want = len(self.relays) - 1
+
+        def up(st: dict[str, int]) -> bool:
+            return st.get("mesh_clients_up", want) >= want and st.get("watchers", want) >= want
+
         deadline = time.monotonic() + timeout
         for r in self.relays:
-            while r.server is not None and r.server.stats().get("mesh_clients_up", want) < want:
+            while r.server is not None and not up(r.server.stats()):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"relay {r.name}: mesh links not up after {timeout} s")
                 time.sleep(0.02)
@@ -457,8 +510,10 @@ class Network:
         """A new peer homed on relay `home` (default: the next in turn)."""
         i = len(self.peers)
         home = i % len(self.relays) if home is None else home
-        urls = derp_map_urls(self.derp_map(), home=home)
-        peer = Peer(" ".join(urls), f"{self._subnet}.{i + 1}/24", mode=self.mode, derp_options=self._derp_options)
+        urls = derp_map_urls(self.derp_map(), home=home, scheme="https" if self.tls else "http")
+        tls = {"ca_file": self.ca_file} if self.ca_file is not None else {}
+        peer = Peer(" ".join(urls), f"{self._subnet}.{i + 1}/24", mode=self.mode, derp_options=self._derp_options,
+                    **tls)
         peer.home = home  # type: ignore[attr-defined]
         self.peers.append(peer)
         return peer
@@ -484,7 +539,8 @@ class Network:
     def report(self) -> str:
         lines = [f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({self.relay_kind})"]
         for r in self.relays:
-            lines.append(f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}")
+            homed = f", home of {r.stats().get('home_clients', 0)} peers" if r.server is not None else ""
+            lines.append(f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}{homed}")
         for p in self.peers:
             imps = [i for obj in (p.device, p.gateway) if obj is not None for i in obj.impairments()]
             extra = "".join(f"; {i.hop} {i.settings}: {i.stats.packets} packets, {i.stats.dropped} dropped"
@@ -499,6 +555,8 @@ class Network:
         if self._closed:
             return
         self._closed = True
+        if _reports is not None:
+            _reports.append(self.report())
         errors: list[BaseException] = []
         for p in reversed(self.peers):
             for s, _h in p.__dict__.get("_transfer_servers", {}).values():
@@ -512,8 +570,8 @@ class Network:
                 r.close()
             except Exception as e:
                 errors.append(e)
-        if self in _live:
-            _live.remove(self)
+        if self._tmp is not None:
+            self._tmp.cleanup()
         if errors:
             raise errors[0]
 

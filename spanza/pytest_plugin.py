@@ -12,6 +12,10 @@ Fixtures:
   192.168.4.2) over ``derp_server``, parametrized over the gateway and the
   DERP-transport mode; choose with
   ``@pytest.mark.parametrize("peer_pair", ["gateway"], indirect=True)``.
+- ``make_network``: a factory for `spanza.network.Network` (meshed relays,
+  peers, faults, transfers): ``net = make_network(peers=2, relays=2)``.
+- ``impair``: ``impair(obj, loss=0.1, ...)`` impairs any object with a link
+  (`spanza.impair`); every impairment is lifted at the end of the test.
 
 Everything a fixture starts is closed at its end. Errors logged by Spanza's
 C threads during a test fail that test, with the messages; C log records go
@@ -156,3 +160,40 @@ def peer_pair(request: pytest.FixtureRequest, make_peer: Callable[..., Any], der
     b = make_peer("192.168.4.2/24", mode=mode)
     connect(a, b)
     return PeerPair(a, b, derp_server, mode)
+
+
+@pytest.fixture
+def make_network() -> Iterator[Callable[..., Any]]:
+    """A factory for scenario networks (`spanza.network.Network`'s
+    arguments); all are closed at the end of the test."""
+    from spanza.network import Network
+
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        net = Network(**kwargs)
+        made.append(net)
+        return net
+
+    yield make
+    for net in reversed(made):
+        net.close()
+
+
+@pytest.fixture
+def impair() -> Iterator[Callable[..., Any]]:
+    """``impair(obj, **settings)``: obj.impair(**settings) (a Device,
+    Gateway, DerpClient, MemoryWire or scenario Peer), lifted at the end."""
+    made: list[Any] = []
+
+    def do(obj: Any, **settings: Any) -> Any:
+        imp = obj.impair(**settings)
+        made.append(imp)
+        return imp
+
+    yield do
+    for imp in reversed(made):
+        try:
+            imp.lift()
+        except Exception:  # its owner may be closed already
+            pass
