@@ -545,7 +545,7 @@ class Network:
             imps = [i for obj in (p.device, p.gateway) if obj is not None for i in obj.impairments()]
             extra = "".join(f"; {i.hop} {i.settings}: {i.stats.packets} packets, {i.stats.dropped} dropped"
                             for i in imps)
-            lines.append(f"  peer {p.address} home {getattr(p, 'home', '?')}{extra}")
+            lines.append(f"  peer {p.address} ({p.mode}) first homed on {self.relays[getattr(p, 'home', 0)].name}{extra}")
         for t in self.results:
             lines.append(f"  transfer: {t}")
         return "\n".join(lines)
