@@ -11,7 +11,7 @@ import time
 import traceback
 
 
-def add_scenario_command(sub: argparse._SubParsersAction) -> None:
+def add_scenario_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser(
         "scenario",
         help="run a scenario script (Python) and print a report",
@@ -29,7 +29,8 @@ def add_scenario_command(sub: argparse._SubParsersAction) -> None:
 def cmd_scenario(args: argparse.Namespace) -> int:
     from spanza import network
 
-    network._reports = reports = []
+    reports: list[str] = []
+    network._reports = reports
     old_argv = sys.argv
     sys.argv = [args.file, *args.args]
     t0 = time.monotonic()

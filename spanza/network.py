@@ -287,9 +287,13 @@ class _BytesHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(n))
         self.end_headers()
         h = hashlib.sha256()
-        for c in _chunks(n, seed):
-            self.wfile.write(c)
-            h.update(c)
+        try:
+            for c in _chunks(n, seed):
+                self.wfile.write(c)
+                h.update(c)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a cut transfer)
+            self.close_connection = True
+            return
         self.sent[self.path] = h.hexdigest()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -314,7 +318,7 @@ def transfer(src: Peer, dst: Peer, nbytes: int, *, port: int = 8099, seed: int |
     t0 = time.monotonic()
     h = hashlib.sha256()
     got = 0
-    conn = HTTPConnection(src.device, dst.address, port, timeout=timeout)
+    conn = HTTPConnection(src.device.host, dst.address, port, timeout=timeout)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -460,7 +464,7 @@ class Network:
     def _make_certs(self, n: int) -> list[Path | None]:
         self._tmp = tempfile.TemporaryDirectory(prefix="spz-network-")
         root = Path(self._tmp.name)
-        dirs: list[Path | None] = []
+        dirs: list[Path] = []
         pems = []
         for i in range(n):
             d = root / f"relay{i}"
@@ -468,12 +472,12 @@ class Network:
             write_self_signed_cert("127.0.0.1", d / "127.0.0.1.crt", d / "127.0.0.1.key")
             pems.append((d / "127.0.0.1.crt").read_text())
             dirs.append(d)
-        self.ca_file = root / "ca.pem"
-        self.ca_file.write_text("".join(pems))
+        ca = root / "ca.pem"
+        ca.write_text("".join(pems))
+        self.ca_file = ca
         for i, d in enumerate(dirs):
-            assert d is not None
             (d / "others.pem").write_text("".join(p for j, p in enumerate(pems) if j != i))
-        return dirs
+        return list(dirs)
 
     # -- the DERP map --
 
@@ -511,9 +515,8 @@ class Network:
         i = len(self.peers)
         home = i % len(self.relays) if home is None else home
         urls = derp_map_urls(self.derp_map(), home=home, scheme="https" if self.tls else "http")
-        tls = {"ca_file": self.ca_file} if self.ca_file is not None else {}
         peer = Peer(" ".join(urls), f"{self._subnet}.{i + 1}/24", mode=self.mode, derp_options=self._derp_options,
-                    **tls)
+                    ca_file=self.ca_file)
         peer.home = home  # type: ignore[attr-defined]
         self.peers.append(peer)
         return peer
