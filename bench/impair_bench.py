@@ -35,7 +35,6 @@ from spanza import network as nw  # noqa: E402
 LOSSES = (0.0, 0.01, 0.05, 0.10)
 DELAY = 0.020
 MiB = 1 << 20
-A4, B4 = "10.97.0.1", "10.97.0.2"
 Row = tuple[float, int, str]  # goodput B/s, bytes, how it ended
 
 
@@ -95,22 +94,15 @@ print(got, time.monotonic() - t0)
 def kernel_cases(nbytes: int, budget: float) -> list[Row]:
     """Linux TCP between two namespaces (wireguard-go + Spanza gateway each,
     our relay between), the data sender's gateway's relay link impaired."""
-    from gateway_iperf import side  # type: ignore[import-not-found]
+    from gateway_iperf import B4, pair  # type: ignore[import-not-found]
 
     from spanza import DerpServer
-    from tests.interop.netns import WgPeer, kill_tree
+    from tests.interop.netns import kill_tree
 
     rows = []
     with ExitStack() as stack:
         relay = stack.enter_context(DerpServer())
-        a, b = side(stack, relay.url, "a", None), side(stack, relay.url, "b", None)
-        for me, other, addr, oaddr in ((a, b, A4, B4), (b, a, B4, A4)):
-            ep = me["gw"].add_remote_peer(other["gw_key"].public_key)
-            me["go"].configure(me["priv"], 0, addresses=[f"{addr}/24"],
-                               peers=[WgPeer(other["pub"], [f"{oaddr}/32"], f"{ep[0]}:{ep[1]}")])
-            me["gw"].wg_endpoint = (me["link"].ns_v4, me["go"].listen_port)
-        for sd in (a, b):
-            sd["gw"].wait_connected(10)
+        a, b = pair(stack, relay.url, None)
         a["ns"].run("ping", "-c", "3", "-W", "5", B4, timeout=30)
         for loss in LOSSES:
             with b["gw"].impair(loss=loss, delay=DELAY, seed=1, direction="out") as imp:

@@ -52,6 +52,8 @@ _DIRS = {"out": (lib.IMP_OUT,), "in": (lib.IMP_IN,), "both": (lib.IMP_OUT, lib.I
 _DIR_NAME = {lib.IMP_OUT: "out", lib.IMP_IN: "in"}
 _POLICIES = {"tail": lib.IMP_TAIL_DROP, "head": lib.IMP_DROP_HEAD}
 _MAX_US = 2**32 - 1
+_SETTINGS = ("loss", "delay", "jitter", "reorder", "duplicate", "corrupt", "rate", "queue", "queue_policy", "mtu",
+             "blackhole", "burst", "gilbert")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,42 +290,29 @@ class Impairable:
         if table.get((imp.hop, d)) is imp:
             del table[(imp.hop, d)]
 
-    def impair(
-        self,
-        loss: float = 0.0,
-        delay: float = 0.0,
-        jitter: float = 0.0,
-        reorder: float = 0.0,
-        duplicate: float = 0.0,
-        corrupt: float = 0.0,
-        rate: float | None = None,
-        queue: int | None = None,
-        queue_policy: str = "tail",
-        mtu: int | None = None,
-        blackhole: bool = False,
-        burst: float | None = None,
-        gilbert: tuple[float, float, float, float] | None = None,
-        seed: int = 0,
-        direction: Direction = "both",
-        hop: str | None = None,
-    ) -> Impairment:
-        """Impairs this object's link (see `spanza.impair` for the knobs);
-        returns the `Impairment` (a context manager that lifts it)."""
+    def impair(self, *, direction: Direction = "both", hop: str | None = None, seed: int = 0,
+               **settings: Any) -> Impairment:
+        """Impairs this object's link: ``loss``, ``delay``, ``jitter``,
+        ``reorder``, ``duplicate``, ``corrupt``, ``rate``, ``queue``,
+        ``queue_policy``, ``mtu``, ``blackhole``, ``burst``, ``gilbert``
+        (see `spanza.impair`), seeded by ``seed``, in ``direction`` "out",
+        "in" or "both", on ``hop`` (default: the object's relay or main
+        link). Returns the `Impairment` (a context manager that lifts it)."""
         hop = hop or self._impair_default_hop()
         if hop not in self._IMPAIR_HOPS:
             raise ConfigError(f"hop: {hop!r} is not one of {', '.join(self._IMPAIR_HOPS)} for {type(self).__name__}")
         if direction not in _DIRS:
             raise ConfigError(f"direction: {direction!r} is not 'both', 'out' or 'in'")
-        settings = dict(loss=loss, delay=delay, jitter=jitter, reorder=reorder, duplicate=duplicate,
-                        corrupt=corrupt, rate=rate, queue=queue, queue_policy=queue_policy, mtu=mtu,
-                        blackhole=blackhole, burst=burst, gilbert=gilbert)
+        unknown = set(settings) - set(_SETTINGS)
+        if unknown:
+            raise ConfigError(f"impair: unknown setting(s) {', '.join(sorted(unknown))} (known: {', '.join(_SETTINGS)})")
         kind = self._IMPAIR_HOPS[hop]
         dirs = _DIRS[direction]
-        imp = Impairment(self, hop, kind, dirs, {k: v for k, v in settings.items() if v not in (0, 0.0, None, False, "tail")}
-                         | {"seed": seed, "direction": direction})
+        shown = {k: v for k, v in settings.items() if v not in (0, 0.0, None, False, "tail")}
+        imp = Impairment(self, hop, kind, dirs, shown | {"seed": seed, "direction": direction})
         table = self._impair_table()
         for i, d in enumerate(dirs):
-            cfg = impair_config(seed=(int(seed) + i) % 2**64, **settings)  # type: ignore[arg-type]
+            cfg = impair_config(seed=(int(seed) + i) % 2**64, **settings)
             old = table.get((hop, d))
             if old is not None:
                 st = old._op(d, lib.IMP_OP_STATS)

@@ -98,22 +98,28 @@ def derp_server_tls() -> Iterator[Any]:
         yield server
 
 
+def _closing_factory(make_one: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A fixture body: a factory whose products are closed, newest first,
+    when the test ends."""
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        obj = make_one(**kwargs)
+        made.append(obj)
+        return obj
+
+    yield make
+    for obj in reversed(made):
+        obj.close()
+
+
 @pytest.fixture
 def make_derp_server() -> Iterator[Callable[..., Any]]:
     """A factory for relays owned by the test: ``make_derp_server(**kwargs)``
     takes `spanza.DerpServer`'s arguments. All are closed at the end."""
     from spanza import DerpServer
 
-    made: list[Any] = []
-
-    def make(**kwargs: Any) -> Any:
-        server = DerpServer(**kwargs)
-        made.append(server)
-        return server
-
-    yield make
-    for server in reversed(made):
-        server.close()
+    yield from _closing_factory(DerpServer)
 
 
 @pytest.fixture
@@ -168,16 +174,7 @@ def make_network() -> Iterator[Callable[..., Any]]:
     arguments); all are closed at the end of the test."""
     from spanza.network import Network
 
-    made: list[Any] = []
-
-    def make(**kwargs: Any) -> Any:
-        net = Network(**kwargs)
-        made.append(net)
-        return net
-
-    yield make
-    for net in reversed(made):
-        net.close()
+    yield from _closing_factory(Network)
 
 
 @pytest.fixture

@@ -281,23 +281,13 @@ def _require_derper() -> None:
 
 @pytest.mark.interop
 @pytest.mark.parametrize("mode", MODES)
-def test_transfer_through_derper(make_network, mode):
+@pytest.mark.parametrize("nbytes", [4 * MiB, pytest.param(32 * MiB, marks=pytest.mark.slow)])
+def test_transfer_through_derper_and_its_queue(make_network, mode, nbytes):
     _require_derper()
     net = make_network(peers=2, mode=mode, relay_kind="derper")
     net.mesh()
     a, b = net.peers
-    check(net.transfer(b, a, 4 * MiB, timeout=30), 4 * MiB)
-
-
-@pytest.mark.interop
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", MODES)
-def test_32mib_through_derper_and_its_queue(make_network, mode):
-    _require_derper()
-    net = make_network(peers=2, mode=mode, relay_kind="derper")
-    net.mesh()
-    a, b = net.peers
-    check(net.transfer(b, a, 32 * MiB, timeout=60), 32 * MiB)
+    check(net.transfer(b, a, nbytes, timeout=60), nbytes)
 
 
 @pytest.mark.interop
