@@ -243,6 +243,18 @@ def test_bad_arguments_say_what_to_fix():
         nw.Network(relays=0)
 
 
+def test_derp_client_node_lists_are_checked():
+    from spanza import DerpClient, PrivateKey
+
+    key = PrivateKey.generate()
+    with pytest.raises(ConfigError, match="all http:// or all https://"):
+        DerpClient("http://127.0.0.1:1/derp https://127.0.0.1:2/derp", key)
+    with pytest.raises(ConfigError, match="more than 8"):
+        DerpClient(" ".join(f"http://127.0.0.1:{p}/derp" for p in range(1, 10)), key)
+    with DerpClient("http://127.0.0.1:1/derp,http://127.0.0.1:2/derp", key) as c:
+        assert not c.connected
+
+
 def test_derp_map_is_tailscales_shape(make_network):
     net = make_network(peers=0, relays=2)
     m = net.derp_map()

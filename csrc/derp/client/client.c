@@ -647,18 +647,38 @@ static int parse_pin(const char *pin, uint8_t out[32])
 	return 0;
 }
 
+/* A node list: several words, each starting with a scheme. */
+static bool is_node_list(const char *list, const char *seps)
+{
+	int words = 0;
+	for (const char *p = list + strspn(list, seps); *p; p += strspn(p, seps)) {
+		if (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0)
+			return false;
+		p += strcspn(p, seps);
+		words++;
+	}
+	return words > 1;
+}
+
 /* One URL, or a region's nodes as URLs separated by spaces or commas (in
- * DERP-map order), all http:// or all https://. */
+ * DERP-map order), all http:// or all https://. Anything else is one URL
+ * (whose parser says what is wrong with it). */
 static int parse_nodes(struct derp_client *c, const char *list, char *err, size_t errlen)
 {
 	static const char seps[] = " ,\t\n";
+	if (!is_node_list(list, seps)) {
+		int rc = derp_url_parse(list, &c->nodes[0], err, errlen);
+		if (rc < 0)
+			return rc;
+		c->nnodes = 1;
+		c->node = 0;
+		c->url = c->nodes[0];
+		return 0;
+	}
 	char one[1024];
 	int n = 0;
-	for (const char *p = list; *p;) {
-		p += strspn(p, seps);
+	for (const char *p = list + strspn(list, seps); *p; p += strspn(p, seps)) {
 		size_t len = strcspn(p, seps);
-		if (!len)
-			break;
 		if (n == DERP_CLIENT_MAX_NODES)
 			return opt_err(err, errlen, "url: more than 8 node URLs");
 		if (len >= sizeof(one))
@@ -673,8 +693,6 @@ static int parse_nodes(struct derp_client *c, const char *list, char *err, size_
 		n++;
 		p += len;
 	}
-	if (!n)
-		return derp_url_parse(list, &c->url, err, errlen); /* its message for an empty URL */
 	c->nnodes = n;
 	c->node = 0;
 	c->url = c->nodes[0];
