@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import http.server
 import logging
 import os
@@ -70,6 +71,7 @@ CHUNK = 1 << 20
 FAST_DERP = {"backoff_max_ms": 300, "note_preferred": 1}
 # `spanza scenario` sets this to a list: every network closed appends its report
 _reports: list[str] | None = None
+_subnets = itertools.count()
 
 
 def _free_port() -> int:
@@ -417,12 +419,13 @@ class Network:
     with one kind per relay (a mixed region). ``tls``: relays serve TLS with
     certificates the network makes (every client and mesh link verifies
     them); default only where derper meshes, which dials its mesh peers
-    over https only. Addresses 10.77.0.1, 10.77.0.2... ``derp_options``
+    over https only. Peers get .1, .2... of ``subnet`` (three octets; default
+    10.77.N, a new N for each network of the process). ``derp_options``
     go to every DERP client."""
 
     def __init__(self, peers: int = 2, relays: int = 1, mode: Mode = "gateway",
                  relay_kind: RelayKind | Sequence[RelayKind] = "spanza", *, tls: bool | None = None,
-                 derp_options: dict[str, int] | None = None, subnet: str = "10.77.0") -> None:
+                 derp_options: dict[str, int] | None = None, subnet: str | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
         if not 1 <= relays <= 8:
@@ -438,7 +441,8 @@ class Network:
         self.peers: list[Peer] = []
         self.results: list[TransferResult] = []
         self._derp_options = {**FAST_DERP, **(derp_options or {})}
-        self._subnet = subnet
+        # several networks may live in one process (one lwIP stack): each its own /24
+        self._subnet = subnet or f"10.77.{next(_subnets) % 256}"
         self._closed = False
         self.tls = bool(tls) if tls is not None else ("derper" in kinds and relays > 1)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None

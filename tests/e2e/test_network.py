@@ -3,7 +3,7 @@ and parts that break and come back, every one checked by sha256.
 
 Sizes: lwIP 2.1.3's loss recovery (no SACK, slow RTO) makes TCP crawl under
 heavy loss (10 % of data packets: about 20 KB/s here), so the loss tests move
-64 KiB (1 MiB as `slow`); the others move a few MiB, 32 MiB as `slow`."""
+64 KiB (512 KiB as `slow`); the others move a few MiB, 32 MiB as `slow`."""
 
 from __future__ import annotations
 
@@ -70,8 +70,8 @@ def test_transfer_with_10pct_loss_on_a_derp_link(make_network, mode):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_transfer_1mib_with_10pct_loss(make_network, mode):
-    _loss(make_network, mode, 1 * MiB)
+def test_transfer_512kib_with_10pct_loss(make_network, mode):
+    _loss(make_network, mode, 512 * 1024)
 
 
 def _delay(make_network, mode: str, nbytes: int) -> None:
@@ -87,6 +87,37 @@ def _delay(make_network, mode: str, nbytes: int) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_transfer_with_50ms_jitter_and_reordering(make_network, mode):
     _delay(make_network, mode, 2 * MiB)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_settings_change_while_a_transfer_flows(make_network, mode):
+    net = make_network(peers=2, mode=mode)
+    net.mesh()
+    a, b = net.peers
+    stop = threading.Event()
+    changes = [0]
+
+    def churn() -> None:
+        settings = [dict(delay=0.002, jitter=0.001), dict(rate=400_000_000, queue=4000), dict(duplicate=0.01),
+                    dict(delay=0.005, reorder=0.02), {}]
+        while not stop.is_set():
+            kw = settings[changes[0] % len(settings)]
+            a.impair(seed=changes[0], direction="out", **kw)  # replaces the previous one in place
+            changes[0] += 1
+            if changes[0] % 7 == 0:
+                a.clear_impairments()
+            time.sleep(0.002)
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        r = net.transfer(b, a, 8 * MiB, timeout=30)
+    finally:
+        stop.set()
+        t.join()
+    a.clear_impairments()
+    check(r, 8 * MiB)
+    assert changes[0] > 10
 
 
 # ---- parts that break and come back ----
@@ -156,7 +187,8 @@ def _rekeys(make_network, mode: str, nbytes: int, rate: int) -> None:
             t.join()
     check(r, nbytes)
     rekeys = a.device.stats()["handshakes_completed"] - before
-    assert rekeys >= int(r.seconds) - 1 >= 2, (rekeys, r)
+    assert r.seconds >= 3, r  # the rate limit stretched it over several rekeys
+    assert rekeys >= int(r.seconds) - 1, (rekeys, r)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -268,14 +300,29 @@ def test_derp_map_is_tailscales_shape(make_network):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_32mib_plain_delay_kill_rekey(make_network, mode):
+def test_32mib_plain(make_network, mode):
     net = make_network(peers=2, mode=mode)
     net.mesh()
     a, b = net.peers
     check(net.transfer(b, a, 32 * MiB), 32 * MiB)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_32mib_with_50ms_jitter_and_reordering(make_network, mode):
     _delay(make_network, mode, 32 * MiB)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_32mib_relay_killed_and_restarted(make_network, mode):
     _relay_kill(make_network, mode, 32 * MiB)
-    _rekeys(make_network, mode, 32 * MiB, 100_000_000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_32mib_rekey_every_second(make_network, mode):
+    _rekeys(make_network, mode, 32 * MiB, 60_000_000)  # about 4.5 s
 
 
 @pytest.mark.slow
