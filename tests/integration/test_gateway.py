@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.support import wait_for
 import spanza
 from spanza import ConfigError, DerpClient, DerpServer, Gateway
 from spanza.keys import PrivateKey, PublicKey
@@ -40,17 +41,6 @@ def udp(host: str = "127.0.0.1") -> socket.socket:
     s.bind((host, 0))
     s.settimeout(5)
     return s
-
-
-def wait_for(pred, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
