@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from spanza import network as nw  # noqa: E402
+from spanza import network as nw
 
 LOSSES = (0.0, 0.01, 0.05, 0.10)
 DELAY = 0.020
@@ -106,16 +106,40 @@ def kernel_cases(nbytes: int, budget: float) -> list[Row]:
         a["ns"].run("ping", "-c", "3", "-W", "5", B4, timeout=30)
         for loss in LOSSES:
             with b["gw"].impair(loss=loss, delay=DELAY, seed=1, direction="out") as imp:
-                srv = b["ns"].popen(sys.executable, "-c", SERVER, str(nbytes), B4, stdout=subprocess.PIPE, text=True)
+                srv = b["ns"].popen(
+                    sys.executable,
+                    "-c",
+                    SERVER,
+                    str(nbytes),
+                    B4,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
                 try:
-                    assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
-                    out = a["ns"].run(sys.executable, "-c", CLIENT, B4, str(nbytes), str(budget),
-                                      timeout=budget + 30).stdout.split()
+                    assert (
+                        srv.stdout is not None
+                        and srv.stdout.readline().strip() == "ready"
+                    )
+                    out = (
+                        a["ns"]
+                        .run(
+                            sys.executable,
+                            "-c",
+                            CLIENT,
+                            B4,
+                            str(nbytes),
+                            str(budget),
+                            timeout=budget + 30,
+                        )
+                        .stdout.split()
+                    )
                 finally:
                     kill_tree(srv)
             got, dt = int(out[0]), float(out[1])
-            print(f"  kernel {loss:.0%}: impairment saw {imp.stats.packets} packets, dropped {imp.stats.dropped}",
-                  flush=True)
+            print(
+                f"  kernel {loss:.0%}: impairment saw {imp.stats.packets} packets, dropped {imp.stats.dropped}",
+                flush=True,
+            )
             rows.append((got / dt, got, "complete" if got == nbytes else "partial"))
     return rows
 
@@ -123,21 +147,35 @@ def kernel_cases(nbytes: int, budget: float) -> list[Row]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--mib", type=int, default=64)
-    ap.add_argument("--budget", type=float, default=20.0, help="seconds per case before the transfer is cut")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=20.0,
+        help="seconds per case before the transfer is cut",
+    )
     ap.add_argument("--mode", choices=nw.MODES, default="gateway")
     args = ap.parse_args()
     nbytes = args.mib * MiB
-    print(f"{args.mib} MiB, {DELAY * 1000:.0f} ms one-way delay on the data direction, budget {args.budget:.0f} s "
-          f"per case; Spanza {args.mode} mode over our relay", flush=True)
+    print(
+        f"{args.mib} MiB, {DELAY * 1000:.0f} ms one-way delay on the data direction, budget {args.budget:.0f} s "
+        f"per case; Spanza {args.mode} mode over our relay",
+        flush=True,
+    )
     with nw.Network(peers=2, mode=args.mode) as net:
         net.mesh()
         spanza_rows = [spanza_case(net, loss, nbytes, args.budget) for loss in LOSSES]
     kernel_rows: list[Row | None] = [None] * len(LOSSES)
     if os.geteuid() == 0 and shutil.which("wireguard-go"):
         kernel_rows = list(kernel_cases(nbytes, args.budget))
-    print(f"{'loss':>5} | {'Spanza (lwIP) MB/s':>18} {'':12} | Linux TCP via wireguard-go MB/s")
+    print(
+        f"{'loss':>5} | {'Spanza (lwIP) MB/s':>18} {'':12} | Linux TCP via wireguard-go MB/s"
+    )
     for loss, s, k in zip(LOSSES, spanza_rows, kernel_rows):
-        ks = f"{k[0] / 1e6:8.2f} ({k[2]})" if k else "skipped (needs root and wireguard-go)"
+        ks = (
+            f"{k[0] / 1e6:8.2f} ({k[2]})"
+            if k
+            else "skipped (needs root and wireguard-go)"
+        )
         print(f"{loss * 100:4.0f}% | {s[0] / 1e6:18.2f} {'(' + s[2] + ')':12} | {ks}")
     return 0
 

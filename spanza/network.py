@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import http.server
+import itertools
+import json
 import logging
 import os
 import random
@@ -48,7 +49,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from spanza._ffi import ffi, lib
 from spanza.derp import DerpServer, write_self_signed_cert
@@ -60,8 +61,17 @@ from spanza.scenario import MODES, Mode, Peer
 
 log = logging.getLogger("spanza.network")
 
-__all__ = ["Network", "Relay", "TransferResult", "derp_map_urls", "move_relay", "rekey", "remove_peer",
-           "restart_gateway", "roam"]
+__all__ = [
+    "Network",
+    "Relay",
+    "TransferResult",
+    "derp_map_urls",
+    "move_relay",
+    "rekey",
+    "remove_peer",
+    "restart_gateway",
+    "roam",
+]
 
 RelayKind = Literal["spanza", "derper"]
 REGION_ID = 900
@@ -99,8 +109,15 @@ class Relay:
     """One node of the network's region: our DerpServer or Tailscale's derper
     (a child process), on a fixed port so it restarts where it was."""
 
-    def __init__(self, index: int, kind: RelayKind, port: int, mesh_key: str, mesh_with: list[str],
-                 certdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        kind: RelayKind,
+        port: int,
+        mesh_key: str,
+        mesh_with: list[str],
+        certdir: Path | None = None,
+    ) -> None:
         self.index = index
         self.kind = kind
         self.port = port
@@ -124,7 +141,9 @@ class Relay:
 
     @property
     def alive(self) -> bool:
-        return self.server is not None or (self._proc is not None and self._proc.poll() is None)
+        return self.server is not None or (
+            self._proc is not None and self._proc.poll() is None
+        )
 
     def start(self) -> None:
         """Starts (again) on its port with its key and mesh."""
@@ -133,36 +152,77 @@ class Relay:
         if self.kind == "spanza":
             tls: dict[str, Any] = {}
             if self.certdir is not None:
-                tls = dict(tls=True, cert_file=self.certdir / "127.0.0.1.crt", key_file=self.certdir / "127.0.0.1.key",
-                           mesh_ca_file=self.certdir / "others.pem")
-            self.server = DerpServer(port=self.port, private_key=self.private_key.raw,
-                                     mesh_key=self._mesh_key if self._mesh_with else None,
-                                     mesh_with=self._mesh_with, mesh_retry_ms=500, **tls)
+                tls = {
+                    "tls": True,
+                    "cert_file": self.certdir / "127.0.0.1.crt",
+                    "key_file": self.certdir / "127.0.0.1.key",
+                    "mesh_ca_file": self.certdir / "others.pem",
+                }
+            self.server = DerpServer(
+                port=self.port,
+                private_key=self.private_key.raw,
+                mesh_key=self._mesh_key if self._mesh_with else None,
+                mesh_with=self._mesh_with,
+                mesh_retry_ms=500,
+                **tls,
+            )
             return
         self._start_derper()
 
     def _start_derper(self) -> None:
         exe = find_derper()
         if exe is None:
-            raise ConfigError("relay_kind='derper': Tailscale's derper is not built; run `make go-helpers` "
-                              "(or set SPANZA_DERPER to its path)")
+            raise ConfigError(
+                "relay_kind='derper': Tailscale's derper is not built; run `make go-helpers` "
+                "(or set SPANZA_DERPER to its path)"
+            )
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="spz-derper-")
         d = Path(self._tmp.name)
-        (d / "derper.json").write_text('{"PrivateKey": "privkey:%s"}' % self.private_key.raw.hex())
-        args = [exe, "-a", f"127.0.0.1:{self.port}", "--stun=false", "-c", str(d / "derper.json")]
+        (d / "derper.json").write_text(
+            json.dumps({"PrivateKey": f"privkey:{self.private_key.raw.hex()}"})
+        )
+        args = [
+            exe,
+            "-a",
+            f"127.0.0.1:{self.port}",
+            "--stun=false",
+            "-c",
+            str(d / "derper.json"),
+        ]
         env = dict(os.environ)
         if self.certdir is not None:
-            args += ["--certmode", "manual", "--certdir", str(self.certdir), "--hostname", "127.0.0.1",
-                     "--http-port", "-1"]
-            env["SSL_CERT_FILE"] = str(self.certdir / "others.pem")  # its mesh client trusts the others
+            args += [
+                "--certmode",
+                "manual",
+                "--certdir",
+                str(self.certdir),
+                "--hostname",
+                "127.0.0.1",
+                "--http-port",
+                "-1",
+            ]
+            env["SSL_CERT_FILE"] = str(
+                self.certdir / "others.pem"
+            )  # its mesh client trusts the others
         if self._mesh_with:
             (d / "mesh.key").write_text(self._mesh_key)
-            args += ["--mesh-psk-file", str(d / "mesh.key"),
-                     "--mesh-with", ",".join(u.split("//")[1].split("/")[0] for u in self._mesh_with)]
-        logf = open(d / "derper.log", "ab")
-        self._proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        logf.close()
+            args += [
+                "--mesh-psk-file",
+                str(d / "mesh.key"),
+                "--mesh-with",
+                ",".join(u.split("//")[1].split("/")[0] for u in self._mesh_with),
+            ]
+        with open(
+            d / "derper.log", "ab"
+        ) as logf:  # the child keeps its own copy of the fd
+            self._proc = subprocess.Popen(
+                args,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -171,8 +231,10 @@ class Relay:
             except OSError:
                 if self._proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise SpanzaError(f"derper did not start on port {self.port}: "
-                                      f"{(d / 'derper.log').read_text(errors='replace')[-1500:]}") from None
+                    raise SpanzaError(
+                        f"derper did not start on port {self.port}: "
+                        f"{(d / 'derper.log').read_text(errors='replace')[-1500:]}"
+                    ) from None
                 time.sleep(0.05)
 
     def kill(self) -> None:
@@ -218,8 +280,12 @@ class Relay:
         return f"<Relay {self.name} {self.kind} {self.url} {'up' if self.alive else 'down'}>"
 
 
-def derp_map_urls(derp_map: dict[str, Any], region_id: int = REGION_ID, home: int = 0,
-                  scheme: str = "https") -> list[str]:
+def derp_map_urls(
+    derp_map: dict[str, Any],
+    region_id: int = REGION_ID,
+    home: int = 0,
+    scheme: str = "https",
+) -> list[str]:
     """The URLs of a region's nodes from a DERP map (Tailscale's JSON), in
     map order starting at node `home` (the order a client tries them).
     scheme "http" for plain test relays (Tailscale's TS_DEBUG_USE_DERP_HTTP)."""
@@ -258,8 +324,10 @@ class TransferResult:
         return self.received / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        return (f"{self.received} of {self.nbytes} bytes in {self.seconds:.2f} s, "
-                f"{self.goodput / 1e6:.2f} MB/s, sha256 {'ok' if self.ok else 'MISMATCH'}")
+        return (
+            f"{self.received} of {self.nbytes} bytes in {self.seconds:.2f} s, "
+            f"{self.goodput / 1e6:.2f} MB/s, sha256 {'ok' if self.ok else 'MISMATCH'}"
+        )
 
 
 def _chunks(nbytes: int, seed: int) -> Any:
@@ -276,11 +344,16 @@ class _BytesHandler(http.server.BaseHTTPRequestHandler):
     written is kept in the server's ``sent`` dict under the path."""
 
     protocol_version = "HTTP/1.1"
-    sent: dict[str, str] = {}
+    sent: ClassVar[dict[str, str]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "bytes" or not parts[1].isdigit() or not parts[2].isdigit():
+        if (
+            len(parts) != 3
+            or parts[0] != "bytes"
+            or not parts[1].isdigit()
+            or not parts[2].isdigit()
+        ):
             self.send_error(404)
             return
         n, seed = int(parts[1]), int(parts[2])
@@ -293,17 +366,28 @@ class _BytesHandler(http.server.BaseHTTPRequestHandler):
             for c in _chunks(n, seed):
                 self.wfile.write(c)
                 h.update(c)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a cut transfer)
+        except (
+            BrokenPipeError,
+            ConnectionResetError,
+        ):  # the client gave up (a cut transfer)
             self.close_connection = True
             return
         self.sent[self.path] = h.hexdigest()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("transfer server: " + format, *args)
 
 
-def transfer(src: Peer, dst: Peer, nbytes: int, *, port: int = 8099, seed: int | None = None,
-             timeout: float = 120.0, progress: Callable[[int, int], None] | None = None) -> TransferResult:
+def transfer(
+    src: Peer,
+    dst: Peer,
+    nbytes: int,
+    *,
+    port: int = 8099,
+    seed: int | None = None,
+    timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> TransferResult:
     """`src` GETs `nbytes` over HTTP from `dst` (which serves them on
     `port`, started on first use) through the tunnel; both ends hash what
     they saw (sha256). `progress(done, total)` is called per chunk read.
@@ -340,7 +424,9 @@ def transfer(src: Peer, dst: Peer, nbytes: int, *, port: int = 8099, seed: int |
     deadline = time.monotonic() + 5  # the server records its hash after its last write
     while path not in handler.sent and time.monotonic() < deadline:
         time.sleep(0.01)
-    return TransferResult(nbytes, got, handler.sent.pop(path, ""), h.hexdigest(), seconds)
+    return TransferResult(
+        nbytes, got, handler.sent.pop(path, ""), h.hexdigest(), seconds
+    )
 
 
 # ---- breaking parts ----
@@ -370,7 +456,9 @@ def roam(peer: Peer, port: int = 0) -> int:
     roaming laptop would; a gateway learns the new address from the next
     datagram. Returns the new port."""
     if peer.gateway is None:
-        raise ConfigError(f"{peer}: roam needs a gateway-mode peer (a transport-mode device has no UDP port)")
+        raise ConfigError(
+            f"{peer}: roam needs a gateway-mode peer (a transport-mode device has no UDP port)"
+        )
     old = peer.device.listen_port
     peer.gateway.wg_endpoint = None  # learn where WireGuard sends from
     peer.device.ipc_set(f"listen_port={port}")
@@ -395,8 +483,11 @@ def remove_peer(a: Peer, b: Peer) -> None:
 def move_relay(peer: Peer, url: str) -> None:
     """Moves the peer's relay connection to another relay (one URL, or a
     region's node URLs separated by spaces): a home relay change."""
-    obj, kind = (peer.gateway, lib.IMP_HOP_GATEWAY_DERP) if peer.gateway is not None else \
-        (peer.device, lib.IMP_HOP_DEVICE_DERP)
+    obj, kind = (
+        (peer.gateway, lib.IMP_HOP_GATEWAY_DERP)
+        if peer.gateway is not None
+        else (peer.device, lib.IMP_HOP_DEVICE_DERP)
+    )
     err = ffi.new("char[256]")
     with obj._impair_ptr() as ptr:
         rc = lib.imp_py_move_relay(kind, ptr, url.encode(), err, 256)
@@ -423,16 +514,30 @@ class Network:
     10.77.N, a new N for each network of the process). ``derp_options``
     go to every DERP client."""
 
-    def __init__(self, peers: int = 2, relays: int = 1, mode: Mode = "gateway",
-                 relay_kind: RelayKind | Sequence[RelayKind] = "spanza", *, tls: bool | None = None,
-                 derp_options: dict[str, int] | None = None, subnet: str | None = None) -> None:
+    def __init__(
+        self,
+        peers: int = 2,
+        relays: int = 1,
+        mode: Mode = "gateway",
+        relay_kind: RelayKind | Sequence[RelayKind] = "spanza",
+        *,
+        tls: bool | None = None,
+        derp_options: dict[str, int] | None = None,
+        subnet: str | None = None,
+    ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
         if not 1 <= relays <= 8:
-            raise ConfigError(f"relays: {relays!r} is outside 1..8 (the nodes of one region)")
-        kinds = [relay_kind] * relays if isinstance(relay_kind, str) else list(relay_kind)
+            raise ConfigError(
+                f"relays: {relays!r} is outside 1..8 (the nodes of one region)"
+            )
+        kinds = (
+            [relay_kind] * relays if isinstance(relay_kind, str) else list(relay_kind)
+        )
         if len(kinds) != relays or any(k not in ("spanza", "derper") for k in kinds):
-            raise ConfigError(f"relay_kind: {relay_kind!r} is not 'spanza', 'derper' or a list of {relays} of them")
+            raise ConfigError(
+                f"relay_kind: {relay_kind!r} is not 'spanza', 'derper' or a list of {relays} of them"
+            )
         if not 0 <= peers <= 250:
             raise ConfigError(f"peers: {peers!r} is outside 0..250")
         self.mode: Mode = mode
@@ -455,8 +560,14 @@ class Network:
             scheme = "https" if self.tls else "http"
             mesh_key = os.urandom(32).hex()
             for i, port in enumerate(ports):
-                others = [f"{scheme}://127.0.0.1:{p}/derp" for j, p in enumerate(ports) if j != i]
-                self.relays.append(Relay(i, kinds[i], port, mesh_key, others, certdirs[i]))
+                others = [
+                    f"{scheme}://127.0.0.1:{p}/derp"
+                    for j, p in enumerate(ports)
+                    if j != i
+                ]
+                self.relays.append(
+                    Relay(i, kinds[i], port, mesh_key, others, certdirs[i])
+                )
             for _ in range(peers):
                 self.add_peer()
             if relays > 1:
@@ -473,14 +584,18 @@ class Network:
         for i in range(n):
             d = root / f"relay{i}"
             d.mkdir()
-            write_self_signed_cert("127.0.0.1", d / "127.0.0.1.crt", d / "127.0.0.1.key")
+            write_self_signed_cert(
+                "127.0.0.1", d / "127.0.0.1.crt", d / "127.0.0.1.key"
+            )
             pems.append((d / "127.0.0.1.crt").read_text())
             dirs.append(d)
         ca = root / "ca.pem"
         ca.write_text("".join(pems))
         self.ca_file = ca
         for i, d in enumerate(dirs):
-            (d / "others.pem").write_text("".join(p for j, p in enumerate(pems) if j != i))
+            (d / "others.pem").write_text(
+                "".join(p for j, p in enumerate(pems) if j != i)
+            )
         return list(dirs)
 
     # -- the DERP map --
@@ -492,10 +607,28 @@ class Network:
 
     def derp_map(self) -> dict[str, Any]:
         """The region in Tailscale's DERP map JSON shape (tailcfg.DERPMap)."""
-        nodes = [{"Name": r.name, "RegionID": REGION_ID, "HostName": "127.0.0.1", "IPv4": "127.0.0.1",
-                  "IPv6": "none", "DERPPort": r.port, "STUNPort": -1} for r in self.relays]
-        return {"Regions": {str(REGION_ID): {"RegionID": REGION_ID, "RegionCode": "spz",
-                                             "RegionName": "Spanza scenario", "Nodes": nodes}}}
+        nodes = [
+            {
+                "Name": r.name,
+                "RegionID": REGION_ID,
+                "HostName": "127.0.0.1",
+                "IPv4": "127.0.0.1",
+                "IPv6": "none",
+                "DERPPort": r.port,
+                "STUNPort": -1,
+            }
+            for r in self.relays
+        ]
+        return {
+            "Regions": {
+                str(REGION_ID): {
+                    "RegionID": REGION_ID,
+                    "RegionCode": "spz",
+                    "RegionName": "Spanza scenario",
+                    "Nodes": nodes,
+                }
+            }
+        }
 
     def wait_mesh(self, timeout: float = 15.0) -> None:
         """Waits until every relay of ours has its mesh links up, both ways
@@ -503,13 +636,18 @@ class Network:
         want = len(self.relays) - 1
 
         def up(st: dict[str, int]) -> bool:
-            return st.get("mesh_clients_up", want) >= want and st.get("watchers", want) >= want
+            return (
+                st.get("mesh_clients_up", want) >= want
+                and st.get("watchers", want) >= want
+            )
 
         deadline = time.monotonic() + timeout
         for r in self.relays:
             while r.server is not None and not up(r.server.stats()):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"relay {r.name}: mesh links not up after {timeout} s")
+                    raise TimeoutError(
+                        f"relay {r.name}: mesh links not up after {timeout} s"
+                    )
                 time.sleep(0.02)
 
     # -- peers --
@@ -518,9 +656,16 @@ class Network:
         """A new peer homed on relay `home` (default: the next in turn)."""
         i = len(self.peers)
         home = i % len(self.relays) if home is None else home
-        urls = derp_map_urls(self.derp_map(), home=home, scheme="https" if self.tls else "http")
-        peer = Peer(" ".join(urls), f"{self._subnet}.{i + 1}/24", mode=self.mode, derp_options=self._derp_options,
-                    ca_file=self.ca_file)
+        urls = derp_map_urls(
+            self.derp_map(), home=home, scheme="https" if self.tls else "http"
+        )
+        peer = Peer(
+            " ".join(urls),
+            f"{self._subnet}.{i + 1}/24",
+            mode=self.mode,
+            derp_options=self._derp_options,
+            ca_file=self.ca_file,
+        )
         peer.home = home  # type: ignore[attr-defined]
         self.peers.append(peer)
         return peer
@@ -535,7 +680,9 @@ class Network:
         for p in self.peers:
             p.wait_relay(timeout)
 
-    def transfer(self, src: Peer, dst: Peer, nbytes: int, **kwargs: Any) -> TransferResult:
+    def transfer(
+        self, src: Peer, dst: Peer, nbytes: int, **kwargs: Any
+    ) -> TransferResult:
         """`spanza.network.transfer`, remembered for the report."""
         r = transfer(src, dst, nbytes, **kwargs)
         self.results.append(r)
@@ -544,15 +691,32 @@ class Network:
     # -- report and lifetime --
 
     def report(self) -> str:
-        lines = [f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({self.relay_kind})"]
+        lines = [
+            f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({self.relay_kind})"
+        ]
         for r in self.relays:
-            homed = f", home of {r.stats().get('home_clients', 0)} peers" if r.server is not None else ""
-            lines.append(f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}{homed}")
+            homed = (
+                f", home of {r.stats().get('home_clients', 0)} peers"
+                if r.server is not None
+                else ""
+            )
+            lines.append(
+                f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}{homed}"
+            )
         for p in self.peers:
-            imps = [i for obj in (p.device, p.gateway) if obj is not None for i in obj.impairments()]
-            extra = "".join(f"; {i.hop} {i.settings}: {i.stats.packets} packets, {i.stats.dropped} dropped"
-                            for i in imps)
-            lines.append(f"  peer {p.address} ({p.mode}) first homed on {self.relays[getattr(p, 'home', 0)].name}{extra}")
+            imps = [
+                i
+                for obj in (p.device, p.gateway)
+                if obj is not None
+                for i in obj.impairments()
+            ]
+            extra = "".join(
+                f"; {i.hop} {i.settings}: {i.stats.packets} packets, {i.stats.dropped} dropped"
+                for i in imps
+            )
+            lines.append(
+                f"  peer {p.address} ({p.mode}) first homed on {self.relays[getattr(p, 'home', 0)].name}{extra}"
+            )
         for t in self.results:
             lines.append(f"  transfer: {t}")
         return "\n".join(lines)
@@ -570,19 +734,19 @@ class Network:
                 s.close()
             try:
                 p.close()
-            except Exception as e:  # keep closing the rest
+            except Exception as e:  # noqa: BLE001 - keep closing the rest, raise the first at the end
                 errors.append(e)
         for r in reversed(self.relays):
             try:
                 r.close()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - as above
                 errors.append(e)
         if self._tmp is not None:
             self._tmp.cleanup()
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> Network:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -590,4 +754,3 @@ class Network:
 
     def __repr__(self) -> str:
         return f"<Network {len(self.peers)} peers {len(self.relays)} relays {self.mode} {self.relay_kind}>"
-

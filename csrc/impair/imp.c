@@ -1,5 +1,6 @@
 /* The impairment engine; see impair.h. Loop thread only. */
 #include "impair/impair.h"
+#include "base/list.h"
 #include "impair/prng.h"
 
 #include <errno.h>
@@ -35,8 +36,8 @@ struct imp {
 	struct imp_stats st;
 	struct imp_prng rng;
 	bool ge_bad;
-	struct imp_fifo rq; /* waiting for the bandwidth; head is on the link */
-	struct imp_fifo dl; /* the delay line, due times never decrease */
+	struct imp_fifo rq;    /* waiting for the bandwidth; head is on the link */
+	struct imp_fifo dl;    /* the delay line, due times never decrease */
 	uint64_t link_free_ns; /* the link finishes its current packet */
 	uint64_t last_due_ns;  /* of the delay line's tail */
 	int dispatching;       /* inside a deliver callback */
@@ -62,26 +63,16 @@ int imp_config_check(const struct imp_config *c)
 
 static void fifo_push(struct imp_fifo *f, struct imp_pkt *p)
 {
-	p->next = NULL;
-	if (f->tail)
-		f->tail->next = p;
-	else
-		f->head = p;
-	f->tail = p;
-	f->n++;
+	SPZ_FIFO_PUSH(f->head, f->tail, f->n, p, next);
 	f->bytes += p->len;
 }
 
 static struct imp_pkt *fifo_pop(struct imp_fifo *f)
 {
-	struct imp_pkt *p = f->head;
-	if (!p)
-		return NULL;
-	f->head = p->next;
-	if (!f->head)
-		f->tail = NULL;
-	f->n--;
-	f->bytes -= p->len;
+	struct imp_pkt *p;
+	SPZ_FIFO_POP(f->head, f->tail, f->n, p, next);
+	if (p)
+		f->bytes -= p->len;
 	return p;
 }
 
@@ -213,8 +204,8 @@ static void rate_start_head(struct imp *m, uint64_t now)
 	h->due_ns = start + serialize_ns(m, h->len);
 }
 
-static void rate_stage(struct imp *m, const void *addr, size_t alen, const uint8_t *data, size_t len,
-		       int64_t flip_bit, uint64_t now)
+static void rate_stage(struct imp *m, const void *addr, size_t alen, const uint8_t *data, size_t len, int64_t flip_bit,
+		       uint64_t now)
 {
 	uint32_t limit = m->cfg.queue ? m->cfg.queue : IMP_DEFAULT_QUEUE;
 	if (m->rq.n >= limit) {
@@ -382,8 +373,7 @@ int imp_slot_op(struct imp **slot, rt_t *rt, int op, const struct imp_config *cf
 		}
 		imp_slot_free(&m);
 		return 0;
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 }
 

@@ -22,8 +22,8 @@
 #include "impair/impair_py.h"
 #include "runtime/rt.h"
 
-#define IMP_ADDR_MAX 160       /* per-packet routing info a hop keeps (key + sockaddr) */
-#define IMP_MAX_HELD 65536     /* packets in the delay line */
+#define IMP_ADDR_MAX 160   /* per-packet routing info a hop keeps (key + sockaddr) */
+#define IMP_MAX_HELD 65536 /* packets in the delay line */
 #define IMP_MAX_HELD_BYTES (96u << 20)
 #define IMP_DEFAULT_QUEUE 1000
 #define IMP_MAX_PACKET 65536

@@ -38,30 +38,30 @@
 
 /* Probabilities are in [0, 1]; zero fields are off. */
 struct imp_config {
-	double loss;          /* random loss (when ge_p and ge_r are 0) */
-	double ge_p;          /* Gilbert-Elliott: P(good -> bad) per packet */
-	double ge_r;          /* P(bad -> good) per packet */
-	double ge_loss_bad;   /* loss probability in the bad state */
-	double ge_loss_good;  /* loss probability in the good state */
-	uint32_t delay_us;    /* added one-way delay */
-	uint32_t jitter_us;   /* delay +- uniform jitter (order kept unless reorder) */
-	double reorder;       /* P(a packet skips the delay: it overtakes the held ones) */
-	double duplicate;     /* P(a packet is sent twice) */
-	double corrupt;       /* P(one random bit of a packet is flipped) */
-	uint64_t rate_bps;    /* bandwidth in bits/s (0: unlimited) */
-	uint32_t queue;       /* packets waiting for the bandwidth (0: 1000) */
-	int queue_policy;     /* IMP_TAIL_DROP or IMP_DROP_HEAD */
-	uint32_t mtu;         /* larger packets are dropped (0: off) */
-	int blackhole;        /* 1: drop everything */
-	uint64_t seed;        /* the run repeats exactly for a seed */
+	double loss;         /* random loss (when ge_p and ge_r are 0) */
+	double ge_p;         /* Gilbert-Elliott: P(good -> bad) per packet */
+	double ge_r;         /* P(bad -> good) per packet */
+	double ge_loss_bad;  /* loss probability in the bad state */
+	double ge_loss_good; /* loss probability in the good state */
+	uint32_t delay_us;   /* added one-way delay */
+	uint32_t jitter_us;  /* delay +- uniform jitter (order kept unless reorder) */
+	double reorder;      /* P(a packet skips the delay: it overtakes the held ones) */
+	double duplicate;    /* P(a packet is sent twice) */
+	double corrupt;      /* P(one random bit of a packet is flipped) */
+	uint64_t rate_bps;   /* bandwidth in bits/s (0: unlimited) */
+	uint32_t queue;      /* packets waiting for the bandwidth (0: 1000) */
+	int queue_policy;    /* IMP_TAIL_DROP or IMP_DROP_HEAD */
+	uint32_t mtu;        /* larger packets are dropped (0: off) */
+	int blackhole;       /* 1: drop everything */
+	uint64_t seed;       /* the run repeats exactly for a seed */
 };
 
 struct imp_stats {
-	uint64_t packets;          /* offered to the impairment */
+	uint64_t packets; /* offered to the impairment */
 	uint64_t bytes;
-	uint64_t delivered;        /* passed on (duplicates included) */
+	uint64_t delivered; /* passed on (duplicates included) */
 	uint64_t delivered_bytes;
-	uint64_t dropped_loss;     /* random or Gilbert-Elliott loss */
+	uint64_t dropped_loss; /* random or Gilbert-Elliott loss */
 	uint64_t dropped_blackhole;
 	uint64_t dropped_mtu;
 	uint64_t dropped_queue;    /* bandwidth queue full (tail or head) */
@@ -70,10 +70,10 @@ struct imp_stats {
 	uint64_t duplicated;
 	uint64_t corrupted;
 	uint64_t reordered;
-	uint64_t delayed;          /* held for delay or bandwidth */
+	uint64_t delayed;           /* held for delay or bandwidth */
 	uint64_t bad_state_packets; /* Gilbert-Elliott: packets seen in the bad state */
-	uint32_t held;             /* held now */
-	uint32_t active;           /* 1 while configured */
+	uint32_t held;              /* held now */
+	uint32_t active;            /* 1 while configured */
 };
 
 /* 0, -EINVAL (bad kind/dir/config), -ENOENT (no such hop now, or STATS /

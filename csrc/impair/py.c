@@ -38,7 +38,9 @@ static void op_on_loop(rt_t *rt, void *arg)
 	switch (a->kind) {
 	case IMP_HOP_DEVICE_UDP: {
 		dev_device *d = a->obj;
-		a->rc = d->closed ? -ESHUTDOWN : !d->udp ? -ENOENT : dev_udp_impair(d->udp, a->dir, a->op, a->cfg, a->out);
+		a->rc = d->closed ? -ESHUTDOWN
+			: !d->udp ? -ENOENT
+				  : dev_udp_impair(d->udp, a->dir, a->op, a->cfg, a->out);
 		break;
 	}
 	case IMP_HOP_DEVICE_DERP: {
@@ -46,20 +48,11 @@ static void op_on_loop(rt_t *rt, void *arg)
 		a->rc = d->closed ? -ESHUTDOWN : derp_op(dev_derp_client(d), a);
 		break;
 	}
-	case IMP_HOP_GATEWAY_UDP:
-		a->rc = gw_impair_udp(a->obj, a->dir, a->op, a->cfg, a->out);
-		break;
-	case IMP_HOP_GATEWAY_DERP:
-		a->rc = derp_op(((struct gw *)a->obj)->derp, a);
-		break;
-	case IMP_HOP_DERP_CLIENT:
-		a->rc = derp_op(derp_pyclient_client(a->obj), a);
-		break;
-	case IMP_HOP_WIRE:
-		a->rc = ns_wire_impair(a->obj, a->dir, a->op, a->cfg, a->out);
-		break;
-	default:
-		a->rc = -EINVAL;
+	case IMP_HOP_GATEWAY_UDP: a->rc = gw_impair_udp(a->obj, a->dir, a->op, a->cfg, a->out); break;
+	case IMP_HOP_GATEWAY_DERP: a->rc = derp_op(((struct gw *)a->obj)->derp, a); break;
+	case IMP_HOP_DERP_CLIENT: a->rc = derp_op(derp_pyclient_client(a->obj), a); break;
+	case IMP_HOP_WIRE: a->rc = ns_wire_impair(a->obj, a->dir, a->op, a->cfg, a->out); break;
+	default: a->rc = -EINVAL;
 	}
 }
 
@@ -67,14 +60,10 @@ static void op_on_loop(rt_t *rt, void *arg)
 static derp_client_t *derp_of(int kind, void *obj)
 {
 	switch (kind) {
-	case IMP_HOP_DEVICE_DERP:
-		return ((dev_device *)obj)->closed ? NULL : dev_derp_client(obj);
-	case IMP_HOP_GATEWAY_DERP:
-		return ((struct gw *)obj)->derp;
-	case IMP_HOP_DERP_CLIENT:
-		return derp_pyclient_client(obj);
-	default:
-		return NULL;
+	case IMP_HOP_DEVICE_DERP: return ((dev_device *)obj)->closed ? NULL : dev_derp_client(obj);
+	case IMP_HOP_GATEWAY_DERP: return ((struct gw *)obj)->derp;
+	case IMP_HOP_DERP_CLIENT: return derp_pyclient_client(obj);
+	default: return NULL;
 	}
 }
 
@@ -90,17 +79,12 @@ static rt_t *rt_of(int kind, void *obj)
 {
 	switch (kind) {
 	case IMP_HOP_DEVICE_UDP:
-	case IMP_HOP_DEVICE_DERP:
-		return dev_rt(obj);
+	case IMP_HOP_DEVICE_DERP: return dev_rt(obj);
 	case IMP_HOP_GATEWAY_UDP:
-	case IMP_HOP_GATEWAY_DERP:
-		return ((struct gw *)obj)->rt;
-	case IMP_HOP_DERP_CLIENT:
-		return derp_pyclient_rt(obj);
-	case IMP_HOP_WIRE:
-		return ns_wire_rt(obj);
-	default:
-		return NULL;
+	case IMP_HOP_GATEWAY_DERP: return ((struct gw *)obj)->rt;
+	case IMP_HOP_DERP_CLIENT: return derp_pyclient_rt(obj);
+	case IMP_HOP_WIRE: return ns_wire_rt(obj);
+	default: return NULL;
 	}
 }
 

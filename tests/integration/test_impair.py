@@ -24,7 +24,10 @@ def relay():
 
 @pytest.fixture
 def clients(relay):
-    with DerpClient(relay.url, PrivateKey.generate()) as a, DerpClient(relay.url, PrivateKey.generate()) as b:
+    with (
+        DerpClient(relay.url, PrivateKey.generate()) as a,
+        DerpClient(relay.url, PrivateKey.generate()) as b,
+    ):
         a.wait_connected(10)
         b.wait_connected(10)
         yield a, b
@@ -39,12 +42,14 @@ def recv_all(c: DerpClient, quiet: float = 0.3) -> list[bytes]:
             return out
 
 
-def send_paced(a: DerpClient, b: DerpClient, payloads: list[bytes], imp=None) -> list[bytes]:
+def send_paced(
+    a: DerpClient, b: DerpClient, payloads: list[bytes], imp=None
+) -> list[bytes]:
     """Sends in batches small enough for every queue on the way, waiting
     for each batch to reach b's impairment (or b) before the next."""
     got: list[bytes] = []
     for i in range(0, len(payloads), BATCH):
-        for p in payloads[i:i + BATCH]:
+        for p in payloads[i : i + BATCH]:
             a.send(b.public_key, p)
         want = min(i + BATCH, len(payloads))
         deadline = time.monotonic() + 10
@@ -78,7 +83,7 @@ def test_loss_is_binomial_and_repeats_with_the_seed(clients):
     st2, got2 = run_loss(a, b, seed=42)
     assert st2.dropped_loss == st1.dropped_loss
     assert got2 == got1  # the very same packets survived
-    st3, got3 = run_loss(a, b, seed=43)
+    _, got3 = run_loss(a, b, seed=43)
     assert got3 != got1
 
 
@@ -115,7 +120,7 @@ def test_duplicate_corrupt_mtu_blackhole(clients):
     bad = [(p, q) for p, q in zip(payloads, got) if p != q]
     assert len(bad) == imp.stats.corrupted and 120 < len(bad) < 280
     for p, q in bad:  # exactly one bit flipped
-        assert sum(bin(x ^ y).count("1") for x, y in zip(p, q)) == 1
+        assert sum((x ^ y).bit_count() for x, y in zip(p, q)) == 1
 
     with b.impair(mtu=60, direction="in") as imp:
         got = send_paced(a, b, [b"x" * 60, b"y" * 61, b"z" * 10], imp)
@@ -177,7 +182,9 @@ def test_rate_limit_queue_policy(clients, policy):
     if policy == "tail":
         assert got == list(range(len(got)))  # the first ones got through
     else:
-        assert got[-1] == 99 and got == sorted(got) and got[0] > 50  # the newest pushed the oldest out
+        assert (
+            got[-1] == 99 and got == sorted(got) and got[0] > 50
+        )  # the newest pushed the oldest out
 
 
 def test_settings_change_while_traffic_flows(clients):
@@ -249,13 +256,17 @@ def test_device_udp_blackhole_stops_the_tunnel_and_lifting_restores_it(make_peer
     b = make_peer("192.168.4.2/24", mode="gateway")
     connect(a, b)
     assert a.device.ping("192.168.4.2", timeout=5)
-    with a.device.impair(blackhole=True, direction="out") as imp:
-        with pytest.raises(TimeoutError):
-            a.device.ping("192.168.4.2", count=1, timeout=0.5)
+    with (
+        a.device.impair(blackhole=True, direction="out") as imp,
+        pytest.raises(TimeoutError),
+    ):
+        a.device.ping("192.168.4.2", count=1, timeout=0.5)
     assert imp.stats.dropped_blackhole >= 1
     assert a.device.ping("192.168.4.2", timeout=5)
-    with b.gateway.impair(hop="udp", blackhole=True) as imp2:
-        with pytest.raises(TimeoutError):
-            a.device.ping("192.168.4.2", count=1, timeout=0.5)
+    with (
+        b.gateway.impair(hop="udp", blackhole=True) as imp2,
+        pytest.raises(TimeoutError),
+    ):
+        a.device.ping("192.168.4.2", count=1, timeout=0.5)
     assert imp2.stats.dropped_blackhole >= 1
     assert a.device.ping("192.168.4.2", timeout=5)
