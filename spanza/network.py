@@ -35,6 +35,7 @@ the event instead (`rekey`, `DerpClient.reconnect`) or shorten it
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import http.server
 import itertools
@@ -53,6 +54,8 @@ from typing import Any, ClassVar, Literal, Self
 
 from spanza._ffi import ffi, lib
 from spanza.derp import DerpServer, write_self_signed_cert
+from spanza.derp_client import DerpClient
+from spanza.device import Device
 from spanza.errors import ConfigError, SpanzaError, check
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey
@@ -480,23 +483,37 @@ def remove_peer(a: Peer, b: Peer) -> None:
     a.device.remove_peer(b.public_key)
 
 
-def move_relay(peer: Peer, url: str) -> None:
-    """Moves the peer's relay connection to another relay (one URL, or a
-    region's node URLs separated by spaces): a home relay change."""
-    obj, kind = (
-        (peer.gateway, lib.IMP_HOP_GATEWAY_DERP)
-        if peer.gateway is not None
-        else (peer.device, lib.IMP_HOP_DEVICE_DERP)
-    )
+def move_relay(obj: Peer | Gateway | Device | DerpClient, url: str) -> None:
+    """Moves a relay connection to another relay (one URL, or a region's
+    node URLs separated by spaces), same scheme: a home relay change. obj:
+    a scenario Peer (its relay link), a Gateway, a Device's DERP transport
+    or a DerpClient. The connection is dropped and the new relay dialled
+    at once; impairments on the connection stay."""
+    target: Any = obj
+    if isinstance(obj, Peer):
+        target = obj.gateway if obj.gateway is not None else obj.device
+    kinds = {
+        Gateway: lib.IMP_HOP_GATEWAY_DERP,
+        Device: lib.IMP_HOP_DEVICE_DERP,
+        DerpClient: lib.IMP_HOP_DERP_CLIENT,
+    }
+    kind = next((k for cls, k in kinds.items() if isinstance(target, cls)), None)
+    if kind is None:
+        raise ConfigError(
+            f"move_relay: {obj!r} has no relay connection (a Peer, Gateway, Device or DerpClient)"
+        )
     err = ffi.new("char[256]")
-    with obj._impair_ptr() as ptr:
+    with target._impair_ptr() as ptr:
         rc = lib.imp_py_move_relay(kind, ptr, url.encode(), err, 256)
     if rc < 0:
         msg = ffi.string(err).decode(errors="replace")
+        if rc == -errno.ENOENT:
+            raise ConfigError(f"move_relay: {obj!r} has no DERP connection now")
         if msg:
             raise ConfigError(f"move_relay: {msg}")
         check(rc, "move_relay")
-    peer.relay_url = url
+    if isinstance(obj, Peer):
+        obj.relay_url = url
 
 
 # ---- the network ----

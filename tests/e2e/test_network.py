@@ -288,6 +288,29 @@ def test_bad_arguments_say_what_to_fix():
         nw.Network(relays=0)
 
 
+def test_derp_client_moves_to_another_relay(make_network):
+    from spanza import DerpClient, PrivateKey
+
+    net = make_network(peers=0, relays=2)
+    with (
+        DerpClient(net.relays[0].url, PrivateKey.generate()) as c,
+        DerpClient(net.relays[1].url, PrivateKey.generate()) as d,
+    ):
+        c.wait_connected(5)
+        d.wait_connected(5)
+        with c.impair(duplicate=1.0, direction="in") as imp:
+            nw.move_relay(c, net.relays[1].url)  # now both on node b: no mesh hop
+            deadline = time.monotonic() + 5
+            while net.relays[1].stats()["clients"] < 2 + 1:  # + node a's mesh link
+                assert time.monotonic() < deadline, net.relays[1].stats()
+                time.sleep(0.02)
+            d.send(c.public_key, b"moved")
+            assert c.recv(timeout=5)[1] == b"moved" and c.recv(timeout=5)[1] == b"moved"
+        assert imp.stats.duplicated == 1  # the impairment stayed with the connection
+    with pytest.raises(ConfigError, match="no relay connection"):
+        nw.move_relay(object(), net.relays[0].url)  # type: ignore[arg-type]
+
+
 def test_derp_client_node_lists_are_checked():
     from spanza import DerpClient, PrivateKey
 
