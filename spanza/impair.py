@@ -83,7 +83,6 @@ class ImpairStats:
     dropped_mtu: int = 0
     dropped_queue: int = 0
     dropped_overflow: int = 0
-    dropped_lifted: int = 0
     duplicated: int = 0
     corrupted: int = 0
     reordered: int = 0
@@ -100,7 +99,6 @@ class ImpairStats:
             + self.dropped_mtu
             + self.dropped_queue
             + self.dropped_overflow
-            + self.dropped_lifted
         )
 
     @classmethod

@@ -66,7 +66,6 @@ struct imp_stats {
 	uint64_t dropped_mtu;
 	uint64_t dropped_queue;    /* bandwidth queue full (tail or head) */
 	uint64_t dropped_overflow; /* delay line full (IMP_MAX_HELD) or out of memory */
-	uint64_t dropped_lifted;   /* held when the owner closed */
 	uint64_t duplicated;
 	uint64_t corrupted;
 	uint64_t reordered;
