@@ -437,17 +437,25 @@ def transfer(
 
 def restart_gateway(peer: Peer) -> None:
     """Stops the peer's gateway and starts it again with the same key,
-    the same UDP ports for its remote peers and the same relay."""
+    the same UDP ports for its remote peers and the same relay. Its links'
+    impairments are set again on the new gateway (the links are the
+    network's, not the gateway's): the old `Impairment` objects keep their
+    counters, ``peer.gateway.impairments()`` has the new ones."""
     old = peer.gateway
     if old is None:
         raise ConfigError(f"{peer}: restart_gateway needs a gateway-mode peer")
     ports = [(k, old.address_for(k)) for k in old.remote_peers]
     url, wg_ep = old.derp_url, old.wg_endpoint
+    impairments = [(imp.hop, imp.settings) for imp in old.impairments()]
+    for imp in old.impairments():
+        imp.lift()
     old.close()
     gw = Gateway(url, peer.gateway_key, wg_endpoint=wg_ep, **peer._gateway_args)
     try:
         for key, addr in ports:
             gw.add_remote_peer(key, listen=addr)
+        for hop, settings in impairments:
+            gw.impair(hop=hop, **settings)
     except BaseException:
         gw.close()
         raise

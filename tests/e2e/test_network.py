@@ -164,9 +164,13 @@ def _gateway_restart(make_network, nbytes: int) -> None:
     old = a.gateway
     key, ports = old.public_key, [old.address_for(k) for k in old.remote_peers]
     progress = at_fraction(nbytes, 0.3, lambda: nw.restart_gateway(a))
-    with a.impair(rate=200_000_000, queue=4000, direction="out"):
+    with a.impair(rate=200_000_000, queue=4000, direction="out") as imp:
         r = net.transfer(b, a, nbytes, timeout=30, progress=progress)
     check(r, nbytes)
+    assert not imp.active and imp.stats.packets > 0
+    (carried,) = a.gateway.impairments()  # set again on the new gateway
+    assert carried.settings == imp.settings and carried.stats.packets > 0
+    carried.lift()
     assert progress.fired.is_set() and a.gateway is not old and old.closed
     assert (
         a.gateway.public_key == key
