@@ -20,9 +20,9 @@ from contextlib import ExitStack
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spanza import DerpServer, Gateway, Runtime
-from spanza.keys import PrivateKey
-from tests.interop.netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree
+from spanza import DerpServer, Gateway, Runtime  # noqa: E402
+from spanza.keys import PrivateKey, PublicKey  # noqa: E402
+from tests.interop.netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree  # noqa: E402
 
 A4, B4 = "10.97.0.1", "10.97.0.2"
 

@@ -26,8 +26,8 @@ import logging
 import os
 from typing import Any, Literal
 
-from spanza.derp_bind import derp_endpoint
 from spanza.device import Device
+from spanza.derp_bind import derp_endpoint
 from spanza.errors import ConfigError
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey, PublicKey
@@ -199,14 +199,14 @@ def fixed_body_handler(body: bytes, content_type: str = "text/plain") -> type[ht
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             log.debug("http %s: " + format, self.client_address[0], *args)
 
     return Handler
