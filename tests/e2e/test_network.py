@@ -315,6 +315,27 @@ def test_derp_client_moves_to_another_relay(make_network):
         nw.move_relay(object(), net.relays[0].url)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("how", "error"), [("close", "closed the connection"), ("kill", "reset by peer")]
+)
+def test_relay_kill_resets_connections_where_close_closes_them(how, error):
+    from spanza import DerpClient, DerpServer, PrivateKey
+
+    server = DerpServer()
+    try:
+        with DerpClient(
+            server.url, PrivateKey.generate(), backoff_base_ms=5000, backoff_max_ms=5000
+        ) as c:
+            c.wait_connected(5)
+            getattr(server, how)()
+            deadline = time.monotonic() + 5
+            while error not in c.last_error:
+                assert time.monotonic() < deadline, c.last_error
+                time.sleep(0.02)
+    finally:
+        server.close()
+
+
 def test_derp_client_node_lists_are_checked():
     from spanza import DerpClient, PrivateKey
 
