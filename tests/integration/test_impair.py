@@ -107,6 +107,21 @@ def test_bursty_loss_keeps_the_average_and_comes_in_runs(clients):
     assert 5 < sum(runs) / len(runs) < 12
 
 
+def test_gilbert_elliott_chain_set_directly(clients):
+    a, b = clients
+    # p = 0.05 good->bad, r = 0.25 bad->good: 1/6 of packets in the bad state,
+    # where all are lost; none in the good state
+    with b.impair(gilbert=(0.05, 0.25, 1.0, 0.0), seed=8, direction="in") as imp:
+        got = send_paced(a, b, [i.to_bytes(4, "big") for i in range(5000)], imp)
+    st = imp.stats
+    assert st.dropped_loss == st.bad_state_packets == 5000 - len(got)
+    assert 0.12 < st.bad_state_packets / 5000 < 0.22, st
+    with pytest.raises(ConfigError, match="burst and gilbert"):
+        b.impair(loss=0.1, burst=3, gilbert=(0.1, 0.1, 1, 0))
+    with pytest.raises(ConfigError, match="too short"):
+        b.impair(loss=0.9, burst=1)
+
+
 def test_duplicate_corrupt_mtu_blackhole(clients):
     a, b = clients
     payloads = [bytes([i % 251]) * 100 for i in range(1000)]
