@@ -285,3 +285,12 @@ def test_device_udp_blackhole_stops_the_tunnel_and_lifting_restores_it(make_peer
         a.device.ping("192.168.4.2", count=1, timeout=0.5)
     assert imp2.stats.dropped_blackhole >= 1
     assert a.device.ping("192.168.4.2", timeout=5)
+
+
+def test_impair_fixture_lifts_at_the_end(peer_pair, impair):
+    a, b = peer_pair.a, peer_pair.b
+    imp = impair(a, blackhole=True)
+    with pytest.raises(TimeoutError):
+        a.device.ping(b.address, count=1, timeout=0.5)
+    assert imp.active and imp.stats.dropped_blackhole >= 1
+    # (the fixture lifts it at teardown: the session relay's peers stay usable)
