@@ -716,34 +716,43 @@ class Network:
     # -- report and lifetime --
 
     def report(self) -> str:
+        """What the network is and did: relays (up, homes, drops), peers
+        (relay link reconnects, impairments and their counters), transfers."""
+        kinds = (
+            self.relay_kind
+            if isinstance(self.relay_kind, str)
+            else "+".join(self.relay_kind)
+        )
         lines = [
-            f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({self.relay_kind})"
+            f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({kinds})"
         ]
         for r in self.relays:
-            homed = (
-                f", home of {r.stats().get('home_clients', 0)} peers"
-                if r.server is not None
-                else ""
-            )
+            st = r.stats()
+            extra = ""
+            if st:
+                drops = sum(v for k, v in st.items() if k.startswith("drop_"))
+                extra = f", home of {st.get('home_clients', 0)} peers, {drops} packets dropped"
             lines.append(
-                f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}{homed}"
+                f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}{extra}"
             )
         for p in self.peers:
-            imps = [
-                i
-                for obj in (p.device, p.gateway)
-                if obj is not None
-                for i in obj.impairments()
-            ]
-            extra = "".join(
-                f"; {i.hop} {i.settings}: {i.stats.packets} packets, {i.stats.dropped} dropped"
-                for i in imps
-            )
-            lines.append(
-                f"  peer {p.address} ({p.mode}) first homed on {self.relays[getattr(p, 'home', 0)].name}{extra}"
-            )
-        for t in self.results:
-            lines.append(f"  transfer: {t}")
+            extra = ""
+            try:
+                st = p.stats()
+                derp = (
+                    st["gateway"]["derp"]
+                    if "gateway" in st
+                    else st["derp"].get("client", {})
+                )
+                extra = f", relay link reconnected {derp.get('reconnects', 0)} times"
+            except SpanzaError:  # closed
+                pass
+            for obj in (p.device, p.gateway):
+                for i in obj.impairments() if obj is not None else ():
+                    extra += f"; {i.hop} {i.settings}: {i.stats.packets} packets, {i.stats.dropped} dropped"
+            home = self.relays[getattr(p, "home", 0)].name
+            lines.append(f"  peer {p.address} ({p.mode}) first homed on {home}{extra}")
+        lines += [f"  transfer: {t}" for t in self.results]
         return "\n".join(lines)
 
     def close(self) -> None:
