@@ -738,11 +738,11 @@ class Network:
         for p in self.peers:
             extra = ""
             try:
-                st = p.stats()
+                pst: dict[str, Any] = p.stats()
                 derp = (
-                    st["gateway"]["derp"]
-                    if "gateway" in st
-                    else st["derp"].get("client", {})
+                    pst["gateway"]["derp"]
+                    if "gateway" in pst
+                    else pst["derp"].get("client", {})
                 )
                 extra = f", relay link reconnected {derp.get('reconnects', 0)} times"
             except SpanzaError:  # closed
