@@ -235,7 +235,7 @@ def test_wire_loss_tcp_transfer_is_intact():
 
     ha, hb, wire = wired_pair("10.9.0.1/24", "10.9.0.2/24")
     try:
-        data = os.urandom(2 << 20)
+        data = os.urandom(1 << 20)
         lst = hb.listen(5001)
         out = {}
 
