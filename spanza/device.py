@@ -494,6 +494,19 @@ class Device(DerpBindMixin, Impairable):
         lines += [f"allowed_ip={_network(a)}" for a in allowed_ips]
         self.ipc_set("\n".join(lines))
 
+    def advance_clock(self, seconds: float) -> None:
+        """Moves this device's WireGuard clock forward (virtual time on top
+        of real time) and runs the protocol timers now due: rekey after
+        120 s, reject after 180 s, keepalive after 10 s, handshake retry
+        after 5 s, keys zeroed after 540 s. Only this device's clock: in a
+        scenario, advance both ends for one picture of time. Other timers
+        (its DERP client's, lwIP's) keep real time."""
+        ms = round(float(seconds) * 1000)
+        if not 0 <= ms < 2**32:
+            raise ConfigError(f"advance_clock: {seconds!r} s is outside 0..4294967 s")
+        with self._use() as p:
+            check(lib.dev_py_advance_clock(p, ms), "advance_clock")
+
     def rekey(self, public_key: KeyLike) -> None:
         """Forces a new handshake with the peer now (new session keys; what
         is in flight under the old ones still decrypts)."""

@@ -22,13 +22,13 @@ ports), `roam(peer)` (the device's UDP port changes), `rekey(a, b)`,
 `remove_peer(a, b)` / `a.add_peer(b)`, `move_relay(peer, url)` (home relay
 change), and impairments on any link (`spanza.impair`).
 
-Time without waiting: the sans-IO `spanza.Tunnel` takes ``now`` from the
-caller and `DerpServer.advance_clock` moves a relay's clock (keepalives,
-handshake and write deadlines, mesh retries), so those timers can be
-advanced without sleeping. Devices, gateways and DERP clients run on the
-runtime's monotonic clock: WireGuard's rekey/keepalive/retry timers and the
-DERP client's backoff and liveness timers cannot be advanced there; force
-the event instead (`rekey`, `DerpClient.reconnect`) or shorten it
+Time without waiting: `Device.advance_clock` moves a device's WireGuard
+clock (rekey after 120 s, keepalive, handshake retry, key expiry; advance
+both ends), the sans-IO `spanza.Tunnel` takes ``now`` from the caller, and
+`DerpServer.advance_clock` moves a relay's clock (keepalives, deadlines,
+mesh retries). DERP clients (backoff, read and ping timeouts), lwIP and the
+impairments keep real time: force the event instead (`rekey`,
+`DerpClient.reconnect`, `Relay.kill`) or shorten it
 (``derp_options={"backoff_max_ms": ...}``).
 """
 
@@ -704,6 +704,28 @@ class Network:
                     a.add_peer(b)
         for p in self.peers:
             p.wait_relay(timeout)
+
+    def advance_clock(
+        self, seconds: float, step: float = 1.0, settle: float = 0.005
+    ) -> None:
+        """Moves every peer's WireGuard clock `seconds` forward, in steps of
+        `step` virtual seconds; after each step the packets the timers sent
+        (keepalives, handshakes) get `settle` real seconds to arrive, so the
+        peers see events in order (a keepalive at 10 s clears the other
+        side's 15 s handshake timer, as it would in real time). 121 virtual
+        seconds take about 0.6 real ones. DERP clients and lwIP keep real
+        time."""
+        if seconds < 0 or step <= 0:
+            raise ConfigError(
+                f"advance_clock: seconds {seconds!r} >= 0 and step {step!r} > 0, please"
+            )
+        left = float(seconds)
+        while left > 1e-9:
+            dt = min(step, left)
+            for p in self.peers:
+                p.device.advance_clock(dt)
+            left -= dt
+            time.sleep(settle)
 
     def transfer(
         self, src: Peer, dst: Peer, nbytes: int, **kwargs: Any

@@ -214,6 +214,39 @@ def test_transfer_survives_a_rekey_every_second(make_network, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_rekey_after_120s_without_waiting(make_network, mode):
+    net = make_network(peers=2, mode=mode)
+    net.mesh()
+    a, b = net.peers
+    check(net.transfer(b, a, 64 * 1024), 64 * 1024)
+    before = (
+        a.device.stats()["handshakes_completed"]
+        + b.device.stats()["handshakes_completed"]
+    )
+    # Both ends, in steps (keepalives flow between them): the session is
+    # 100 s old, still fresh.
+    net.advance_clock(100)
+    check(net.transfer(b, a, 64 * 1024), 64 * 1024)
+    assert (
+        a.device.stats()["handshakes_completed"]
+        + b.device.stats()["handshakes_completed"]
+        == before
+    )
+    net.advance_clock(21)  # 121 s: the initiator's next data starts a new handshake
+    check(net.transfer(b, a, 256 * 1024), 256 * 1024)
+    deadline = time.monotonic() + 5
+    while (
+        a.device.stats()["handshakes_completed"]
+        + b.device.stats()["handshakes_completed"]
+        == before
+    ):
+        assert time.monotonic() < deadline, "no rekey after 121 s of virtual time"
+        time.sleep(0.02)
+    with pytest.raises(ConfigError, match="advance_clock"):
+        a.device.advance_clock(-1)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_killing_a_relay_moves_its_peers_to_the_next_node(make_network, mode):
     net = make_network(peers=2, relays=2, mode=mode)
     net.mesh()
