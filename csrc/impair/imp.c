@@ -179,6 +179,7 @@ static void delay_stage(struct imp *m, struct imp_pkt *p, const void *addr, size
 		}
 		return;
 	}
+	bool counted = p != NULL; /* already held (and counted) by the bandwidth stage */
 	if (m->dl.n >= IMP_MAX_HELD || m->dl.bytes + len > IMP_MAX_HELD_BYTES ||
 	    (!p && !(p = pkt_new(addr, alen, data, len, flip_bit)))) {
 		free(p);
@@ -191,7 +192,8 @@ static void delay_stage(struct imp *m, struct imp_pkt *p, const void *addr, size
 	m->last_due_ns = due;
 	p->due_ns = due;
 	fifo_push(&m->dl, p);
-	m->st.delayed++;
+	if (!counted)
+		m->st.delayed++;
 }
 
 /* The head of the bandwidth queue starts on the link. */
@@ -238,7 +240,7 @@ static void run(rt_t *rt, rt_timer_t *t, void *arg)
 		struct imp_pkt *p = fifo_pop(&m->rq);
 		m->link_free_ns = p->due_ns;
 		rate_start_head(m, p->due_ns);
-		delay_stage(m, p, NULL, 0, NULL, 0, -1, p->due_ns);
+		delay_stage(m, p, NULL, 0, NULL, p->len, -1, p->due_ns);
 	}
 	/* Only what is due now and was held before: bounded work per run. */
 	for (uint32_t n = m->dl.n; !m->dead && n && m->dl.head && m->dl.head->due_ns <= now; n--)
