@@ -27,7 +27,7 @@ from typing import Any
 
 from spanza._ffi import ffi, lib
 from spanza.derp_client import client_opts
-from spanza.errors import ConfigError, SpanzaError, check
+from spanza.errors import ConfigError, SpanzaError, SpanzaTimeoutError, check
 from spanza.keys import PublicKey, as_key, private_key_bytes
 
 log = logging.getLogger("spanza.device")
@@ -46,7 +46,7 @@ def derp_endpoint(key: Any) -> str:
 class DerpBindMixin:
     """DERP methods of `spanza.Device` (needs its `_use()` and `public_key`)."""
 
-    def attach_derp(self, url: str, key: Any = None, *, ca_file: str | os.PathLike | None = None,
+    def attach_derp(self, url: str, key: Any = None, *, ca_file: str | os.PathLike[str] | None = None,
                     insecure: bool = False, options: dict[str, int] | None = None) -> PublicKey:
         """Sends this device's datagrams for ``derp:`` endpoints through a
         DERP client for `url`, identified by `key` (a private key; default:
@@ -55,7 +55,7 @@ class DerpBindMixin:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"derp_url: {url!r} is not http(s)://host[:port]/derp")
         raw = private_key_bytes(self._own_private_key() if key is None else key, "derp_key")
-        keep: list = []
+        keep: list[Any] = []
         opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=options, ca_what="derp_ca_file")
         err = ffi.new("char[]", _ERRLEN)
         with self._use() as p:  # type: ignore[attr-defined]
@@ -112,7 +112,7 @@ class DerpBindMixin:
         deadline = time.monotonic() + timeout
         while not self.derp_stats()["connected"]:
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"DERP bind not connected within {timeout} s "
+                raise SpanzaTimeoutError(f"DERP bind not connected within {timeout} s "
                                    f"(last error: {self.derp_last_error() or 'none'})")
             time.sleep(0.01)
 
@@ -128,7 +128,7 @@ class DerpBindMixin:
             if rc == -_ENOENT:
                 return ""
             raise SpanzaError(f"derp_last_error: {os.strerror(-rc)}", -rc)
-        return ffi.string(buf).decode(errors="replace")
+        return str(ffi.string(buf).decode(errors="replace"))
 
 
 __all__ = ["DerpBindMixin", "derp_endpoint"]

@@ -445,7 +445,7 @@ def restart_gateway(peer: Peer) -> None:
     if old is None:
         raise ConfigError(f"{peer}: restart_gateway needs a gateway-mode peer")
     ports = [(k, old.address_for(k)) for k in old.remote_peers]
-    url, wg_ep = old.derp_url, old.wg_endpoint
+    url, wg_ep = old.url, old.wg_endpoint
     impairments = [(imp.hop, imp.settings) for imp in old.impairments()]
     for imp in old.impairments():
         imp.lift()
@@ -460,6 +460,7 @@ def restart_gateway(peer: Peer) -> None:
         gw.close()
         raise
     peer.gateway = gw
+    peer._parts[1] = gw
 
 
 def roam(peer: Peer, port: int = 0) -> int:
@@ -521,7 +522,7 @@ def move_relay(obj: Peer | Gateway | Device | DerpClient, url: str) -> None:
             raise ConfigError(f"move_relay: {msg}")
         check(rc, "move_relay")
     if isinstance(obj, Peer):
-        obj.relay_url = url
+        obj.url = url
 
 
 # ---- the network ----

@@ -2,6 +2,7 @@
 #include "device/bind_udp.h"
 #include "base/log.h"
 #include "impair/impair.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -117,12 +118,15 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 		}
 		for (int i = 0; i < n; i++) {
 			if (rt_udp_batch_truncated(b, i)) {
+				TR_TAP(drop, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, TR_R_UDP_TRUNCATED, NULL, 0);
 				u->st.rx_truncated++;
 				continue;
 			}
 			u->st.rx_datagrams++;
 			u->st.rx_bytes += b->msgs[i].msg_len;
 			const struct sockaddr *from = rt_udp_unmap(&b->from[i]);
+			TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, from, u->port, b->iov[i].iov_base,
+			       b->msgs[i].msg_len);
 			if (u->imp[IMP_IN])
 				imp_input(u->imp[IMP_IN], from, sizeof(struct sockaddr_storage), b->iov[i].iov_base,
 					  b->msgs[i].msg_len);
@@ -138,9 +142,13 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 
 static int send_now(struct dev_udp *u, const struct sockaddr *to, socklen_t sl, const uint8_t *data, size_t len)
 {
+	TR_TAP(udp, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL, to, u->port, data, len);
 	ssize_t n = sendto(u->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, sl);
 	if (n < 0) {
 		int err = errno;
+		TR_TAP(drop, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL,
+		       err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS ? TR_R_UDP_SEND_FULL : TR_R_UDP_SEND_ERROR,
+		       NULL, 0);
 		if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
 			u->st.tx_dropped++;
 		else
