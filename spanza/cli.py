@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     from spanza.demo import add_demo_command
 
     add_demo_command(sub)
+    from spanza._scenario_cli import add_scenario_command
+
+    add_scenario_command(sub)
     return p
 
 
