@@ -50,6 +50,9 @@ struct derp_client_opts {
 /* ServerInfo received */
 #define DERP_CLIENT_CONNECTED 6
 #define DERP_CLIENT_CLOSED 7
+/* refused by the server twice in a row (closed after ClientInfo: an
+ * allowlist or client verification): no more attempts until reconnect */
+#define DERP_CLIENT_REFUSED 8
 
 struct derp_client_stats {
 	uint64_t packets_sent, bytes_sent; /* SendPacket frames written to the connection */
@@ -77,6 +80,9 @@ struct derp_client_stats {
 	uint64_t write_buffered;   /* bytes waiting for the socket now */
 	int state;                 /* DERP_CLIENT_* */
 	uint32_t failures;         /* consecutive failed attempts (backoff n) */
+	uint64_t refusals;         /* attempts the server closed after our ClientInfo */
+	int last_errno;            /* errno-style cause of last_error: ECONNREFUSED, EPROTO (TLS), EACCES
+				      (refused), ETIMEDOUT, ECONNRESET, EHOSTUNREACH (DNS); 0: none */
 };
 
 /* Events (struct derp_client_event.type). */
@@ -92,6 +98,8 @@ struct derp_client_stats {
 #define DERP_EV_HEALTH 5
 /* reconnect_in_ms, try_for_ms */
 #define DERP_EV_RESTARTING 6
+/* text: why; the client stopped retrying (DERP_CLIENT_REFUSED) */
+#define DERP_EV_REFUSED 8
 /* ping[8], rtt_us */
 #define DERP_EV_PONG 7
 
@@ -164,6 +172,8 @@ void derp_pyclient_event_free(struct derp_client_event *ev);
 int derp_pyclient_note_preferred(derp_pyclient_t *p, int preferred);
 /* Sends a ping and waits for its pong; *rtt_us set. -ENOTCONN, -ETIMEDOUT. */
 int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us);
+/* 0 when connected; -ETIMEDOUT, -ESHUTDOWN, -EACCES (refused: the client
+ * stopped retrying until derp_pyclient_reconnect). */
 int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms);
 int derp_pyclient_connected(derp_pyclient_t *p);
 int derp_pyclient_stats(derp_pyclient_t *p, struct derp_client_stats *out);
