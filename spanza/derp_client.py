@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Union
 
+from spanza import _diagnose
 from spanza._ffi import ffi, lib
 from spanza.errors import ClosedError, ConfigError, SpanzaError, check
 from spanza.keys import PublicKey, load_key_file, private_key_bytes, public_key_bytes
@@ -38,6 +39,7 @@ __all__ = [
     "Health",
     "PeerGone",
     "PeerPresent",
+    "Refused",
     "Restarting",
     "backoff_ms",
     "client_opts",
@@ -154,7 +156,16 @@ class Restarting:
     try_for: float
 
 
-Event = Union[Connected, Disconnected, PeerGone, PeerPresent, Health, Restarting]
+@dataclass(frozen=True)
+class Refused:
+    """The server refused this client twice in a row (closed the connection
+    after ClientInfo: an allowlist or client verification); the client
+    stopped retrying until ``reconnect()``."""
+
+    reason: str
+
+
+Event = Union[Connected, Disconnected, PeerGone, PeerPresent, Health, Restarting, Refused]
 
 
 def _event(ev: Any) -> Event | None:
@@ -175,6 +186,8 @@ def _event(ev: Any) -> Event | None:
         return PeerPresent(key, ip, int(ev.port), int(ev.flags))
     if t == lib.DERP_EV_HEALTH:
         return Health(ffi.string(ev.text).decode(errors="replace") if ev.text != ffi.NULL else "")
+    if t == lib.DERP_EV_REFUSED:
+        return Refused(ffi.string(ev.text).decode(errors="replace") if ev.text != ffi.NULL else "")
     if t == lib.DERP_EV_RESTARTING:
         return Restarting(ev.reconnect_in_ms / 1000.0, ev.try_for_ms / 1000.0)
     return None
@@ -199,7 +212,8 @@ def _ms(timeout: float | None) -> int:
     return min(int(timeout * 1000), 2**31 - 1)
 
 
-_STATES = {1: "backoff", 2: "resolving", 3: "connecting", 4: "tls", 5: "upgrading", 6: "connected", 7: "closed"}
+_STATES = {1: "backoff", 2: "resolving", 3: "connecting", 4: "tls", 5: "upgrading", 6: "connected", 7: "closed",
+           8: "refused"}
 
 
 class DerpClient:
@@ -325,12 +339,14 @@ class DerpClient:
         return not self._closed and bool(lib.derp_pyclient_connected(self._p))
 
     def wait_connected(self, timeout: float | None = 10.0) -> None:
-        """Waits for the handshake; TimeoutError says the last connection error."""
+        """Waits for the handshake. Raises RelayRefusedError when the server
+        refused this client (allowlist), RelayError at once when waiting
+        cannot help (connection refused, TLS against a plain relay...), and
+        TimeoutError saying what the attempt is stuck on."""
         p = self._ptr
-        rc = _wait(lambda ms: lib.derp_pyclient_wait_connected(p, ms), timeout)
-        if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: not connected after {timeout}s: "
-                               f"{self.last_error or 'no answer yet'}")
+        _ms(timeout)
+        rc = _diagnose.wait_connected(self.url, lambda ms: lib.derp_pyclient_wait_connected(p, ms),
+                                      self.stats, lambda: self.last_error, timeout)
         check(rc, f"DerpClient {self.url}")
 
     def send(self, dst_public_key: KeyLike, data: bytes | bytearray | memoryview,

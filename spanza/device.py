@@ -430,6 +430,15 @@ class Device(DerpBindMixin):
             return "<Device closed>"
         return f"<Device {self.name or ''} port={self.listen_port} peers={len(self.peers)}>"
 
+    def _repr_html_(self) -> str:
+        from spanza._stats import html_table, readable
+
+        if self._closed:
+            return html_table({"state": "closed"}, title="spanza Device")
+        head = {"public key": self.public_key.base64 if self.public_key else "-",
+                "addresses": ", ".join(self.addresses) or "-", "peers": len(self.peers)}
+        return html_table({**head, **readable(self.stats()).flat()}, title="spanza Device")
+
     # -- configuration --
 
     def ipc_get(self) -> str:

@@ -41,6 +41,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
+from spanza import _diagnose
 from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
 from spanza.derp_client import client_opts
@@ -295,13 +296,12 @@ class Gateway:
         return bool(self.stats()["connected"])
 
     def wait_connected(self, timeout: float | None = 10.0) -> None:
-        """Blocks until the DERP connection is up; TimeoutError otherwise."""
-        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        """Blocks until the DERP connection is up. RelayRefusedError or
+        RelayError at once when waiting cannot help; TimeoutError (saying
+        why) otherwise."""
         with self._use() as p:
-            rc = lib.gw_py_wait_connected(p, ms)
-        if rc == -110:
-            raise TimeoutError(f"gateway: not connected to {self.derp_url} within {timeout} s "
-                               f"(last error: {self.last_error() or 'none'})")
+            rc = _diagnose.wait_connected(self.derp_url, lambda ms: lib.gw_py_wait_connected(p, ms),
+                                          lambda: self.stats()["derp"], self.last_error, timeout)
         check(rc, "wait_connected")
 
     def reconnect(self) -> None:

@@ -201,7 +201,7 @@ static void fail_closed(struct derp_client *c, int err)
 			return;
 		}
 		if (c->cp->phase == DERP_CP_HTTP && c->cp->http_len == 0) {
-			derp_cl_fail_err(c, ECONNRESET, "the server closed the connection without answering the HTTP upgrade%s",
+			derp_cl_fail_err(c, EPROTO, "the server closed the connection without answering the HTTP upgrade%s",
 					 c->url.tls ? "" : " (a TLS relay? use https://)");
 			return;
 		}
