@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from typing import Any
 
 import spanza
 
@@ -79,6 +81,9 @@ def add_gateway_commands(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--tailscale", action="store_true", help="Tailscale's privkey:<hex> form (default: WireGuard base64)")
     k.set_defaults(func=cmd_keygen)
 
+    ps = sub.add_parser("genpsk", help="print a new preshared key (like `wg genpsk`)")
+    ps.set_defaults(func=cmd_genpsk)
+
     pk = sub.add_parser("pubkey", help="read a private key on stdin, print its public key (like `wg pubkey`)")
     pk.add_argument("--tailscale", action="store_true",
                     help="print nodekey:<hex> (default: the input's form: base64 for base64, nodekey: for privkey:)")
@@ -98,6 +103,13 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_genpsk(args: argparse.Namespace) -> int:
+    from spanza.keys import PresharedKey
+
+    print(PresharedKey.generate().base64)
+    return 0
+
+
 def cmd_pubkey(args: argparse.Namespace) -> int:
     from spanza.errors import ConfigError
     from spanza.keys import PrivateKey, private_key_bytes
@@ -113,7 +125,6 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    import logging
     import signal
     import threading
 
@@ -180,13 +191,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_stats(log, st: dict) -> None:  # noqa: ANN001
-    d = st["derp"]
-    log.info("wg->derp %d datagrams (%d B), derp->wg %d (%d B); drops: unknown key %d, oversize %d, "
-             "send errors %d, no destination %d, DERP queue full %d, UDP buffer overflow %d; reconnects %d",
-             st["derp_tx_packets"], st["derp_tx_bytes"], st["wg_tx_datagrams"], st["wg_tx_bytes"],
-             st["drops_unknown_key"], st["drops_oversize"], st["drops_send_error"],
-             st["drops_no_destination"], st["drops_queue_full"], st["drops_udp_overflow"], d["reconnects"])
+def _log_stats(log: "logging.Logger", st: dict[str, Any]) -> None:
+    """The gateway's counters in one line (nonzero ones, nested as stats())."""
+    import json
+
+    from spanza._stats import readable
+
+    log.info("counters %s", json.dumps(readable(st), separators=(",", ":")))
 
 
 if __name__ == "__main__":

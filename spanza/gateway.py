@@ -231,7 +231,7 @@ class Gateway:
             got = _from_c(bound)
             assert got is not None
             self._peers[raw] = got
-        log.info("remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale,
+        log.debug("remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale,
                  format_address(_reachable(got)))
         return _reachable(got)
 

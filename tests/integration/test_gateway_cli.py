@@ -109,7 +109,11 @@ def test_gateway_command_relays_until_sigterm(tmp_path):
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
         assert "connected to the DERP server" in err  # -v logs the connection
-        assert "wg->derp" in err  # and the counters at exit
+        counters = [ln for ln in err.splitlines() if "INFO spanza.gateway: counters {" in ln]
+        assert counters, err  # and the counters at exit, as JSON, nonzero ones
+        st = json.loads(counters[-1].split("counters ", 1)[1])
+        assert st["derp"]["tx_packets"] >= 1 and st["wg"]["tx_datagrams"] >= 1
+        assert not re.search(r"nodekey:[0-9a-f]{0,63}[^0-9a-f]|\[[A-Za-z0-9+/]{5}\]", err.replace("...", ""))
     wa.close()
     wb.close()
 
