@@ -91,7 +91,7 @@ int ns_socketpair(int type, int *ours, int *theirs);
 void ns_set_nonblock(int fd);
 
 /* ---- waitable operations (ns_op.c) ---- */
-enum ns_op_kind { NS_OP_CONNECT, NS_OP_PING, NS_OP_BENCH };
+enum ns_op_kind { NS_OP_CONNECT, NS_OP_PING, NS_OP_BENCH, NS_OP_SPLICE };
 struct ns_op {
 	struct ns_obj obj;        /* linked on the host while pending */
 	rt_t *rt;
