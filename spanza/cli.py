@@ -17,8 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_derper(sub)
     add_gateway_commands(sub)
     from spanza.demo import add_demo_command
+    from spanza.up import add_up_command
 
     add_demo_command(sub)
+    add_up_command(sub)
     return p
 
 
