@@ -105,6 +105,24 @@ fuzz-smoke: $(FUZZ_BINS)
 	  build/fuzz/$$t -max_total_time=$${FUZZ_SMOKE_SECONDS:-10} .cache/fuzz/$$t tests/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1 \
 	  || { tail -40 build/fuzz/$$t.log; exit 1; }; echo "fuzz-smoke $$t: ok ($$(grep -o 'Done [0-9]* runs' build/fuzz/$$t.log))"; done
 
+# ---- lint: C style (clang-format), C checks (clang-tidy, .clang-tidy),
+# Python (ruff, mypy --strict), and what the extension exports ----
+LINT_C := $(shell find csrc tests/fuzz bench -name '*.[ch]' | sort)
+TIDY_FLAGS := $(CSTD) -Icsrc $(LWIP_INC)
+PY_LINT := spanza tests bench examples conftest.py setup.py
+.PHONY: lint format
+lint: ext
+	clang-format --dry-run -Werror $(LINT_C)
+	printf '%s\n' $(CSRCS) | xargs -P$$(nproc) -n8 clang-tidy -quiet $(foreach f,$(TIDY_FLAGS),--extra-arg=$(f))
+	$(PY) -m ruff check $(PY_LINT)
+	$(PY) -m ruff format --check $(PY_LINT)
+	$(PY) -m mypy --strict spanza
+	$(PY) scripts/check-build.py build/release/libspanza.a build/release/cffi/spanza/_spanza*.so
+
+format:
+	clang-format -i $(LINT_C)
+	$(PY) -m ruff format $(PY_LINT)
+
 demo: ext
 	$(PY) -m spanza demo
 

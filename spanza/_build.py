@@ -21,7 +21,10 @@ LIBDIR = os.path.abspath(os.environ.get("SPANZA_LIBDIR", os.path.join(ROOT, "bui
 
 
 def py_headers() -> list[str]:
-    return sorted(glob.glob(os.path.join(CSRC, "*", "*_py.h")))
+    """Every module's ``*_py.h``, a module's own before its subdirectories'
+    (``derp/derp_py.h`` declares what ``derp/client/`` uses)."""
+    found = glob.glob(os.path.join(CSRC, "**", "*_py.h"), recursive=True)
+    return sorted(found, key=lambda p: (os.path.dirname(p), os.path.basename(p)))
 
 
 def cdef_text(path: str) -> str:

@@ -13,7 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static EVP_MD *md_blake2s;
@@ -142,14 +142,6 @@ void spz_kdf_any(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t *key, size
 	spz_wipe(prk, sizeof(prk));
 	spz_wipe(out, sizeof(out));
 }
-
-bool spz_equal(const void *a, const void *b, size_t len) { return CRYPTO_memcmp(a, b, len) == 0; }
-
-bool spz_is_zero(const void *a, size_t len) { return sodium_is_zero(a, len) == 1; }
-
-void spz_wipe(void *p, size_t len) { sodium_memzero(p, len); }
-
-int spz_memeq(const uint8_t *a, const uint8_t *b, size_t len) { return spz_equal(a, b, len) ? 1 : 0; }
 
 void spz_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t key[32], const void *in, size_t inlen)
 {

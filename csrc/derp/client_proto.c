@@ -26,10 +26,17 @@ void derp_cp_init(struct derp_cproto *cp, const uint8_t priv[32], const uint8_t 
 	derp_parser_init(&cp->parser, DERP_ROLE_CLIENT);
 }
 
+void derp_cp_set_mesh(struct derp_cproto *cp, const uint8_t mesh_key[32])
+{
+	cp->has_mesh_key = true;
+	memcpy(cp->mesh_key, mesh_key, 32);
+}
+
 void derp_cp_free(struct derp_cproto *cp)
 {
 	derp_parser_free(&cp->parser);
 	sodium_memzero(cp->priv, sizeof(cp->priv));
+	sodium_memzero(cp->mesh_key, sizeof(cp->mesh_key));
 }
 
 #if defined(__GNUC__)
@@ -56,16 +63,29 @@ static int on_server_key(struct derp_cproto *cp, const struct derp_frame *f, con
 		return fail(cp, -EPROTO, "server sent an all-zero key");
 	if (cp->has_expected_key && !derp_key_equal(spub, cp->expected_key))
 		return fail(cp, -EPROTO, "server key does not match the expected key");
+	if (cp->has_mesh_key && derp_key_equal(spub, cp->pub))
+		return fail(cp, -ELOOP, "the server's key is our own: a mesh link to this server");
 	memcpy(cp->server_pub, spub, 32);
-	struct derp_client_info ci = {.version = DERP_PROTOCOL_VERSION, .can_ack_pings = true};
+	struct derp_client_info ci = {.version = DERP_PROTOCOL_VERSION, .can_ack_pings = !cp->has_mesh_key};
+	if (cp->has_mesh_key) {
+		ci.has_mesh_key = true;
+		memcpy(ci.mesh_key, cp->mesh_key, 32);
+	}
 	uint8_t buf[512];
 	int n = derp_enc_client_info(buf, sizeof(buf), cp->priv, cp->pub, cp->server_pub, &ci);
+	sodium_memzero(&ci, sizeof(ci));
 	if (n < 0)
 		return fail(cp, -EPROTO, "cannot seal ClientInfo to the server key (invalid point?)");
 	cp->phase = DERP_CP_SERVER_INFO;
 	int rc = ops->write(arg, buf, (size_t)n);
 	if (rc < 0)
 		return fail(cp, rc, "cannot send ClientInfo");
+	if (cp->has_mesh_key) {
+		uint8_t watch[DERP_HDR_LEN];
+		derp_enc_watch_conns(watch, sizeof(watch));
+		if ((rc = ops->write(arg, watch, sizeof(watch))) < 0)
+			return fail(cp, rc, "cannot send WatchConns");
+	}
 	return 0;
 }
 

@@ -6,7 +6,7 @@
  * against the limits of the role that receives it, and seals/opens the
  * ClientInfo/ServerInfo NaCl boxes. No sockets, no clocks, no allocation
  * except the parser's partial-frame buffer. Shared by the server and the
- * client (csrc/derp/client.c). */
+ * client (csrc/derp/client/client.c). */
 #ifndef SPANZA_DERP_FRAME_H
 #define SPANZA_DERP_FRAME_H
 

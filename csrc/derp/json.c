@@ -75,6 +75,15 @@ static int scan_string(struct scan *sc, const char **start, size_t *n)
 	return -EINVAL;
 }
 
+/* Skips a run of decimal digits; false if there was none. */
+static bool skip_digits(struct scan *sc)
+{
+	size_t from = sc->i;
+	while (sc->i < sc->len && sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9')
+		sc->i++;
+	return sc->i > from;
+}
+
 static int scan_number(struct scan *sc)
 {
 	size_t b = sc->i;
@@ -85,27 +94,20 @@ static int scan_number(struct scan *sc)
 	if (sc->s[sc->i] == '0') {
 		sc->i++;
 	} else if (sc->s[sc->i] >= '1' && sc->s[sc->i] <= '9') {
-		while (sc->i < sc->len && sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9')
-			sc->i++;
+		skip_digits(sc);
 	} else {
 		return -EINVAL;
 	}
 	if (sc->i < sc->len && sc->s[sc->i] == '.') {
 		sc->i++;
-		size_t d = sc->i;
-		while (sc->i < sc->len && sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9')
-			sc->i++;
-		if (sc->i == d)
+		if (!skip_digits(sc))
 			return -EINVAL;
 	}
 	if (sc->i < sc->len && (sc->s[sc->i] == 'e' || sc->s[sc->i] == 'E')) {
 		sc->i++;
 		if (sc->i < sc->len && (sc->s[sc->i] == '+' || sc->s[sc->i] == '-'))
 			sc->i++;
-		size_t d = sc->i;
-		while (sc->i < sc->len && sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9')
-			sc->i++;
-		if (sc->i == d)
+		if (!skip_digits(sc))
 			return -EINVAL;
 	}
 	return sc->i > b ? 0 : -EINVAL;

@@ -1,7 +1,7 @@
 /* The DERP bind of a device; see bind_derp.h. */
 #include "device/bind_derp.h"
 #include "device/impl.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdio.h>

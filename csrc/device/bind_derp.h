@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "derp/client.h"
+#include "derp/client/client.h"
 #include "device/bind_derp_py.h"
 #include "device/device.h"
 

@@ -1,7 +1,7 @@
 /* A device: the core's callbacks, the timer, binds, sink and queue. Loop
  * thread only; see device.h. */
 #include "device/impl.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -199,7 +199,7 @@ int dev_uapi_handle(void *ctx, const char *req, size_t len, struct dev_strbuf *r
 	return 0;
 }
 
-/* ---- lifecycle (on the loop thread, from py.c) ---- */
+/* ---- lifecycle (on the loop thread, from device_py.c) ---- */
 
 int dev_create(dev_device *d, const uint8_t *private_key, int listen_port)
 {

@@ -8,8 +8,8 @@
 
 #include "device/device.h"
 #include "device/queue.h"
-#include "device/uapi.h"
-#include "device/udp.h"
+#include "device/uapi_socket.h"
+#include "device/bind_udp.h"
 
 #define DEV_QUEUE_BYTES (4u << 20)
 #define DEV_QUEUE_PACKETS 8192

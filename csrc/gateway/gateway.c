@@ -1,7 +1,7 @@
 /* The gateway object: its DERP client, configuration and connection state.
  * See gateway.h for the design. */
 #include "gateway/impl.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@ static int check_wg_ep(const struct gw *g, const struct gw_addr *ep, char *err, 
 	gw_addr_to_sockaddr(ep, &ss, &sl);
 	for (size_t k = 0; k < g->npeers; k++) {
 		struct sockaddr_storage out;
-		if (!dev_udp_sockaddr_for(g->peers[k]->family, (struct sockaddr *)&ss, &out)) {
+		if (!rt_udp_sockaddr_for(g->peers[k]->family, (struct sockaddr *)&ss, &out)) {
 			snprintf(err, errlen, "wg_endpoint: IPv6 address, but remote peer sockets listen on IPv4");
 			return -EINVAL;
 		}
@@ -94,7 +94,7 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* gw_py_wait_connected's deadline */
 	pthread_cond_init(&g->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	int rc = dev_udp_batch_init(&g->rb);
+	int rc = rt_udp_batch_init(&g->rb);
 	if (rc < 0)
 		goto fail;
 	rc = gw_set_wg_endpoint(g, wg_endpoint, err, errlen);
@@ -112,7 +112,7 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	*out = g;
 	return 0;
 fail:
-	dev_udp_batch_free(&g->rb);
+	rt_udp_batch_free(&g->rb);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
 	free(g);
@@ -125,7 +125,7 @@ void gw_free(gw_t *g)
 		return;
 	derp_client_free(g->derp);
 	gw_peers_free(g);
-	dev_udp_batch_free(&g->rb);
+	rt_udp_batch_free(&g->rb);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
 	free(g);

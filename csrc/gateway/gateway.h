@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "derp/derp_client_py.h"
+#include "derp/client/derp_client_py.h"
 #include "gateway/gateway_py.h"
 #include "runtime/rt.h"
 

@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "derp/client.h"
-#include "device/udp.h"
+#include "derp/client/client.h"
+#include "runtime/udp_sock.h"
 #include "gateway/gateway.h"
 
 /* Keys in log lines: nodekey:<64 hex>, as the Python side and `spanza
@@ -52,7 +52,7 @@ struct gw {
 
 	/* recvmmsg state, allocated once, shared by the peers' sockets (the
 	 * device's UDP bind reads the same way: device/udp.h) */
-	struct dev_udp_batch rb;
+	struct rt_udp_batch rb;
 
 	/* connection state for threads waiting in gw_py_wait_connected */
 	pthread_mutex_t mu;

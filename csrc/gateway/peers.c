@@ -1,7 +1,7 @@
 /* The gateway's remote peers: one UDP socket each, found by DERP key
  * through a small open-addressing index. */
 #include "gateway/impl.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -121,7 +121,7 @@ static int open_socket(const struct gw_addr *listen, int *family, char *err, siz
 		snprintf(err, errlen, "listen address: family %u is neither IPv4 nor IPv6", listen->family);
 		return -EINVAL;
 	}
-	int fd = dev_udp_socket((struct sockaddr *)&ss, sl);
+	int fd = rt_udp_socket((struct sockaddr *)&ss, sl);
 	if (fd < 0) {
 		char txt[INET6_ADDRSTRLEN] = "?";
 		inet_ntop(listen->family, listen->addr, txt, sizeof(txt));
@@ -135,7 +135,7 @@ static int open_socket(const struct gw_addr *listen, int *family, char *err, siz
 void gw_peer_update_dst(struct gw *g, struct gw_peer *p)
 {
 	if (g->has_wg_ep) {
-		if ((p->dst_len = dev_udp_sockaddr_for(p->family, (struct sockaddr *)&g->wg_ep, &p->dst)))
+		if ((p->dst_len = rt_udp_sockaddr_for(p->family, (struct sockaddr *)&g->wg_ep, &p->dst)))
 			p->dst_kind = GW_DST_CONFIGURED;
 		else
 			p->dst_kind = GW_DST_NONE; /* refused earlier by the config checks */
@@ -144,7 +144,7 @@ void gw_peer_update_dst(struct gw *g, struct gw_peer *p)
 	if (p->dst_kind == GW_DST_CONFIGURED)
 		p->dst_kind = GW_DST_NONE; /* learn again */
 	if (p->dst_kind == GW_DST_NONE && g->has_last_src &&
-	    (p->dst_len = dev_udp_sockaddr_for(p->family, (struct sockaddr *)&g->last_src, &p->dst)))
+	    (p->dst_len = rt_udp_sockaddr_for(p->family, (struct sockaddr *)&g->last_src, &p->dst)))
 		p->dst_kind = GW_DST_LEARNED;
 }
 

@@ -1,6 +1,6 @@
 /* The gateway's two packet paths (see gateway.h). Loop thread only. */
 #include "gateway/impl.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <string.h>
@@ -39,11 +39,11 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 	(void)events;
 	struct gw_peer *p = arg;
 	struct gw *g = p->gw;
-	struct dev_udp_batch *b = &g->rb;
-	for (int batch = 0; batch < DEV_UDP_MAX_BATCHES; batch++) {
+	struct rt_udp_batch *b = &g->rb;
+	for (int batch = 0; batch < RT_UDP_MAX_BATCHES; batch++) {
 		if (g->paused)
 			return;
-		int n = dev_udp_batch_recv(b, fd);
+		int n = rt_udp_batch_recv(b, fd);
 		if (n < 0) {
 			/* ECONNREFUSED & co: an ICMP error for an earlier send
 			 * (WireGuard not listening yet); nothing to read. */
@@ -52,11 +52,11 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 			return;
 		}
 		uint32_t overflow;
-		if (n > 0 && dev_udp_batch_overflow(b, n - 1, &overflow))
+		if (n > 0 && rt_udp_batch_overflow(b, n - 1, &overflow))
 			p->st.drops_udp_overflow = overflow;
 		for (int i = 0; i < n; i++) {
 			size_t len = b->msgs[i].msg_len;
-			if (dev_udp_batch_truncated(b, i)) {
+			if (rt_udp_batch_truncated(b, i)) {
 				g->st.drops_udp_truncated++;
 				continue;
 			}
@@ -80,7 +80,7 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 			gw_set_paused(g, true);
 			return;
 		}
-		if (n < DEV_UDP_BATCH)
+		if (n < RT_UDP_BATCH)
 			return;
 	}
 }

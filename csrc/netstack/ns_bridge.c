@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "lwip/tcp.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #define BR_PCB_CONNECTING 0x100u /* internal: tcp_connect in progress */
 #define BR_READ_BUDGET 16         /* reads per event, for fairness */

@@ -9,7 +9,7 @@
 
 #include "lwip/ip.h"
 #include "lwip/raw.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 /* Outgoing packets that lwIP hands over as a pbuf chain are flattened here
  * (loop thread only; packets never exceed the 16-bit IP length). */
@@ -129,6 +129,16 @@ static int count_drop(ns_host_t *h, enum ns_verdict v)
 	return -EINVAL;
 }
 
+/* Hands a checked packet to lwIP (which owns p from here). */
+static void deliver(ns_host_t *h, struct pbuf *p, size_t plen)
+{
+	h->st.rx_packets++;
+	h->st.rx_bytes += plen;
+	if (h->netif.input(p, &h->netif) != ERR_OK)
+		pbuf_free(p);
+	ns_stack_kick();
+}
+
 int ns_host_input_pbuf(ns_host_t *h, struct pbuf *p)
 {
 	size_t plen = 0;
@@ -138,11 +148,7 @@ int ns_host_input_pbuf(ns_host_t *h, struct pbuf *p)
 		return count_drop(h, v);
 	}
 	p->len = p->tot_len = (u16_t)plen; /* trailing bytes past the IP length */
-	h->st.rx_packets++;
-	h->st.rx_bytes += plen;
-	if (h->netif.input(p, &h->netif) != ERR_OK)
-		pbuf_free(p);
-	ns_stack_kick();
+	deliver(h, p, plen);
 	return 0;
 }
 
@@ -159,11 +165,7 @@ int ns_host_input(ns_host_t *h, const uint8_t *ip, size_t len)
 		h->st.drop_nomem++;
 		return -ENOMEM;
 	}
-	h->st.rx_packets++;
-	h->st.rx_bytes += plen;
-	if (h->netif.input(p, &h->netif) != ERR_OK)
-		pbuf_free(p);
-	ns_stack_kick();
+	deliver(h, p, plen);
 	return 0;
 }
 

@@ -9,7 +9,7 @@
 #include "lwip/ip_addr.h"
 #include "lwip/sys.h"
 #include "ns_hooks.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/rt.h"
 
 /* lwIP compares times wrap-safely, so the u32 truncation is fine. */

@@ -12,7 +12,7 @@
 #include "lwip/init.h"
 #include "lwip/stats.h"
 #include "lwip/timeouts.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
 static rt_t *ns_rt;        /* guarded by ns_mu */

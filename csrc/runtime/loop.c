@@ -1,7 +1,7 @@
 /* The event loop: epoll for fds, an eventfd for cross-thread wake-ups, a
  * binary min-heap of timers. One thread per runtime. */
 #include "rt.h"
-#include "log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <pthread.h>

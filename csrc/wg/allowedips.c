@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "wg/wg_internal.h"
+#include "base/list.h"
 
 struct wg_aip_node {
 	struct wg_aip_node *child[2], *parent;
@@ -56,15 +57,7 @@ static void peer_unlink(struct wg_aip_node *n)
 	wg_peer *p = n->peer;
 	if (!p)
 		return;
-	if (n->peer_prev)
-		n->peer_prev->peer_next = n->peer_next;
-	else
-		p->aip_head = n->peer_next;
-	if (n->peer_next)
-		n->peer_next->peer_prev = n->peer_prev;
-	else
-		p->aip_tail = n->peer_prev;
-	n->peer_prev = n->peer_next = NULL;
+	SPZ_DLIST_UNLINK_TAIL(p->aip_head, p->aip_tail, n, peer_prev, peer_next);
 	n->peer = NULL;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "wg/wg_internal.h"
+#include "base/list.h"
 
 static uint32_t key_hash(const uint8_t pub[32])
 {
@@ -91,14 +92,7 @@ void wg_peer_remove(wg_device *dev, wg_peer *p)
 	while (*pp != p)
 		pp = &(*pp)->hash_next;
 	*pp = p->hash_next;
-	if (p->list_prev)
-		p->list_prev->list_next = p->list_next;
-	else
-		dev->peers_head = p->list_next;
-	if (p->list_next)
-		p->list_next->list_prev = p->list_prev;
-	else
-		dev->peers_tail = p->list_prev;
+	SPZ_DLIST_UNLINK_TAIL(dev->peers_head, dev->peers_tail, p, list_prev, list_next);
 	dev->npeers--;
 	spz_wipe(p, sizeof(*p));
 	free(p);

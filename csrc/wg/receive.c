@@ -2,7 +2,7 @@
  * state changes (kernel receive.c, Go receive.go). */
 #include <string.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "wg/wg_internal.h"
 
 static void set_endpoint(wg_peer *peer, const wg_endpoint *from)

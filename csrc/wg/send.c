@@ -4,8 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "wg/wg_internal.h"
+#include "base/list.h"
 
 void wg_transmit(wg_device *dev, wg_peer *peer, const uint8_t *data, size_t len)
 {
@@ -133,11 +134,8 @@ void wg_send_staged(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 	}
 	bool data = false;
 	while (peer->staged_head && kp->send_counter < WG_REJECT_AFTER_MESSAGES) {
-		struct wg_staged *s = peer->staged_head;
-		peer->staged_head = s->next;
-		if (!peer->staged_head)
-			peer->staged_tail = NULL;
-		peer->staged_count--;
+		struct wg_staged *s;
+		SPZ_FIFO_POP(peer->staged_head, peer->staged_tail, peer->staged_count, s, next);
 		encrypt_and_send(dev, peer, kp, s->data, s->len);
 		data |= s->len != 0;
 		free(s);
@@ -155,39 +153,30 @@ static int stage(wg_device *dev, wg_peer *peer, const uint8_t *ip, size_t len)
 	struct wg_staged *s = malloc(sizeof(*s) + len);
 	if (!s)
 		return wg_drop_count(dev, WG_DROP_NO_MEMORY);
-	s->next = NULL;
 	s->len = len;
 	if (len)
 		memcpy(s->data, ip, len);
 	if (peer->staged_count >= WG_MAX_STAGED) {
 		/* Bounded: the oldest packet makes room. */
-		struct wg_staged *old = peer->staged_head;
-		peer->staged_head = old->next;
-		peer->staged_count--;
+		struct wg_staged *old;
+		SPZ_FIFO_POP(peer->staged_head, peer->staged_tail, peer->staged_count, old, next);
 		free(old);
 		wg_drop_count(dev, WG_DROP_STAGED_OVERFLOW);
-		if (!peer->staged_head)
-			peer->staged_tail = NULL;
 	}
-	if (peer->staged_tail)
-		peer->staged_tail->next = s;
-	else
-		peer->staged_head = s;
-	peer->staged_tail = s;
-	peer->staged_count++;
+	SPZ_FIFO_PUSH(peer->staged_head, peer->staged_tail, peer->staged_count, s, next);
 	return 0;
 }
 
 void wg_staged_purge(wg_device *dev, wg_peer *peer, int reason)
 {
-	while (peer->staged_head) {
-		struct wg_staged *s = peer->staged_head;
-		peer->staged_head = s->next;
+	struct wg_staged *s;
+	for (;;) {
+		SPZ_FIFO_POP(peer->staged_head, peer->staged_tail, peer->staged_count, s, next);
+		if (!s)
+			break;
 		free(s);
 		wg_drop_count(dev, reason);
 	}
-	peer->staged_tail = NULL;
-	peer->staged_count = 0;
 }
 
 void wg_send_keepalive(wg_device *dev, wg_peer *peer, uint64_t now_ms)

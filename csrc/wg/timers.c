@@ -2,7 +2,7 @@
  * A timer is a deadline in now_ms; wg_device_tick runs the due ones. The
  * device keeps a lower bound of all deadlines (dev->next_deadline) that is
  * lowered whenever a timer is armed earlier and recomputed by the tick. */
-#include "runtime/log.h"
+#include "base/log.h"
 #include "wg/wg_internal.h"
 
 static void arm(wg_device *dev, uint64_t *timer, uint64_t when)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "wg/wg_internal.h"
+#include "base/list.h"
 
 #define QUEUE_MAX 4096
 
@@ -43,7 +44,6 @@ static void q_push(wg_tunnel *t, struct queue *q, wg_peer *peer, const wg_endpoi
 		t->drops++;
 		return;
 	}
-	e->next = NULL;
 	memset(&e->to, 0, sizeof(e->to));
 	if (to)
 		e->to = *to;
@@ -53,20 +53,12 @@ static void q_push(wg_tunnel *t, struct queue *q, wg_peer *peer, const wg_endpoi
 	e->len = len;
 	memcpy(e->data, data, len);
 	if (q->count >= QUEUE_MAX) {
-		struct qent *old = q->head;
-		q->head = old->next;
-		if (!q->head)
-			q->tail = NULL;
-		q->count--;
+		struct qent *old;
+		SPZ_FIFO_POP(q->head, q->tail, q->count, old, next);
 		free(old);
 		t->drops++;
 	}
-	if (q->tail)
-		q->tail->next = e;
-	else
-		q->head = e;
-	q->tail = e;
-	q->count++;
+	SPZ_FIFO_PUSH(q->head, q->tail, q->count, e, next);
 }
 
 static int q_pop(struct queue *q, wg_endpoint *to, uint8_t *peer_pub, uint8_t *buf, size_t cap)
@@ -76,10 +68,7 @@ static int q_pop(struct queue *q, wg_endpoint *to, uint8_t *peer_pub, uint8_t *b
 		return -1;
 	if (e->len > cap)
 		return -ENOSPC;
-	q->head = e->next;
-	if (!q->head)
-		q->tail = NULL;
-	q->count--;
+	SPZ_FIFO_POP(q->head, q->tail, q->count, e, next);
 	if (to)
 		*to = e->to;
 	if (peer_pub)
@@ -92,13 +81,13 @@ static int q_pop(struct queue *q, wg_endpoint *to, uint8_t *peer_pub, uint8_t *b
 
 static void q_clear(struct queue *q)
 {
-	while (q->head) {
-		struct qent *e = q->head;
-		q->head = e->next;
+	struct qent *e;
+	for (;;) {
+		SPZ_FIFO_POP(q->head, q->tail, q->count, e, next);
+		if (!e)
+			break;
 		free(e);
 	}
-	q->tail = NULL;
-	q->count = 0;
 }
 
 static void t_send(void *ctx, wg_peer *peer, const wg_endpoint *to, const uint8_t *data, size_t len)

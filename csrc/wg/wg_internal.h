@@ -169,7 +169,7 @@ struct wg_device {
 	uint8_t *rx_buf, *tx_buf; /* WG_MAX_DATAGRAM each */
 };
 
-/* device.c */
+/* wg_device.c */
 void wg_dev_random(wg_device *dev, void *buf, size_t len);
 uint64_t wg_dev_wall_ns(wg_device *dev);
 /* Counts a drop and returns the reason (for `return wg_drop_count(...)`). */
@@ -242,7 +242,7 @@ void wg_timers_any_authenticated_packet_traversal(wg_device *dev, wg_peer *peer,
 uint64_t wg_timers_run(wg_device *dev, wg_peer *peer, uint64_t now_ms);
 uint64_t wg_timers_next(const wg_peer *peer);
 
-/* endpoint.c: text helpers shared with uapi.c */
+/* endpoint.c: text helpers shared with wg_uapi.c */
 int wg_format_ip(int family, const uint8_t *addr, char *buf, size_t cap);
 int wg_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out);
 int wg_parse_ip(const char *s, size_t len, int *family, uint8_t out[16]);

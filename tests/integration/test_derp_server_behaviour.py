@@ -365,6 +365,22 @@ def test_two_of_our_servers_mesh_as_one_region():
         wait_for(lambda: s2.stats()["mesh_clients_up"] == 0 and s2.stats()["mesh_routes"] == 0, what="link down")
 
 
+def test_mesh_with_derpers_host_slash_dialhost_form():
+    # derper's --mesh-with "host/dialhost": the URL names the server (Host
+    # header), dialhost says where to connect.
+    p1, p2 = free_port(), free_port()
+    opts = dict(mesh_key=MESH_KEY, mesh_retry_ms=100)
+    with DerpServer(port=p1, mesh_with=[f"http://relay-b.example/127.0.0.1:{p2}/derp"], **opts) as s1, \
+         DerpServer(port=p2, mesh_with=[f"http://relay-a.example:{p1}/127.0.0.1"], **opts) as s2:
+        wait_for(lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
+                 what="mesh links both ways")
+        a, c = connect(s1.port), connect(s2.port)
+        wait_for(lambda: s1.stats()["mesh_routes"] >= 2 and s2.stats()["mesh_routes"] >= 2, what="routes")
+        assert_relays(a, c, 100)
+        a.close()
+        c.close()
+
+
 def test_mesh_with_itself_is_detected_and_ignored():
     with DerpServer(mesh_key=MESH_KEY, port=0) as probe:
         port = probe.port

@@ -1,12 +1,15 @@
 /* Outbound mesh links: the server's own DERP client to each mesh peer
- * (spec §10 "Mesh"). It presents the mesh key with the server's private
- * key, watches connections (PeerPresent/PeerGone become routes) and carries
- * ForwardPacket. It runs on the server's loop and shares its connection
- * machinery; the codec is frame.c's. */
+ * (spec §10 "Mesh"). The protocol is the client's (client_proto.c: the
+ * upgrade, ServerKey -> ClientInfo with the mesh key -> ServerInfo, then
+ * WatchConns), as Tailscale's mesh client reuses derphttp.Client; URLs are
+ * the client's too (derp_url_parse). What is the server's: the connection
+ * and its send path (server_conn.c), PeerPresent/PeerGone turned into
+ * routes, and ForwardPacket. Loop thread only. */
+#include "derp/client_proto.h"
 #include "derp/http.h"
 #include "derp/keys.h"
-#include "derp/server.h"
-#include "runtime/log.h"
+#include "derp/server/server.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -19,65 +22,51 @@
 #include <unistd.h>
 
 #define MESH_CONNECT_TIMEOUT_MS 10000
+#define MESH_ENTRY_MAX 256 /* one --mesh-with entry */
+#define MESH_DERP_PATH "/derp"
 
-/* Copies src[n] into dst[cap] with a NUL; false if it does not fit. */
-static bool copy_str(char *dst, size_t cap, const char *src, size_t n)
+/* True if the URL's authority names a port (host_header has more than the host). */
+static bool url_has_port(const struct derp_url *u)
 {
-	if (n >= cap)
-		return false;
-	memcpy(dst, src, n);
-	dst[n] = 0;
-	return true;
-}
-
-/* Splits "name[:port]" / "[v6]:port" into name and port (port untouched if absent). */
-static bool split_host_port(const char *hp, char *name, size_t ncap, char *port, size_t pcap)
-{
-	const char *colon;
-	if (hp[0] == '[') {
-		const char *rb = strchr(hp, ']');
-		if (!rb || (rb[1] && rb[1] != ':'))
-			return false;
-		if (rb[1] == ':' && !copy_str(port, pcap, rb + 2, strlen(rb + 2)))
-			return false;
-		return copy_str(name, ncap, hp + 1, (size_t)(rb - hp - 1));
-	}
-	colon = strrchr(hp, ':');
-	if (colon && strchr(hp, ':') == colon) {
-		if (!copy_str(port, pcap, colon + 1, strlen(colon + 1)))
-			return false;
-		return copy_str(name, ncap, hp, (size_t)(colon - hp));
-	}
-	return copy_str(name, ncap, hp, strlen(hp));
+	const char *h = u->host_header;
+	return h[0] == '[' ? strstr(h, "]:") != NULL : strchr(h, ':') != NULL;
 }
 
 /* One entry: [http://|https://]host[:port][/dialhost][/derp]. derper's form
- * is a bare "host" (https, port 443) or "host/dialhost". */
+ * is a bare "host" (https, port 443) or "host/dialhost": the URL names the
+ * server (Host header, SNI, certificate) and dialhost, if any, where to
+ * connect. Both go through the client's URL parser. */
 static int parse_entry(struct derp_server *s, const char *ent, size_t n, char *err, size_t errlen)
 {
-	char buf[256], *e = buf;
-	if (!copy_str(buf, sizeof(buf), ent, n)) {
+	char buf[MESH_ENTRY_MAX], url[MESH_ENTRY_MAX + 16], why[128];
+	if (n >= sizeof(buf)) {
 		snprintf(err, errlen, "mesh peer %.40s...: too long", ent);
 		return -EINVAL;
 	}
-	bool tls = true;
+	memcpy(buf, ent, n);
+	buf[n] = 0;
+	const char *scheme = "https://";
+	char *e = buf;
 	if (!strncmp(e, "https://", 8)) {
 		e += 8;
 	} else if (!strncmp(e, "http://", 7)) {
 		e += 7;
-		tls = false;
+		scheme = "http://";
 	}
-	size_t len = strlen(e);
-	if (len >= 5 && !strcmp(e + len - 5, "/derp"))
-		e[len - 5] = 0;
+	size_t len = strlen(e), plen = strlen(MESH_DERP_PATH);
+	if (len >= plen && !strcmp(e + len - plen, MESH_DERP_PATH))
+		e[len - plen] = 0;
 	char *dial = strchr(e, '/');
 	if (dial)
 		*dial++ = 0;
-	char name[256], port[16], dialname[256];
-	snprintf(port, sizeof(port), "%s", tls ? "443" : "80");
-	if (!*e || (dial && (!*dial || strchr(dial, '/'))) ||
-	    !split_host_port(e, name, sizeof(name), port, sizeof(port)) || !*name ||
-	    (dial && (!split_host_port(dial, dialname, sizeof(dialname), port, sizeof(port)) || !*dialname))) {
+	struct derp_url u, du;
+	snprintf(url, sizeof(url), "%s%s", scheme, e);
+	int bad = !*e || derp_url_parse(url, &u, why, sizeof(why)) < 0;
+	if (!bad && dial) {
+		snprintf(url, sizeof(url), "%s%s", scheme, dial);
+		bad = !*dial || strchr(dial, '/') || derp_url_parse(url, &du, why, sizeof(why)) < 0;
+	}
+	if (bad) {
 		snprintf(err, errlen, "mesh peer %.*s: want host[:port], host/dialhost or http(s)://host:port/derp",
 			 (int)n, ent);
 		return -EINVAL;
@@ -86,12 +75,14 @@ static int parse_entry(struct derp_server *s, const char *ent, size_t n, char *e
 	if (!l)
 		return -ENOMEM;
 	l->srv = s;
-	l->tls = tls;
-	copy_str(l->host, sizeof(l->host), e, strlen(e));
-	copy_str(l->sni, sizeof(l->sni), name, strlen(name));
+	l->tls = u.tls;
+	snprintf(l->host, sizeof(l->host), "%s", u.host_header);
+	snprintf(l->sni, sizeof(l->sni), "%s", u.host);
 	/* Resolved once, here, on the caller's thread: the loop never blocks
-	 * on DNS. */
-	const char *dn = dial ? dialname : name;
+	 * on DNS. A dialhost without a port keeps the URL's. */
+	const char *dn = dial ? du.host : u.host;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", (unsigned)(dial && url_has_port(&du) ? du.port : u.port));
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
 	int gai = getaddrinfo(dn, port, &hints, &ai);
 	if (gai != 0 || !ai) {
@@ -202,15 +193,65 @@ static void link_connect(struct derp_mesh_link *l)
 	derp_conn_deadline(c, &c->hs_at, derp_srv_now(s) + MESH_CONNECT_TIMEOUT_MS);
 }
 
+/* ---- the client protocol's callbacks (c is the link's connection) ---- */
+
+static int cp_write(void *arg, const uint8_t *buf, size_t len)
+{
+	struct derp_conn *c = arg;
+	struct derp_pkt *p = derp_pkt_new((uint32_t)len);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p->data, buf, len);
+	derp_conn_push_ctl(c, p);
+	return 0;
+}
+
+static void cp_connected(void *arg, const uint8_t server_pub[32], const struct derp_server_info *si)
+{
+	struct derp_conn *c = arg;
+	struct derp_server *s = c->srv;
+	struct derp_mesh_link *l = c->link;
+	(void)si;
+	memcpy(l->remote_pub, server_pub, DERP_KEY_LEN);
+	c->state = CS_M_ACTIVE;
+	c->hs_at = 0;
+	l->up = true;
+	s->st.mesh_clients_up++;
+	derp_conn_deadline(c, &c->rd_at, derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS);
+	spz_log(SPZ_LOG_INFO, "derp", "mesh %s: connected", l->host);
+}
+
+static void cp_event(void *arg, const struct derp_client_event *ev)
+{
+	struct derp_conn *c = arg;
+	if (ev->type == DERP_EV_PEER_PRESENT)
+		derp_peer_route_add(c->srv, ev->key, c->link);
+	else if (ev->type == DERP_EV_PEER_GONE)
+		derp_peer_route_del(c->srv, ev->key, c->link);
+}
+
+static const struct derp_cp_ops mesh_cp_ops = {
+	.write = cp_write,
+	.connected = cp_connected,
+	.event = cp_event,
+	/* RecvPacket: nothing is sent to the mesh key itself */
+};
+
 static void send_request(struct derp_conn *c)
 {
+	struct derp_server *s = c->srv;
+	struct derp_mesh_link *l = c->link;
 	char req[1024];
-	size_t n = derp_http_upgrade_request(req, sizeof(req), c->link->host, false, NULL);
+	size_t n = derp_http_upgrade_request(req, sizeof(req), l->host, false, NULL);
 	struct derp_pkt *p = n ? derp_pkt_new((uint32_t)n) : NULL;
-	if (!p) {
+	l->cp = p ? malloc(sizeof(*l->cp)) : NULL;
+	if (!l->cp) {
+		free(p);
 		derp_conn_close(c, CR_HTTP);
 		return;
 	}
+	derp_cp_init(l->cp, s->priv, s->pub, NULL);
+	derp_cp_set_mesh(l->cp, s->mesh_key);
 	memcpy(p->data, req, n);
 	c->state = CS_M_HTTP;
 	derp_conn_push_ctl(c, p);
@@ -247,142 +288,23 @@ void derp_mesh_on_connected(struct derp_conn *c)
 	send_request(c); /* TCP and TLS (if any) are up */
 }
 
-static void link_handshake(struct derp_conn *c, const uint8_t *server_pub)
+void derp_mesh_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 {
-	struct derp_server *s = c->srv;
 	struct derp_mesh_link *l = c->link;
-	if (!memcmp(server_pub, s->pub, DERP_KEY_LEN)) {
+	int rc = derp_cp_input(l->cp, b, n, &mesh_cp_ops, c);
+	if (rc >= 0 || c->closing)
+		return;
+	if (rc == -ELOOP) {
 		spz_log(SPZ_LOG_INFO, "derp", "mesh %s: that is this server; ignoring it", l->host);
 		l->stopped = true;
 		derp_conn_close(c, CR_SELF);
 		return;
 	}
-	memcpy(l->remote_pub, server_pub, DERP_KEY_LEN);
-	struct derp_client_info ci = {.version = DERP_PROTOCOL_VERSION, .has_mesh_key = true};
-	memcpy(ci.mesh_key, s->mesh_key, DERP_KEY_LEN);
-	uint8_t buf[1024];
-	int n = derp_enc_client_info(buf, sizeof(buf), s->priv, s->pub, server_pub, &ci);
-	sodium_memzero(&ci, sizeof(ci));
-	struct derp_pkt *p = n > 0 ? derp_pkt_new((uint32_t)n + DERP_HDR_LEN) : NULL;
-	if (!p) {
-		derp_conn_close(c, CR_HANDSHAKE);
-		return;
-	}
-	memcpy(p->data, buf, (size_t)n);
-	derp_enc_watch_conns(p->data + n, DERP_HDR_LEN);
-	c->state = CS_M_SERVER_INFO;
-	derp_conn_push_ctl(c, p);
-}
-
-static void link_frame(struct derp_conn *c, const struct derp_frame *f)
-{
-	struct derp_server *s = c->srv;
-	struct derp_mesh_link *l = c->link;
-	const uint8_t *key, *data;
-	uint8_t reason, ip[16], flags;
-	uint16_t port;
-	if (f->skipped)
-		return;
-	if (c->state == CS_M_SERVER_KEY) {
-		if (f->type != DERP_FRAME_SERVER_KEY || derp_dec_server_key(f->data, f->len, &key) < 0) {
-			derp_conn_close(c, CR_HANDSHAKE);
-			return;
-		}
-		link_handshake(c, key);
-		return;
-	}
-	switch (f->type) {
-	case DERP_FRAME_SERVER_INFO: {
-		struct derp_server_info si;
-		if (c->state != CS_M_SERVER_INFO)
-			return;
-		if (derp_dec_server_info(f->data, f->len, s->priv, l->remote_pub, &si) < 0) {
-			derp_conn_close(c, CR_HANDSHAKE);
-			return;
-		}
-		c->state = CS_M_ACTIVE;
-		c->hs_at = 0;
-		l->up = true;
-		s->st.mesh_clients_up++;
-		derp_conn_deadline(c, &c->rd_at, derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS);
-		spz_log(SPZ_LOG_INFO, "derp", "mesh %s: connected", l->host);
-		break;
-	}
-	case DERP_FRAME_PEER_PRESENT:
-		if (derp_dec_peer_present(f->data, f->len, &key, ip, &port, &flags) == 0)
-			derp_peer_route_add(s, key, l);
-		break;
-	case DERP_FRAME_PEER_GONE:
-		if (derp_dec_peer_gone(f->data, f->len, &key, &reason) == 0)
-			derp_peer_route_del(s, key, l);
-		break;
-	case DERP_FRAME_PING:
-		if (derp_dec_ping(f->data, f->len, &data) == 0 && !c->pong_pending) {
-			c->pong_pending = true;
-			memcpy(c->pong, data, DERP_PING_LEN);
-			derp_conn_mark_dirty(c);
-		}
-		break;
-	default:
-		break; /* KeepAlive, RecvPacket, Health, Restarting, a late ServerKey */
-	}
-}
-
-static void link_stream(struct derp_conn *c, const uint8_t *b, size_t n)
-{
-	size_t off = 0;
-	while (off < n && !c->closing) {
-		struct derp_frame f;
-		size_t used = 0;
-		int rc = derp_parser_feed(&c->parser, b + off, n - off, &used, &f);
-		off += used;
-		if (rc < 0) {
-			derp_conn_close(c, CR_PROTOCOL);
-			return;
-		}
-		if (rc == 0)
-			return;
-		link_frame(c, &f);
-	}
-}
-
-void derp_mesh_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
-{
-	if (c->state != CS_M_HTTP) {
-		link_stream(c, b, n);
-		return;
-	}
-	/* The 101 head, then the stream. */
-	size_t room = DERP_HTTP_MAX_HEAD - c->inlen, take = n < room ? n : room;
-	if (!c->inbuf) {
-		c->inbuf = malloc(DERP_HTTP_MAX_HEAD);
-		if (!c->inbuf) {
-			derp_conn_close(c, CR_HTTP);
-			return;
-		}
-		c->incap = DERP_HTTP_MAX_HEAD;
-	}
-	memcpy(c->inbuf + c->inlen, b, take);
-	c->inlen += (uint32_t)take;
-	struct derp_http_resp resp;
-	int rc = derp_http_parse_response(c->inbuf, c->inlen, &resp);
-	if (rc == 0)
-		return;
-	if (rc < 0 || resp.status != 101) {
-		spz_log(SPZ_LOG_INFO, "derp", "mesh %s: upgrade refused (HTTP status %d)", c->link->host,
-			rc < 0 ? 0 : resp.status);
+	spz_log(SPZ_LOG_INFO, "derp", "mesh %s: %s", l->host, l->cp->err);
+	if (l->cp->phase == DERP_CP_FAILED && !l->cp->http_status)
 		derp_conn_close(c, CR_HTTP);
-		return;
-	}
-	uint8_t *head = c->inbuf;
-	size_t hlen = c->inlen;
-	c->inbuf = NULL;
-	c->inlen = c->incap = 0;
-	c->state = CS_M_SERVER_KEY;
-	link_stream(c, head + resp.header_len, hlen - resp.header_len);
-	free(head);
-	if (!c->closing)
-		link_stream(c, b + take, n - take);
+	else
+		derp_conn_close(c, c->state == CS_M_ACTIVE ? CR_PROTOCOL : CR_HANDSHAKE);
 }
 
 void derp_mesh_on_closed(struct derp_conn *c)
@@ -396,6 +318,11 @@ void derp_mesh_on_closed(struct derp_conn *c)
 			(unsigned long long)l->routes);
 	}
 	derp_peer_routes_drop_link(s, l);
+	if (l->cp) {
+		derp_cp_free(l->cp);
+		free(l->cp);
+		l->cp = NULL;
+	}
 	l->conn = NULL;
 	c->link = NULL;
 	schedule_retry(l);

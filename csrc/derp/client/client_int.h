@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "derp/client.h"
+#include "derp/client/client.h"
 #include "derp/client_proto.h"
 #include "derp/tls.h"
 

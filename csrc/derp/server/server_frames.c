@@ -1,8 +1,8 @@
 /* The DERP phase of an accepted connection: handshake and frame dispatch
  * (spec §9, §10, §13). */
-#include "derp/server.h"
+#include "derp/server/server.h"
 #include "derp/http.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <sodium.h>
 #include <stdlib.h>

@@ -2,7 +2,8 @@
  * (or the connection's write buffer is full), bounded by queue_size. When
  * full the oldest is dropped: a queued packet that waited longest is the
  * most likely to be stale (WireGuard retransmits its handshakes anyway). */
-#include "derp/client_int.h"
+#include "derp/client/client_int.h"
+#include "base/list.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +29,7 @@ void derp_cl_queue_push(struct derp_client *c, const uint8_t dst[32], const uint
 	e->len = (uint32_t)len;
 	if (len)
 		memcpy(e->data, data, len);
-	if (c->qtail)
-		c->qtail->next = e;
-	else
-		c->qhead = e;
-	c->qtail = e;
-	c->qlen++;
+	SPZ_FIFO_PUSH(c->qhead, c->qtail, c->qlen, e, next);
 }
 
 /* Moves queued packets into the write buffer while there is room. */

@@ -1,7 +1,8 @@
 /* DERP server connections: non-blocking reads and batched writes on the
  * loop, deadlines on one timer per connection, closing and reaping. */
-#include "derp/server.h"
-#include "runtime/log.h"
+#include "derp/server/server.h"
+#include "base/log.h"
+#include "base/list.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -28,27 +29,12 @@ struct derp_pkt *derp_pkt_new(uint32_t len)
 	return p;
 }
 
-void derp_pktq_push(struct derp_pktq *q, struct derp_pkt *p)
-{
-	p->next = NULL;
-	if (q->tail)
-		q->tail->next = p;
-	else
-		q->head = p;
-	q->tail = p;
-	q->n++;
-}
+void derp_pktq_push(struct derp_pktq *q, struct derp_pkt *p) { SPZ_FIFO_PUSH(q->head, q->tail, q->n, p, next); }
 
 struct derp_pkt *derp_pktq_pop(struct derp_pktq *q)
 {
-	struct derp_pkt *p = q->head;
-	if (!p)
-		return NULL;
-	q->head = p->next;
-	if (!q->head)
-		q->tail = NULL;
-	q->n--;
-	p->next = NULL;
+	struct derp_pkt *p;
+	SPZ_FIFO_POP(q->head, q->tail, q->n, p, next);
 	return p;
 }
 
@@ -394,8 +380,6 @@ static void conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 		derp_conn_feed(c, b, n);
 		break;
 	case CS_M_HTTP:
-	case CS_M_SERVER_KEY:
-	case CS_M_SERVER_INFO:
 	case CS_M_ACTIVE:
 		derp_mesh_on_bytes(c, b, n);
 		break;
@@ -552,13 +536,7 @@ void derp_conn_close(struct derp_conn *c, enum derp_close_reason why)
 	c->timer_at = 0;
 	if (c->link)
 		derp_mesh_on_closed(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
+	SPZ_DLIST_UNLINK(s->conns, c, prev, next);
 	s->st.connections--;
 	c->dead_next = s->dead;
 	s->dead = c;

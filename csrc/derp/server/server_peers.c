@@ -1,7 +1,8 @@
 /* Node keys on a server: local connections (with the duplicate policy),
  * mesh routes, who-sent-to-whom for PeerGone, and mesh watchers. */
-#include "derp/server.h"
-#include "runtime/log.h"
+#include "derp/server/server.h"
+#include "base/log.h"
+#include "base/list.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -176,13 +177,7 @@ void derp_watch_del(struct derp_conn *c)
 	struct derp_server *s = c->srv;
 	if (!c->watcher)
 		return;
-	if (c->watch_prev)
-		c->watch_prev->watch_next = c->watch_next;
-	else
-		s->watchers = c->watch_next;
-	if (c->watch_next)
-		c->watch_next->watch_prev = c->watch_prev;
-	c->watch_next = c->watch_prev = NULL;
+	SPZ_DLIST_UNLINK(s->watchers, c, watch_prev, watch_next);
 	c->watcher = false;
 	s->st.watchers--;
 }
@@ -299,13 +294,7 @@ void derp_peer_unregister(struct derp_conn *c)
 	struct derp_peer *p = c->peer;
 	if (!p)
 		return;
-	if (c->key_prev)
-		c->key_prev->key_next = c->key_next;
-	else
-		p->conns = c->key_next;
-	if (c->key_next)
-		c->key_next->key_prev = c->key_prev;
-	c->key_next = c->key_prev = NULL;
+	SPZ_DLIST_UNLINK(p->conns, c, key_prev, key_next);
 	c->peer = NULL;
 	p->nconns--;
 	s->st.clients--;

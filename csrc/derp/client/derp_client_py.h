@@ -1,5 +1,6 @@
 /* cffi: the DERP client as Python sees it (spanza/derp_client.py), plus the
- * plain structs the C API (client.h) shares: options, stats, events.
+ * plain structs the C API (client.h) shares: options and stats (events
+ * are the codec's: derp/derp_py.h).
  *
  * The derp_pyclient_* functions may be called from any thread; the ones
  * that wait take a timeout in milliseconds (-1: until closed) and wait
@@ -9,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "derp/derp_py.h"
 
 struct rt;
 
@@ -83,39 +86,6 @@ struct derp_client_stats {
 	uint64_t refusals;         /* attempts the server closed after our ClientInfo */
 	int last_errno;            /* errno-style cause of last_error: ECONNREFUSED, EPROTO (TLS), EACCES
 				      (refused), ETIMEDOUT, ECONNRESET, EHOSTUNREACH (DNS); 0: none */
-};
-
-/* Events (struct derp_client_event.type). */
-/* key: server public key */
-#define DERP_EV_CONNECTED 1
-/* text: why */
-#define DERP_EV_DISCONNECTED 2
-/* key, reason (0 disconnected, 1 not here) */
-#define DERP_EV_PEER_GONE 3
-/* key, ip[16], port, flags */
-#define DERP_EV_PEER_PRESENT 4
-/* text (empty: healthy again) */
-#define DERP_EV_HEALTH 5
-/* reconnect_in_ms, try_for_ms */
-#define DERP_EV_RESTARTING 6
-/* text: why; the client stopped retrying (DERP_CLIENT_REFUSED) */
-#define DERP_EV_REFUSED 8
-/* ping[8], rtt_us */
-#define DERP_EV_PONG 7
-
-struct derp_client_event {
-	int type;
-	uint8_t key[32];
-	uint8_t reason;
-	uint8_t flags;
-	uint16_t port;
-	uint8_t ip[16];
-	uint8_t ping[8];
-	uint32_t reconnect_in_ms;
-	uint32_t try_for_ms;
-	uint64_t rtt_us;
-	const char *text; /* NUL-terminated; valid during the callback / until the event is freed */
-	size_t text_len;
 };
 
 /* Sans-IO helper: the reconnect delay after `failures` consecutive failures

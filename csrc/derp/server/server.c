@@ -1,8 +1,8 @@
 /* The DERP server: configuration, the listener, lifecycle and statistics.
  * Everything after creation runs on the runtime's loop thread. */
 #include "derp/keys.h"
-#include "derp/server.h"
-#include "runtime/log.h"
+#include "derp/server/server.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

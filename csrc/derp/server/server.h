@@ -15,8 +15,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "derp/derp_server_py.h"
+#include "derp/client_proto.h"
 #include "derp/frame.h"
+#include "derp/server/derp_server_py.h"
 #include "derp/tls.h"
 #include "runtime/rt.h"
 
@@ -49,10 +50,8 @@ enum derp_conn_state {
 	CS_ACTIVE,        /* server: registered client */
 	CS_M_CONNECTING,  /* mesh link: TCP connect in progress */
 	CS_M_TLS,
-	CS_M_HTTP,        /* mesh link: request sent, reading the 101 */
-	CS_M_SERVER_KEY,
-	CS_M_SERVER_INFO,
-	CS_M_ACTIVE,
+	CS_M_HTTP,        /* mesh link: request sent; the client protocol runs the upgrade and handshake */
+	CS_M_ACTIVE,      /* mesh link: ServerInfo received */
 	CS_DEAD,
 };
 
@@ -130,8 +129,8 @@ struct derp_peer {
 struct derp_mesh_link {
 	struct derp_server *srv;
 	struct derp_mesh_link *next;
-	char host[256];      /* URL host[:port]: Host header */
-	char sni[256];       /* host without port: SNI and certificate name */
+	char host[DERP_URL_HOST_HEADER_MAX]; /* URL host[:port]: Host header */
+	char sni[DERP_URL_HOST_MAX];         /* host without port: SNI and certificate name */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	bool tls;
@@ -142,6 +141,7 @@ struct derp_mesh_link {
 	uint64_t routes;     /* keys currently routed through this link */
 	uint8_t remote_pub[DERP_KEY_LEN];
 	bool up;             /* handshake done (counted in mesh_clients_up) */
+	struct derp_cproto *cp; /* the client protocol of the current connection */
 };
 
 struct derp_server {

@@ -1,6 +1,6 @@
 /* The HTTP phase of an accepted connection: the /derp upgrade and derper's
  * small endpoints (spec §7, §8). Every non-upgrade response closes. */
-#include "derp/server.h"
+#include "derp/server/server.h"
 #include "derp/http.h"
 
 #include <errno.h>

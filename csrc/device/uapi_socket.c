@@ -1,6 +1,7 @@
-/* The UAPI socket server; see uapi.h. */
-#include "device/uapi.h"
-#include "runtime/log.h"
+/* The UAPI socket server; see uapi_socket.h. */
+#include "device/uapi_socket.h"
+#include "base/log.h"
+#include "base/list.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -112,14 +113,7 @@ static void conn_free(struct uapi_conn *c)
 	struct dev_uapi *s = c->srv;
 	rt_fd_del(s->rt, c->fd);
 	close(c->fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		s->tail = c->prev;
+	SPZ_DLIST_UNLINK_TAIL(s->head, s->tail, c, prev, next);
 	s->nconns--;
 	dev_strbuf_free(&c->in);
 	dev_strbuf_free(&c->out);
@@ -250,12 +244,7 @@ static void on_accept(rt_t *rt, int fd, uint32_t events, void *arg)
 		}
 		c->srv = s;
 		c->fd = cfd;
-		c->prev = s->tail;
-		if (s->tail)
-			s->tail->next = c;
-		else
-			s->head = c;
-		s->tail = c;
+		SPZ_DLIST_APPEND(s->head, s->tail, c, prev, next);
 		s->nconns++;
 	}
 }

@@ -1,7 +1,7 @@
 /* derp client I/O on the loop: non-blocking TCP connect through the
  * resolved addresses, TLS handshake, reads into the protocol core, and the
  * write buffer that frames are encoded into. */
-#include "derp/client_int.h"
+#include "derp/client/client_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 {

@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "derp/derp_client_py.h"
+#include "derp/client/derp_client_py.h"
 #include "runtime/rt.h"
 
 typedef struct derp_client derp_client_t;

@@ -4,7 +4,7 @@
 #ifndef SPANZA_LOG_H
 #define SPANZA_LOG_H
 
-#include "log_py.h"
+#include "base/log_py.h"
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))

@@ -9,7 +9,7 @@
  * congested and resumes on on_writable, so a fast Python sender waits
  * (backpressure) instead of losing packets. While disconnected the drain
  * hands packets to the client's own bounded queue (overflow counted). */
-#include "derp/client.h"
+#include "derp/client/client.h"
 #include "derp/frame.h"
 
 #include <errno.h>

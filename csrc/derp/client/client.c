@@ -5,7 +5,7 @@
  * One timer (t_main) serves every deadline of the current state: the
  * backoff wake-up, the connect budget and per-address dial limit, and,
  * once connected, the read timeout, ping timeouts and idle pings. */
-#include "derp/client_int.h"
+#include "derp/client/client_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -17,7 +17,7 @@
 #include <arpa/inet.h>
 #include <sodium.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 static const char *state_name(int s)
 {

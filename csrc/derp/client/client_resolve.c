@@ -5,7 +5,7 @@
  * the client with a reference count: whoever lets go last frees it, so a
  * client closed mid-lookup neither waits for the thread nor leaves it a
  * dangling pointer. Completion is signalled on an eventfd the loop watches. */
-#include "derp/client_int.h"
+#include "derp/client/client_int.h"
 
 #include <errno.h>
 #include <netdb.h>

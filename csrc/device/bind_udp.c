@@ -1,0 +1,166 @@
+/* The UDP bind; see bind_udp.h. */
+#include "device/bind_udp.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+struct dev_udp {
+	rt_t *rt;
+	int fd;
+	int family; /* AF_INET6 (dual-stack) or AF_INET */
+	uint16_t port;
+	dev_udp_rx_fn rx;
+	void *ctx;
+	struct dev_udp_stats st;
+	struct rt_udp_batch rb;
+};
+
+static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg);
+
+/* ---- the device's bind ---- */
+
+/* A bound socket on all addresses: dual-stack when the host has IPv6. */
+static int open_socket(uint16_t port, int *family_out, uint16_t *port_out)
+{
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY)};
+	int family = AF_INET6;
+	int fd = rt_udp_socket((struct sockaddr *)&a6, sizeof(a6));
+	if (fd == -EAFNOSUPPORT || fd == -EPROTONOSUPPORT) {
+		family = AF_INET;
+		fd = rt_udp_socket((struct sockaddr *)&a4, sizeof(a4));
+	}
+	if (fd < 0)
+		return fd;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	*port_out = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					     : ((struct sockaddr_in *)&ss)->sin_port);
+	*family_out = family;
+	return fd;
+}
+
+int dev_udp_open(rt_t *rt, uint16_t port, dev_udp_rx_fn rx, void *ctx, struct dev_udp **out)
+{
+	struct dev_udp *u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	if (rt_udp_batch_init(&u->rb) < 0) {
+		free(u);
+		return -ENOMEM;
+	}
+	u->rt = rt;
+	u->rx = rx;
+	u->ctx = ctx;
+	u->fd = open_socket(port, &u->family, &u->port);
+	int rc = u->fd;
+	if (rc >= 0)
+		rc = rt_fd_add(rt, u->fd, EPOLLIN, on_readable, u);
+	if (rc < 0) {
+		if (u->fd >= 0)
+			close(u->fd);
+		rt_udp_batch_free(&u->rb);
+		free(u);
+		return rc;
+	}
+	*out = u;
+	return 0;
+}
+
+int dev_udp_rebind(struct dev_udp *u, uint16_t port)
+{
+	if (port != 0 && port == u->port)
+		return 0;
+	int family;
+	uint16_t bound;
+	int fd = open_socket(port, &family, &bound);
+	if (fd < 0)
+		return fd;
+	int rc = rt_fd_add(u->rt, fd, EPOLLIN, on_readable, u);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	rt_fd_del(u->rt, u->fd);
+	close(u->fd);
+	u->fd = fd;
+	u->family = family;
+	u->port = bound;
+	return 0;
+}
+
+static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
+{
+	(void)rt;
+	(void)events;
+	struct dev_udp *u = arg;
+	struct rt_udp_batch *b = &u->rb;
+	for (int batch = 0; batch < RT_UDP_MAX_BATCHES; batch++) {
+		int n = rt_udp_batch_recv(b, fd);
+		if (n < 0) {
+			if (n != -EAGAIN)
+				u->st.rx_errors++;
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			if (rt_udp_batch_truncated(b, i)) {
+				u->st.rx_truncated++;
+				continue;
+			}
+			u->st.rx_datagrams++;
+			u->st.rx_bytes += b->msgs[i].msg_len;
+			u->rx(u->ctx, rt_udp_unmap(&b->from[i]), b->iov[i].iov_base, b->msgs[i].msg_len);
+			/* rx may have rebound the socket (a UAPI set through the
+			 * core): the rest of this batch still belongs to us. */
+		}
+		if (n < RT_UDP_BATCH || fd != u->fd)
+			return;
+	}
+}
+
+int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *data, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = rt_udp_sockaddr_for(u->family, to, &ss);
+	if (!sl) {
+		u->st.tx_errors++;
+		return -EAFNOSUPPORT;
+	}
+	ssize_t n = sendto(u->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
+	if (n < 0) {
+		int err = errno;
+		if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
+			u->st.tx_dropped++;
+		else
+			u->st.tx_errors++;
+		return -err;
+	}
+	u->st.tx_datagrams++;
+	u->st.tx_bytes += (uint64_t)n;
+	return 0;
+}
+
+uint16_t dev_udp_port(const struct dev_udp *u) { return u->port; }
+
+const struct dev_udp_stats *dev_udp_stats(const struct dev_udp *u) { return &u->st; }
+
+void dev_udp_close(struct dev_udp *u)
+{
+	if (!u)
+		return;
+	rt_fd_del(u->rt, u->fd);
+	close(u->fd);
+	rt_udp_batch_free(&u->rb);
+	free(u);
+}

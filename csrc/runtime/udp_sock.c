@@ -1,0 +1,116 @@
+/* UDP sockets and receive batches; see udp_sock.h. */
+#include "runtime/udp_sock.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define UDP_SOCKBUF (4 << 20) /* socket buffers absorb bursts (the kernel caps them) */
+
+
+int rt_udp_socket(const struct sockaddr *addr, socklen_t len)
+{
+	int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Best effort: larger buffers absorb bursts; the kernel caps them.
+	 * SO_RXQ_OVFL makes the kernel report what it dropped unread. */
+	int sz = UDP_SOCKBUF, zero = 0, one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+	/* Like a WireGuard listening on all addresses: :: serves IPv4 too. */
+	if (addr->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+		goto fail;
+	if (bind(fd, addr, len) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int err = errno;
+	close(fd);
+	return -err;
+}
+
+socklen_t rt_udp_sockaddr_for(int family, const struct sockaddr *to, struct sockaddr_storage *out)
+{
+	if (to->sa_family == AF_INET && family == AF_INET6) {
+		const struct sockaddr_in *a4 = (const struct sockaddr_in *)to;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+		memset(a6, 0, sizeof(*a6));
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = a4->sin_port;
+		a6->sin6_addr.s6_addr[10] = 0xff;
+		a6->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&a6->sin6_addr.s6_addr[12], &a4->sin_addr, 4);
+		return sizeof(*a6);
+	}
+	if (to->sa_family == AF_INET && family == AF_INET) {
+		memcpy(out, to, sizeof(struct sockaddr_in));
+		return sizeof(struct sockaddr_in);
+	}
+	if (to->sa_family == AF_INET6 && family == AF_INET6) {
+		memcpy(out, to, sizeof(struct sockaddr_in6));
+		return sizeof(struct sockaddr_in6);
+	}
+	return 0;
+}
+
+const struct sockaddr *rt_udp_unmap(struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+		return (struct sockaddr *)ss;
+	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = a6->sin6_port};
+	memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+	memcpy(ss, &a4, sizeof(a4));
+	return (struct sockaddr *)ss;
+}
+
+int rt_udp_batch_init(struct rt_udp_batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->bufs = malloc((size_t)RT_UDP_BATCH * RT_UDP_BUF);
+	return b->bufs ? 0 : -ENOMEM;
+}
+
+void rt_udp_batch_free(struct rt_udp_batch *b)
+{
+	free(b->bufs);
+	b->bufs = NULL;
+}
+
+int rt_udp_batch_recv(struct rt_udp_batch *b, int fd)
+{
+	for (int i = 0; i < RT_UDP_BATCH; i++) {
+		b->iov[i] = (struct iovec){.iov_base = b->bufs + (size_t)i * RT_UDP_BUF, .iov_len = RT_UDP_BUF};
+		b->msgs[i].msg_hdr = (struct msghdr){
+			.msg_name = &b->from[i],
+			.msg_namelen = sizeof(b->from[i]),
+			.msg_iov = &b->iov[i],
+			.msg_iovlen = 1,
+			.msg_control = b->ctl[i].buf,
+			.msg_controllen = sizeof(b->ctl[i].buf),
+		};
+		b->msgs[i].msg_len = 0;
+	}
+	int n = recvmmsg(fd, b->msgs, RT_UDP_BATCH, MSG_DONTWAIT, NULL);
+	if (n >= 0)
+		return n;
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+}
+
+bool rt_udp_batch_overflow(const struct rt_udp_batch *b, int i, uint32_t *count)
+{
+	const struct msghdr *h = &b->msgs[i].msg_hdr;
+	bool found = false;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+			memcpy(count, CMSG_DATA(c), sizeof(*count));
+			found = true;
+		}
+	}
+	return found;
+}

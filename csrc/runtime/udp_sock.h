@@ -1,0 +1,53 @@
+/* UDP sockets as the loop uses them (the device's bind and the gateway's
+ * per-peer sockets): nonblocking, large buffers, the kernel's drop count,
+ * dual-stack addressing, and recvmmsg batches read into buffers allocated
+ * once. Loop thread only (a batch belongs to one reader). */
+#ifndef SPANZA_RT_UDP_SOCK_H
+#define SPANZA_RT_UDP_SOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define RT_UDP_BATCH 32       /* datagrams per recvmmsg */
+#define RT_UDP_MAX_BATCHES 8  /* per wake-up: then let other fds and timers run */
+#define RT_UDP_BUF 65536      /* the largest UDP payload, so nothing is truncated */
+
+/* A nonblocking UDP socket bound to addr (AF_INET or AF_INET6; an IPv6
+ * one also serves IPv4, dual-stack), with large buffers and the kernel's
+ * drop count (SO_RXQ_OVFL) enabled. fd or -errno. */
+int rt_udp_socket(const struct sockaddr *addr, socklen_t len);
+/* to in the form a socket of family needs: AF_INET on an AF_INET6 socket
+ * becomes v4-mapped. Its length, or 0 if family cannot reach it. */
+socklen_t rt_udp_sockaddr_for(int family, const struct sockaddr *to, struct sockaddr_storage *out);
+/* Turns a v4-mapped AF_INET6 address into plain AF_INET, in place. */
+const struct sockaddr *rt_udp_unmap(struct sockaddr_storage *ss);
+
+/* Receive state for recvmmsg, allocated once and reused for every read. */
+struct rt_udp_batch {
+	struct mmsghdr msgs[RT_UDP_BATCH];
+	struct iovec iov[RT_UDP_BATCH];
+	struct sockaddr_storage from[RT_UDP_BATCH]; /* as the socket reports it (maybe v4-mapped) */
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(uint32_t))];
+	} ctl[RT_UDP_BATCH];
+	uint8_t *bufs;
+};
+
+int rt_udp_batch_init(struct rt_udp_batch *b);
+void rt_udp_batch_free(struct rt_udp_batch *b);
+/* Reads up to RT_UDP_BATCH datagrams from fd: their count, -EAGAIN when
+ * there is nothing to read, or another -errno (e.g. an ICMP error queued
+ * for an earlier send). Datagram i: iov[i].iov_base, msgs[i].msg_len. */
+int rt_udp_batch_recv(struct rt_udp_batch *b, int fd);
+/* True if datagram i was cut short (it did not fit RT_UDP_BUF). */
+static inline bool rt_udp_batch_truncated(const struct rt_udp_batch *b, int i)
+{
+	return (b->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+}
+/* The kernel's running count of datagrams dropped on the socket because
+ * its buffer was full, as of datagram i (false if it did not say). */
+bool rt_udp_batch_overflow(const struct rt_udp_batch *b, int i, uint32_t *count);
+
+#endif
