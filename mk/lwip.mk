@@ -1,7 +1,7 @@
 # lwIP, compiled from Debian's source package (scripts/fetch-lwip.sh fetches
-# and checks it into .cache/lwip, never committed) with csrc/netstack's
+# and checks it into $(CACHE_DIR)/lwip, never committed) with csrc/netstack's
 # lwipopts.h, into the archive of each flavour.
-LWIP_CACHE := .cache/lwip
+LWIP_CACHE := $(CACHE_DIR)/lwip
 LWIP_DIR := $(LWIP_CACHE)/lwip-2.1.3
 LWIP_STAMP := $(LWIP_DIR)/.spanza-ok
 LWIP_FILES := \
@@ -25,19 +25,19 @@ $(addprefix $(LWIP_DIR)/src/,$(LWIP_FILES)): | $(LWIP_STAMP)
 	@test -f $@
 
 define lwip_flavour
-LWIP_OBJS_$(1) := $$(patsubst %.c,build/$(1)/lwip/%.o,$$(LWIP_FILES))
-build/$(1)/lwip/%.o: $$(LWIP_DIR)/src/%.c | $$(DEPS_STAMP) $$(LWIP_STAMP)
+LWIP_OBJS_$(1) := $$(patsubst %.c,$(BUILD_DIR)/$(1)/lwip/%.o,$$(LWIP_FILES))
+$(BUILD_DIR)/$(1)/lwip/%.o: $$(LWIP_DIR)/src/%.c | $$(DEPS) $$(LWIP_STAMP)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LWIP_CFLAGS) $$($(1)_CFLAGS) $$(LWIP_CFLAGS_$(1)) -c $$< -o $$@
 EXTRA_OBJS_$(1) += $$(LWIP_OBJS_$(1))
 -include $$(LWIP_OBJS_$(1):.o=.d)
 # Our netstack sources include lwIP's headers.
-build/$(1)/obj/csrc/netstack/%.o: EXTRA_CFLAGS += $$(LWIP_INC) $$(LWIP_CFLAGS_$(1))
-$$(patsubst %.c,build/$(1)/obj/%.o,$$(filter csrc/netstack/%,$$(CSRCS))): | $$(LWIP_STAMP)
+$(BUILD_DIR)/$(1)/obj/csrc/netstack/%.o: EXTRA_CFLAGS += $$(LWIP_INC) $$(LWIP_CFLAGS_$(1))
+$$(patsubst %.c,$(BUILD_DIR)/$(1)/obj/%.o,$$(filter csrc/netstack/%,$$(CSRCS))): | $$(LWIP_STAMP)
 endef
 $(eval $(call lwip_flavour,release))
 $(eval $(call lwip_flavour,sanitize))
 $(eval $(call lwip_flavour,fuzzlib))
-build/fuzzlib/lwip/%.o: CC := clang
+$(BUILD_DIR)/fuzzlib/lwip/%.o: CC := clang
 
 FUZZ_TARGETS += ns_input
