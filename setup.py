@@ -23,6 +23,7 @@ import tempfile
 from setuptools import setup
 from setuptools.command.build import build
 from setuptools.command.build_ext import build_ext
+from setuptools.command.egg_info import egg_info
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP_MAKE = bool(os.environ.get("SPANZA_SKIP_MAKE"))
@@ -75,6 +76,16 @@ class OutOfTreeBuild(build):
             atexit.register(shutil.rmtree, self.build_base, ignore_errors=True)
 
 
+class OutOfTreeEggInfo(egg_info):
+    """spanza.egg-info (setuptools' metadata scratch) out of the source tree too."""
+
+    def initialize_options(self) -> None:
+        super().initialize_options()
+        if not SKIP_MAKE:
+            self.egg_base = tempfile.mkdtemp(prefix="spanza-egg-")
+            atexit.register(shutil.rmtree, self.egg_base, ignore_errors=True)
+
+
 class MakeThenBuildExt(build_ext):
     """Builds the C archive first and links the cffi module against it."""
 
@@ -86,8 +97,9 @@ class MakeThenBuildExt(build_ext):
         super().run()
 
 
-setup(
-    cffi_modules=["spanza/_build.py:ffibuilder"],
-    cmdclass={"build": OutOfTreeBuild, "build_ext": MakeThenBuildExt},
-    options={"bdist_wheel": {"py_limited_api": "cp310"}},
-)
+if __name__ == "__main__":  # setuptools runs this file as __main__; tests import its helpers
+    setup(
+        cffi_modules=["spanza/_build.py:ffibuilder"],
+        cmdclass={"build": OutOfTreeBuild, "build_ext": MakeThenBuildExt, "egg_info": OutOfTreeEggInfo},
+        options={"bdist_wheel": {"py_limited_api": "cp310"}},
+    )
