@@ -29,12 +29,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP_MAKE = bool(os.environ.get("SPANZA_SKIP_MAKE"))
 DEBIAN_PACKAGES = "build-essential libsodium-dev libssl-dev"
 LWIP_ORIG = "lwip_2.1.3+dfsg1.orig.tar.xz"
-_HEADER_PROBE = "#include <sodium.h>\n#include <openssl/ssl.h>\n#include <openssl/evp.h>\n"
+_HEADER_PROBE = (
+    "#include <sodium.h>\n#include <openssl/ssl.h>\n#include <openssl/evp.h>\n"
+)
 
 
 def _fail(why: str) -> None:
-    sys.exit(f"spanza: cannot build: {why}.\n"
-             f"spanza: on Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES}")
+    sys.exit(
+        f"spanza: cannot build: {why}.\n"
+        f"spanza: on Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES}"
+    )
 
 
 def check_build_tools() -> None:
@@ -43,11 +47,18 @@ def check_build_tools() -> None:
     for tool in ("make", cc):
         if shutil.which(tool) is None:
             _fail(f"no {tool!r} on PATH")
-    probe = subprocess.run([cc, "-E", "-x", "c", "-", "-o", os.devnull], input=_HEADER_PROBE, text=True,
-                           capture_output=True)
+    probe = subprocess.run(
+        [cc, "-E", "-x", "c", "-", "-o", os.devnull],
+        input=_HEADER_PROBE,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     if probe.returncode != 0:
-        _fail("the libsodium and OpenSSL development headers are missing "
-              f"({probe.stderr.strip().splitlines()[0] if probe.stderr.strip() else cc + ' failed'})")
+        _fail(
+            "the libsodium and OpenSSL development headers are missing "
+            f"({probe.stderr.strip().splitlines()[0] if probe.stderr.strip() else cc + ' failed'})"
+        )
 
 
 def make_lib(build_temp: str) -> str:
@@ -59,8 +70,20 @@ def make_lib(build_temp: str) -> str:
     cached = os.path.join(HERE, ".cache", "lwip", "download", LWIP_ORIG)
     if "SPANZA_LWIP_ORIG" not in env and os.path.isfile(cached):
         env["SPANZA_LWIP_ORIG"] = cached  # a checkout's download: read, never written
-    rc = subprocess.run(["make", "-C", HERE, "lib", f"BUILD_DIR={out}/build", f"CACHE_DIR={out}/cache",
-                         "NO_DEPS=1", f"PY={sys.executable}"], env=env).returncode
+    rc = subprocess.run(
+        [
+            "make",
+            "-C",
+            HERE,
+            "lib",
+            f"BUILD_DIR={out}/build",
+            f"CACHE_DIR={out}/cache",
+            "NO_DEPS=1",
+            f"PY={sys.executable}",
+        ],
+        env=env,
+        check=False,
+    ).returncode
     if rc != 0:
         _fail("`make lib` failed (see above)")
     return os.path.join(out, "build", "release")
@@ -91,15 +114,25 @@ class MakeThenBuildExt(build_ext):
 
     def run(self) -> None:
         if not SKIP_MAKE:
-            lib = os.path.join(make_lib(os.path.abspath(self.build_temp)), "libspanza.a")
+            lib = os.path.join(
+                make_lib(os.path.abspath(self.build_temp)), "libspanza.a"
+            )
             for ext in self.extensions:
-                ext.extra_objects = [lib if o.endswith("libspanza.a") else o for o in ext.extra_objects]
+                ext.extra_objects = [
+                    lib if o.endswith("libspanza.a") else o for o in ext.extra_objects
+                ]
         super().run()
 
 
-if __name__ == "__main__":  # setuptools runs this file as __main__; tests import its helpers
+if (
+    __name__ == "__main__"
+):  # setuptools runs this file as __main__; tests import its helpers
     setup(
         cffi_modules=["spanza/_build.py:ffibuilder"],
-        cmdclass={"build": OutOfTreeBuild, "build_ext": MakeThenBuildExt, "egg_info": OutOfTreeEggInfo},
+        cmdclass={
+            "build": OutOfTreeBuild,
+            "build_ext": MakeThenBuildExt,
+            "egg_info": OutOfTreeEggInfo,
+        },
         options={"bdist_wheel": {"py_limited_api": "cp310"}},
     )

@@ -15,7 +15,7 @@ from spanza.scenario import Peer, connect
 class Api(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         item = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         out = json.dumps({"id": 1, **item}).encode()
         self.send_response(201)
@@ -28,8 +28,11 @@ class Api(http.server.BaseHTTPRequestHandler):
         pass
 
 
-with spanza.DerpServer() as relay, Peer(relay.url, "10.50.0.1/24") as server, \
-        Peer(relay.url, "10.50.0.2/24", mode="gateway") as client:
+with (
+    spanza.DerpServer() as relay,
+    Peer(relay.url, "10.50.0.1/24") as server,
+    Peer(relay.url, "10.50.0.2/24", mode="gateway") as client,
+):
     try:
         client.request("GET", "http://10.50.0.1/")
     except NoRouteError as e:

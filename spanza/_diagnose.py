@@ -35,8 +35,16 @@ _STATE_HINT = {
 SLICE_S = 0.1
 
 
-_STATE_NAMES = {"backoff": 1, "resolving": 2, "connecting": 3, "tls": 4, "upgrading": 5, "connected": 6,
-                "closed": 7, "refused": 8}
+_STATE_NAMES = {
+    "backoff": 1,
+    "resolving": 2,
+    "connecting": 3,
+    "tls": 4,
+    "upgrading": 5,
+    "connected": 6,
+    "closed": 7,
+    "refused": 8,
+}
 
 
 def _state(client: dict[str, Any]) -> int:
@@ -44,33 +52,53 @@ def _state(client: dict[str, Any]) -> int:
     return _STATE_NAMES.get(s, 0) if isinstance(s, str) else int(s)
 
 
-def relay_failure(url: str, client: dict[str, Any], last_error: str) -> RelayError | None:
+def relay_failure(
+    url: str, client: dict[str, Any], last_error: str
+) -> RelayError | None:
     """The error to raise now for a client in this state, or None to keep
     waiting. `client`: the DERP client's counters (derp_client_stats)."""
     if _state(client) == _REFUSED_STATE:
-        return RelayRefusedError(f"relay {url}: {last_error} (the client stopped retrying; "
-                                 "call reconnect() once it is allowed)", errno.EACCES)
+        return RelayRefusedError(
+            f"relay {url}: {last_error} (the client stopped retrying; "
+            "call reconnect() once it is allowed)",
+            errno.EACCES,
+        )
     cause = int(client.get("last_errno", 0))
-    if client.get("connects", 0) == 0 and int(client.get("failures", 0)) >= FAIL_FAST_AFTER and cause in _HOPELESS:
+    if (
+        client.get("connects", 0) == 0
+        and int(client.get("failures", 0)) >= FAIL_FAST_AFTER
+        and cause in _HOPELESS
+    ):
         return RelayError(f"relay {url} unreachable: {last_error}", cause)
     return None
 
 
-def not_connected(url: str, client: dict[str, Any], last_error: str, timeout: float | None) -> TimeoutError:
+def not_connected(
+    url: str, client: dict[str, Any], last_error: str, timeout: float | None
+) -> TimeoutError:
     """The timeout's message: the last failure, or what the attempt is stuck on."""
     why = last_error or _STATE_HINT.get(_state(client), "no answer yet")
     return TimeoutError(f"not connected to the relay {url} within {timeout} s: {why}")
 
 
-def wait_connected(url: str, wait_once: Callable[[int], int], client_stats: Callable[[], dict[str, Any]],
-                   last_error: Callable[[], str], timeout: float | None) -> int:
+def wait_connected(
+    url: str,
+    wait_once: Callable[[int], int],
+    client_stats: Callable[[], dict[str, Any]],
+    last_error: Callable[[], str],
+    timeout: float | None,
+) -> int:
     """Waits in slices: `wait_once(ms)` returns 0 when connected, -ETIMEDOUT
     when the slice ended (other codes are returned to the caller). Between
     slices a hopeless failure raises (RelayError), and so does the timeout
     (TimeoutError saying why)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        left = SLICE_S if deadline is None else min(SLICE_S, max(0.0, deadline - time.monotonic()))
+        left = (
+            SLICE_S
+            if deadline is None
+            else min(SLICE_S, max(0.0, deadline - time.monotonic()))
+        )
         rc = wait_once(int(left * 1000))
         if rc != -errno.ETIMEDOUT and rc != -errno.EACCES:
             return rc

@@ -18,12 +18,31 @@ import html
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["Stats", "readable", "html_table"]
+__all__ = ["Stats", "html_table", "readable"]
 
 # Prefixes that name a group of counters when a flat key starts with them.
-GROUPS = ("udp_", "drops_", "drop_", "queue_", "derp_", "wg_", "rx_", "tx_", "close_", "uapi_")
-_DERP_STATES = {1: "backoff", 2: "resolving", 3: "connecting", 4: "tls", 5: "upgrading", 6: "connected",
-                7: "closed", 8: "refused"}
+GROUPS = (
+    "udp_",
+    "drops_",
+    "drop_",
+    "queue_",
+    "derp_",
+    "wg_",
+    "rx_",
+    "tx_",
+    "close_",
+    "uapi_",
+)
+_DERP_STATES = {
+    1: "backoff",
+    2: "resolving",
+    3: "connecting",
+    4: "tls",
+    5: "upgrading",
+    6: "connected",
+    7: "closed",
+    8: "refused",
+}
 
 
 class Stats(dict[str, Any]):
@@ -56,9 +75,16 @@ def _flatten(d: Mapping[str, Any], prefix: str, sep: str) -> Iterator[tuple[str,
 
 def html_table(rows: Mapping[str, Any], title: str | None = None) -> str:
     """A small two-column HTML table (for ``_repr_html_``)."""
-    head = f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>" if title else ""
-    body = "".join(f"<tr><td style='text-align:left'>{html.escape(str(k))}</td>"
-                   f"<td style='text-align:right'>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    head = (
+        f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>"
+        if title
+        else ""
+    )
+    body = "".join(
+        f"<tr><td style='text-align:left'>{html.escape(str(k))}</td>"
+        f"<td style='text-align:right'>{html.escape(str(v))}</td></tr>"
+        for k, v in rows.items()
+    )
     return f"<table>{head}{body}</table>"
 
 
@@ -79,7 +105,7 @@ def _empty(v: Any) -> bool:
     return v is None or v == 0 or v == "" or v == [] or v == {} or v is False
 
 
-def readable(raw: Mapping[str, Any], all: bool = False) -> Stats:  # noqa: A002 - the public spelling
+def readable(raw: Mapping[str, Any], all: bool = False) -> Stats:
     """`raw` grouped by prefix, zeros left out unless `all` (see the module)."""
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -87,14 +113,21 @@ def readable(raw: Mapping[str, Any], all: bool = False) -> Stats:  # noqa: A002 
         if isinstance(value, Mapping):
             value = readable(value, all)
         elif isinstance(value, list):
-            value = [readable(_plain(x), all) if isinstance(_plain(x), Mapping) else _plain(x) for x in value]
+            value = [
+                readable(_plain(x), all)
+                if isinstance(_plain(x), Mapping)
+                else _plain(x)
+                for x in value
+            ]
         elif key == "state" and isinstance(value, int):
             value = _DERP_STATES.get(value, value)
         elif key == "last_errno" and isinstance(value, int) and value:
             value = _errno.errorcode.get(value, value)
         if not all and _empty(value):
             continue
-        group = next((g for g in GROUPS if key.startswith(g) and len(key) > len(g)), None)
+        group = next(
+            (g for g in GROUPS if key.startswith(g) and len(key) > len(g)), None
+        )
         if group is None:
             if isinstance(out.get(key), dict) and isinstance(value, Mapping):
                 out[key].update(value)
@@ -104,7 +137,9 @@ def readable(raw: Mapping[str, Any], all: bool = False) -> Stats:  # noqa: A002 
         name = group.rstrip("_")
         name = "drops" if name == "drop" else name
         sub = out.setdefault(name, {})
-        if not isinstance(sub, dict):  # a plain counter of that name came first: keep both
+        if not isinstance(
+            sub, dict
+        ):  # a plain counter of that name came first: keep both
             sub = out.setdefault(name + "_", {})
-        sub[key[len(group):]] = value
+        sub[key[len(group) :]] = value
     return Stats(out)

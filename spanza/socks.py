@@ -41,12 +41,16 @@ ATYP_V4, ATYP_DOMAIN, ATYP_V6 = 1, 3, 4
 # Reply codes (RFC 1928 §6).
 OK, FAILURE, NOT_ALLOWED, NET_UNREACHABLE, HOST_UNREACHABLE, REFUSED = 0, 1, 2, 3, 4, 5
 CMD_UNSUPPORTED, ATYP_UNSUPPORTED = 7, 8
-_ERRNO_REPLY = {errno.ECONNREFUSED: REFUSED, errno.ETIMEDOUT: HOST_UNREACHABLE,
-                errno.EHOSTUNREACH: HOST_UNREACHABLE, errno.ENETUNREACH: NET_UNREACHABLE}
+_ERRNO_REPLY = {
+    errno.ECONNREFUSED: REFUSED,
+    errno.ETIMEDOUT: HOST_UNREACHABLE,
+    errno.EHOSTUNREACH: HOST_UNREACHABLE,
+    errno.ENETUNREACH: NET_UNREACHABLE,
+}
 
 HANDSHAKE_TIMEOUT_S = 10.0  # a client that stalls mid-handshake is dropped
-CONNECT_TIMEOUT_S = 15.0    # the tunnel connection (WireGuard handshake included)
-MAX_HANDSHAKES = 64         # clients in the handshake at once; more are closed
+CONNECT_TIMEOUT_S = 15.0  # the tunnel connection (WireGuard handshake included)
+MAX_HANDSHAKES = 64  # clients in the handshake at once; more are closed
 
 
 def _reply(code: int) -> bytes:
@@ -99,7 +103,10 @@ def read_request(s: socket.socket) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise _Refuse(HOST_UNREACHABLE, f"{host!r} is not an IP address (tunnel hosts have no DNS)") from None
+        raise _Refuse(
+            HOST_UNREACHABLE,
+            f"{host!r} is not an IP address (tunnel hosts have no DNS)",
+        ) from None
     return host, port
 
 
@@ -108,7 +115,9 @@ class Socks5Proxy:
     `device`'s tunnel (from its TCP/IP host). ``address`` is where it
     listens; ``close()`` stops it (spliced connections stay up)."""
 
-    def __init__(self, device: Any, listen: tuple[str, int] = ("127.0.0.1", 1080)) -> None:
+    def __init__(
+        self, device: Any, listen: tuple[str, int] = ("127.0.0.1", 1080)
+    ) -> None:
         self.device = device
         host = device.host  # ConfigError when the device has no address
         self._host_ptr = host.ptr
@@ -120,11 +129,15 @@ class Socks5Proxy:
             self._sock.listen(128)
         except OSError as e:
             self._sock.close()
-            raise ConfigError(f"socks5: cannot listen on {format_address(listen)}: {e.strerror}") from None
+            raise ConfigError(
+                f"socks5: cannot listen on {format_address(listen)}: {e.strerror}"
+            ) from None
         self.address: tuple[str, int] = self._sock.getsockname()[:2]
         self._slots = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="spanza-socks5", daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept_loop, name="spanza-socks5", daemon=True
+        )
         self._thread.start()
         log.info("SOCKS5 proxy on %s into the tunnel", format_address(self.address))
 
@@ -137,11 +150,20 @@ class Socks5Proxy:
             if not self._slots.acquire(blocking=False):
                 client.close()  # too many clients stuck in the handshake
                 continue
-            threading.Thread(target=self._serve, args=(client,), name="spanza-socks5-client", daemon=True).start()
+            threading.Thread(
+                target=self._serve,
+                args=(client,),
+                name="spanza-socks5-client",
+                daemon=True,
+            ).start()
 
     def _routed(self, ip: str) -> bool:
         addr = ipaddress.ip_address(ip)
-        return any(addr in ipaddress.ip_network(a, strict=False) for p in self.device.peers for a in p.allowed_ips)
+        return any(
+            addr in ipaddress.ip_network(a, strict=False)
+            for p in self.device.peers
+            for a in p.allowed_ips
+        )
 
     def _serve(self, client: socket.socket) -> None:
         try:
@@ -149,7 +171,9 @@ class Socks5Proxy:
             try:
                 ip, port = read_request(client)
                 if not self._routed(ip):
-                    raise _Refuse(NET_UNREACHABLE, f"no peer's allowed IPs contain {ip}")
+                    raise _Refuse(
+                        NET_UNREACHABLE, f"no peer's allowed IPs contain {ip}"
+                    )
                 code = self._splice(client, ip, port)
             except _Refuse as r:
                 log.info("SOCKS5: refused: %s", r)
@@ -173,7 +197,14 @@ class Socks5Proxy:
 
         out = ffi.new("ns_op_t **")
         hello = _reply(OK)
-        rc = lib.ns_tcp_splice(self._host_ptr, _ns_addr(ip, port), os.dup(client.fileno()), hello, len(hello), out)
+        rc = lib.ns_tcp_splice(
+            self._host_ptr,
+            _ns_addr(ip, port),
+            os.dup(client.fileno()),
+            hello,
+            len(hello),
+            out,
+        )
         if rc < 0:
             return _ERRNO_REPLY.get(-rc, FAILURE)
         op = out[0]
@@ -200,7 +231,7 @@ class Socks5Proxy:
         self._sock.close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> Socks5Proxy:
+    def __enter__(self) -> Socks5Proxy:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

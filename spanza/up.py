@@ -30,7 +30,9 @@ def parse_forward(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
     """``[BIND_HOST:]BIND_PORT:TUNNEL_IP:PORT`` (ssh -L style) -> (bind, to)."""
     left, sep, right = text.partition(":")
     if not sep:
-        raise argparse.ArgumentTypeError(f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT")
+        raise argparse.ArgumentTypeError(
+            f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT"
+        )
     if left.isdigit():  # PORT:IP:PORT
         return ("127.0.0.1", int(left)), _hostport(right, "--forward")
     # HOST:PORT:IP:PORT (IPv6 hosts in brackets)
@@ -40,7 +42,9 @@ def parse_forward(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
         bind_host, rest = left, right
     port, sep, to = rest.partition(":")
     if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT")
+        raise argparse.ArgumentTypeError(
+            f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT"
+        )
     return (bind_host, int(port)), _hostport(to, "--forward")
 
 
@@ -48,21 +52,50 @@ def parse_expose(text: str) -> tuple[int, tuple[str, int]]:
     """``TUNNEL_PORT:HOST:PORT`` (ssh -R style) -> (tunnel port, OS address)."""
     port, sep, to = text.partition(":")
     if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"--expose {text!r}: want TUNNEL_PORT:HOST:PORT")
+        raise argparse.ArgumentTypeError(
+            f"--expose {text!r}: want TUNNEL_PORT:HOST:PORT"
+        )
     return int(port), _hostport(to, "--expose")
 
 
 def add_up_command(sub: Any) -> None:
-    p = sub.add_parser("up", help="run a userspace WireGuard peer from a wg-quick file",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="wg-quick file (wg0.conf); needs Address for forwards and the proxy")
-    p.add_argument("--forward", "-L", metavar="[BIND_HOST:]PORT:TUNNEL_IP:PORT", action="append", default=[],
-                   type=parse_forward, help="an OS port whose connections go to TUNNEL_IP:PORT (repeatable)")
-    p.add_argument("--expose", "-R", metavar="TUNNEL_PORT:HOST:PORT", action="append", default=[],
-                   type=parse_expose, help="the peer's TUNNEL_PORT relayed to the OS HOST:PORT (repeatable)")
-    p.add_argument("--socks5", metavar="HOST:PORT", type=lambda t: _hostport(t, "--socks5"),
-                   help="a SOCKS5 proxy (CONNECT, no auth) into the tunnel, e.g. 127.0.0.1:1080")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    p = sub.add_parser(
+        "up",
+        help="run a userspace WireGuard peer from a wg-quick file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config",
+        help="wg-quick file (wg0.conf); needs Address for forwards and the proxy",
+    )
+    p.add_argument(
+        "--forward",
+        "-L",
+        metavar="[BIND_HOST:]PORT:TUNNEL_IP:PORT",
+        action="append",
+        default=[],
+        type=parse_forward,
+        help="an OS port whose connections go to TUNNEL_IP:PORT (repeatable)",
+    )
+    p.add_argument(
+        "--expose",
+        "-R",
+        metavar="TUNNEL_PORT:HOST:PORT",
+        action="append",
+        default=[],
+        type=parse_expose,
+        help="the peer's TUNNEL_PORT relayed to the OS HOST:PORT (repeatable)",
+    )
+    p.add_argument(
+        "--socks5",
+        metavar="HOST:PORT",
+        type=lambda t: _hostport(t, "--socks5"),
+        help="a SOCKS5 proxy (CONNECT, no auth) into the tunnel, e.g. 127.0.0.1:1080",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv: debug)"
+    )
     p.set_defaults(func=cmd_up)
 
 
@@ -74,7 +107,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from spanza.socks import Socks5Proxy
 
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     _log.set_level(level)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,12 +118,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         dev = Device.from_config(args.config)
         closers.append(dev)
-        print(f"peer {dev.public_key} up: {', '.join(dev.addresses) or 'no address'}, "
-              f"UDP port {dev.listen_port}, {len(dev.peers)} peer(s)", flush=True)
+        print(
+            f"peer {dev.public_key} up: {', '.join(dev.addresses) or 'no address'}, "
+            f"UDP port {dev.listen_port}, {len(dev.peers)} peer(s)",
+            flush=True,
+        )
         for bind, to in args.forward:
             fw = dev.forward(bind, to)
             closers.append(fw)
-            print(f"forward {format_address(tuple(fw))} -> {format_address(to)}", flush=True)
+            print(
+                f"forward {format_address(tuple(fw))} -> {format_address(to)}",
+                flush=True,
+            )
         for port, to in args.expose:
             ex = dev.expose(port, to)
             closers.append(ex)

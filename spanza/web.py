@@ -13,7 +13,6 @@ keep-alive or streaming use.
 from __future__ import annotations
 
 import json as _json
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,8 +81,10 @@ def split_url(url: str) -> tuple[str, int, str]:
     """(host, port, path?query) of an ``http://`` URL; ConfigError otherwise."""
     u = urlsplit(url)
     if u.scheme == "https":
-        raise ConfigError(f"url: {url!r}: https inside the tunnel is not built in; "
-                          "use http://, or wrap peer.connect() in ssl yourself")
+        raise ConfigError(
+            f"url: {url!r}: https inside the tunnel is not built in; "
+            "use http://, or wrap peer.connect() in ssl yourself"
+        )
     if u.scheme != "http" or not u.hostname:
         raise ConfigError(f"url: {url!r} is not http://host[:port]/path")
     try:
@@ -100,8 +101,16 @@ def connection(host: Any, url: str, timeout: float | None = 10.0) -> HTTPConnect
     return HTTPConnection(host, h, port, timeout=timeout)
 
 
-def request(host: Any, method: str, url: str, *, body: bytes | str | None = None, json: Any = None,
-            headers: Mapping[str, str] | None = None, timeout: float | None = 10.0) -> Response:
+def request(
+    host: Any,
+    method: str,
+    url: str,
+    *,
+    body: bytes | str | None = None,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | None = 10.0,
+) -> Response:
     """One request from `host` (see `connection`); the whole response read."""
     if body is not None and json is not None:
         raise ConfigError("request: give body or json, not both")
@@ -118,10 +127,12 @@ def request(host: Any, method: str, url: str, *, body: bytes | str | None = None
             conn.request(method.upper(), path, body=body, headers=hdrs)
             resp = conn.getresponse()
             data = resp.read()
-        except socket.timeout:
+        except TimeoutError:
             h, port, _ = split_url(url)
-            raise TimeoutError(f"{method.upper()} {url}: no answer from {h}:{port} within {timeout} s "
-                               "(is a server listening there, and the peer up?)") from None
+            raise TimeoutError(
+                f"{method.upper()} {url}: no answer from {h}:{port} within {timeout} s "
+                "(is a server listening there, and the peer up?)"
+            ) from None
         return Response(resp.status, resp.reason, Headers(resp.getheaders()), data)
     finally:
         conn.close()

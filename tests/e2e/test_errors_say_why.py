@@ -24,19 +24,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _raises_fast(exc: type[BaseException], fn, *, within: float = FAST_S) -> BaseException:  # noqa: ANN001
+def _raises_fast(
+    exc: type[BaseException], fn, *, within: float = FAST_S
+) -> BaseException:
     t0 = time.monotonic()
     with pytest.raises(exc) as info:
         fn()
-    assert time.monotonic() - t0 < within, f"took {time.monotonic() - t0:.1f} s: {info.value}"
+    assert time.monotonic() - t0 < within, (
+        f"took {time.monotonic() - t0:.1f} s: {info.value}"
+    )
     return info.value
 
 
 @pytest.mark.parametrize("mode", ["gateway", "transport"])
 def test_request_before_connect_names_the_missing_route(make_peer, mode):
     b = make_peer("10.91.0.2/24", mode=mode)
-    err = _raises_fast(NoRouteError, lambda: b.http_get("http://10.91.0.1/", timeout=10))
-    assert str(err).startswith("no peer's allowed IPs contain 10.91.0.1: did you call connect()?")
+    err = _raises_fast(
+        NoRouteError, lambda: b.http_get("http://10.91.0.1/", timeout=10)
+    )
+    assert str(err).startswith(
+        "no peer's allowed IPs contain 10.91.0.1: did you call connect()?"
+    )
     err = _raises_fast(NoRouteError, lambda: b.ping("10.91.0.2"))
     assert "this peer's own address" in str(err)
 
@@ -44,15 +52,24 @@ def test_request_before_connect_names_the_missing_route(make_peer, mode):
 @pytest.mark.parametrize("mode", ["gateway", "transport"])
 def test_relay_not_running_is_said_fast(make_derp_server, mode):
     url = f"http://127.0.0.1:{_free_port()}/derp"
-    with Peer(url, "10.92.0.1/24", mode=mode) as a, Peer(url, "10.92.0.2/24", mode=mode) as b:
+    with (
+        Peer(url, "10.92.0.1/24", mode=mode) as a,
+        Peer(url, "10.92.0.2/24", mode=mode) as b,
+    ):
         a.add_peer(b)
-        err = _raises_fast(RelayError, lambda: a.http_get("http://10.92.0.2/", timeout=10))
+        err = _raises_fast(
+            RelayError, lambda: a.http_get("http://10.92.0.2/", timeout=10)
+        )
         assert "unreachable" in str(err) and "Connection refused" in str(err)
         assert "is the relay running" in str(err)
 
 
 def test_tls_to_a_plain_relay(derp_server):
-    c = DerpClient(derp_server.url.replace("http://", "https://"), PrivateKey.generate(), insecure=True)
+    c = DerpClient(
+        derp_server.url.replace("http://", "https://"),
+        PrivateKey.generate(),
+        insecure=True,
+    )
     with c:
         err = _raises_fast(RelayError, lambda: c.wait_connected(10))
     assert "wrong version number" in str(err) and "use http://" in str(err)
@@ -60,7 +77,9 @@ def test_tls_to_a_plain_relay(derp_server):
 
 
 def test_plain_to_a_tls_relay(derp_server_tls):
-    with DerpClient(derp_server_tls.url.replace("https://", "http://"), PrivateKey.generate()) as c:
+    with DerpClient(
+        derp_server_tls.url.replace("https://", "http://"), PrivateKey.generate()
+    ) as c:
         err = _raises_fast(RelayError, lambda: c.wait_connected(10))
     assert "use https://" in str(err)
 
@@ -70,9 +89,11 @@ def test_a_server_that_never_answers_says_what_it_waits_for():
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/derp"
-        with DerpClient(url, PrivateKey.generate()) as c:
-            with pytest.raises(TimeoutError) as info:
-                c.wait_connected(0.5)
+        with (
+            DerpClient(url, PrivateKey.generate()) as c,
+            pytest.raises(TimeoutError) as info,
+        ):
+            c.wait_connected(0.5)
     msg = str(info.value)
     assert "no answer yet to the DERP handshake (is the URL a DERP server?)" in msg
     assert "none" not in msg
@@ -83,10 +104,14 @@ def test_silent_server_connect_timeout_names_the_stage():
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/derp"
-        with DerpClient(url, PrivateKey.generate(), connect_timeout_ms=200, backoff_max_ms=50) as c:
+        with DerpClient(
+            url, PrivateKey.generate(), connect_timeout_ms=200, backoff_max_ms=50
+        ) as c:
             with pytest.raises(TimeoutError):
                 c.wait_connected(0.6)
-            assert c.last_error.startswith("connect timed out after 200 ms (DERP handshake)")
+            assert c.last_error.startswith(
+                "connect timed out after 200 ms (DERP handshake)"
+            )
             assert c.stats()["last_errno"] == 110  # ETIMEDOUT
 
 
@@ -111,9 +136,14 @@ def test_refused_peer_request_says_refused(make_derp_server, tmp_path):
     (tmp_path / "allow").write_text(PrivateKey.generate().public_key.tailscale + "\n")
     relay = make_derp_server(allowlist_file=str(tmp_path / "allow"))
     other = make_derp_server()
-    with Peer(relay.url, "10.93.0.1/24", mode="gateway") as a, Peer(other.url, "10.93.0.2/24") as b:
+    with (
+        Peer(relay.url, "10.93.0.1/24", mode="gateway") as a,
+        Peer(other.url, "10.93.0.2/24") as b,
+    ):
         a.add_peer(b)
-        err = _raises_fast(RelayRefusedError, lambda: a.http_get("http://10.93.0.2/", timeout=10))
+        err = _raises_fast(
+            RelayRefusedError, lambda: a.http_get("http://10.93.0.2/", timeout=10)
+        )
         assert "allowlist" in str(err)
 
 

@@ -17,9 +17,11 @@ from spanza.scenario import Peer
 class _Echo(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        out = json.dumps({"got": json.loads(body), "ctype": self.headers["Content-Type"]}).encode()
+        out = json.dumps(
+            {"got": json.loads(body), "ctype": self.headers["Content-Type"]}
+        ).encode()
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
@@ -54,15 +56,20 @@ def test_sockets_forward_and_expose_on_the_peer(peer_pair):
         assert data == b"dgram"
     # expose: a's tunnel port 9000 -> an OS echo server; forward: an OS port on b -> a:9000
     with socket.create_server(("127.0.0.1", 0)) as srv:
+
         def echo() -> None:
             conn, _ = srv.accept()
             with conn:
                 conn.sendall(conn.recv(100).upper())
+
         threading.Thread(target=echo, daemon=True).start()
-        with a.expose(9000, srv.getsockname()), b.forward(to=("192.168.4.1", 9000)) as fw:
-            with socket.create_connection(fw, timeout=10) as c:
-                c.sendall(b"through")
-                assert c.recv(100) == b"THROUGH"
+        with (
+            a.expose(9000, srv.getsockname()),
+            b.forward(to=("192.168.4.1", 9000)) as fw,
+            socket.create_connection(fw, timeout=10) as c,
+        ):
+            c.sendall(b"through")
+            assert c.recv(100) == b"THROUGH"
 
 
 def test_stats_nested_without_zeros_and_json_ready(peer_pair):
@@ -76,7 +83,9 @@ def test_stats_nested_without_zeros_and_json_ready(peer_pair):
     assert "drops" not in st["device"]  # all zero: left out
 
     def leaves(d: dict) -> list:
-        return [x for v in d.values() for x in (leaves(v) if isinstance(v, dict) else [v])]
+        return [
+            x for v in d.values() for x in (leaves(v) if isinstance(v, dict) else [v])
+        ]
 
     assert 0 not in leaves(st)
     full = peer_pair.b.stats(all=True)
@@ -96,8 +105,28 @@ def test_stats_to_pandas(peer_pair):
 
 def test_help_shows_the_whole_peer():
     text = pydoc.render_doc(Peer, renderer=pydoc.plaintext)
-    for name in ("ping", "connect", "listen", "forward", "expose", "udp_socket", "request", "http_get",
-                 "serve_http", "stats", "wait_relay"):
+    for name in (
+        "ping",
+        "connect",
+        "listen",
+        "forward",
+        "expose",
+        "udp_socket",
+        "request",
+        "http_get",
+        "serve_http",
+        "stats",
+        "wait_relay",
+    ):
         assert f" {name}(self" in text, name
-    for name in ("ping", "connect", "listen", "forward", "expose", "udp_socket", "request", "stats"):
+    for name in (
+        "ping",
+        "connect",
+        "listen",
+        "forward",
+        "expose",
+        "udp_socket",
+        "request",
+        "stats",
+    ):
         assert getattr(Peer, name).__doc__, name

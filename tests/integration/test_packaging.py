@@ -30,13 +30,18 @@ def _setup_module():
 
 def test_missing_headers_name_the_debian_packages(tmp_path, monkeypatch):
     fake = tmp_path / "cc"
-    fake.write_text("#!/bin/sh\necho 'fatal error: sodium.h: No such file or directory' >&2\nexit 1\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'fatal error: sodium.h: No such file or directory' >&2\nexit 1\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("CC", str(fake))
     with pytest.raises(SystemExit) as info:
         _setup_module().check_build_tools()
     msg = str(info.value)
-    assert "libsodium and OpenSSL development headers are missing" in msg and "sodium.h" in msg
+    assert (
+        "libsodium and OpenSSL development headers are missing" in msg
+        and "sodium.h" in msg
+    )
     assert "apt-get install build-essential libsodium-dev libssl-dev" in msg
 
 
@@ -52,36 +57,88 @@ def _venv(path: Path) -> Path:
 @pytest.mark.slow
 def test_build_sdist_and_wheel_then_install_the_sdist(tmp_path):
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".venv", ".cache", "build", "dist", "__pycache__", "*.so", "*.egg-info", ".git", ".pytest_cache"))
+    shutil.copytree(
+        ROOT,
+        src,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".cache",
+            "build",
+            "dist",
+            "__pycache__",
+            "*.so",
+            "*.egg-info",
+            ".git",
+            ".pytest_cache",
+        ),
+    )
     before = _snapshot(src)
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     if LWIP_ORIG.is_file():
         env["SPANZA_LWIP_ORIG"] = str(LWIP_ORIG)  # no second download of lwIP's source
     bv = _venv(tmp_path / "buildenv")
-    if subprocess.run([bv / "pip", "install", "-q", "build"], env=env, timeout=300).returncode != 0:
+    if (
+        subprocess.run(
+            [bv / "pip", "install", "-q", "build"], env=env, timeout=300, check=False
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot install 'build' from PyPI")
     dist = tmp_path / "dist"
-    r = subprocess.run([bv / "python", "-m", "build", "--outdir", str(dist), str(src)], env=env,
-                       capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [bv / "python", "-m", "build", "--outdir", str(dist), str(src)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (sdist,) = glob.glob(str(dist / "spanza-*.tar.gz"))
     (wheel,) = glob.glob(str(dist / "spanza-*.whl"))
     assert wheel.endswith("-cp310-abi3-linux_x86_64.whl")
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    for need in ("Makefile", "mk/lwip.mk", "scripts/fetch-lwip.sh", "csrc/netstack/lwipopts.h",
-                 "csrc/derp/client/client.c", "spanza/_build.py", "setup.py"):
+    for need in (
+        "Makefile",
+        "mk/lwip.mk",
+        "scripts/fetch-lwip.sh",
+        "csrc/netstack/lwipopts.h",
+        "csrc/derp/client/client.c",
+        "spanza/_build.py",
+        "setup.py",
+    ):
         assert need in names, need
     assert not any(n.endswith((".so", ".o", ".a")) for n in names)
 
     iv = _venv(tmp_path / "installenv")
-    r = subprocess.run([iv / "pip", "install", "-q", sdist], env=env, capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [iv / "pip", "install", "-q", sdist],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "apt-get install" not in r.stdout + r.stderr  # never the system installer
-    r = subprocess.run([iv / "python", "-c", "import spanza, spanza._spanza as m; print(m.__file__)"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [iv / "python", "-c", "import spanza, spanza._spanza as m; print(m.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("_spanza.abi3.so"), r.stderr
-    r = subprocess.run([iv / "spanza", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [iv / "spanza", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0 and "ok: response in" in r.stdout, r.stdout + r.stderr
     assert _snapshot(src) == before  # nothing built or cached in the source tree

@@ -37,15 +37,34 @@ def far_peer() -> Iterator[tuple[Device, PrivateKey]]:
 def up(far_peer, tmp_path) -> Iterator[dict[str, str]]:
     dev, mine = far_peer
     conf = tmp_path / "wg0.conf"
-    conf.write_text(f"[Interface]\nPrivateKey = {mine.base64}\nAddress = 10.8.0.1/24\nDNS = 10.8.0.53\n\n"
-                    f"[Peer]\nPublicKey = {dev.public_key.base64}\nAllowedIPs = 10.8.0.2/32\n"
-                    f"Endpoint = 127.0.0.1:{dev.listen_port}\n")
-    p = subprocess.Popen([sys.executable, "-m", "spanza", "up", str(conf), "--socks5", "127.0.0.1:0",
-                          "--forward", "127.0.0.1:0:10.8.0.2:80"],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    conf.write_text(
+        f"[Interface]\nPrivateKey = {mine.base64}\nAddress = 10.8.0.1/24\nDNS = 10.8.0.53\n\n"
+        f"[Peer]\nPublicKey = {dev.public_key.base64}\nAllowedIPs = 10.8.0.2/32\n"
+        f"Endpoint = 127.0.0.1:{dev.listen_port}\n"
+    )
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spanza",
+            "up",
+            str(conf),
+            "--socks5",
+            "127.0.0.1:0",
+            "--forward",
+            "127.0.0.1:0:10.8.0.2:80",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = [p.stdout.readline() for _ in range(3)]
-        assert lines[0].startswith("peer ") and "10.8.0.1" in lines[0], (lines, p.stderr.read() if p.poll() else "")
+        assert lines[0].startswith("peer ") and "10.8.0.1" in lines[0], (
+            lines,
+            p.stderr.read() if p.poll() else "",
+        )
         yield {"forward": lines[1].split()[1], "socks5": lines[2].split()[1], "proc": p}
     finally:
         if p.poll() is None:
@@ -60,13 +79,17 @@ def up(far_peer, tmp_path) -> Iterator[dict[str, str]]:
 def _curl(*args: str) -> subprocess.CompletedProcess:
     if shutil.which("curl") is None:
         pytest.skip("needs curl")
-    return subprocess.run(["curl", "-sS", "-m", "10", *args], capture_output=True, timeout=20)
+    return subprocess.run(
+        ["curl", "-sS", "-m", "10", *args], capture_output=True, timeout=20, check=False
+    )
 
 
 def test_curl_through_socks5_and_forward(up):
-    for args in (["--socks5", up["socks5"], "http://10.8.0.2/"],
-                 ["--socks5-hostname", up["socks5"], "http://10.8.0.2/"],
-                 [f"http://{up['forward']}/"]):
+    for args in (
+        ["--socks5", up["socks5"], "http://10.8.0.2/"],
+        ["--socks5-hostname", up["socks5"], "http://10.8.0.2/"],
+        [f"http://{up['forward']}/"],
+    ):
         r = _curl(*args)
         assert (r.returncode, r.stdout) == (0, BODY), (args, r.stderr)
     p = up["proc"]
@@ -85,12 +108,27 @@ def _socks(addr: str, request: bytes, methods: bytes = b"\x00") -> bytes:
         return s.recv(10)
 
 
-@pytest.mark.parametrize("request_, code", [
-    (b"\x05\x01\x00\x01" + bytes([10, 9, 9, 9]) + struct.pack("!H", 80), 3),     # no route: network unreachable
-    (b"\x05\x03\x00\x01" + bytes([10, 8, 0, 2]) + struct.pack("!H", 80), 7),     # UDP ASSOCIATE: not supported
-    (b"\x05\x01\x00\x03\x0bexample.com" + struct.pack("!H", 80), 4),              # a name: host unreachable
-    (b"\x05\x01\x00\x01" + bytes([10, 8, 0, 2]) + struct.pack("!H", 81), 5),     # nothing listening: refused
-])
+@pytest.mark.parametrize(
+    "request_, code",
+    [
+        (
+            b"\x05\x01\x00\x01" + bytes([10, 9, 9, 9]) + struct.pack("!H", 80),
+            3,
+        ),  # no route: network unreachable
+        (
+            b"\x05\x03\x00\x01" + bytes([10, 8, 0, 2]) + struct.pack("!H", 80),
+            7,
+        ),  # UDP ASSOCIATE: not supported
+        (
+            b"\x05\x01\x00\x03\x0bexample.com" + struct.pack("!H", 80),
+            4,
+        ),  # a name: host unreachable
+        (
+            b"\x05\x01\x00\x01" + bytes([10, 8, 0, 2]) + struct.pack("!H", 81),
+            5,
+        ),  # nothing listening: refused
+    ],
+)
 def test_socks5_replies(up, request_, code):
     reply = _socks(up["socks5"], request_)
     assert reply[:2] == bytes([5, code]), reply
@@ -103,6 +141,12 @@ def test_socks5_without_no_auth_method_is_refused(up):
 def test_up_with_a_bad_file_says_which_line(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("[Interface]\nPrivateKey = x\n")
-    r = subprocess.run([sys.executable, "-m", "spanza", "up", str(conf)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "spanza", "up", str(conf)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert r.returncode == 1 and f"{conf}:2: privatekey" in r.stderr

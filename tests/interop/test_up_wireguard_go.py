@@ -13,8 +13,16 @@ import sys
 import time
 
 import pytest
-
-from netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree, plain_env, require_root
+from netns import (
+    NetNS,
+    Veth,
+    WgPeer,
+    WireGuardGo,
+    genkey,
+    kill_tree,
+    plain_env,
+    require_root,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -28,12 +36,20 @@ def _curl_until(args: list[str], want: bytes, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = subprocess.run(["curl", "-sS", "-m", "5", *args], capture_output=True, timeout=15, env=plain_env())
+        last = subprocess.run(
+            ["curl", "-sS", "-m", "5", *args],
+            capture_output=True,
+            timeout=15,
+            check=False,
+            env=plain_env(),
+        )
         if last.returncode == 0 and last.stdout == want:
             return
         time.sleep(0.2)
-    raise AssertionError(f"curl {' '.join(args)}: {last.returncode if last else '?'} "
-                         f"{last.stdout[:200] if last else b''!r} {last.stderr if last else ''}")
+    raise AssertionError(
+        f"curl {' '.join(args)}: {last.returncode if last else '?'} "
+        f"{last.stdout[:200] if last else b''!r} {last.stderr if last else ''}"
+    )
 
 
 def test_up_socks5_and_forward_reach_a_server_behind_wireguard_go(tmp_path):
@@ -45,23 +61,54 @@ def test_up_socks5_and_forward_reach_a_server_behind_wireguard_go(tmp_path):
     (www / "hello.txt").write_bytes(b"hello from the namespace\n")
     with NetNS() as ns, Veth(ns) as link, WireGuardGo(ns) as go:
         # wireguard-go learns our endpoint from the handshake (no Endpoint for us).
-        go.configure(go_priv, 0, addresses=[f"{GO4}/24"], peers=[WgPeer(pub, [f"{SPZ4}/32"])])
-        server = ns.popen(sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", GO4,
-                          "--directory", str(www))
+        go.configure(
+            go_priv, 0, addresses=[f"{GO4}/24"], peers=[WgPeer(pub, [f"{SPZ4}/32"])]
+        )
+        server = ns.popen(
+            sys.executable,
+            "-m",
+            "http.server",
+            str(HTTP_PORT),
+            "--bind",
+            GO4,
+            "--directory",
+            str(www),
+        )
         conf = tmp_path / "wg0.conf"
-        conf.write_text(f"[Interface]\nPrivateKey = {priv}\nAddress = {SPZ4}/24\n\n"
-                        f"[Peer]\nPublicKey = {go_pub}\nAllowedIPs = {GO4}/32\n"
-                        f"Endpoint = {link.ns_v4}:{go.listen_port}\nPersistentKeepalive = 25\n")
-        up = subprocess.Popen([sys.executable, "-m", "spanza", "up", str(conf), "--socks5", "127.0.0.1:0",
-                               "--forward", f"127.0.0.1:0:{GO4}:{HTTP_PORT}"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+        conf.write_text(
+            f"[Interface]\nPrivateKey = {priv}\nAddress = {SPZ4}/24\n\n"
+            f"[Peer]\nPublicKey = {go_pub}\nAllowedIPs = {GO4}/32\n"
+            f"Endpoint = {link.ns_v4}:{go.listen_port}\nPersistentKeepalive = 25\n"
+        )
+        up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spanza",
+                "up",
+                str(conf),
+                "--socks5",
+                "127.0.0.1:0",
+                "--forward",
+                f"127.0.0.1:0:{GO4}:{HTTP_PORT}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             lines = [up.stdout.readline() for _ in range(3)]
-            assert lines[2].startswith("socks5 "), (lines, up.stderr.read() if up.poll() is not None else "")
+            assert lines[2].startswith("socks5 "), (
+                lines,
+                up.stderr.read() if up.poll() is not None else "",
+            )
             forward, socks = lines[1].split()[1], lines[2].split()[1]
             want = b"hello from the namespace\n"
-            _curl_until(["--socks5", socks, f"http://{GO4}:{HTTP_PORT}/hello.txt"], want)
+            _curl_until(
+                ["--socks5", socks, f"http://{GO4}:{HTTP_PORT}/hello.txt"], want
+            )
             _curl_until([f"http://{forward}/hello.txt"], want)
             # wireguard-go saw our handshake and traffic
             dump = go.wg("show", go.ifname, "dump").stdout.splitlines()[1].split("\t")

@@ -55,20 +55,44 @@ def test_dump_then_parse_is_the_same():
     cfg = parse(CONF)
     again = parse(dump(cfg))
     assert again.interface.private_key == cfg.interface.private_key
-    assert again.peers == cfg.peers and again.interface.addresses == cfg.interface.addresses
+    assert (
+        again.peers == cfg.peers
+        and again.interface.addresses == cfg.interface.addresses
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[Interface]\nPrivateKey = nope\n", "<config>:2: privatekey"),
-    ("[Interface]\nAddress = 10.0.0.1/24\n", "no PrivateKey"),
-    (f"[Interface]\nPrivateKey = {KA.base64}\n[Peer]\nAllowedIPs = 10.0.0.2/32\n", "<config>:3: [Peer] has no PublicKey"),
-    (f"[Interface]\nPrivateKey = {KA.base64}\nListenPort = 70000\n", "<config>:3: listenport: 70000 is not in 0..65535"),
-    (f"[Interface]\nPrivateKey = {KA.base64}\nAddress = 10.0.0.300/24\n", "<config>:3: address"),
-    (f"[Interface]\nPrivateKey = {KA.base64}\nColour = blue\n", "unknown [Interface] key 'colour'"),
-    (f"[Interface]\nPrivateKey = {KA.base64}\n[Router]\n", "<config>:3: unknown section [Router]"),
-    ("PrivateKey = x\n", "before any [Interface]"),
-    (f"[Interface]\nPrivateKey = {KA.base64}\nAddress 10.0.0.1/24\n", "<config>:3: expected 'Key = Value'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[Interface]\nPrivateKey = nope\n", "<config>:2: privatekey"),
+        ("[Interface]\nAddress = 10.0.0.1/24\n", "no PrivateKey"),
+        (
+            f"[Interface]\nPrivateKey = {KA.base64}\n[Peer]\nAllowedIPs = 10.0.0.2/32\n",
+            "<config>:3: [Peer] has no PublicKey",
+        ),
+        (
+            f"[Interface]\nPrivateKey = {KA.base64}\nListenPort = 70000\n",
+            "<config>:3: listenport: 70000 is not in 0..65535",
+        ),
+        (
+            f"[Interface]\nPrivateKey = {KA.base64}\nAddress = 10.0.0.300/24\n",
+            "<config>:3: address",
+        ),
+        (
+            f"[Interface]\nPrivateKey = {KA.base64}\nColour = blue\n",
+            "unknown [Interface] key 'colour'",
+        ),
+        (
+            f"[Interface]\nPrivateKey = {KA.base64}\n[Router]\n",
+            "<config>:3: unknown section [Router]",
+        ),
+        ("PrivateKey = x\n", "before any [Interface]"),
+        (
+            f"[Interface]\nPrivateKey = {KA.base64}\nAddress 10.0.0.1/24\n",
+            "<config>:3: expected 'Key = Value'",
+        ),
+    ],
+)
 def test_errors_name_the_line(text, message):
     with pytest.raises(ConfigError) as info:
         parse(text)
@@ -79,9 +103,15 @@ def test_device_from_config_and_back(tmp_path):
     path = tmp_path / "wg0.conf"
     path.write_text(CONF.replace("ListenPort = 51999", "ListenPort = 0"))
     with Device.from_config(path) as dev:
-        assert dev.public_key == KA.public_key and dev.addresses == ["10.7.0.1", "fd07::1"]
+        assert dev.public_key == KA.public_key and dev.addresses == [
+            "10.7.0.1",
+            "fd07::1",
+        ]
         peers = {p.public_key: p for p in dev.peers}
-        assert peers[KB.public_key].has_preshared_key and peers[KB.public_key].persistent_keepalive == 25
+        assert (
+            peers[KB.public_key].has_preshared_key
+            and peers[KB.public_key].persistent_keepalive == 25
+        )
         text = dev.to_config()
     back = parse(text)
     assert back.interface.private_key == KA and back.interface.mtu == 1380
