@@ -243,7 +243,7 @@ static int http_input(struct derp_cproto *cp, const uint8_t *in, size_t len, siz
 	if (r.status != 101)
 		return fail(cp, -EPROTO, "server answered HTTP %d instead of 101 Switching Protocols (%s)", r.status,
 			    memmem(cp->http, have, "HTTPS server", 12) ? "a TLS relay: use https://"
-									: "is the URL a DERP server?");
+								       : "is the URL a DERP server?");
 	if (r.header_len < cp->http_len || r.header_len > cp->http_len + take)
 		return fail(cp, -EPROTO, "malformed HTTP response to the upgrade request");
 	*used = r.header_len - cp->http_len;

@@ -565,8 +565,8 @@ static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	case DERP_CLIENT_TLS:
 	case DERP_CLIENT_UPGRADING:
 		if (now >= c->attempt_deadline) {
-			derp_cl_fail_err(c, ETIMEDOUT, "connect timed out after %u ms (%s): %s", c->o.connect_timeout_ms,
-					 state_name(c->state), timeout_hint(c));
+			derp_cl_fail_err(c, ETIMEDOUT, "connect timed out after %u ms (%s): %s",
+					 c->o.connect_timeout_ms, state_name(c->state), timeout_hint(c));
 		} else if (c->state == DERP_CLIENT_CONNECTING && now >= c->dial_deadline) {
 			/* This address is slow: go on with the next one. */
 			if (c->events)

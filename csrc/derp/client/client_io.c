@@ -197,11 +197,13 @@ static void fail_closed(struct derp_client *c, int err)
 			sodium_bin2hex(hex, sizeof(hex), c->pub, 32);
 			derp_cl_fail_err(c, EACCES,
 					 "refused by the server: it closed the connection after our ClientInfo "
-					 "(is nodekey:%s on its allowlist?)", hex);
+					 "(is nodekey:%s on its allowlist?)",
+					 hex);
 			return;
 		}
 		if (c->cp->phase == DERP_CP_HTTP && c->cp->http_len == 0) {
-			derp_cl_fail_err(c, EPROTO, "the server closed the connection without answering the HTTP upgrade%s",
+			derp_cl_fail_err(c, EPROTO,
+					 "the server closed the connection without answering the HTTP upgrade%s",
 					 c->url.tls ? "" : " (a TLS relay? use https://)");
 			return;
 		}
@@ -209,7 +211,8 @@ static void fail_closed(struct derp_client *c, int err)
 	if (err == 0)
 		derp_cl_fail_err(c, ECONNRESET, "server closed the connection");
 	else
-		derp_cl_fail_err(c, err, "read from the server failed: %s", err == EPROTO ? "TLS error" : strerror(err));
+		derp_cl_fail_err(c, err, "read from the server failed: %s",
+				 err == EPROTO ? "TLS error" : strerror(err));
 }
 
 static void do_read(struct derp_client *c)
@@ -273,8 +276,7 @@ void derp_cl_io_deferred(struct derp_client *c)
 static bool not_tls_reason(int reason)
 {
 	return reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
-	       reason == SSL_R_HTTP_REQUEST ||
-	       reason == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+	       reason == SSL_R_HTTP_REQUEST || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 }
 
 /* A connect errno with what usually fixes it. */
@@ -299,20 +301,24 @@ static void tls_step(struct derp_client *c)
 		c->st.tls_errors++;
 		long v = c->io.ssl ? SSL_get_verify_result(c->io.ssl) : X509_V_OK;
 		if (v != X509_V_OK) {
-			derp_cl_fail_err(c, EPROTO,
-					 "TLS: certificate verification failed: %s (set ca_file, pin_sha256 or insecure)",
-					 X509_verify_cert_error_string(v));
+			derp_cl_fail_err(
+				c, EPROTO,
+				"TLS: certificate verification failed: %s (set ca_file, pin_sha256 or insecure)",
+				X509_verify_cert_error_string(v));
 		} else if (rc == -ECONNRESET) {
 			ERR_clear_error();
-			derp_cl_fail_err(c, EPROTO,
-					 "TLS handshake: the server closed the connection (a plain relay? use http://)");
+			derp_cl_fail_err(
+				c, EPROTO,
+				"TLS handshake: the server closed the connection (a plain relay? use http://)");
 		} else {
 			unsigned long e = c->io.ssl_err;
 			char why[160] = "unknown error";
 			if (e)
 				ERR_error_string_n(e, why, sizeof(why));
-			derp_cl_fail_err(c, EPROTO, "TLS handshake: %s%s", why, e && not_tls_reason(ERR_GET_REASON(e))
-					 ? " (the server does not speak TLS here: a plain relay? use http://)" : "");
+			derp_cl_fail_err(c, EPROTO, "TLS handshake: %s%s", why,
+					 e && not_tls_reason(ERR_GET_REASON(e))
+						 ? " (the server does not speak TLS here: a plain relay? use http://)"
+						 : "");
 		}
 		return;
 	}
