@@ -89,14 +89,20 @@ def make_lib(build_temp: str) -> str:
     return os.path.join(out, "build", "release")
 
 
+def scratch_dir(prefix: str) -> str:
+    """A directory outside the source tree, removed when the build ends."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 class OutOfTreeBuild(build):
     """setuptools' build directory, out of the source tree (pip builds in place)."""
 
     def initialize_options(self) -> None:
         super().initialize_options()
         if not SKIP_MAKE:
-            self.build_base = tempfile.mkdtemp(prefix="spanza-build-")
-            atexit.register(shutil.rmtree, self.build_base, ignore_errors=True)
+            self.build_base = scratch_dir("spanza-build-")
 
 
 class OutOfTreeEggInfo(egg_info):
@@ -105,8 +111,7 @@ class OutOfTreeEggInfo(egg_info):
     def initialize_options(self) -> None:
         super().initialize_options()
         if not SKIP_MAKE:
-            self.egg_base = tempfile.mkdtemp(prefix="spanza-egg-")
-            atexit.register(shutil.rmtree, self.egg_base, ignore_errors=True)
+            self.egg_base = scratch_dir("spanza-egg-")
 
 
 class MakeThenBuildExt(build_ext):

@@ -24,9 +24,21 @@ def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", readme.read_text(), flags=re.DOTALL)
 
 
-def _env() -> dict[str, str]:
-    return dict(
+def _run(
+    args: list[str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Runs a fresh Python process that imports this tree's spanza."""
+    env = dict(
         os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+        check=False,
     )
 
 
@@ -34,15 +46,7 @@ def test_readme_quick_start_runs_and_prints_what_it_says(tmp_path):
     (quick,) = [b for b in _blocks("python") if "def test_" not in b]
     script = tmp_path / "quick_start.py"
     script.write_text(quick)
-    p = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=_env(),
-        check=False,
-    )
+    p = _run([str(script)], tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     # each "# comment" after a print is the output the README promises
     promised = [m.strip() for m in re.findall(r"print\(.*\)\s+#\s*(.*)", quick)]
@@ -54,28 +58,16 @@ def test_readme_pytest_example_passes(tmp_path):
     (tmp_path / "test_readme.py").write_text(
         tests.replace("    ...\n", "    assert a.mode == 'gateway'\n")
     )
-    p = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
+    p = _run(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        tmp_path,
         timeout=300,
-        cwd=tmp_path,
-        env=_env(),
-        check=False,
     )
     assert p.returncode == 0 and "3 passed" in p.stdout, p.stdout + p.stderr
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[s.name for s in EXAMPLES])
 def test_example_runs(script):
-    p = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=_env(),
-        check=False,
-    )
+    p = _run([str(script)], ROOT)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip(), "an example says what it did"

@@ -103,30 +103,24 @@ def test_stats_to_pandas(peer_pair):
     assert isinstance(s, pd.Series) and s["relay.state"] == "connected"
 
 
+# What help(Peer) must show, each with a docstring.
+PEER_METHODS = (
+    "ping",
+    "connect",
+    "listen",
+    "forward",
+    "expose",
+    "udp_socket",
+    "request",
+    "http_get",
+    "serve_http",
+    "stats",
+    "wait_relay",
+)
+
+
 def test_help_shows_the_whole_peer():
     text = pydoc.render_doc(Peer, renderer=pydoc.plaintext)
-    for name in (
-        "ping",
-        "connect",
-        "listen",
-        "forward",
-        "expose",
-        "udp_socket",
-        "request",
-        "http_get",
-        "serve_http",
-        "stats",
-        "wait_relay",
-    ):
+    for name in PEER_METHODS:
         assert f" {name}(self" in text, name
-    for name in (
-        "ping",
-        "connect",
-        "listen",
-        "forward",
-        "expose",
-        "udp_socket",
-        "request",
-        "stats",
-    ):
         assert getattr(Peer, name).__doc__, name

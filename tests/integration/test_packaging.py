@@ -49,6 +49,25 @@ def _snapshot(tree: Path) -> set[str]:
     return {str(p.relative_to(tree)) for p in tree.rglob("*")}
 
 
+def _run(
+    *args: object,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 1200,
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [str(a) for a in args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
 def _venv(path: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
     return path / "bin"
@@ -86,15 +105,7 @@ def test_build_sdist_and_wheel_then_install_the_sdist(tmp_path):
     ):
         pytest.skip("cannot install 'build' from PyPI")
     dist = tmp_path / "dist"
-    r = subprocess.run(
-        [bv / "python", "-m", "build", "--outdir", str(dist), str(src)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _run(bv / "python", "-m", "build", "--outdir", dist, src, env=env)
     (sdist,) = glob.glob(str(dist / "spanza-*.tar.gz"))
     (wheel,) = glob.glob(str(dist / "spanza-*.whl"))
     assert wheel.endswith("-cp310-abi3-linux_x86_64.whl")
@@ -113,32 +124,16 @@ def test_build_sdist_and_wheel_then_install_the_sdist(tmp_path):
     assert not any(n.endswith((".so", ".o", ".a")) for n in names)
 
     iv = _venv(tmp_path / "installenv")
-    r = subprocess.run(
-        [iv / "pip", "install", "-q", sdist],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = _run(iv / "pip", "install", "-q", sdist, env=env)
     assert "apt-get install" not in r.stdout + r.stderr  # never the system installer
-    r = subprocess.run(
-        [iv / "python", "-c", "import spanza, spanza._spanza as m; print(m.__file__)"],
+    r = _run(
+        iv / "python",
+        "-c",
+        "import spanza, spanza._spanza as m; print(m.__file__)",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
-    assert r.returncode == 0 and r.stdout.strip().endswith("_spanza.abi3.so"), r.stderr
-    r = subprocess.run(
-        [iv / "spanza", "demo"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert r.returncode == 0 and "ok: response in" in r.stdout, r.stdout + r.stderr
+    assert r.stdout.strip().endswith("_spanza.abi3.so"), r.stdout
+    r = _run(iv / "spanza", "demo", cwd=tmp_path, timeout=120)
+    assert "ok: response in" in r.stdout, r.stdout + r.stderr
     assert _snapshot(src) == before  # nothing built or cached in the source tree

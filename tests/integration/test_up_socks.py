@@ -4,9 +4,7 @@ it cannot serve, and a clean exit on SIGINT."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -18,8 +16,8 @@ import pytest
 from spanza import Device
 from spanza.keys import PrivateKey
 from spanza.scenario import fixed_body_handler
+from tests.integration._up import ROOT, Up, start_up
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BODY = b"hello through spanza up\n"
 
 
@@ -34,7 +32,7 @@ def far_peer() -> Iterator[tuple[Device, PrivateKey]]:
 
 
 @pytest.fixture
-def up(far_peer, tmp_path) -> Iterator[dict[str, str]]:
+def up(far_peer, tmp_path) -> Iterator[Up]:
     dev, mine = far_peer
     conf = tmp_path / "wg0.conf"
     conf.write_text(
@@ -42,38 +40,11 @@ def up(far_peer, tmp_path) -> Iterator[dict[str, str]]:
         f"[Peer]\nPublicKey = {dev.public_key.base64}\nAllowedIPs = 10.8.0.2/32\n"
         f"Endpoint = 127.0.0.1:{dev.listen_port}\n"
     )
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "spanza",
-            "up",
-            str(conf),
-            "--socks5",
-            "127.0.0.1:0",
-            "--forward",
-            "127.0.0.1:0:10.8.0.2:80",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    up = start_up(conf, "10.8.0.2:80")
     try:
-        lines = [p.stdout.readline() for _ in range(3)]
-        assert lines[0].startswith("peer ") and "10.8.0.1" in lines[0], (
-            lines,
-            p.stderr.read() if p.poll() else "",
-        )
-        yield {"forward": lines[1].split()[1], "socks5": lines[2].split()[1], "proc": p}
+        yield up
     finally:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        up.stop()
 
 
 def _curl(*args: str) -> subprocess.CompletedProcess:
@@ -86,15 +57,13 @@ def _curl(*args: str) -> subprocess.CompletedProcess:
 
 def test_curl_through_socks5_and_forward(up):
     for args in (
-        ["--socks5", up["socks5"], "http://10.8.0.2/"],
-        ["--socks5-hostname", up["socks5"], "http://10.8.0.2/"],
-        [f"http://{up['forward']}/"],
+        ["--socks5", up.socks5, "http://10.8.0.2/"],
+        ["--socks5-hostname", up.socks5, "http://10.8.0.2/"],
+        [f"http://{up.forward}/"],
     ):
         r = _curl(*args)
         assert (r.returncode, r.stdout) == (0, BODY), (args, r.stderr)
-    p = up["proc"]
-    p.send_signal(signal.SIGINT)
-    assert p.wait(10) == 0
+    assert up.stop() == 0
 
 
 def _socks(addr: str, request: bytes, methods: bytes = b"\x00") -> bytes:
@@ -130,12 +99,12 @@ def _socks(addr: str, request: bytes, methods: bytes = b"\x00") -> bytes:
     ],
 )
 def test_socks5_replies(up, request_, code):
-    reply = _socks(up["socks5"], request_)
+    reply = _socks(up.socks5, request_)
     assert reply[:2] == bytes([5, code]), reply
 
 
 def test_socks5_without_no_auth_method_is_refused(up):
-    assert _socks(up["socks5"], b"", methods=b"\x02") == b"\x05\xff"
+    assert _socks(up.socks5, b"", methods=b"\x02") == b"\x05\xff"
 
 
 def test_up_with_a_bad_file_says_which_line(tmp_path):

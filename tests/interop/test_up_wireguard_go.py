@@ -6,8 +6,6 @@ side needs it."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,9 +22,10 @@ from netns import (
     require_root,
 )
 
+from tests.integration._up import start_up
+
 pytestmark = pytest.mark.interop
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GO4, SPZ4 = "10.98.0.1", "10.98.0.2"
 HTTP_PORT = 8000
 
@@ -80,31 +79,9 @@ def test_up_socks5_and_forward_reach_a_server_behind_wireguard_go(tmp_path):
             f"[Peer]\nPublicKey = {go_pub}\nAllowedIPs = {GO4}/32\n"
             f"Endpoint = {link.ns_v4}:{go.listen_port}\nPersistentKeepalive = 25\n"
         )
-        up = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spanza",
-                "up",
-                str(conf),
-                "--socks5",
-                "127.0.0.1:0",
-                "--forward",
-                f"127.0.0.1:0:{GO4}:{HTTP_PORT}",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        up = start_up(conf, f"{GO4}:{HTTP_PORT}")
         try:
-            lines = [up.stdout.readline() for _ in range(3)]
-            assert lines[2].startswith("socks5 "), (
-                lines,
-                up.stderr.read() if up.poll() is not None else "",
-            )
-            forward, socks = lines[1].split()[1], lines[2].split()[1]
+            forward, socks = up.forward, up.socks5
             want = b"hello from the namespace\n"
             _curl_until(
                 ["--socks5", socks, f"http://{GO4}:{HTTP_PORT}/hello.txt"], want
@@ -113,8 +90,7 @@ def test_up_socks5_and_forward_reach_a_server_behind_wireguard_go(tmp_path):
             # wireguard-go saw our handshake and traffic
             dump = go.wg("show", go.ifname, "dump").stdout.splitlines()[1].split("\t")
             assert int(dump[4]) > 0 and int(dump[5]) > 0  # latest handshake, rx bytes
-            up.send_signal(signal.SIGINT)
-            assert up.wait(10) == 0
+            assert up.stop() == 0
         finally:
-            kill_tree(up)
+            up.stop()
             kill_tree(server)
