@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from spanza.packets import checksum
 from spanza.netstack import Host, MemoryWire, wired_pair
 
 A4, B4 = "192.168.4.1", "192.168.4.2"
@@ -32,13 +33,7 @@ def link_pair(request: pytest.FixtureRequest) -> Iterator[tuple[Host, Host, Any]
     WireGuard devices over loopback UDP (Device(address=...)): the same
     tests hold on both."""
     if request.param == "wire":
-        a, b, wire = wired_pair([f"{A4}/24", f"{A6}/64"], [f"{B4}/24", f"{B6}/64"])
-        try:
-            yield a, b, wire
-        finally:
-            a.close()
-            b.close()
-            wire.close()
+        yield from _wired()
         return
     import spanza
 
@@ -50,8 +45,7 @@ def link_pair(request: pytest.FixtureRequest) -> Iterator[tuple[Host, Host, Any]
         yield da.host, db.host, WireGuardLink(da, db)
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[Host, Host, MemoryWire]]:
+def _wired() -> Iterator[tuple[Host, Host, MemoryWire]]:
     a, b, wire = wired_pair([f"{A4}/24", f"{A6}/64"], [f"{B4}/24", f"{B6}/64"])
     try:
         yield a, b, wire
@@ -61,13 +55,9 @@ def pair() -> Iterator[tuple[Host, Host, MemoryWire]]:
         wire.close()
 
 
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+@pytest.fixture
+def pair() -> Iterator[tuple[Host, Host, MemoryWire]]:
+    yield from _wired()
 
 
 def ipv4(src: str, dst: str, proto: int, payload: bytes, ttl: int = 64) -> bytes:
@@ -75,7 +65,7 @@ def ipv4(src: str, dst: str, proto: int, payload: bytes, ttl: int = 64) -> bytes
         "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, ttl, proto, 0,
         ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed,
     )
-    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
     return hdr + payload
 
 
@@ -96,17 +86,17 @@ def _pseudo(src: str, dst: str, proto: int, length: int) -> bytes:
 def icmp_echo(src: str, dst: str, ident: int = 0x1234, seq: int = 1, data: bytes = b"spanza") -> bytes:
     if ipaddress.ip_address(src).version == 4:
         body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + data
-        body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+        body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
         return ipv4(src, dst, 1, body)
     body = struct.pack("!BBHHH", 128, 0, 0, ident, seq) + data
-    body = body[:2] + struct.pack("!H", csum(_pseudo(src, dst, 58, len(body)) + body)) + body[4:]
+    body = body[:2] + struct.pack("!H", checksum(_pseudo(src, dst, 58, len(body)) + body)) + body[4:]
     return ipv6(src, dst, 58, body)
 
 
 def tcp_syn(src: str, dst: str, sport: int, dport: int, seq: int = 1000) -> bytes:
     seg = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 65535, 0, 0)
     v = ipaddress.ip_address(src).version
-    c = csum(_pseudo(src, dst, 6, len(seg)) + seg)
+    c = checksum(_pseudo(src, dst, 6, len(seg)) + seg)
     seg = seg[:16] + struct.pack("!H", c) + seg[18:]
     return ipv4(src, dst, 6, seg) if v == 4 else ipv6(src, dst, 6, seg)
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.support import wait_for
 import spanza
 from spanza.derp import node_public_key
 from spanza.derp_client import (
@@ -60,14 +61,6 @@ def connected_conn(srv: FakeServer):
     kind, conn = srv.results.get(timeout=5)
     assert kind == "connected"
     return conn
-
-
-def wait_for(pred, timeout: float = 5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def test_handshake_is_what_go_sends_and_packets_flow_both_ways():

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.support import has_ipv6_loopback, wait_for
 import spanza
 from spanza.derp import write_self_signed_cert
 from tests.integration.derp_fake_server import SEND_PACKET, FakeServer, serve
@@ -34,13 +35,6 @@ def first(srv: FakeServer, kind) -> tuple:
         item = srv.results.get(timeout=5)
         if item[0] == kind:
             return item
-
-
-def wait_for(pred, timeout: float = 5):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 def test_sni_no_alpn_and_ca_file(tmp_path):
@@ -102,16 +96,7 @@ def test_plain_http_client_against_tls_server_fails_cleanly(tmp_path):
             assert not c.connected
 
 
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 def test_ipv6_literal():
     with FakeServer([serve], host="::1") as srv:
         assert srv.url.startswith("http://[::1]:")

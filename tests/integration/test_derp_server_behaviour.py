@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.support import free_port, wait_for
 from spanza.derp import DerpServer
 from tests.integration._derp_raw import (
     FORWARD_PACKET, CLOSE_PEER, PEER_GONE, PEER_PRESENT, PONG, RECV_PACKET, SERVER_INFO, WATCH_CONNS,
@@ -20,15 +21,6 @@ from tests.integration._derp_raw import (
 
 MESH_KEY = os.urandom(32)
 MESH_INFO = {"meshKey": MESH_KEY.hex(), "version": 2, "CanAckPings": False}
-
-
-def wait_for(pred, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def raw_with_key(port: int, priv: bytes, pub: bytes, info: dict | None = None) -> RawDerp:
@@ -334,12 +326,6 @@ def test_note_preferred_counts_home_clients():
 
 
 # ---- a mesh of our own servers ----
-
-def free_port() -> int:
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
-
 
 def test_two_of_our_servers_mesh_as_one_region():
     p1, p2 = free_port(), free_port()

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from spanza.errors import RelayError
-
 import spanza
 from spanza import ConfigError, DerpClient, DerpServer, Gateway
+from spanza.errors import RelayError
 from spanza.keys import PrivateKey, PublicKey
+from tests.support import wait_for
 
 # Short reconnect backoff so restarts are noticed quickly.
 FAST = {"backoff_max_ms": 300}
@@ -42,17 +42,6 @@ def udp(host: str = "127.0.0.1") -> socket.socket:
     s.bind((host, 0))
     s.settimeout(5)
     return s
-
-
-def wait_for(pred, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

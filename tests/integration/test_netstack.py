@@ -13,18 +13,10 @@ import time
 import pytest
 from netstack_helpers import A4, A6, B4, B6, TCP_RST, icmp_echo, link_pair, pair, parse, tcp_syn  # noqa: F401
 
+from tests.support import wait_for
 import spanza
 from spanza._ffi import ffi, lib
 from spanza.netstack import MAX_HOSTS, HTTPConnection, Host, MemoryWire, wired_pair
-
-
-def wait_for(cond, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):

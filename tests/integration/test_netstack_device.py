@@ -5,7 +5,6 @@ and decrypted by the other."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import socket
 import threading
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import body_handler
 import spanza
 from spanza.keys import PrivateKey
 from spanza.netstack import DeviceLink, Host, HTTPConnection
@@ -44,7 +44,7 @@ def test_ping_and_http_through_wireguard(devhosts):
     assert len(b.ping(A4, count=2, timeout=5)) == 2  # the first one waits for the handshake
     assert len(a.ping(B6, count=2, timeout=5)) == 2
 
-    with a.serve_http(80, _page(b"over wireguard")):
+    with a.serve_http(80, body_handler(b"over wireguard")):
         for addr in (A4, A6):
             conn = HTTPConnection(b, addr, 80, timeout=10)
             conn.request("GET", "/")
@@ -114,22 +114,6 @@ def test_host_needs_the_device_runtime(devhosts):
             dc.close()
 
 
-def _page(body: bytes):
-    import http.server
-
-    class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Page
-
-
 # ---- the issue's points over Device(address=...) ----
 
 
@@ -150,17 +134,7 @@ def test_http_bytes_all_cross_wireguard_and_cut_link_fails(devpair, server_ip):
     da, db, ka, kb = devpair
     body = os.urandom(256 * 1024)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with da.serve_http(8080, Handler):
+    with da.serve_http(8080, body_handler(body)):
         rx_before = db.peers[0].rx_bytes
         conn = HTTPConnection(db, server_ip, 8080, timeout=10)
         conn.request("GET", "/")

@@ -14,18 +14,10 @@ import time
 import pytest
 from netstack_helpers import A4, A6, link_pair, pair  # noqa: F401
 
+from tests.support import has_ipv6_loopback
 import spanza
 
 CURL = shutil.which("curl")
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class _Page(http.server.BaseHTTPRequestHandler):

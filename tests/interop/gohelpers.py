@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import free_port
 
 # SPANZA_ROOT: the checkout whose .cache holds the Go builds (make asan runs a
 # copy of the tests elsewhere).
@@ -29,12 +30,6 @@ DERPCLIENT = GO_BIN / "derpclient"
 def require_go_helpers() -> None:
     if not (DERPER.exists() and DERPCLIENT.exists()):
         pytest.fail("Go helpers missing: run `make go-helpers` (make test builds them)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:

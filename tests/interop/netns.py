@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from tests.support import wait_for
 
 UAPI_DIR = "/var/run/wireguard"
 _counter = itertools.count(1)
@@ -192,18 +193,6 @@ def kill_tree(p: subprocess.Popen, timeout: float = 5.0) -> str:
             if isinstance(out, bytes):
                 out = out.decode(errors="replace")
     return out
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.02):
-    """Poll pred() until truthy (returned) or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass

@@ -13,10 +13,8 @@ import sys
 import time
 
 from spanza.keys import PrivateKey, PublicKey
+from spanza.packets import checksum
 from spanza.wireguard import Tunnel
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from wgutil import checksum  # noqa: E402
 
 
 def icmp_echo(src: str, dst: str, kind: int, ident: int, seq: int, payload: bytes) -> bytes:

@@ -7,10 +7,12 @@ somewhere under csrc/ or spanza/."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+# SPANZA_ROOT: the checkout (make asan runs the tests from a copy without csrc/ and docs/).
+ROOT = Path(os.environ.get("SPANZA_ROOT") or Path(__file__).resolve().parents[2])
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
 PATH_RE = re.compile(r"`((?:csrc|spanza|tests|bench|mk|scripts|docs)/[^`\s]*)`")
 FUNC_RE = re.compile(r"`([A-Za-z_]\w*)\(\)`")

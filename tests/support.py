@@ -1,0 +1,58 @@
+"""Small helpers the tests share (waiting, ports, a fixed-body HTTP handler)."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(pred: Callable[[], T], timeout: float = 5.0, what: str = "condition", interval: float = 0.01) -> T:
+    """Polls pred() until it is truthy and returns its value; fails the test
+    with an AssertionError naming `what` after `timeout` seconds. Bounded in
+    time, so a broken test ends instead of hanging."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (for servers that must be
+    restarted on the same port)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def body_handler(body: bytes) -> type[http.server.BaseHTTPRequestHandler]:
+    """An http.server handler that answers every GET with `body`, quietly."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
