@@ -4,6 +4,7 @@ TLS one, a server that never answers, a refusal by the allowlist."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 
@@ -13,15 +14,10 @@ from spanza import DerpClient, PrivateKey
 from spanza.derp import Refused
 from spanza.errors import NoRouteError, RelayError, RelayRefusedError
 from spanza.scenario import Peer
+from tests.support import free_port
 
 # "At once": well under the timeouts the tests give (10 s).
 FAST_S = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _raises_fast(
@@ -51,7 +47,7 @@ def test_request_before_connect_names_the_missing_route(make_peer, mode):
 
 @pytest.mark.parametrize("mode", ["gateway", "transport"])
 def test_relay_not_running_is_said_fast(make_derp_server, mode):
-    url = f"http://127.0.0.1:{_free_port()}/derp"
+    url = f"http://127.0.0.1:{free_port()}/derp"
     with (
         Peer(url, "10.92.0.1/24", mode=mode) as a,
         Peer(url, "10.92.0.2/24", mode=mode) as b,
@@ -152,3 +148,15 @@ def test_peer_request_through_the_tunnel(peer_pair):
     r = peer_pair.b.request("GET", "http://192.168.4.1/", headers={"X-Test": "1"})
     assert (r.status, r.body, r.ok) == (200, b"ok", True)
     assert r.headers["Content-Type"] == "text/plain" and "content-length" in r.headers
+
+
+def test_the_cause_is_kept_as_an_errno():
+    url = f"http://127.0.0.1:{free_port()}/derp"
+    with DerpClient(url, PrivateKey.generate()) as c:
+        with pytest.raises(RelayError) as info:
+            c.wait_connected(10)
+        assert info.value.errno == errno.ECONNREFUSED
+        assert c.stats()["last_errno"] == errno.ECONNREFUSED
+        assert c.last_error.startswith(
+            f"connect to 127.0.0.1:{url.split(':')[2].split('/')[0]}: Connection refused"
+        )
