@@ -180,6 +180,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             waited += 0.25
             if not gw.connected:  # say why, once per distinct reason
                 why = gw.last_error()
+                if gw.stats()["derp"]["state"] == DERP_CLIENT_REFUSED:
+                    _log.drain()
+                    return _fail(f"gateway: {args.derp_url} refused this gateway's key "
+                                 f"{priv.public_key.tailscale} (its allowlist?): {why}")
                 if why and why != reported:
                     log.warning("not connected to %s: %s (retrying)", args.derp_url, why)
                     reported = why
@@ -191,6 +195,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         _log.drain()
         _log_stats(log, gw.stats())
     return 0
+
+
+DERP_CLIENT_REFUSED = 8  # the DERP client's state after a permanent refusal
 
 
 def _log_stats(log: "logging.Logger", st: dict[str, Any]) -> None:
