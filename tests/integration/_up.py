@@ -28,9 +28,10 @@ class Up:
         return self.proc.wait()
 
 
-def start_up(conf: Path, forward_to: str) -> Up:
+def start_up(conf: Path, forward_to: str, *extra: str) -> Up:
     """`spanza up conf --socks5 127.0.0.1:0 --forward 127.0.0.1:0:<forward_to>`,
-    once it printed its three lines (peer, forward, socks5)."""
+    then `extra` (--expose ...), once it printed what it serves (the peer
+    line first, the socks5 line last)."""
     p = subprocess.Popen(
         [
             sys.executable,
@@ -42,6 +43,7 @@ def start_up(conf: Path, forward_to: str) -> Up:
             "127.0.0.1:0",
             "--forward",
             f"127.0.0.1:0:{forward_to}",
+            *extra,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -49,8 +51,18 @@ def start_up(conf: Path, forward_to: str) -> Up:
         text=True,
     )
     assert p.stdout is not None
-    lines = [p.stdout.readline() for _ in range(3)]
-    if not (lines[0].startswith("peer ") and lines[2].startswith("socks5 ")):
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("socks5 ")) and len(lines) < 8:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    ours = {
+        ln.split()[0]: ln.split()[1]
+        for ln in lines
+        if ln.startswith(("forward ", "socks5 "))
+    }
+    if not (lines and lines[0].startswith("peer ")) or len(ours) != 2:
         p.kill()
         raise AssertionError(f"spanza up did not start: {lines} {p.communicate()[1]}")
-    return Up(p, lines[1].split()[1], lines[2].split()[1])
+    return Up(p, ours["forward"], ours["socks5"])

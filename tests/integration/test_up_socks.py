@@ -32,7 +32,15 @@ def far_peer() -> Iterator[tuple[Device, PrivateKey]]:
 
 
 @pytest.fixture
-def up(far_peer, tmp_path) -> Iterator[Up]:
+def os_listener() -> Iterator[socket.socket]:
+    """An OS TCP listener that `up --expose 7070:...` relays the tunnel to."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        s.settimeout(10)
+        yield s
+
+
+@pytest.fixture
+def up(far_peer, os_listener, tmp_path) -> Iterator[Up]:
     dev, mine = far_peer
     conf = tmp_path / "wg0.conf"
     conf.write_text(
@@ -40,7 +48,12 @@ def up(far_peer, tmp_path) -> Iterator[Up]:
         f"[Peer]\nPublicKey = {dev.public_key.base64}\nAllowedIPs = 10.8.0.2/32\n"
         f"Endpoint = 127.0.0.1:{dev.listen_port}\n"
     )
-    up = start_up(conf, "10.8.0.2:80")
+    up = start_up(
+        conf,
+        "10.8.0.2:80",
+        "--expose",
+        f"7070:127.0.0.1:{os_listener.getsockname()[1]}",
+    )
     try:
         yield up
     finally:
@@ -64,6 +77,18 @@ def test_curl_through_socks5_and_forward(up):
         r = _curl(*args)
         assert (r.returncode, r.stdout) == (0, BODY), (args, r.stderr)
     assert up.stop() == 0
+
+
+def test_expose_relays_a_tunnel_port_to_an_os_listener(up, far_peer, os_listener):
+    dev, _ = far_peer
+    assert _curl(f"http://{up.forward}/").returncode == 0  # the far peer learns up's endpoint
+    with dev.connect(("10.8.0.1", 7070), timeout=10) as c:
+        conn, _ = os_listener.accept()
+        with conn:
+            c.sendall(b"from the tunnel")
+            assert conn.recv(100) == b"from the tunnel"
+            conn.sendall(b"and back")
+            assert c.recv(100) == b"and back"
 
 
 def _socks(addr: str, request: bytes, methods: bytes = b"\x00") -> bytes:
