@@ -17,6 +17,7 @@ from spanza import Device
 from spanza.keys import PrivateKey
 from spanza.scenario import fixed_body_handler
 from tests.integration._up import ROOT, Up, start_up
+from tests.support import plain_env
 
 BODY = b"hello through spanza up\n"
 
@@ -64,7 +65,11 @@ def _curl(*args: str) -> subprocess.CompletedProcess:
     if shutil.which("curl") is None:
         pytest.skip("needs curl")
     return subprocess.run(
-        ["curl", "-sS", "-m", "10", *args], capture_output=True, timeout=20, check=False
+        ["curl", "-sS", "-m", "10", *args],
+        capture_output=True,
+        timeout=20,
+        check=False,
+        env=plain_env(),
     )
 
 
@@ -81,7 +86,9 @@ def test_curl_through_socks5_and_forward(up):
 
 def test_expose_relays_a_tunnel_port_to_an_os_listener(up, far_peer, os_listener):
     dev, _ = far_peer
-    assert _curl(f"http://{up.forward}/").returncode == 0  # the far peer learns up's endpoint
+    assert (
+        _curl(f"http://{up.forward}/").returncode == 0
+    )  # the far peer learns up's endpoint
     with dev.connect(("10.8.0.1", 7070), timeout=10) as c:
         conn, _ = os_listener.accept()
         with conn:
