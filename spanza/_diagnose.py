@@ -23,33 +23,37 @@ FAIL_FAST_AFTER = 3
 # errno-style causes that waiting does not cure (a missing relay, the wrong
 # scheme, not a DERP server, a name that does not resolve).
 _HOPELESS = {errno.ECONNREFUSED, errno.EPROTO, errno.EHOSTUNREACH, errno.ENETUNREACH}
-_REFUSED_STATE = 8  # DERP_CLIENT_REFUSED
+# The DERP client's states (DERP_CLIENT_* in derp_client_py.h) by number,
+# with their names in stats() and what a wait stuck in them means.
+BACKOFF, RESOLVING, CONNECTING, TLS, UPGRADING, CONNECTED, CLOSED, REFUSED = range(1, 9)
+STATE_NAMES = {
+    BACKOFF: "backoff",
+    RESOLVING: "resolving",
+    CONNECTING: "connecting",
+    TLS: "tls",
+    UPGRADING: "upgrading",
+    CONNECTED: "connected",
+    CLOSED: "closed",
+    REFUSED: "refused",
+}
 _STATE_HINT = {
-    1: "waiting to retry",
-    2: "resolving the relay's host name",
-    3: "no answer yet to the TCP connect (host down, or a firewall dropping it?)",
-    4: "no answer yet to the TLS handshake (a plain relay? use http://)",
-    5: "no answer yet to the DERP handshake (is the URL a DERP server?)",
+    BACKOFF: "waiting to retry",
+    RESOLVING: "resolving the relay's host name",
+    CONNECTING: "no answer yet to the TCP connect (host down, or a firewall dropping it?)",
+    TLS: "no answer yet to the TLS handshake (a plain relay? use http://)",
+    UPGRADING: "no answer yet to the DERP handshake (is the URL a DERP server?)",
 }
 # Slices a waiter sleeps in C between checks (and Ctrl-C gets through).
 SLICE_S = 0.1
 
 
-_STATE_NAMES = {
-    "backoff": 1,
-    "resolving": 2,
-    "connecting": 3,
-    "tls": 4,
-    "upgrading": 5,
-    "connected": 6,
-    "closed": 7,
-    "refused": 8,
-}
+_BY_NAME = {name: n for n, name in STATE_NAMES.items()}
 
 
-def _state(client: dict[str, Any]) -> int:
+def state(client: dict[str, Any]) -> int:
+    """The state number of a client's counters (a number, or its name)."""
     s = client.get("state", 0)
-    return _STATE_NAMES.get(s, 0) if isinstance(s, str) else int(s)
+    return _BY_NAME.get(s, 0) if isinstance(s, str) else int(s)
 
 
 def relay_failure(
@@ -57,7 +61,7 @@ def relay_failure(
 ) -> RelayError | None:
     """The error to raise now for a client in this state, or None to keep
     waiting. `client`: the DERP client's counters (derp_client_stats)."""
-    if _state(client) == _REFUSED_STATE:
+    if state(client) == REFUSED:
         return RelayRefusedError(
             f"relay {url}: {last_error} (the client stopped retrying; "
             "call reconnect() once it is allowed)",
@@ -77,7 +81,7 @@ def not_connected(
     url: str, client: dict[str, Any], last_error: str, timeout: float | None
 ) -> TimeoutError:
     """The timeout's message: the last failure, or what the attempt is stuck on."""
-    why = last_error or _STATE_HINT.get(_state(client), "no answer yet")
+    why = last_error or _STATE_HINT.get(state(client), "no answer yet")
     return TimeoutError(f"not connected to the relay {url} within {timeout} s: {why}")
 
 

@@ -18,6 +18,8 @@ import html
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from spanza._diagnose import STATE_NAMES
+
 __all__ = ["Stats", "html_table", "readable"]
 
 # Prefixes that name a group of counters when a flat key starts with them.
@@ -33,16 +35,6 @@ GROUPS = (
     "close_",
     "uapi_",
 )
-_DERP_STATES = {
-    1: "backoff",
-    2: "resolving",
-    3: "connecting",
-    4: "tls",
-    5: "upgrading",
-    6: "connected",
-    7: "closed",
-    8: "refused",
-}
 
 
 class Stats(dict[str, Any]):
@@ -120,7 +112,7 @@ def readable(raw: Mapping[str, Any], all: bool = False) -> Stats:
                 for x in value
             ]
         elif key == "state" and isinstance(value, int):
-            value = _DERP_STATES.get(value, value)
+            value = STATE_NAMES.get(value, value)
         elif key == "last_errno" and isinstance(value, int) and value:
             value = _errno.errorcode.get(value, value)
         if not all and _empty(value):

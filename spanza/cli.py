@@ -131,6 +131,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import threading
 
     from spanza import _log
+    from spanza._diagnose import REFUSED
     from spanza.errors import ConfigError, SpanzaError
     from spanza.gateway import Gateway, format_address, parse_address
     from spanza.keys import PublicKey, load_key_file, public_key_bytes
@@ -180,7 +181,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             waited += 0.25
             if not gw.connected:  # say why, once per distinct reason
                 why = gw.last_error()
-                if gw.stats()["derp"]["state"] == DERP_CLIENT_REFUSED:
+                if gw.stats()["derp"]["state"] == REFUSED:
                     _log.drain()
                     return _fail(f"gateway: {args.derp_url} refused this gateway's key "
                                  f"{priv.public_key.tailscale} (its allowlist?): {why}")
@@ -195,9 +196,6 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         _log.drain()
         _log_stats(log, gw.stats())
     return 0
-
-
-DERP_CLIENT_REFUSED = 8  # the DERP client's state after a permanent refusal
 
 
 def _log_stats(log: "logging.Logger", st: dict[str, Any]) -> None:

@@ -212,10 +212,6 @@ def _ms(timeout: float | None) -> int:
     return min(int(timeout * 1000), 2**31 - 1)
 
 
-_STATES = {1: "backoff", 2: "resolving", 3: "connecting", 4: "tls", 5: "upgrading", 6: "connected", 7: "closed",
-           8: "refused"}
-
-
 class DerpClient:
     """One DERP connection, kept up until `close()`.
 
@@ -443,7 +439,7 @@ class DerpClient:
         out: dict[str, int | str] = {}
         for name, _ in ffi.typeof(st[0]).fields:
             out[name] = int(getattr(st, name))
-        out["state"] = _STATES.get(int(st.state), str(st.state))
+        out["state"] = _diagnose.STATE_NAMES.get(int(st.state), str(st.state))
         return out
 
 

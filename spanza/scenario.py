@@ -30,9 +30,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from spanza import web
-from spanza._diagnose import relay_failure
+from spanza._diagnose import CONNECTED, relay_failure, state
 from spanza._stats import Stats, html_table, readable
-
 from spanza.device import Device
 from spanza.derp_bind import derp_endpoint
 from spanza.errors import ConfigError, NoRouteError
@@ -46,7 +45,6 @@ log = logging.getLogger("spanza.scenario")
 
 Mode = Literal["gateway", "transport"]
 MODES: tuple[Mode, ...] = ("gateway", "transport")
-_CONNECTED = 6  # DERP_CLIENT_CONNECTED
 
 
 class Peer:
@@ -66,7 +64,7 @@ class Peer:
         *,
         mode: Mode = "transport",
         private_key: PrivateKey | None = None,
-        ca_file: str | os.PathLike | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         persistent_keepalive: int | None = None,
         derp_options: dict[str, int] | None = None,
@@ -106,7 +104,8 @@ class Peer:
     def derp_key(self) -> PublicKey:
         """The DERP key other peers' datagrams for this one are sent to."""
         if self.gateway is not None:
-            return self.gateway.public_key
+            key: PublicKey = self.gateway.public_key
+            return key
         return self.device.derp_public_key
 
     @property
@@ -220,7 +219,7 @@ class Peer:
         err = relay_failure(self.relay_url, client, last_error)
         if err is not None:
             raise err
-        if client.get("state") != _CONNECTED:
+        if state(client) != CONNECTED:
             self.wait_relay(10.0 if timeout is None else timeout)
 
     def _relay_client(self) -> tuple[dict[str, Any], str]:
