@@ -32,8 +32,8 @@ from typing import Any, Literal
 from spanza import web
 from spanza._diagnose import CONNECTED, relay_failure, state
 from spanza._stats import Stats, html_table, readable
-from spanza.device import Device
 from spanza.derp_bind import derp_endpoint
+from spanza.device import Device
 from spanza.errors import ConfigError, NoRouteError
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey, PublicKey
@@ -148,7 +148,10 @@ class Peer:
     def connect(self, address: tuple[str, int], timeout: float | None = 10.0) -> socket.socket:
         """A TCP connection into the tunnel, as a real (OS) socket."""
         self.check_route(address[0], timeout)
-        return self.device.connect(address, timeout)
+        try:
+            return self.device.connect(address, timeout)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: {self.why_silent(address[0])}") from None
 
     def listen(self, port: int = 0, backlog: int = 128) -> Listener:
         """A TCP listener on this peer's tunnel address; ``accept()`` gives real sockets."""
@@ -186,7 +189,10 @@ class Peer:
         ``.text``). ``json=`` sends a JSON body."""
         host, _, _ = split_url(url)
         self.check_route(host, timeout)
-        return web.request(self.device, method, url, body=body, json=json, headers=headers, timeout=timeout)
+        try:
+            return web.request(self.device, method, url, body=body, json=json, headers=headers, timeout=timeout)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: {self.why_silent(host)}") from None
 
     def http_connection(self, url: str, timeout: float | None = 10.0) -> http.client.HTTPConnection:
         """An ``http.client.HTTPConnection`` to the URL's host through the
@@ -222,13 +228,37 @@ class Peer:
         if state(client) != CONNECTED:
             self.wait_relay(10.0 if timeout is None else timeout)
 
+    def why_silent(self, address: str) -> str:
+        """What this side knows about a tunnel address that does not answer:
+        no WireGuard handshake with its peer yet (and whether the relay said
+        that peer is not there), or a handshake but nothing on the port."""
+        ip = ipaddress.ip_address(address)
+        for p in self.device.peers:
+            if any(ip in ipaddress.ip_network(a, strict=False) for a in p.allowed_ips):
+                break
+        else:
+            return f"no peer's allowed IPs contain {ip}"
+        if p.last_handshake is not None:
+            return (f"WireGuard with {p.public_key} is up (last handshake {p.last_handshake:%H:%M:%S} UTC): "
+                    "is a server listening on that port?")
+        gone = self._peer_gone()
+        return (f"no WireGuard handshake with {p.public_key} yet: is that peer running, with this peer's "
+                f"public key {self.public_key}, on the same relay?"
+                + (" (the relay said a peer of ours is not connected to it)" if gone else ""))
+
+    def _peer_gone(self) -> int:
+        """How often the relay said a peer is gone or not there."""
+        if self.gateway is not None:
+            return int(sum(p["peer_gone"] for p in self.gateway.stats()["peers"].values()))
+        return int(self.device.derp_stats()["peer_gone"])
+
     def _relay_client(self) -> tuple[dict[str, Any], str]:
         """The relay connection's counters and its last error."""
         if self.gateway is not None:
             return self.gateway.stats()["derp"], self.gateway.last_error()
         return self.device.derp_stats()["client"], self.device.derp_last_error()
 
-    def stats(self, all: bool = False) -> Stats:  # noqa: A002 - short on purpose
+    def stats(self, all: bool = False) -> Stats:
         """Counters by component: ``device`` (WireGuard and its UDP),
         ``peers`` (by public key: endpoint, handshake, bytes), ``gateway`` or
         ``derp`` (the DERP transport), and ``relay`` (the DERP connection).

@@ -128,10 +128,8 @@ def request(
             resp = conn.getresponse()
             data = resp.read()
         except TimeoutError:
-            h, port, _ = split_url(url)
             raise TimeoutError(
-                f"{method.upper()} {url}: no answer from {h}:{port} within {timeout} s "
-                "(is a server listening there, and the peer up?)"
+                f"{method.upper()} {url}: no answer within {timeout} s"
             ) from None
         return Response(resp.status, resp.reason, Headers(resp.getheaders()), data)
     finally:

@@ -160,3 +160,26 @@ def test_the_cause_is_kept_as_an_errno():
         assert c.last_error.startswith(
             f"connect to 127.0.0.1:{url.split(':')[2].split('/')[0]}: Connection refused"
         )
+
+
+@pytest.mark.parametrize("mode", ["gateway", "transport"])
+def test_a_peer_that_is_gone_is_named_in_the_timeout(make_peer, mode):
+    a = make_peer("10.94.0.1/24", mode=mode)
+    b = make_peer("10.94.0.2/24", mode=mode)
+    a.add_peer(b)  # b never learns of a, then leaves: no handshake can complete
+    b.close()
+    with pytest.raises(TimeoutError) as info:
+        a.http_get("http://10.94.0.2/", timeout=1)
+    msg = str(info.value)
+    assert f"no WireGuard handshake with {b.public_key} yet" in msg
+    assert f"with this peer's public key {a.public_key}, on the same relay?" in msg
+
+
+def test_a_handshake_but_no_server_says_so(peer_pair):
+    peer_pair.a.serve_http(80, body=b"x")
+    assert peer_pair.b.http_get("http://192.168.4.1/")[0] == 200  # handshake done
+    with pytest.raises(OSError) as info:  # refused (RST) or timed out
+        peer_pair.b.http_get("http://192.168.4.1:81/", timeout=2)
+    assert isinstance(
+        info.value, ConnectionRefusedError
+    ) or "is a server listening" in str(info.value)
