@@ -92,6 +92,16 @@ def add_gateway_commands(sub: argparse._SubParsersAction) -> None:
     pk.set_defaults(func=cmd_pubkey)
 
 
+def setup_logging(verbose: int) -> None:
+    """The long-running commands' logging: -v INFO, -vv DEBUG (C records too),
+    one line format for Python's and C's records."""
+    from spanza import _log
+
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log.set_level(level)
+
+
 def _fail(msg: str) -> int:
     print(f"spanza: {msg}", file=sys.stderr)
     return 1
@@ -136,9 +146,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from spanza.gateway import Gateway, format_address, parse_address
     from spanza.keys import PublicKey, load_key_file, public_key_bytes
 
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _log.set_level(level)
+    setup_logging(args.verbose)
     log = logging.getLogger("spanza.gateway")
     try:
         priv = load_key_file(args.key_file, create=True)

@@ -102,15 +102,12 @@ def add_up_command(sub: Any) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from spanza import _log
     from spanza._addr import format_address
+    from spanza.cli import setup_logging
     from spanza.device import Device
     from spanza.errors import SpanzaError
     from spanza.socks import Socks5Proxy
 
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    _log.set_level(level)
+    setup_logging(args.verbose)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
