@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
 from spanza.device import Device, PeerInfo
-from spanza.errors import ClosedError, ConfigError, SpanzaError
+from spanza.errors import ClosedError, ConfigError, NoRouteError, RelayError, RelayRefusedError, SpanzaError
 from spanza.gateway import Gateway
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.netstack import Host, MemoryWire
@@ -23,10 +23,13 @@ __all__ = [
     "Gateway",
     "Host",
     "MemoryWire",
+    "NoRouteError",
     "PeerInfo",
     "PresharedKey",
     "PrivateKey",
     "PublicKey",
+    "RelayError",
+    "RelayRefusedError",
     "Runtime",
     "SpanzaError",
     "Tunnel",
