@@ -34,11 +34,10 @@ _HEADER_PROBE = (
 )
 
 
-def _fail(why: str) -> None:
-    sys.exit(
-        f"spanza: cannot build: {why}.\n"
-        f"spanza: on Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES}"
-    )
+def _fail(
+    why: str, hint: str = f"on Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES}"
+) -> None:
+    sys.exit(f"spanza: cannot build: {why}.\nspanza: {hint}")
 
 
 def check_build_tools() -> None:
@@ -85,7 +84,10 @@ def make_lib(build_temp: str) -> str:
         check=False,
     ).returncode
     if rc != 0:
-        _fail("`make lib` failed (see above)")
+        _fail(
+            "`make lib` failed",
+            "the lines above say why (for lwIP's source, see SPANZA_LWIP_ORIG)",
+        )
     return os.path.join(out, "build", "release")
 
 

@@ -137,3 +137,35 @@ def test_build_sdist_and_wheel_then_install_the_sdist(tmp_path):
     r = _run(iv / "spanza", "demo", cwd=tmp_path, timeout=120)
     assert "ok: response in" in r.stdout, r.stdout + r.stderr
     assert _snapshot(src) == before  # nothing built or cached in the source tree
+
+
+def test_lwip_source_that_cannot_be_fetched_says_what_to_do(tmp_path):
+    """No apt-get here (another distribution): one message naming the
+    variable that points at the tarball, and no attempt at anything else."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in (
+        "bash",
+        "dirname",
+        "mkdir",
+        "sha256sum",
+        "cat",
+        "rm",
+        "tar",
+        "touch",
+        "cp",
+    ):
+        path = shutil.which(tool)
+        if path:
+            (tools / tool).symlink_to(path)
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "fetch-lwip.sh"), str(tmp_path / "cache")],
+        env={"PATH": str(tools)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "cannot fetch Debian's lwip source package here" in r.stderr
+    assert "SPANZA_LWIP_ORIG=/path/to/lwip_2.1.3+dfsg1.orig.tar.xz" in r.stderr
