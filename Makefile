@@ -15,7 +15,7 @@ DEPS := $(if $(NO_DEPS),,$(DEPS_STAMP))
 
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
-WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes
 BASE_CFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -Icsrc -MMD -MP
 CSRCS := $(shell find csrc -name '*.c' | sort)
 
@@ -94,17 +94,22 @@ asan: $(BUILD_DIR)/sanitize/libspanza.a $(TEST_DEPS)
 	  PYTHONPATH=. SPANZA_SANITIZED=1 SPANZA_ROOT=$(CURDIR) $(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 # ---- fuzzing: libFuzzer targets in tests/fuzz/<name>.c, linked with the ASan archive ----
-FUZZ_CFLAGS := $(CSTD) -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
+# (WARN without -Wmissing-prototypes: LLVMFuzzerTestOneInput is libFuzzer's
+# entry point, which no header declares.)
+# A module may add link flags for one target in FUZZ_LDFLAGS_<name>.
+FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Werror -Wshadow -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
 FUZZ_BINS := $(patsubst %,$(BUILD_DIR)/fuzz/%,$(FUZZ_TARGETS))
 $(BUILD_DIR)/fuzz/%: tests/fuzz/%.c $(BUILD_DIR)/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $< $(BUILD_DIR)/fuzzlib/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
+	clang $(FUZZ_CFLAGS) $< $(BUILD_DIR)/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
 FUZZ_SECONDS ?= 300
-# The full run: FUZZ_SECONDS per target, corpora kept under $(CACHE_DIR)/fuzz.
+# FUZZ_RUNS: stop a target after this many executions (-1: no limit).
+FUZZ_RUNS ?= -1
+# The full run: FUZZ_SECONDS (or FUZZ_RUNS) per target, corpora kept under $(CACHE_DIR)/fuzz.
 fuzz: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do mkdir -p $(CACHE_DIR)/fuzz/$$t; \
 	  echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
-	  $(BUILD_DIR)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(CACHE_DIR)/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
+	  $(BUILD_DIR)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -print_final_stats=1 $(CACHE_DIR)/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
 # The short run that `make test` includes.
 fuzz-smoke: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do mkdir -p $(CACHE_DIR)/fuzz/$$t; \
@@ -132,7 +137,7 @@ format:
 demo: ext
 	$(PY) -m spanza demo
 
-bench: ext
+bench: ext go-helpers goref
 	$(PY) bench/run.py
 
 clean:

@@ -4,6 +4,11 @@
 # sources list, state and cache, so nothing under /etc/apt or /var/lib/apt is
 # touched. The orig tarball is checked against a pinned sha256 (apt has
 # already verified it against the signed Sources index). Never committed.
+# Then Spanza's patches (scripts/lwip-patches/*.patch, in name order) are
+# applied to the sources, whose line endings are made LF first, and the
+# patched tree is checked against the sha256 pinned in
+# scripts/lwip-patches/tree.sha256 (over the sorted list of `sha256sum` lines
+# of every file under src/). The stamp holds that hash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,8 +17,11 @@ VERSION=2.1.3+dfsg1-2
 ORIG=lwip_2.1.3+dfsg1.orig.tar.xz
 SHA256=0a8276d09fc4e97bbba2f953d74af2388fc2195ea156be9d7589e297a68fde24
 SRCDIR=$DEST/lwip-2.1.3
+PATCHES=scripts/lwip-patches
+TREE_SHA256=$(cat "$PATCHES/tree.sha256")
 
-if [ -f "$SRCDIR/.spanza-ok" ]; then
+if [ "$(cat "$SRCDIR/.spanza-ok" 2>/dev/null)" = "$TREE_SHA256" ]; then
+	touch "$SRCDIR/.spanza-ok" # newer than the patches that made it
 	exit 0
 fi
 
@@ -68,4 +76,14 @@ fi
 rm -rf "$SRCDIR"
 tar -xf "$DL/$ORIG" -C "$DEST"
 test -f "$SRCDIR/src/core/tcp.c"
-touch "$SRCDIR/.spanza-ok"
+find "$SRCDIR/src" -type f -exec sed -i 's/\r$//' {} +
+for p in "$PATCHES"/*.patch; do
+	patch -d "$SRCDIR" -p1 -s --no-backup-if-mismatch -i "$(pwd)/$p"
+done
+got=$(cd "$SRCDIR" && find src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$got" != "$TREE_SHA256" ]; then
+	echo "spanza: the patched lwIP tree hashes to $got, not the pinned $TREE_SHA256" >&2
+	echo "spanza: (after changing a patch on purpose, put the new hash in $PATCHES/tree.sha256)" >&2
+	exit 1
+fi
+echo "$got" >"$SRCDIR/.spanza-ok"

@@ -11,7 +11,7 @@ from typing import Union
 
 from spanza.errors import ConfigError
 
-AddressLike = Union[str, tuple, int]
+AddressLike = Union[str, tuple[str, int], int]
 
 
 def _split(value: AddressLike, what: str, any_host: bool) -> tuple[str, object]:
@@ -62,7 +62,7 @@ def parse_address(value: AddressLike, what: str, *, allow_port_zero: bool = True
             infos = socket.getaddrinfo(host, port_n, type=socket.SOCK_DGRAM)
         except socket.gaierror as e:
             raise ConfigError(f"{what}: cannot resolve {host!r}: {e.strerror}") from None
-        return infos[0][4][0], port_n
+        return str(infos[0][4][0]), port_n
     if zone:
         if addr.version != 6:
             raise ConfigError(f"{what}: only an IPv6 address takes a zone (%{zone})")

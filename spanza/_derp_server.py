@@ -5,14 +5,17 @@ Import it from `spanza.derp`."""
 from __future__ import annotations
 
 import errno as _errno
+import gc
 import ipaddress
 import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from spanza._ffi import ffi, lib
-from spanza.errors import ClosedError, ConfigError, SpanzaError
-from spanza.keys import PrivateKey, load_key_file, private_key_bytes
+from spanza._handle import Handle
+from spanza.errors import ConfigError, error
+from spanza.keys import PrivateKey, PublicKey, load_key_file, private_key_bytes
 from spanza.runtime import Runtime
 
 log = logging.getLogger("spanza.derp")
@@ -31,15 +34,16 @@ _TIMER_FIELDS = (
 )
 
 
-def _raise(rc: int, err, what: str) -> None:
+def _raise(rc: int, err: Any, what: str) -> None:
     msg = ffi.string(err).decode(errors="replace") if err is not None else ""
-    code = -rc
-    text = f"{what}: {msg or os.strerror(code)}"
-    if code in (_errno.EINVAL, _errno.ERANGE, _errno.ENOENT, _errno.EACCES, _errno.EISDIR):
-        raise ConfigError(text, code)
-    if code in (_errno.EADDRINUSE, _errno.EADDRNOTAVAIL):
-        raise OSError(code, text)
-    raise SpanzaError(text, code)
+    raise error(-rc, f"{what}: {msg or os.strerror(-rc)}")
+
+
+def _free_server(ptr: Any, runtime: Runtime | None) -> None:
+    """A server's release: the server, then the runtime it owns."""
+    lib.derp_server_free(ptr)
+    if runtime is not None:
+        runtime.close()
 
 
 def _mesh_key_bytes(value: bytes | str) -> bytes:
@@ -69,14 +73,14 @@ def node_public_key(private_key: bytes | str | PrivateKey) -> bytes:
     return PrivateKey(private_key_bytes(private_key, "private key")).public_key.raw
 
 
-def load_derper_key(path: str | os.PathLike, create: bool = True) -> bytes:
+def load_derper_key(path: str | os.PathLike[str], create: bool = True) -> bytes:
     """The private key in derper's config file ({"PrivateKey": "privkey:..."}),
     creating the file (mode 0600) with a fresh key when it is missing
     (spanza.keys.load_key_file, as raw bytes)."""
     return load_key_file(path, create=create).raw
 
 
-def load_mesh_key(path: str | os.PathLike) -> bytes:
+def load_mesh_key(path: str | os.PathLike[str]) -> bytes:
     """A mesh key file as derper reads it: 64 hex digits, whitespace trimmed."""
     key = ffi.new("uint8_t[32]")
     err = ffi.new("char[]", _ERRLEN)
@@ -86,7 +90,7 @@ def load_mesh_key(path: str | os.PathLike) -> bytes:
     return bytes(key)
 
 
-def write_self_signed_cert(hostname: str, cert_path: str | os.PathLike, key_path: str | os.PathLike) -> None:
+def write_self_signed_cert(hostname: str, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> None:
     """Writes a self-signed P-256 certificate (1 year) for a DNS name or IP."""
     err = ffi.new("char[]", _ERRLEN)
     rc = lib.derp_server_write_self_signed(
@@ -105,7 +109,7 @@ def _url_host(host: str) -> str:
     return host
 
 
-class DerpServer:
+class DerpServer(Handle):
     """A DERP relay server (Tailscale's protocol) running on its own runtime.
 
     Plain HTTP by default; ``tls=True`` serves TLS with ``cert_file`` and
@@ -132,18 +136,18 @@ class DerpServer:
         port: int = 0,
         tls: bool = False,
         hostname: str | None = None,
-        cert_file: str | os.PathLike | None = None,
-        key_file: str | os.PathLike | None = None,
-        key_file_config: str | os.PathLike | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+        key_file_config: str | os.PathLike[str] | None = None,
         mesh_key: bytes | str | None = None,
         mesh_with: Sequence[str] | str = (),
-        allowlist_file: str | os.PathLike | None = None,
+        allowlist_file: str | os.PathLike[str] | None = None,
         rate_limit: int | None = None,
         runtime: Runtime | None = None,
         *,
         private_key: bytes | str | None = None,
         rate_burst: int | None = None,
-        mesh_ca_file: str | os.PathLike | None = None,
+        mesh_ca_file: str | os.PathLike[str] | None = None,
         mesh_insecure: bool = False,
         require_sni: bool = False,
         **timers: int,
@@ -167,7 +171,7 @@ class DerpServer:
         if key_file_config is not None and private_key is not None:
             raise ConfigError("give either key_file_config or private_key, not both")
 
-        self._keep: list = []  # cffi buffers referenced by the config during creation
+        self._keep: list[Any] = []  # cffi buffers referenced by the config during creation
         cfg = ffi.new("struct derp_server_config *")
         cfg.host = self._cstr(host)
         cfg.port = port
@@ -201,6 +205,11 @@ class DerpServer:
         err = ffi.new("char[]", _ERRLEN)
         try:
             rc = lib.derp_server_new(self.runtime.ptr, cfg, out, err, _ERRLEN)
+            if rc == -_errno.EADDRINUSE and port:
+                # The holder may be a dropped server not yet collected; the
+                # config (its strings and keys) is still whole here.
+                gc.collect()
+                rc = lib.derp_server_new(self.runtime.ptr, cfg, out, err, _ERRLEN)
         finally:
             ffi.memmove(cfg.private_key, b"\0" * 32, 32)
             ffi.memmove(cfg.mesh_key, b"\0" * 32, 32)
@@ -214,9 +223,13 @@ class DerpServer:
         self.tls = bool(tls)
         self.hostname = hostname
         self.port = int(lib.derp_server_port(self._ptr))
+        # The release refers to the C server and the runtime, not to self:
+        # a server dropped without close() is freed by the collector.
+        ptr, own_rt = self._ptr, self.runtime if self._own_runtime else None
+        self._handle_open(lambda: _free_server(ptr, own_rt), f"DerpServer {self.url}")
         pub = ffi.new("uint8_t[32]")
         lib.derp_server_public_key(self._ptr, pub)
-        self.public_key: bytes = bytes(pub)
+        self.public_key = PublicKey(bytes(pub))
         self.ca_cert_pem: str | None = self._cert_pem()
         sha = ffi.new("uint8_t[32]")
         self.cert_sha256: str | None = (
@@ -224,7 +237,7 @@ class DerpServer:
         )
         log.debug("DERP server on %s", self.url)
 
-    def _cstr(self, value: str | os.PathLike | None):  # noqa: ANN202 - cffi char*
+    def _cstr(self, value: str | os.PathLike[str] | None) -> Any:
         if value is None:
             return ffi.NULL
         b = os.fsencode(value) if not isinstance(value, str) else value.encode()
@@ -238,9 +251,9 @@ class DerpServer:
         return ffi.string(buf).decode() if n > 0 else None
 
     @property
-    def ptr(self):  # noqa: ANN201 - cffi pointer
-        if self._ptr is None:
-            raise ClosedError("DERP server is closed")
+    def ptr(self) -> Any:
+        """The C ``derp_server_t *``."""
+        self._check_open()
         return self._ptr
 
     @property
@@ -274,7 +287,7 @@ class DerpServer:
         st = ffi.new("struct derp_server_stats *")
         rc = lib.derp_server_stats(self.ptr, st)
         if rc < 0:
-            raise ClosedError("DERP server's runtime is closed")
+            _raise(rc, None, f"{self._label}: stats")
         return {name: int(getattr(st, name)) for name, _ in ffi.typeof("struct derp_server_stats").fields}
 
     def advance_clock(self, ms: int) -> None:
@@ -284,26 +297,14 @@ class DerpServer:
         retries. Protocol timers are tested this way instead of sleeping."""
         if not isinstance(ms, int) or ms < 0:
             raise ConfigError(f"advance_clock: ms must be an integer >= 0, got {ms!r}")
-        if lib.derp_server_advance_clock(self.ptr, ms) < 0:
-            raise ClosedError("DERP server's runtime is closed")
+        rc = lib.derp_server_advance_clock(self.ptr, ms)
+        if rc < 0:
+            _raise(rc, None, f"{self._label}: advance_clock")
 
     def close(self) -> None:
-        """Closes every connection and the listener (queued frames get one last write)."""
-        ptr, self._ptr = getattr(self, "_ptr", None), None
-        if ptr is not None:
-            lib.derp_server_free(ptr)
-        if self._own_runtime and not self.runtime.closed:
-            self.runtime.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def __enter__(self) -> "DerpServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Closes every connection and the listener (queued frames get one
+        last write), and the server's own runtime. Idempotent."""
+        super().close()
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""

@@ -8,10 +8,12 @@ import json
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("spanza.derper")
 
@@ -45,14 +47,14 @@ def _duration_ms(text: str) -> int:
     return int(sum(float(n) * units[u] for n, u in parts))
 
 
-def add_derper_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_derper_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "derper",
         help="run a DERP relay server (Tailscale's protocol)",
         description="A DERP server with cmd/derper's flags where they apply. "
         "Serves until SIGINT or SIGTERM.",
     )
-    b = dict(type=_gobool, nargs="?", const=True, metavar="BOOL")
+    b: dict[str, Any] = dict(type=_gobool, nargs="?", const=True, metavar="BOOL")
     p.add_argument("--dev", default=False, help="dev mode: 127.0.0.1:3340, plain HTTP, fresh key, mesh key from "
                    "$TAILSCALE_DERPER_MESH_KEY", **b)
     p.add_argument("-a", dest="addr", default=":443", metavar="ADDR",
@@ -134,7 +136,7 @@ def _mesh_key(args: argparse.Namespace) -> bytes | None:
     return load_mesh_key(path) if path else None
 
 
-def server_options(args: argparse.Namespace) -> dict:
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """DerpServer keyword arguments from derper's flags (SystemExit on misuse)."""
     if not args.derp:
         raise SystemExit("derper: --derp=false (STUN/bootstrap only) is not supported")
@@ -143,7 +145,7 @@ def server_options(args: argparse.Namespace) -> dict:
     # --dev serves on loopback only (what it prints), as a development relay should.
     host, port = _split_addr("127.0.0.1:3340" if args.dev else args.addr)
     tls = args.certmode == "manual" or (port == 443 and not args.dev)
-    opts: dict = {"host": host or "0.0.0.0", "port": port, "tls": tls}
+    opts: dict[str, Any] = {"host": host or "0.0.0.0", "port": port, "tls": tls}
     if tls:
         if args.certmode != "manual":
             raise SystemExit(f"derper: --certmode {args.certmode} (ACME) is not supported; "
@@ -200,6 +202,25 @@ def _make_config_dir(path: str) -> None:
         raise SystemExit(f"derper: -c {path}: cannot create {parent}: {e.strerror}") from None
 
 
+def raise_nofile_limit() -> int:
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit, as servers
+    commonly do (Go's runtime does it for derper): each DERP client holds one
+    file descriptor, and the usual soft limit of 1024 would cap a relay at
+    about a thousand clients. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return soft
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        target = 1 << 20  # the kernel's default fs.nr_open; "unlimited" is refused above it
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as e:
+        log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, e)
+        return soft
+    return target
+
+
 def run_derper(args: argparse.Namespace) -> int:
     from spanza import _log
     from spanza.derp import DerpServer
@@ -212,6 +233,8 @@ def run_derper(args: argparse.Namespace) -> int:
     opts = server_options(args)
     if "key_file_config" in opts:
         _make_config_dir(opts["key_file_config"])
+    nofile = raise_nofile_limit()
+    log.info("open-files limit %d: up to about %d clients", nofile, max(nofile - 64, 0))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from spanza.errors import RelayError, RelayRefusedError
+from spanza._wait import SLICE_MS, timeout_ms
+from spanza.errors import RelayError, RelayRefusedError, SpanzaTimeoutError
 
 # Failures in a row before a never-connected client is declared unreachable:
 # more than one, so a relay started a moment after its client still works.
@@ -44,7 +45,7 @@ _STATE_HINT = {
     UPGRADING: "no answer yet to the DERP handshake (is the URL a DERP server?)",
 }
 # Slices a waiter sleeps in C between checks (and Ctrl-C gets through).
-SLICE_S = 0.1
+SLICE_S = SLICE_MS / 1000
 
 
 _BY_NAME = {name: n for n, name in STATE_NAMES.items()}
@@ -79,10 +80,10 @@ def relay_failure(
 
 def not_connected(
     url: str, client: dict[str, Any], last_error: str, timeout: float | None
-) -> TimeoutError:
+) -> SpanzaTimeoutError:
     """The timeout's message: the last failure, or what the attempt is stuck on."""
     why = last_error or _STATE_HINT.get(state(client), "no answer yet")
-    return TimeoutError(f"not connected to the relay {url} within {timeout} s: {why}")
+    return SpanzaTimeoutError(f"not connected to the relay {url} within {timeout} s: {why}")
 
 
 def wait_connected(
@@ -96,6 +97,8 @@ def wait_connected(
     when the slice ended (other codes are returned to the caller). Between
     slices a hopeless failure raises (RelayError), and so does the timeout
     (TimeoutError saying why)."""
+    if timeout_ms(timeout, "wait_connected") < 0:
+        timeout = None
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = (

@@ -1,7 +1,7 @@
 """The compiled extension, with a message that says how to build it."""
 
 try:
-    from spanza._spanza import ffi, lib  # type: ignore[import-not-found]
+    from spanza._spanza import ffi, lib
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
         "spanza's C extension is not built: run `make` in the source tree "

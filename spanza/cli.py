@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_derper(sub: argparse._SubParsersAction) -> None:
+def _add_derper(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from spanza._derper_cli import add_derper_parser
 
     add_derper_parser(sub)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if hasattr(args, "func"):
-        return args.func(args)
+        return int(args.func(args))
     return 0
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 # ---- gateway, keygen, pubkey ------------------------------------------------------
 
 
-def add_gateway_commands(sub: argparse._SubParsersAction) -> None:
+def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = sub.add_parser(
         "gateway",
         help="relay a local WireGuard's UDP through a DERP server",
@@ -72,7 +72,8 @@ def add_gateway_commands(sub: argparse._SubParsersAction) -> None:
                    help="UDP address of the first remote peer's socket (default 127.0.0.1:0; ':PORT' = all addresses)")
     g.add_argument("--ca-file", metavar="FILE", help="PEM CA bundle for the DERP server's certificate")
     g.add_argument("--insecure", action="store_true", help="do not verify the DERP server's certificate")
-    g.add_argument("--show-pubkey", action="store_true", help="print the gateway's public key (nodekey:...) and exit (creates the key file if missing)")
+    g.add_argument("--show-pubkey", action="store_true", help="print the gateway's public key (nodekey:...) and exit "
+                   "(creates the key file if missing)")
     g.add_argument("--stats-interval", metavar="SECONDS", type=float, default=0.0,
                    help="log the counters every SECONDS (with --verbose; 0: at exit only)")
     g.add_argument("-v", "--verbose", action="count", default=0,
@@ -80,7 +81,8 @@ def add_gateway_commands(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=cmd_gateway)
 
     k = sub.add_parser("keygen", help="print a new private key (like `wg genkey`)")
-    k.add_argument("--tailscale", action="store_true", help="Tailscale's privkey:<hex> form (default: WireGuard base64)")
+    k.add_argument("--tailscale", action="store_true",
+                   help="Tailscale's privkey:<hex> form (default: WireGuard base64)")
     k.set_defaults(func=cmd_keygen)
 
     ps = sub.add_parser("genpsk", help="print a new preshared key (like `wg genpsk`)")
@@ -206,7 +208,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_stats(log: "logging.Logger", st: dict[str, Any]) -> None:
+def _log_stats(log: logging.Logger, st: dict[str, Any]) -> None:
     """The gateway's counters in one line (nonzero ones, nested as stats())."""
     import json
 

@@ -36,9 +36,10 @@ class _Stages:
 
 def run(derp_url: str | None = None, *, mode: str = "gateway", mode_b: str | None = None,
         insecure: bool = False, ca_file: str | None = None, timeout: float = 10.0,
-        out: TextIO = sys.stdout) -> dict[str, Any]:
+        out: TextIO = sys.stdout, capture: Any = None) -> dict[str, Any]:
     """Runs the scenario; returns the response and the counters. Raises
-    SpanzaError/OSError/TimeoutError with what failed."""
+    SpanzaError/OSError/TimeoutError with what failed. capture: a running
+    `spanza.trace.Capture` that is told the names of relay and peers."""
     stage = _Stages(out)
     with ExitStack() as stack:
         relay: DerpServer | None = None
@@ -53,6 +54,8 @@ def run(derp_url: str | None = None, *, mode: str = "gateway", mode_b: str | Non
         stage(f"peer 1 192.168.4.1 up ({_describe(p1)})")
         p2 = stack.enter_context(Peer(derp_url, "192.168.4.2/24", mode=mode_b or mode, **opts))  # type: ignore[arg-type]
         stage(f"peer 2 192.168.4.2 up ({_describe(p2)})")
+        if capture is not None:
+            capture.follow(*[x for x in (relay, p1, p2) if x is not None])
         connect(p1, p2, timeout)
         stage("peers configured, DERP connections up")
         p1.serve_http(80, body=BODY)
@@ -105,15 +108,37 @@ def add_demo_command(sub: Any) -> None:
     p.add_argument("--insecure", action="store_true", help="accept the relay's self-signed certificate")
     p.add_argument("--ca-file", help="trust this CA for the relay")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each step (default 10)")
+    p.add_argument("--pcapng", metavar="PATH",
+                   help="trace every hop and write a pcapng that Wireshark decrypts (with the DERP dissector "
+                        "of spanza.trace.wireshark_plugin())")
     p.set_defaults(func=_demo_main)
 
 
 def _demo_main(args: argparse.Namespace) -> int:
     print(f"spanza demo: two userspace WireGuard peers over DERP ({args.mode} mode)")
+    cap = None
+    if args.pcapng:
+        from spanza import trace
+        cap = trace.capture(snaplen=0)
     try:
-        r = run(args.derp_url, mode=args.mode, insecure=args.insecure, ca_file=args.ca_file, timeout=args.timeout)
+        r = run(args.derp_url, mode=args.mode, insecure=args.insecure, ca_file=args.ca_file, timeout=args.timeout,
+                capture=cap)
     except (SpanzaError, OSError, TimeoutError) as e:
         print(f"\nspanza demo FAILED: {e}", file=sys.stderr)
         return 1
+    finally:
+        if cap is not None:
+            _write_trace(cap, args.pcapng)
     print(f"\nok: response in {r['seconds'] * 1000:.1f} ms from start")
     return 0
+
+
+def _write_trace(cap: Any, path: str) -> None:
+    from spanza import trace
+
+    cap.stop()
+    cap.write_pcapng(path)
+    js = cap.journeys()
+    print(f"\ntrace: {len(cap.records())} records, {len(js)} packet journeys "
+          f"({sum(j.status != 'delivered' for j in js)} did not arrive) -> {path}\n"
+          f"  {' '.join(trace.tshark_command(path))}")

@@ -50,7 +50,7 @@ class DerpBindMixin:
 
     _derp_url: str | None = None  # the DERP bind's relay, for messages
 
-    def attach_derp(self, url: str, key: Any = None, *, ca_file: str | os.PathLike | None = None,
+    def attach_derp(self, url: str, key: Any = None, *, ca_file: str | os.PathLike[str] | None = None,
                     insecure: bool = False, options: dict[str, int] | None = None) -> PublicKey:
         """Sends this device's datagrams for ``derp:`` endpoints through a
         DERP client for `url`, identified by `key` (a private key; default:
@@ -59,7 +59,7 @@ class DerpBindMixin:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"derp_url: {url!r} is not http(s)://host[:port]/derp")
         raw = private_key_bytes(self._own_private_key() if key is None else key, "derp_key")
-        keep: list = []
+        keep: list[Any] = []
         opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=options, ca_what="derp_ca_file")
         err = ffi.new("char[]", _ERRLEN)
         with self._use() as p:  # type: ignore[attr-defined]
@@ -140,7 +140,7 @@ class DerpBindMixin:
             if rc == -_ENOENT:
                 return ""
             raise SpanzaError(f"derp_last_error: {os.strerror(-rc)}", -rc)
-        return ffi.string(buf).decode(errors="replace")
+        return str(ffi.string(buf).decode(errors="replace"))
 
 
 __all__ = ["DerpBindMixin", "derp_endpoint"]

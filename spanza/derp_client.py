@@ -21,13 +21,14 @@ import errno
 import ipaddress
 import logging
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Union
 
 from spanza import _diagnose
 from spanza._ffi import ffi, lib
-from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza._handle import Handle
+from spanza._wait import sliced, timeout_ms
+from spanza.errors import ConfigError, SpanzaError, SpanzaTimeoutError, check, error
 from spanza.keys import PublicKey, load_key_file, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -49,7 +50,7 @@ log = logging.getLogger("spanza.derp")
 
 MAX_PACKET = 65536  # DERP's largest relayed packet (spec §2)
 
-KeyLike = Union[bytes, bytearray, memoryview, str, os.PathLike, Any]
+KeyLike = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", Any]
 
 
 # ---- keys ----
@@ -70,13 +71,13 @@ def _private_key(value: KeyLike) -> bytes:
 _OWN_ARGUMENT = ("ca_file", "pin_sha256", "server_name", "server_key", "has_server_key", "insecure")
 
 
-def _cstr(keep: list[Any], s: str | os.PathLike) -> Any:
+def _cstr(keep: list[Any], s: str | os.PathLike[str]) -> Any:
     b = ffi.new("char[]", os.fsencode(s))
     keep.append(b)
     return b
 
 
-def client_opts(keep: list[Any], *, ca_file: str | os.PathLike | None = None, insecure: bool = False,
+def client_opts(keep: list[Any], *, ca_file: str | os.PathLike[str] | None = None, insecure: bool = False,
                 options: dict[str, int] | None = None, what: str = "derp_options",
                 ca_what: str = "ca_file") -> Any:
     """A ``struct derp_client_opts`` for every DERP client Spanza makes (a
@@ -110,7 +111,7 @@ def client_opts(keep: list[Any], *, ca_file: str | os.PathLike | None = None, in
 class Connected:
     """Handshake complete (ServerInfo received)."""
 
-    server_key: bytes
+    server_key: PublicKey
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class Disconnected:
 class PeerGone:
     """The server says a peer left (reason 0) or is not here (reason 1)."""
 
-    peer: bytes
+    peer: PublicKey
     reason: int
 
     DISCONNECTED = 0
@@ -135,7 +136,7 @@ class PeerGone:
 class PeerPresent:
     """A peer connected (mesh watchers only)."""
 
-    peer: bytes
+    peer: PublicKey
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     port: int
     flags: int
@@ -170,7 +171,7 @@ Event = Union[Connected, Disconnected, PeerGone, PeerPresent, Health, Restarting
 
 def _event(ev: Any) -> Event | None:
     t = ev.type
-    key = bytes(ffi.buffer(ev.key, 32))
+    key = PublicKey(bytes(ffi.buffer(ev.key, 32)))
     if t == lib.DERP_EV_CONNECTED:
         return Connected(key)
     if t == lib.DERP_EV_DISCONNECTED:
@@ -194,25 +195,25 @@ def _event(ev: Any) -> Event | None:
 
 
 def _wait(call: Any, timeout: float | None) -> int:
-    """Runs a blocking C call (which takes a timeout in ms) in slices of at
-    most a second, so Ctrl-C gets through; returns its last result."""
-    deadline = None if timeout is None else time.monotonic() + _ms(timeout) / 1000
-    while True:
-        left = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
-        rc = call(max(0, min(1000, left)))
-        if rc != -errno.ETIMEDOUT or (deadline is not None and time.monotonic() >= deadline):
-            return rc
+    """Runs a blocking C call (which takes a timeout in ms) in slices, so
+    Ctrl-C gets through; returns its last result."""
+    return sliced(call, timeout)
 
 
-def _ms(timeout: float | None) -> int:
-    if timeout is None:
-        return -1
-    if timeout < 0:
-        raise ConfigError("timeout: must be >= 0 or None")
-    return min(int(timeout * 1000), 2**31 - 1)
+def _close_client(p: Any, runtime: Runtime) -> None:
+    """A client's release: shut it down (the memory goes with the last
+    reference to the gc'd pointer)."""
+    if runtime.closed:  # its loop is gone: nothing can free the client safely
+        log.warning("DerpClient closed after its runtime; the client is leaked")
+        ffi.gc(p, None)
+        return
+    lib.derp_pyclient_close(p)
 
 
-class DerpClient:
+_STATES = {1: "backoff", 2: "resolving", 3: "connecting", 4: "tls", 5: "upgrading", 6: "connected", 7: "closed"}
+
+
+class DerpClient(Handle):
     """One DERP connection, kept up until `close()`.
 
     url: ``http(s)://host[:port]/derp``. private_key: 32 bytes,
@@ -228,14 +229,13 @@ class DerpClient:
     """
 
     _p: Any = None
-    _closed = True
 
     def __init__(
         self,
         url: str,
         private_key: KeyLike,
         *,
-        ca_file: str | os.PathLike | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         pin_sha256: str | bytes | None = None,
         insecure: bool = False,
         server_name: str | None = None,
@@ -282,57 +282,38 @@ class DerpClient:
         p = lib.derp_pyclient_new(self.runtime.ptr, url.encode(), priv, opts, recv_queue, event_queue, rc, err, 256)
         if p == ffi.NULL:
             msg = ffi.string(err).decode(errors="replace") or os.strerror(-rc[0])
-            if rc[0] == -errno.EINVAL:
-                raise ConfigError(f"DerpClient: {msg}", errno.EINVAL)
-            raise SpanzaError(f"DerpClient: {msg}", -rc[0])
+            raise error(-rc[0], f"DerpClient: {msg}")
         # p is freed only when this object is collected: close() just shuts
         # it down, so a call racing with close() in another thread gets
         # ClosedError instead of touching freed memory.
         self._p = ffi.gc(p, lib.derp_pyclient_free)
-        self._closed = False
+        gp, rt = self._p, self.runtime
+        self._handle_open(lambda: _close_client(gp, rt), f"DerpClient {url}")
         pub = ffi.new("uint8_t[32]")
         lib.derp_pyclient_public_key(p, pub)
-        self.public_key: bytes = bytes(pub)
-        log.debug("DERP client for %s as %s", url, PublicKey(self.public_key).tailscale)
+        self.public_key = PublicKey(bytes(pub))
+        log.debug("DERP client for %s as %s", url, self.public_key.tailscale)
 
     # ---- plumbing ----
 
     @property
     def _ptr(self) -> Any:
-        if self._closed:
-            raise ClosedError(f"DerpClient {self.url}: closed")
+        self._check_open()
         return self._p
 
-    def __enter__(self) -> "DerpClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
-        """Closes the connection. Blocked calls in other threads raise ClosedError."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.runtime.closed:  # its loop is gone: nothing can free the client safely
-            log.warning("DerpClient %s: runtime closed first; the client is leaked", self.url)
-            ffi.gc(self._p, None)
-            return
-        lib.derp_pyclient_close(self._p)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        """Closes the connection. Blocked calls in other threads raise ClosedError. Idempotent."""
+        super().close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self.connected else "connecting")
-        return f"<DerpClient {self.url} {PublicKey(self.public_key).tailscale[:16]}… {state}>"
+        return f"<DerpClient {self.url} {self.public_key.tailscale[:16]}… {state}>"
 
     # ---- API ----
 
     @property
     def connected(self) -> bool:
-        return not self._closed and bool(lib.derp_pyclient_connected(self._p))
+        return not self.closed and bool(lib.derp_pyclient_connected(self._p))
 
     def wait_connected(self, timeout: float | None = 10.0) -> None:
         """Waits for the handshake. Raises RelayRefusedError when the server
@@ -340,7 +321,6 @@ class DerpClient:
         cannot help (connection refused, TLS against a plain relay...), and
         TimeoutError saying what the attempt is stuck on."""
         p = self._ptr
-        _ms(timeout)
         rc = _diagnose.wait_connected(self.url, lambda ms: lib.derp_pyclient_wait_connected(p, ms),
                                       self.stats, lambda: self.last_error, timeout)
         check(rc, f"DerpClient {self.url}")
@@ -357,31 +337,31 @@ class DerpClient:
         p = self._ptr
         rc = _wait(lambda ms: lib.derp_pyclient_send(p, dst, buf, len(buf), ms), timeout)
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: send: still congested after {timeout}s")
+            raise SpanzaTimeoutError(f"DerpClient {self.url}: send: still congested after {timeout}s")
         check(rc, f"DerpClient {self.url}: send")
 
-    def recv(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+    def recv(self, timeout: float | None = None) -> tuple[PublicKey, bytes]:
         """The next packet as (source public key, data); TimeoutError if none."""
         out = ffi.new("struct derp_py_packet **")
         p = self._ptr
         rc = _wait(lambda ms: lib.derp_pyclient_recv(p, ms, out), timeout)
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: no packet within {timeout}s")
+            raise SpanzaTimeoutError(f"DerpClient {self.url}: no packet within {timeout}s")
         check(rc, f"DerpClient {self.url}: recv")
         pkt = out[0]
         try:
-            return bytes(ffi.buffer(pkt.src, 32)), bytes(ffi.buffer(pkt.data, pkt.len))
+            return PublicKey(bytes(ffi.buffer(pkt.src, 32))), bytes(ffi.buffer(pkt.data, pkt.len))
         finally:
             lib.derp_pyclient_packet_free(pkt)
 
     def next_event(self, timeout: float | None = None) -> Event:
         """The next event; TimeoutError if none arrives in time."""
+        out = ffi.new("struct derp_client_event **")
+        p = self._ptr
         while True:
-            out = ffi.new("struct derp_client_event **")
-            p = self._ptr
-            rc = _wait(lambda ms: lib.derp_pyclient_next_event(p, ms, out), timeout)
+            rc = _wait(lambda ms: int(lib.derp_pyclient_next_event(p, ms, out)), timeout)
             if rc == -errno.ETIMEDOUT:
-                raise TimeoutError(f"DerpClient {self.url}: no event within {timeout}s")
+                raise SpanzaTimeoutError(f"DerpClient {self.url}: no event within {timeout}s")
             check(rc, f"DerpClient {self.url}: next_event")
             try:
                 ev = _event(out[0])
@@ -408,14 +388,22 @@ class DerpClient:
     def ping(self, timeout: float | None = 5.0) -> float:
         """Pings the server; returns the round-trip time in seconds."""
         rtt = ffi.new("uint64_t *")
-        rc = lib.derp_pyclient_ping(self._ptr, _ms(timeout), rtt)
+        timeout_ms(timeout, "ping")  # checked before anything is sent
+        slot = ffi.new("int *")
+        p = self._ptr
+        rc = lib.derp_pyclient_ping_start(p, slot)
+        if rc == 0:
+            try:
+                rc = _wait(lambda ms: int(lib.derp_pyclient_ping_wait(p, slot[0], ms, rtt)), timeout)
+            finally:
+                lib.derp_pyclient_ping_end(p, slot[0])
         if rc == -errno.ETIMEDOUT:
-            raise TimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
+            raise SpanzaTimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
         if rc == -errno.ENOTCONN:
             raise SpanzaError(f"DerpClient {self.url}: ping: not connected ({self.last_error or 'connecting'})",
                               errno.ENOTCONN)
         check(rc, f"DerpClient {self.url}: ping")
-        return rtt[0] / 1e6
+        return float(rtt[0]) / 1e6
 
     def reconnect(self) -> None:
         """Drops the connection now; the client reconnects by itself."""
@@ -424,12 +412,12 @@ class DerpClient:
     @property
     def last_error(self) -> str:
         """Why the last attempt failed or the last connection ended ('' if none)."""
-        if self._closed:
+        if self.closed:
             return ""
         buf = ffi.new("char[256]")
         if lib.derp_pyclient_last_error(self._p, buf, 256) < 0:
             return ""
-        return ffi.string(buf).decode(errors="replace")
+        return str(ffi.string(buf).decode(errors="replace"))
 
     def stats(self) -> dict[str, int | str]:
         """Counters: packets/bytes sent and received, drops by reason,

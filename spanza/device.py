@@ -17,23 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import http.server
 import errno as _errno
+import gc
+import http.server
 import ipaddress
 import logging
-import math
 import os
 import socket
 import socketserver
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from spanza._addr import format_address, parse_address
 from spanza._ffi import ffi, lib
+from spanza._handle import Handle
+from spanza._wait import sliced
 from spanza.derp_bind import DerpBindMixin
-from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
 from spanza.runtime import Runtime, default_runtime
@@ -44,7 +46,7 @@ DEFAULT_UAPI_DIR = "/var/run/wireguard"
 MAX_PACKET = 65535
 
 KeyLike = Union[str, bytes, bytearray, memoryview, Any]
-Endpoint = Union[str, tuple]
+Endpoint = Union[str, tuple[str, int]]
 
 _LOAD_MODES = {"auto": 0, "force": 1, "never": 2}
 
@@ -91,10 +93,13 @@ def _endpoint_text(value: Endpoint) -> str:
 
 
 def _u16(value: Any, what: str) -> int:
-    try:
+    if isinstance(value, str) and value.strip().isdigit():
         n = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}: {value!r} is not a number") from None
+    elif isinstance(value, bool) or not isinstance(value, int):
+        # int(1.5) would quietly take port 1.
+        raise TypeError(f"{what}: want an integer in 0..65535, not {type(value).__name__} {value!r}")
+    else:
+        n = int(value)
     if not 0 <= n <= 65535:
         raise ConfigError(f"{what}: {n} is not in 0..65535")
     return n
@@ -227,7 +232,60 @@ def parse_uapi_get(text: str) -> tuple[dict[str, str], list[PeerInfo]]:
 # ---- the device -------------------------------------------------------------------
 
 
-class Device(DerpBindMixin):
+class _DeviceState:
+    """A device's C side, for its finalizer: refers to no Python handle."""
+
+    def __init__(self, ptr: Any, runtime: Runtime) -> None:
+        self.ptr = ptr
+        self.runtime = runtime
+        self.host_release: Any = None  # the device's own host goes first
+        self.uapi_path: str | None = None
+
+    def release(self) -> None:
+        if self.host_release is not None:
+            self.host_release()
+        ptr, self.ptr = self.ptr, None
+        if ptr is None:
+            return
+        if self.runtime.closed:
+            # Its loop is gone, so the device's sockets cannot be closed
+            # safely: leak them rather than touch freed memory.
+            log.warning("device closed after its runtime: its sockets leak; close devices first")
+            if self.uapi_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.uapi_path)
+            return
+        lib.dev_py_shutdown(ptr)
+        lib.dev_py_free(ptr)
+
+
+class _InFlight:
+    """A call in flight on a device (a class, not @contextmanager: it is on
+    read_packet's per-packet path)."""
+
+    __slots__ = ("dev",)
+
+    def __init__(self, dev: Device) -> None:
+        self.dev = dev
+
+    def __enter__(self) -> Any:
+        dev = self.dev
+        with dev._lock:
+            dev._check_open()
+            if dev._runtime.closed:
+                raise ClosedError(f"{dev._label}: its runtime {dev._runtime.name!r} is closed")
+            dev._inflight += 1
+        return dev._state.ptr
+
+    def __exit__(self, *exc: object) -> None:
+        dev = self.dev
+        with dev._lock:
+            dev._inflight -= 1
+            if dev._inflight == 0:
+                dev._lock.notify_all()
+
+
+class Device(DerpBindMixin, Handle):
     """A WireGuard device on a runtime's loop (see the module docstring).
 
     private_key: the device's key (a spanza.keys.PrivateKey, 32 bytes, or
@@ -250,21 +308,26 @@ class Device(DerpBindMixin):
         name: str | None = None,
         runtime: Runtime | None = None,
         uapi_dir: str | None = None,
-        keylog_file: str | os.PathLike | None = None,
+        keylog_file: str | os.PathLike[str] | None = None,
         derp_url: str | None = None,
         derp_key: KeyLike | None = None,
-        derp_ca_file: str | os.PathLike | None = None,
+        derp_ca_file: str | os.PathLike[str] | None = None,
         derp_insecure: bool = False,
         derp_options: dict[str, int] | None = None,
         address: str | Iterable[str] | None = None,
         mtu: int | None = None,
     ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name: want an interface name like 'wg0', not {type(name).__name__}")
+        if address is not None and not isinstance(address, (str, list, tuple)):
+            raise TypeError(f"address: want an interface like '192.168.4.1/24' or a list of them, "
+                            f"not {type(address).__name__} {address!r}")
+        if runtime is not None and not isinstance(runtime, Runtime):
+            raise TypeError(f"runtime: want a spanza.Runtime, not {type(runtime).__name__}")
         self._runtime = runtime or default_runtime()
         self._host: Host | None = None
         self._lock = threading.Condition()
         self._inflight = 0
-        self._closed = False
-        self._ptr = None
         self._tls = threading.local()
         self._uapi_path: str | None = None
         self.name = name
@@ -274,12 +337,23 @@ class Device(DerpBindMixin):
         key = ffi.NULL if private_key is None else _key_bytes(private_key, "private_key", PrivateKey)
         err = ffi.new("int *")
         ptr = lib.dev_py_new(self._runtime.ptr, key, port, err)
+        if ptr == ffi.NULL and err[0] == -_errno.EADDRINUSE and port:
+            gc.collect()  # the holder may be a dropped device not yet collected
+            ptr = lib.dev_py_new(self._runtime.ptr, key, port, err)
         if ptr == ffi.NULL:
             code = -err[0]
             if code == _errno.EADDRINUSE:
-                raise ConfigError(f"listen_port: UDP port {listen_port} is already in use; pick another or 0 for any", code)
+                raise AddressInUseError(f"listen_port: UDP port {listen_port} is already in use; "
+                                        "pick another or 0 for any", code)
             check(err[0], "Device")
-        self._ptr = ptr
+        self._state = _DeviceState(ptr, self._runtime)
+        if name:
+            label = f"Device {name!r}"
+        elif port == lib.DEV_NO_UDP:
+            label = "Device (no UDP port)"
+        else:
+            label = f"Device (UDP port {lib.dev_py_listen_port(ptr)})"
+        self._handle_open(self._state.release, label)
         try:
             if name is not None:
                 d = uapi_dir or DEFAULT_UAPI_DIR
@@ -287,21 +361,24 @@ class Device(DerpBindMixin):
                 if rc == -_errno.EINVAL:
                     raise ConfigError(f"name: {name!r} is not an interface name (1-15 of A-Z a-z 0-9 _ = + . -)")
                 if rc == -_errno.EADDRINUSE:
-                    raise ConfigError(f"name: {d}/{name}.sock is served by another live process; pick another name")
+                    raise AddressInUseError(f"name: {d}/{name}.sock is served by another live process; "
+                                            "pick another name", -rc)
                 check(rc, f"UAPI socket {d}/{name}.sock")
-                self._uapi_path = os.path.join(d, f"{name}.sock")
+                self._uapi_path = self._state.uapi_path = os.path.join(d, f"{name}.sock")
             if keylog_file is not None:
                 check(lib.dev_py_set_keylog(ptr, os.fsencode(os.fspath(keylog_file))), f"keylog_file {keylog_file}")
             if derp_url is not None:
                 self.attach_derp(derp_url, derp_key if derp_key is not None else private_key,
                                  ca_file=derp_ca_file, insecure=derp_insecure, options=derp_options)
             if address is not None:
-                self._host = Host(address, DeviceLink(self), runtime=self._runtime,
+                self._host = Host(address, DeviceLink(self, _owned=True), runtime=self._runtime, _owned=True,
                                   **({"mtu": mtu} if mtu is not None else {}))
+                self._state.host_release = self._host._state.release
         except BaseException:
             self.close()
             raise
-        log.debug("device %s up on UDP port %s", name or hex(id(self)), self.listen_port if listen_port is not None else "-")
+        log.debug("device %s up on UDP port %s", name or hex(id(self)),
+                  self.listen_port if listen_port is not None else "-")
 
     # -- wg-quick files (spanza.wgquick) --
 
@@ -375,81 +452,39 @@ class Device(DerpBindMixin):
 
     # -- lifetime --
 
-    @contextlib.contextmanager
-    def _use(self) -> Iterator[Any]:
-        with self._lock:
-            if self._closed:
-                raise ClosedError("device is closed")
-            if self._runtime.closed:
-                raise ClosedError(f"the device's runtime {self._runtime.name!r} is closed")
-            self._inflight += 1
-        try:
-            yield self._ptr
-        finally:
-            with self._lock:
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._lock.notify_all()
+    def _use(self) -> _InFlight:
+        """``with self._use() as p``: the C pointer, and close() waits
+        until the block is done."""
+        return _InFlight(self)
 
     @property
     def ptr(self) -> Any:
         """The C `dev_device *` (for other modules' C calls on its loop)."""
-        if self._closed:
-            raise ClosedError("device is closed")
-        return self._ptr
+        self._check_open()
+        return self._state.ptr
 
     @property
     def runtime(self) -> Runtime:
         return self._runtime
 
-    def close(self) -> None:
-        """Stops the device: closes its sockets (and removes the UAPI socket
-        file), wakes `read_packet` callers with ClosedError. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+    def _before_release(self) -> None:
+        """close(): the host, then wake `read_packet` callers (ClosedError)
+        and wait for calls in flight; the state's release frees the rest."""
         if self._host is not None:
             # The host (its sockets, servers, forwards) goes first: it sends
             # through the device.
             self._host.close()
-        ptr = self._ptr
-        if ptr is None:
-            return
-        if self._runtime.closed:
-            # Its loop is gone, so the device's sockets cannot be closed
-            # safely: leak them rather than touch freed memory.
-            log.warning("device %s closed after its runtime: its sockets leak; close devices first",
-                        self.name or hex(id(self)))
-            if self._uapi_path:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._uapi_path)
-            self._ptr = None
+        ptr = self._state.ptr
+        if ptr is None or self._runtime.closed:
             return
         lib.dev_py_shutdown(ptr)  # readers blocked in C return now
         with self._lock:
             while self._inflight:
                 self._lock.wait()
-        self._ptr = None
-        lib.dev_py_free(ptr)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> "Device":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
     def __repr__(self) -> str:
-        if self._closed:
-            return "<Device closed>"
+        if self.closed:
+            return f"<{self._label} closed>"
         return f"<Device {self.name or ''} port={self.listen_port} peers={len(self.peers)}>"
 
     def _repr_html_(self) -> str:
@@ -471,7 +506,7 @@ class Device(DerpBindMixin):
             rc = lib.dev_py_uapi_get(p, out, n)
         try:
             check(rc, "ipc_get")
-            text = ffi.unpack(out[0], n[0]).decode()
+            text = str(ffi.unpack(out[0], n[0]).decode())
         finally:
             lib.dev_py_free_text(out[0])
         if text.endswith("errno=0\n\n"):
@@ -485,7 +520,7 @@ class Device(DerpBindMixin):
         with self._use() as p:
             rc = lib.dev_py_uapi_set(p, body, len(body))
         if rc == -_errno.EADDRINUSE:
-            raise ConfigError("ipc_set: listen_port is already in use; pick another or 0 for any", -rc)
+            raise AddressInUseError("ipc_set: listen_port is already in use; pick another or 0 for any", -rc)
         if rc < 0:
             raise ConfigError(f"ipc_set: the device rejected the request ({os.strerror(-rc)}); "
                               "lines before the bad one were applied", -rc)
@@ -544,7 +579,7 @@ class Device(DerpBindMixin):
         with self._use() as p:
             check(lib.dev_py_set_under_load(p, _LOAD_MODES[mode], int(threshold)), "set_under_load")
 
-    def set_keylog(self, path: str | os.PathLike | None) -> None:
+    def set_keylog(self, path: str | os.PathLike[str] | None) -> None:
         """Append tshark key-log lines for every handshake to path (None stops)."""
         with self._use() as p:
             check(lib.dev_py_set_keylog(p, os.fsencode(os.fspath(path)) if path else ffi.NULL), f"keylog {path}")
@@ -611,24 +646,20 @@ class Device(DerpBindMixin):
 
     def read_packet(self, timeout: float | None = None) -> bytes:
         """The next IP packet out of the tunnel. Raises TimeoutError after
-        `timeout` seconds (None waits until the device is closed)."""
-        if timeout is None:
-            ms = -1
-        else:
-            if timeout < 0:
-                raise ConfigError("read_packet: timeout must be >= 0 or None")
-            ms = min(int(math.ceil(timeout * 1000)), 2**31 - 1)
+        `timeout` seconds (None waits until the device is closed). Ctrl-C
+        interrupts the wait (KeyboardInterrupt) and leaves the device as it was."""
         buf = getattr(self._tls, "buf", None)
         if buf is None:
             buf = self._tls.buf = ffi.new("uint8_t[]", MAX_PACKET)
         with self._use() as p:
-            n = lib.dev_py_read_packet(p, buf, MAX_PACKET, ms)
+            n = sliced(lambda ms: int(lib.dev_py_read_packet(p, buf, MAX_PACKET, ms)), timeout,
+                       what="read_packet")
         if n == -_errno.ETIMEDOUT:
-            raise TimeoutError(f"read_packet: no packet within {timeout} s")
+            raise SpanzaTimeoutError(f"read_packet: no packet within {timeout} s")
         if n == -_errno.ESHUTDOWN:
-            raise ClosedError("read_packet: device closed")
+            raise ClosedError(f"read_packet: {self._label} was closed")
         check(n, "read_packet")
-        return ffi.buffer(buf, n)[:]
+        return bytes(ffi.buffer(buf, n))
 
 
 __all__ = ["Device", "PeerInfo", "SpanzaError", "parse_uapi_get"]

@@ -38,14 +38,17 @@ import logging
 import os
 import socket
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
 from spanza import _diagnose
 from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
+from spanza._handle import Handle
+from spanza._renamed import renamed
 from spanza.derp_client import client_opts
-from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza.errors import ConfigError, check, error
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -106,10 +109,16 @@ def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
 # ---- the gateway ----------------------------------------------------------------------
 
 
-class Gateway:
+def _free_gateway(ptr: Any) -> None:
+    lib.gw_py_shutdown(ptr)
+    lib.gw_py_free(ptr)
+
+
+class Gateway(Handle):
     """A UDP <-> DERP relay for one local WireGuard and its remote peers.
 
-    derp_url: ``http(s)://host[:port]/derp``. private_key: the gateway's
+    url: the relay, ``http(s)://host[:port]/derp`` (``derp_url``: its old,
+    deprecated name). private_key: the gateway's
     DERP identity (``privkey:<hex>``, WireGuard base64, 32 bytes or a key
     object); its public key (``public_key``) is what remote peers send to.
     listen: the first remote peer's UDP address (default 127.0.0.1, any
@@ -123,30 +132,34 @@ class Gateway:
 
     def __init__(
         self,
-        derp_url: str,
-        private_key: KeyLike,
+        url: str | None = None,
+        private_key: KeyLike | None = None,
         *,
+        derp_url: str | None = None,
         listen: AddressLike = ("127.0.0.1", 0),
         wg_endpoint: AddressLike | None = None,
         remote_peers: Iterable[KeyLike] = (),
-        ca_file: str | os.PathLike | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         runtime: Runtime | None = None,
         derp_options: dict[str, int] | None = None,
     ) -> None:
-        self._ptr = None
+        url = renamed("Gateway", "url", url, "derp_url", derp_url)
+        if url is None or private_key is None:
+            raise TypeError("Gateway() needs url (the relay, http(s)://host[:port]/derp) and private_key")
+        self._ptr: Any = None
         self._lock = threading.Lock()  # serialises configuration changes
         self._cv = threading.Condition()
         self._inflight = 0
-        self.derp_url = derp_url
+        self.url = url
         self.runtime = runtime or default_runtime()
         self._listen = parse_address(listen, "listen")
         self._peers: dict[bytes, tuple[str, int]] = {}  # key -> bound address, in order
         self._wg_endpoint = None if wg_endpoint is None else parse_address(
             wg_endpoint, "wg_endpoint", allow_port_zero=False)
         priv = private_key_bytes(private_key)
-        if not isinstance(derp_url, str) or not derp_url.startswith(("http://", "https://")):
-            raise ConfigError(f"derp_url: {derp_url!r} is not http(s)://host[:port]/derp")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"url: {url!r} is not http(s)://host[:port]/derp")
 
         keep: list[Any] = []
         opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=derp_options)
@@ -156,10 +169,11 @@ class Gateway:
             _to_c(self._wg_endpoint, wg)
         rc = ffi.new("int *")
         err = ffi.new("char[256]")
-        ptr = lib.gw_py_new(self.runtime.ptr, derp_url.encode(), priv, opts, wg, rc, err, 256)
+        ptr = lib.gw_py_new(self.runtime.ptr, url.encode(), priv, opts, wg, rc, err, 256)
         if ptr == ffi.NULL:
             self._raise(rc[0], err, "Gateway")
         self._ptr = ptr
+        self._handle_open(lambda: _free_gateway(ptr), f"Gateway {url}")
         pub = ffi.new("uint8_t[32]")
         lib.gw_py_public_key(ptr, pub)
         self._public = bytes(pub)
@@ -169,7 +183,7 @@ class Gateway:
         except BaseException:
             self.close()
             raise
-        log.info("gateway %s for %s, %d remote peer(s)", self.public_key.tailscale, derp_url, len(self._peers))
+        log.info("gateway %s for %s, %d remote peer(s)", self.public_key.tailscale, url, len(self._peers))
 
     @staticmethod
     def _raise(rc: int, err: Any, what: str) -> None:
@@ -177,23 +191,23 @@ class Gateway:
         msg = f"{what}: {msg or os.strerror(-rc)}"
         if -rc == errno.EADDRNOTAVAIL:
             msg += " (listen: use an address of this host, or ':port' for all)"
-        if -rc in (errno.EINVAL, errno.ERANGE, errno.EADDRINUSE, errno.EEXIST, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise ConfigError(msg, -rc)  # the caller's to fix
-        if -rc == errno.ESHUTDOWN:
-            raise ClosedError(msg, -rc)
-        raise SpanzaError(msg, -rc)
+        raise error(-rc, msg)
+
+    @property
+    def derp_url(self) -> str:
+        """Deprecated: the relay's URL is `url`."""
+        warnings.warn("Gateway.derp_url is deprecated: use url", DeprecationWarning, stacklevel=2)
+        return self.url
 
     def _p(self) -> Any:
-        if self._ptr is None:
-            raise ClosedError("gateway is closed")
+        self._check_open()
         return self._ptr
 
     @contextlib.contextmanager
     def _use(self) -> Iterator[Any]:
         """The C pointer, kept alive (close waits) while the block runs."""
         with self._cv:
-            if self._ptr is None:
-                raise ClosedError("gateway is closed")
+            self._check_open()
             self._inflight += 1
             ptr = self._ptr
         try:
@@ -220,7 +234,8 @@ class Gateway:
                 raise ConfigError(f"remote peer {PublicKey(raw).tailscale} was already added")
             addr = self._next_listen() if listen is None else parse_address(listen, "listen")
             if addr[1] > 65535:
-                raise ConfigError(f"listen: no port left above {self._listen[1]} for remote peer {len(self._peers) + 1}")
+                raise ConfigError(f"listen: no port left above {self._listen[1]} "
+                                  f"for remote peer {len(self._peers) + 1}")
             c_listen = ffi.new("struct gw_addr *")
             _to_c(addr, c_listen)
             bound = ffi.new("struct gw_addr *")
@@ -244,7 +259,7 @@ class Gateway:
             del self._peers[raw]
 
     @property
-    def remote_peers(self) -> list[Any]:
+    def remote_peers(self) -> list[PublicKey]:
         return [PublicKey(k) for k in self._peers]
 
     def address_for(self, key: KeyLike) -> tuple[str, int]:
@@ -266,7 +281,7 @@ class Gateway:
     # -- configuration --
 
     @property
-    def public_key(self) -> Any:
+    def public_key(self) -> PublicKey:
         """The gateway's DERP public key (what remote peers send to)."""
         return PublicKey(self._public)
 
@@ -283,7 +298,7 @@ class Gateway:
             _to_c(addr, c)
         with self._lock:
             rc = lib.gw_py_set_wg_endpoint(self._p(), c)
-            if rc == -22:
+            if rc == -errno.EINVAL and addr is not None:
                 raise ConfigError(f"wg_endpoint: {format_address(addr)} cannot be reached from the "
                                   "remote peers' sockets (IPv6 endpoint, IPv4 sockets?)", 22)
             check(rc, "wg_endpoint")
@@ -300,7 +315,7 @@ class Gateway:
         RelayError at once when waiting cannot help; TimeoutError (saying
         why) otherwise."""
         with self._use() as p:
-            rc = _diagnose.wait_connected(self.derp_url, lambda ms: lib.gw_py_wait_connected(p, ms),
+            rc = _diagnose.wait_connected(self.url, lambda ms: lib.gw_py_wait_connected(p, ms),
                                           lambda: self.stats()["derp"], self.last_error, timeout)
         check(rc, "wait_connected")
 
@@ -313,7 +328,7 @@ class Gateway:
         buf = ffi.new("char[256]")
         with self._lock:
             lib.gw_py_last_error(self._p(), buf, 256)
-        return ffi.string(buf).decode(errors="replace")
+        return str(ffi.string(buf).decode(errors="replace"))
 
     def stats(self) -> dict[str, Any]:
         """Totals (datagrams/bytes each way, drops by reason), the DERP
@@ -347,37 +362,18 @@ class Gateway:
 
     # -- lifetime --
 
-    def close(self) -> None:
-        """Closes the sockets and the DERP connection; threads waiting in
-        wait_connected get ClosedError. Idempotent."""
+    def _before_release(self) -> None:
+        """close(): wake wait_connected callers (ClosedError) and wait for
+        the calls in flight; the release frees the rest."""
         with self._lock, self._cv:
-            ptr, self._ptr = self._ptr, None
-            if ptr is None:
-                return
-            lib.gw_py_shutdown(ptr)  # wakes wait_connected
+            lib.gw_py_shutdown(self._ptr)
             while self._inflight:
                 self._cv.wait()
-        lib.gw_py_free(ptr)
-        log.debug("gateway %s closed", self.public_key.tailscale if hasattr(self, "_public") else "")
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def __enter__(self) -> "Gateway":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
     def __repr__(self) -> str:
-        if self._ptr is None:
-            return "<Gateway closed>"
-        return f"<Gateway {self.public_key.tailscale} {self.derp_url} peers={len(self._peers)}>"
+        if self.closed:
+            return f"<{self._label} closed>"
+        return f"<Gateway {self.public_key.tailscale} {self.url} peers={len(self._peers)}>"
 
 
 __all__ = ["Gateway", "format_address", "parse_address"]

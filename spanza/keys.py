@@ -65,7 +65,7 @@ class Key:
     tailscale_prefix: ClassVar[str | None] = None
     __slots__ = ("_raw",)
 
-    def __init__(self, value: "str | bytes | bytearray | memoryview | Key") -> None:
+    def __init__(self, value: str | bytes | bytearray | memoryview | Key) -> None:
         if isinstance(value, Key):
             if not isinstance(value, type(self)):
                 raise TypeError(f"a {value.kind} is not a {self.kind}")
@@ -152,11 +152,26 @@ class Key:
 
 
 class PublicKey(Key):
-    """An X25519 public key (a peer's identity; Tailscale calls it a node key)."""
+    """An X25519 public key (a peer's identity; Tailscale calls it a node key).
+
+    Every Spanza API returns public keys as this type. It also compares equal
+    to its 32 raw bytes (and hashes like them), so code written when some
+    APIs returned bytes keeps working."""
 
     kind = "public key"
     tailscale_prefix = "nodekey:"
     __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (bytes, bytearray)):
+            return len(other) == KEY_LEN and hmac.compare_digest(self._raw, bytes(other))
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def __len__(self) -> int:
+        return KEY_LEN
 
 
 class PrivateKey(Key):
@@ -167,7 +182,7 @@ class PrivateKey(Key):
     __slots__ = ()
 
     @classmethod
-    def generate(cls) -> "PrivateKey":
+    def generate(cls) -> PrivateKey:
         """A fresh clamped key, like ``wg genkey``."""
         b = bytearray(_random(KEY_LEN))
         b[0] &= 248
@@ -199,7 +214,7 @@ class PresharedKey(Key):
     __slots__ = ()
 
     @classmethod
-    def generate(cls) -> "PresharedKey":
+    def generate(cls) -> PresharedKey:
         return cls(_random(KEY_LEN))
 
     def __repr__(self) -> str:
@@ -243,7 +258,7 @@ def public_key_bytes(value: Any, what: str = "public key") -> bytes:
 # ---- key files -------------------------------------------------------------------
 
 
-def write_key_file(path: str | os.PathLike, key: PrivateKey) -> None:
+def write_key_file(path: str | os.PathLike[str], key: PrivateKey) -> None:
     """Writes `key` as derper does (``{"PrivateKey": "privkey:<hex>"}``,
     tab-indented, mode 0600). The file appears whole or not at all, and an
     existing file is never replaced (FileExistsError)."""
@@ -261,7 +276,7 @@ def write_key_file(path: str | os.PathLike, key: PrivateKey) -> None:
             os.unlink(tmp)
 
 
-def load_key_file(path: str | os.PathLike, *, create: bool = False) -> PrivateKey:
+def load_key_file(path: str | os.PathLike[str], *, create: bool = False) -> PrivateKey:
     """The private key in a key file: derper's JSON (``{"PrivateKey":
     "privkey:<hex>"}``, what `write_key_file` writes) or a single line of
     ``privkey:<hex>``, WireGuard base64 or 64 hex digits. With create, a

@@ -19,6 +19,7 @@ runtime unless the first host says otherwise), at most ``MAX_HOSTS`` hosts.
 from __future__ import annotations
 
 import errno
+import gc
 import http.client
 import http.server
 import ipaddress
@@ -26,12 +27,14 @@ import os
 import socket
 import socketserver
 import threading
-import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from spanza._ffi import ffi, lib
-from spanza.errors import ClosedError, ConfigError, SpanzaError, check
+from spanza._handle import Handle, fork_generation
+from spanza._wait import sliced
+from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check, error
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
@@ -50,7 +53,6 @@ __all__ = [
 
 MAX_HOSTS: int = lib.NS_MAX_HOSTS
 _HDR = lib.NS_ADDR_HDR
-_WAIT_SLICE_MS = 200  # blocking C waits are sliced so Ctrl-C still works
 
 Address = tuple[str, int]
 
@@ -61,13 +63,14 @@ class Link(Protocol):
     ``output()`` returns a C ``ns_packet_fn`` and its context pointer;
     ``attach(host)`` starts delivering packets to ``host.ptr`` (through
     ``ns_host_input`` on the loop thread); ``detach(host)`` stops it, and is
-    called before the host is freed. A ``runtime`` attribute, if present, is
-    the runtime hosts on this link default to.
+    called before the host is freed (`host` then has only ``ptr``: it may
+    be called by the garbage collector's finalizer). A ``runtime``
+    attribute, if present, is the runtime hosts on this link default to.
     """
 
     def output(self) -> tuple[Any, Any]: ...
     def attach(self, host: Host) -> None: ...
-    def detach(self, host: Host) -> None: ...
+    def detach(self, host: Any) -> None: ...
 
 
 # ---- addresses ----
@@ -111,18 +114,11 @@ def _hdr_unpack(hdr: bytes) -> Address:
 
 
 def _wait(op: Any, timeout: float | None, what: str) -> int:
-    """Waits for a C operation; TimeoutError past the deadline."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        if deadline is None:
-            slice_ms = _WAIT_SLICE_MS
-        else:
-            slice_ms = max(0, min(_WAIT_SLICE_MS, int((deadline - time.monotonic()) * 1000)))
-        rc = lib.ns_op_wait(op, slice_ms)
-        if rc != -errno.EINPROGRESS:
-            return rc
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: timed out after {timeout} s")
+    """Waits for a C operation (in slices: Ctrl-C gets through); TimeoutError past the deadline."""
+    rc = sliced(lambda ms: int(lib.ns_op_wait(op, ms)), timeout, pending=-errno.EINPROGRESS)
+    if rc == -errno.EINPROGRESS:
+        raise SpanzaTimeoutError(f"{what}: timed out after {timeout} s")
+    return rc
 
 
 # ---- the memory wire ----
@@ -137,38 +133,60 @@ class _WireEnd:
     def output(self) -> tuple[Any, Any]:
         return ffi.addressof(lib, "ns_wire_output"), lib.ns_wire_end(self.wire.ptr, self.side)
 
-    def attach(self, host: Host) -> None:
+    def attach(self, host: Any) -> None:
         check(lib.ns_wire_plug(self.wire.ptr, self.side, host.ptr), "memory wire")
-        self.wire._plugged[self.side] = host
+        self.wire._state.plugged[self.side] = True
 
-    def detach(self, host: Host) -> None:
-        if self.wire._ptr is not None:
-            lib.ns_wire_plug(self.wire._ptr, self.side, ffi.NULL)
-        self.wire._plugged[self.side] = None
-        self.wire._maybe_free()
+    def detach(self, host: Any) -> None:
+        self.wire._state.unplug(self.side)
 
 
-class MemoryWire:
+class _WireState:
+    """A wire's C side; freed when closed and both hosts are unplugged."""
+
+    def __init__(self, ptr: Any) -> None:
+        self.ptr = ptr
+        self.plugged = [False, False]
+        self.closing = False
+
+    def unplug(self, side: int) -> None:
+        if self.ptr is not None:
+            lib.ns_wire_plug(self.ptr, side, ffi.NULL)
+        self.plugged[side] = False
+        self.maybe_free()
+
+    def release(self) -> None:
+        self.closing = True
+        self.maybe_free()
+
+    def maybe_free(self) -> None:
+        if self.closing and self.ptr is not None and self.plugged == [False, False]:
+            ptr, self.ptr = self.ptr, None
+            lib.ns_wire_free(ptr)
+
+
+class MemoryWire(Handle):
     """Two hosts wired to each other in memory (tests and benchmarks).
 
     What one side sends reaches the other on a later loop iteration, after
     ``delay_ms`` if given. ``capture(n)`` keeps copies of the last n packets
-    for ``take()``.
+    for ``take()``. Closing it frees it once both hosts are closed (each
+    host keeps its end, and so the wire, alive).
     """
 
     def __init__(self, runtime: Runtime | None = None, delay_ms: float = 0) -> None:
         self.runtime = runtime or default_runtime()
         out = ffi.new("ns_wire_t **")
         check(lib.ns_wire_new(self.runtime.ptr, int(delay_ms * 1000), out), "memory wire")
-        self._ptr = out[0]
-        self._plugged: list[Host | None] = [None, None]
-        self._closing = False
+        self._state = _WireState(out[0])
+        self._handle_open(self._state.release, "MemoryWire")
 
     @property
     def ptr(self) -> Any:
-        if self._ptr is None:
-            raise ClosedError("the memory wire is closed")
-        return self._ptr
+        self._check_open()
+        if self._state.ptr is None:
+            raise ClosedError("MemoryWire is closed")
+        return self._state.ptr
 
     def end(self, side: int) -> Link:
         if side not in (0, 1):
@@ -188,7 +206,7 @@ class MemoryWire:
 
     def take(self) -> list[tuple[int, bytes]]:
         """Captured packets so far, oldest first, as (sending side, packet)."""
-        out = []
+        out: list[tuple[int, bytes]] = []
         buf = ffi.new("uint8_t[]", 65536)
         side = ffi.new("int *")
         while True:
@@ -196,22 +214,6 @@ class MemoryWire:
             if n == 0:
                 return out
             out.append((int(side[0]), ffi.buffer(buf, n)[:]))
-
-    def close(self) -> None:
-        """Frees the wire once both hosts are detached (closed)."""
-        self._closing = True
-        self._maybe_free()
-
-    def _maybe_free(self) -> None:
-        if self._closing and self._ptr is not None and self._plugged == [None, None]:
-            ptr, self._ptr = self._ptr, None
-            lib.ns_wire_free(ptr)
-
-    def __enter__(self) -> MemoryWire:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ---- a WireGuard device as the link ----
@@ -221,36 +223,87 @@ class DeviceLink:
     """A :class:`spanza.Device` as a host's link: what the host sends goes
     into the tunnel (to the peer whose allowed IPs hold the destination),
     what the tunnel delivers goes to the host. Create the host on the
-    device's runtime; close the host before the device."""
+    device's runtime; close the host before the device (a host made with
+    ``Device(address=...)`` is the device's own: the device closes it)."""
 
-    def __init__(self, device: Any) -> None:
-        self.device = device
+    def __init__(self, device: Any, *, _owned: bool = False) -> None:
+        # A user's link keeps its device alive for the host's sake; the
+        # device's own host must not (the device would never be collected).
+        self._device: Any = None if _owned else device
+        self._ref = weakref.ref(device)
+        self._owned = _owned
+        self._dev_ptr = device.ptr
         self.runtime = device.runtime
 
-    def output(self) -> tuple[Any, Any]:
-        return ffi.addressof(lib, "ns_dev_output"), self.device.ptr
+    @property
+    def device(self) -> Any:
+        return self._device if self._device is not None else self._ref()
 
-    def attach(self, host: Host) -> None:
-        rc = lib.ns_dev_attach(host.ptr, self.device.ptr)
+    def output(self) -> tuple[Any, Any]:
+        return ffi.addressof(lib, "ns_dev_output"), self._dev_ptr
+
+    def attach(self, host: Any) -> None:
+        rc = lib.ns_dev_attach(host.ptr, self._dev_ptr)
         if rc == -errno.EXDEV:
-            raise ConfigError("the host and its device must be on the same runtime (create the host with runtime=device.runtime)")
+            raise ConfigError("the host and its device must be on the same runtime "
+                              "(create the host with runtime=device.runtime)")
         check(rc, "attach host to device")
 
-    def detach(self, host: Host) -> None:
-        if not self.device.closed:
-            lib.ns_dev_detach(host.ptr, self.device.ptr)
+    def detach(self, host: Any) -> None:
+        # The device's own host is freed before the device; a user's host
+        # after it only if the device is still open.
+        if self._owned or not self._device.closed:
+            lib.ns_dev_detach(host.ptr, self._dev_ptr)
 
 
 # ---- hosts ----
 
 
-class Host:
+class _HostState:
+    """A host's C side and the release functions of what lives on it; the
+    host's finalizer holds it, so it refers to no Python object on the host."""
+
+    def __init__(self, ptr: Any, link: Link) -> None:
+        self.ptr = ptr
+        self.link = link
+        self.lock = threading.RLock()  # a finalizer may run while it is held
+        self.children: dict[int, Callable[[], None]] = {}  # id -> release
+        self._next = 0
+
+    def add(self, release: Callable[[], None]) -> int:
+        with self.lock:
+            self._next += 1
+            self.children[self._next] = release
+            return self._next
+
+    def remove(self, key: int) -> None:
+        with self.lock:
+            self.children.pop(key, None)
+
+    def release(self) -> None:
+        """Closes what lives on the host (servers first: their threads poll
+        their listener's fd, which must not be closed and reused while they
+        do), detaches the link, frees the host. Idempotent."""
+        if self.ptr is None:
+            return
+        with self.lock:
+            children = sorted(self.children.items(), key=lambda kv: not getattr(kv[1], "server_first", False))
+            self.children.clear()
+        for _, release in children:
+            release()
+        self.link.detach(self)
+        ptr, self.ptr = self.ptr, None
+        lib.ns_host_free(ptr)
+
+
+class Host(Handle):
     """A virtual host: one lwIP netif with its addresses, on a link.
 
     ``addresses`` are interfaces like ``"192.168.4.1/24"`` or ``"fd00::1/64"``
     (at most one IPv4 and three IPv6). Every socket the host opens uses one
     of them as its local address; packets not addressed to the host are
-    dropped and counted (see :meth:`stats`).
+    dropped and counted (see :meth:`stats`). Closing the host closes what
+    lives on it (listeners, sockets, forwards, servers).
     """
 
     def __init__(
@@ -260,13 +313,17 @@ class Host:
         *,
         runtime: Runtime | None = None,
         mtu: int = lib.NS_DEFAULT_MTU,
+        _owned: bool = False,
     ) -> None:
         if isinstance(addresses, str):
             addresses = [addresses]
+        elif not isinstance(addresses, Iterable):
+            raise TypeError(f"address: want an interface like '192.168.4.1/24' or a list of them, "
+                            f"not {type(addresses).__name__} {addresses!r}")
         try:
             ifaces = [ipaddress.ip_interface(a) for a in addresses]
-        except ValueError as exc:
-            raise ConfigError(f"bad host address: {exc}") from exc
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"address: {exc} (want an interface like '192.168.4.1/24')") from exc
         if not ifaces:
             raise ConfigError("a host needs at least one address")
         self.runtime = runtime or getattr(link, "runtime", None) or default_runtime()
@@ -277,8 +334,20 @@ class Host:
             arr[i] = _ns_addr(itf.ip, 0, itf.network.prefixlen)[0]
         fn, ctx = link.output()
         out = ffi.new("ns_host_t **")
-        rc = lib.ns_host_new(self.runtime.ptr, arr, len(ifaces), mtu, fn, ctx, out)
         names = ", ".join(str(i) for i in ifaces)
+        rc = lib.ns_host_new(self.runtime.ptr, arr, len(ifaces), mtu, fn, ctx, out)
+        if rc == -errno.EADDRINUSE:
+            # The holder may be garbage not yet collected (a notebook cell run
+            # again): collect it, then try once more.
+            gc.collect()
+            rc = lib.ns_host_new(self.runtime.ptr, arr, len(ifaces), mtu, fn, ctx, out)
+        if rc == -errno.EXDEV and fork_generation() > 0:
+            raise SpanzaError(
+                "lwIP's stack was in use by the parent process when it forked, and it is one per "
+                "process: create hosts in a process started with multiprocessing's 'spawn' start "
+                "method, or fork before creating any host",
+                errno.EXDEV,
+            )
         if rc == -errno.EXDEV:
             raise SpanzaError(
                 "lwIP runs one stack per process and it already runs on another runtime: "
@@ -292,31 +361,38 @@ class Host:
                 errno.EUSERS,
             )
         if rc == -errno.EADDRINUSE:
-            raise ConfigError(f"host {names}: another host of this process already has one of these addresses")
+            raise AddressInUseError(
+                f"host {names}: another host of this process already has one of these addresses "
+                "(close it, or spanza.close_all())",
+                errno.EADDRINUSE,
+            )
         if rc == -errno.EINVAL:
             raise ConfigError(
                 f"host {names}: need unicast addresses (at most one IPv4, three IPv6, "
                 f"no loopback/link-local/multicast) and an MTU of 576-65535 (1280+ with IPv6), got mtu={mtu}"
             )
         check(rc, f"host {names}")
-        self._ptr = out[0]
-        self._link = link
-        self._objects: set[Any] = set()
-        self._lock = threading.Lock()
+        self._state = _HostState(out[0], link)
+        # A device's own host is freed by the device (no finalizer of its own).
+        self._handle_open(self._state.release, f"Host {names}", owned=_owned)
         try:
             link.attach(self)
         except BaseException:
-            ptr, self._ptr = self._ptr, None
-            lib.ns_host_free(ptr)
+            self.close()
             raise
 
     # -- basics --
 
     @property
     def ptr(self) -> Any:
-        if self._ptr is None:
-            raise ClosedError(f"host {self} is closed")
-        return self._ptr
+        if self._state.ptr is None:
+            raise ClosedError(f"{self._label} is closed (its device was closed)")
+        self._check_open()
+        return self._state.ptr
+
+    @property
+    def closed(self) -> bool:
+        return super().closed or self._state.ptr is None
 
     @property
     def addresses(self) -> list[str]:
@@ -337,40 +413,7 @@ class Host:
     def inject(self, packet: bytes) -> bool:
         """Delivers a raw IP packet as if it came from the link; False if the
         host dropped it (malformed, or not addressed to it)."""
-        return lib.ns_host_inject(self.ptr, packet, len(packet)) == 0
-
-    def _track(self, obj: Any) -> None:
-        with self._lock:
-            self._objects.add(obj)
-
-    def _untrack(self, obj: Any) -> None:
-        with self._lock:
-            self._objects.discard(obj)
-
-    def close(self) -> None:
-        """Closes the host's listeners, sockets and forwards (connections
-        still open are reset) and removes it from the stack."""
-        if self._ptr is None:
-            return
-        with self._lock:
-            objs = list(self._objects)
-        # Servers first: their threads poll their listener's fd, which must
-        # not be closed (and its number reused) while they still do.
-        for o in sorted(objs, key=lambda o: not isinstance(o, ServerThread)):
-            o.close()
-        self._link.detach(self)
-        ptr, self._ptr = self._ptr, None
-        lib.ns_host_free(ptr)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def __enter__(self) -> Host:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return bool(lib.ns_host_inject(self.ptr, packet, len(packet)) == 0)
 
     def __repr__(self) -> str:
         return f"<Host {' '.join(str(i) for i in self.interfaces)}{' closed' if self.closed else ''}>"
@@ -393,11 +436,11 @@ class Host:
         try:
             rc = _wait(op, timeout, f"connect to {ip}:{port} from {self}")
             if rc == -errno.ECONNREFUSED:
-                raise ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {ip}:{port} refused (from {self})")
+                raise error(errno.ECONNREFUSED, f"connection to {ip}:{port} refused (from {self})")
             if rc == -errno.ETIMEDOUT:
-                raise TimeoutError(errno.ETIMEDOUT, f"connection to {ip}:{port} timed out (from {self})")
+                raise SpanzaTimeoutError(f"connection to {ip}:{port} timed out (from {self})")
             if rc < 0:
-                raise OSError(-rc, f"connect to {ip}:{port} from {self}: {os.strerror(-rc)}")
+                raise error(-rc, f"connect to {ip}:{port} from {self}: {os.strerror(-rc)}")
             sock = socket.socket(fileno=rc)
             if timeout is not None:
                 sock.settimeout(timeout)
@@ -450,7 +493,7 @@ class Host:
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
                     super().__init__(*args, directory=d, **kwargs)
 
-                def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                def log_message(self, format: str, *args: Any) -> None:
                     pass
 
             handler = _Handler
@@ -485,7 +528,7 @@ class Host:
             finally:
                 lib.ns_op_free(out[0])
         if not rtts:
-            raise TimeoutError(f"no echo reply from {address} to {self} ({count} sent, {timeout} s each)")
+            raise SpanzaTimeoutError(f"no echo reply from {address} to {self} ({count} sent, {timeout} s each)")
         return rtts
 
     # -- port forwards --
@@ -535,7 +578,7 @@ class Host:
             raise ConfigError(f"port {port} is out of range 0-65535")
         rc = fn(self.ptr, port, _ns_addr(oip, oport), out)
         if rc == -errno.EADDRINUSE:
-            raise OSError(errno.EADDRINUSE, f"{proto} port {port} of {self} is in use")
+            raise AddressInUseError(f"{proto} port {port} of {self} is in use", errno.EADDRINUSE)
         check(rc, f"expose {proto} {self}:{port} -> {oip}:{oport}")
         return Forward(self, out[0], (self.addresses[0], int(lib.ns_fwd_port(out[0]))))
 
@@ -543,31 +586,54 @@ class Host:
 # ---- objects living on a host ----
 
 
-class _HostObject:
-    _ptr: Any = None
+class _HostObject(Handle):
+    """Something that lives on a host (listener, socket, forward, server).
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        host._track(self)
+    The host owns it: it stays open until closed or until its host closes,
+    even if dropped (a server or forward started and not kept goes on
+    working). It refers to its host weakly, so the host's finalizer can
+    free a host whose objects are still around."""
 
-    def _free(self, ptr: Any) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def __init__(self, host: Host, release: Callable[[], None], label: str) -> None:
+        state = host._state
+        self._host_ref = weakref.ref(host)
+        self._host_text = str(host)
+        self.addresses = host.addresses
+        key = 0
+        done = self._done = threading.Event()
 
-    def close(self) -> None:
-        if self._ptr is not None:
-            ptr, self._ptr = self._ptr, None
-            self._free(ptr)
-            self.host._untrack(self)
+        def release_once() -> None:
+            state.remove(key)
+            with state.lock:
+                if done.is_set():
+                    return
+                done.set()
+            release()
+
+        release_once.server_first = isinstance(self, ServerThread)  # type: ignore[attr-defined]
+        key = state.add(release_once)
+        self._handle_open(release_once, label, owned=True)
 
     @property
     def closed(self) -> bool:
-        return self._ptr is None
+        return super().closed or self._done.is_set()
 
-    def __enter__(self) -> Any:
-        return self
+    @property
+    def host(self) -> Host:
+        host = self._host_ref()
+        if host is None:
+            raise ClosedError(f"{self._label}: its host is gone")
+        return host
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+def _closer(close: Callable[[Any], None], ptr: Any, sock: socket.socket) -> Callable[[], None]:
+    """The release of a C socket object whose fd Python holds as `sock`."""
+
+    def release() -> None:
+        close(ptr)
+        sock.close()
+
+    return release
 
 
 class Listener(_HostObject):
@@ -580,19 +646,19 @@ class Listener(_HostObject):
         out = ffi.new("ns_listener_t **")
         rc = lib.ns_tcp_listen(host.ptr, port, backlog, out)
         if rc == -errno.EADDRINUSE:
-            raise OSError(errno.EADDRINUSE, f"TCP port {port} of {host} is in use")
+            raise AddressInUseError(f"TCP port {port} of {host} is in use", errno.EADDRINUSE)
         check(rc, f"listen on {host}:{port}")
         self._ptr = out[0]
         self.port = int(lib.ns_listener_port(self._ptr))
         self._sock = socket.socket(fileno=lib.ns_listener_take_fd(self._ptr))
-        super().__init__(host)
+        super().__init__(host, _closer(lib.ns_listener_close, self._ptr, self._sock), f"Listener {host}:{self.port}")
 
     def accept(self) -> tuple[socket.socket, Address]:
-        if self._ptr is None:
-            raise OSError(errno.EBADF, "the listener is closed")
+        if self.closed:
+            raise OSError(errno.EBADF, f"{self._label} is closed")
         msg, fds, _flags, _addr = socket.recv_fds(self._sock, _HDR, 4)
         if not fds:
-            raise OSError(errno.EBADF, f"the listener on {self.host}:{self.port} is closed")
+            raise OSError(errno.EBADF, f"the listener on {self._host_text}:{self.port} is closed")
         lib.ns_listener_accepted(self._ptr)
         for extra in fds[1:]:
             os.close(extra)
@@ -609,14 +675,10 @@ class Listener(_HostObject):
         return self._sock.gettimeout()
 
     def getsockname(self) -> Address:
-        return self.host.addresses[0], self.port
-
-    def _free(self, ptr: Any) -> None:
-        lib.ns_listener_close(ptr)
-        self._sock.close()
+        return self.addresses[0], self.port
 
     def __repr__(self) -> str:
-        return f"<Listener {self.host}:{self.port}{' closed' if self.closed else ''}>"
+        return f"<Listener {self._host_text}:{self.port}{' closed' if self.closed else ''}>"
 
 
 class UDPSocket(_HostObject):
@@ -629,12 +691,12 @@ class UDPSocket(_HostObject):
         out = ffi.new("ns_udp_t **")
         rc = lib.ns_udp_open(host.ptr, port, out)
         if rc == -errno.EADDRINUSE:
-            raise OSError(errno.EADDRINUSE, f"UDP port {port} of {host} is in use")
+            raise AddressInUseError(f"UDP port {port} of {host} is in use", errno.EADDRINUSE)
         check(rc, f"UDP socket on {host}:{port}")
-        self._ptr = out[0]
-        self.port = int(lib.ns_udp_port(self._ptr))
-        self._sock = socket.socket(fileno=lib.ns_udp_take_fd(self._ptr))
-        super().__init__(host)
+        ptr = out[0]
+        self.port = int(lib.ns_udp_port(ptr))
+        self._sock = socket.socket(fileno=lib.ns_udp_take_fd(ptr))
+        super().__init__(host, _closer(lib.ns_udp_close, ptr, self._sock), f"UDPSocket {host}:{self.port}")
 
     def sendto(self, data: bytes, address: Address) -> int:
         ip, port = _split(address, "address")
@@ -646,7 +708,7 @@ class UDPSocket(_HostObject):
     def recvfrom(self, bufsize: int) -> tuple[bytes, Address]:
         msg = self._sock.recv(bufsize + _HDR)
         if not msg:
-            raise OSError(errno.EBADF, f"the UDP socket {self.host}:{self.port} is closed")
+            raise OSError(errno.EBADF, f"the UDP socket {self._host_text}:{self.port} is closed")
         return msg[_HDR:], _hdr_unpack(msg[:_HDR])
 
     def settimeout(self, timeout: float | None) -> None:
@@ -659,23 +721,21 @@ class UDPSocket(_HostObject):
         return self._sock.fileno()
 
     def getsockname(self) -> Address:
-        return self.host.addresses[0], self.port
-
-    def _free(self, ptr: Any) -> None:
-        lib.ns_udp_close(ptr)
-        self._sock.close()
+        return self.addresses[0], self.port
 
     def __repr__(self) -> str:
-        return f"<UDPSocket {self.host}:{self.port}{' closed' if self.closed else ''}>"
+        return f"<UDPSocket {self._host_text}:{self.port}{' closed' if self.closed else ''}>"
 
 
-class Forward(tuple):
+class Forward(tuple):  # type: ignore[type-arg]
     """The address a forward listens on, ``(address, port)``; ``close()``
     stops it (connections already carried stay up)."""
 
+    _obj: _ForwardObj
+
     def __new__(cls, host: Host, ptr: Any, address: Address) -> Forward:
         self = super().__new__(cls, address)
-        self._obj = _ForwardObj(host, ptr)
+        self._obj = _ForwardObj(host, ptr, address)
         return self
 
     @property
@@ -697,45 +757,35 @@ class Forward(tuple):
 
 
 class _ForwardObj(_HostObject):
-    def __init__(self, host: Host, ptr: Any) -> None:
-        self._ptr = ptr
-        super().__init__(host)
-
-    def _free(self, ptr: Any) -> None:
-        lib.ns_fwd_close(ptr)
+    def __init__(self, host: Host, ptr: Any, address: Address) -> None:
+        super().__init__(host, lambda: lib.ns_fwd_close(ptr), f"Forward {address[0]}:{address[1]} on {host}")
 
 
-class ServerThread:
+def _stop_server(server: socketserver.TCPServer, thread: threading.Thread) -> None:
+    if thread.is_alive():
+        server.shutdown()
+        thread.join(10)
+    server.server_close()
+
+
+class ServerThread(_HostObject):
     """A socketserver server running ``serve_forever`` in a daemon thread."""
 
     def __init__(self, server: socketserver.TCPServer, host: Host | None = None) -> None:
         self.server = server
-        # Tracked by its host, so closing the host (or its device) stops the
-        # thread too instead of leaving it polling a closed listener.
-        self._host = host
         self.address: Address = server.server_address  # type: ignore[assignment]
         self.port = self.address[1]
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"http {self.address}", daemon=True
         )
         self._thread.start()
+        thread = self._thread
         if host is not None:
-            host._track(self)
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self.server.shutdown()
-            self._thread.join(10)
-        self.server.server_close()
-        if self._host is not None:
-            self._host._untrack(self)
-            self._host = None
-
-    def __enter__(self) -> ServerThread:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            # Tracked by its host, so closing the host (or its device) stops
+            # the thread too instead of leaving it polling a closed listener.
+            super().__init__(host, lambda: _stop_server(server, thread), f"ServerThread {host}:{self.port}")
+        else:
+            self._handle_open(lambda: _stop_server(server, thread), f"ServerThread port {self.port}", owned=True)
 
 
 class HTTPConnection(http.client.HTTPConnection):

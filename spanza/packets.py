@@ -10,10 +10,12 @@ import ipaddress
 import logging
 import struct
 import threading
-from dataclasses import dataclass
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Union
+
+from spanza.errors import SpanzaTimeoutError
 
 log = logging.getLogger("spanza.packets")
 
@@ -33,7 +35,7 @@ def checksum(data: bytes) -> int:
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+    return int(~s & 0xFFFF)
 
 
 def _addr(a: Addr) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -165,8 +167,8 @@ def read_until(device: Any, pred: Callable[[bytes], bool], timeout: float = 5.0)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(f"no matching packet within {timeout} s")
-        pkt = device.read_packet(timeout=left)
+            raise SpanzaTimeoutError(f"no matching packet within {timeout} s")
+        pkt: bytes = device.read_packet(timeout=left)
         if pred(pkt):
             return pkt
 
@@ -211,7 +213,7 @@ class EchoResponder(threading.Thread):
         self._stop_evt.set()
         self.join(5)
 
-    def __enter__(self) -> "EchoResponder":
+    def __enter__(self) -> EchoResponder:
         self.start()
         return self
 

@@ -33,21 +33,28 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-_BASELINE = pytest.StashKey[int]()
+_BASELINE = pytest.StashKey[tuple[int, int]]()
+
+
+def _baseline() -> tuple[int, int]:
+    from spanza import _log
+
+    _log.drain()
+    return _log.error_count(), _log.errors_seen()
 
 
 def _c_errors_since(item: pytest.Item) -> str | None:
-    """Drains C log records into `logging`; the error messages logged since
-    the item's baseline (None if none), and moves the baseline on."""
+    """The error messages C threads logged since the item's baseline (None
+    if none), and moves the baseline on. Records reach `logging` by
+    themselves; this only makes sure the queue is empty first."""
     from spanza import _log
 
-    records = _log.drain()
-    count = _log.error_count()
-    before = item.stash.get(_BASELINE, count)
-    item.stash[_BASELINE] = count
+    count, seen = _baseline()
+    before, seen_before = item.stash.get(_BASELINE, (count, seen))
+    item.stash[_BASELINE] = (count, seen)
     if count <= before or item.get_closest_marker("spanza_allow_errors"):
         return None
-    errs = [f"[{r[2]}] {r[1]}: {r[3]}" for r in records if r[0] >= 40]
+    errs = [f"[{r.thread}] {r.module}: {r.message}" for r in _log.errors_since(seen_before)]
     return "errors logged by Spanza's C threads:\n" + "\n".join(errs or ["(records dropped)"])
 
 
@@ -65,10 +72,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def _spanza_c_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     """Errors logged by C threads during fixture set-up or tear-down are
     reported as errors of the test they belong to."""
-    from spanza import _log
-
-    _log.drain()
-    request.node.stash[_BASELINE] = _log.error_count()
+    request.node.stash[_BASELINE] = _baseline()
     yield
     msg = _c_errors_since(request.node)
     if msg:
@@ -156,3 +160,12 @@ def peer_pair(request: pytest.FixtureRequest, make_peer: Callable[..., Any], der
     b = make_peer("192.168.4.2/24", mode=mode)
     connect(a, b)
     return PeerPair(a, b, derp_server, mode)
+
+
+# ---- packet tracing: the packet_trace fixture and --spanza-trace ----
+from spanza._trace_pytest import (  # noqa: F401 - registered as this plugin's
+    packet_trace,
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_runtest_makereport,
+)

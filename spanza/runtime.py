@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import atexit
+import os
 import threading
 
 from spanza._ffi import ffi, lib
-from spanza.errors import ClosedError, check
+from spanza._handle import Handle
+from spanza.errors import SpanzaOSError, check
 
 
-class Runtime:
+def _free_runtime(ptr: object) -> None:
+    lib.rt_free(ptr)
+
+
+class Runtime(Handle):
     """One C event-loop thread. Objects created on it are driven by it.
 
     Most users never create one: `default_runtime()` is shared by devices,
@@ -17,19 +22,22 @@ class Runtime:
     """
 
     def __init__(self, name: str = "spanza") -> None:
-        self._ptr = None
         if not isinstance(name, str):
             raise TypeError(f"Runtime name must be a str, not {type(name).__name__}")
+        self.name = name
         ptr = lib.rt_new(name.encode())
         if ptr == ffi.NULL:
-            raise OSError(ffi.errno, f"cannot start runtime {name!r}")
+            raise SpanzaOSError(f"cannot start runtime {name!r}", ffi.errno)
         self._ptr = ptr
-        self.name = name
+        self._handle_open(lambda: _free_runtime(ptr), f"Runtime {name!r}")
+        from spanza import _log
+
+        _log.start()  # C log records reach `logging` from now on
 
     @property
-    def ptr(self):  # noqa: ANN201 - cffi pointer
-        if self._ptr is None:
-            raise ClosedError(f"runtime {self.name!r} is closed")
+    def ptr(self) -> object:
+        """The C ``rt_t *``."""
+        self._check_open()
         return self._ptr
 
     def sync(self) -> None:
@@ -40,21 +48,6 @@ class Runtime:
     def iterations(self) -> int:
         return int(lib.rt_iterations(self.ptr))
 
-    def close(self) -> None:
-        if self._ptr is not None:
-            ptr, self._ptr = self._ptr, None
-            lib.rt_free(ptr)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def __enter__(self) -> "Runtime":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<Runtime {self.name!r}{' closed' if self.closed else ''}>"
 
@@ -64,7 +57,8 @@ _default_lock = threading.Lock()
 
 
 def default_runtime() -> Runtime:
-    """The process-wide runtime that devices use unless given another."""
+    """The process-wide runtime that devices use unless given another (a
+    fresh one after close_all() or in a forked child)."""
     global _default
     with _default_lock:
         if _default is None or _default.closed:
@@ -72,11 +66,15 @@ def default_runtime() -> Runtime:
         return _default
 
 
+def _after_fork_in_child() -> None:
+    global _default, _default_lock
+    _default = None  # the parent's loop thread is not in the child
+    _default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def now_ms() -> int:
     """The runtimes' monotonic clock, in milliseconds."""
     return int(lib.rt_now_ms())
-
-
-@atexit.register
-def _close_default() -> None:  # objects still open at exit leak, by design
-    pass

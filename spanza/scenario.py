@@ -26,11 +26,14 @@ import ipaddress
 import logging
 import os
 import socket
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from spanza import web
 from spanza._diagnose import CONNECTED, relay_failure, state
+from spanza._handle import Handle
+from spanza._renamed import renamed
 from spanza._stats import Stats, html_table, readable
 from spanza.derp_bind import derp_endpoint
 from spanza.device import Device
@@ -47,10 +50,17 @@ Mode = Literal["gateway", "transport"]
 MODES: tuple[Mode, ...] = ("gateway", "transport")
 
 
-class Peer:
+def _close_parts(device: Device, gateway: Gateway | None) -> None:
+    device.close()
+    if gateway is not None:
+        gateway.close()
+
+
+class Peer(Handle):
     """A userspace WireGuard peer with a TCP/IP host, reachable over a relay.
 
-    relay_url: the DERP relay (``http(s)://host:port/derp``). address: the
+    url: the DERP relay (``http(s)://host:port/derp``; ``relay_url`` is its
+    old, deprecated name). address: the
     peer's tunnel interface, e.g. ``"192.168.4.1/24"`` (or a list with an
     IPv6 one). TLS to the relay: ``ca_file`` or ``insecure=True`` for a
     self-signed test relay. ``derp_options``: DERP client options (e.g.
@@ -59,9 +69,10 @@ class Peer:
 
     def __init__(
         self,
-        relay_url: str,
-        address: str | list[str],
+        url: str | None = None,
+        address: str | list[str] | None = None,
         *,
+        relay_url: str | None = None,
         mode: Mode = "transport",
         private_key: PrivateKey | None = None,
         ca_file: str | os.PathLike[str] | None = None,
@@ -70,28 +81,39 @@ class Peer:
         derp_options: dict[str, int] | None = None,
         runtime: Runtime | None = None,
     ) -> None:
+        url = renamed("Peer", "url", url, "relay_url", relay_url)
+        if url is None or address is None:
+            raise TypeError("Peer() needs url (the relay) and address (like '192.168.4.1/24')")
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
         self.mode: Mode = mode
-        self.relay_url = relay_url
+        self.url = url
         self.private_key = private_key or PrivateKey.generate()
         self.persistent_keepalive = persistent_keepalive
         self.gateway: Gateway | None = None
         addresses = [address] if isinstance(address, str) else list(address)
         if mode == "transport":
             self.device = Device(private_key=self.private_key, listen_port=None, address=addresses,
-                                 derp_url=relay_url, derp_ca_file=ca_file, derp_insecure=insecure,
+                                 derp_url=url, derp_ca_file=ca_file, derp_insecure=insecure,
                                  derp_options=derp_options, runtime=runtime)
         else:
             self.device = Device(private_key=self.private_key, listen_port=0, address=addresses, runtime=runtime)
             try:
-                self.gateway = Gateway(relay_url, PrivateKey.generate(), ca_file=ca_file, insecure=insecure,
+                self.gateway = Gateway(url, PrivateKey.generate(), ca_file=ca_file, insecure=insecure,
                                        wg_endpoint=("127.0.0.1", self.device.listen_port),
                                        derp_options=derp_options, runtime=runtime)
             except BaseException:
                 self.device.close()
                 raise
         self.interfaces = [ipaddress.ip_interface(a) for a in addresses]
+        device, gateway = self.device, self.gateway
+        self._handle_open(lambda: _close_parts(device, gateway), f"Peer {self.address}")
+
+    @property
+    def relay_url(self) -> str:
+        """Deprecated: the relay's URL is `url`."""
+        warnings.warn("Peer.relay_url is deprecated: use url", DeprecationWarning, stacklevel=2)
+        return self.url
 
     # -- identity --
 
@@ -130,6 +152,7 @@ class Peer:
 
     def wait_relay(self, timeout: float = 10.0) -> None:
         """Waits until this peer's DERP connection is up."""
+        self._check_open()
         if self.gateway is not None:
             self.gateway.wait_connected(timeout)
         else:
@@ -209,7 +232,7 @@ class Peer:
     def check_route(self, address: str, timeout: float | None = 10.0) -> None:
         """Raises NoRouteError unless a WireGuard peer's allowed IPs contain
         `address`, and RelayError if the relay is unreachable or refused this
-        peer; waits up to `timeout` for a relay connection in progress."""
+        peer; waits up to `timeout` for a first relay connection in progress."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -222,10 +245,12 @@ class Peer:
             raise NoRouteError(f"no peer's allowed IPs contain {ip}: did you call connect()? "
                                f"(this peer has {len(self.device.peers)} peer(s))")
         client, last_error = self._relay_client()
-        err = relay_failure(self.relay_url, client, last_error)
+        err = relay_failure(self.url, client, last_error)
         if err is not None:
             raise err
-        if state(client) != CONNECTED:
+        # Waits only for a first connection: once the relay was up, packets
+        # queue in the DERP client while it reconnects.
+        if state(client) != CONNECTED and not client.get("connects", 0):
             self.wait_relay(10.0 if timeout is None else timeout)
 
     def why_silent(self, address: str) -> str:
@@ -281,20 +306,12 @@ class Peer:
 
     def _repr_html_(self) -> str:
         head = {"address": ", ".join(str(i) for i in self.interfaces), "mode": self.mode,
-                "public key": self.public_key.base64, "relay": self.relay_url}
+                "public key": self.public_key.base64, "relay": self.url}
         return html_table({**head, **self.stats().flat()}, title="spanza Peer")
 
     def close(self) -> None:
-        """Closes the device (its host, servers, forwards) and the gateway."""
-        self.device.close()
-        if self.gateway is not None:
-            self.gateway.close()
-
-    def __enter__(self) -> Peer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Closes the peer's device (and its host) and gateway. Idempotent."""
+        super().close()
 
     def __repr__(self) -> str:
         return f"<Peer {self.address} {self.mode} {self.public_key}>"
@@ -314,14 +331,14 @@ def fixed_body_handler(body: bytes, content_type: str = "text/plain") -> type[ht
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("http %s: " + format, self.client_address[0], *args)
 
     return Handler

@@ -26,18 +26,19 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from spanza._addr import format_address
 from spanza._ffi import ffi, lib
-from spanza.errors import ClosedError, ConfigError, check
+from spanza._handle import Handle
+from spanza.errors import ConfigError, check
 from spanza.keys import PresharedKey, PrivateKey, PublicKey, as_key
 
 __all__ = ["DROP_REASONS", "PeerStats", "Tunnel", "pump"]
 
 log = logging.getLogger(__name__)
 
-Endpoint = Union[str, tuple]
+Endpoint = Union[str, tuple[str, int]]
 KeyLike = Union[PublicKey, str, bytes]
 
 DROP_REASONS: tuple[str, ...] = tuple(
@@ -51,7 +52,7 @@ def _endpoint_text(ep: Endpoint) -> str:
     return format_address((str(ep[0]), int(ep[1]))) if isinstance(ep, tuple) else str(ep)
 
 
-def _to_c_endpoint(ep: Endpoint):  # noqa: ANN202 - cffi struct
+def _to_c_endpoint(ep: Endpoint) -> Any:
     text = _endpoint_text(ep).encode()
     c = ffi.new("wg_endpoint *")
     if lib.wg_endpoint_parse(text, len(text), c) != 0:
@@ -62,7 +63,7 @@ def _to_c_endpoint(ep: Endpoint):  # noqa: ANN202 - cffi struct
     return c
 
 
-def _from_c_endpoint(c) -> str | None:  # noqa: ANN001
+def _from_c_endpoint(c: Any) -> str | None:
     if c.family == lib.WG_AF_NONE:
         return None
     buf = ffi.new("char[128]")
@@ -95,7 +96,7 @@ class PeerStats:
     allowed_ips: list[str] = field(default_factory=list)
 
 
-class Tunnel:
+class Tunnel(Handle):
     """One WireGuard interface on a virtual clock (milliseconds)."""
 
     _next_host = 1
@@ -122,10 +123,12 @@ class Tunnel:
             seed = seed.to_bytes(16, "little", signed=True)
         elif isinstance(seed, str):
             seed = seed.encode()
-        self._ptr = lib.wg_tunnel_new(seed if seed is not None else ffi.NULL, len(seed or b""))
-        if self._ptr == ffi.NULL:
+        ptr = lib.wg_tunnel_new(seed if seed is not None else ffi.NULL, len(seed or b""))
+        if ptr == ffi.NULL:
             raise MemoryError("cannot create a WireGuard tunnel")
-        self._dev = lib.wg_tunnel_device(self._ptr)
+        self._tunnel = ptr
+        self._handle_open(lambda: lib.wg_tunnel_free(ptr), "Tunnel")
+        self._dev = lib.wg_tunnel_device(ptr)
         self._now = int(now)
         if wall_clock_ns is None:
             if wall_clock is None:
@@ -150,39 +153,28 @@ class Tunnel:
 
     # ---- plumbing ----
     @property
-    def dev(self):  # noqa: ANN201 - cffi pointer
-        if self._ptr is None:
-            raise ClosedError("tunnel is closed")
+    def _tp(self) -> Any:
+        """The C ``wg_tunnel *`` (ClosedError once closed)."""
+        self._check_open()
+        return self._tunnel
+
+    @property
+    def dev(self) -> Any:
+        """The C ``wg_device *``."""
+        self._check_open()
         return self._dev
 
     def _random(self, n: int) -> bytes:
         """Bytes from the tunnel's RNG (deterministic with a seed)."""
         buf = ffi.new("uint8_t[]", n)
-        lib.wg_tunnel_random(self._ptr, buf, n)
+        lib.wg_tunnel_random(self._tp, buf, n)
         return bytes(buf)
 
     def _sync_wall(self) -> None:
-        lib.wg_tunnel_set_wall_ns(self._ptr, max(0, self._wall0_ns + self._now * 1_000_000))
-
-    def close(self) -> None:
-        if self._ptr is not None:
-            ptr, self._ptr = self._ptr, None
-            lib.wg_tunnel_free(ptr)
-
-    def __enter__(self) -> "Tunnel":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
+        lib.wg_tunnel_set_wall_ns(self._tp, max(0, self._wall0_ns + self._now * 1_000_000))
 
     def __repr__(self) -> str:
-        if self._ptr is None:
+        if self.closed:
             return "<Tunnel closed>"
         return f"<Tunnel {self.public_key} at {self.address} t={self._now}ms>"
 
@@ -254,20 +246,20 @@ class Tunnel:
 
     def outgoing(self) -> list[tuple[str | None, bytes]]:
         """Datagrams the tunnel sent since the last call: (endpoint, bytes)."""
-        out = []
+        out: list[tuple[str | None, bytes]] = []
         to = ffi.new("wg_endpoint *")
         while True:
-            n = lib.wg_tunnel_pop_outgoing(self._ptr, to, ffi.NULL, self._buf, lib.WG_MAX_DATAGRAM)
+            n = lib.wg_tunnel_pop_outgoing(self._tp, to, ffi.NULL, self._buf, lib.WG_MAX_DATAGRAM)
             if n < 0:
                 return out
             out.append((_from_c_endpoint(to), bytes(ffi.buffer(self._buf, n))))
 
     def delivered(self) -> list[tuple[PublicKey, bytes]]:
         """IP packets decrypted since the last call: (peer's key, packet)."""
-        out = []
+        out: list[tuple[PublicKey, bytes]] = []
         pub = ffi.new("uint8_t[32]")
         while True:
-            n = lib.wg_tunnel_pop_delivered(self._ptr, pub, self._buf, lib.WG_MAX_DATAGRAM)
+            n = lib.wg_tunnel_pop_delivered(self._tp, pub, self._buf, lib.WG_MAX_DATAGRAM)
             if n < 0:
                 return out
             out.append((PublicKey(bytes(pub)), bytes(ffi.buffer(self._buf, n))))
@@ -275,10 +267,10 @@ class Tunnel:
     def push_random(self, data: bytes) -> None:
         """Bytes handed out before the RNG's: an initiation or a response
         draws 32 ephemeral-key bytes, then 4 index bytes."""
-        check(lib.wg_tunnel_push_random(self._ptr, data, len(data)), "push_random")
+        check(lib.wg_tunnel_push_random(self._tp, data, len(data)), "push_random")
 
     # ---- peers ----
-    def _peer(self, key: KeyLike):  # noqa: ANN202
+    def _peer(self, key: KeyLike) -> Any:
         pub = as_key(PublicKey, key, "public_key")
         p = lib.wg_peer_find(self.dev, pub.raw)
         if p == ffi.NULL:
@@ -356,7 +348,7 @@ class Tunnel:
         rc = lib.wg_peer_allowed_ip_remove(
             self.dev, self._peer(public_key), _FAMILY[net.version], net.network_address.packed, net.prefixlen
         )
-        return rc == 0
+        return bool(rc == 0)
 
     def allowed_ips(self, public_key: KeyLike) -> list[str]:
         p = self._peer(public_key)
@@ -434,11 +426,11 @@ class Tunnel:
     def set_flags(self, *, whiten_timestamps: bool = True) -> None:
         lib.wg_device_set_flags(self.dev, 0 if whiten_timestamps else lib.WG_FLAG_NO_WHITENING)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Device counters; "drops" maps every drop reason to its count."""
         s = ffi.new("struct wg_device_stats *")
         lib.wg_device_stats(self.dev, s)
-        out = {
+        out: dict[str, Any] = {
             name: int(getattr(s, name))
             for name in (
                 "rx_datagrams rx_bytes tx_datagrams tx_bytes rx_packets tx_packets "
@@ -453,7 +445,8 @@ class Tunnel:
 
     @property
     def drops(self) -> dict[str, int]:
-        return self.stats()["drops"]
+        drops: dict[str, int] = self.stats()["drops"]
+        return drops
 
     # ---- UAPI ----
     def ipc_get(self) -> str:
@@ -463,7 +456,7 @@ class Tunnel:
         self._sync_wall()
         check(lib.wg_uapi_get(self.dev, self._now, out, n), "ipc get")
         try:
-            return ffi.string(out[0], n[0]).decode()
+            return str(ffi.string(out[0], n[0]).decode())
         finally:
             lib.wg_uapi_free(out[0])
 

@@ -4,15 +4,31 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG_RING 1024
 
+/* Any thread logs; Python drains. log_mu guards ring, head, count and the
+ * increments of dropped (an atomic, read without the lock); it is held only
+ * to copy one record. errors and min_level are atomics. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t log_cv = PTHREAD_COND_INITIALIZER; /* records queued, or a wake-up */
+static unsigned wakeups;                                /* guarded by log_mu */
 static struct spz_log_record ring[LOG_RING];
 static unsigned head, count;
 static unsigned long long dropped, errors;
 static int min_level = SPZ_LOG_INFO;
 static _Thread_local char thread_name[32];
+
+/* The condition waits on CLOCK_MONOTONIC, so wall-clock steps do not stretch a wait. */
+static void init_cond(void)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&log_cv, &a);
+	pthread_condattr_destroy(&a);
+}
 
 void spz_log_set_level(int level) { __atomic_store_n(&min_level, level, __ATOMIC_RELAXED); }
 
@@ -39,10 +55,11 @@ void spz_log(int level, const char *module, const char *fmt, ...)
 		/* Keep the newest: drop the oldest record. */
 		head = (head + 1) % LOG_RING;
 		count--;
-		dropped++;
+		__atomic_add_fetch(&dropped, 1, __ATOMIC_RELAXED);
 	}
 	ring[(head + count) % LOG_RING] = r;
 	count++;
+	pthread_cond_signal(&log_cv);
 	pthread_mutex_unlock(&log_mu);
 }
 
@@ -62,3 +79,51 @@ int spz_log_drain(struct spz_log_record *out, int max)
 unsigned long long spz_log_dropped(void) { return __atomic_load_n(&dropped, __ATOMIC_RELAXED); }
 
 unsigned long long spz_log_errors(void) { return __atomic_load_n(&errors, __ATOMIC_RELAXED); }
+
+int spz_log_wait(int timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&log_mu);
+	unsigned seen = wakeups;
+	int rc = 0;
+	while (!count && wakeups == seen && rc == 0)
+		rc = pthread_cond_timedwait(&log_cv, &log_mu, &until);
+	int n = (int)count;
+	pthread_mutex_unlock(&log_mu);
+	return n;
+}
+
+void spz_log_wake(void)
+{
+	pthread_mutex_lock(&log_mu);
+	wakeups++;
+	pthread_cond_broadcast(&log_cv);
+	pthread_mutex_unlock(&log_mu);
+}
+
+/* fork(): hold the lock across it so the child's copy is consistent, then
+ * give the child a fresh lock and condition (no other thread exists there to
+ * own them) and an empty queue (the parent drains its own records). */
+static void fork_prepare(void) { pthread_mutex_lock(&log_mu); }
+
+static void fork_parent(void) { pthread_mutex_unlock(&log_mu); }
+
+static void fork_child(void)
+{
+	pthread_mutex_init(&log_mu, NULL);
+	init_cond();
+	head = count = 0;
+}
+
+__attribute__((constructor)) static void log_init(void)
+{
+	init_cond();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}

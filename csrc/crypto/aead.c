@@ -16,7 +16,7 @@ static pthread_once_t cipher_once = PTHREAD_ONCE_INIT;
 
 static void fetch_cipher(void) { cipher = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL); }
 
-int spz_aead_init(struct spz_aead *a, const uint8_t key[32], bool encrypt)
+int spz_aead_init(struct spz_aead *a, const uint8_t key[SPZ_AEAD_KEY_LEN], bool encrypt)
 {
 	pthread_once(&cipher_once, fetch_cipher);
 	a->ctx = NULL;
@@ -25,7 +25,7 @@ int spz_aead_init(struct spz_aead *a, const uint8_t key[32], bool encrypt)
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	if (!c)
 		return -ENOMEM;
-	uint8_t iv[12] = {0};
+	uint8_t iv[SPZ_AEAD_NONCE_LEN] = {0};
 	if (!EVP_CipherInit_ex2(c, cipher, key, iv, encrypt ? 1 : 0, NULL)) {
 		EVP_CIPHER_CTX_free(c);
 		return -EIO;
@@ -41,7 +41,7 @@ void spz_aead_free(struct spz_aead *a)
 	a->ctx = NULL;
 }
 
-static void nonce12(uint8_t n[12], uint64_t counter)
+static void nonce12(uint8_t n[SPZ_AEAD_NONCE_LEN], uint64_t counter)
 {
 	memset(n, 0, 4);
 	for (int i = 0; i < 8; i++)
@@ -50,9 +50,9 @@ static void nonce12(uint8_t n[12], uint64_t counter)
 
 bool spz_aead_seal(struct spz_aead *a, uint64_t counter, const uint8_t *in, size_t len, size_t pad, uint8_t *out)
 {
-	static const uint8_t zeros[16];
+	static const uint8_t zeros[SPZ_AEAD_TAG_LEN];
 	EVP_CIPHER_CTX *c = a->ctx;
-	uint8_t iv[12];
+	uint8_t iv[SPZ_AEAD_NONCE_LEN];
 	int n = 0, f = 0;
 	if (!c || len > INT_MAX || pad > sizeof(zeros))
 		return false;
@@ -70,21 +70,21 @@ bool spz_aead_seal(struct spz_aead *a, uint64_t counter, const uint8_t *in, size
 	size_t total = (size_t)n + (size_t)m + (size_t)f;
 	if (total != len + pad)
 		return false;
-	return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, out + total) == 1;
+	return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SPZ_AEAD_TAG_LEN, out + total) == 1;
 }
 
 bool spz_aead_open(struct spz_aead *a, uint64_t counter, const uint8_t *in, size_t len, uint8_t *out)
 {
 	EVP_CIPHER_CTX *c = a->ctx;
-	uint8_t iv[12];
+	uint8_t iv[SPZ_AEAD_NONCE_LEN];
 	int n = 0, f = 0;
-	if (!c || len < 16 || len - 16 > INT_MAX)
+	if (!c || len < SPZ_AEAD_TAG_LEN || len - SPZ_AEAD_TAG_LEN > INT_MAX)
 		return false;
-	size_t clen = len - 16;
+	size_t clen = len - SPZ_AEAD_TAG_LEN;
 	nonce12(iv, counter);
 	if (!EVP_CipherInit_ex2(c, NULL, NULL, iv, 0, NULL))
 		return false;
-	if (!EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, (void *)(in + clen)))
+	if (!EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SPZ_AEAD_TAG_LEN, (void *)(in + clen)))
 		return false;
 	if (clen && !EVP_CipherUpdate(c, out, &n, in, (int)clen))
 		return false;

@@ -8,12 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto/crypto.h"
+
 struct spz_aead {
 	void *ctx; /* EVP_CIPHER_CTX */
 };
 
 /* 0 or -ENOMEM/-EIO. encrypt selects the direction for the key's lifetime. */
-int spz_aead_init(struct spz_aead *a, const uint8_t key[32], bool encrypt);
+int spz_aead_init(struct spz_aead *a, const uint8_t key[SPZ_AEAD_KEY_LEN], bool encrypt);
 void spz_aead_free(struct spz_aead *a);
 /* Encrypts in[0..len) followed by pad zero bytes (pad <= 16) into out and
  * appends the tag: writes len + pad + 16 bytes. false on an OpenSSL error. */

@@ -90,7 +90,7 @@ static struct b2_tls *tls(void)
 	return t;
 }
 
-void spz_hash(uint8_t out[32], const void *a, size_t alen, const void *b, size_t blen,
+void spz_hash(uint8_t out[SPZ_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen,
               const void *c, size_t clen)
 {
 	struct b2_tls *t = tls();
@@ -101,7 +101,7 @@ void spz_hash(uint8_t out[32], const void *a, size_t alen, const void *b, size_t
 		abort();
 }
 
-void spz_mac(uint8_t out[16], const uint8_t *key, size_t keylen, const void *msg, size_t len)
+void spz_mac(uint8_t out[SPZ_MAC_LEN], const uint8_t *key, size_t keylen, const void *msg, size_t len)
 {
 	struct b2_tls *t = tls();
 	size_t n = 0;
@@ -110,49 +110,49 @@ void spz_mac(uint8_t out[16], const uint8_t *key, size_t keylen, const void *msg
 		abort();
 }
 
-void spz_hmac(uint8_t out[32], const uint8_t *key, size_t keylen, const void *a, size_t alen, const void *b,
+void spz_hmac(uint8_t out[SPZ_HASH_LEN], const uint8_t *key, size_t keylen, const void *a, size_t alen, const void *b,
               size_t blen)
 {
 	static const uint8_t empty[1];
 	struct b2_tls *t = tls();
 	size_t n = 0;
 	if (!EVP_MAC_init(t->hmac, keylen ? key : empty, keylen, NULL) || !EVP_MAC_update(t->hmac, a, alen) ||
-	    (b && !EVP_MAC_update(t->hmac, b, blen)) || !EVP_MAC_final(t->hmac, out, &n, 32) || n != 32)
+	    (b && !EVP_MAC_update(t->hmac, b, blen)) || !EVP_MAC_final(t->hmac, out, &n, SPZ_HASH_LEN) || n != SPZ_HASH_LEN)
 		abort();
 }
 
 void spz_kdf_any(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t *key, size_t keylen, const void *in,
                  size_t inlen)
 {
-	uint8_t prk[32], out[32], ctr;
+	uint8_t prk[SPZ_HASH_LEN], out[SPZ_HASH_LEN], ctr;
 	spz_hmac(prk, key, keylen, in, inlen, NULL, 0);
 	ctr = 1;
-	spz_hmac(out, prk, 32, &ctr, 1, NULL, 0);
-	memcpy(t1, out, 32);
+	spz_hmac(out, prk, SPZ_HASH_LEN, &ctr, 1, NULL, 0);
+	memcpy(t1, out, SPZ_HASH_LEN);
 	if (t2) {
 		ctr = 2;
-		spz_hmac(out, prk, 32, out, 32, &ctr, 1);
-		memcpy(t2, out, 32);
+		spz_hmac(out, prk, SPZ_HASH_LEN, out, SPZ_HASH_LEN, &ctr, 1);
+		memcpy(t2, out, SPZ_HASH_LEN);
 	}
 	if (t2 && t3) {
 		ctr = 3;
-		spz_hmac(out, prk, 32, out, 32, &ctr, 1);
-		memcpy(t3, out, 32);
+		spz_hmac(out, prk, SPZ_HASH_LEN, out, SPZ_HASH_LEN, &ctr, 1);
+		memcpy(t3, out, SPZ_HASH_LEN);
 	}
 	spz_wipe(prk, sizeof(prk));
 	spz_wipe(out, sizeof(out));
 }
 
-void spz_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t key[32], const void *in, size_t inlen)
+void spz_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t key[SPZ_HASH_LEN], const void *in, size_t inlen)
 {
-	spz_kdf_any(t1, t2, t3, key, 32, in, inlen);
+	spz_kdf_any(t1, t2, t3, key, SPZ_HASH_LEN, in, inlen);
 }
 
 void spz_blake2s256(uint8_t *out, const uint8_t *msg, size_t len) { spz_hash(out, msg, len, NULL, 0, NULL, 0); }
 
 int spz_blake2s_mac16(uint8_t *out, const uint8_t *key, size_t keylen, const uint8_t *msg, size_t len)
 {
-	if (keylen < 1 || keylen > 32)
+	if (keylen < 1 || keylen > SPZ_HASH_KEY_MAX)
 		return -EINVAL;
 	spz_mac(out, key, keylen, msg, len);
 	return 0;
@@ -160,5 +160,5 @@ int spz_blake2s_mac16(uint8_t *out, const uint8_t *key, size_t keylen, const uin
 
 void spz_hkdf3(uint8_t *out96, const uint8_t *key, size_t keylen, const uint8_t *in, size_t inlen)
 {
-	spz_kdf_any(out96, out96 + 32, out96 + 64, key, keylen, in, inlen);
+	spz_kdf_any(out96, out96 + SPZ_HASH_LEN, out96 + 2 * SPZ_HASH_LEN, key, keylen, in, inlen);
 }

@@ -3,7 +3,7 @@
 
 #include <time.h>
 
-void spz_tai64n(uint8_t out[12], uint64_t wall_ns, bool whiten)
+void spz_tai64n(uint8_t out[SPZ_TAI64N_LEN], uint64_t wall_ns, bool whiten)
 {
 	uint64_t secs = 0x400000000000000aULL + wall_ns / 1000000000ULL;
 	uint32_t nsec = (uint32_t)(wall_ns % 1000000000ULL);

@@ -12,6 +12,8 @@
 
 #include <sodium.h>
 
+#include "trace/trace.h"
+
 void derp_cp_init(struct derp_cproto *cp, const uint8_t priv[32], const uint8_t pub[32],
 		  const uint8_t *expected_server_key)
 {
@@ -108,6 +110,8 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 			cp->n.keepalives++;
 		return 0;
 	}
+	if (f->type != DERP_FRAME_RECV_PACKET) /* packets: the client's own tap (cp_packet) */
+		TR_TAP(derp, TR_HOP_DC_RX, tr_key_id(cp->pub), NULL, f->type, NULL, f->data, f->len);
 	struct derp_client_event ev = {0};
 	switch (f->type) {
 	case DERP_FRAME_SERVER_KEY:

@@ -70,11 +70,8 @@ static void on_packet(void *arg, const uint8_t src[32], const uint8_t *data, siz
 static void on_state(void *arg, bool connected, const char *why)
 {
 	struct dev_derp *b = arg;
+	(void)why; /* the DERP client logs connection lost/restored */
 	b->st.connected = connected;
-	if (connected)
-		spz_log(SPZ_LOG_INFO, "dev", "DERP bind connected");
-	else
-		spz_log(SPZ_LOG_INFO, "dev", "DERP bind disconnected (%s); reconnecting", why ? why : "?");
 }
 
 static void on_event(void *arg, const struct derp_client_event *ev)

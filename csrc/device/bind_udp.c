@@ -1,6 +1,7 @@
 /* The UDP bind; see bind_udp.h. */
 #include "device/bind_udp.h"
 #include "base/log.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -115,11 +116,14 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 		}
 		for (int i = 0; i < n; i++) {
 			if (rt_udp_batch_truncated(b, i)) {
+				TR_TAP(drop, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, TR_R_UDP_TRUNCATED, NULL, 0);
 				u->st.rx_truncated++;
 				continue;
 			}
 			u->st.rx_datagrams++;
 			u->st.rx_bytes += b->msgs[i].msg_len;
+			TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, rt_udp_unmap(&b->from[i]), u->port,
+			       b->iov[i].iov_base, b->msgs[i].msg_len);
 			u->rx(u->ctx, rt_udp_unmap(&b->from[i]), b->iov[i].iov_base, b->msgs[i].msg_len);
 			/* rx may have rebound the socket (a UAPI set through the
 			 * core): the rest of this batch still belongs to us. */
@@ -137,9 +141,13 @@ int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *da
 		u->st.tx_errors++;
 		return -EAFNOSUPPORT;
 	}
+	TR_TAP(udp, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL, to, u->port, data, len);
 	ssize_t n = sendto(u->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
 	if (n < 0) {
 		int err = errno;
+		TR_TAP(drop, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL,
+		       err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS ? TR_R_UDP_SEND_FULL : TR_R_UDP_SEND_ERROR,
+		       NULL, 0);
 		if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
 			u->st.tx_dropped++;
 		else

@@ -2,6 +2,7 @@
  * thread only; see device.h. */
 #include "device/impl.h"
 #include "base/log.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,11 +16,14 @@ static void op_send(void *ctx, wg_peer *peer, const wg_endpoint *to, const uint8
 	dev_device *d = ctx;
 	int kind = to->family == WG_AF_DERP ? DEV_BIND_DERP : DEV_BIND_UDP;
 	if (!d->binds[kind].ops) {
+		TR_TAP(drop, TR_HOP_DEV, TR_OBJ(d), NULL, TR_R_DEV_NO_BIND, data, len);
 		d->st.tx_no_bind++;
 		return;
 	}
-	if (d->binds[kind].ops->send(d->binds[kind].bind, to, data, len) < 0)
+	if (d->binds[kind].ops->send(d->binds[kind].bind, to, data, len) < 0) {
+		TR_TAP(drop, TR_HOP_DEV, TR_OBJ(d), NULL, TR_R_DEV_BIND_ERROR, NULL, 0);
 		d->st.tx_bind_errors++;
+	}
 }
 
 static void op_deliver(void *ctx, wg_peer *peer, const uint8_t *ip, size_t len)
@@ -31,7 +35,8 @@ static void op_deliver(void *ctx, wg_peer *peer, const uint8_t *ip, size_t len)
 		return;
 	}
 	/* The queue counts what it drops; nothing else to do when full. */
-	dev_queue_push(&d->rxq, ip, len);
+	if (!dev_queue_push(&d->rxq, ip, len))
+		TR_TAP(drop, TR_HOP_DEV, TR_OBJ(d), NULL, TR_R_DEV_QUEUE_FULL, ip, len);
 }
 
 static uint64_t op_wall_ns(void *ctx)
@@ -57,6 +62,7 @@ static void op_handshake_keys(void *ctx, wg_peer *peer, const struct wg_handshak
 {
 	(void)peer;
 	dev_device *d = ctx;
+	TR_TAP(keys, TR_OBJ(d), keys->local_static_private);
 	if (d->keylog)
 		dev_keylog_write(d, keys);
 }

@@ -13,6 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Locking: mu guards every field below it except ring, cap and max_count
+ * (set by dev_queue_init, only read afterwards): the loop thread pushes,
+ * reader threads pop, dev_py_stats reads the counters, the closing thread
+ * sets closed. cv (with mu) wakes readers (waiters of them wait; readers
+ * counts those inside dev_queue_pop) and, on close, dev_queue_destroy
+ * waiting for readers to reach 0. */
 struct dev_queue {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;

@@ -19,6 +19,7 @@
 #define UAPI_MAX_REPLY (64u << 20)
 #define UAPI_MAX_CONNS 32
 #define UAPI_READ_CHUNK 4096
+#define UAPI_OP_LEN 5 /* "get=1" / "set=1" */
 
 /* ---- strbuf ---- */
 
@@ -145,10 +146,32 @@ static bool conn_flush(struct uapi_conn *c)
 	return true;
 }
 
+/* wireguard-go reads the operation line first and closes the connection on
+ * any other than "get=1\n" / "set=1\n" (so "get=1\r\n" gets no reply but
+ * an immediate close, not a wait for a "\n\n" that never comes). true while
+ * the first line is incomplete or a known operation. */
+static bool op_line_ok(struct uapi_conn *c)
+{
+	const char *nl = memchr(c->in.p, '\n', c->in.len);
+	if (!nl)
+		return true;
+	size_t n = (size_t)(nl - c->in.p);
+	if (n == UAPI_OP_LEN && (!memcmp(c->in.p, "get=1", n) || !memcmp(c->in.p, "set=1", n)))
+		return true;
+	bool cr = n > 0 && c->in.p[n - 1] == '\r';
+	spz_log(SPZ_LOG_WARNING, "dev", "uapi %s: invalid operation line%s, closing", c->srv->path,
+		cr ? " (it ends in \\r\\n: UAPI lines end in \\n)" : "");
+	return false;
+}
+
 /* Serves every complete request in the input buffer. false if closed. */
 static bool conn_process(struct uapi_conn *c)
 {
 	while (c->out.len == 0) {
+		if (c->in.len > 0 && !op_line_ok(c)) {
+			conn_free(c);
+			return false;
+		}
 		/* A request ends at its first empty line: "\n\n" (or a lone
 		 * "\n" at the very start, which is an invalid operation). */
 		size_t end = 0;

@@ -14,10 +14,7 @@
 static void on_state(void *arg, bool connected, const char *why)
 {
 	struct gw *g = arg;
-	if (connected)
-		spz_log(SPZ_LOG_INFO, "gateway", "connected to the DERP server");
-	else
-		spz_log(SPZ_LOG_WARNING, "gateway", "DERP connection lost (%s); reconnecting", why ? why : "?");
+	(void)why; /* the DERP client logs connection lost/restored */
 	/* A new connection starts uncongested; a lost one queues: read on. */
 	gw_set_paused(g, false);
 	pthread_mutex_lock(&g->mu);

@@ -30,6 +30,12 @@ struct gw_peer {
 	struct gw_peer_stats st;
 };
 
+/* Locking: everything above `mu` is the loop thread's (the peers, their
+ * sockets, the stats), reached from Python only through rt_call. mu guards
+ * connected, closed and waiters: the loop sets connected (on_connected),
+ * Python threads wait in gw_py_wait_connected (counted in waiters), and
+ * gw_py_shutdown/gw_py_free set closed and wait for waiters to leave. cv
+ * (with mu) is broadcast on each of those changes. */
 struct gw {
 	rt_t *rt;
 	derp_client_t *derp;
@@ -56,10 +62,10 @@ struct gw {
 
 	/* connection state for threads waiting in gw_py_wait_connected */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool connected;
-	bool closed;
-	int waiters;
+	pthread_cond_t cv; /* with mu: connected, closed or waiters changed */
+	bool connected;    /* guarded by mu; written by the loop thread */
+	bool closed;       /* guarded by mu; written by the closing thread */
+	int waiters;       /* guarded by mu; threads in gw_py_wait_connected */
 };
 
 /* peers.c */

@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 
 #include "derp/keys.h"
+#include "trace/trace.h"
 
 /* The local WireGuard sent from `from`: remember it as where this peer's
  * packets go, unless an endpoint is configured. Cheap when unchanged. */
@@ -57,19 +58,25 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 		for (int i = 0; i < n; i++) {
 			size_t len = b->msgs[i].msg_len;
 			if (rt_udp_batch_truncated(b, i)) {
+				TR_TAP(drop, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, TR_R_UDP_TRUNCATED, NULL, 0);
 				g->st.drops_udp_truncated++;
 				continue;
 			}
 			learn(g, p, &b->from[i], b->msgs[i].msg_hdr.msg_namelen);
 			p->st.wg_rx_datagrams++;
 			p->st.wg_rx_bytes += len;
+			TR_TAP(udp, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, (const struct sockaddr *)&b->from[i], 0,
+			       b->iov[i].iov_base, len);
+			TR_TAP(pkt, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, b->iov[i].iov_base, len);
 			int rc = derp_client_send(g->derp, p->key, b->iov[i].iov_base, len);
 			if (rc == 0) {
 				p->st.derp_tx_packets++;
 				p->st.derp_tx_bytes += len;
 			} else if (rc == -EMSGSIZE) {
+				TR_TAP(drop, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, TR_R_GW_OVERSIZE, NULL, 0);
 				p->st.drops_oversize++;
 			} else {
+				TR_TAP(drop, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, TR_R_GW_DERP_SEND, NULL, 0);
 				p->st.drops_send_error++;
 			}
 		}
@@ -88,8 +95,10 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
 {
 	struct gw *g = arg;
+	TR_TAP(pkt, TR_HOP_GW_DERP_IN, TR_OBJ(g), src, data, len);
 	struct gw_peer *p = gw_peer_lookup(g, src);
 	if (!p) {
+		TR_TAP(drop, TR_HOP_GW_DERP_IN, TR_OBJ(g), src, TR_R_GW_UNKNOWN_KEY, NULL, 0);
 		/* Anyone on the relay may send to our key: count, log rarely. */
 		uint64_t n = ++g->st.drops_unknown_key;
 		if ((n & (n - 1)) == 0 && spz_log_enabled(SPZ_LOG_DEBUG)) {
@@ -105,12 +114,16 @@ void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, si
 	if (p->dst_kind == GW_DST_NONE) {
 		gw_peer_update_dst(g, p);
 		if (p->dst_kind == GW_DST_NONE) {
+			TR_TAP(drop, TR_HOP_GW_DERP_IN, TR_OBJ(g), src, TR_R_GW_NO_DESTINATION, NULL, 0);
 			p->st.drops_no_destination++;
 			return;
 		}
 	}
+	TR_TAP(udp, TR_HOP_GW_UDP_OUT, TR_OBJ(g), src, (const struct sockaddr *)&p->dst, 0, data, len);
 	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
 	if (n < 0) {
+		TR_TAP(drop, TR_HOP_GW_UDP_OUT, TR_OBJ(g), src,
+		       errno == EMSGSIZE ? TR_R_GW_OVERSIZE : TR_R_UDP_SEND_ERROR, NULL, 0);
 		if (errno == EMSGSIZE)
 			p->st.drops_oversize++;
 		else

@@ -67,6 +67,16 @@
 #define LWIP_MULTICAST_PING 0
 
 /* ---- TCP ---- */
+/* Loss recovery fit for a relay path (scripts/lwip-patches): the fast timer
+ * (delayed ACKs, RTO) ticks every 10 ms, the slow one (keepalive, persist,
+ * TIME_WAIT) every 500 ms as before; RFC 6298 RTO in ms from RTT samples in
+ * us, 1 s initial, 200 ms minimum (as Linux). */
+#define TCP_TMR_INTERVAL 10
+#define TCP_SLOW_INTERVAL 500
+#define TCP_RTO_INIT_MS 1000
+#define TCP_RTO_MIN_MS 200
+unsigned int ns_clock_us(void);
+#define tcp_clock_us() ((u32_t)ns_clock_us())
 #define TCP_MSS 1380 /* MTU 1420 - 40; IPv6 peers negotiate 1360 */
 #define TCP_CALCULATE_EFF_SEND_MSS 1
 #define LWIP_WND_SCALE 1

@@ -91,17 +91,22 @@ int ns_socketpair(int type, int *ours, int *theirs);
 void ns_set_nonblock(int fd);
 
 /* ---- waitable operations (ns_op.c) ---- */
-enum ns_op_kind { NS_OP_CONNECT, NS_OP_PING, NS_OP_BENCH, NS_OP_SPLICE };
+enum ns_op_kind { NS_OP_CONNECT, NS_OP_PING, NS_OP_SPLICE };
+/* Locking: the loop thread starts and completes the operation; one caller
+ * thread waits (ns_op_wait) and frees it (ns_op_free, after an rt_call that
+ * takes it off the loop). mu guards done, rc, value and taken; cv (with mu)
+ * is broadcast once, when done is set. The loop-side state below is the
+ * loop thread's alone; rt and kind are set at creation and only read. */
 struct ns_op {
 	struct ns_obj obj;        /* linked on the host while pending */
 	rt_t *rt;
 	enum ns_op_kind kind;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;        /* with mu: done was set */
 	bool done;                /* guarded by mu */
 	int rc;                   /* guarded by mu */
-	uint64_t value;
-	bool taken;               /* rc (an fd) was handed out */
+	uint64_t value;           /* guarded by mu */
+	bool taken;               /* guarded by mu: rc (an fd) was handed out */
 	/* loop-side state */
 	bool linked;
 	void (*cancel)(struct ns_op *op); /* on the loop, while pending */

@@ -14,6 +14,7 @@
 #include "lwip/ip4_addr.h"
 #include "lwip/ip6_addr.h"
 #include "ns_hooks.h"
+#include "trace/trace.h"
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
@@ -87,6 +88,7 @@ int ns_hook_input(struct pbuf *p, struct netif *inp)
 	    p->len == p->tot_len ? ns_check_packet(h, p->payload, p->len, &plen) : NS_MALFORMED;
 	if (v == NS_OK)
 		return 0;
+	TR_TAP(drop, TR_HOP_NS_IN, TR_OBJ(h), NULL, v == NS_MALFORMED ? TR_R_NS_MALFORMED : TR_R_NS_NOT_OURS, NULL, 0);
 	if (v == NS_MALFORMED)
 		h->st.drop_malformed++;
 	else

@@ -10,6 +10,7 @@
 #include "lwip/ip.h"
 #include "lwip/raw.h"
 #include "base/log.h"
+#include "trace/trace.h"
 
 /* Outgoing packets that lwIP hands over as a pbuf chain are flattened here
  * (loop thread only; packets never exceed the 16-bit IP length). */
@@ -66,6 +67,7 @@ bool ns_host_owns(const ns_host_t *h, const ip_addr_t *a)
 static err_t emit(ns_host_t *h, struct pbuf *p)
 {
 	if (p->tot_len > h->netif.mtu) {
+		TR_TAP(drop, TR_HOP_NS_OUT, TR_OBJ(h), NULL, TR_R_NS_OVERSIZE, p->payload, p->len);
 		h->st.drop_oversize++;
 		return ERR_OK;
 	}
@@ -76,6 +78,7 @@ static err_t emit(ns_host_t *h, struct pbuf *p)
 	}
 	h->st.tx_packets++;
 	h->st.tx_bytes += p->tot_len;
+	TR_TAP(pkt, TR_HOP_NS_OUT, TR_OBJ(h), NULL, data, p->tot_len);
 	h->output(h->ctx, data, p->tot_len);
 	return ERR_OK;
 }
@@ -122,6 +125,7 @@ struct pbuf *ns_pbuf_for_input(const uint8_t *ip, size_t len)
 
 static int count_drop(ns_host_t *h, enum ns_verdict v)
 {
+	TR_TAP(drop, TR_HOP_NS_IN, TR_OBJ(h), NULL, v == NS_MALFORMED ? TR_R_NS_MALFORMED : TR_R_NS_NOT_OURS, NULL, 0);
 	if (v == NS_MALFORMED)
 		h->st.drop_malformed++;
 	else
@@ -142,6 +146,7 @@ static void deliver(ns_host_t *h, struct pbuf *p, size_t plen)
 int ns_host_input_pbuf(ns_host_t *h, struct pbuf *p)
 {
 	size_t plen = 0;
+	TR_TAP(pkt, TR_HOP_NS_IN, TR_OBJ(h), NULL, p->payload, p->len);
 	enum ns_verdict v = ns_check_packet(h, p->payload, p->len, &plen);
 	if (v != NS_OK) {
 		pbuf_free(p);
@@ -155,6 +160,7 @@ int ns_host_input_pbuf(ns_host_t *h, struct pbuf *p)
 int ns_host_input(ns_host_t *h, const uint8_t *ip, size_t len)
 {
 	size_t plen = 0;
+	TR_TAP(pkt, TR_HOP_NS_IN, TR_OBJ(h), NULL, ip, len);
 	enum ns_verdict v = ns_check_packet(h, ip, len, &plen);
 	if (v == NS_OK && plen > 0xffff - IN_SLACK)
 		v = NS_MALFORMED;
@@ -162,6 +168,7 @@ int ns_host_input(ns_host_t *h, const uint8_t *ip, size_t len)
 		return count_drop(h, v);
 	struct pbuf *p = ns_pbuf_for_input(ip, plen);
 	if (!p) {
+		TR_TAP(drop, TR_HOP_NS_IN, TR_OBJ(h), NULL, TR_R_NS_NO_MEMORY, NULL, 0);
 		h->st.drop_nomem++;
 		return -ENOMEM;
 	}

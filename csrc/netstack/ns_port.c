@@ -14,6 +14,8 @@
 
 /* lwIP compares times wrap-safely, so the u32 truncation is fine. */
 u32_t sys_now(void) { return (u32_t)rt_now_ms(); }
+/* RTT samples in microseconds (tcp_clock_us in lwipopts.h). */
+unsigned int ns_clock_us(void) { return (unsigned int)(rt_now_ns() / 1000u); }
 
 void ns_lwip_assert(const char *msg, const char *file, int line)
 {

@@ -78,12 +78,22 @@ int ns_host_count(void);
 /* lwIP's own protocol counters, for tests: name is "tcp", "udp", "icmp",
  * "icmp6", "ip", "ip6"; fields xmit, recv, drop, err in that order. */
 int ns_lwip_stats(const char *proto, uint64_t out[4]);
+/* TCP loss-recovery events of the whole stack (scripts/lwip-patches): RTOs,
+ * recoveries entered, partial ACKs, SACK retransmissions, tail loss probes,
+ * segments found lost by RACK alone, pacing holds. */
+struct ns_tcp_recovery {
+	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, rack_lost, paced;
+};
+int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
+/* Pacing of every TCP sender of the process on (1, the default) or off (0):
+ * for benchmarks and tests that compare. */
+int ns_tcp_set_pacing(int on);
 
-/* ---- waitable operations (connect, ping, bench) ----
+/* ---- waitable operations (connect, ping) ----
  * ns_op_wait waits up to timeout_ms (-1: forever) and returns -EINPROGRESS
  * if still pending, else the result: an fd for connect (the caller owns it
- * once returned), 0 for ping and bench (then ns_op_value has the round trip
- * / elapsed time in ns), or -errno. ns_op_free cancels a pending operation. */
+ * once returned), 0 for ping (then ns_op_value has the round trip in ns),
+ * or -errno. ns_op_free cancels a pending operation. */
 int ns_op_wait(ns_op_t *op, int timeout_ms);
 uint64_t ns_op_value(ns_op_t *op);
 void ns_op_free(ns_op_t *op);
@@ -152,8 +162,17 @@ struct ns_wire_stats {
 	uint64_t packets[2]; /* sent by side i */
 	uint64_t bytes[2];
 	uint64_t dropped[2]; /* queue full, or nothing plugged in */
+	uint64_t lost[2];    /* by the crafted loss below */
 };
 int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out);
+/* Crafted loss on what `side` sends (tests of TCP loss recovery). A
+ * bottleneck like derper's per-client queue, at the far end of the delay: at
+ * most `depth` packets wait, drained at `per_ms` packets per ms; packets
+ * arriving at a full queue drop the oldest (depth 0: none). A drop list: the TCP segments with
+ * payload whose indices, counted from this call, are in idx (ascending) are
+ * lost. */
+int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms);
+int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n);
 /* Keeps copies of up to max packets for ns_wire_take (0: stop). */
 int ns_wire_capture(ns_wire_t *w, int max);
 /* Pops the oldest captured packet: its length (0: none), side in *side. */
@@ -169,8 +188,5 @@ struct dev_device;
 void ns_dev_output(void *dev, const uint8_t *ip, size_t len);
 int ns_dev_attach(ns_host_t *h, struct dev_device *d);
 int ns_dev_detach(ns_host_t *h, struct dev_device *d);
-
-/* ---- benchmark: raw lwIP bulk TCP from b to a (no sockets) ---- */
-int ns_bench_tcp(ns_host_t *a, ns_host_t *b, uint16_t port, uint64_t bytes, ns_op_t **out);
 
 #endif

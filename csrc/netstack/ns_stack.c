@@ -11,9 +11,13 @@
 
 #include "lwip/init.h"
 #include "lwip/stats.h"
+#include "lwip/tcp.h"
 #include "lwip/timeouts.h"
 #include "base/log.h"
 
+/* ns_mu guards the binding (ns_rt, ns_users): hosts are created and
+ * closed from any thread. The rest, lwIP included, is the stack's loop
+ * thread's alone. */
 static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
 static rt_t *ns_rt;        /* guarded by ns_mu */
 static int ns_users;       /* hosts, guarded by ns_mu */
@@ -142,6 +146,17 @@ void ns_stack_release(void)
 	pthread_mutex_unlock(&ns_mu);
 }
 
+/* fork(): the child gets a consistent copy of ns_mu's state and a lock of
+ * its own. Hosts (and ns_rt) in the copy are the parent's: Python refuses
+ * new hosts in such a child rather than touch them. */
+static void fork_prepare(void) { pthread_mutex_lock(&ns_mu); }
+
+static void fork_parent(void) { pthread_mutex_unlock(&ns_mu); }
+
+static void fork_child(void) { pthread_mutex_init(&ns_mu, NULL); }
+
+__attribute__((constructor)) static void ns_stack_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
 int ns_host_count(void)
 {
 	pthread_mutex_lock(&ns_mu);
@@ -193,4 +208,41 @@ int ns_lwip_stats(const char *proto, uint64_t out[4])
 	struct stats_call c = {.proto = proto, .out = out, .rc = -ESHUTDOWN};
 	int rc = rt_call(rt, stats_on_loop, &c);
 	return rc < 0 ? rc : c.rc;
+}
+
+static void recovery_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct ns_tcp_recovery *o = arg;
+	const struct tcp_recovery_stats *s = &tcp_recovery_stats;
+	*o = (struct ns_tcp_recovery){.rto = s->rto,
+				      .fast_rexmit = s->fast_rexmit,
+				      .partial_ack = s->partial_ack,
+				      .sack_rexmit = s->sack_rexmit,
+				      .tlp = s->tlp,
+				      .rack_lost = s->rack_lost,
+				      .paced = s->paced};
+}
+
+int ns_tcp_recovery_stats(struct ns_tcp_recovery *out)
+{
+	rt_t *rt = ns_stack_rt();
+	if (!rt)
+		return -ENOENT;
+	*out = (struct ns_tcp_recovery){0};
+	return rt_call(rt, recovery_on_loop, out);
+}
+
+static void pacing_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	tcp_pacing = (u8_t)(*(int *)arg != 0);
+}
+
+int ns_tcp_set_pacing(int on)
+{
+	rt_t *rt = ns_stack_rt();
+	if (!rt)
+		return -ENOENT;
+	return rt_call(rt, pacing_on_loop, &on);
 }

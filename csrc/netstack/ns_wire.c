@@ -8,6 +8,7 @@
 #include "lwip/pbuf.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,15 @@ struct wcap { /* a captured copy */
 	uint8_t data[];
 };
 
+/* Crafted loss on one direction (ns_wire_set_bottleneck, ns_wire_drop_list). */
+struct wloss {
+	uint32_t depth, per_ms; /* bottleneck; depth 0: none */
+	uint64_t tokens_milli;  /* packets that may leave now, in 1/1000 */
+	uint64_t last_us;
+	uint32_t *drop, ndrop, next; /* packet indices to lose, ascending */
+	uint64_t index;              /* packets sent since the list was set */
+};
+
 struct wend {
 	ns_wire_t *w;
 	int side;
@@ -42,6 +52,7 @@ struct ns_wire {
 	struct wend ends[2];
 	ns_host_t *hosts[2];
 	struct wq q[2]; /* q[i]: sent by side i */
+	struct wloss loss[2];
 	uint32_t delay_us;
 	rt_timer_t *timer;
 	struct ns_wire_stats st;
@@ -51,12 +62,26 @@ struct ns_wire {
 
 static uint64_t now_us(void) { return rt_now_ns() / 1000u; }
 
+#define US_PER_MS 1000u
+#define IP4_HLEN 20
+#define IP6_HLEN 40
+#define TCP_HLEN_MIN 20
+#define IPPROTO_TCP_NUM 6
+#define WIRE_BURST_MS 4u
+
 static void arm(ns_wire_t *w)
 {
 	uint64_t due = UINT64_MAX;
-	for (int i = 0; i < 2; i++)
-		if (w->q[i].n && w->q[i].s[w->q[i].head].due_us < due)
-			due = w->q[i].s[w->q[i].head].due_us;
+	for (int i = 0; i < 2; i++) {
+		if (!w->q[i].n)
+			continue;
+		uint64_t d = w->q[i].s[w->q[i].head].due_us;
+		/* a bottleneck out of tokens: the next ms refills them */
+		if (w->loss[i].depth && w->loss[i].tokens_milli < US_PER_MS)
+			d = now_us() + US_PER_MS;
+		if (d < due)
+			due = d;
+	}
 	if (due == UINT64_MAX)
 		return;
 	/* The loop's timers are in ms: due now means this very iteration. */
@@ -125,11 +150,71 @@ static void capture(ns_wire_t *w, const uint8_t *ip, size_t len, int side)
 	w->ncap++;
 }
 
+/* Whether a packet carries TCP payload (the drop list counts only those,
+ * so a test's indices do not depend on when pure ACKs leave). */
+static bool tcp_payload(const uint8_t *ip, size_t len)
+{
+	size_t hl;
+	if (len >= IP4_HLEN && ip[0] >> 4 == 4 && ip[9] == IPPROTO_TCP_NUM)
+		hl = (size_t)(ip[0] & 0xf) * 4;
+	else if (len >= IP6_HLEN && ip[0] >> 4 == 6 && ip[6] == IPPROTO_TCP_NUM)
+		hl = IP6_HLEN;
+	else
+		return false;
+	if (len < hl + TCP_HLEN_MIN)
+		return false;
+	return len > hl + (size_t)(ip[hl + 12] >> 4) * 4;
+}
+
+/* Whether the drop list loses the packet now sent. */
+static bool drop_listed(struct wloss *l, const uint8_t *ip, size_t len)
+{
+	if (!tcp_payload(ip, len))
+		return false;
+	uint64_t i = l->index++;
+	if (l->next >= l->ndrop || l->drop[l->next] != i)
+		return false;
+	l->next++;
+	return true;
+}
+
+/* The bottleneck's tokens: per_ms packets per ms, at most WIRE_BURST_MS'
+ * worth (the loop's ms timers fire late by a ms or two). */
+static void refill(struct wloss *l)
+{
+	uint64_t now = now_us(), dt = now - l->last_us;
+	l->last_us = now;
+	uint64_t t = l->tokens_milli + dt * l->per_ms;
+	uint64_t cap = (uint64_t)l->per_ms * US_PER_MS * WIRE_BURST_MS;
+	l->tokens_milli = t < cap ? t : cap;
+}
+
+/* derper's queue: packets that have reached the bottleneck (are due) beyond
+ * its depth drop the oldest. Packets still within the delay have not
+ * reached it yet. Returns how many were dropped. */
+static uint32_t trim(ns_wire_t *w, int s, uint64_t now)
+{
+	struct wq *q = &w->q[s];
+	uint32_t due = 0, dropped = 0;
+	while (due < q->n && q->s[(q->head + due) % q->cap].due_us <= now)
+		due++;
+	for (; due > w->loss[s].depth; due--, dropped++) {
+		pbuf_free(q_pop(q));
+		w->st.lost[s]++;
+	}
+	return dropped;
+}
+
 void ns_wire_output(void *end, const uint8_t *ip, size_t len)
 {
 	struct wend *e = end;
 	ns_wire_t *w = e->w;
 	int s = e->side;
+	struct wloss *l = &w->loss[s];
+	if (l->ndrop && drop_listed(l, ip, len)) {
+		w->st.lost[s]++;
+		return;
+	}
 	struct pbuf *p = w->hosts[1 - s] ? ns_pbuf_for_input(ip, len) : NULL;
 	if (!p || q_push(&w->q[s], p, w->delay_us ? now_us() + w->delay_us : 0) < 0) {
 		if (p)
@@ -156,7 +241,18 @@ static void deliver(rt_t *rt, rt_timer_t *t, void *arg)
 	uint32_t n[2] = {w->q[0].n, w->q[1].n};
 	for (int s = 0; s < 2; s++) {
 		struct wq *q = &w->q[s];
+		struct wloss *l = &w->loss[s];
+		if (l->depth) {
+			refill(l);
+			uint32_t d = trim(w, s, now);
+			n[s] = n[s] > d ? n[s] - d : 0;
+		}
 		while (n[s]-- && q->n && q->s[q->head].due_us <= now) {
+			if (l->depth) {
+				if (l->tokens_milli < US_PER_MS)
+					break;
+				l->tokens_milli -= US_PER_MS;
+			}
 			struct pbuf *p = q_pop(q);
 			ns_host_t *h = w->hosts[1 - s];
 			if (h) {
@@ -196,6 +292,7 @@ struct wire_call {
 	int side;
 	ns_host_t *h;
 	uint32_t delay_us;
+	uint32_t depth, per_ms, *drop, ndrop;
 	int max;
 	uint8_t *buf;
 	size_t cap;
@@ -229,6 +326,58 @@ int ns_wire_set_delay(ns_wire_t *w, uint32_t delay_us)
 {
 	struct wire_call c = {.w = w, .delay_us = delay_us};
 	return rt_call(w->rt, delay_on_loop, &c);
+}
+
+static void bottleneck_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct wire_call *c = arg;
+	struct wloss *l = &c->w->loss[c->side];
+	l->depth = c->depth;
+	l->per_ms = c->per_ms;
+	l->tokens_milli = 0;
+	l->last_us = now_us();
+}
+
+int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms)
+{
+	if ((side != 0 && side != 1) || (depth && !per_ms) || depth > WIRE_MAX_QUEUE || per_ms > WIRE_MAX_QUEUE)
+		return -EINVAL;
+	struct wire_call c = {.w = w, .side = side, .depth = depth, .per_ms = per_ms};
+	return rt_call(w->rt, bottleneck_on_loop, &c);
+}
+
+static void drop_list_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct wire_call *c = arg;
+	struct wloss *l = &c->w->loss[c->side];
+	free(l->drop);
+	l->drop = c->drop;
+	l->ndrop = c->ndrop;
+	l->next = 0;
+	l->index = 0;
+}
+
+int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n)
+{
+	if ((side != 0 && side != 1) || n > WIRE_MAX_QUEUE)
+		return -EINVAL;
+	for (uint32_t i = 1; i < n; i++)
+		if (idx[i] <= idx[i - 1])
+			return -EINVAL; /* ascending, no repeats */
+	uint32_t *copy = NULL;
+	if (n) {
+		copy = malloc(n * sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, idx, n * sizeof(*copy));
+	}
+	struct wire_call c = {.w = w, .side = side, .drop = copy, .ndrop = n};
+	int rc = rt_call(w->rt, drop_list_on_loop, &c);
+	if (rc < 0)
+		free(copy);
+	return rc;
 }
 
 static void stats_on_loop(rt_t *rt, void *arg)
@@ -304,8 +453,10 @@ static void free_on_loop(rt_t *rt, void *arg)
 	(void)rt;
 	ns_wire_t *w = arg;
 	rt_timer_free(w->timer);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
 		q_clear(&w->q[i]);
+		free(w->loss[i].drop);
+	}
 	while (w->cap_head)
 		cap_pop_free(w);
 }

@@ -2,6 +2,7 @@
  * binary min-heap of timers. One thread per runtime. */
 #include "rt.h"
 #include "base/log.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -36,18 +37,24 @@ struct rt_job {
 	rt_fn fn;
 	void *arg;
 	struct rt_job *next;
-	/* for rt_call: the caller waits on done */
+	/* for rt_call: the caller waits on done (guarded by rt->mu) */
 	bool wait;
 	bool done;
 };
 
+/* Locking: mu guards the job queue (jobs_head/tail, each queued job's done
+ * flag), stopping and stopped; any thread queues (rt_post/rt_call), the
+ * loop thread drains. cv (with mu) wakes rt_call callers when their job is
+ * done. Everything else (heap, fds, graveyard, iterations) is the loop
+ * thread's alone; name, epfd, evfd and thread are set before the loop starts
+ * and only read afterwards. */
 struct rt {
 	char name[32];
 	int epfd;
 	int evfd;
 	pthread_t thread;
-	pthread_mutex_t mu; /* guards jobs and stopping */
-	pthread_cond_t cv;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* with mu: a job's done flag was set */
 	struct rt_job *jobs_head, *jobs_tail;
 	bool stopping;
 	bool stopped;
@@ -297,6 +304,7 @@ static void run_jobs(rt_t *rt)
 	pthread_mutex_unlock(&rt->mu);
 	while (j) {
 		struct rt_job *next = j->next;
+		TR_TAP(ctx_clear);
 		j->fn(rt, j->arg);
 		if (j->wait) {
 			pthread_mutex_lock(&rt->mu);
@@ -330,6 +338,7 @@ static int run_timers(rt_t *rt)
 	while (rt->nheap && rt->heap[0]->at <= now && budget--) {
 		rt_timer_t *t = rt->heap[0];
 		heap_remove(rt, 0);
+		TR_TAP(ctx_clear);
 		t->cb(rt, t, t->arg);
 	}
 	if (!rt->nheap)
@@ -363,6 +372,7 @@ static void *loop_main(void *arg)
 		}
 		for (int i = 0; i < n; i++) {
 			struct rt_fdent *e = evs[i].data.ptr;
+			TR_TAP(ctx_clear);
 			if (!e->dead)
 				e->cb(rt, e->fd, evs[i].events, e->arg);
 		}

@@ -14,12 +14,12 @@ struct wg_aip_node {
 	struct wg_aip_node *child[2], *parent;
 	wg_peer *peer;
 	struct wg_aip_node *peer_prev, *peer_next;
-	uint8_t bits[16];
+	uint8_t bits[WG_IP6_LEN];
 	uint8_t cidr;
 	uint8_t family;
 };
 
-static int family_bits(int family) { return family == WG_AF_INET ? 32 : family == WG_AF_INET6 ? 128 : 0; }
+static int family_bits(int family) { return family == WG_AF_INET ? WG_IP4_LEN * 8 : family == WG_AF_INET6 ? WG_IP6_LEN * 8 : 0; }
 
 static struct wg_aip_node **root_of(struct wg_allowedips *a, int family)
 {
@@ -30,7 +30,7 @@ static int bit_at(const uint8_t *key, int i) { return (key[i >> 3] >> (7 - (i & 
 
 static void mask(uint8_t *out, const uint8_t *key, int cidr, int bits)
 {
-	memset(out, 0, 16);
+	memset(out, 0, WG_IP6_LEN);
 	memcpy(out, key, (size_t)bits / 8);
 	for (int i = cidr; i < bits; i++)
 		out[i >> 3] &= (uint8_t)~(0x80 >> (i & 7));
@@ -107,7 +107,7 @@ int wg_aip_insert(struct wg_allowedips *a, int family, const uint8_t *addr, int 
 	int bits = family_bits(family);
 	if (!bits || cidr < 0 || cidr > bits)
 		return -EINVAL;
-	uint8_t key[16];
+	uint8_t key[WG_IP6_LEN];
 	mask(key, addr, cidr, bits);
 	struct wg_aip_node **root = root_of(a, family), *parent = NULL, *node = *root;
 
@@ -172,7 +172,7 @@ int wg_aip_remove(struct wg_allowedips *a, int family, const uint8_t *addr, int 
 	int bits = family_bits(family);
 	if (!bits || cidr < 0 || cidr > bits)
 		return -EINVAL;
-	uint8_t key[16];
+	uint8_t key[WG_IP6_LEN];
 	mask(key, addr, cidr, bits);
 	struct wg_aip_node **root = root_of(a, family), *node = *root;
 	while (node && node->cidr <= cidr && prefix_matches(node, key)) {
@@ -218,7 +218,7 @@ size_t wg_aip_list(const wg_peer *peer, struct wg_allowed_ip *out, size_t max)
 			continue;
 		out[n].family = x->family;
 		out[n].cidr = x->cidr;
-		memcpy(out[n].addr, x->bits, 16);
+		memcpy(out[n].addr, x->bits, WG_IP6_LEN);
 	}
 	return n;
 }
@@ -227,7 +227,7 @@ void wg_aip_foreach(const wg_peer *peer, void (*fn)(void *ctx, const struct wg_a
 {
 	for (const struct wg_aip_node *x = peer->aip_head; x; x = x->peer_next) {
 		struct wg_allowed_ip ip = {.family = x->family, .cidr = x->cidr};
-		memcpy(ip.addr, x->bits, 16);
+		memcpy(ip.addr, x->bits, WG_IP6_LEN);
 		fn(ctx, &ip);
 	}
 }

@@ -7,10 +7,10 @@
 static const char LABEL_MAC1[8] = {'m', 'a', 'c', '1', '-', '-', '-', '-'};
 static const char LABEL_COOKIE[8] = {'c', 'o', 'o', 'k', 'i', 'e', '-', '-'};
 
-static void derive_keys(uint8_t mac1_key[32], uint8_t cookie_key[32], const uint8_t pub[32])
+static void derive_keys(uint8_t mac1_key[NOISE_SYMMETRIC_KEY_LEN], uint8_t cookie_key[NOISE_SYMMETRIC_KEY_LEN], const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
-	spz_hash(mac1_key, LABEL_MAC1, 8, pub, 32, NULL, 0);
-	spz_hash(cookie_key, LABEL_COOKIE, 8, pub, 32, NULL, 0);
+	spz_hash(mac1_key, LABEL_MAC1, sizeof(LABEL_MAC1), pub, NOISE_PUBLIC_KEY_LEN, NULL, 0);
+	spz_hash(cookie_key, LABEL_COOKIE, sizeof(LABEL_COOKIE), pub, NOISE_PUBLIC_KEY_LEN, NULL, 0);
 }
 
 void wg_cookie_checker_init(wg_device *dev)
@@ -30,35 +30,37 @@ void wg_cookie_gen_init(wg_peer *peer)
 }
 
 /* mac1 covers everything before it; mac2 everything before mac2. */
-static size_t mac1_offset(size_t len) { return len - 32; }
-static size_t mac2_offset(size_t len) { return len - 16; }
+static size_t mac1_offset(size_t len) { return len - 2 * COOKIE_LEN; }
+static size_t mac2_offset(size_t len) { return len - COOKIE_LEN; }
 
 void wg_cookie_add_macs(wg_device *dev, wg_peer *peer, uint8_t *msg, size_t len, uint64_t now_ms)
 {
+	(void)dev;
 	struct wg_cookie_gen *g = &peer->cookie;
 	uint8_t *mac1 = msg + mac1_offset(len), *mac2 = msg + mac2_offset(len);
-	spz_mac(mac1, g->mac1_key, 32, msg, mac1_offset(len));
-	memcpy(g->last_mac1, mac1, 16);
+	spz_mac(mac1, g->mac1_key, NOISE_SYMMETRIC_KEY_LEN, msg, mac1_offset(len));
+	memcpy(g->last_mac1, mac1, COOKIE_LEN);
 	g->have_sent_mac1 = true;
 	if (!g->cookie_valid || now_ms - g->cookie_ms >= WG_COOKIE_VALID_TIME) {
-		memset(mac2, 0, 16);
+		memset(mac2, 0, COOKIE_LEN);
 		return;
 	}
-	spz_mac(mac2, g->cookie, 16, msg, mac2_offset(len));
+	spz_mac(mac2, g->cookie, COOKIE_LEN, msg, mac2_offset(len));
 }
 
 bool wg_cookie_check_mac1(wg_device *dev, const uint8_t *msg, size_t len)
 {
-	uint8_t mac[16];
-	spz_mac(mac, dev->checker.mac1_key, 32, msg, mac1_offset(len));
-	return spz_equal(mac, msg + mac1_offset(len), 16);
+	uint8_t mac[COOKIE_LEN];
+	spz_mac(mac, dev->checker.mac1_key, NOISE_SYMMETRIC_KEY_LEN, msg, mac1_offset(len));
+	return spz_equal(mac, msg + mac1_offset(len), COOKIE_LEN);
 }
 
 /* The bytes identifying a source: family, address, port (any stable
  * encoding works; the other side treats the cookie as opaque). */
-static size_t source_bytes(const wg_endpoint *from, uint8_t out[40])
+#define SOURCE_MAX (2 + WG_ENDPOINT_ADDR_LEN + 2) /* family, address, port */
+static size_t source_bytes(const wg_endpoint *from, uint8_t out[SOURCE_MAX])
 {
-	size_t n = from->family == WG_AF_INET ? 4 : from->family == WG_AF_INET6 ? 16 : 32;
+	size_t n = from->family == WG_AF_INET ? WG_IP4_LEN : from->family == WG_AF_INET6 ? WG_IP6_LEN : WG_ENDPOINT_ADDR_LEN;
 	out[0] = (uint8_t)from->family;
 	out[1] = (uint8_t)(from->family >> 8);
 	memcpy(out + 2, from->addr, n);
@@ -67,42 +69,42 @@ static size_t source_bytes(const wg_endpoint *from, uint8_t out[40])
 	return n + 4;
 }
 
-static void make_cookie(wg_device *dev, uint8_t cookie[16], const wg_endpoint *from, uint64_t now_ms)
+static void make_cookie(wg_device *dev, uint8_t cookie[COOKIE_LEN], const wg_endpoint *from, uint64_t now_ms)
 {
 	struct wg_cookie_checker *c = &dev->checker;
 	/* The secret rotates lazily every two minutes. */
 	if (!c->secret_valid || now_ms - c->secret_ms >= WG_COOKIE_REFRESH_TIME) {
-		wg_dev_random(dev, c->secret, 32);
+		wg_dev_random(dev, c->secret, COOKIE_SECRET_LEN);
 		c->secret_ms = now_ms;
 		c->secret_valid = true;
 	}
-	uint8_t src[40];
+	uint8_t src[SOURCE_MAX];
 	size_t n = source_bytes(from, src);
-	spz_mac(cookie, c->secret, 32, src, n);
+	spz_mac(cookie, c->secret, COOKIE_SECRET_LEN, src, n);
 }
 
 bool wg_cookie_check_mac2(wg_device *dev, const uint8_t *msg, size_t len, const wg_endpoint *from, uint64_t now_ms)
 {
-	uint8_t cookie[16], mac[16];
+	uint8_t cookie[COOKIE_LEN], mac[COOKIE_LEN];
 	make_cookie(dev, cookie, from, now_ms);
-	spz_mac(mac, cookie, 16, msg, mac2_offset(len));
-	bool ok = spz_equal(mac, msg + mac2_offset(len), 16);
+	spz_mac(mac, cookie, COOKIE_LEN, msg, mac2_offset(len));
+	bool ok = spz_equal(mac, msg + mac2_offset(len), COOKIE_LEN);
 	spz_wipe(cookie, sizeof(cookie));
 	return ok;
 }
 
 void wg_cookie_send_reply(wg_device *dev, const uint8_t *msg, size_t len, const wg_endpoint *from, uint64_t now_ms)
 {
-	uint8_t reply[WG_COOKIE_LEN], cookie[16];
+	uint8_t reply[WG_COOKIE_LEN], cookie[COOKIE_LEN];
 	if (from->family == WG_AF_NONE)
 		return; /* no source to answer */
 	memset(reply, 0, sizeof(reply));
 	reply[0] = WG_MSG_COOKIE;
-	/* Both handshake messages carry the sender index at offset 4. */
-	memcpy(reply + WG_COOKIE_RECEIVER, msg + 4, 4);
-	wg_dev_random(dev, reply + WG_COOKIE_NONCE, 24);
+	/* Both handshake messages carry the sender index at the same offset. */
+	memcpy(reply + WG_COOKIE_RECEIVER, msg + WG_INIT_SENDER, WG_INDEX_LEN);
+	wg_dev_random(dev, reply + WG_COOKIE_NONCE, COOKIE_NONCE_LEN);
 	make_cookie(dev, cookie, from, now_ms);
-	spz_xaead_encrypt(reply + WG_COOKIE_ENCRYPTED, cookie, 16, msg + mac1_offset(len), 16,
+	spz_xaead_encrypt(reply + WG_COOKIE_ENCRYPTED, cookie, COOKIE_LEN, msg + mac1_offset(len), COOKIE_LEN,
 	                  reply + WG_COOKIE_NONCE, dev->checker.cookie_key);
 	spz_wipe(cookie, sizeof(cookie));
 	dev->stats.cookies_sent++;
@@ -117,13 +119,13 @@ int wg_cookie_consume_reply(wg_device *dev, const uint8_t *msg, uint64_t now_ms)
 	if (!ent)
 		return WG_DROP_UNKNOWN_INDEX;
 	struct wg_cookie_gen *g = &ent->peer->cookie;
-	uint8_t cookie[16];
+	uint8_t cookie[COOKIE_LEN];
 	/* A reply answers our last mac1, once. */
 	if (!g->have_sent_mac1 ||
-	    !spz_xaead_decrypt(cookie, msg + WG_COOKIE_ENCRYPTED, 32, g->last_mac1, 16, msg + WG_COOKIE_NONCE,
+	    !spz_xaead_decrypt(cookie, msg + WG_COOKIE_ENCRYPTED, NOISE_ENCRYPTED_LEN(COOKIE_LEN), g->last_mac1, COOKIE_LEN, msg + WG_COOKIE_NONCE,
 	                       g->cookie_key))
 		return WG_DROP_BAD_COOKIE;
-	memcpy(g->cookie, cookie, 16);
+	memcpy(g->cookie, cookie, COOKIE_LEN);
 	spz_wipe(cookie, sizeof(cookie));
 	g->cookie_ms = now_ms;
 	g->cookie_valid = true;

@@ -12,10 +12,10 @@
 
 /* RFC 5952 text of an IPv6 address (like Go's netip): lowercase, longest
  * run (>= 2) of zero groups as "::", dotted quad only for ::ffff:a.b.c.d. */
-static int format_ip6(const uint8_t a[16], char *buf, size_t cap)
+static int format_ip6(const uint8_t a[WG_IP6_LEN], char *buf, size_t cap)
 {
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	if (!memcmp(a, mapped, 12))
+	static const uint8_t mapped[WG_IP6_LEN - WG_IP4_LEN] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (!memcmp(a, mapped, sizeof(mapped)))
 		return snprintf(buf, cap, "::ffff:%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
 	uint16_t g[8];
 	for (int i = 0; i < 8; i++)
@@ -77,8 +77,8 @@ int wg_endpoint_format(const wg_endpoint *ep, char *buf, size_t cap)
 			n = snprintf(buf, cap, "[%s]:%u", ip, ep->port);
 		break;
 	case WG_AF_DERP: {
-		char hex[65];
-		spz_hex_encode(hex, ep->addr, 32);
+		char hex[2 * WG_ENDPOINT_ADDR_LEN + 1];
+		spz_hex_encode(hex, ep->addr, WG_ENDPOINT_ADDR_LEN);
 		n = snprintf(buf, cap, "derp:%s", hex);
 		break;
 	}
@@ -89,11 +89,13 @@ int wg_endpoint_format(const wg_endpoint *ep, char *buf, size_t cap)
 	return n;
 }
 
+#define UINT64_DIGITS 20 /* 18446744073709551615 */
+
 /* A decimal number without sign or spaces, at most max. */
 int wg_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
-	if (!len || len > 20)
+	if (!len || len > UINT64_DIGITS)
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] < '0' || s[i] > '9')
@@ -110,14 +112,14 @@ int wg_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
 }
 
 /* A numeric IPv4 or IPv6 address (no zone). */
-int wg_parse_ip(const char *s, size_t len, int *family, uint8_t out[16])
+int wg_parse_ip(const char *s, size_t len, int *family, uint8_t out[WG_IP6_LEN])
 {
 	char tmp[64];
 	if (!len || len >= sizeof(tmp))
 		return -EINVAL;
 	memcpy(tmp, s, len);
 	tmp[len] = 0;
-	memset(out, 0, 16);
+	memset(out, 0, WG_IP6_LEN);
 	if (inet_pton(AF_INET, tmp, out) == 1) {
 		*family = WG_AF_INET;
 		return 0;
@@ -133,7 +135,7 @@ int wg_endpoint_parse(const char *s, size_t len, wg_endpoint *ep)
 {
 	memset(ep, 0, sizeof(*ep));
 	if (len > 5 && !memcmp(s, "derp:", 5)) {
-		if (spz_hex_decode(ep->addr, 32, s + 5, len - 5) != 0)
+		if (spz_hex_decode(ep->addr, WG_ENDPOINT_ADDR_LEN, s + 5, len - 5) != 0)
 			return -EINVAL;
 		ep->family = WG_AF_DERP;
 		return 0;
@@ -198,7 +200,7 @@ int wg_endpoint_from_sockaddr(wg_endpoint *ep, const struct sockaddr *sa, sockle
 		ep->family = WG_AF_INET6;
 		ep->port = ntohs(in6->sin6_port);
 		ep->scope_id = in6->sin6_scope_id;
-		memcpy(ep->addr, &in6->sin6_addr, 16);
+		memcpy(ep->addr, &in6->sin6_addr, WG_IP6_LEN);
 		return 0;
 	}
 	return -EAFNOSUPPORT;
@@ -219,7 +221,7 @@ int wg_endpoint_to_sockaddr(const wg_endpoint *ep, struct sockaddr_storage *ss)
 		in6->sin6_family = AF_INET6;
 		in6->sin6_port = htons(ep->port);
 		in6->sin6_scope_id = ep->scope_id;
-		memcpy(&in6->sin6_addr, ep->addr, 16);
+		memcpy(&in6->sin6_addr, ep->addr, WG_IP6_LEN);
 		return (int)sizeof(*in6);
 	}
 	return -EAFNOSUPPORT;
@@ -229,6 +231,6 @@ bool wg_endpoint_equal(const wg_endpoint *a, const wg_endpoint *b)
 {
 	if (a->family != b->family || a->port != b->port || a->scope_id != b->scope_id)
 		return false;
-	size_t n = a->family == WG_AF_INET ? 4 : a->family == WG_AF_INET6 ? 16 : a->family == WG_AF_DERP ? 32 : 0;
+	size_t n = a->family == WG_AF_INET ? WG_IP4_LEN : a->family == WG_AF_INET6 ? WG_IP6_LEN : a->family == WG_AF_DERP ? WG_ENDPOINT_ADDR_LEN : 0;
 	return !memcmp(a->addr, b->addr, n);
 }

@@ -10,65 +10,65 @@
 static const char CONSTRUCTION[] = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
 static const char IDENTIFIER[] = "WireGuard v1 zx2c4 Jason@zx2c4.com";
 
-static uint8_t C0[32], H0[32];
+static uint8_t C0[NOISE_HASH_LEN], H0[NOISE_HASH_LEN];
 static pthread_once_t consts_once = PTHREAD_ONCE_INIT;
 
 static void consts_init(void)
 {
 	spz_hash(C0, CONSTRUCTION, sizeof(CONSTRUCTION) - 1, NULL, 0, NULL, 0);
-	spz_hash(H0, C0, 32, IDENTIFIER, sizeof(IDENTIFIER) - 1, NULL, 0);
+	spz_hash(H0, C0, NOISE_HASH_LEN, IDENTIFIER, sizeof(IDENTIFIER) - 1, NULL, 0);
 }
 
-static void mix_hash(uint8_t h[32], const void *x, size_t len) { spz_hash(h, h, 32, x, len, NULL, 0); }
+static void mix_hash(uint8_t h[NOISE_HASH_LEN], const void *x, size_t len) { spz_hash(h, h, NOISE_HASH_LEN, x, len, NULL, 0); }
 
-static void mix_key(uint8_t c[32], const void *x, size_t len) { spz_kdf(c, NULL, NULL, c, x, len); }
+static void mix_key(uint8_t c[NOISE_HASH_LEN], const void *x, size_t len) { spz_kdf(c, NULL, NULL, c, x, len); }
 
 /* (C, k) = KDF2(C, DH(priv, pub)); false for a low-order result. */
-static bool mix_dh(uint8_t c[32], uint8_t k[32], const uint8_t priv[32], const uint8_t pub[32])
+static bool mix_dh(uint8_t c[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN], const uint8_t priv[NOISE_PUBLIC_KEY_LEN], const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
-	uint8_t dh[32];
+	uint8_t dh[NOISE_PUBLIC_KEY_LEN];
 	if (!spz_x25519(dh, priv, pub))
 		return false;
-	spz_kdf(c, k, NULL, c, dh, 32);
+	spz_kdf(c, k, NULL, c, dh, NOISE_PUBLIC_KEY_LEN);
 	spz_wipe(dh, sizeof(dh));
 	return true;
 }
 
 /* (C, k) = KDF2(C, precomputed) */
-static void mix_precomputed(uint8_t c[32], uint8_t k[32], const uint8_t dh[32]) { spz_kdf(c, k, NULL, c, dh, 32); }
+static void mix_precomputed(uint8_t c[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN], const uint8_t dh[NOISE_PUBLIC_KEY_LEN]) { spz_kdf(c, k, NULL, c, dh, NOISE_PUBLIC_KEY_LEN); }
 
 /* C = KDF1(C, DH(priv, pub)) */
-static bool mix_dh1(uint8_t c[32], const uint8_t priv[32], const uint8_t pub[32])
+static bool mix_dh1(uint8_t c[NOISE_HASH_LEN], const uint8_t priv[NOISE_PUBLIC_KEY_LEN], const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
-	uint8_t dh[32];
+	uint8_t dh[NOISE_PUBLIC_KEY_LEN];
 	if (!spz_x25519(dh, priv, pub))
 		return false;
-	mix_key(c, dh, 32);
+	mix_key(c, dh, NOISE_PUBLIC_KEY_LEN);
 	spz_wipe(dh, sizeof(dh));
 	return true;
 }
 
-static void mix_psk(uint8_t c[32], uint8_t h[32], uint8_t k[32], const uint8_t psk[32])
+static void mix_psk(uint8_t c[NOISE_HASH_LEN], uint8_t h[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN], const uint8_t psk[NOISE_SYMMETRIC_KEY_LEN])
 {
-	uint8_t tau[32];
-	spz_kdf(c, tau, k, c, psk, 32);
-	mix_hash(h, tau, 32);
+	uint8_t tau[NOISE_SYMMETRIC_KEY_LEN];
+	spz_kdf(c, tau, k, c, psk, NOISE_SYMMETRIC_KEY_LEN);
+	mix_hash(h, tau, NOISE_SYMMETRIC_KEY_LEN);
 	spz_wipe(tau, sizeof(tau));
 }
 
-static void generate_ephemeral(wg_device *dev, uint8_t priv[32], uint8_t pub[32])
+static void generate_ephemeral(wg_device *dev, uint8_t priv[NOISE_PUBLIC_KEY_LEN], uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
-	wg_dev_random(dev, priv, 32);
+	wg_dev_random(dev, priv, NOISE_PUBLIC_KEY_LEN);
 	spz_x25519_clamp(priv);
 	spz_x25519_public(pub, priv);
 }
 
 static void hs_zero(struct wg_handshake *hs)
 {
-	spz_wipe(hs->hash, 32);
-	spz_wipe(hs->chaining_key, 32);
-	spz_wipe(hs->ephemeral_private, 32);
-	memset(hs->remote_ephemeral, 0, 32);
+	spz_wipe(hs->hash, NOISE_HASH_LEN);
+	spz_wipe(hs->chaining_key, NOISE_HASH_LEN);
+	spz_wipe(hs->ephemeral_private, NOISE_PUBLIC_KEY_LEN);
+	memset(hs->remote_ephemeral, 0, NOISE_PUBLIC_KEY_LEN);
 	hs->remote_index = 0;
 	hs->state = WG_HS_ZEROED;
 }
@@ -93,10 +93,10 @@ static void report_keys(wg_device *dev, wg_peer *peer)
 	if (!dev->ops.handshake_keys)
 		return;
 	struct wg_handshake_keys k;
-	memcpy(k.local_static_private, dev->priv, 32);
-	memcpy(k.remote_static_public, peer->pub, 32);
-	memcpy(k.local_ephemeral_private, peer->hs.ephemeral_private, 32);
-	memcpy(k.preshared_key, peer->hs.psk, 32);
+	memcpy(k.local_static_private, dev->priv, NOISE_PUBLIC_KEY_LEN);
+	memcpy(k.remote_static_public, peer->pub, NOISE_PUBLIC_KEY_LEN);
+	memcpy(k.local_ephemeral_private, peer->hs.ephemeral_private, NOISE_PUBLIC_KEY_LEN);
+	memcpy(k.preshared_key, peer->hs.psk, NOISE_SYMMETRIC_KEY_LEN);
 	dev->ops.handshake_keys(dev->ops.ctx, peer, &k);
 	spz_wipe(&k, sizeof(k));
 }
@@ -104,7 +104,7 @@ static void report_keys(wg_device *dev, wg_peer *peer)
 /* The end of creating a handshake message (initiation or response): a
  * sender index, the new state, the keys for the key log; k (the last
  * AEAD key) is wiped either way, and on failure the handshake too. */
-static int hs_created(wg_device *dev, wg_peer *peer, uint8_t *sender, enum wg_hs_state state, uint8_t k[32])
+static int hs_created(wg_device *dev, wg_peer *peer, uint8_t *sender, enum wg_hs_state state, uint8_t k[NOISE_SYMMETRIC_KEY_LEN])
 {
 	struct wg_handshake *hs = &peer->hs;
 	int rc = hs_register(dev, peer);
@@ -113,7 +113,7 @@ static int hs_created(wg_device *dev, wg_peer *peer, uint8_t *sender, enum wg_hs
 		hs->state = state;
 		report_keys(dev, peer);
 	}
-	spz_wipe(k, 32);
+	spz_wipe(k, NOISE_SYMMETRIC_KEY_LEN);
 	if (rc != 0) {
 		hs_zero(hs);
 		return -EINVAL;
@@ -126,39 +126,39 @@ void wg_noise_precompute(wg_device *dev, wg_peer *peer)
 	pthread_once(&consts_once, consts_init);
 	peer->hs.ss_valid = dev->has_key && spz_x25519(peer->hs.precomputed_ss, dev->priv, peer->pub);
 	if (!peer->hs.ss_valid)
-		spz_wipe(peer->hs.precomputed_ss, 32);
+		spz_wipe(peer->hs.precomputed_ss, NOISE_PUBLIC_KEY_LEN);
 }
 
 int wg_noise_create_initiation(wg_device *dev, wg_peer *peer, uint8_t msg[WG_INITIATION_LEN])
 {
 	struct wg_handshake *hs = &peer->hs;
-	uint8_t k[32], ts[12];
+	uint8_t k[NOISE_SYMMETRIC_KEY_LEN], ts[NOISE_TIMESTAMP_LEN];
 	if (!dev->has_key || !hs->ss_valid)
 		return -ENOKEY;
 	memset(msg, 0, WG_INITIATION_LEN);
 	msg[0] = WG_MSG_INITIATION;
 
-	memcpy(hs->chaining_key, C0, 32);
-	memcpy(hs->hash, H0, 32);
-	mix_hash(hs->hash, peer->pub, 32);
+	memcpy(hs->chaining_key, C0, NOISE_HASH_LEN);
+	memcpy(hs->hash, H0, NOISE_HASH_LEN);
+	mix_hash(hs->hash, peer->pub, NOISE_PUBLIC_KEY_LEN);
 
 	/* e */
 	uint8_t *eph = msg + WG_INIT_EPHEMERAL;
 	generate_ephemeral(dev, hs->ephemeral_private, eph);
-	mix_key(hs->chaining_key, eph, 32);
-	mix_hash(hs->hash, eph, 32);
+	mix_key(hs->chaining_key, eph, NOISE_PUBLIC_KEY_LEN);
+	mix_hash(hs->hash, eph, NOISE_PUBLIC_KEY_LEN);
 	/* es */
 	if (!mix_dh(hs->chaining_key, k, hs->ephemeral_private, peer->pub))
 		goto fail;
 	/* s */
-	spz_aead_encrypt(msg + WG_INIT_STATIC, dev->pub, 32, hs->hash, 32, 0, k);
-	mix_hash(hs->hash, msg + WG_INIT_STATIC, 32 + 16);
+	spz_aead_encrypt(msg + WG_INIT_STATIC, dev->pub, NOISE_PUBLIC_KEY_LEN, hs->hash, NOISE_HASH_LEN, 0, k);
+	mix_hash(hs->hash, msg + WG_INIT_STATIC, NOISE_ENCRYPTED_LEN(NOISE_PUBLIC_KEY_LEN));
 	/* ss */
 	mix_precomputed(hs->chaining_key, k, hs->precomputed_ss);
 	/* {t} */
 	spz_tai64n(ts, wg_dev_wall_ns(dev), !(dev->flags & WG_FLAG_NO_WHITENING));
-	spz_aead_encrypt(msg + WG_INIT_TIMESTAMP, ts, 12, hs->hash, 32, 0, k);
-	mix_hash(hs->hash, msg + WG_INIT_TIMESTAMP, 12 + 16);
+	spz_aead_encrypt(msg + WG_INIT_TIMESTAMP, ts, NOISE_TIMESTAMP_LEN, hs->hash, NOISE_HASH_LEN, 0, k);
+	mix_hash(hs->hash, msg + WG_INIT_TIMESTAMP, NOISE_ENCRYPTED_LEN(NOISE_TIMESTAMP_LEN));
 
 	return hs_created(dev, peer, msg + WG_INIT_SENDER, WG_HS_INITIATION_CREATED, k);
 fail:
@@ -169,25 +169,25 @@ fail:
 
 int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *msg, wg_peer **out)
 {
-	uint8_t c[32], h[32], k[32], s[32], ts[12];
+	uint8_t c[NOISE_HASH_LEN], h[NOISE_HASH_LEN], k[NOISE_SYMMETRIC_KEY_LEN], s[NOISE_PUBLIC_KEY_LEN], ts[NOISE_TIMESTAMP_LEN];
 	const uint8_t *e = msg + WG_INIT_EPHEMERAL;
 	int reason = WG_DROP_HANDSHAKE_DECRYPT;
 	wg_peer *peer = NULL;
 	pthread_once(&consts_once, consts_init);
 
-	memcpy(c, C0, 32);
-	memcpy(h, H0, 32);
-	mix_hash(h, dev->pub, 32);
+	memcpy(c, C0, NOISE_HASH_LEN);
+	memcpy(h, H0, NOISE_HASH_LEN);
+	mix_hash(h, dev->pub, NOISE_PUBLIC_KEY_LEN);
 	/* e */
-	mix_key(c, e, 32);
-	mix_hash(h, e, 32);
+	mix_key(c, e, NOISE_PUBLIC_KEY_LEN);
+	mix_hash(h, e, NOISE_PUBLIC_KEY_LEN);
 	/* es */
 	if (!mix_dh(c, k, dev->priv, e))
 		goto out;
 	/* s */
-	if (!spz_aead_decrypt(s, msg + WG_INIT_STATIC, 32 + 16, h, 32, 0, k))
+	if (!spz_aead_decrypt(s, msg + WG_INIT_STATIC, NOISE_ENCRYPTED_LEN(NOISE_PUBLIC_KEY_LEN), h, NOISE_HASH_LEN, 0, k))
 		goto out;
-	mix_hash(h, msg + WG_INIT_STATIC, 32 + 16);
+	mix_hash(h, msg + WG_INIT_STATIC, NOISE_ENCRYPTED_LEN(NOISE_PUBLIC_KEY_LEN));
 	peer = wg_peer_lookup(dev, s);
 	if (!peer) {
 		reason = WG_DROP_UNKNOWN_PEER;
@@ -199,12 +199,12 @@ int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *
 	/* ss */
 	mix_precomputed(c, k, hs->precomputed_ss);
 	/* {t} */
-	if (!spz_aead_decrypt(ts, msg + WG_INIT_TIMESTAMP, 12 + 16, h, 32, 0, k))
+	if (!spz_aead_decrypt(ts, msg + WG_INIT_TIMESTAMP, NOISE_ENCRYPTED_LEN(NOISE_TIMESTAMP_LEN), h, NOISE_HASH_LEN, 0, k))
 		goto out;
-	mix_hash(h, msg + WG_INIT_TIMESTAMP, 12 + 16);
+	mix_hash(h, msg + WG_INIT_TIMESTAMP, NOISE_ENCRYPTED_LEN(NOISE_TIMESTAMP_LEN));
 
 	/* Replay: the timestamp must grow. Flood: at most one per 20 ms. */
-	if (memcmp(ts, hs->latest_timestamp, 12) <= 0) {
+	if (memcmp(ts, hs->latest_timestamp, NOISE_TIMESTAMP_LEN) <= 0) {
 		reason = WG_DROP_STALE_TIMESTAMP;
 		goto out;
 	}
@@ -213,27 +213,27 @@ int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *
 		goto out;
 	}
 
-	memcpy(hs->remote_ephemeral, e, 32);
-	memcpy(hs->latest_timestamp, ts, 12);
+	memcpy(hs->remote_ephemeral, e, NOISE_PUBLIC_KEY_LEN);
+	memcpy(hs->latest_timestamp, ts, NOISE_TIMESTAMP_LEN);
 	hs->last_initiation_ms = now_ms;
 	hs->have_initiation = true;
-	memcpy(hs->hash, h, 32);
-	memcpy(hs->chaining_key, c, 32);
+	memcpy(hs->hash, h, NOISE_HASH_LEN);
+	memcpy(hs->chaining_key, c, NOISE_HASH_LEN);
 	hs->remote_index = wg_le32(msg + WG_INIT_SENDER);
 	hs->state = WG_HS_INITIATION_CONSUMED;
 	*out = peer;
 	reason = 0;
 out:
-	spz_wipe(c, 32);
-	spz_wipe(h, 32);
-	spz_wipe(k, 32);
+	spz_wipe(c, NOISE_HASH_LEN);
+	spz_wipe(h, NOISE_HASH_LEN);
+	spz_wipe(k, NOISE_SYMMETRIC_KEY_LEN);
 	return reason;
 }
 
 int wg_noise_create_response(wg_device *dev, wg_peer *peer, uint8_t msg[WG_RESPONSE_LEN])
 {
 	struct wg_handshake *hs = &peer->hs;
-	uint8_t k[32];
+	uint8_t k[NOISE_SYMMETRIC_KEY_LEN];
 	if (hs->state != WG_HS_INITIATION_CONSUMED)
 		return -EINVAL;
 	memset(msg, 0, WG_RESPONSE_LEN);
@@ -243,8 +243,8 @@ int wg_noise_create_response(wg_device *dev, wg_peer *peer, uint8_t msg[WG_RESPO
 	/* e */
 	uint8_t *eph = msg + WG_RESP_EPHEMERAL;
 	generate_ephemeral(dev, hs->ephemeral_private, eph);
-	mix_key(hs->chaining_key, eph, 32);
-	mix_hash(hs->hash, eph, 32);
+	mix_key(hs->chaining_key, eph, NOISE_PUBLIC_KEY_LEN);
+	mix_hash(hs->hash, eph, NOISE_PUBLIC_KEY_LEN);
 	/* ee, se */
 	if (!mix_dh1(hs->chaining_key, hs->ephemeral_private, hs->remote_ephemeral) ||
 	    !mix_dh1(hs->chaining_key, hs->ephemeral_private, peer->pub))
@@ -252,8 +252,8 @@ int wg_noise_create_response(wg_device *dev, wg_peer *peer, uint8_t msg[WG_RESPO
 	/* psk */
 	mix_psk(hs->chaining_key, hs->hash, k, hs->psk);
 	/* {} */
-	spz_aead_encrypt(msg + WG_RESP_EMPTY, NULL, 0, hs->hash, 32, 0, k);
-	mix_hash(hs->hash, msg + WG_RESP_EMPTY, 16);
+	spz_aead_encrypt(msg + WG_RESP_EMPTY, NULL, 0, hs->hash, NOISE_HASH_LEN, 0, k);
+	mix_hash(hs->hash, msg + WG_RESP_EMPTY, NOISE_ENCRYPTED_LEN(0));
 
 	return hs_created(dev, peer, msg + WG_RESP_SENDER, WG_HS_RESPONSE_CREATED, k);
 fail:
@@ -269,36 +269,36 @@ int wg_noise_consume_response(wg_device *dev, const uint8_t *msg, wg_peer **out)
 		return WG_DROP_UNKNOWN_INDEX;
 	wg_peer *peer = ent->peer;
 	struct wg_handshake *hs = &peer->hs;
-	uint8_t c[32], h[32], k[32];
+	uint8_t c[NOISE_HASH_LEN], h[NOISE_HASH_LEN], k[NOISE_SYMMETRIC_KEY_LEN];
 	const uint8_t *e = msg + WG_RESP_EPHEMERAL;
 	int reason = WG_DROP_HANDSHAKE_DECRYPT;
 
-	memcpy(c, hs->chaining_key, 32);
-	memcpy(h, hs->hash, 32);
+	memcpy(c, hs->chaining_key, NOISE_HASH_LEN);
+	memcpy(h, hs->hash, NOISE_HASH_LEN);
 	/* e */
-	mix_key(c, e, 32);
-	mix_hash(h, e, 32);
+	mix_key(c, e, NOISE_PUBLIC_KEY_LEN);
+	mix_hash(h, e, NOISE_PUBLIC_KEY_LEN);
 	/* ee, se */
 	if (!mix_dh1(c, hs->ephemeral_private, e) || !mix_dh1(c, dev->priv, e))
 		goto out;
 	/* psk */
 	mix_psk(c, h, k, hs->psk);
 	/* {} */
-	if (!spz_aead_decrypt(NULL, msg + WG_RESP_EMPTY, 16, h, 32, 0, k))
+	if (!spz_aead_decrypt(NULL, msg + WG_RESP_EMPTY, NOISE_ENCRYPTED_LEN(0), h, NOISE_HASH_LEN, 0, k))
 		goto out;
-	mix_hash(h, msg + WG_RESP_EMPTY, 16);
+	mix_hash(h, msg + WG_RESP_EMPTY, NOISE_ENCRYPTED_LEN(0));
 
-	memcpy(hs->remote_ephemeral, e, 32);
-	memcpy(hs->hash, h, 32);
-	memcpy(hs->chaining_key, c, 32);
+	memcpy(hs->remote_ephemeral, e, NOISE_PUBLIC_KEY_LEN);
+	memcpy(hs->hash, h, NOISE_HASH_LEN);
+	memcpy(hs->chaining_key, c, NOISE_HASH_LEN);
 	hs->remote_index = wg_le32(msg + WG_RESP_SENDER);
 	hs->state = WG_HS_RESPONSE_CONSUMED;
 	*out = peer;
 	reason = 0;
 out:
-	spz_wipe(c, 32);
-	spz_wipe(h, 32);
-	spz_wipe(k, 32);
+	spz_wipe(c, NOISE_HASH_LEN);
+	spz_wipe(h, NOISE_HASH_LEN);
+	spz_wipe(k, NOISE_SYMMETRIC_KEY_LEN);
 	return reason;
 }
 
@@ -321,15 +321,15 @@ int wg_noise_begin_session(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 	struct wg_keypair *kp = calloc(1, sizeof(*kp));
 	if (!kp)
 		return -ENOMEM;
-	uint8_t t1[32], t2[32];
+	uint8_t t1[NOISE_SYMMETRIC_KEY_LEN], t2[NOISE_SYMMETRIC_KEY_LEN];
 	spz_kdf(t1, t2, NULL, hs->chaining_key, NULL, 0);
 	kp->initiator = hs->state == WG_HS_RESPONSE_CONSUMED;
 	/* Initiator sends with T1, responder with T2. */
 	int rc = spz_aead_init(&kp->send, kp->initiator ? t1 : t2, true);
 	if (rc == 0)
 		rc = spz_aead_init(&kp->recv, kp->initiator ? t2 : t1, false);
-	spz_wipe(t1, 32);
-	spz_wipe(t2, 32);
+	spz_wipe(t1, NOISE_SYMMETRIC_KEY_LEN);
+	spz_wipe(t2, NOISE_SYMMETRIC_KEY_LEN);
 	if (rc != 0) {
 		spz_aead_free(&kp->send);
 		free(kp);

@@ -6,16 +6,18 @@
 #include "wg/wg_internal.h"
 #include "base/list.h"
 
-static uint32_t key_hash(const uint8_t pub[32])
+#define PEER_BUCKETS_MIN 16
+
+static uint32_t key_hash(const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
 	/* Public keys are uniformly random; the table holds only configured
 	 * keys, so hostile lookups cannot build long chains. */
-	return wg_le32(pub) ^ wg_le32(pub + 28);
+	return wg_le32(pub) ^ wg_le32(pub + NOISE_PUBLIC_KEY_LEN - 4);
 }
 
 static int buckets_grow(wg_device *dev)
 {
-	uint32_t n = dev->peer_nbuckets ? dev->peer_nbuckets * 2 : 16;
+	uint32_t n = dev->peer_nbuckets ? dev->peer_nbuckets * 2 : PEER_BUCKETS_MIN;
 	wg_peer **b = calloc(n, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
@@ -30,12 +32,12 @@ static int buckets_grow(wg_device *dev)
 	return 0;
 }
 
-wg_peer *wg_peer_lookup(const wg_device *dev, const uint8_t pub[32])
+wg_peer *wg_peer_lookup(const wg_device *dev, const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
 	if (!dev->peer_nbuckets)
 		return NULL;
 	for (wg_peer *p = dev->peer_buckets[key_hash(pub) & (dev->peer_nbuckets - 1)]; p; p = p->hash_next)
-		if (spz_equal(p->pub, pub, 32))
+		if (spz_equal(p->pub, pub, NOISE_PUBLIC_KEY_LEN))
 			return p;
 	return NULL;
 }
@@ -50,7 +52,7 @@ int wg_peer_add(wg_device *dev, const uint8_t *pub, wg_peer **out)
 			*out = p;
 		return -EEXIST;
 	}
-	if (dev->has_key && spz_equal(pub, dev->pub, 32))
+	if (dev->has_key && spz_equal(pub, dev->pub, NOISE_PUBLIC_KEY_LEN))
 		return -EINVAL;
 	if (dev->npeers >= WG_MAX_PEERS)
 		return -ENOSPC;
@@ -60,7 +62,7 @@ int wg_peer_add(wg_device *dev, const uint8_t *pub, wg_peer **out)
 	if (!p)
 		return -ENOMEM;
 	p->dev = dev;
-	memcpy(p->pub, pub, 32);
+	memcpy(p->pub, pub, NOISE_PUBLIC_KEY_LEN);
 	wg_timers_init(p);
 	wg_cookie_gen_init(p);
 	wg_noise_precompute(dev, p);
@@ -104,20 +106,20 @@ void wg_peer_remove_all(wg_device *dev)
 		wg_peer_remove(dev, dev->peers_head);
 }
 
-void wg_peer_public_key(const wg_peer *peer, uint8_t *out) { memcpy(out, peer->pub, 32); }
+void wg_peer_public_key(const wg_peer *peer, uint8_t *out) { memcpy(out, peer->pub, NOISE_PUBLIC_KEY_LEN); }
 
 void wg_peer_set_preshared_key(wg_peer *peer, const uint8_t *psk)
 {
 	if (psk)
-		memcpy(peer->hs.psk, psk, 32);
+		memcpy(peer->hs.psk, psk, NOISE_SYMMETRIC_KEY_LEN);
 	else
-		spz_wipe(peer->hs.psk, 32);
+		spz_wipe(peer->hs.psk, NOISE_SYMMETRIC_KEY_LEN);
 }
 
 int wg_peer_preshared_key(const wg_peer *peer, uint8_t *out)
 {
-	memcpy(out, peer->hs.psk, 32);
-	return spz_is_zero(peer->hs.psk, 32) ? 0 : 1;
+	memcpy(out, peer->hs.psk, NOISE_SYMMETRIC_KEY_LEN);
+	return spz_is_zero(peer->hs.psk, NOISE_SYMMETRIC_KEY_LEN) ? 0 : 1;
 }
 
 int wg_peer_set_endpoint(wg_peer *peer, const wg_endpoint *ep)

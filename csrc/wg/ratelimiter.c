@@ -9,6 +9,8 @@
 
 #include "wg/wg_internal.h"
 
+_Static_assert(WG_RL_HASH_KEY_LEN == crypto_shorthash_KEYBYTES, "the SipHash key of struct wg_ratelimiter");
+
 #define PACKETS_PER_SECOND 20
 #define PACKETS_BURSTABLE 5
 #define PACKET_COST 1000000ULL /* tokens per packet (integer refill per ms) */
@@ -32,8 +34,8 @@ void wg_rl_free(struct wg_ratelimiter *rl)
 
 static uint64_t source_key(const struct wg_ratelimiter *rl, const wg_endpoint *from)
 {
-	uint8_t buf[34], h[8];
-	size_t n = from->family == WG_AF_INET ? 4 : from->family == WG_AF_INET6 ? 8 : 32;
+	uint8_t buf[2 + WG_ENDPOINT_ADDR_LEN], h[crypto_shorthash_BYTES];
+	size_t n = from->family == WG_AF_INET ? WG_IP4_LEN : from->family == WG_AF_INET6 ? WG_IP6_LEN / 2 : WG_ENDPOINT_ADDR_LEN;
 	buf[0] = (uint8_t)from->family;
 	buf[1] = (uint8_t)(from->family >> 8);
 	memcpy(buf + 2, from->addr, n);

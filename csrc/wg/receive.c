@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "wg/wg_internal.h"
+#include "trace/trace.h"
 
 static void set_endpoint(wg_peer *peer, const wg_endpoint *from)
 {
@@ -81,20 +82,20 @@ static int receive_cookie(wg_device *dev, uint64_t now_ms, const uint8_t *msg)
  * well-formed IPv4/IPv6 packet; its source address and family. */
 static size_t inner_packet(const uint8_t *p, size_t len, int *family, const uint8_t **src)
 {
-	if (len >= 20 && p[0] >> 4 == 4) {
+	if (len >= WG_IP4_HDR_LEN && p[0] >> 4 == 4) {
 		size_t tot = (size_t)p[2] << 8 | p[3];
-		if (tot < 20 || tot > len)
+		if (tot < WG_IP4_HDR_LEN || tot > len)
 			return 0;
 		*family = WG_AF_INET;
-		*src = p + 12;
+		*src = p + WG_IP4_SRC;
 		return tot;
 	}
-	if (len >= 40 && p[0] >> 4 == 6) {
-		size_t tot = ((size_t)p[4] << 8 | p[5]) + 40;
+	if (len >= WG_IP6_HDR_LEN && p[0] >> 4 == 6) {
+		size_t tot = ((size_t)p[4] << 8 | p[5]) + WG_IP6_HDR_LEN;
 		if (tot > len)
 			return 0;
 		*family = WG_AF_INET6;
-		*src = p + 8;
+		*src = p + WG_IP6_SRC;
 		return tot;
 	}
 	return 0;
@@ -129,6 +130,7 @@ static int receive_data(wg_device *dev, uint64_t now_ms, const wg_endpoint *from
 	size_t plen = len - WG_DATA_MIN_LEN;
 	if (!spz_aead_open(&kp->recv, counter, msg + WG_DATA_HEADER_LEN, len - WG_DATA_HEADER_LEN, plain))
 		return wg_drop_count(dev, WG_DROP_DATA_DECRYPT);
+	TR_TAP(wg, TR_HOP_WG_DECRYPT, TR_OBJ(dev->ops.ctx), peer->pub, kp->local_index, counter, plain, plen);
 	/* Only now, authenticated, may the counter move the window. */
 	if (!wg_replay_check(&kp->replay, counter, WG_REJECT_AFTER_MESSAGES))
 		return wg_drop_count(dev, WG_DROP_REPLAY);
@@ -169,6 +171,7 @@ int wg_device_receive(wg_device *dev, uint64_t now_ms, const wg_endpoint *from, 
 	static const wg_endpoint none;
 	if (!from)
 		from = &none;
+	TR_TAP(pkt, TR_HOP_WG_CIPHER_IN, TR_OBJ(dev->ops.ctx), NULL, dgram, len);
 	dev->stats.rx_datagrams++;
 	dev->stats.rx_bytes += len;
 	if (!dgram || len < 4)

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "wg/wg_internal.h"
 #include "base/list.h"
+#include "trace/trace.h"
 
 void wg_transmit(wg_device *dev, wg_peer *peer, const uint8_t *data, size_t len)
 {
@@ -14,6 +15,7 @@ void wg_transmit(wg_device *dev, wg_peer *peer, const uint8_t *data, size_t len)
 	 * the kernel) but has nowhere to go. */
 	if (peer->endpoint.family == WG_AF_NONE)
 		return;
+	TR_TAP(pkt, TR_HOP_WG_CIPHER_OUT, TR_OBJ(dev->ops.ctx), peer->pub, data, len);
 	peer->tx_bytes += len;
 	dev->stats.tx_datagrams++;
 	dev->stats.tx_bytes += len;
@@ -84,6 +86,7 @@ static void encrypt_and_send(wg_device *dev, wg_peer *peer, struct wg_keypair *k
 	uint8_t *out = dev->tx_buf;
 	size_t pad = len ? padding(dev, len) : 0;
 	uint64_t counter = kp->send_counter++;
+	TR_TAP(wg, TR_HOP_WG_ENCRYPT, TR_OBJ(dev->ops.ctx), peer->pub, kp->remote_index, counter, ip, len);
 	out[0] = WG_MSG_DATA;
 	out[1] = out[2] = out[3] = 0;
 	wg_put_le32(out + WG_DATA_RECEIVER, kp->remote_index);
@@ -195,14 +198,14 @@ void wg_send_keepalive(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 
 static int ip_destination(const uint8_t *ip, size_t len, int *family, const uint8_t **dst)
 {
-	if (len >= 20 && ip[0] >> 4 == 4) {
+	if (len >= WG_IP4_HDR_LEN && ip[0] >> 4 == 4) {
 		*family = WG_AF_INET;
-		*dst = ip + 16;
+		*dst = ip + WG_IP4_DST;
 		return 0;
 	}
-	if (len >= 40 && ip[0] >> 4 == 6) {
+	if (len >= WG_IP6_HDR_LEN && ip[0] >> 4 == 6) {
 		*family = WG_AF_INET6;
-		*dst = ip + 24;
+		*dst = ip + WG_IP6_DST;
 		return 0;
 	}
 	return -EINVAL;

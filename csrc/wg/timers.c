@@ -1,7 +1,50 @@
 /* Per-peer protocol timers (spec section 5; kernel timers.c, Go timers.go).
  * A timer is a deadline in now_ms; wg_device_tick runs the due ones. The
  * device keeps a lower bound of all deadlines (dev->next_deadline) that is
- * lowered whenever a timer is armed earlier and recomputed by the tick. */
+ * lowered whenever a timer is armed earlier and recomputed by the tick.
+ *
+ * The timers of a peer (struct wg_timers; constants in wg/messages.h;
+ * jitter = 0..WG_REKEY_TIMEOUT_JITTER_MAX-1 ms, drawn per arming):
+ *
+ * retransmit_handshake
+ *   armed:    an initiation was sent (wg_timers_handshake_initiated),
+ *             in WG_REKEY_TIMEOUT + jitter (5 s)
+ *   stopped:  the handshake completed (wg_timers_handshake_complete)
+ *   fires:    no response in time
+ *   does:     sends a new initiation; once WG_MAX_TIMER_HANDSHAKES (18 =
+ *             WG_REKEY_ATTEMPT_TIME / WG_REKEY_TIMEOUT) retries went
+ *             unanswered, gives up: drops the staged packets, stops
+ *             send_keepalive and arms zero_key_material
+ * send_keepalive
+ *   armed:    a data packet was received (wg_timers_data_received), in
+ *             WG_KEEPALIVE_TIMEOUT (10 s), unless pending (then once more
+ *             after it: need_another_keepalive)
+ *   stopped:  any authenticated packet was sent (..._packet_sent)
+ *   fires:    we had nothing to send back
+ *   does:     sends a keepalive (an empty data packet)
+ * new_handshake
+ *   armed:    a data packet was sent (wg_timers_data_sent), in
+ *             WG_KEEPALIVE_TIMEOUT + WG_REKEY_TIMEOUT + jitter (15 s),
+ *             unless pending
+ *   stopped:  any authenticated packet was received (..._packet_received)
+ *   fires:    the peer stayed silent after our data
+ *   does:     sends a new initiation (the session may be dead)
+ * zero_key_material
+ *   armed:    a session was derived (wg_timers_session_derived), in
+ *             WG_ZERO_KEY_MATERIAL_TIME (3 * WG_REJECT_AFTER_TIME, 540 s);
+ *             also when retransmit_handshake gives up, unless pending
+ *   fires:    no new session for that long
+ *   does:     wipes the handshake and all keypairs of the peer
+ * persistent_keepalive
+ *   armed:    any authenticated packet was sent or received
+ *             (..._packet_traversal), in the peer's persistent keepalive
+ *             interval (UAPI persistent_keepalive_interval, s), if set
+ *   fires:    nothing went either way for that long
+ *   does:     sends a keepalive (keeps NAT and relay mappings alive)
+ *
+ * Rekeying by age and message count (WG_REKEY_AFTER_TIME/MESSAGES,
+ * WG_REJECT_AFTER_*) is not a timer: send.c and receive.c check the
+ * keypair's age and counter on each packet, as the kernel does. */
 #include "base/log.h"
 #include "wg/wg_internal.h"
 
@@ -72,13 +115,13 @@ void wg_timers_handshake_complete(wg_device *dev, wg_peer *peer, uint64_t now_ms
 
 void wg_timers_session_derived(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 {
-	arm(dev, &peer->timers.zero_key_material, now_ms + 3 * WG_REJECT_AFTER_TIME);
+	arm(dev, &peer->timers.zero_key_material, now_ms + WG_ZERO_KEY_MATERIAL_TIME);
 }
 
 void wg_timers_any_authenticated_packet_traversal(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 {
 	if (peer->keepalive)
-		arm(dev, &peer->timers.persistent_keepalive, now_ms + (uint64_t)peer->keepalive * 1000);
+		arm(dev, &peer->timers.persistent_keepalive, now_ms + (uint64_t)peer->keepalive * WG_MS_PER_S);
 }
 
 static void expired_retransmit_handshake(wg_device *dev, wg_peer *peer, uint64_t now_ms)
@@ -90,7 +133,7 @@ static void expired_retransmit_handshake(wg_device *dev, wg_peer *peer, uint64_t
 		wg_staged_purge(dev, peer, WG_DROP_HANDSHAKE_GAVE_UP);
 		/* Nothing can be sent for now: let the keys die in a while. */
 		if (!pending(peer->timers.zero_key_material))
-			arm(dev, &peer->timers.zero_key_material, now_ms + 3 * WG_REJECT_AFTER_TIME);
+			arm(dev, &peer->timers.zero_key_material, now_ms + WG_ZERO_KEY_MATERIAL_TIME);
 		return;
 	}
 	peer->timers.handshake_attempts++;

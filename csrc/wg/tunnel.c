@@ -14,7 +14,7 @@
 struct qent {
 	struct qent *next;
 	wg_endpoint to;
-	uint8_t peer_pub[32];
+	uint8_t peer_pub[NOISE_PUBLIC_KEY_LEN];
 	size_t len;
 	uint8_t data[];
 };
@@ -30,7 +30,7 @@ struct wg_tunnel {
 	uint64_t drops;
 	uint64_t wall_ns;
 	bool seeded;
-	uint8_t rng_key[32];
+	uint8_t rng_key[NOISE_SYMMETRIC_KEY_LEN];
 	uint64_t rng_nonce;
 	uint8_t *script;
 	size_t script_len, script_pos;
@@ -47,7 +47,7 @@ static void q_push(wg_tunnel *t, struct queue *q, wg_peer *peer, const wg_endpoi
 	memset(&e->to, 0, sizeof(e->to));
 	if (to)
 		e->to = *to;
-	memset(e->peer_pub, 0, 32);
+	memset(e->peer_pub, 0, NOISE_PUBLIC_KEY_LEN);
 	if (peer)
 		wg_peer_public_key(peer, e->peer_pub);
 	e->len = len;
@@ -72,7 +72,7 @@ static int q_pop(struct queue *q, wg_endpoint *to, uint8_t *peer_pub, uint8_t *b
 	if (to)
 		*to = e->to;
 	if (peer_pub)
-		memcpy(peer_pub, e->peer_pub, 32);
+		memcpy(peer_pub, e->peer_pub, NOISE_PUBLIC_KEY_LEN);
 	memcpy(buf, e->data, e->len);
 	int n = (int)e->len;
 	free(e);

@@ -29,10 +29,10 @@
 /* Keys of one handshake, for a tshark key log (spec section 10): written
  * for every initiation or response this device creates. */
 struct wg_handshake_keys {
-	uint8_t local_static_private[32];
-	uint8_t remote_static_public[32];
-	uint8_t local_ephemeral_private[32];
-	uint8_t preshared_key[32];
+	uint8_t local_static_private[WG_KEY_LEN];
+	uint8_t remote_static_public[WG_KEY_LEN];
+	uint8_t local_ephemeral_private[WG_KEY_LEN];
+	uint8_t preshared_key[WG_KEY_LEN];
 };
 
 struct wg_ops {

@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "wg/wg_internal.h"
+#include "trace/trace.h"
 
 static const char *const drop_names[WG_DROP__COUNT] = {
 	[WG_DROP_NONE] = "none",
@@ -44,6 +45,7 @@ const char *wg_drop_name(int reason)
 
 int wg_drop_count(wg_device *dev, int reason)
 {
+	TR_TAP(drop, TR_HOP_WG, TR_OBJ(dev->ops.ctx), NULL, TR_R_WG + reason, NULL, 0);
 	dev->stats.drops[reason]++;
 	return reason;
 }
@@ -123,13 +125,13 @@ void wg_device_free(wg_device *dev)
 
 int wg_device_set_private_key(wg_device *dev, uint64_t now_ms, const uint8_t *key)
 {
-	uint8_t k[32];
-	bool has = key && !spz_is_zero(key, 32);
+	uint8_t k[NOISE_PUBLIC_KEY_LEN];
+	bool has = key && !spz_is_zero(key, NOISE_PUBLIC_KEY_LEN);
 	if (has) {
-		memcpy(k, key, 32);
+		memcpy(k, key, NOISE_PUBLIC_KEY_LEN);
 		spz_x25519_clamp(k);
 		/* Same key (as `wg setconf` resends it): keep the sessions. */
-		if (dev->has_key && spz_equal(k, dev->priv, 32)) {
+		if (dev->has_key && spz_equal(k, dev->priv, NOISE_PUBLIC_KEY_LEN)) {
 			spz_wipe(k, sizeof(k));
 			return 0;
 		}
@@ -137,7 +139,7 @@ int wg_device_set_private_key(wg_device *dev, uint64_t now_ms, const uint8_t *ke
 		return 0;
 	}
 	if (has) {
-		uint8_t pub[32];
+		uint8_t pub[NOISE_PUBLIC_KEY_LEN];
 		if (spz_x25519_public(pub, k) != 0) {
 			spz_wipe(k, sizeof(k));
 			return -EINVAL;
@@ -146,12 +148,12 @@ int wg_device_set_private_key(wg_device *dev, uint64_t now_ms, const uint8_t *ke
 		wg_peer *self = wg_peer_lookup(dev, pub);
 		if (self)
 			wg_peer_remove(dev, self);
-		memcpy(dev->priv, k, 32);
-		memcpy(dev->pub, pub, 32);
+		memcpy(dev->priv, k, NOISE_PUBLIC_KEY_LEN);
+		memcpy(dev->pub, pub, NOISE_PUBLIC_KEY_LEN);
 		dev->has_key = true;
 	} else {
-		spz_wipe(dev->priv, 32);
-		memset(dev->pub, 0, 32);
+		spz_wipe(dev->priv, NOISE_PUBLIC_KEY_LEN);
+		memset(dev->pub, 0, NOISE_PUBLIC_KEY_LEN);
 		dev->has_key = false;
 	}
 	spz_wipe(k, sizeof(k));
@@ -169,7 +171,7 @@ int wg_device_private_key(const wg_device *dev, uint8_t *out)
 {
 	if (!dev->has_key)
 		return -ENOKEY;
-	memcpy(out, dev->priv, 32);
+	memcpy(out, dev->priv, NOISE_PUBLIC_KEY_LEN);
 	return 0;
 }
 
@@ -177,7 +179,7 @@ int wg_device_public_key(const wg_device *dev, uint8_t *out)
 {
 	if (!dev->has_key)
 		return -ENOKEY;
-	memcpy(out, dev->pub, 32);
+	memcpy(out, dev->pub, NOISE_PUBLIC_KEY_LEN);
 	return 0;
 }
 

@@ -14,6 +14,14 @@
 
 #define WG_TIMER_OFF UINT64_MAX
 
+/* Inner IP headers: lengths and the offsets of the addresses. */
+#define WG_IP4_HDR_LEN 20
+#define WG_IP4_SRC 12
+#define WG_IP4_DST 16
+#define WG_IP6_HDR_LEN 40
+#define WG_IP6_SRC 8
+#define WG_IP6_DST 24
+
 /* ---- keypairs (one session's transport keys) ---- */
 struct wg_keypair {
 	struct spz_aead send, recv;
@@ -37,34 +45,34 @@ enum wg_hs_state {
 
 struct wg_handshake {
 	enum wg_hs_state state;
-	uint8_t hash[32], chaining_key[32];
-	uint8_t ephemeral_private[32];
-	uint8_t remote_ephemeral[32];
+	uint8_t hash[NOISE_HASH_LEN], chaining_key[NOISE_HASH_LEN];
+	uint8_t ephemeral_private[NOISE_PUBLIC_KEY_LEN];
+	uint8_t remote_ephemeral[NOISE_PUBLIC_KEY_LEN];
 	uint32_t local_index, remote_index;
 	bool index_registered;
-	uint8_t latest_timestamp[12];
+	uint8_t latest_timestamp[NOISE_TIMESTAMP_LEN];
 	uint64_t last_initiation_ms;
 	bool have_initiation;
-	uint8_t precomputed_ss[32];
+	uint8_t precomputed_ss[NOISE_PUBLIC_KEY_LEN];
 	bool ss_valid;
-	uint8_t psk[32];
+	uint8_t psk[NOISE_SYMMETRIC_KEY_LEN];
 };
 
 /* ---- cookies ---- */
 struct wg_cookie_gen { /* per peer: we are the sender */
-	uint8_t mac1_key[32];   /* HASH("mac1----" || peer's public key) */
-	uint8_t cookie_key[32]; /* HASH("cookie--" || peer's public key) */
-	uint8_t cookie[16];
+	uint8_t mac1_key[NOISE_SYMMETRIC_KEY_LEN];   /* HASH("mac1----" || peer's public key) */
+	uint8_t cookie_key[NOISE_SYMMETRIC_KEY_LEN]; /* HASH("cookie--" || peer's public key) */
+	uint8_t cookie[COOKIE_LEN];
 	uint64_t cookie_ms;
 	bool cookie_valid;
-	uint8_t last_mac1[16];
+	uint8_t last_mac1[COOKIE_LEN];
 	bool have_sent_mac1;
 };
 
 struct wg_cookie_checker { /* per device: we are the receiver */
-	uint8_t mac1_key[32];
-	uint8_t cookie_key[32];
-	uint8_t secret[32];
+	uint8_t mac1_key[NOISE_SYMMETRIC_KEY_LEN];
+	uint8_t cookie_key[NOISE_SYMMETRIC_KEY_LEN];
+	uint8_t secret[COOKIE_SECRET_LEN];
 	uint64_t secret_ms;
 	bool secret_valid;
 };
@@ -72,6 +80,7 @@ struct wg_cookie_checker { /* per device: we are the receiver */
 /* ---- per-source token buckets, used only under load ---- */
 #define WG_RL_SLOTS 4096
 #define WG_RL_PROBE 8
+#define WG_RL_HASH_KEY_LEN 16 /* libsodium's crypto_shorthash (SipHash-2-4) key */
 struct wg_rl_entry {
 	uint64_t key;
 	uint64_t last_ms;
@@ -80,7 +89,7 @@ struct wg_rl_entry {
 };
 struct wg_ratelimiter {
 	struct wg_rl_entry *slots;
-	uint8_t hash_key[16];
+	uint8_t hash_key[WG_RL_HASH_KEY_LEN];
 };
 
 /* ---- timers (deadlines in now_ms, WG_TIMER_OFF when not pending) ---- */
@@ -105,7 +114,7 @@ struct wg_aip_node;
 
 struct wg_peer {
 	wg_device *dev;
-	uint8_t pub[32];
+	uint8_t pub[NOISE_PUBLIC_KEY_LEN];
 	struct wg_handshake hs;
 	struct wg_cookie_gen cookie;
 	struct wg_keypair *kp_prev, *kp_cur, *kp_next;
@@ -143,7 +152,7 @@ struct wg_allowedips {
 
 struct wg_device {
 	struct wg_ops ops;
-	uint8_t priv[32], pub[32];
+	uint8_t priv[NOISE_PUBLIC_KEY_LEN], pub[NOISE_PUBLIC_KEY_LEN];
 	bool has_key;
 	struct wg_cookie_checker checker;
 	struct wg_ratelimiter rl;
@@ -187,7 +196,7 @@ struct wg_index_entry *wg_index_find(const struct wg_index_table *t, uint32_t in
 void wg_index_del(struct wg_index_table *t, uint32_t index);
 
 /* peer.c */
-wg_peer *wg_peer_lookup(const wg_device *dev, const uint8_t pub[32]);
+wg_peer *wg_peer_lookup(const wg_device *dev, const uint8_t pub[NOISE_PUBLIC_KEY_LEN]);
 
 /* allowedips.c */
 int wg_aip_insert(struct wg_allowedips *a, int family, const uint8_t *addr, int cidr, wg_peer *peer);
@@ -245,7 +254,7 @@ uint64_t wg_timers_next(const wg_peer *peer);
 /* endpoint.c: text helpers shared with wg_uapi.c */
 int wg_format_ip(int family, const uint8_t *addr, char *buf, size_t cap);
 int wg_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out);
-int wg_parse_ip(const char *s, size_t len, int *family, uint8_t out[16]);
+int wg_parse_ip(const char *s, size_t len, int *family, uint8_t out[WG_IP6_LEN]);
 
 /* send.c */
 void wg_send_handshake_initiation(wg_device *dev, wg_peer *peer, uint64_t now_ms, bool retry);

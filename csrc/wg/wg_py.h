@@ -25,6 +25,10 @@ typedef struct wg_device wg_device;
 typedef struct wg_peer wg_peer;
 
 #define WG_KEY_LEN 32
+#define WG_IP4_LEN 4
+#define WG_IP6_LEN 16
+/* The largest endpoint address: a DERP key. */
+#define WG_ENDPOINT_ADDR_LEN 32
 #define WG_DEFAULT_MTU 1420
 /* Largest IP packet accepted by wg_device_send / delivered. */
 #define WG_MAX_PACKET 65535
@@ -45,7 +49,7 @@ typedef struct wg_endpoint {
 	uint16_t family;   /* WG_AF_NONE / WG_AF_INET / WG_AF_INET6 / WG_AF_DERP */
 	uint16_t port;     /* UDP port, host byte order (0 for DERP) */
 	uint32_t scope_id; /* IPv6 zone index, else 0 */
-	uint8_t addr[32];  /* IPv4: 4 bytes, IPv6: 16 bytes, DERP: 32-byte key */
+	uint8_t addr[WG_ENDPOINT_ADDR_LEN];  /* IPv4: 4 bytes, IPv6: 16 bytes, DERP: 32-byte key */
 } wg_endpoint;
 
 /* Why a datagram or packet was dropped. Counted per device (wg_device_stats
@@ -140,7 +144,7 @@ struct wg_peer_stats {
 struct wg_allowed_ip {
 	uint16_t family;
 	uint8_t cidr;
-	uint8_t addr[16];
+	uint8_t addr[WG_IP6_LEN];
 };
 
 /* ---- device ---- */

@@ -9,6 +9,8 @@
 
 #include "wg/wg_internal.h"
 
+#define ERRNO_REPLY_MAX 32 /* "errno=-2147483648\n\n" and a NUL */
+
 /* ---- get ---- */
 struct sbuf {
 	char *p;
@@ -51,10 +53,10 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 	}
 }
 
-static void sb_key(struct sbuf *b, const char *name, const uint8_t k[32])
+static void sb_key(struct sbuf *b, const char *name, const uint8_t k[WG_KEY_LEN])
 {
-	char hex[65];
-	spz_hex_encode(hex, k, 32);
+	char hex[2 * WG_KEY_LEN + 1];
+	spz_hex_encode(hex, k, WG_KEY_LEN);
 	sb_printf(b, "%s=%s\n", name, hex);
 	spz_wipe(hex, sizeof(hex));
 }
@@ -134,7 +136,7 @@ static void peer_done(wg_device *dev, struct set_peer *sp, uint64_t now_ms)
 	memset(sp, 0, sizeof(*sp));
 }
 
-static int parse_prefix(const char *v, size_t n, int *family, uint8_t addr[16], int *cidr)
+static int parse_prefix(const char *v, size_t n, int *family, uint8_t addr[WG_IP6_LEN], int *cidr)
 {
 	const char *slash = memchr(v, '/', n);
 	uint64_t bits;
@@ -158,8 +160,8 @@ static int device_line(wg_device *dev, uint64_t now_ms, const char *k, size_t kn
 {
 	uint64_t num;
 	if (key_is(k, kn, "private_key")) {
-		uint8_t key[32];
-		if (spz_hex_decode(key, 32, v, vn) != 0)
+		uint8_t key[WG_KEY_LEN];
+		if (spz_hex_decode(key, WG_KEY_LEN, v, vn) != 0)
 			return -EINVAL;
 		int rc = wg_device_set_private_key(dev, now_ms, key);
 		spz_wipe(key, sizeof(key));
@@ -197,12 +199,12 @@ static int device_line(wg_device *dev, uint64_t now_ms, const char *k, size_t kn
 
 static int public_key_line(wg_device *dev, struct set_peer *sp, const char *v, size_t vn)
 {
-	uint8_t pub[32];
-	if (spz_hex_decode(pub, 32, v, vn) != 0)
+	uint8_t pub[WG_KEY_LEN];
+	if (spz_hex_decode(pub, WG_KEY_LEN, v, vn) != 0)
 		return -EINVAL;
 	sp->active = true;
 	/* Our own key: accepted and ignored, with the lines that follow. */
-	if (dev->has_key && spz_equal(pub, dev->pub, 32)) {
+	if (dev->has_key && spz_equal(pub, dev->pub, WG_KEY_LEN)) {
 		sp->dummy = true;
 		return 0;
 	}
@@ -239,8 +241,8 @@ static int peer_line(wg_device *dev, struct set_peer *sp, const char *k, size_t 
 		return 0;
 	}
 	if (key_is(k, kn, "preshared_key")) {
-		uint8_t psk[32];
-		if (spz_hex_decode(psk, 32, v, vn) != 0)
+		uint8_t psk[WG_KEY_LEN];
+		if (spz_hex_decode(psk, WG_KEY_LEN, v, vn) != 0)
 			return -EINVAL;
 		if (p)
 			wg_peer_set_preshared_key(p, psk);
@@ -277,7 +279,7 @@ static int peer_line(wg_device *dev, struct set_peer *sp, const char *k, size_t 
 	}
 	if (key_is(k, kn, "allowed_ip")) {
 		int family, cidr;
-		uint8_t addr[16];
+		uint8_t addr[WG_IP6_LEN];
 		/* "-prefix" removes one prefix (newer wg and wireguard-go). */
 		bool remove = vn && v[0] == '-';
 		if (parse_prefix(v + remove, vn - remove, &family, addr, &cidr) != 0)
@@ -368,10 +370,10 @@ int wg_uapi_request(wg_device *dev, uint64_t now_ms, const char *req, size_t len
 	} else {
 		return -EPROTO;
 	}
-	char *r = malloc(32);
+	char *r = malloc(ERRNO_REPLY_MAX);
 	if (!r)
 		return -ENOMEM;
-	int n = snprintf(r, 32, "errno=%d\n\n", rc);
+	int n = snprintf(r, ERRNO_REPLY_MAX, "errno=%d\n\n", rc);
 	*reply = r;
 	*reply_len = (size_t)n;
 	return 0;

@@ -17,11 +17,17 @@ EXAMPLES = (
 )
 
 
-def _blocks(lang: str) -> list[str]:
+def _blocks(lang: str, section: str | None = None) -> list[str]:
+    """The README's `lang` code blocks (of the `## section` only, if given)."""
     readme = ROOT / "README.md"
     if not readme.is_file():
         pytest.skip("README.md is not part of this tree (the `make asan` copy)")
-    return re.findall(rf"```{lang}\n(.*?)```", readme.read_text(), flags=re.DOTALL)
+    text = readme.read_text()
+    if section is not None:
+        parts = re.split(r"^## ", text, flags=re.MULTILINE)
+        text = "".join(p for p in parts if p.split("\n", 1)[0].strip() == section)
+        assert text, f"README.md has no ## {section} section"
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
 
 
 def _run(
@@ -43,7 +49,7 @@ def _run(
 
 
 def test_readme_quick_start_runs_and_prints_what_it_says(tmp_path):
-    (quick,) = [b for b in _blocks("python") if "def test_" not in b]
+    (quick,) = [b for b in _blocks("python", "Python") if "def test_" not in b]
     script = tmp_path / "quick_start.py"
     script.write_text(quick)
     p = _run([str(script)], tmp_path)
@@ -54,7 +60,7 @@ def test_readme_quick_start_runs_and_prints_what_it_says(tmp_path):
 
 
 def test_readme_pytest_example_passes(tmp_path):
-    (tests,) = [b for b in _blocks("python") if "def test_" in b]
+    (tests,) = [b for b in _blocks("python", "pytest") if "def test_" in b]
     (tmp_path / "test_readme.py").write_text(
         tests.replace("    ...\n", "    assert a.mode == 'gateway'\n")
     )

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 USER_TESTS = '''
 import pytest
 from spanza.runtime import default_runtime
@@ -41,11 +43,14 @@ def test_after_the_error_still_passes():
 '''
 
 
-def test_plugin_from_another_project(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_plugin_from_another_project(tmp_path, workers):
+    if workers:
+        pytest.importorskip("xdist")
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *workers, str(tmp_path)],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
     )
     out = r.stdout + r.stderr

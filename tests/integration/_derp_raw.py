@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 MAGIC = b"DERP\xf0\x9f\x94\x91"
 DISCO_MAGIC = b"TS\xf0\x9f\x92\xac"
+MESH_KEY = bytes(range(32))  # the mesh key of the shared test server (conftest.py)
 
 SERVER_KEY, CLIENT_INFO, SERVER_INFO, SEND_PACKET, RECV_PACKET = 0x01, 0x02, 0x03, 0x04, 0x05
 KEEP_ALIVE, NOTE_PREFERRED, PEER_GONE, PEER_PRESENT, FORWARD_PACKET = 0x06, 0x07, 0x08, 0x09, 0x0A

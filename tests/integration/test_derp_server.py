@@ -80,7 +80,7 @@ def test_fast_start_pipelined_client_info_and_packet(server):
     SendPacket in the same segment as the GET are not lost."""
     b = connect(server.port)
     c = RawDerp(server.port)
-    c.server_pub = server.public_key  # as a fast-start client knows it from the meta-cert
+    c.server_pub = server.public_key.raw  # as a fast-start client knows it from the meta-cert
     req = (b"GET /derp HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nDerp-Fast-Start: 1\r\n"
            b"Upgrade: DERP\r\n\r\n")
     c.send(req + c.client_info_frame() + frame(SEND_PACKET, b.pub + b"early"))
@@ -88,7 +88,7 @@ def test_fast_start_pipelined_client_info_and_packet(server):
     assert first.type == SERVER_KEY  # no HTTP response at all
     info = c.recv_frame()
     assert info.type == SERVER_INFO
-    assert json.loads(box_open(info.payload, server.public_key, c.priv)) == {"version": 2}
+    assert json.loads(box_open(info.payload, server.public_key.raw, c.priv)) == {"version": 2}
     assert b.recv_packet() == (c.pub, b"early")
 
 

@@ -12,28 +12,11 @@ import time
 
 import pytest
 
-import spanza
 from tests.integration._derp_raw import (
-    CLIENT_INFO, CLOSE_PEER, FORWARD_PACKET, HEALTH, NOTE_PREFERRED, PEER_GONE, PEER_PRESENT, PING,
+    CLIENT_INFO, CLOSE_PEER, FORWARD_PACKET, HEALTH, MESH_KEY, NOTE_PREFERRED, PEER_GONE, PEER_PRESENT, PING,
     PONG, RECV_PACKET, RESTARTING, SEND_PACKET, SERVER_INFO, SERVER_KEY, WATCH_CONNS, RawDerp,
     assert_relays, box_seal, connect, frame,
 )
-
-MESH_KEY = bytes(range(32))
-
-
-@pytest.fixture(scope="module")
-def server():
-    with spanza.DerpServer(mesh_key=MESH_KEY) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def bystanders(server):
-    a, b = connect(server.port), connect(server.port)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _closed_after(server, bystanders, send, counter: str) -> None:

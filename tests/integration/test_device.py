@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -122,8 +123,9 @@ def test_config_errors_say_what_to_fix():
         with pytest.raises(spanza.ConfigError, match="line 1: unknown key 'bogus'"):
             d.ipc_set("bogus=1")
         assert d.peers == []  # nothing half-applied by the rejected calls
-        with pytest.raises(spanza.ConfigError, match="is already in use"):
+        with pytest.raises(spanza.AddressInUseError, match="is already in use") as ei:
             Device(listen_port=d.listen_port)
+        assert isinstance(ei.value, OSError) and ei.value.errno == errno.EADDRINUSE  # as bind() raises
         with pytest.raises(spanza.ConfigError, match="not an interface name"):
             Device(name="bad/name", uapi_dir="/tmp")
 

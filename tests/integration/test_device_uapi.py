@@ -88,7 +88,7 @@ def test_socket_file_removed_on_close_and_stale_file_replaced(tmp_path):
     stale.close()  # the file stays, nobody listens
     d = Device(name=name, uapi_dir=str(tmp_path))
     assert talk(path, b"get=1\n\n").endswith(b"errno=0\n\n")
-    with pytest.raises(spanza.ConfigError, match="served by another live process"):
+    with pytest.raises(spanza.AddressInUseError, match="served by another live process"):
         Device(name=name, uapi_dir=str(tmp_path))
     assert os.path.exists(path)  # the failed second device left it alone
     d.close()

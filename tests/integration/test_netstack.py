@@ -394,7 +394,7 @@ def test_bad_host_configurations_are_refused(pair):
     a, b, wire = pair
     link = _NullLink()
     try:
-        with pytest.raises(spanza.ConfigError, match="already has"):
+        with pytest.raises(spanza.AddressInUseError, match="already has"):
             Host(f"{A4}/24", link)
         for bad in (["127.0.0.1/8"], ["ff02::1/64"], ["fe80::1/64"], ["10.0.0.1/24", "10.0.0.2/24"], [], ["nope"]):
             with pytest.raises(spanza.ConfigError):

@@ -253,7 +253,7 @@ def test_listen_port_and_fwmark_recorded():
 
 def test_listen_port_in_use_and_random():
     t = Tunnel(seed=1, listen_port=51820)
-    lib.wg_tunnel_set_busy_port(t._ptr, 51821)
+    lib.wg_tunnel_set_busy_port(t._tp, 51821)
     with pytest.raises(ConfigError) as ei:
         t.ipc_set("listen_port=51821\n")
     assert ei.value.errno == errno.EADDRINUSE

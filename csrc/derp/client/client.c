@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "base/log.h"
+#include "trace/trace.h"
 
 static const char *state_name(int s)
 {
@@ -96,6 +97,9 @@ static void vfail(struct derp_client *c, int err, const char *fmt, va_list ap)
 	if (was_connected) {
 		c->st.disconnects++;
 		c->lost_after_connect = true;
+		/* Every user (DerpClient, gateway, device bind) wants this one said. */
+		spz_log(SPZ_LOG_WARNING, "derp", "connection to DERP server %s lost (%s); reconnecting",
+			c->url.host_header, c->last_error);
 	} else {
 		c->st.connect_failures++;
 	}
@@ -224,7 +228,8 @@ static void cp_connected(void *arg, const uint8_t server_pub[32], const struct d
 	c->tb_burst = si->token_bucket_bytes_burst > 0 ? si->token_bucket_bytes_burst : c->tb_rate;
 	c->tb_tokens = (double)c->tb_burst;
 	c->tb_last_ns = rt_now_ns();
-	spz_log(SPZ_LOG_DEBUG, "derp", "client %s: connected", c->url.host_header);
+	spz_log(SPZ_LOG_INFO, "derp", "%s DERP server %s", c->lost_after_connect ? "reconnected to" : "connected to",
+		c->url.host_header);
 	if (c->has_preferred) {
 		uint8_t f[DERP_HDR_LEN + 1];
 		derp_cl_write(c, f, derp_enc_note_preferred(f, sizeof(f), c->preferred));
@@ -244,6 +249,7 @@ static void cp_packet(void *arg, const uint8_t src[32], const uint8_t *data, siz
 	struct derp_client *c = arg;
 	c->st.packets_recv++;
 	c->st.bytes_recv += len;
+	TR_TAP(derp, TR_HOP_DC_RX, tr_key_id(c->pub), src, DERP_FRAME_RECV_PACKET, src, data, len);
 	if (c->ops.on_packet)
 		c->ops.on_packet(c->arg, src, data, len);
 }
@@ -345,15 +351,18 @@ static bool tb_allow(struct derp_client *c, size_t len)
 bool derp_cl_encode_send(struct derp_client *c, const uint8_t dst[32], const uint8_t *data, size_t len)
 {
 	if (!tb_allow(c, len)) {
+		TR_TAP(drop, TR_HOP_DC_TX, tr_key_id(c->pub), dst, TR_R_DC_RATE_LIMIT, data, len);
 		c->st.drops_rate_limit++;
 		return false;
 	}
 	size_t need = DERP_SEND_FRAME_LEN(len);
 	if (derp_cl_wbuf_reserve(c, need) < 0) {
+		TR_TAP(drop, TR_HOP_DC_TX, tr_key_id(c->pub), dst, TR_R_DC_BUFFER_FULL, data, len);
 		c->st.drops_queue_full++;
 		return false;
 	}
 	size_t n = derp_enc_send_packet(c->wbuf + c->whead + c->wlen, need, dst, data, len);
+	TR_TAP(frame, TR_HOP_DC_TX, tr_key_id(c->pub), dst, c->wbuf + c->whead + c->wlen, n);
 	c->wlen += n;
 	c->st.packets_sent++;
 	c->st.bytes_sent += len;
@@ -367,6 +376,7 @@ int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *dat
 	if (c->closing || c->state == DERP_CLIENT_CLOSED)
 		return -ESHUTDOWN;
 	if (len > DERP_MAX_PACKET) {
+		TR_TAP(drop, TR_HOP_DC_TX, tr_key_id(c->pub), dst, TR_R_DC_TOO_BIG, data, len);
 		c->st.drops_too_big++;
 		return -EMSGSIZE;
 	}

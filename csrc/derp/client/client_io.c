@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "trace/trace.h"
 
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 {
@@ -85,6 +86,7 @@ void derp_cl_close_io(struct derp_client *c)
 				lost++;
 			off += DERP_HDR_LEN + derp_get_u32(c->wbuf + off + 1);
 		}
+		TR_TAP(lost, TR_HOP_DC_TX, tr_key_id(c->pub), TR_R_DC_CONN_LOST, lost);
 		c->st.drops_conn_lost += lost;
 		if (c->events)
 			rt_fd_del(c->rt, c->io.fd);

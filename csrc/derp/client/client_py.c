@@ -54,6 +54,20 @@ struct pyq {
 	size_t next_off;
 };
 
+/* Threads and locking: the client (c) lives on the runtime's loop thread;
+ * Python threads call in (send, recv, next_event, ping, wait_connected,
+ * close) with the GIL released. rt and pub are set at creation and only
+ * read; c is the loop thread's (set by create_fn, cleared by destroy_fn,
+ * read by drain, all on the loop). mu guards every field after it: the loop
+ * thread pushes rx and ev, sets connected and the pings' results, and pops
+ * ob; Python threads pop rx and ev, push ob, claim pings, and count
+ * themselves in users. mu is never held across a syscall or an rt_call.
+ * Each condition variable (with mu) has one meaning:
+ *   cv_rx     a packet was queued on rx, or closed
+ *   cv_ev     an event was queued on ev, or closed
+ *   cv_tx     the outbox (ob) has room again, or closed
+ *   cv_state  connected, a ping's done, users reaching 0 while closed, or
+ *             destroyed changed (close waits for users, then for destroy) */
 struct derp_pyclient {
 	rt_t *rt;
 	derp_client_t *c;
@@ -67,8 +81,10 @@ struct derp_pyclient {
 	bool refused; /* the client stopped retrying (DERP_EV_REFUSED) until reconnect */
 
 	struct pyq rx, ev, ob; /* packets, events, outbox */
-	bool drain_posted;
+	bool drain_posted;     /* a drain_job is queued on the loop */
 	struct py_ping pings[PY_PING_WAITERS];
+	/* Written by the loop thread only (drops_events also without mu,
+	 * atomically, when an event cannot be allocated); read under mu. */
 	uint64_t drops_recv_queue, drops_events;
 };
 
@@ -533,20 +549,19 @@ static void ping_fn(rt_t *rt, void *arg)
 	lc->rc = derp_client_ping(lc->p->c, lc->ptr);
 }
 
-int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us)
+int derp_pyclient_ping_start(derp_pyclient_t *p, int *slot)
 {
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
 	pthread_mutex_lock(&p->mu);
 	struct py_ping *w = NULL;
-	for (int i = 0; i < PY_PING_WAITERS && !w; i++)
+	int i = 0;
+	for (; i < PY_PING_WAITERS && !w; i++)
 		if (!p->pings[i].used)
 			w = &p->pings[i];
 	if (!w || p->closed) {
 		pthread_mutex_unlock(&p->mu);
 		return p->closed ? -ESHUTDOWN : -EBUSY;
 	}
+	*slot = i - 1;
 	memset(w, 0, sizeof(*w));
 	w->used = true;
 	randombytes_buf(w->data, sizeof(w->data));
@@ -559,8 +574,25 @@ int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us)
 	int rc = rt_call(p->rt, ping_fn, &lc);
 	if (rc == 0)
 		rc = lc.rc;
-
 	pthread_mutex_lock(&p->mu);
+	if (rc < 0)
+		w->used = false;
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int derp_pyclient_ping_wait(derp_pyclient_t *p, int slot, int timeout_ms, uint64_t *rtt_us)
+{
+	if (slot < 0 || slot >= PY_PING_WAITERS)
+		return -EINVAL;
+	struct timespec dl;
+	if (timeout_ms >= 0)
+		deadline_in(&dl, timeout_ms);
+	pthread_mutex_lock(&p->mu);
+	struct py_ping *w = &p->pings[slot];
+	enter(p);
+	int rc = 0;
 	while (rc == 0 && !w->done && !p->closed)
 		rc = wait_on(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (w->done) {
@@ -569,10 +601,18 @@ int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us)
 	} else if (rc == 0 && p->closed) {
 		rc = -ESHUTDOWN;
 	}
-	w->used = false;
 	leave(p);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
+}
+
+void derp_pyclient_ping_end(derp_pyclient_t *p, int slot)
+{
+	if (slot < 0 || slot >= PY_PING_WAITERS)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->pings[slot].used = false;
+	pthread_mutex_unlock(&p->mu);
 }
 
 int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms)

@@ -4,6 +4,7 @@
  * most likely to be stale (WireGuard retransmits its handshakes anyway). */
 #include "derp/client/client_int.h"
 #include "base/list.h"
+#include "trace/trace.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +17,14 @@ void derp_cl_queue_push(struct derp_client *c, const uint8_t dst[32], const uint
 		if (!c->qhead)
 			c->qtail = NULL;
 		c->qlen--;
+		TR_TAP(drop, TR_HOP_DC_QUEUE, tr_key_id(c->pub), old->dst, TR_R_DC_QUEUE_OLDEST, old->data, old->len);
 		free(old);
 		c->st.drops_queue_full++;
 	}
+	TR_TAP(derp, TR_HOP_DC_QUEUE, tr_key_id(c->pub), dst, DERP_FRAME_SEND_PACKET, dst, data, len);
 	struct derp_qent *e = malloc(sizeof(*e) + len);
 	if (!e) {
+		TR_TAP(drop, TR_HOP_DC_QUEUE, tr_key_id(c->pub), dst, TR_R_DC_QUEUE_OLDEST, NULL, 0);
 		c->st.drops_queue_full++;
 		return;
 	}

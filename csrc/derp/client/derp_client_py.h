@@ -140,8 +140,13 @@ void derp_pyclient_packet_free(struct derp_py_packet *pkt);
 int derp_pyclient_next_event(derp_pyclient_t *p, int timeout_ms, struct derp_client_event **out);
 void derp_pyclient_event_free(struct derp_client_event *ev);
 int derp_pyclient_note_preferred(derp_pyclient_t *p, int preferred);
-/* Sends a ping and waits for its pong; *rtt_us set. -ENOTCONN, -ETIMEDOUT. */
-int derp_pyclient_ping(derp_pyclient_t *p, int timeout_ms, uint64_t *rtt_us);
+/* Sends a ping; *slot names it for ping_wait/ping_end. 0, -ENOTCONN, -EBUSY (too many pings in flight), -ESHUTDOWN. */
+int derp_pyclient_ping_start(derp_pyclient_t *p, int *slot);
+/* Waits up to timeout_ms for the pong of ping `slot` (so a caller can wait
+ * in slices); *rtt_us set. 0, -ETIMEDOUT (not yet), -ENOTCONN, -ESHUTDOWN. */
+int derp_pyclient_ping_wait(derp_pyclient_t *p, int slot, int timeout_ms, uint64_t *rtt_us);
+/* Frees the ping's slot (after its wait, whatever the outcome). */
+void derp_pyclient_ping_end(derp_pyclient_t *p, int slot);
 /* 0 when connected; -ETIMEDOUT, -ESHUTDOWN, -EACCES (refused: the client
  * stopped retrying until derp_pyclient_reconnect). */
 int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms);

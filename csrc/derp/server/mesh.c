@@ -125,6 +125,8 @@ static void link_connect(struct derp_mesh_link *l);
 
 static void on_retry(rt_t *rt, rt_timer_t *t, void *arg)
 {
+	(void)rt;
+	(void)t;
 	struct derp_mesh_link *l = arg;
 	l->retry_at = 0;
 	if (!l->srv->closing && !l->stopped && !l->conn)

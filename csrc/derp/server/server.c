@@ -27,6 +27,7 @@ static void on_accept(rt_t *rt, int fd, uint32_t events, void *arg);
 
 static void accept_resume(rt_t *rt, rt_timer_t *t, void *arg)
 {
+	(void)t;
 	struct derp_server *s = arg;
 	if (!s->closing)
 		rt_fd_mod(rt, s->lfd, EPOLLIN);
@@ -49,6 +50,7 @@ static void fill_peer_addr(struct derp_conn *c, const struct sockaddr_storage *s
 
 static void on_accept(rt_t *rt, int fd, uint32_t events, void *arg)
 {
+	(void)events;
 	struct derp_server *s = arg;
 	for (int i = 0; i < ACCEPTS_PER_EVENT && !s->closing; i++) {
 		struct sockaddr_storage ss;
@@ -259,12 +261,12 @@ int derp_server_new(struct rt *rt, const struct derp_server_config *cfg, derp_se
 	DEF(keepalive_ms, DERP_KEEPALIVE_MS);
 	DEF(keepalive_jitter_ms, DERP_KEEPALIVE_JITTER_MS);
 	DEF(handshake_timeout_ms, DERP_HANDSHAKE_TIMEOUT_MS);
-	DEF(http_timeout_ms, 30000);
+	DEF(http_timeout_ms, DERP_SRV_HTTP_TIMEOUT_MS);
 	DEF(write_timeout_ms, DERP_WRITE_TIMEOUT_MS);
 	DEF(mesh_write_timeout_ms, DERP_MESH_WRITE_TIMEOUT_MS);
-	DEF(mesh_retry_ms, 5000);
+	DEF(mesh_retry_ms, DERP_SRV_MESH_RETRY_MS);
 	DEF(queue_depth, DERP_QUEUE_DEPTH);
-	DEF(not_here_interval_ms, 1000);
+	DEF(not_here_interval_ms, DERP_SRV_NOT_HERE_INTERVAL_MS);
 #undef DEF
 	if (c->rate_bytes_per_s && c->rate_burst_bytes < DERP_SRV_RATE_FRAME_MAX)
 		c->rate_burst_bytes = DERP_SRV_RATE_FRAME_MAX;
@@ -373,6 +375,7 @@ struct stats_arg {
 
 static void stats_on_loop(rt_t *rt, void *arg)
 {
+	(void)rt;
 	struct stats_arg *a = arg;
 	*a->out = a->s->st;
 }
@@ -390,6 +393,7 @@ struct advance_arg {
 
 static void advance_on_loop(rt_t *rt, void *arg)
 {
+	(void)rt;
 	struct advance_arg *a = arg;
 	struct derp_server *s = a->s;
 	if (s->closing)

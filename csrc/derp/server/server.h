@@ -29,6 +29,10 @@
 #define DERP_SRV_WATCH_CTL_MAX (1u << 20) /* ... for a mesh watcher, then it is closed */
 #define DERP_SRV_RATE_FRAME_MAX (DERP_KEY_LEN + DERP_MAX_PACKET) /* 65568 */
 #define DERP_SRV_MESH_WRITE_TIMEOUT_MS 5000 /* our mesh client's writes */
+/* Defaults of struct derp_server_config's timers (0 there means these). */
+#define DERP_SRV_HTTP_TIMEOUT_MS 30000     /* accept to the end of the request head */
+#define DERP_SRV_MESH_RETRY_MS 5000        /* between attempts of a mesh link */
+#define DERP_SRV_NOT_HERE_INTERVAL_MS 1000 /* NotHere replies per sender (burst 3) */
 #define DERP_SRV_LINGER_MS 2000   /* after an HTTP response: wait this long for the client's EOF */
 
 struct derp_pkt {
@@ -189,6 +193,9 @@ void derp_conn_update_events(struct derp_conn *c);
 void derp_conn_arm_timer(struct derp_conn *c);
 /* Runs every deadline of c that is due now (the timer callback's body). */
 void derp_conn_check_deadlines(struct derp_conn *c);
+/* Bytes read from the connection, whatever its phase (also the fuzz
+ * targets' way in: tests/fuzz/derp_server_*.c). */
+void derp_conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n);
 /* Feeds DERP stream bytes, holding what cannot be processed yet (rate pause). */
 void derp_conn_feed(struct derp_conn *c, const uint8_t *b, size_t n);
 /* Sets a deadline field and makes sure the timer fires by then. */

@@ -3,6 +3,7 @@
 #include "derp/server/server.h"
 #include "base/log.h"
 #include "base/list.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -166,6 +167,8 @@ void derp_conn_check_deadlines(struct derp_conn *c)
 
 static void conn_on_timer(rt_t *rt, rt_timer_t *t, void *arg)
 {
+	(void)rt;
+	(void)t;
 	struct derp_conn *c = arg;
 	c->timer_at = 0;
 	derp_conn_check_deadlines(c);
@@ -369,7 +372,7 @@ static void on_resume(struct derp_conn *c)
 	derp_conn_update_events(c);
 }
 
-static void conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
+void derp_conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 {
 	switch (c->state) {
 	case CS_HTTP:
@@ -413,7 +416,7 @@ static void conn_read(struct derp_conn *c)
 		}
 		if (c->link && c->rd_at)
 			c->rd_at = derp_srv_now(s) + 2 * DERP_KEEPALIVE_MS; /* the Go client's 120 s */
-		conn_on_bytes(c, s->rbuf, (size_t)n);
+		derp_conn_on_bytes(c, s->rbuf, (size_t)n);
 	}
 }
 
@@ -439,6 +442,8 @@ static void drive_handshake(struct derp_conn *c)
 
 static void conn_on_event(rt_t *rt, int fd, uint32_t events, void *arg)
 {
+	(void)rt;
+	(void)fd;
 	struct derp_conn *c = arg;
 	struct derp_server *s = c->srv;
 	if (c->closing)
@@ -525,6 +530,8 @@ void derp_conn_close(struct derp_conn *c, enum derp_close_reason why)
 	uint64_t lost = c->dataq.n + c->discoq.n;
 	for (struct derp_pkt *p = c->wire.head; p; p = p->next)
 		lost += p->data[0] == DERP_FRAME_RECV_PACKET;
+	TR_TAP(lost, TR_HOP_DS, TR_OBJ(s),
+	       why == CR_WRITE_ERROR || why == CR_WRITE_TIMEOUT ? TR_R_DS_WRITE_ERROR : TR_R_DS_GONE, lost);
 	if (why == CR_WRITE_ERROR || why == CR_WRITE_TIMEOUT)
 		s->st.drop_write_error += lost;
 	else

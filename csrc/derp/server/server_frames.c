@@ -3,6 +3,7 @@
 #include "derp/server/server.h"
 #include "derp/http.h"
 #include "base/log.h"
+#include "trace/trace.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -120,6 +121,7 @@ static void enqueue_packet(struct derp_conn *dc, const uint8_t src[DERP_KEY_LEN]
 {
 	struct derp_server *s = dc->srv;
 	if (dc->closing) {
+		TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dc->key, TR_R_DS_GONE, data, len);
 		s->st.drop_gone_disconnected++;
 		return;
 	}
@@ -129,21 +131,27 @@ static void enqueue_packet(struct derp_conn *dc, const uint8_t src[DERP_KEY_LEN]
 	if (q->n >= s->cfg.queue_depth && !dc->out_blocked) {
 		derp_conn_flush(dc);
 		if (dc->closing) {
+			TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dc->key, TR_R_DS_GONE, data, len);
 			s->st.drop_gone_disconnected++;
 			return;
 		}
 	}
 	/* Drop-oldest: a slow receiver never blocks the sender. */
 	if (q->n >= s->cfg.queue_depth) {
-		free(derp_pktq_pop(q));
+		struct derp_pkt *old = derp_pktq_pop(q);
+		TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dc->key, TR_R_DS_QUEUE_HEAD, old->data + DERP_HDR_LEN + DERP_KEY_LEN,
+		       old->len - DERP_HDR_LEN - DERP_KEY_LEN);
+		free(old);
 		s->st.drop_queue_head++;
 	}
 	struct derp_pkt *p = derp_pkt_new((uint32_t)DERP_RECV_FRAME_LEN(len));
 	if (!p) {
+		TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dc->key, TR_R_DS_NO_MEMORY, data, len);
 		s->st.drop_queue_tail++;
 		return;
 	}
 	derp_enc_recv_packet(p->data, p->len, src, data, len);
+	TR_TAP(frame, TR_HOP_DS_RELAY, TR_OBJ(s), dc->key, p->data, p->len);
 	derp_pktq_push(q, p);
 	derp_conn_mark_dirty(dc);
 }
@@ -160,6 +168,7 @@ static void deliver(struct derp_conn *from, const uint8_t src[DERP_KEY_LEN], con
 	struct derp_peer *p = derp_peer_find(s, dst);
 	if (p && p->nconns) {
 		if (!p->active) {
+			TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dst, TR_R_DS_DUP_CLIENT, data, len);
 			s->st.drop_dup_client++;
 			return;
 		}
@@ -172,6 +181,7 @@ static void deliver(struct derp_conn *from, const uint8_t src[DERP_KEY_LEN], con
 			s->st.packets_forwarded_out++;
 		return;
 	}
+	TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dst, forwarded ? TR_R_DS_UNKNOWN_DEST_FWD : TR_R_DS_UNKNOWN_DEST, data, len);
 	if (forwarded)
 		s->st.drop_unknown_dest_on_fwd++;
 	else
@@ -212,6 +222,7 @@ static void on_frame(struct derp_conn *c, const struct derp_frame *f)
 	derp_peer_note_activity(c);
 	if (f->skipped)
 		return; /* unknown types, Pong, a second ClientInfo... */
+	TR_TAP(derp, TR_HOP_DS_IN, TR_OBJ(s), c->key, f->type, NULL, f->data, f->len);
 	switch (f->type) {
 	case DERP_FRAME_SEND_PACKET:
 		derp_dec_send_packet(f->data, f->len, &v);
