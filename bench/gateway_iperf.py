@@ -39,6 +39,21 @@ def side(stack: ExitStack, relay_url: str, name: str, tls_ca: str | None):
     return {"ns": ns, "link": link, "go": go, "gw": gw, "gw_key": gw_key, "priv": priv, "pub": pub}
 
 
+def pair(stack: ExitStack, relay_url: str, tls_ca: str | None):
+    """Two sides (A4 and B4) that are each other's WireGuard peer through
+    their gateways and the relay, connected."""
+    a = side(stack, relay_url, "a", tls_ca)
+    b = side(stack, relay_url, "b", tls_ca)
+    for me, other, addr, oaddr in ((a, b, A4, B4), (b, a, B4, A4)):
+        ep = me["gw"].add_remote_peer(other["gw_key"].public_key)
+        me["go"].configure(me["priv"], 0, addresses=[f"{addr}/24"],
+                           peers=[WgPeer(other["pub"], [f"{oaddr}/32"], f"{ep[0]}:{ep[1]}")])
+        me["gw"].wg_endpoint = (me["link"].ns_v4, me["go"].listen_port)
+    for s in (a, b):
+        s["gw"].wait_connected(10)
+    return a, b
+
+
 def run(relay_name: str, seconds: float) -> None:
     with ExitStack() as stack:
         if relay_name == "ours":
@@ -49,15 +64,7 @@ def run(relay_name: str, seconds: float) -> None:
 
             relay = stack.enter_context(Derper())
             url, ca = relay.url, None
-        a = side(stack, url, "a", ca)
-        b = side(stack, url, "b", ca)
-        for me, other, addr, oaddr in ((a, b, A4, B4), (b, a, B4, A4)):
-            ep = me["gw"].add_remote_peer(other["gw_key"].public_key)
-            me["go"].configure(me["priv"], 0, addresses=[f"{addr}/24"],
-                               peers=[WgPeer(other["pub"], [f"{oaddr}/32"], f"{ep[0]}:{ep[1]}")])
-            me["gw"].wg_endpoint = (me["link"].ns_v4, me["go"].listen_port)
-        for s in (a, b):
-            s["gw"].wait_connected(10)
+        a, b = pair(stack, url, ca)
         r = a["ns"].run("ping", "-c", "3", "-W", "5", B4, check=False, timeout=30)
         if r.returncode != 0:
             raise SystemExit(f"no connectivity: {r.stdout}{r.stderr}")

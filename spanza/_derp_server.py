@@ -39,9 +39,10 @@ def _raise(rc: int, err: Any, what: str) -> None:
     raise error(-rc, f"{what}: {msg or os.strerror(-rc)}")
 
 
-def _free_server(ptr: Any, runtime: Runtime | None) -> None:
-    """A server's release: the server, then the runtime it owns."""
-    lib.derp_server_free(ptr)
+def _free_server(ptr: Any, runtime: Runtime | None, how: list[Any] | None = None) -> None:
+    """A server's release: the server (gracefully, or as ``how[0]`` says:
+    `DerpServer.kill` sets it to derp_server_kill), then the runtime it owns."""
+    (how[0] if how else lib.derp_server_free)(ptr)
     if runtime is not None:
         runtime.close()
 
@@ -226,7 +227,9 @@ class DerpServer(Handle):
         # The release refers to the C server and the runtime, not to self:
         # a server dropped without close() is freed by the collector.
         ptr, own_rt = self._ptr, self.runtime if self._own_runtime else None
-        self._handle_open(lambda: _free_server(ptr, own_rt), f"DerpServer {self.url}")
+        how: list[Any] = [lib.derp_server_free]
+        self._free_how = how
+        self._handle_open(lambda: _free_server(ptr, own_rt, how), f"DerpServer {self.url}")
         pub = ffi.new("uint8_t[32]")
         lib.derp_server_public_key(self._ptr, pub)
         self.public_key = PublicKey(bytes(pub))
@@ -305,6 +308,15 @@ class DerpServer(Handle):
         """Closes every connection and the listener (queued frames get one
         last write), and the server's own runtime. Idempotent."""
         super().close()
+
+    def kill(self) -> None:
+        """Stops abruptly, as a crash would: every connection is reset (RST),
+        nothing queued is written. Restart with ``DerpServer(port=old.port,
+        private_key=...)``, as after `close`. Idempotent."""
+        if self.closed:
+            return
+        self._free_how[0] = lib.derp_server_kill
+        self.close()
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""

@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_command(sub)
     add_up_command(sub)
+    from spanza._scenario_cli import add_scenario_command
+
+    add_scenario_command(sub)
     return p
 
 

@@ -17,11 +17,13 @@ their implementation.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
 import os
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, Union
 
 from spanza import _diagnose
@@ -29,6 +31,7 @@ from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._wait import sliced, timeout_ms
 from spanza.errors import ConfigError, SpanzaError, SpanzaTimeoutError, check, error
+from spanza.impair import Impairable
 from spanza.keys import PublicKey, load_key_file, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -213,7 +216,7 @@ def _close_client(p: Any, runtime: Runtime) -> None:
 _STATES = {1: "backoff", 2: "resolving", 3: "connecting", 4: "tls", 5: "upgrading", 6: "connected", 7: "closed"}
 
 
-class DerpClient(Handle):
+class DerpClient(Handle, Impairable):
     """One DERP connection, kept up until `close()`.
 
     url: ``http(s)://host[:port]/derp``. private_key: 32 bytes,
@@ -295,6 +298,13 @@ class DerpClient(Handle):
         log.debug("DERP client for %s as %s", url, self.public_key.tailscale)
 
     # ---- plumbing ----
+
+    # impairments (spanza.impair): out = what it sends, in = what it receives
+    _IMPAIR_HOPS = {"derp": lib.IMP_HOP_DERP_CLIENT}
+
+    @contextlib.contextmanager
+    def _impair_ptr(self) -> Iterator[Any]:
+        yield self._ptr
 
     @property
     def _ptr(self) -> Any:

@@ -38,6 +38,7 @@ from spanza.derp_bind import DerpBindMixin
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
+from spanza.impair import Impairable
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.device")
@@ -285,7 +286,7 @@ class _InFlight:
                 dev._lock.notify_all()
 
 
-class Device(DerpBindMixin, Handle):
+class Device(DerpBindMixin, Handle, Impairable):
     """A WireGuard device on a runtime's loop (see the module docstring).
 
     private_key: the device's key (a spanza.keys.PrivateKey, 32 bytes, or
@@ -457,6 +458,17 @@ class Device(DerpBindMixin, Handle):
         until the block is done."""
         return _InFlight(self)
 
+    # -- impairments (spanza.impair): "udp" (its socket) or "derp" (its DERP transport) --
+
+    _IMPAIR_HOPS = {"udp": lib.IMP_HOP_DEVICE_UDP, "derp": lib.IMP_HOP_DEVICE_DERP}
+
+    def _impair_default_hop(self) -> str:
+        with self._use() as ptr:
+            return "udp" if lib.dev_py_listen_port(ptr) > 0 else "derp"
+
+    def _impair_ptr(self) -> contextlib.AbstractContextManager[Any]:
+        return self._use()
+
     @property
     def ptr(self) -> Any:
         """The C `dev_device *` (for other modules' C calls on its loop)."""
@@ -547,6 +559,29 @@ class Device(DerpBindMixin, Handle):
         lines.append("replace_allowed_ips=true")
         lines += [f"allowed_ip={_network(a)}" for a in allowed_ips]
         self.ipc_set("\n".join(lines))
+
+    def advance_clock(self, seconds: float) -> None:
+        """Moves this device's WireGuard clock forward (virtual time on top
+        of real time) and runs the protocol timers now due: rekey after
+        120 s, reject after 180 s, keepalive after 10 s, handshake retry
+        after 5 s, keys zeroed after 540 s. Only this device's clock: in a
+        scenario, advance both ends for one picture of time. Other timers
+        (its DERP client's, lwIP's) keep real time."""
+        ms = round(float(seconds) * 1000)
+        if not 0 <= ms < 2**32:
+            raise ConfigError(f"advance_clock: {seconds!r} s is outside 0..4294967 s")
+        with self._use() as p:
+            check(lib.dev_py_advance_clock(p, ms), "advance_clock")
+
+    def rekey(self, public_key: KeyLike) -> None:
+        """Forces a new handshake with the peer now (new session keys; what
+        is in flight under the old ones still decrypts)."""
+        raw = _key_bytes(public_key, "public_key")
+        with self._use() as p:
+            rc = lib.dev_py_rekey(p, raw)
+        if rc == -_errno.ENOENT:
+            raise ConfigError(f"rekey: {PublicKey(raw)} is not a peer of this device")
+        check(rc, "rekey")
 
     def remove_peer(self, public_key: KeyLike) -> None:
         self.ipc_set(f"public_key={_key_bytes(public_key, 'public_key').hex()}\nremove=true")

@@ -49,6 +49,7 @@ from spanza._handle import Handle
 from spanza._renamed import renamed
 from spanza.derp_client import client_opts
 from spanza.errors import ConfigError, check, error
+from spanza.impair import Impairable
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 
@@ -114,7 +115,7 @@ def _free_gateway(ptr: Any) -> None:
     lib.gw_py_free(ptr)
 
 
-class Gateway(Handle):
+class Gateway(Handle, Impairable):
     """A UDP <-> DERP relay for one local WireGuard and its remote peers.
 
     url: the relay, ``http(s)://host[:port]/derp`` (``derp_url``: its old,
@@ -202,6 +203,12 @@ class Gateway(Handle):
     def _p(self) -> Any:
         self._check_open()
         return self._ptr
+
+    # impairments (spanza.impair): "derp" (its relay connection) or "udp" (toward WireGuard)
+    _IMPAIR_HOPS = {"derp": lib.IMP_HOP_GATEWAY_DERP, "udp": lib.IMP_HOP_GATEWAY_UDP}
+
+    def _impair_ptr(self) -> contextlib.AbstractContextManager[Any]:
+        return self._use()
 
     @contextlib.contextmanager
     def _use(self) -> Iterator[Any]:

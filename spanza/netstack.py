@@ -18,6 +18,7 @@ runtime unless the first host says otherwise), at most ``MAX_HOSTS`` hosts.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import http.client
@@ -28,13 +29,14 @@ import socket
 import socketserver
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle, fork_generation
 from spanza._wait import sliced
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check, error
+from spanza.impair import Impairable
 from spanza.runtime import Runtime, default_runtime
 
 __all__ = [
@@ -165,7 +167,7 @@ class _WireState:
             lib.ns_wire_free(ptr)
 
 
-class MemoryWire(Handle):
+class MemoryWire(Handle, Impairable):
     """Two hosts wired to each other in memory (tests and benchmarks).
 
     What one side sends reaches the other on a later loop iteration, after
@@ -187,6 +189,13 @@ class MemoryWire(Handle):
         if self._state.ptr is None:
             raise ClosedError("MemoryWire is closed")
         return self._state.ptr
+
+    # impairments (spanza.impair): out = what side 0 sends, in = what side 1 sends
+    _IMPAIR_HOPS = {"wire": lib.IMP_HOP_WIRE}
+
+    @contextlib.contextmanager
+    def _impair_ptr(self) -> Iterator[Any]:
+        yield self.ptr
 
     def end(self, side: int) -> Link:
         if side not in (0, 1):

@@ -12,6 +12,10 @@ Fixtures:
   192.168.4.2) over ``derp_server``, parametrized over the gateway and the
   DERP-transport mode; choose with
   ``@pytest.mark.parametrize("peer_pair", ["gateway"], indirect=True)``.
+- ``make_network``: a factory for `spanza.network.Network` (meshed relays,
+  peers, faults, transfers): ``net = make_network(peers=2, relays=2)``.
+- ``impair``: ``impair(obj, loss=0.1, ...)`` impairs any object with a link
+  (`spanza.impair`); every impairment is lifted at the end of the test.
 
 Everything a fixture starts is closed at its end. Errors logged by Spanza's
 C threads during a test fail that test, with the messages; C log records go
@@ -98,22 +102,28 @@ def derp_server_tls() -> Iterator[Any]:
         yield server
 
 
+def _closing_factory(make_one: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A fixture body: a factory whose products are closed, newest first,
+    when the test ends."""
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        obj = make_one(**kwargs)
+        made.append(obj)
+        return obj
+
+    yield make
+    for obj in reversed(made):
+        obj.close()
+
+
 @pytest.fixture
 def make_derp_server() -> Iterator[Callable[..., Any]]:
     """A factory for relays owned by the test: ``make_derp_server(**kwargs)``
     takes `spanza.DerpServer`'s arguments. All are closed at the end."""
     from spanza import DerpServer
 
-    made: list[Any] = []
-
-    def make(**kwargs: Any) -> Any:
-        server = DerpServer(**kwargs)
-        made.append(server)
-        return server
-
-    yield make
-    for server in reversed(made):
-        server.close()
+    yield from _closing_factory(DerpServer)
 
 
 @pytest.fixture
@@ -160,6 +170,31 @@ def peer_pair(request: pytest.FixtureRequest, make_peer: Callable[..., Any], der
     b = make_peer("192.168.4.2/24", mode=mode)
     connect(a, b)
     return PeerPair(a, b, derp_server, mode)
+
+
+@pytest.fixture
+def make_network() -> Iterator[Callable[..., Any]]:
+    """A factory for scenario networks (`spanza.network.Network`'s
+    arguments); all are closed at the end of the test."""
+    from spanza.network import Network
+
+    yield from _closing_factory(Network)
+
+
+@pytest.fixture
+def impair() -> Iterator[Callable[..., Any]]:
+    """``impair(obj, **settings)``: obj.impair(**settings) (a Device,
+    Gateway, DerpClient, MemoryWire or scenario Peer), lifted at the end."""
+    made: list[Any] = []
+
+    def do(obj: Any, **settings: Any) -> Any:
+        imp = obj.impair(**settings)
+        made.append(imp)
+        return imp
+
+    yield do
+    for imp in reversed(made):
+        imp.lift()  # (a closed owner's impairment just keeps its last counters)
 
 
 # ---- packet tracing: the packet_trace fixture and --spanza-trace ----

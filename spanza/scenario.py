@@ -50,10 +50,12 @@ Mode = Literal["gateway", "transport"]
 MODES: tuple[Mode, ...] = ("gateway", "transport")
 
 
-def _close_parts(device: Device, gateway: Gateway | None) -> None:
-    device.close()
-    if gateway is not None:
-        gateway.close()
+def _close_parts(parts: list[Any]) -> None:
+    """A peer's release: its device, then its gateway (``parts`` is the
+    peer's own list: spanza.network.restart_gateway swaps the gateway)."""
+    for part in parts:
+        if part is not None:
+            part.close()
 
 
 class Peer(Handle):
@@ -91,6 +93,10 @@ class Peer(Handle):
         self.private_key = private_key or PrivateKey.generate()
         self.persistent_keepalive = persistent_keepalive
         self.gateway: Gateway | None = None
+        # what a gateway restart needs (spanza.network.restart_gateway)
+        self.gateway_key = PrivateKey.generate()
+        self._gateway_args: dict[str, Any] = {"ca_file": ca_file, "insecure": insecure,
+                                              "derp_options": derp_options, "runtime": runtime}
         addresses = [address] if isinstance(address, str) else list(address)
         if mode == "transport":
             self.device = Device(private_key=self.private_key, listen_port=None, address=addresses,
@@ -99,15 +105,16 @@ class Peer(Handle):
         else:
             self.device = Device(private_key=self.private_key, listen_port=0, address=addresses, runtime=runtime)
             try:
-                self.gateway = Gateway(url, PrivateKey.generate(), ca_file=ca_file, insecure=insecure,
+                self.gateway = Gateway(url, self.gateway_key, ca_file=ca_file, insecure=insecure,
                                        wg_endpoint=("127.0.0.1", self.device.listen_port),
                                        derp_options=derp_options, runtime=runtime)
             except BaseException:
                 self.device.close()
                 raise
         self.interfaces = [ipaddress.ip_interface(a) for a in addresses]
-        device, gateway = self.device, self.gateway
-        self._handle_open(lambda: _close_parts(device, gateway), f"Peer {self.address}")
+        parts: list[Any] = [self.device, self.gateway]
+        self._parts = parts
+        self._handle_open(lambda: _close_parts(parts), f"Peer {self.address}")
 
     @property
     def relay_url(self) -> str:
@@ -140,7 +147,10 @@ class Peer(Handle):
     def add_peer(self, other: Peer) -> None:
         """Makes `other` this peer's WireGuard peer, reached over the relay."""
         if self.gateway is not None:
-            endpoint: Any = self.gateway.add_remote_peer(other.derp_key)
+            try:
+                endpoint: Any = self.gateway.address_for(other.derp_key)  # re-added: same socket
+            except ConfigError:
+                endpoint = self.gateway.add_remote_peer(other.derp_key)
         else:
             endpoint = derp_endpoint(other.derp_key)
         self.device.add_peer(
@@ -277,6 +287,19 @@ class Peer(Handle):
             return int(sum(p["peer_gone"] for p in self.gateway.stats()["peers"].values()))
         return int(self.device.derp_stats()["peer_gone"])
 
+    # -- scenarios: impair the relay link, break parts (spanza.network) --
+
+    def impair(self, **settings: Any) -> Any:
+        """Impairs this peer's relay link (the gateway's or the DERP
+        transport's connection); see `spanza.impair`."""
+        return (self.gateway if self.gateway is not None else self.device).impair(hop="derp", **settings)
+
+    def clear_impairments(self) -> None:
+        """Lifts every impairment on the device and the gateway."""
+        self.device.clear_impairments()
+        if self.gateway is not None:
+            self.gateway.clear_impairments()
+
     def _relay_client(self) -> tuple[dict[str, Any], str]:
         """The relay connection's counters and its last error."""
         if self.gateway is not None:
@@ -348,3 +371,12 @@ def http_get(device: Any, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
     """GET `url` from a device's host (anything with ``connect``)."""
     r = web.request(device, "GET", url, timeout=timeout)
     return r.status, r.body
+
+
+def __getattr__(name: str) -> Any:
+    # Network and its helpers live in spanza.network (which imports this module).
+    if name in ("Network", "Relay", "TransferResult", "transfer"):
+        from spanza import network
+
+        return getattr(network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

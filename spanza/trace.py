@@ -36,10 +36,7 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from typing import Any
 
 from spanza._ffi import ffi, lib
 from spanza._trace_record import (
@@ -493,7 +490,7 @@ class Capture:
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "Capture":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,6 +1,7 @@
 /* The UDP bind; see bind_udp.h. */
 #include "device/bind_udp.h"
 #include "base/log.h"
+#include "impair/impair.h"
 #include "trace/trace.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@ struct dev_udp {
 	void *ctx;
 	struct dev_udp_stats st;
 	struct rt_udp_batch rb;
+	struct imp *imp[2]; /* IMP_OUT, IMP_IN: NULL unless impaired */
 };
 
 static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg);
@@ -122,9 +124,14 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 			}
 			u->st.rx_datagrams++;
 			u->st.rx_bytes += b->msgs[i].msg_len;
-			TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, rt_udp_unmap(&b->from[i]), u->port,
-			       b->iov[i].iov_base, b->msgs[i].msg_len);
-			u->rx(u->ctx, rt_udp_unmap(&b->from[i]), b->iov[i].iov_base, b->msgs[i].msg_len);
+			const struct sockaddr *from = rt_udp_unmap(&b->from[i]);
+			TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, from, u->port, b->iov[i].iov_base,
+			       b->msgs[i].msg_len);
+			if (u->imp[IMP_IN])
+				imp_input(u->imp[IMP_IN], from, sizeof(struct sockaddr_storage), b->iov[i].iov_base,
+					  b->msgs[i].msg_len);
+			else
+				u->rx(u->ctx, from, b->iov[i].iov_base, b->msgs[i].msg_len);
 			/* rx may have rebound the socket (a UAPI set through the
 			 * core): the rest of this batch still belongs to us. */
 		}
@@ -133,16 +140,10 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 	}
 }
 
-int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *data, size_t len)
+static int send_now(struct dev_udp *u, const struct sockaddr *to, socklen_t sl, const uint8_t *data, size_t len)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = rt_udp_sockaddr_for(u->family, to, &ss);
-	if (!sl) {
-		u->st.tx_errors++;
-		return -EAFNOSUPPORT;
-	}
 	TR_TAP(udp, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL, to, u->port, data, len);
-	ssize_t n = sendto(u->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
+	ssize_t n = sendto(u->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, sl);
 	if (n < 0) {
 		int err = errno;
 		TR_TAP(drop, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL,
@@ -159,6 +160,49 @@ int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *da
 	return 0;
 }
 
+int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *data, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = rt_udp_sockaddr_for(u->family, to, &ss);
+	if (!sl) {
+		u->st.tx_errors++;
+		return -EAFNOSUPPORT;
+	}
+	if (u->imp[IMP_OUT]) {
+		imp_input(u->imp[IMP_OUT], &ss, sl, data, len);
+		return 0;
+	}
+	return send_now(u, (struct sockaddr *)&ss, sl, data, len);
+}
+
+/* ---- impairments (csrc/impair/) ---- */
+
+static void imp_send(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	struct dev_udp *u = ctx;
+	struct sockaddr_storage ss;
+	memcpy(&ss, addr, alen < sizeof(ss) ? alen : sizeof(ss));
+	if (ss.ss_family != u->family) /* rebound to another family meanwhile */
+		return;
+	send_now(u, (struct sockaddr *)&ss, (socklen_t)alen, data, len);
+}
+
+static void imp_recv(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)alen;
+	struct dev_udp *u = ctx;
+	struct sockaddr_storage from;
+	memcpy(&from, addr, sizeof(from));
+	/* The engine hands on either our own receive buffer or its own copy:
+	 * writable memory, as rx (decrypt in place) needs. */
+	u->rx(u->ctx, (struct sockaddr *)&from, (uint8_t *)(uintptr_t)data, len);
+}
+
+int dev_udp_impair(struct dev_udp *u, int dir, int op, const struct imp_config *cfg, struct imp_stats *out)
+{
+	return imp_slot_op(&u->imp[dir], u->rt, op, cfg, dir == IMP_OUT ? imp_send : imp_recv, u, out);
+}
+
 uint16_t dev_udp_port(const struct dev_udp *u) { return u->port; }
 
 const struct dev_udp_stats *dev_udp_stats(const struct dev_udp *u) { return &u->st; }
@@ -167,6 +211,8 @@ void dev_udp_close(struct dev_udp *u)
 {
 	if (!u)
 		return;
+	imp_slot_free(&u->imp[IMP_OUT]);
+	imp_slot_free(&u->imp[IMP_IN]);
 	rt_fd_del(u->rt, u->fd);
 	close(u->fd);
 	rt_udp_batch_free(&u->rb);

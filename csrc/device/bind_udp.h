@@ -35,6 +35,11 @@ int dev_udp_rebind(struct dev_udp *u, uint16_t port);
 /* to: AF_INET or AF_INET6. 0 or -errno (the datagram is dropped). */
 int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *data, size_t len);
 uint16_t dev_udp_port(const struct dev_udp *u);
+/* Impairs what the socket sends (IMP_OUT) or receives (IMP_IN): an
+ * IMP_OP_* on its engine (csrc/impair/impair.h). */
+struct imp_config;
+struct imp_stats;
+int dev_udp_impair(struct dev_udp *u, int dir, int op, const struct imp_config *cfg, struct imp_stats *out);
 const struct dev_udp_stats *dev_udp_stats(const struct dev_udp *u);
 void dev_udp_close(struct dev_udp *u);
 

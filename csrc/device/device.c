@@ -41,8 +41,10 @@ static void op_deliver(void *ctx, wg_peer *peer, const uint8_t *ip, size_t len)
 
 static uint64_t op_wall_ns(void *ctx)
 {
-	(void)ctx;
-	return rt_wall_ns();
+	/* Virtual time moves the wall clock too: a handshake 121 virtual
+	 * seconds later carries a TAI64N timestamp 121 s newer. */
+	const dev_device *d = ctx;
+	return rt_wall_ns() + d->clock_offset_ms * 1000000ull;
 }
 
 static int op_set_listen_port(void *ctx, uint16_t port)
@@ -82,7 +84,8 @@ static void rearm(dev_device *d, uint64_t now, uint64_t floor)
 	 * after a tick must not spin the loop. */
 	if (at < now + floor)
 		at = now + floor;
-	rt_timer_arm_at(d->timer, at);
+	/* at is on the core's clock; the loop's timers run on the loop's. */
+	rt_timer_arm_at(d->timer, at > d->clock_offset_ms ? at - d->clock_offset_ms : 0);
 }
 
 static void on_timer(rt_t *rt, rt_timer_t *t, void *arg)
@@ -92,13 +95,13 @@ static void on_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	dev_device *d = arg;
 	if (!d->wg)
 		return;
-	uint64_t now = rt_now_ms();
+	uint64_t now = dev_now(d);
 	d->st.timer_runs++;
 	wg_device_tick(d->wg, now);
 	rearm(d, now, 1);
 }
 
-void dev_kick(dev_device *d) { rearm(d, rt_now_ms(), 0); }
+void dev_kick(dev_device *d) { rearm(d, dev_now(d), 0); }
 
 /* ---- the UDP bind as a dev_bind ---- */
 
@@ -152,7 +155,7 @@ void dev_input(dev_device *d, const wg_endpoint *from, const uint8_t *data, size
 {
 	if (!d->wg)
 		return;
-	uint64_t now = rt_now_ms();
+	uint64_t now = dev_now(d);
 	wg_device_receive(d->wg, now, from, data, len);
 	rearm(d, now, 0);
 }
@@ -167,13 +170,15 @@ int dev_send_packet(dev_device *d, const uint8_t *ip, size_t len)
 {
 	if (!d->wg)
 		return -ESHUTDOWN;
-	uint64_t now = rt_now_ms();
+	uint64_t now = dev_now(d);
 	int rc = wg_device_send(d->wg, now, ip, len);
 	rearm(d, now, 0);
 	return rc;
 }
 
 rt_t *dev_rt(const dev_device *d) { return d->rt; }
+
+uint64_t dev_now(const dev_device *d) { return rt_now_ms() + d->clock_offset_ms; }
 
 wg_device *dev_wg(dev_device *d) { return d->wg; }
 
@@ -186,7 +191,7 @@ int dev_uapi_handle(void *ctx, const char *req, size_t len, struct dev_strbuf *r
 	dev_device *d = ctx;
 	if (!d->wg)
 		return -ESHUTDOWN;
-	uint64_t now = rt_now_ms();
+	uint64_t now = dev_now(d);
 	char *out = NULL;
 	size_t n = 0;
 	int rc = wg_uapi_request(d->wg, now, req, len, &out, &n);
@@ -221,7 +226,7 @@ int dev_create(dev_device *d, const uint8_t *private_key, int listen_port)
 	d->wg = wg_device_new(&ops);
 	if (!d->timer || !d->wg)
 		return -ENOMEM;
-	uint64_t now = rt_now_ms();
+	uint64_t now = dev_now(d);
 	if (private_key) {
 		int rc = wg_device_set_private_key(d->wg, now, private_key);
 		if (rc < 0)

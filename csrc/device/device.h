@@ -74,6 +74,9 @@ void dev_set_sink(dev_device *d, dev_sink_fn fn, void *ctx);
 int dev_send_packet(dev_device *d, const uint8_t *ip, size_t len);
 
 rt_t *dev_rt(const dev_device *d);
+/* The core's clock: the loop's monotonic ms plus what dev_py_advance_clock
+ * added. Every call into the core passes it as now. */
+uint64_t dev_now(const dev_device *d);
 /* The core, for direct calls on the loop thread (peers, stats); NULL once
  * closed. Call dev_kick afterwards: it re-arms the timer. */
 wg_device *dev_wg(dev_device *d);

@@ -134,7 +134,7 @@ static void do_uapi_get(rt_t *rt, void *arg)
 	struct call *c = arg;
 	if (!c->d->wg)
 		return;
-	c->rc = wg_uapi_get(c->d->wg, rt_now_ms(), &c->out, &c->outlen);
+	c->rc = wg_uapi_get(c->d->wg, dev_now(c->d), &c->out, &c->outlen);
 }
 
 int dev_py_uapi_get(dev_device *d, char **out, size_t *len)
@@ -152,7 +152,7 @@ static void do_uapi_set(rt_t *rt, void *arg)
 	struct call *c = arg;
 	if (!c->d->wg)
 		return;
-	c->rc = wg_uapi_set(c->d->wg, rt_now_ms(), (const char *)c->bytes, c->len);
+	c->rc = wg_uapi_set(c->d->wg, dev_now(c->d), (const char *)c->bytes, c->len);
 	dev_kick(c->d);
 }
 
@@ -295,6 +295,45 @@ int dev_py_set_under_load(dev_device *d, int mode, uint32_t threshold)
 		return -EINVAL;
 	struct call c = {.ival = mode, .uval = threshold};
 	return on_loop(d, do_under_load, &c);
+}
+
+static void do_rekey(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (!c->d->wg)
+		return;
+	wg_peer *peer = wg_peer_find(c->d->wg, c->p1);
+	if (!peer) {
+		c->rc = -ENOENT;
+		return;
+	}
+	c->rc = wg_peer_initiate(c->d->wg, peer, dev_now(c->d), 1);
+	dev_kick(c->d);
+}
+
+int dev_py_rekey(dev_device *d, const uint8_t *peer_public_key)
+{
+	struct call c = {.p1 = (void *)(uintptr_t)peer_public_key};
+	return on_loop(d, do_rekey, &c);
+}
+
+static void do_advance_clock(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct call *c = arg;
+	if (!c->d->wg)
+		return;
+	c->d->clock_offset_ms += c->uval;
+	wg_device_tick(c->d->wg, dev_now(c->d));
+	dev_kick(c->d);
+	c->rc = 0;
+}
+
+int dev_py_advance_clock(dev_device *d, uint32_t ms)
+{
+	struct call c = {.uval = ms};
+	return on_loop(d, do_advance_clock, &c);
 }
 
 static void do_keylog(rt_t *rt, void *arg)

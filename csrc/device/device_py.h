@@ -71,6 +71,14 @@ int dev_py_public_key(dev_device *d, uint8_t *out);
 int dev_py_listen_port(dev_device *d);
 /* mode WG_LOAD_AUTO / FORCE / NEVER (the cookie mechanism). */
 int dev_py_set_under_load(dev_device *d, int mode, uint32_t threshold);
+/* Starts a new handshake with the peer now (a forced rekey: new session
+ * keys; the old ones still decrypt what is in flight). -ENOENT: no such
+ * peer, -ENOKEY: the device has no private key. */
+int dev_py_rekey(dev_device *d, const uint8_t *peer_public_key);
+/* Moves the device's WireGuard clock ms forward (virtual time on top of
+ * the loop's) and runs the core's timers now due: rekey after 120 s,
+ * keepalive, handshake retry, key expiry. This device only. */
+int dev_py_advance_clock(dev_device *d, uint32_t ms);
 /* Appends tshark key-log lines (spec: LOCAL_STATIC_PRIVATE_KEY...) for
  * every handshake the device creates; NULL or "" stops. 0 or -errno. */
 int dev_py_set_keylog(dev_device *d, const char *path);

@@ -30,6 +30,7 @@ struct dev_device {
 	FILE *keylog;
 	bool closed; /* loop thread's view; set in shutdown */
 	struct dev_stats st;
+	uint64_t clock_offset_ms; /* dev_py_advance_clock: the core's virtual time ahead of the loop's */
 };
 
 /* device.c */

@@ -120,6 +120,7 @@ void gw_free(gw_t *g)
 {
 	if (!g)
 		return;
+	gw_impair_free(g);
 	derp_client_free(g->derp);
 	gw_peers_free(g);
 	rt_udp_batch_free(&g->rb);

@@ -60,6 +60,10 @@ struct gw {
 	 * device's UDP bind reads the same way: device/udp.h) */
 	struct rt_udp_batch rb;
 
+	/* impairments of the UDP side (csrc/impair/): IMP_OUT toward the local
+	 * WireGuard, IMP_IN from it; packets are routed again by peer key */
+	struct imp *imp[2];
+
 	/* connection state for threads waiting in gw_py_wait_connected */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* with mu: connected, closed or waiters changed */
@@ -80,5 +84,9 @@ void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, si
 void gw_on_derp_writable(void *arg);
 /* Starts or stops reading every peer socket. */
 void gw_set_paused(struct gw *g, bool paused);
+struct imp_config;
+struct imp_stats;
+int gw_impair_udp(struct gw *g, int dir, int op, const struct imp_config *cfg, struct imp_stats *out);
+void gw_impair_free(struct gw *g);
 
 #endif

@@ -1,6 +1,7 @@
 /* The gateway's two packet paths (see gateway.h). Loop thread only. */
 #include "gateway/impl.h"
 #include "base/log.h"
+#include "impair/impair.h"
 
 #include <errno.h>
 #include <string.h>
@@ -32,6 +33,40 @@ static void learn(struct gw *g, struct gw_peer *p, const struct sockaddr_storage
 		derp_key_to_text(k, sizeof(k), "nodekey:", p->key);
 		spz_log(SPZ_LOG_DEBUG, "gateway", "peer %s: local WireGuard at port %u", k, a.port);
 	}
+}
+
+static void to_derp(struct gw *g, struct gw_peer *p, const uint8_t *data, size_t len)
+{
+	TR_TAP(pkt, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, data, len);
+	int rc = derp_client_send(g->derp, p->key, data, len);
+	if (rc == 0) {
+		p->st.derp_tx_packets++;
+		p->st.derp_tx_bytes += len;
+	} else if (rc == -EMSGSIZE) {
+		TR_TAP(drop, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, TR_R_GW_OVERSIZE, NULL, 0);
+		p->st.drops_oversize++;
+	} else {
+		TR_TAP(drop, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, TR_R_GW_DERP_SEND, NULL, 0);
+		p->st.drops_send_error++;
+	}
+}
+
+static void to_wg(struct gw *g, struct gw_peer *p, const uint8_t *data, size_t len)
+{
+	(void)g;
+	TR_TAP(udp, TR_HOP_GW_UDP_OUT, TR_OBJ(g), p->key, (const struct sockaddr *)&p->dst, 0, data, len);
+	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
+	if (n < 0) {
+		TR_TAP(drop, TR_HOP_GW_UDP_OUT, TR_OBJ(g), p->key,
+		       errno == EMSGSIZE ? TR_R_GW_OVERSIZE : TR_R_UDP_SEND_ERROR, NULL, 0);
+		if (errno == EMSGSIZE)
+			p->st.drops_oversize++;
+		else
+			p->st.drops_send_error++;
+		return;
+	}
+	p->st.wg_tx_datagrams++;
+	p->st.wg_tx_bytes += len;
 }
 
 void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
@@ -67,18 +102,10 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 			p->st.wg_rx_bytes += len;
 			TR_TAP(udp, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, (const struct sockaddr *)&b->from[i], 0,
 			       b->iov[i].iov_base, len);
-			TR_TAP(pkt, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, b->iov[i].iov_base, len);
-			int rc = derp_client_send(g->derp, p->key, b->iov[i].iov_base, len);
-			if (rc == 0) {
-				p->st.derp_tx_packets++;
-				p->st.derp_tx_bytes += len;
-			} else if (rc == -EMSGSIZE) {
-				TR_TAP(drop, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, TR_R_GW_OVERSIZE, NULL, 0);
-				p->st.drops_oversize++;
-			} else {
-				TR_TAP(drop, TR_HOP_GW_DERP_OUT, TR_OBJ(g), p->key, TR_R_GW_DERP_SEND, NULL, 0);
-				p->st.drops_send_error++;
-			}
+			if (g->imp[IMP_IN])
+				imp_input(g->imp[IMP_IN], p->key, sizeof(p->key), b->iov[i].iov_base, len);
+			else
+				to_derp(g, p, b->iov[i].iov_base, len);
 		}
 		/* Connected but the socket cannot keep up: stop reading until
 		 * the client says it drained (on_writable) or the connection
@@ -119,19 +146,10 @@ void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, si
 			return;
 		}
 	}
-	TR_TAP(udp, TR_HOP_GW_UDP_OUT, TR_OBJ(g), src, (const struct sockaddr *)&p->dst, 0, data, len);
-	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
-	if (n < 0) {
-		TR_TAP(drop, TR_HOP_GW_UDP_OUT, TR_OBJ(g), src,
-		       errno == EMSGSIZE ? TR_R_GW_OVERSIZE : TR_R_UDP_SEND_ERROR, NULL, 0);
-		if (errno == EMSGSIZE)
-			p->st.drops_oversize++;
-		else
-			p->st.drops_send_error++;
-		return;
-	}
-	p->st.wg_tx_datagrams++;
-	p->st.wg_tx_bytes += len;
+	if (g->imp[IMP_OUT])
+		imp_input(g->imp[IMP_OUT], p->key, sizeof(p->key), data, len);
+	else
+		to_wg(g, p, data, len);
 }
 
 void gw_set_paused(struct gw *g, bool paused)
@@ -150,3 +168,35 @@ void gw_set_paused(struct gw *g, bool paused)
 }
 
 void gw_on_derp_writable(void *arg) { gw_set_paused(arg, false); }
+
+/* ---- impairments: a held packet finds its peer again by key (the peer
+ * may have been removed meanwhile: then it is gone) ---- */
+
+static void imp_to_wg(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)alen;
+	struct gw *g = ctx;
+	struct gw_peer *p = gw_peer_lookup(g, addr);
+	if (p && p->dst_kind != GW_DST_NONE)
+		to_wg(g, p, data, len);
+}
+
+static void imp_to_derp(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)alen;
+	struct gw *g = ctx;
+	struct gw_peer *p = gw_peer_lookup(g, addr);
+	if (p)
+		to_derp(g, p, data, len);
+}
+
+int gw_impair_udp(struct gw *g, int dir, int op, const struct imp_config *cfg, struct imp_stats *out)
+{
+	return imp_slot_op(&g->imp[dir], g->rt, op, cfg, dir == IMP_OUT ? imp_to_wg : imp_to_derp, g, out);
+}
+
+void gw_impair_free(struct gw *g)
+{
+	imp_slot_free(&g->imp[IMP_OUT]);
+	imp_slot_free(&g->imp[IMP_IN]);
+}

@@ -4,7 +4,9 @@
  * after a delay. Queues are bounded; copies of packets can be captured for
  * inspection. */
 #include "ns.h"
+#include "ns_wire.h"
 
+#include "impair/impair.h"
 #include "lwip/pbuf.h"
 
 #include <errno.h>
@@ -58,6 +60,7 @@ struct ns_wire {
 	struct ns_wire_stats st;
 	struct wcap *cap_head, *cap_tail;
 	uint32_t ncap, capmax;
+	struct imp *imp[2]; /* imp[i]: what side i sends (IMP_OUT = side 0) */
 };
 
 static uint64_t now_us(void) { return rt_now_ns() / 1000u; }
@@ -150,6 +153,8 @@ static void capture(ns_wire_t *w, const uint8_t *ip, size_t len, int side)
 	w->ncap++;
 }
 
+static void wire_push(struct wend *e, const uint8_t *ip, size_t len);
+
 /* Whether a packet carries TCP payload (the drop list counts only those,
  * so a test's indices do not depend on when pure ACKs leave). */
 static bool tcp_payload(const uint8_t *ip, size_t len)
@@ -208,6 +213,22 @@ static uint32_t trim(ns_wire_t *w, int s, uint64_t now)
 void ns_wire_output(void *end, const uint8_t *ip, size_t len)
 {
 	struct wend *e = end;
+	struct imp *m = e->w->imp[e->side];
+	if (m)
+		imp_input(m, NULL, 0, ip, len);
+	else
+		wire_push(e, ip, len);
+}
+
+static void imp_push(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)addr;
+	(void)alen;
+	wire_push(ctx, data, len);
+}
+
+static void wire_push(struct wend *e, const uint8_t *ip, size_t len)
+{
 	ns_wire_t *w = e->w;
 	int s = e->side;
 	struct wloss *l = &w->loss[s];
@@ -448,10 +469,19 @@ int ns_wire_take(ns_wire_t *w, uint8_t *buf, size_t cap, int *side)
 	return rc < 0 ? rc : c.rc;
 }
 
+rt_t *ns_wire_rt(const ns_wire_t *w) { return w->rt; }
+
+int ns_wire_impair(ns_wire_t *w, int dir, int op, const struct imp_config *cfg, struct imp_stats *out)
+{
+	return imp_slot_op(&w->imp[dir], w->rt, op, cfg, imp_push, &w->ends[dir], out);
+}
+
 static void free_on_loop(rt_t *rt, void *arg)
 {
 	(void)rt;
 	ns_wire_t *w = arg;
+	imp_slot_free(&w->imp[0]);
+	imp_slot_free(&w->imp[1]);
 	rt_timer_free(w->timer);
 	for (int i = 0; i < 2; i++) {
 		q_clear(&w->q[i]);

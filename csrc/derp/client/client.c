@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "base/log.h"
+#include "impair/impair.h"
 #include "trace/trace.h"
 
 static const char *state_name(int s)
@@ -85,7 +86,12 @@ static void refused(struct derp_client *c)
 		c->ops.on_event(c->arg, &ev);
 }
 
+static int opt_err(char *err, size_t errlen, const char *msg);
+static int parse_nodes(struct derp_client *c, const char *list, char *err, size_t errlen);
+
 static void vfail(struct derp_client *c, int err, const char *fmt, va_list ap)
+
+void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 {
 	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
 	c->last_errno = err;
@@ -114,6 +120,11 @@ static void vfail(struct derp_client *c, int err, const char *fmt, va_list ap)
 	if (c->refused_in_row >= DERP_CLIENT_REFUSALS_STOP) {
 		refused(c);
 		return;
+	}
+	if (c->nnodes > 1) {
+		/* Fail over: the next attempt goes to the region's next node. */
+		c->node = (c->node + 1) % c->nnodes;
+		c->url = c->nodes[c->node];
 	}
 	uint32_t delay = derp_client_backoff_ms(c->failures, c->o.backoff_base_ms, c->o.backoff_max_ms,
 						randombytes_random());
@@ -250,7 +261,9 @@ static void cp_packet(void *arg, const uint8_t src[32], const uint8_t *data, siz
 	c->st.packets_recv++;
 	c->st.bytes_recv += len;
 	TR_TAP(derp, TR_HOP_DC_RX, tr_key_id(c->pub), src, DERP_FRAME_RECV_PACKET, src, data, len);
-	if (c->ops.on_packet)
+	if (c->imp[IMP_IN])
+		imp_input(c->imp[IMP_IN], src, DERP_CLIENT_KEY_LEN, data, len);
+	else if (c->ops.on_packet)
 		c->ops.on_packet(c->arg, src, data, len);
 }
 
@@ -371,6 +384,15 @@ bool derp_cl_encode_send(struct derp_client *c, const uint8_t dst[32], const uin
 	return true;
 }
 
+static void send_now(derp_client_t *c, const uint8_t dst[32], const uint8_t *data, size_t len)
+{
+	if (derp_client_writable(c))
+		derp_cl_encode_send(c, dst, data, len);
+	else
+		derp_cl_queue_push(c, dst, data, len);
+	derp_cl_note_congestion(c);
+}
+
 int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *data, size_t len)
 {
 	if (c->closing || c->state == DERP_CLIENT_CLOSED)
@@ -380,12 +402,43 @@ int derp_client_send(derp_client_t *c, const uint8_t dst[32], const uint8_t *dat
 		c->st.drops_too_big++;
 		return -EMSGSIZE;
 	}
-	if (derp_client_writable(c))
-		derp_cl_encode_send(c, dst, data, len);
+	if (c->imp[IMP_OUT])
+		imp_input(c->imp[IMP_OUT], dst, DERP_CLIENT_KEY_LEN, data, len);
 	else
-		derp_cl_queue_push(c, dst, data, len);
-	derp_cl_note_congestion(c);
+		send_now(c, dst, data, len);
 	return 0;
+}
+
+/* ---- impairments (csrc/impair/): released packets re-enter here, from
+ * the engine's timer, as a loop entry point of their own ---- */
+
+static void imp_send(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)alen;
+	derp_client_t *c = ctx;
+	if (c->closing || c->state == DERP_CLIENT_CLOSED)
+		return;
+	c->busy++;
+	send_now(c, addr, data, len);
+	derp_cl_leave(c);
+}
+
+static void imp_recv(void *ctx, const void *addr, size_t alen, const uint8_t *data, size_t len)
+{
+	(void)alen;
+	derp_client_t *c = ctx;
+	if (c->closing || !c->ops.on_packet)
+		return;
+	c->busy++;
+	c->ops.on_packet(c->arg, addr, data, len);
+	derp_cl_leave(c);
+}
+
+int derp_client_impair(derp_client_t *c, int dir, int op, const struct imp_config *cfg, struct imp_stats *out)
+{
+	if (c->closing)
+		return -ESHUTDOWN;
+	return imp_slot_op(&c->imp[dir], c->rt, op, cfg, dir == IMP_OUT ? imp_send : imp_recv, c, out);
 }
 
 bool derp_client_connected(const derp_client_t *c) { return c->state == DERP_CLIENT_CONNECTED; }
@@ -467,6 +520,30 @@ void derp_client_reconnect(derp_client_t *c)
 		rt_timer_arm_in(c->t_main, 0);
 	}
 	derp_cl_leave(c);
+}
+
+int derp_client_set_url(derp_client_t *c, const char *url, char *err, size_t errlen)
+{
+	if (c->closing)
+		return -ESHUTDOWN;
+	struct derp_client tmp; /* parse first: on error nothing changes */
+	int rc = parse_nodes(&tmp, url, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (tmp.url.tls != c->url.tls)
+		return opt_err(err, errlen, "url: the new relay must use the same scheme (http/https) as the old");
+	c->busy++;
+	if (c->state != DERP_CLIENT_BACKOFF)
+		derp_cl_fail(c, "home relay changed");
+	memcpy(c->nodes, tmp.nodes, sizeof(c->nodes));
+	c->nnodes = tmp.nnodes;
+	c->node = 0;
+	c->url = c->nodes[0];
+	c->failures = 0;
+	if (!c->closing)
+		rt_timer_arm_in(c->t_main, 0);
+	derp_cl_leave(c);
+	return 0;
 }
 
 /* ---- timers ---- */
@@ -634,10 +711,62 @@ static int parse_pin(const char *pin, uint8_t out[32])
 	return 0;
 }
 
+/* A node list: several words, each starting with a scheme. */
+static bool is_node_list(const char *list, const char *seps)
+{
+	int words = 0;
+	for (const char *p = list + strspn(list, seps); *p; p += strspn(p, seps)) {
+		if (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0)
+			return false;
+		p += strcspn(p, seps);
+		words++;
+	}
+	return words > 1;
+}
+
+/* One URL, or a region's nodes as URLs separated by spaces or commas (in
+ * DERP-map order), all http:// or all https://. Anything else is one URL
+ * (whose parser says what is wrong with it). */
+static int parse_nodes(struct derp_client *c, const char *list, char *err, size_t errlen)
+{
+	static const char seps[] = " ,\t\n";
+	if (!is_node_list(list, seps)) {
+		int rc = derp_url_parse(list, &c->nodes[0], err, errlen);
+		if (rc < 0)
+			return rc;
+		c->nnodes = 1;
+		c->node = 0;
+		c->url = c->nodes[0];
+		return 0;
+	}
+	char one[1024];
+	int n = 0;
+	for (const char *p = list + strspn(list, seps); *p; p += strspn(p, seps)) {
+		size_t len = strcspn(p, seps);
+		if (n == DERP_CLIENT_MAX_NODES)
+			return opt_err(err, errlen, "url: more than 8 node URLs");
+		if (len >= sizeof(one))
+			return opt_err(err, errlen, "url: a node URL is too long");
+		memcpy(one, p, len);
+		one[len] = 0;
+		int rc = derp_url_parse(one, &c->nodes[n], err, errlen);
+		if (rc < 0)
+			return rc;
+		if (n && c->nodes[n].tls != c->nodes[0].tls)
+			return opt_err(err, errlen, "url: the nodes must be all http:// or all https://");
+		n++;
+		p += len;
+	}
+	c->nnodes = n;
+	c->node = 0;
+	c->url = c->nodes[0];
+	return 0;
+}
+
 static int setup(struct derp_client *c, const char *url, const uint8_t priv[32], const struct derp_client_opts *opts,
 		 char *err, size_t errlen)
 {
-	int rc = derp_url_parse(url, &c->url, err, errlen);
+	int rc = parse_nodes(c, url, err, errlen);
 	if (rc < 0)
 		return rc;
 	if (!priv || sodium_is_zero(priv, 32))
@@ -760,6 +889,8 @@ void derp_client_free(derp_client_t *c)
 	}
 	if (c->busy > 0)
 		return; /* the outermost entry point finishes the job */
+	imp_slot_free(&c->imp[IMP_OUT]);
+	imp_slot_free(&c->imp[IMP_IN]);
 	rt_timer_free(c->t_main);
 	rt_timer_free(c->t_io);
 	derp_cl_queue_clear(c);

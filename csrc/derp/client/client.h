@@ -7,7 +7,9 @@
  * without any frame (120 s), or when a ping stays unanswered for
  * ping_timeout_ms (5 s).
  *
- * URL: http(s)://host[:port][/derp]. Literal IPv4/IPv6 addresses are used
+ * URL: http(s)://host[:port][/derp], or the nodes of one region (Tailscale's
+ * DERP map order) separated by spaces or commas: after each failed attempt
+ * or lost connection the next attempt goes to the next node. Literal IPv4/IPv6 addresses are used
  * as they are; host names are resolved with getaddrinfo on a short-lived
  * helper thread (never on the loop), and each address is tried in order.
  * TLS (https): SNI = server_name or the URL host (none for IP literals),
@@ -80,13 +82,30 @@ bool derp_client_connected(const derp_client_t *c);
 int derp_client_ping(derp_client_t *c, const uint8_t data[8]);
 /* Sends NotePreferred now (if connected) and after every reconnect. */
 int derp_client_note_preferred(derp_client_t *c, bool preferred);
-/* Drops the current connection (or skips the backoff wait) and reconnects. */
+/* Moves to another relay (a home relay change): url as derp_client_new
+ * takes it (one URL or a region's node URLs), same scheme as before. The
+ * current connection is dropped and the new relay dialled now. 0, -EINVAL
+ * (err says why), -ESHUTDOWN. */
+int derp_client_set_url(derp_client_t *c, const char *url, char *err, size_t errlen);
+/* Drops the current connection (or skips the backoff wait) and reconnects.
+ * With several node URLs the next attempt goes to the next node. */
 void derp_client_reconnect(derp_client_t *c);
+
+/* Impairs sends (IMP_OUT, before framing or queueing) or received packets
+ * (IMP_IN, before on_packet): an IMP_OP_* on its engine (impair/impair.h). */
+struct imp_config;
+struct imp_stats;
+int derp_client_impair(derp_client_t *c, int dir, int op, const struct imp_config *cfg, struct imp_stats *out);
 
 void derp_client_stats(const derp_client_t *c, struct derp_client_stats *out);
 void derp_client_public_key(const derp_client_t *c, uint8_t out[32]);
 /* The server's public key once connected (false before). */
 bool derp_client_server_key(const derp_client_t *c, uint8_t out[32]);
+/* The Python adapter's runtime (any thread) and its client (loop thread;
+ * NULL once closed), for other modules' loop-thread calls. */
+rt_t *derp_pyclient_rt(const derp_pyclient_t *p);
+derp_client_t *derp_pyclient_client(const derp_pyclient_t *p);
+
 /* Why the last connection attempt failed or the last connection ended. */
 const char *derp_client_last_error(const derp_client_t *c);
 

@@ -15,6 +15,7 @@
 #include "derp/tls.h"
 
 #define DERP_CLIENT_MAX_ADDRS 8
+#define DERP_CLIENT_MAX_NODES 8 /* URLs of one region's nodes, tried in turn */
 #define DERP_CLIENT_MAX_PINGS 16
 #define DERP_CLIENT_RBUF (256 * 1024)
 #define DERP_CLIENT_READ_BUDGET 8 /* rbuf fills per wake-up before yielding to the loop */
@@ -52,7 +53,9 @@ struct derp_ping {
 
 struct derp_client {
 	rt_t *rt;
-	struct derp_url url;
+	struct derp_url url; /* the node in use: nodes[node] */
+	struct derp_url nodes[DERP_CLIENT_MAX_NODES];
+	int nnodes, node;
 	struct derp_client_opts o; /* defaults applied; string fields NULL (copies below) */
 	char *server_name;
 	bool has_pin;
@@ -111,6 +114,7 @@ struct derp_client {
 	uint32_t refused_in_row;
 	int last_errno; /* cause of last_error (stats.last_errno) */
 	char last_error[200];
+	struct imp *imp[2]; /* IMP_OUT: sends before framing, IMP_IN: received packets */
 };
 
 /* client_io.c */

@@ -320,6 +320,10 @@ static void destroy_fn(rt_t *rt, void *arg)
 	p->c = NULL;
 }
 
+rt_t *derp_pyclient_rt(const derp_pyclient_t *p) { return p->rt; }
+
+derp_client_t *derp_pyclient_client(const derp_pyclient_t *p) { return p->c; }
+
 static void free_queues(derp_pyclient_t *p)
 {
 	q_free_all(&p->rx);

@@ -89,6 +89,9 @@ int derp_server_new(struct rt *rt, const struct derp_server_config *cfg, derp_se
 		    size_t errlen);
 /* Closes every connection and the listener, then frees. Safe from any thread. */
 void derp_server_free(derp_server_t *s);
+/* Like derp_server_free, but abrupt (a crash or kill -9 as peers see it):
+ * every connection is reset, nothing queued is written. */
+void derp_server_kill(derp_server_t *s);
 uint16_t derp_server_port(derp_server_t *s);
 void derp_server_public_key(derp_server_t *s, uint8_t out[32]);
 /* Copies the self-signed certificate's PEM (NUL-terminated) into out[cap];

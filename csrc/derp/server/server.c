@@ -118,7 +118,8 @@ static void stop_on_loop(rt_t *rt, void *arg)
 	rt_timer_free(s->accept_retry);
 	s->accept_retry = NULL;
 	derp_mesh_stop(s);
-	derp_srv_settle(s); /* last chance to write what is queued */
+	if (!s->killed)
+		derp_srv_settle(s); /* last chance to write what is queued */
 	while (s->conns)
 		derp_conn_close(s->conns, CR_DONE);
 	derp_srv_settle(s);
@@ -342,6 +343,27 @@ void derp_server_free(derp_server_t *s)
 	if (!s)
 		return;
 	rt_call(s->rt, stop_on_loop, s);
+	server_free_mem(s);
+}
+
+/* A crash, as peers see it: every connection is reset (SO_LINGER 0 makes
+ * close send RST), nothing queued is written. */
+static void kill_on_loop(rt_t *rt, void *arg)
+{
+	struct derp_server *s = arg;
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	for (struct derp_conn *c = s->conns; c; c = c->next)
+		if (c->io.fd >= 0)
+			setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	s->killed = true;
+	stop_on_loop(rt, arg);
+}
+
+void derp_server_kill(derp_server_t *s)
+{
+	if (!s)
+		return;
+	rt_call(s->rt, kill_on_loop, s);
 	server_free_mem(s);
 }
 

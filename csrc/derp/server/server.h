@@ -150,6 +150,7 @@ struct derp_mesh_link {
 
 struct derp_server {
 	rt_t *rt;
+	bool killed; /* derp_server_kill: connections are reset, not flushed */
 	int lfd;
 	uint16_t port;
 	SSL_CTX *tls;
