@@ -6,6 +6,12 @@ MAKEFLAGS += -j$(shell nproc)
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-stamp
+# Where objects, archives and caches go (pip builds set them into its build
+# directory: nothing is written to the source tree). NO_DEPS=1 skips the
+# set-up (scripts/install-deps.sh: apt, .venv) that `make demo`/`make test` do.
+BUILD_DIR ?= build
+CACHE_DIR ?= .cache
+DEPS := $(if $(NO_DEPS),,$(DEPS_STAMP))
 
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
@@ -38,29 +44,29 @@ deps: $(DEPS_STAMP)
 
 # ---- C library, one archive per flavour ----
 define flavour
-build/$(1)/obj/%.o: %.c | $(DEPS_STAMP)
+$(BUILD_DIR)/$(1)/obj/%.o: %.c | $(DEPS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(BASE_CFLAGS) $$($(1)_CFLAGS) $$(EXTRA_CFLAGS) -c $$< -o $$@
 
-build/$(1)/libspanza.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(CSRCS)) $$(EXTRA_OBJS_$(1))
+$(BUILD_DIR)/$(1)/libspanza.a: $$(patsubst %.c,$(BUILD_DIR)/$(1)/obj/%.o,$$(CSRCS)) $$(EXTRA_OBJS_$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
--include $$(patsubst %.c,build/$(1)/obj/%.d,$$(CSRCS))
+-include $$(patsubst %.c,$(BUILD_DIR)/$(1)/obj/%.d,$$(CSRCS))
 endef
 $(eval $(call flavour,release))
 $(eval $(call flavour,sanitize))
 fuzzlib_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
-build/fuzzlib/obj/%.o: CC := clang
+$(BUILD_DIR)/fuzzlib/obj/%.o: CC := clang
 $(eval $(call flavour,fuzzlib))
 
-lib: build/release/libspanza.a
+lib: $(BUILD_DIR)/release/libspanza.a
 
 PYHDRS := $(shell find csrc -name '*_py.h' | sort)
-EXT_STAMP := build/release/.ext-stamp
-$(EXT_STAMP): build/release/libspanza.a $(PYHDRS) spanza/_build.py | $(DEPS_STAMP)
-	SPANZA_LIBDIR=build/release $(PY) spanza/_build.py build/release/cffi
-	cp build/release/cffi/spanza/_spanza*.so spanza/
+EXT_STAMP := $(BUILD_DIR)/release/.ext-stamp
+$(EXT_STAMP): $(BUILD_DIR)/release/libspanza.a $(PYHDRS) spanza/_build.py | $(DEPS)
+	SPANZA_LIBDIR=$(BUILD_DIR)/release $(PY) spanza/_build.py $(BUILD_DIR)/release/cffi
+	cp $(BUILD_DIR)/release/cffi/spanza/_spanza*.so spanza/
 	@test -f $(VENV)/.editable || { SPANZA_SKIP_MAKE=1 $(PY) -m pip install -q --no-deps --no-build-isolation -e . && touch $(VENV)/.editable; }
 	touch $@
 
@@ -75,13 +81,13 @@ test-fast: ext $(TEST_DEPS)
 	$(PY) -m pytest -q -m "not slow and not interop" $(PYTEST_ARGS)
 
 # The same suite against an ASan+UBSan build of the extension, in its own tree.
-ASAN_TREE := build/sanitize/tree
-asan: build/sanitize/libspanza.a $(TEST_DEPS)
+ASAN_TREE := $(BUILD_DIR)/sanitize/tree
+asan: $(BUILD_DIR)/sanitize/libspanza.a $(TEST_DEPS)
 	@rm -rf $(ASAN_TREE) && mkdir -p $(ASAN_TREE)
 	cp -r spanza tests examples conftest.py pyproject.toml $(ASAN_TREE)/
 	rm -f $(ASAN_TREE)/spanza/_spanza*.so
-	SPANZA_SANITIZE=1 SPANZA_LIBDIR=build/sanitize $(PY) spanza/_build.py build/sanitize/cffi
-	cp build/sanitize/cffi/spanza/_spanza*.so $(ASAN_TREE)/spanza/
+	SPANZA_SANITIZE=1 SPANZA_LIBDIR=$(BUILD_DIR)/sanitize $(PY) spanza/_build.py $(BUILD_DIR)/sanitize/cffi
+	cp $(BUILD_DIR)/sanitize/cffi/spanza/_spanza*.so $(ASAN_TREE)/spanza/
 	cd $(ASAN_TREE) && \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -92,23 +98,23 @@ asan: build/sanitize/libspanza.a $(TEST_DEPS)
 # entry point, which no header declares.)
 # A module may add link flags for one target in FUZZ_LDFLAGS_<name>.
 FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Werror -Wshadow -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
-FUZZ_BINS := $(patsubst %,build/fuzz/%,$(FUZZ_TARGETS))
-build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libspanza.a
+FUZZ_BINS := $(patsubst %,$(BUILD_DIR)/fuzz/%,$(FUZZ_TARGETS))
+$(BUILD_DIR)/fuzz/%: tests/fuzz/%.c $(BUILD_DIR)/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $< build/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
+	clang $(FUZZ_CFLAGS) $< $(BUILD_DIR)/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
 FUZZ_SECONDS ?= 300
 # FUZZ_RUNS: stop a target after this many executions (-1: no limit).
 FUZZ_RUNS ?= -1
-# The full run: FUZZ_SECONDS (or FUZZ_RUNS) per target, corpora kept under .cache/fuzz.
+# The full run: FUZZ_SECONDS (or FUZZ_RUNS) per target, corpora kept under $(CACHE_DIR)/fuzz.
 fuzz: $(FUZZ_BINS)
-	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \
+	@for t in $(FUZZ_TARGETS); do mkdir -p $(CACHE_DIR)/fuzz/$$t; \
 	  echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
-	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -print_final_stats=1 .cache/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
+	  $(BUILD_DIR)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -print_final_stats=1 $(CACHE_DIR)/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
 # The short run that `make test` includes.
 fuzz-smoke: $(FUZZ_BINS)
-	@for t in $(FUZZ_TARGETS); do mkdir -p .cache/fuzz/$$t; \
-	  build/fuzz/$$t -max_total_time=$${FUZZ_SMOKE_SECONDS:-10} .cache/fuzz/$$t tests/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1 \
-	  || { tail -40 build/fuzz/$$t.log; exit 1; }; echo "fuzz-smoke $$t: ok ($$(grep -o 'Done [0-9]* runs' build/fuzz/$$t.log))"; done
+	@for t in $(FUZZ_TARGETS); do mkdir -p $(CACHE_DIR)/fuzz/$$t; \
+	  $(BUILD_DIR)/fuzz/$$t -max_total_time=$${FUZZ_SMOKE_SECONDS:-10} $(CACHE_DIR)/fuzz/$$t tests/fuzz/corpus/$$t >$(BUILD_DIR)/fuzz/$$t.log 2>&1 \
+	  || { tail -40 $(BUILD_DIR)/fuzz/$$t.log; exit 1; }; echo "fuzz-smoke $$t: ok ($$(grep -o 'Done [0-9]* runs' $(BUILD_DIR)/fuzz/$$t.log))"; done
 
 # ---- lint: C style (clang-format), C checks (clang-tidy, .clang-tidy),
 # Python (ruff, mypy --strict), and what the extension exports ----
@@ -122,7 +128,7 @@ lint: ext
 	$(PY) -m ruff check $(PY_LINT)
 	$(PY) -m ruff format --check $(PY_LINT)
 	$(PY) -m mypy --strict spanza
-	$(PY) scripts/check-build.py build/release/libspanza.a build/release/cffi/spanza/_spanza*.so
+	$(PY) scripts/check-build.py $(BUILD_DIR)/release/libspanza.a $(BUILD_DIR)/release/cffi/spanza/_spanza*.so
 
 format:
 	clang-format -i $(LINT_C)
@@ -135,7 +141,7 @@ bench: ext go-helpers goref
 	$(PY) bench/run.py
 
 clean:
-	rm -rf build spanza/_spanza*.so
+	rm -rf $(BUILD_DIR) spanza/_spanza*.so
 
 distclean: clean
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(CACHE_DIR)

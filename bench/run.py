@@ -20,6 +20,7 @@ BENCHES: dict[str, list[str]] = {
     "derp-client": ["derp_client_bench.py", "3"],
     "gateway": ["gateway_iperf.py", "--seconds", "5"],
     "e2e": ["e2e/run.py", "--mib", "50"],
+    "up": ["up_socks.py", "64"],
     "impair": ["impair_bench.py", "--budget", "15"],
     "python": ["py_calls.py"],
     "race": ["e2e/race.py", "--mib", "64", "--runs", "3"],

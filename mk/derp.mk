@@ -5,6 +5,6 @@ FUZZ_TARGETS += derp_keyfile
 # The server's handshake and whole connections (a real server on a runtime,
 # connections over socketpairs: tests/fuzz/derp_server_harness.h).
 FUZZ_TARGETS += derp_server_hs derp_server_stream
-build/fuzz/derp_server_hs build/fuzz/derp_server_stream: tests/fuzz/derp_server_harness.h
+$(BUILD_DIR)/fuzz/derp_server_hs $(BUILD_DIR)/fuzz/derp_server_stream: tests/fuzz/derp_server_harness.h
 FUZZ_LDFLAGS_derp_server_hs := -Wl,--wrap=crypto_box_easy -Wl,--wrap=crypto_box_open_easy
 FUZZ_LDFLAGS_derp_server_stream := $(FUZZ_LDFLAGS_derp_server_hs)

@@ -1,3 +1,3 @@
 # The gateway (csrc/gateway/): a libFuzzer target for its DERP-side input.
 FUZZ_TARGETS += gw_derp_input
-build/fuzz/gw_derp_input: tests/fuzz/rt_park.h
+$(BUILD_DIR)/fuzz/gw_derp_input: tests/fuzz/rt_park.h

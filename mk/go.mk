@@ -1,8 +1,8 @@
 # Tailscale's derper and a driver of its Go DERP client, built from the pinned
-# tailscale.com module (tests/interop/go/go.mod); cached under .cache/go.
+# tailscale.com module (tests/interop/go/go.mod); cached under $(CACHE_DIR)/go.
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 GO_DIR := tests/interop/go
-GO_BIN := .cache/go/bin
+GO_BIN := $(CACHE_DIR)/go/bin
 GO_ENV := GOPATH=$(CURDIR)/.cache/go/path GOCACHE=$(CURDIR)/.cache/go/build GOTOOLCHAIN=local GOFLAGS=-modcacherw
 GO_HELPERS := $(GO_BIN)/derper $(GO_BIN)/derpclient
 

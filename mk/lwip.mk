@@ -1,8 +1,8 @@
 # lwIP, compiled from Debian's source package (scripts/fetch-lwip.sh fetches
-# and checks it into .cache/lwip, never committed, and applies Spanza's
+# and checks it into $(CACHE_DIR)/lwip, never committed, and applies Spanza's
 # patches from scripts/lwip-patches) with csrc/netstack's lwipopts.h, into
 # the archive of each flavour.
-LWIP_CACHE := .cache/lwip
+LWIP_CACHE := $(CACHE_DIR)/lwip
 LWIP_DIR := $(LWIP_CACHE)/lwip-2.1.3
 LWIP_STAMP := $(LWIP_DIR)/.spanza-ok
 LWIP_FILES := \
@@ -28,26 +28,26 @@ $(addprefix $(LWIP_DIR)/src/,$(LWIP_FILES)): | $(LWIP_STAMP)
 	@test -f $@
 
 define lwip_flavour
-LWIP_OBJS_$(1) := $$(patsubst %.c,build/$(1)/lwip/%.o,$$(LWIP_FILES))
+LWIP_OBJS_$(1) := $$(patsubst %.c,$(BUILD_DIR)/$(1)/lwip/%.o,$$(LWIP_FILES))
 # The stamp is a real prerequisite: make stats the sources before the
 # stamp's recipe re-extracts them, so a changed patch rebuilds through it.
-build/$(1)/lwip/%.o: $$(LWIP_DIR)/src/%.c $$(LWIP_STAMP) | $$(DEPS_STAMP)
+$(BUILD_DIR)/$(1)/lwip/%.o: $$(LWIP_DIR)/src/%.c $$(LWIP_STAMP) | $$(DEPS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LWIP_CFLAGS) $$($(1)_CFLAGS) $$(LWIP_CFLAGS_$(1)) -c $$< -o $$@
 EXTRA_OBJS_$(1) += $$(LWIP_OBJS_$(1))
 -include $$(LWIP_OBJS_$(1):.o=.d)
 # Our netstack sources include lwIP's headers.
-build/$(1)/obj/csrc/netstack/%.o: EXTRA_CFLAGS += $$(LWIP_INC) $$(LWIP_CFLAGS_$(1))
-$$(patsubst %.c,build/$(1)/obj/%.o,$$(filter csrc/netstack/%,$$(CSRCS))): $$(LWIP_STAMP)
+$(BUILD_DIR)/$(1)/obj/csrc/netstack/%.o: EXTRA_CFLAGS += $$(LWIP_INC) $$(LWIP_CFLAGS_$(1))
+$$(patsubst %.c,$(BUILD_DIR)/$(1)/obj/%.o,$$(filter csrc/netstack/%,$$(CSRCS))): $$(LWIP_STAMP)
 endef
 $(eval $(call lwip_flavour,release))
 $(eval $(call lwip_flavour,sanitize))
 $(eval $(call lwip_flavour,fuzzlib))
-build/fuzzlib/lwip/%.o: CC := clang
+$(BUILD_DIR)/fuzzlib/lwip/%.o: CC := clang
 
 FUZZ_TARGETS += ns_input
 
 # bench/ns_bench.c: raw lwIP TCP throughput on a memory wire or two devices
 # (bench/netstack_bench.py builds and runs it).
-build/release/ns_bench: bench/ns_bench.c build/release/libspanza.a
-	$(CC) $(CSTD) $(WARN) -O2 -g -Icsrc $(LWIP_INC) $< build/release/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
+$(BUILD_DIR)/release/ns_bench: bench/ns_bench.c $(BUILD_DIR)/release/libspanza.a
+	$(CC) $(CSTD) $(WARN) -O2 -g -Icsrc $(LWIP_INC) $< $(BUILD_DIR)/release/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@

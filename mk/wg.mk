@@ -6,9 +6,9 @@ FUZZ_LDFLAGS_wg_datagram := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public \
 
 # bench/wg_bench.c: handshakes per second and transport throughput through
 # the core, beside a raw EVP ChaCha20-Poly1305 loop (`make wg-bench`).
-build/release/wg_bench: bench/wg_bench.c build/release/libspanza.a
-	$(CC) $(CSTD) -O2 -g -Icsrc $< build/release/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
+$(BUILD_DIR)/release/wg_bench: bench/wg_bench.c $(BUILD_DIR)/release/libspanza.a
+	$(CC) $(CSTD) -O2 -g -Icsrc $< $(BUILD_DIR)/release/libspanza.a -lssl -lcrypto -lsodium -lpthread -o $@
 
 .PHONY: wg-bench
-wg-bench: build/release/wg_bench
-	build/release/wg_bench
+wg-bench: $(BUILD_DIR)/release/wg_bench
+	$(BUILD_DIR)/release/wg_bench

@@ -29,7 +29,18 @@ DL=$DEST/download
 mkdir -p "$DL"
 DL=$(cd "$DL" && pwd)
 
+# A copy of the tarball from elsewhere (SPANZA_LWIP_ORIG: an offline build,
+# or a pip build reusing a checkout's cache) is used when it checks out.
+if [ -n "${SPANZA_LWIP_ORIG:-}" ] && [ -f "$SPANZA_LWIP_ORIG" ]; then
+	cp "$SPANZA_LWIP_ORIG" "$DL/$ORIG"
+fi
+
 if ! echo "$SHA256  $DL/$ORIG" | sha256sum -c --status 2>/dev/null; then
+	if ! command -v apt-get >/dev/null || [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+		echo "spanza: cannot fetch Debian's lwip source package here (needs apt-get and the" >&2
+		echo "spanza: debian-archive-keyring); set SPANZA_LWIP_ORIG=/path/to/$ORIG (sha256 $SHA256)" >&2
+		exit 1
+	fi
 	APT=$DEST/apt
 	mkdir -p "$APT/sources" "$APT/lists/partial" "$APT/cache/archives/partial"
 	APT=$(cd "$APT" && pwd)
@@ -49,8 +60,12 @@ SRC
 		-o "APT::Sandbox::User=root"
 	)
 	echo "spanza: fetching Debian source package lwip $VERSION"
-	apt-get "${opts[@]}" -qq update
-	(cd "$DL" && apt-get "${opts[@]}" -qq source --download-only "lwip=$VERSION")
+	if ! apt-get "${opts[@]}" -qq update ||
+		! (cd "$DL" && apt-get "${opts[@]}" -qq source --download-only "lwip=$VERSION"); then
+		echo "spanza: cannot download Debian's lwip source package $VERSION (network?); or set" >&2
+		echo "spanza: SPANZA_LWIP_ORIG=/path/to/$ORIG (sha256 $SHA256)" >&2
+		exit 1
+	fi
 fi
 
 if ! echo "$SHA256  $DL/$ORIG" | sha256sum -c --status; then

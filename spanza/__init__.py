@@ -9,7 +9,17 @@ from spanza._log import set_level as set_log_level
 from spanza.derp import DerpServer
 from spanza.derp_client import DerpClient
 from spanza.device import Device, PeerInfo
-from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaOSError, SpanzaTimeoutError
+from spanza.errors import (
+    AddressInUseError,
+    ClosedError,
+    ConfigError,
+    NoRouteError,
+    RelayError,
+    RelayRefusedError,
+    SpanzaError,
+    SpanzaOSError,
+    SpanzaTimeoutError,
+)
 from spanza.gateway import Gateway
 from spanza.keys import PresharedKey, PrivateKey, PublicKey
 from spanza.netstack import Host, MemoryWire
@@ -26,10 +36,13 @@ __all__ = [
     "Gateway",
     "Host",
     "MemoryWire",
+    "NoRouteError",
     "PeerInfo",
     "PresharedKey",
     "PrivateKey",
     "PublicKey",
+    "RelayError",
+    "RelayRefusedError",
     "Runtime",
     "SpanzaError",
     "SpanzaOSError",

@@ -321,3 +321,9 @@ class DerpServer(Handle):
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
         return f"<DerpServer {self.url} {self.node_key[:16]}…{state}>"
+
+    def _repr_html_(self) -> str:
+        from spanza._stats import html_table, readable
+
+        head = {"url": self.url, "server key": self.node_key}
+        return html_table(head if self.closed else {**head, **readable(self.stats()).flat()}, title="spanza DerpServer")

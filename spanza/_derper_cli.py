@@ -17,6 +17,8 @@ from typing import Any
 
 log = logging.getLogger("spanza.derper")
 
+DEFAULT_CONFIG = "/var/lib/derper/derper.key"  # cmd/derper's -c when run as root
+
 # Long flags that Go's flag package also accepts with a single dash.
 _GO_LONG_FLAGS = {
     "dev", "hostname", "certmode", "certdir", "mesh-psk-file", "mesh-with", "stun", "stun-port",
@@ -53,12 +55,13 @@ def add_derper_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "Serves until SIGINT or SIGTERM.",
     )
     b: dict[str, Any] = dict(type=_gobool, nargs="?", const=True, metavar="BOOL")
-    p.add_argument("--dev", default=False, help="dev mode: :3340, plain HTTP, fresh key, mesh key from "
+    p.add_argument("--dev", default=False, help="dev mode: 127.0.0.1:3340, plain HTTP, fresh key, mesh key from "
                    "$TAILSCALE_DERPER_MESH_KEY", **b)
     p.add_argument("-a", dest="addr", default=":443", metavar="ADDR",
                    help="listen address (default :443); TLS on port 443 or with --certmode manual")
     p.add_argument("-c", dest="config", default="", metavar="FILE",
-                   help="config file with the server key (created when missing)")
+                   help=f"config file with the server key, created with its directory when missing "
+                   f"(default as root: {DEFAULT_CONFIG})")
     p.add_argument("--hostname", default="derp.tailscale.com", help="TLS host name (an IP gets a self-signed cert)")
     p.add_argument("--certmode", default="letsencrypt", choices=["letsencrypt", "manual", "gcp"],
                    help="only 'manual' is supported here")
@@ -139,7 +142,8 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("derper: --derp=false (STUN/bootstrap only) is not supported")
     if args.verify_clients:
         raise SystemExit("derper: --verify-clients is not supported; use --allowlist FILE")
-    host, port = _split_addr(":3340" if args.dev else args.addr)
+    # --dev serves on loopback only (what it prints), as a development relay should.
+    host, port = _split_addr("127.0.0.1:3340" if args.dev else args.addr)
     tls = args.certmode == "manual" or (port == 443 and not args.dev)
     opts: dict[str, Any] = {"host": host or "0.0.0.0", "port": port, "tls": tls}
     if tls:
@@ -159,9 +163,10 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     elif args.config:
         opts["key_file_config"] = args.config
     elif os.geteuid() == 0:
-        opts["key_file_config"] = "/var/lib/derper/derper.key"
+        opts["key_file_config"] = DEFAULT_CONFIG
     else:
-        raise SystemExit("derper: -c <file> not specified")
+        raise SystemExit(f"derper: -c <file> not specified (as root the default is {DEFAULT_CONFIG})")
+
     mk = _mesh_key(args)
     if mk is not None:
         opts["mesh_key"] = mk
@@ -186,6 +191,15 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     elif args.tcp_write_timeout != 2000:
         opts["write_timeout_ms"] = args.tcp_write_timeout
     return opts
+
+
+def _make_config_dir(path: str) -> None:
+    """derper creates the config file's directory when it writes a new key."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"derper: -c {path}: cannot create {parent}: {e.strerror}") from None
 
 
 def raise_nofile_limit() -> int:
@@ -217,6 +231,8 @@ def run_derper(args: argparse.Namespace) -> int:
     if args.verbose:
         _log.set_level(logging.DEBUG)
     opts = server_options(args)
+    if "key_file_config" in opts:
+        _make_config_dir(opts["key_file_config"])
     nofile = raise_nofile_limit()
     log.info("open-files limit %d: up to about %d clients", nofile, max(nofile - 64, 0))
     stop = threading.Event()

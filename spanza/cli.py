@@ -17,8 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_derper(sub)
     add_gateway_commands(sub)
     from spanza.demo import add_demo_command
+    from spanza.up import add_up_command
 
     add_demo_command(sub)
+    add_up_command(sub)
     from spanza._scenario_cli import add_scenario_command
 
     add_scenario_command(sub)
@@ -86,10 +88,23 @@ def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
                    help="Tailscale's privkey:<hex> form (default: WireGuard base64)")
     k.set_defaults(func=cmd_keygen)
 
+    ps = sub.add_parser("genpsk", help="print a new preshared key (like `wg genpsk`)")
+    ps.set_defaults(func=cmd_genpsk)
+
     pk = sub.add_parser("pubkey", help="read a private key on stdin, print its public key (like `wg pubkey`)")
     pk.add_argument("--tailscale", action="store_true",
                     help="print nodekey:<hex> (default: the input's form: base64 for base64, nodekey: for privkey:)")
     pk.set_defaults(func=cmd_pubkey)
+
+
+def setup_logging(verbose: int) -> None:
+    """The long-running commands' logging: -v INFO, -vv DEBUG (C records too),
+    one line format for Python's and C's records."""
+    from spanza import _log
+
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log.set_level(level)
 
 
 def _fail(msg: str) -> int:
@@ -102,6 +117,13 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
     key = PrivateKey.generate()
     print(key.tailscale if args.tailscale else key.base64)
+    return 0
+
+
+def cmd_genpsk(args: argparse.Namespace) -> int:
+    from spanza.keys import PresharedKey
+
+    print(PresharedKey.generate().base64)
     return 0
 
 
@@ -120,18 +142,16 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    import logging
     import signal
     import threading
 
     from spanza import _log
+    from spanza._diagnose import REFUSED
     from spanza.errors import ConfigError, SpanzaError
     from spanza.gateway import Gateway, format_address, parse_address
     from spanza.keys import PublicKey, load_key_file, public_key_bytes
 
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _log.set_level(level)
+    setup_logging(args.verbose)
     log = logging.getLogger("spanza.gateway")
     try:
         priv = load_key_file(args.key_file, create=True)
@@ -174,6 +194,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             waited += 0.25
             if not gw.connected:  # say why, once per distinct reason
                 why = gw.last_error()
+                if gw.stats()["derp"]["state"] == REFUSED:
+                    _log.drain()
+                    return _fail(f"gateway: {args.derp_url} refused this gateway's key "
+                                 f"{priv.public_key.tailscale} (its allowlist?): {why}")
                 if why and why != reported:
                     log.warning("not connected to %s: %s (retrying)", args.derp_url, why)
                     reported = why
@@ -188,12 +212,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _log_stats(log: logging.Logger, st: dict[str, Any]) -> None:
-    d = st["derp"]
-    log.info("wg->derp %d datagrams (%d B), derp->wg %d (%d B); drops: unknown key %d, oversize %d, "
-             "send errors %d, no destination %d, DERP queue full %d, UDP buffer overflow %d; reconnects %d",
-             st["derp_tx_packets"], st["derp_tx_bytes"], st["wg_tx_datagrams"], st["wg_tx_bytes"],
-             st["drops_unknown_key"], st["drops_oversize"], st["drops_send_error"],
-             st["drops_no_destination"], st["drops_queue_full"], st["drops_udp_overflow"], d["reconnects"])
+    """The gateway's counters in one line (nonzero ones, nested as stats())."""
+    import json
+
+    from spanza._stats import readable
+
+    log.info("counters %s", json.dumps(readable(st), separators=(",", ":")))
 
 
 if __name__ == "__main__":

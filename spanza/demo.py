@@ -86,16 +86,17 @@ def _print_counters(out: TextIO, r: dict[str, Any]) -> None:
           f"drops {sum(v for k, v in s.items() if k.startswith('drop_'))}\n")
     for name in ("peer1", "peer2"):
         st = r[name]
-        (peer,) = st["peers"]
-        hs = peer.last_handshake.strftime("%H:%M:%S") if peer.last_handshake else "never"
-        w(f"{name}:     wireguard rx {peer.rx_bytes} B tx {peer.tx_bytes} B, handshake at {hs}, "
-          f"drops {sum(st['wireguard']['drops'].values())}\n")
+        (peer,) = st["peers"].values()
+        hs = peer["last_handshake"][11:19] if peer.get("last_handshake") else "never"
+        w(f"{name}:     wireguard rx {peer.get('rx', {}).get('bytes', 0)} B tx {peer.get('tx', {}).get('bytes', 0)} B, "
+          f"handshake at {hs}, drops {sum(st['device'].get('drops', {}).values())}\n")
         if "gateway" in st:
             g = st["gateway"]
-            w(f"           gateway: {g['derp_tx_packets']} datagrams to DERP, {g['wg_tx_datagrams']} to WireGuard\n")
+            w(f"           gateway: {g['derp'].get('tx_packets', 0)} datagrams to DERP, "
+              f"{g['wg'].get('tx_datagrams', 0)} to WireGuard\n")
         else:
             d = st["derp"]
-            w(f"           DERP transport: {d['tx_packets']} sent, {d['rx_packets']} received\n")
+            w(f"           DERP transport: {d['tx'].get('packets', 0)} sent, {d['rx'].get('packets', 0)} received\n")
 
 
 def add_demo_command(sub: Any) -> None:

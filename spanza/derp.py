@@ -26,6 +26,7 @@ from spanza.derp_client import (
     Health,
     PeerGone,
     PeerPresent,
+    Refused,
     Restarting,
     backoff_ms,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "Health",
     "PeerGone",
     "PeerPresent",
+    "Refused",
     "Restarting",
     "backoff_ms",
     "generate_node_key",

@@ -25,15 +25,17 @@ import os
 import time
 from typing import Any
 
+from spanza import _diagnose
 from spanza._ffi import ffi, lib
 from spanza.derp_client import client_opts
-from spanza.errors import ConfigError, SpanzaError, SpanzaTimeoutError, check
+from spanza.errors import ConfigError, SpanzaError, check
 from spanza.keys import PublicKey, as_key, private_key_bytes
 
 log = logging.getLogger("spanza.device")
 
 _ENOENT = 2
 _EINVAL = 22
+_ETIMEDOUT = 110
 _ERRLEN = 256
 
 
@@ -45,6 +47,8 @@ def derp_endpoint(key: Any) -> str:
 
 class DerpBindMixin:
     """DERP methods of `spanza.Device` (needs its `_use()` and `public_key`)."""
+
+    _derp_url: str | None = None  # the DERP bind's relay, for messages
 
     def attach_derp(self, url: str, key: Any = None, *, ca_file: str | os.PathLike[str] | None = None,
                     insecure: bool = False, options: dict[str, int] | None = None) -> PublicKey:
@@ -65,6 +69,7 @@ class DerpBindMixin:
             if rc == -_EINVAL:
                 raise ConfigError(f"attach_derp: {msg}", _EINVAL)
             check(rc, f"attach_derp: {msg}")
+        self._derp_url = url
         pub = self.derp_public_key
         log.debug("DERP bind for %s as %s", url, pub.tailscale)
         return pub
@@ -107,14 +112,21 @@ class DerpBindMixin:
         out["client"] = {n: int(getattr(ds, n)) for n, _ in ffi.typeof("struct derp_client_stats").fields}
         return out
 
-    def wait_derp_connected(self, timeout: float = 10.0) -> None:
-        """Waits until the DERP bind is connected (TimeoutError after timeout s)."""
-        deadline = time.monotonic() + timeout
-        while not self.derp_stats()["connected"]:
-            if time.monotonic() >= deadline:
-                raise SpanzaTimeoutError(f"DERP bind not connected within {timeout} s "
-                                   f"(last error: {self.derp_last_error() or 'none'})")
-            time.sleep(0.01)
+    def wait_derp_connected(self, timeout: float | None = 10.0) -> None:
+        """Waits until the DERP bind is connected. RelayRefusedError or
+        RelayError at once when waiting cannot help; TimeoutError (saying
+        why) after `timeout` s."""
+        url = self._derp_url or "the relay"
+
+        def once(ms: int) -> int:
+            end = time.monotonic() + ms / 1000
+            while not self.derp_stats()["connected"]:
+                if time.monotonic() >= end:
+                    return -_ETIMEDOUT
+                time.sleep(0.01)
+            return 0
+
+        _diagnose.wait_connected(url, once, lambda: self.derp_stats()["client"], self.derp_last_error, timeout)
 
     def derp_reconnect(self) -> None:
         with self._use() as p:  # type: ignore[attr-defined]

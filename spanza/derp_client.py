@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from collections.abc import Iterator
 from typing import Any, Union
 
+from spanza import _diagnose
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._wait import sliced, timeout_ms
@@ -42,6 +43,7 @@ __all__ = [
     "Health",
     "PeerGone",
     "PeerPresent",
+    "Refused",
     "Restarting",
     "backoff_ms",
     "client_opts",
@@ -158,7 +160,16 @@ class Restarting:
     try_for: float
 
 
-Event = Union[Connected, Disconnected, PeerGone, PeerPresent, Health, Restarting]
+@dataclass(frozen=True)
+class Refused:
+    """The server refused this client twice in a row (closed the connection
+    after ClientInfo: an allowlist or client verification); the client
+    stopped retrying until ``reconnect()``."""
+
+    reason: str
+
+
+Event = Union[Connected, Disconnected, PeerGone, PeerPresent, Health, Restarting, Refused]
 
 
 def _event(ev: Any) -> Event | None:
@@ -179,6 +190,8 @@ def _event(ev: Any) -> Event | None:
         return PeerPresent(key, ip, int(ev.port), int(ev.flags))
     if t == lib.DERP_EV_HEALTH:
         return Health(ffi.string(ev.text).decode(errors="replace") if ev.text != ffi.NULL else "")
+    if t == lib.DERP_EV_REFUSED:
+        return Refused(ffi.string(ev.text).decode(errors="replace") if ev.text != ffi.NULL else "")
     if t == lib.DERP_EV_RESTARTING:
         return Restarting(ev.reconnect_in_ms / 1000.0, ev.try_for_ms / 1000.0)
     return None
@@ -313,12 +326,13 @@ class DerpClient(Handle, Impairable):
         return not self.closed and bool(lib.derp_pyclient_connected(self._p))
 
     def wait_connected(self, timeout: float | None = 10.0) -> None:
-        """Waits for the handshake; TimeoutError says the last connection error."""
+        """Waits for the handshake. Raises RelayRefusedError when the server
+        refused this client (allowlist), RelayError at once when waiting
+        cannot help (connection refused, TLS against a plain relay...), and
+        TimeoutError saying what the attempt is stuck on."""
         p = self._ptr
-        rc = _wait(lambda ms: lib.derp_pyclient_wait_connected(p, ms), timeout)
-        if rc == -errno.ETIMEDOUT:
-            raise SpanzaTimeoutError(f"DerpClient {self.url}: not connected after {timeout}s: "
-                               f"{self.last_error or 'no answer yet'}")
+        rc = _diagnose.wait_connected(self.url, lambda ms: lib.derp_pyclient_wait_connected(p, ms),
+                                      self.stats, lambda: self.last_error, timeout)
         check(rc, f"DerpClient {self.url}")
 
     def send(self, dst_public_key: KeyLike, data: bytes | bytearray | memoryview,
@@ -423,7 +437,7 @@ class DerpClient(Handle, Impairable):
         out: dict[str, int | str] = {}
         for name, _ in ffi.typeof(st[0]).fields:
             out[name] = int(getattr(st, name))
-        out["state"] = _STATES.get(int(st.state), str(st.state))
+        out["state"] = _diagnose.STATE_NAMES.get(int(st.state), str(st.state))
         return out
 
 

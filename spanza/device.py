@@ -298,6 +298,8 @@ class Device(DerpBindMixin, Handle, Impairable):
     derp_url: also carry datagrams over DERP (peers with ``derp:<hex>``
     endpoints; see spanza.derp_bind), as ``derp_key`` (default: private_key),
     with ``derp_ca_file`` / ``derp_insecure`` / ``derp_options`` for its client.
+    address: tunnel addresses of the device's TCP/IP host (with ``mtu``).
+    From a wg-quick file: `Device.from_config`; back to one: `to_config`.
     """
 
     def __init__(
@@ -314,6 +316,7 @@ class Device(DerpBindMixin, Handle, Impairable):
         derp_insecure: bool = False,
         derp_options: dict[str, int] | None = None,
         address: str | Iterable[str] | None = None,
+        mtu: int | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: want an interface name like 'wg0', not {type(name).__name__}")
@@ -369,13 +372,32 @@ class Device(DerpBindMixin, Handle, Impairable):
                 self.attach_derp(derp_url, derp_key if derp_key is not None else private_key,
                                  ca_file=derp_ca_file, insecure=derp_insecure, options=derp_options)
             if address is not None:
-                self._host = Host(address, DeviceLink(self, _owned=True), runtime=self._runtime, _owned=True)
+                self._host = Host(address, DeviceLink(self, _owned=True), runtime=self._runtime, _owned=True,
+                                  **({"mtu": mtu} if mtu is not None else {}))
                 self._state.host_release = self._host._state.release
         except BaseException:
             self.close()
             raise
         log.debug("device %s up on UDP port %s", name or hex(id(self)),
                   self.listen_port if listen_port is not None else "-")
+
+    # -- wg-quick files (spanza.wgquick) --
+
+    @classmethod
+    def from_config(cls, path_or_text: str | os.PathLike[str], **kwargs: Any) -> "Device":
+        """A device from a wg-quick file (a path, or the text): [Interface]
+        PrivateKey, Address (the TCP/IP host), ListenPort, MTU; [Peer]
+        PublicKey, PresharedKey, AllowedIPs, Endpoint, PersistentKeepalive.
+        DNS and wg-quick's hooks are ignored (logged). `kwargs` go to Device."""
+        from spanza.wgquick import device_from_config
+
+        return device_from_config(cls, path_or_text, **kwargs)  # type: ignore[no-any-return]
+
+    def to_config(self) -> str:
+        """This device as a wg-quick file's text."""
+        from spanza.wgquick import device_to_config
+
+        return device_to_config(self)
 
     # -- the TCP/IP host (Device(address=...)) --
 
@@ -476,6 +498,15 @@ class Device(DerpBindMixin, Handle, Impairable):
         if self.closed:
             return f"<{self._label} closed>"
         return f"<Device {self.name or ''} port={self.listen_port} peers={len(self.peers)}>"
+
+    def _repr_html_(self) -> str:
+        from spanza._stats import html_table, readable
+
+        if self._closed:
+            return html_table({"state": "closed"}, title="spanza Device")
+        head = {"public key": self.public_key.base64 if self.public_key else "-",
+                "addresses": ", ".join(self.addresses) or "-", "peers": len(self.peers)}
+        return html_table({**head, **readable(self.stats()).flat()}, title="spanza Device")
 
     # -- configuration --
 

@@ -29,6 +29,21 @@ class ConfigError(SpanzaError, ValueError):
     """A configuration value was rejected; the message says which and why."""
 
 
+class RelayError(SpanzaError, ConnectionError):
+    """The DERP relay cannot be reached, or does not speak what the URL
+    says; the message names the cause and the fix."""
+
+
+class RelayRefusedError(RelayError, PermissionError):
+    """The relay refused this client (its allowlist or client check): a
+    permanent refusal, so the client stopped retrying until
+    ``reconnect()``."""
+
+
+class NoRouteError(ConfigError):
+    """No WireGuard peer's allowed IPs contain the destination."""
+
+
 class SpanzaOSError(SpanzaError, OSError):
     """An operating-system error (``errno``, ``strerror`` as OSError's)."""
 

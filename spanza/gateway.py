@@ -42,13 +42,13 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Union
 
+from spanza import _diagnose
 from spanza._addr import AddressLike, format_address, parse_address, scope_id
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._renamed import renamed
-from spanza._wait import sliced
 from spanza.derp_client import client_opts
-from spanza.errors import ConfigError, SpanzaTimeoutError, check, error
+from spanza.errors import ConfigError, check, error
 from spanza.impair import Impairable
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
@@ -253,7 +253,7 @@ class Gateway(Handle, Impairable):
             got = _from_c(bound)
             assert got is not None
             self._peers[raw] = got
-        log.info("remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale,
+        log.debug("remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale,
                  format_address(_reachable(got)))
         return _reachable(got)
 
@@ -318,12 +318,12 @@ class Gateway(Handle, Impairable):
         return bool(self.stats()["connected"])
 
     def wait_connected(self, timeout: float | None = 10.0) -> None:
-        """Blocks until the DERP connection is up; TimeoutError otherwise."""
+        """Blocks until the DERP connection is up. RelayRefusedError or
+        RelayError at once when waiting cannot help; TimeoutError (saying
+        why) otherwise."""
         with self._use() as p:
-            rc = sliced(lambda ms: int(lib.gw_py_wait_connected(p, ms)), timeout, what="wait_connected")
-        if rc == -errno.ETIMEDOUT:
-            raise SpanzaTimeoutError(f"gateway: not connected to {self.url} within {timeout} s "
-                               f"(last error: {self.last_error() or 'none'})")
+            rc = _diagnose.wait_connected(self.url, lambda ms: lib.gw_py_wait_connected(p, ms),
+                                          lambda: self.stats()["derp"], self.last_error, timeout)
         check(rc, "wait_connected")
 
     def reconnect(self) -> None:

@@ -20,22 +20,29 @@ WireGuard peer::
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import ipaddress
 import logging
 import os
+import socket
 import warnings
+from collections.abc import Mapping
 from typing import Any, Literal
 
+from spanza import web
+from spanza._diagnose import CONNECTED, relay_failure, state
 from spanza._handle import Handle
 from spanza._renamed import renamed
+from spanza._stats import Stats, html_table, readable
 from spanza.derp_bind import derp_endpoint
 from spanza.device import Device
-from spanza.errors import ConfigError
+from spanza.errors import ConfigError, NoRouteError
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey, PublicKey
-from spanza.netstack import HTTPConnection
+from spanza.netstack import Forward, Listener, UDPSocket
 from spanza.runtime import Runtime
+from spanza.web import Response, split_url
 
 log = logging.getLogger("spanza.scenario")
 
@@ -126,7 +133,8 @@ class Peer(Handle):
     def derp_key(self) -> PublicKey:
         """The DERP key other peers' datagrams for this one are sent to."""
         if self.gateway is not None:
-            return self.gateway.public_key
+            key: PublicKey = self.gateway.public_key
+            return key
         return self.device.derp_public_key
 
     @property
@@ -160,7 +168,44 @@ class Peer(Handle):
         else:
             self.device.wait_derp_connected(timeout)
 
-    # -- applications --
+    # -- the tunnel, from this peer's TCP/IP host --
+    # Each checks first that a WireGuard peer routes the destination and
+    # that the relay is (or can get) connected, so a missing connect() or a
+    # dead relay is said at once instead of after the timeout.
+
+    def ping(self, address: str, count: int = 1, timeout: float = 1.0, size: int = 56) -> list[float]:
+        """ICMP/ICMPv6 echo to a tunnel address; the round-trip times in seconds."""
+        self.check_route(address, timeout)
+        return self.device.ping(address, count, timeout, size)
+
+    def connect(self, address: tuple[str, int], timeout: float | None = 10.0) -> socket.socket:
+        """A TCP connection into the tunnel, as a real (OS) socket."""
+        self.check_route(address[0], timeout)
+        try:
+            return self.device.connect(address, timeout)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: {self.why_silent(address[0])}") from None
+
+    def listen(self, port: int = 0, backlog: int = 128) -> Listener:
+        """A TCP listener on this peer's tunnel address; ``accept()`` gives real sockets."""
+        return self.device.listen(port, backlog)
+
+    def udp_socket(self, port: int = 0) -> UDPSocket:
+        """A UDP socket on this peer's tunnel address (sendto/recvfrom tunnel addresses)."""
+        return self.device.udp_socket(port)
+
+    def forward(self, listen: tuple[str, int] = ("127.0.0.1", 0), to: tuple[str, int] | None = None,
+                *, proto: str = "tcp") -> Forward:
+        """An OS socket on `listen` whose connections (or datagrams) enter
+        the tunnel to `to` (like ``ssh -L``); the result is the (host, port)
+        it listens on, and closes the forward when closed."""
+        if to is not None:
+            self.check_route(to[0], None)
+        return self.device.forward(listen, to, proto=proto)
+
+    def expose(self, port: int, to: tuple[str, int], *, proto: str = "tcp") -> Forward:
+        """This peer's tunnel `port`, relayed to the OS address `to` (like ``ssh -R``)."""
+        return self.device.expose(port, to, proto=proto)
 
     def serve_http(self, port: int = 80, handler: type[http.server.BaseHTTPRequestHandler] | None = None,
                    *, body: bytes | None = None) -> Any:
@@ -170,9 +215,77 @@ class Peer(Handle):
             handler = fixed_body_handler(body if body is not None else f"hello from {self.address}\n".encode())
         return self.device.serve_http(port, handler)
 
+    def request(self, method: str, url: str, *, body: bytes | str | None = None, json: Any = None,
+                headers: Mapping[str, str] | None = None, timeout: float | None = 10.0) -> Response:
+        """An HTTP request through the tunnel (``http://<tunnel ip>[:port]/path``);
+        returns a `spanza.web.Response` (status, reason, headers, body; ``.json()``,
+        ``.text``). ``json=`` sends a JSON body."""
+        host, _, _ = split_url(url)
+        self.check_route(host, timeout)
+        try:
+            return web.request(self.device, method, url, body=body, json=json, headers=headers, timeout=timeout)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: {self.why_silent(host)}") from None
+
+    def http_connection(self, url: str, timeout: float | None = 10.0) -> http.client.HTTPConnection:
+        """An ``http.client.HTTPConnection`` to the URL's host through the
+        tunnel (keep-alive, streaming); close it when done."""
+        host, _, _ = split_url(url)
+        self.check_route(host, timeout)
+        return web.connection(self.device, url, timeout)
+
     def http_get(self, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
         """GET through the tunnel; returns (status, body)."""
-        return http_get(self.device, url, timeout)
+        r = self.request("GET", url, timeout=timeout)
+        return r.status, r.body
+
+    def check_route(self, address: str, timeout: float | None = 10.0) -> None:
+        """Raises NoRouteError unless a WireGuard peer's allowed IPs contain
+        `address`, and RelayError if the relay is unreachable or refused this
+        peer; waits up to `timeout` for a first relay connection in progress."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"{address!r} is not an IP address: tunnel hosts have no DNS, "
+                              "use the peer's tunnel address") from None
+        if any(ip == i.ip for i in self.interfaces):
+            raise NoRouteError(f"{ip} is this peer's own address: there is no loopback in the tunnel; "
+                               "use another peer's address")
+        if not any(ip in ipaddress.ip_network(a, strict=False) for p in self.device.peers for a in p.allowed_ips):
+            raise NoRouteError(f"no peer's allowed IPs contain {ip}: did you call connect()? "
+                               f"(this peer has {len(self.device.peers)} peer(s))")
+        client, last_error = self._relay_client()
+        err = relay_failure(self.url, client, last_error)
+        if err is not None:
+            raise err
+        # Waits only for a first connection: once the relay was up, packets
+        # queue in the DERP client while it reconnects.
+        if state(client) != CONNECTED and not client.get("connects", 0):
+            self.wait_relay(10.0 if timeout is None else timeout)
+
+    def why_silent(self, address: str) -> str:
+        """What this side knows about a tunnel address that does not answer:
+        no WireGuard handshake with its peer yet (and whether the relay said
+        that peer is not there), or a handshake but nothing on the port."""
+        ip = ipaddress.ip_address(address)
+        for p in self.device.peers:
+            if any(ip in ipaddress.ip_network(a, strict=False) for a in p.allowed_ips):
+                break
+        else:
+            return f"no peer's allowed IPs contain {ip}"
+        if p.last_handshake is not None:
+            return (f"WireGuard with {p.public_key} is up (last handshake {p.last_handshake:%H:%M:%S} UTC): "
+                    "is a server listening on that port?")
+        gone = self._peer_gone()
+        return (f"no WireGuard handshake with {p.public_key} yet: is that peer running, with this peer's "
+                f"public key {self.public_key}, on the same relay?"
+                + (" (the relay said a peer of ours is not connected to it)" if gone else ""))
+
+    def _peer_gone(self) -> int:
+        """How often the relay said a peer is gone or not there."""
+        if self.gateway is not None:
+            return int(sum(p["peer_gone"] for p in self.gateway.stats()["peers"].values()))
+        return int(self.device.derp_stats()["peer_gone"])
 
     # -- scenarios: impair the relay link, break parts (spanza.network) --
 
@@ -187,14 +300,37 @@ class Peer(Handle):
         if self.gateway is not None:
             self.gateway.clear_impairments()
 
-    def stats(self) -> dict[str, Any]:
-        """WireGuard counters, and the gateway's or DERP transport's."""
-        out: dict[str, Any] = {"wireguard": self.device.stats(), "peers": self.device.peers}
+    def _relay_client(self) -> tuple[dict[str, Any], str]:
+        """The relay connection's counters and its last error."""
         if self.gateway is not None:
-            out["gateway"] = self.gateway.stats()
+            return self.gateway.stats()["derp"], self.gateway.last_error()
+        return self.device.derp_stats()["client"], self.device.derp_last_error()
+
+    def stats(self, all: bool = False) -> Stats:
+        """Counters by component: ``device`` (WireGuard and its UDP),
+        ``peers`` (by public key: endpoint, handshake, bytes), ``gateway`` or
+        ``derp`` (the DERP transport), and ``relay`` (the DERP connection).
+        Zeros are left out unless ``all=True``; the result is JSON-ready
+        (``.to_pandas()``, and a table in a notebook)."""
+        raw: dict[str, Any] = {"device": self.device.stats()}
+        raw["peers"] = {p.public_key.base64[:8]: {k: v for k, v in readable(p.__dict__, True).items()
+                                                   if k != "public_key"}
+                        for p in self.device.peers}
+        if self.gateway is not None:
+            g = self.gateway.stats()
+            raw["relay"] = g.pop("derp")
+            g["peers"] = {k.removeprefix("nodekey:")[:8]: v for k, v in g.pop("peers").items()}
+            raw["gateway"] = g
         else:
-            out["derp"] = self.device.derp_stats()
-        return out
+            d = self.device.derp_stats()
+            raw["relay"] = d.pop("client")
+            raw["derp"] = d
+        return readable(raw, all)
+
+    def _repr_html_(self) -> str:
+        head = {"address": ", ".join(str(i) for i in self.interfaces), "mode": self.mode,
+                "public key": self.public_key.base64, "relay": self.url}
+        return html_table({**head, **self.stats().flat()}, title="spanza Peer")
 
     def close(self) -> None:
         """Closes the peer's device (and its host) and gateway. Idempotent."""
@@ -233,18 +369,8 @@ def fixed_body_handler(body: bytes, content_type: str = "text/plain") -> type[ht
 
 def http_get(device: Any, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
     """GET `url` from a device's host (anything with ``connect``)."""
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    if u.scheme != "http" or not u.hostname:
-        raise ConfigError(f"url: {url!r} is not http://host[:port]/path")
-    conn = HTTPConnection(device, u.hostname, u.port or 80, timeout=timeout)
-    try:
-        conn.request("GET", (u.path or "/") + (f"?{u.query}" if u.query else ""))
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    r = web.request(device, "GET", url, timeout=timeout)
+    return r.status, r.body
 
 
 def __getattr__(name: str) -> Any:

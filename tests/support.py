@@ -1,8 +1,10 @@
-"""Small helpers the tests share (waiting, ports, a fixed-body HTTP handler)."""
+"""Small helpers the tests share (waiting, ports, a fixed-body HTTP handler,
+an environment for third-party tools)."""
 
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -56,3 +58,13 @@ def body_handler(body: bytes) -> type[http.server.BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def plain_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the sanitizer runtime that
+    `make asan` preloads into Python (LD_PRELOAD=libasan...): third-party
+    tools must run as shipped (curl, for one, hangs with ASan preloaded)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+    env.update(extra)
+    return env

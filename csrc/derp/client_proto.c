@@ -229,7 +229,10 @@ static int http_input(struct derp_cproto *cp, const uint8_t *in, size_t len, siz
 		     memmem(cp->http + from, cp->http_len + take - from, "\n\n", 2); /* bare LF, as Go allows */
 	struct derp_http_resp r;
 	int rc = blank ? derp_http_parse_response((const uint8_t *)cp->http, cp->http_len + take, &r) : 0;
-	if (rc == 0 && cp->http_len + take >= 12 && memcmp(cp->http, "HTTP/1.", 7) != 0)
+	size_t have = cp->http_len + take;
+	if (have >= 2 && (cp->http[0] == 0x15 || cp->http[0] == 0x16) && cp->http[1] == 0x03)
+		return fail(cp, -EPROTO, "the server answered in TLS: it is a TLS relay, use https://");
+	if (rc == 0 && have >= 12 && memcmp(cp->http, "HTTP/1.", 7) != 0)
 		rc = -EBADMSG; /* not an HTTP response at all: no need to wait for more */
 	if (rc == 0) {
 		cp->http_len += take;
@@ -242,8 +245,9 @@ static int http_input(struct derp_cproto *cp, const uint8_t *in, size_t len, siz
 		return fail(cp, -EPROTO, "malformed HTTP response to the upgrade request");
 	cp->http_status = r.status;
 	if (r.status != 101)
-		return fail(cp, -EPROTO, "server answered HTTP %d instead of 101 Switching Protocols (is the URL a DERP server?)",
-			    r.status);
+		return fail(cp, -EPROTO, "server answered HTTP %d instead of 101 Switching Protocols (%s)", r.status,
+			    memmem(cp->http, have, "HTTPS server", 12) ? "a TLS relay: use https://"
+								       : "is the URL a DERP server?");
 	if (r.header_len < cp->http_len || r.header_len > cp->http_len + take)
 		return fail(cp, -EPROTO, "malformed HTTP response to the upgrade request");
 	*used = r.header_len - cp->http_len;

@@ -22,6 +22,8 @@
 #define DERP_EV_RESTARTING 6
 /* ping[8], rtt_us */
 #define DERP_EV_PONG 7
+/* text: why; the client stopped retrying (DERP_CLIENT_REFUSED) */
+#define DERP_EV_REFUSED 8
 
 struct derp_client_event {
 	int type;

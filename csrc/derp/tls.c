@@ -418,6 +418,7 @@ static int ssl_result(struct derp_io *io, int ret)
 		return err ? -err : -ECONNRESET;
 	}
 	default:
+		io->ssl_err = ERR_peek_error(); /* the reason, for the caller's message */
 		ERR_clear_error();
 		return -EPROTO;
 	}

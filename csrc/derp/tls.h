@@ -59,6 +59,7 @@ struct derp_io {
 	bool want_read;
 	bool want_write;
 	bool handshake_done;
+	unsigned long ssl_err; /* OpenSSL's first error code of the last -EPROTO (0: none) */
 };
 
 /* Server side: wraps fd in SSL from ctx (ctx NULL = plain). 0 or -ENOMEM. */

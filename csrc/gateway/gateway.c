@@ -32,8 +32,8 @@ static void on_event(void *arg, const struct derp_client_event *ev)
 	if (!p)
 		return;
 	p->st.peer_gone++;
-	char k[8];
-	derp_key_short(k, ev->key);
+	char k[GW_KEY_TEXT];
+	derp_key_to_text(k, sizeof(k), "nodekey:", ev->key);
 	spz_log(SPZ_LOG_DEBUG, "gateway", "peer %s is %s", k,
 		ev->reason == 1 ? "not connected to the relay" : "gone from the relay");
 }

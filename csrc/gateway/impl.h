@@ -11,6 +11,10 @@
 #include "runtime/udp_sock.h"
 #include "gateway/gateway.h"
 
+/* Keys in log lines: nodekey:<64 hex>, as the Python side and `spanza
+ * gateway` print them (one spelling for one key). */
+#define GW_KEY_TEXT (sizeof("nodekey:") + 64)
+
 struct gw;
 
 struct gw_peer {

@@ -213,8 +213,8 @@ int gw_add_peer(gw_t *g, const uint8_t key[32], const struct gw_addr *listen, st
 	g->index[i] = p;
 	gw_peer_update_dst(g, p);
 	*bound = p->st.local;
-	char short_key[8];
-	derp_key_short(short_key, key);
+	char short_key[GW_KEY_TEXT];
+	derp_key_to_text(short_key, sizeof(short_key), "nodekey:", key);
 	spz_log(SPZ_LOG_INFO, "gateway", "remote peer %s on UDP port %u", short_key, p->st.local.port);
 	return 0;
 }

@@ -29,8 +29,8 @@ static void learn(struct gw *g, struct gw_peer *p, const struct sockaddr_storage
 	    gw_addr_to_sockaddr(&a, &g->last_src, &canon_len) == 0)
 		g->has_last_src = true;
 	if (spz_log_enabled(SPZ_LOG_DEBUG)) {
-		char k[8];
-		derp_key_short(k, p->key);
+		char k[GW_KEY_TEXT];
+		derp_key_to_text(k, sizeof(k), "nodekey:", p->key);
 		spz_log(SPZ_LOG_DEBUG, "gateway", "peer %s: local WireGuard at port %u", k, a.port);
 	}
 }
@@ -129,8 +129,8 @@ void gw_on_derp_packet(void *arg, const uint8_t src[32], const uint8_t *data, si
 		/* Anyone on the relay may send to our key: count, log rarely. */
 		uint64_t n = ++g->st.drops_unknown_key;
 		if ((n & (n - 1)) == 0 && spz_log_enabled(SPZ_LOG_DEBUG)) {
-			char k[8];
-			derp_key_short(k, src);
+			char k[GW_KEY_TEXT];
+			derp_key_to_text(k, sizeof(k), "nodekey:", src);
 			spz_log(SPZ_LOG_DEBUG, "gateway", "dropped a packet from unknown key %s (%llu so far)", k,
 				(unsigned long long)n);
 		}

@@ -91,7 +91,7 @@ int ns_socketpair(int type, int *ours, int *theirs);
 void ns_set_nonblock(int fd);
 
 /* ---- waitable operations (ns_op.c) ---- */
-enum ns_op_kind { NS_OP_CONNECT, NS_OP_PING };
+enum ns_op_kind { NS_OP_CONNECT, NS_OP_PING, NS_OP_SPLICE };
 /* Locking: the loop thread starts and completes the operation; one caller
  * thread waits (ns_op_wait) and frees it (ns_op_free, after an rt_call that
  * takes it off the loop). mu guards done, rc, value and taken; cv (with mu)

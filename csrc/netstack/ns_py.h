@@ -102,6 +102,16 @@ void ns_op_free(ns_op_t *op);
 /* Connects from the host's address of the destination's family; the result
  * is one end of an OS socketpair bridged to the connection. */
 int ns_tcp_connect(ns_host_t *h, const struct ns_addr *dst, ns_op_t **out);
+/* Connects from the host to dst and, once connected, bridges the tunnel
+ * connection straight to the caller's OS stream socket fd (the loop pumps
+ * it; no socketpair hop), first writing hello[hello_len] (<= NS_SPLICE_HELLO
+ * bytes, e.g. a SOCKS5 success reply) to fd. The netstack takes fd: it is
+ * closed (plainly, no RST) if the connection fails or is cancelled, so pass
+ * a dup() when the caller still wants to answer on it. The op's result is
+ * 0 when connected, else -errno as for ns_tcp_connect. */
+#define NS_SPLICE_HELLO 64
+int ns_tcp_splice(ns_host_t *h, const struct ns_addr *dst, int fd, const uint8_t *hello, size_t hello_len,
+		  ns_op_t **out);
 /* Listens on port (0: an ephemeral port) on every address of the host.
  * Connections arrive on ns_listener_fd (SOCK_SEQPACKET): each message is a
  * NS_ADDR_HDR address header with the peer and one fd (SCM_RIGHTS). */

@@ -20,12 +20,54 @@ static void conn_detach(struct tcp_pcb *pcb)
 	tcp_err(pcb, NULL);
 }
 
+/* ns_tcp_splice's caller socket and the bytes to greet it with. */
+struct splice {
+	int fd;
+	size_t hello_len;
+	uint8_t hello[NS_SPLICE_HELLO];
+};
+
+/* A splice that will not happen: the caller's fd is closed plainly (no
+ * RST: a reply it wrote on its own copy must still get out). */
+static void splice_drop(struct ns_op *op)
+{
+	struct splice *sp = op->priv;
+	if (!sp)
+		return;
+	op->priv = NULL;
+	close(sp->fd);
+	free(sp);
+}
+
+static err_t splice_connected(struct ns_op *op, struct tcp_pcb *pcb)
+{
+	struct splice *sp = op->priv;
+	op->priv = NULL;
+	/* A fresh socket's send buffer is empty: a few bytes go in whole. */
+	ssize_t n = sp->hello_len ? send(sp->fd, sp->hello, sp->hello_len, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+	bool whole = n >= 0 && (size_t)n == sp->hello_len;
+	int fd = sp->fd;
+	free(sp);
+	if (!whole) {
+		close(fd);
+		tcp_abort(pcb);
+		ns_op_complete(op, -EPIPE, 0);
+		return ERR_ABRT;
+	}
+	ns_set_nonblock(fd);
+	int rc = ns_bridge_new(op->obj.host, pcb, fd, NS_BR_FD_TCP);
+	ns_op_complete(op, rc < 0 ? rc : 0, 0);
+	return rc < 0 ? ERR_ABRT : ERR_OK;
+}
+
 static err_t conn_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 {
 	(void)err; /* always ERR_OK in lwIP 2.1.3 */
 	struct ns_op *op = arg;
 	op->pcb = NULL;
 	conn_detach(pcb);
+	if (op->kind == NS_OP_SPLICE)
+		return splice_connected(op, pcb);
 	int ours, theirs;
 	int rc = ns_socketpair(SOCK_STREAM, &ours, &theirs);
 	if (rc < 0) {
@@ -50,11 +92,13 @@ static void conn_err(void *arg, err_t err)
 	/* While connecting, a RST means refused and lwIP aborts only when its
 	 * SYN retransmissions run out. */
 	int rc = err == ERR_RST ? -ECONNREFUSED : err == ERR_ABRT ? -ETIMEDOUT : ns_err_to_errno(err);
+	splice_drop(op);
 	ns_op_complete(op, rc, 0);
 }
 
 static void conn_cancel(struct ns_op *op)
 {
+	splice_drop(op);
 	struct tcp_pcb *pcb = op->pcb;
 	if (!pcb)
 		return;
@@ -66,6 +110,7 @@ static void conn_cancel(struct ns_op *op)
 struct tcp_call {
 	ns_host_t *h;
 	const struct ns_addr *addr;
+	struct splice *splice; /* ns_tcp_splice: handed to the op */
 	uint16_t port;
 	int backlog;
 	struct ns_op *op;
@@ -87,13 +132,15 @@ static void connect_on_loop(rt_t *rt, void *arg)
 		return;
 	}
 	struct tcp_pcb *pcb = tcp_new_ip_type(IP_GET_TYPE(&dst));
-	struct ns_op *op = pcb ? ns_op_new(c->h, NS_OP_CONNECT) : NULL;
+	struct ns_op *op = pcb ? ns_op_new(c->h, c->splice ? NS_OP_SPLICE : NS_OP_CONNECT) : NULL;
 	if (!op) {
 		if (pcb)
 			tcp_abort(pcb);
 		c->rc = -ENOMEM;
 		return;
 	}
+	op->priv = c->splice;
+	c->splice = NULL;
 	err_t e = tcp_bind(pcb, src, 0);
 	if (e == ERR_OK) {
 		op->pcb = pcb;
@@ -106,6 +153,7 @@ static void connect_on_loop(rt_t *rt, void *arg)
 		op->pcb = NULL;
 		conn_detach(pcb);
 		tcp_abort(pcb);
+		splice_drop(op);
 		ns_op_complete(op, ns_err_to_errno(e), 0);
 	}
 	c->op = op;
@@ -118,6 +166,31 @@ int ns_tcp_connect(ns_host_t *h, const struct ns_addr *dst, ns_op_t **out)
 	*out = NULL;
 	struct tcp_call c = {.h = h, .addr = dst, .rc = -ESHUTDOWN};
 	int rc = rt_call(h->rt, connect_on_loop, &c);
+	if (rc < 0)
+		return rc;
+	*out = c.op;
+	return c.rc;
+}
+
+int ns_tcp_splice(ns_host_t *h, const struct ns_addr *dst, int fd, const uint8_t *hello, size_t hello_len,
+		  ns_op_t **out)
+{
+	*out = NULL;
+	struct splice *sp = hello_len <= NS_SPLICE_HELLO ? calloc(1, sizeof(*sp)) : NULL;
+	if (!sp) {
+		close(fd);
+		return hello_len <= NS_SPLICE_HELLO ? -ENOMEM : -EINVAL;
+	}
+	sp->fd = fd;
+	sp->hello_len = hello_len;
+	if (hello_len)
+		memcpy(sp->hello, hello, hello_len);
+	struct tcp_call c = {.h = h, .addr = dst, .splice = sp, .rc = -ESHUTDOWN};
+	int rc = rt_call(h->rt, connect_on_loop, &c);
+	if (c.splice) { /* never reached an op: still ours */
+		close(fd);
+		free(c.splice);
+	}
 	if (rc < 0)
 		return rc;
 	*out = c.op;

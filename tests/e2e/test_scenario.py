@@ -30,7 +30,7 @@ def test_get_through_the_relay(peer_pair):
         (info,) = p.device.peers
         assert info.last_handshake is not None and info.rx_bytes > 0 and info.tx_bytes > 0
         st = p.stats()
-        relayed = st["gateway"]["derp_tx_packets"] if "gateway" in st else st["derp"]["tx_packets"]
+        relayed = st["gateway"]["derp"]["tx_packets"] if "gateway" in st else st["derp"]["tx"]["packets"]
         assert relayed >= 4
 
 

@@ -39,6 +39,7 @@ def test_dev_mode_uses_3340_a_fresh_key_and_the_env_mesh_key(monkeypatch):
     monkeypatch.setenv("TAILSCALE_DERPER_MESH_KEY", key)
     o = opts("--dev", "-a", ":9999")
     assert o["port"] == 3340 and not o["tls"] and "key_file_config" not in o
+    assert o["host"] == "127.0.0.1"  # what it prints is what it binds
     assert o["mesh_key"] == bytes.fromhex(key)
 
 
@@ -94,8 +95,9 @@ def test_derper_command_serves_until_sigterm(tmp_path):
     with socket.socket() as so:
         so.bind(("127.0.0.1", 0))
         port = so.getsockname()[1]
+    config = tmp_path / "var" / "lib" / "derper" / "derper.key"  # its directory is created, as derper does
     proc = subprocess.Popen([sys.executable, "-m", "spanza", "derper", "-a", f"127.0.0.1:{port}", "-c",
-                             str(tmp_path / "derper.key"), "--stun=false"],
+                             str(config), "--stun=false"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
@@ -108,7 +110,7 @@ def test_derper_command_serves_until_sigterm(tmp_path):
                 time.sleep(0.05)
         b = connect(port)
         assert_relays(a, b)
-        key = json.loads((tmp_path / "derper.key").read_text())["PrivateKey"]
+        key = json.loads(config.read_text())["PrivateKey"]
         assert key.startswith("privkey:")
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=15)[0].decode()
@@ -119,3 +121,18 @@ def test_derper_command_serves_until_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_without_c_as_non_root_names_the_root_default(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(SystemExit, match="-c <file> not specified.*/var/lib/derper/derper.key"):
+        opts("-a", ":1")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert opts("-a", ":1")["key_file_config"] == "/var/lib/derper/derper.key"
+
+
+def test_genpsk_prints_a_wireguard_key():
+    import base64
+
+    out = subprocess.run([sys.executable, "-m", "spanza", "genpsk"], capture_output=True, text=True, check=True)
+    assert len(base64.b64decode(out.stdout.strip(), validate=True)) == 32

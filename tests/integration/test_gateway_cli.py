@@ -108,8 +108,12 @@ def test_gateway_command_relays_until_sigterm(tmp_path):
             outs = [p.communicate(timeout=15) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
-        assert "connected to DERP server" in err  # -v logs the connection
-        assert "wg->derp" in err  # and the counters at exit
+        assert "connected to DERP server" in err  # -v logs the connection (the DERP client)
+        counters = [ln for ln in err.splitlines() if "INFO spanza.gateway: counters {" in ln]
+        assert counters, err  # and the counters at exit, as JSON, nonzero ones
+        st = json.loads(counters[-1].split("counters ", 1)[1])
+        assert st["derp"]["tx_packets"] >= 1 and st["wg"]["tx_datagrams"] >= 1
+        assert not re.search(r"nodekey:[0-9a-f]{0,63}[^0-9a-f]|\[[A-Za-z0-9+/]{5}\]", err.replace("...", ""))
     wa.close()
     wb.close()
 
@@ -137,3 +141,13 @@ def test_gateway_example_runs():
     assert p.returncode == 0, p.stdout + p.stderr
     assert "10.0.0.1 -> 10.0.0.2: echo reply" in p.stdout and "10.0.0.2 -> 10.0.0.1: echo reply" in p.stdout
     assert p.stdout.rstrip().endswith("ok")
+
+
+def test_gateway_refused_by_the_allowlist_says_so_and_exits(tmp_path):
+    (tmp_path / "allow").write_text(PrivateKey.generate().public_key.tailscale + "\n")
+    with DerpServer(allowlist_file=str(tmp_path / "allow")) as relay:
+        r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--derp-url", relay.url,
+                   "--remote-peer", "nodekey:" + "11" * 32, timeout=20)
+    key = load_key_file(tmp_path / "k").public_key.tailscale
+    assert r.returncode == 1, r.stderr
+    assert f"refused this gateway's key {key}" in r.stderr and "allowlist" in r.stderr

@@ -21,12 +21,19 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEAD_RELAY = "http://127.0.0.1:9/derp"  # discard port: nothing listens
+# A relay that accepts TCP and never answers: a wait for it blocks (a refused
+# port would not: the wait fails at once, saying why). SILENT_RELAY is the
+# child's variable for it.
+DEAD_RELAY = "SILENT_RELAY"
 
 TEMPLATE = """
-import sys, time
+import socket, sys, time
 import spanza
 from spanza.scenario import Peer
+_silent = socket.socket()
+_silent.bind(("127.0.0.1", 0))
+_silent.listen(16)
+SILENT_RELAY = "http://127.0.0.1:%d/derp" % _silent.getsockname()[1]
 {setup}
 print("ready", flush=True)
 try:
@@ -53,22 +60,22 @@ CASES = {
         "assert len(d.peers) == 1\nd.close()",
     ),
     "Gateway.wait_connected": (
-        f"g = spanza.Gateway({DEAD_RELAY!r}, spanza.PrivateKey.generate())",
+        f"g = spanza.Gateway({DEAD_RELAY}, spanza.PrivateKey.generate())",
         "g.wait_connected(timeout=30)",
         "g.stats()\ng.close()",
     ),
     "Peer.wait_relay(gateway)": (
-        f"p = Peer({DEAD_RELAY!r}, '10.91.0.1/24', mode='gateway')",
+        f"p = Peer({DEAD_RELAY}, '10.91.0.1/24', mode='gateway')",
         "p.wait_relay(timeout=30)",
         "p.stats()\np.close()",
     ),
     "Peer.wait_relay(transport)": (
-        f"p = Peer({DEAD_RELAY!r}, '10.91.1.1/24', mode='transport')",
+        f"p = Peer({DEAD_RELAY}, '10.91.1.1/24', mode='transport')",
         "p.wait_relay(timeout=30)",
         "p.stats()\np.close()",
     ),
     "DerpClient.wait_connected": (
-        f"c = spanza.DerpClient({DEAD_RELAY!r}, spanza.PrivateKey.generate())",
+        f"c = spanza.DerpClient({DEAD_RELAY}, spanza.PrivateKey.generate())",
         "c.wait_connected(timeout=None)",
         "c.stats()\nc.close()",
     ),

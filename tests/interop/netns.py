@@ -30,7 +30,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from tests.support import wait_for
+
+from tests.support import plain_env, wait_for  # noqa: F401 - plain_env re-exported for the interop tests
 
 UAPI_DIR = "/var/run/wireguard"
 _counter = itertools.count(1)
@@ -62,16 +63,6 @@ def sh(*args: str, check: bool = True, timeout: float = 10.0, **kw) -> subproces
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
     return p
-
-
-def plain_env(**extra: str) -> dict[str, str]:
-    """This process's environment without the sanitizer runtime that
-    `make asan` preloads into Python (LD_PRELOAD=libasan...): third-party
-    tools must run as shipped (curl, for one, hangs with ASan preloaded)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
-    env.update(extra)
-    return env
 
 
 class NetNS:

@@ -31,6 +31,7 @@ static const char *state_name(int s)
 	case DERP_CLIENT_UPGRADING: return "DERP handshake";
 	case DERP_CLIENT_CONNECTED: return "connected";
 	case DERP_CLIENT_CLOSED: return "closed";
+	case DERP_CLIENT_REFUSED: return "refused";
 	default: return "?";
 	}
 }
@@ -73,16 +74,28 @@ static void teardown(struct derp_client *c)
 	c->tb_rate = 0;
 }
 
+static void refused(struct derp_client *c)
+{
+	c->state = DERP_CLIENT_REFUSED;
+	rt_timer_cancel(c->t_main);
+	spz_log(SPZ_LOG_WARNING, "derp", "client %s: %s; not retrying (fix it, then reconnect)", c->url.host_header,
+		c->last_error);
+	struct derp_client_event ev = {.type = DERP_EV_REFUSED, .text = c->last_error};
+	ev.text_len = strlen(c->last_error);
+	if (c->ops.on_event)
+		c->ops.on_event(c->arg, &ev);
+}
+
 static int opt_err(char *err, size_t errlen, const char *msg);
 static int parse_nodes(struct derp_client *c, const char *list, char *err, size_t errlen);
 
+static void vfail(struct derp_client *c, int err, const char *fmt, va_list ap)
+
 void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
-	va_end(ap);
-	if (c->state == DERP_CLIENT_CLOSED || c->state == DERP_CLIENT_BACKOFF)
+	c->last_errno = err;
+	if (c->state == DERP_CLIENT_CLOSED || c->state == DERP_CLIENT_BACKOFF || c->state == DERP_CLIENT_REFUSED)
 		return;
 	bool was_connected = c->state == DERP_CLIENT_CONNECTED;
 	spz_log(SPZ_LOG_DEBUG, "derp", "client %s: %s: %s", c->url.host_header, state_name(c->state), c->last_error);
@@ -96,8 +109,18 @@ void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 	} else {
 		c->st.connect_failures++;
 	}
+	if (err == EACCES) {
+		c->st.refusals++;
+		c->refused_in_row++;
+	} else {
+		c->refused_in_row = 0;
+	}
 	if (c->failures < 1000000)
 		c->failures++;
+	if (c->refused_in_row >= DERP_CLIENT_REFUSALS_STOP) {
+		refused(c);
+		return;
+	}
 	if (c->nnodes > 1) {
 		/* Fail over: the next attempt goes to the region's next node. */
 		c->node = (c->node + 1) % c->nnodes;
@@ -109,6 +132,22 @@ void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 	rt_timer_arm_in(c->t_main, delay);
 	if (was_connected && c->ops.on_state)
 		c->ops.on_state(c->arg, false, c->last_error);
+}
+
+void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfail(c, 0, fmt, ap);
+	va_end(ap);
+}
+
+void derp_cl_fail_err(struct derp_client *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfail(c, err, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- attempts ---- */
@@ -126,7 +165,7 @@ static void on_resolved(rt_t *rt, int fd, uint32_t events, void *arg)
 	derp_resolve_release(c->res);
 	c->res = NULL;
 	if (n < 0) {
-		derp_cl_fail(c, "%s", err);
+		derp_cl_fail_err(c, EHOSTUNREACH, "%s", err);
 	} else {
 		c->naddr = n;
 		c->ai = 0;
@@ -280,7 +319,7 @@ void derp_cl_feed(struct derp_client *c, const uint8_t *buf, size_t len)
 	}
 	if (rc < 0) {
 		c->st.protocol_errors++;
-		derp_cl_fail(c, "%s", cp->err[0] ? cp->err : "protocol error");
+		derp_cl_fail_err(c, EPROTO, "%s", cp->err[0] ? cp->err : "protocol error");
 	}
 }
 
@@ -468,7 +507,11 @@ void derp_client_reconnect(derp_client_t *c)
 	if (c->closing)
 		return;
 	c->busy++;
-	if (c->state == DERP_CLIENT_BACKOFF) {
+	if (c->state == DERP_CLIENT_BACKOFF || c->state == DERP_CLIENT_REFUSED) {
+		/* After a refusal: the caller says it fixed the cause. */
+		c->state = DERP_CLIENT_BACKOFF;
+		c->refused_in_row = 0;
+		c->failures = 0;
 		rt_timer_arm_in(c->t_main, 0);
 	} else {
 		derp_cl_fail(c, "reconnect requested");
@@ -552,11 +595,11 @@ static void liveness(struct derp_client *c)
 			return;
 		case DERP_LIVE_READ_TIMEOUT:
 			c->st.read_timeouts++;
-			derp_cl_fail(c, "no frame from the server for %u ms", c->o.read_timeout_ms);
+			derp_cl_fail_err(c, ETIMEDOUT, "no frame from the server for %u ms", c->o.read_timeout_ms);
 			return;
 		case DERP_LIVE_PING_TIMEOUT:
 			c->st.ping_timeouts++;
-			derp_cl_fail(c, "ping unanswered for %u ms", c->o.ping_timeout_ms);
+			derp_cl_fail_err(c, ETIMEDOUT, "ping unanswered for %u ms", c->o.ping_timeout_ms);
 			return;
 		case DERP_LIVE_SEND_PING: {
 			uint8_t data[8];
@@ -582,6 +625,17 @@ static void arm_main(struct derp_client *c)
 	rt_timer_arm_at(c->t_main, act == DERP_LIVE_OK ? next : now);
 }
 
+/* What a connect attempt stuck in its current state most likely means. */
+static const char *timeout_hint(const struct derp_client *c)
+{
+	switch (c->state) {
+	case DERP_CLIENT_RESOLVING: return "the host name did not resolve in time";
+	case DERP_CLIENT_CONNECTING: return "no answer to the TCP connect (host down, or a firewall dropping it?)";
+	case DERP_CLIENT_TLS: return "the server did not answer the TLS handshake (a plain relay? use http://)";
+	default: return "the server did not answer the DERP handshake (is the URL a DERP server?)";
+	}
+}
+
 static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 {
 	(void)rt;
@@ -598,8 +652,8 @@ static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	case DERP_CLIENT_TLS:
 	case DERP_CLIENT_UPGRADING:
 		if (now >= c->attempt_deadline) {
-			derp_cl_fail(c, "connect timed out after %u ms (%s)", c->o.connect_timeout_ms,
-				     state_name(c->state));
+			derp_cl_fail_err(c, ETIMEDOUT, "connect timed out after %u ms (%s): %s",
+					 c->o.connect_timeout_ms, state_name(c->state), timeout_hint(c));
 		} else if (c->state == DERP_CLIENT_CONNECTING && now >= c->dial_deadline) {
 			/* This address is slow: go on with the next one. */
 			if (c->events)
@@ -612,7 +666,7 @@ static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 			if (c->ai < c->naddr)
 				derp_cl_dial_next(c);
 			else
-				derp_cl_fail(c, "connect timed out");
+				derp_cl_fail_err(c, ETIMEDOUT, "connect timed out: %s", timeout_hint(c));
 		} else {
 			rt_timer_arm_at(c->t_main, c->attempt_deadline);
 		}
@@ -856,6 +910,7 @@ void derp_client_stats(const derp_client_t *c, struct derp_client_stats *out)
 	out->write_buffered = c->wlen;
 	out->state = c->state;
 	out->failures = c->failures;
+	out->last_errno = c->last_errno;
 }
 
 void derp_client_public_key(const derp_client_t *c, uint8_t out[32]) { memcpy(out, c->pub, 32); }

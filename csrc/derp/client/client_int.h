@@ -19,6 +19,10 @@
 #define DERP_CLIENT_MAX_PINGS 16
 #define DERP_CLIENT_RBUF (256 * 1024)
 #define DERP_CLIENT_READ_BUDGET 8 /* rbuf fills per wake-up before yielding to the loop */
+/* Refusals in a row (closed right after our ClientInfo) before the client
+ * stops retrying: two, so a server restart at that moment is not taken
+ * for a refusal. */
+#define DERP_CLIENT_REFUSALS_STOP 2
 
 /* ---- resolver (client_resolve.c) ---- */
 struct derp_resolve;
@@ -107,6 +111,8 @@ struct derp_client {
 	uint64_t tb_last_ns;
 
 	struct derp_client_stats st;
+	uint32_t refused_in_row;
+	int last_errno; /* cause of last_error (stats.last_errno) */
 	char last_error[200];
 	struct imp *imp[2]; /* IMP_OUT: sends before framing, IMP_IN: received packets */
 };
@@ -126,6 +132,12 @@ void derp_cl_set_interest(struct derp_client *c);
 __attribute__((format(printf, 2, 3)))
 #endif
 void derp_cl_fail(struct derp_client *c, const char *fmt, ...);
+/* derp_cl_fail with the errno-style cause (stats.last_errno): EACCES is a
+ * refusal by the server, which stops retrying when it repeats. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+void derp_cl_fail_err(struct derp_client *c, int err, const char *fmt, ...);
 void derp_cl_start_upgrade(struct derp_client *c);
 /* Loop entry points bracket their work with c->busy++ ... derp_cl_leave(c),
  * which finishes a derp_client_free that a callback asked for meanwhile. */

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <sodium.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +189,34 @@ int derp_cl_write(struct derp_client *c, const uint8_t *buf, size_t len)
 
 /* ---- reading ---- */
 
+/* The server closed (err 0) or reset the connection: during the handshake
+ * that says why it would not take us. */
+static void fail_closed(struct derp_client *c, int err)
+{
+	if (c->state == DERP_CLIENT_UPGRADING && c->cp && (err == 0 || err == ECONNRESET)) {
+		if (c->cp->phase == DERP_CP_SERVER_INFO) {
+			char hex[2 * 32 + 1];
+			sodium_bin2hex(hex, sizeof(hex), c->pub, 32);
+			derp_cl_fail_err(c, EACCES,
+					 "refused by the server: it closed the connection after our ClientInfo "
+					 "(is nodekey:%s on its allowlist?)",
+					 hex);
+			return;
+		}
+		if (c->cp->phase == DERP_CP_HTTP && c->cp->http_len == 0) {
+			derp_cl_fail_err(c, EPROTO,
+					 "the server closed the connection without answering the HTTP upgrade%s",
+					 c->url.tls ? "" : " (a TLS relay? use https://)");
+			return;
+		}
+	}
+	if (err == 0)
+		derp_cl_fail_err(c, ECONNRESET, "server closed the connection");
+	else
+		derp_cl_fail_err(c, err, "read from the server failed: %s",
+				 err == EPROTO ? "TLS error" : strerror(err));
+}
+
 static void do_read(struct derp_client *c)
 {
 	uint64_t gen = c->gen;
@@ -217,12 +247,8 @@ static void do_read(struct derp_client *c)
 			if (gen != c->gen)
 				return;
 		}
-		if (eof) {
-			derp_cl_fail(c, "server closed the connection");
-			return;
-		}
-		if (err) {
-			derp_cl_fail(c, "read from the server failed: %s", err == EPROTO ? "TLS error" : strerror(err));
+		if (eof || err) {
+			fail_closed(c, err);
 			return;
 		}
 		if (again) {
@@ -248,6 +274,24 @@ void derp_cl_io_deferred(struct derp_client *c)
 
 /* ---- connecting ---- */
 
+/* OpenSSL reasons that mean the bytes back were not TLS at all. */
+static bool not_tls_reason(int reason)
+{
+	return reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+	       reason == SSL_R_HTTP_REQUEST || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
+/* A connect errno with what usually fixes it. */
+static const char *connect_hint(int err)
+{
+	switch (err) {
+	case ECONNREFUSED: return " (is the relay running, on that port?)";
+	case ENETUNREACH:
+	case EHOSTUNREACH: return " (no route to the relay's host)";
+	default: return "";
+	}
+}
+
 static void tls_step(struct derp_client *c)
 {
 	int rc = derp_io_handshake(&c->io);
@@ -259,12 +303,24 @@ static void tls_step(struct derp_client *c)
 		c->st.tls_errors++;
 		long v = c->io.ssl ? SSL_get_verify_result(c->io.ssl) : X509_V_OK;
 		if (v != X509_V_OK) {
-			derp_cl_fail(c, "TLS: certificate verification failed: %s (set ca_file, pin_sha256 or insecure)",
-				     X509_verify_cert_error_string(v));
+			derp_cl_fail_err(
+				c, EPROTO,
+				"TLS: certificate verification failed: %s (set ca_file, pin_sha256 or insecure)",
+				X509_verify_cert_error_string(v));
+		} else if (rc == -ECONNRESET) {
+			ERR_clear_error();
+			derp_cl_fail_err(
+				c, EPROTO,
+				"TLS handshake: the server closed the connection (a plain relay? use http://)");
 		} else {
-			char msg[160];
-			derp_tls_err(msg, sizeof(msg), "TLS handshake");
-			derp_cl_fail(c, "%s", msg);
+			unsigned long e = c->io.ssl_err;
+			char why[160] = "unknown error";
+			if (e)
+				ERR_error_string_n(e, why, sizeof(why));
+			derp_cl_fail_err(c, EPROTO, "TLS handshake: %s%s", why,
+					 e && not_tls_reason(ERR_GET_REASON(e))
+						 ? " (the server does not speak TLS here: a plain relay? use http://)"
+						 : "");
 		}
 		return;
 	}
@@ -303,6 +359,7 @@ static void tcp_connected(struct derp_client *c)
 void derp_cl_dial_next(struct derp_client *c)
 {
 	char why[160] = "no address";
+	int err = EHOSTUNREACH;
 	while (c->ai < c->naddr) {
 		const struct sockaddr_storage *ss = &c->addrs[c->ai];
 		char at[80];
@@ -331,12 +388,13 @@ void derp_cl_dial_next(struct derp_client *c)
 				rt_timer_arm_at(c->t_main, c->dial_deadline);
 			return;
 		}
-		snprintf(why, sizeof(why), "connect to %s: %s", at, strerror(errno));
+		err = errno;
+		snprintf(why, sizeof(why), "connect to %s: %s%s", at, strerror(err), connect_hint(err));
 		close(fd);
 		c->io.fd = -1;
 		c->ai++;
 	}
-	derp_cl_fail(c, "%s", why);
+	derp_cl_fail_err(c, err, "%s", why);
 }
 
 /* The socket became writable: connected, or failed (then try the next
@@ -363,7 +421,7 @@ static void connect_result(struct derp_client *c)
 		derp_cl_dial_next(c);
 		return;
 	}
-	derp_cl_fail(c, "connect to %s: %s", at, strerror(err));
+	derp_cl_fail_err(c, err, "connect to %s: %s%s", at, strerror(err), connect_hint(err));
 }
 
 void derp_cl_on_io(rt_t *rt, int fd, uint32_t events, void *arg)

@@ -78,6 +78,7 @@ struct derp_pyclient {
 	bool destroyed; /* the client is freed (close finished) */
 	int users;      /* calls in progress from Python threads */
 	bool connected;
+	bool refused; /* the client stopped retrying (DERP_EV_REFUSED) until reconnect */
 
 	struct pyq rx, ev, ob; /* packets, events, outbox */
 	bool drain_posted;     /* a drain_job is queued on the loop */
@@ -209,6 +210,12 @@ static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, 
 static void py_on_event(void *arg, const struct derp_client_event *ev)
 {
 	derp_pyclient_t *p = arg;
+	if (ev->type == DERP_EV_REFUSED) {
+		pthread_mutex_lock(&p->mu);
+		p->refused = true;
+		pthread_mutex_unlock(&p->mu);
+		pthread_cond_broadcast(&p->cv_state);
+	}
 	if (ev->type != DERP_EV_PONG) {
 		push_event(p, ev);
 		return;
@@ -620,12 +627,14 @@ int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms)
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
-	while (!p->connected && !p->closed && rc == 0)
+	while (!p->connected && !p->closed && !p->refused && rc == 0)
 		rc = wait_on(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (p->connected)
 		rc = 0;
 	else if (p->closed)
 		rc = -ESHUTDOWN;
+	else if (p->refused)
+		rc = -EACCES;
 	leave(p);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
@@ -690,6 +699,9 @@ static void reconnect_fn(rt_t *rt, void *arg)
 
 int derp_pyclient_reconnect(derp_pyclient_t *p)
 {
+	pthread_mutex_lock(&p->mu);
+	p->refused = false;
+	pthread_mutex_unlock(&p->mu);
 	struct loop_call lc = {0};
 	return call_on_loop(p, reconnect_fn, &lc);
 }

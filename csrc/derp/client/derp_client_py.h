@@ -53,6 +53,9 @@ struct derp_client_opts {
 /* ServerInfo received */
 #define DERP_CLIENT_CONNECTED 6
 #define DERP_CLIENT_CLOSED 7
+/* refused by the server twice in a row (closed after ClientInfo: an
+ * allowlist or client verification): no more attempts until reconnect */
+#define DERP_CLIENT_REFUSED 8
 
 struct derp_client_stats {
 	uint64_t packets_sent, bytes_sent; /* SendPacket frames written to the connection */
@@ -80,6 +83,9 @@ struct derp_client_stats {
 	uint64_t write_buffered;   /* bytes waiting for the socket now */
 	int state;                 /* DERP_CLIENT_* */
 	uint32_t failures;         /* consecutive failed attempts (backoff n) */
+	uint64_t refusals;         /* attempts the server closed after our ClientInfo */
+	int last_errno;            /* errno-style cause of last_error: ECONNREFUSED, EPROTO (TLS), EACCES
+				      (refused), ETIMEDOUT, ECONNRESET, EHOSTUNREACH (DNS); 0: none */
 };
 
 /* Sans-IO helper: the reconnect delay after `failures` consecutive failures
@@ -141,6 +147,8 @@ int derp_pyclient_ping_start(derp_pyclient_t *p, int *slot);
 int derp_pyclient_ping_wait(derp_pyclient_t *p, int slot, int timeout_ms, uint64_t *rtt_us);
 /* Frees the ping's slot (after its wait, whatever the outcome). */
 void derp_pyclient_ping_end(derp_pyclient_t *p, int slot);
+/* 0 when connected; -ETIMEDOUT, -ESHUTDOWN, -EACCES (refused: the client
+ * stopped retrying until derp_pyclient_reconnect). */
 int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms);
 int derp_pyclient_connected(derp_pyclient_t *p);
 int derp_pyclient_stats(derp_pyclient_t *p, struct derp_client_stats *out);

@@ -12,6 +12,9 @@ static const char home_page[] =
 	"<html><body>\n<h1>DERP</h1>\n<p>\n  This is a <a href=\"https://tailscale.com/\">Tailscale</a> DERP server\n"
 	"  (Spanza).\n</p>\n</body></html>\n";
 
+#define TLS_HANDSHAKE_RECORD 0x16
+#define TLS_MAJOR_VERSION 0x03
+
 static void reply(struct derp_conn *c, int status, const char *headers, const char *body, bool head)
 {
 	char buf[2048];
@@ -85,6 +88,14 @@ void derp_http_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 	memcpy(c->inbuf + c->inlen, b, take);
 	c->inlen += (uint32_t)take;
 
+	if (c->inlen >= 2 && c->inbuf[0] == TLS_HANDSHAKE_RECORD && c->inbuf[1] == TLS_MAJOR_VERSION) {
+		/* A TLS ClientHello on the plain port: answer now, in plain text
+		 * (the client sees a non-TLS reply and can say so), instead of
+		 * waiting for a request head that never comes. */
+		c->srv->st.close_http_error++;
+		reply(c, 400, TEXT_PLAIN, "Client sent a TLS handshake to a plain HTTP server\n", false);
+		return;
+	}
 	struct derp_http_req req;
 	int rc = derp_http_parse_request(c->inbuf, c->inlen, &req);
 	if (rc == 0)
