@@ -90,8 +90,6 @@ static int opt_err(char *err, size_t errlen, const char *msg);
 static int parse_nodes(struct derp_client *c, const char *list, char *err, size_t errlen);
 
 static void vfail(struct derp_client *c, int err, const char *fmt, va_list ap)
-
-void derp_cl_fail(struct derp_client *c, const char *fmt, ...)
 {
 	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
 	c->last_errno = err;
