@@ -41,7 +41,7 @@ import errno
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 from spanza._ffi import ffi, lib
 from spanza.errors import ConfigError, SpanzaError, check
@@ -301,7 +301,7 @@ class Impairment:
             self._owner._impair_forget(self, d)
         return self.stats
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "Impairment":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -50,7 +50,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 from spanza._ffi import ffi, lib
 from spanza.derp import DerpServer, write_self_signed_cert
@@ -803,7 +803,7 @@ class Network:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "Network":
         return self
 
     def __exit__(self, *exc: object) -> None:
