@@ -23,7 +23,7 @@ CSRCS := $(shell find csrc -name '*.c' | sort)
 release_CFLAGS := -O2 -g
 sanitize_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps lib ext test test-fast asan fuzz demo bench clean distclean
+.PHONY: all deps lib ext test test-slow test-fast asan fuzz demo bench clean distclean
 
 # Modules add to these in mk/*.mk: EXTRA_OBJS_<flavour> (objects for the
 # archive, e.g. lwIP), TEST_DEPS (things the suite needs built first, e.g.
@@ -75,7 +75,12 @@ ext: $(EXT_STAMP)
 # ---- tests ----
 PYTEST_ARGS ?=
 test: ext $(TEST_DEPS) fuzz-smoke
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The long transfers (32 MiB under impairments, the packaging round trip):
+# a soak of their own, outside CI's `make test`.
+test-slow: ext $(TEST_DEPS)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 test-fast: ext $(TEST_DEPS)
 	$(PY) -m pytest -q -m "not slow and not interop" $(PYTEST_ARGS)
