@@ -761,11 +761,9 @@ class Network:
         for p in self.peers:
             extra = ""
             try:
-                pst: dict[str, Any] = p.stats()
-                derp = (
-                    pst["gateway"]["derp"]
-                    if "gateway" in pst
-                    else pst["derp"].get("client", {})
+                # The raw counters (Peer.stats() leaves zeros out).
+                derp: dict[str, Any] = (
+                    p.gateway.stats()["derp"] if p.gateway is not None else p.device.derp_stats()["client"]
                 )
                 extra = f", relay link reconnected {derp.get('reconnects', 0)} times"
             except SpanzaError:  # closed
