@@ -94,7 +94,8 @@ static void bench_handshakes(void)
 	double dt = secs() - t0;
 	struct wg_device_stats st;
 	wg_device_stats(a.dev, &st);
-	printf("handshakes: %llu complete in %.3f s = %.0f handshakes/s (initiation+response+keepalive, both sides, one core)\n",
+	printf("handshakes: %llu complete in %.3f s = %.0f handshakes/s (initiation+response+keepalive, both sides, "
+	       "one core)\n",
 	       (unsigned long long)st.handshakes_completed, dt, (double)st.handshakes_completed / dt);
 	wg_device_free(a.dev);
 	wg_device_free(b.dev);
@@ -134,8 +135,8 @@ static void bench_transport(void)
 	for (int i = 0; i < n; i++)
 		wg_device_send(a.dev, 1, packet, PKT);
 	dt = secs() - t0;
-	printf("core encrypt only:    %d packets in %.3f s = %.0f MB/s (%.2f Gbit/s)\n", n, dt, (double)n * PKT / 1e6 / dt,
-	       (double)n * PKT * 8 / 1e9 / dt);
+	printf("core encrypt only:    %d packets in %.3f s = %.0f MB/s (%.2f Gbit/s)\n", n, dt,
+	       (double)n * PKT / 1e6 / dt, (double)n * PKT * 8 / 1e9 / dt);
 	wg_device_free(a.dev);
 	wg_device_free(b.dev);
 }
@@ -172,7 +173,8 @@ static void bench_raw_evp(void)
 		ok += EVP_CipherFinal_ex(dec, back + len, &len);
 	}
 	double dd = secs() - t0;
-	printf("raw EVP encrypt only: %.0f MB/s (%.2f Gbit/s)\n", (double)n * PKT / 1e6 / de, (double)n * PKT * 8 / 1e9 / de);
+	printf("raw EVP encrypt only: %.0f MB/s (%.2f Gbit/s)\n", (double)n * PKT / 1e6 / de,
+	       (double)n * PKT * 8 / 1e9 / de);
 	printf("raw EVP encrypt+decrypt: %.0f MB/s (%.2f Gbit/s)%s\n", (double)n * PKT / 1e6 / dd,
 	       (double)n * PKT * 8 / 1e9 / dd, ok == n ? "" : " (DECRYPT FAILED)");
 	EVP_CIPHER_CTX_free(enc);

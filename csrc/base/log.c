@@ -13,7 +13,7 @@
  * to copy one record. errors and min_level are atomics. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t log_cv = PTHREAD_COND_INITIALIZER; /* records queued, or a wake-up */
-static unsigned wakeups;                                /* guarded by log_mu */
+static unsigned wakeups;                                 /* guarded by log_mu */
 static struct spz_log_record ring[LOG_RING];
 static unsigned head, count;
 static unsigned long long dropped, errors;

@@ -13,16 +13,16 @@ static void nonce12(uint8_t n[SPZ_AEAD_NONCE_LEN], uint64_t counter)
 		n[4 + i] = (uint8_t)(counter >> (8 * i));
 }
 
-void spz_aead_encrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen,
-                      uint64_t counter, const uint8_t key[SPZ_AEAD_KEY_LEN])
+void spz_aead_encrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen, uint64_t counter,
+		      const uint8_t key[SPZ_AEAD_KEY_LEN])
 {
 	uint8_t n[SPZ_AEAD_NONCE_LEN];
 	nonce12(n, counter);
 	crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, in, len, ad, adlen, NULL, n, key);
 }
 
-bool spz_aead_decrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen,
-                      uint64_t counter, const uint8_t key[SPZ_AEAD_KEY_LEN])
+bool spz_aead_decrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen, uint64_t counter,
+		      const uint8_t key[SPZ_AEAD_KEY_LEN])
 {
 	uint8_t n[SPZ_AEAD_NONCE_LEN];
 	if (len < SPZ_AEAD_TAG_LEN)
@@ -32,13 +32,13 @@ bool spz_aead_decrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t
 }
 
 void spz_xaead_encrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen,
-                       const uint8_t nonce[SPZ_XAEAD_NONCE_LEN], const uint8_t key[SPZ_AEAD_KEY_LEN])
+		       const uint8_t nonce[SPZ_XAEAD_NONCE_LEN], const uint8_t key[SPZ_AEAD_KEY_LEN])
 {
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out, NULL, in, len, ad, adlen, NULL, nonce, key);
 }
 
 bool spz_xaead_decrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen,
-                       const uint8_t nonce[SPZ_XAEAD_NONCE_LEN], const uint8_t key[SPZ_AEAD_KEY_LEN])
+		       const uint8_t nonce[SPZ_XAEAD_NONCE_LEN], const uint8_t key[SPZ_AEAD_KEY_LEN])
 {
 	if (len < SPZ_AEAD_TAG_LEN)
 		return false;

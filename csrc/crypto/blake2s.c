@@ -90,8 +90,8 @@ static struct b2_tls *tls(void)
 	return t;
 }
 
-void spz_hash(uint8_t out[SPZ_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen,
-              const void *c, size_t clen)
+void spz_hash(uint8_t out[SPZ_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen, const void *c,
+	      size_t clen)
 {
 	struct b2_tls *t = tls();
 	unsigned int n = 0;
@@ -111,18 +111,18 @@ void spz_mac(uint8_t out[SPZ_MAC_LEN], const uint8_t *key, size_t keylen, const 
 }
 
 void spz_hmac(uint8_t out[SPZ_HASH_LEN], const uint8_t *key, size_t keylen, const void *a, size_t alen, const void *b,
-              size_t blen)
+	      size_t blen)
 {
 	static const uint8_t empty[1];
 	struct b2_tls *t = tls();
 	size_t n = 0;
 	if (!EVP_MAC_init(t->hmac, keylen ? key : empty, keylen, NULL) || !EVP_MAC_update(t->hmac, a, alen) ||
-	    (b && !EVP_MAC_update(t->hmac, b, blen)) || !EVP_MAC_final(t->hmac, out, &n, SPZ_HASH_LEN) || n != SPZ_HASH_LEN)
+	    (b && !EVP_MAC_update(t->hmac, b, blen)) || !EVP_MAC_final(t->hmac, out, &n, SPZ_HASH_LEN) ||
+	    n != SPZ_HASH_LEN)
 		abort();
 }
 
-void spz_kdf_any(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t *key, size_t keylen, const void *in,
-                 size_t inlen)
+void spz_kdf_any(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t *key, size_t keylen, const void *in, size_t inlen)
 {
 	uint8_t prk[SPZ_HASH_LEN], out[SPZ_HASH_LEN], ctr;
 	spz_hmac(prk, key, keylen, in, inlen, NULL, 0);

@@ -5,7 +5,8 @@
 #include <sodium.h>
 #include <string.h>
 
-bool spz_x25519(uint8_t out[SPZ_X25519_KEY_LEN], const uint8_t priv[SPZ_X25519_KEY_LEN], const uint8_t pub[SPZ_X25519_KEY_LEN])
+bool spz_x25519(uint8_t out[SPZ_X25519_KEY_LEN], const uint8_t priv[SPZ_X25519_KEY_LEN],
+		const uint8_t pub[SPZ_X25519_KEY_LEN])
 {
 	spz_crypto_init();
 	/* libsodium returns -1 for an all-zero result (low-order point). */

@@ -44,7 +44,8 @@ void derp_cp_free(struct derp_cproto *cp)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static int fail(struct derp_cproto *cp, int rc, const char *fmt, ...)
+static int
+fail(struct derp_cproto *cp, int rc, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -55,8 +56,7 @@ static int fail(struct derp_cproto *cp, int rc, const char *fmt, ...)
 }
 
 /* ServerKey (the first frame) -> send ClientInfo. */
-static int on_server_key(struct derp_cproto *cp, const struct derp_frame *f, const struct derp_cp_ops *ops,
-			 void *arg)
+static int on_server_key(struct derp_cproto *cp, const struct derp_frame *f, const struct derp_cp_ops *ops, void *arg)
 {
 	const uint8_t *spub;
 	if (f->type != DERP_FRAME_SERVER_KEY || !f->data || derp_dec_server_key(f->data, f->len, &spub) < 0)
@@ -114,13 +114,11 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 		TR_TAP(derp, TR_HOP_DC_RX, tr_key_id(cp->pub), NULL, f->type, NULL, f->data, f->len);
 	struct derp_client_event ev = {0};
 	switch (f->type) {
-	case DERP_FRAME_SERVER_KEY:
-		return 0; /* Go ignores a ServerKey after the handshake (fast start). */
+	case DERP_FRAME_SERVER_KEY: return 0; /* Go ignores a ServerKey after the handshake (fast start). */
 	case DERP_FRAME_SERVER_INFO: {
 		struct derp_server_info si = {0};
 		if (derp_dec_server_info(f->data, f->len, cp->priv, cp->server_pub, &si) < 0)
-			return fail(cp, -EBADMSG, "invalid ServerInfo (%u bytes): box or JSON does not open",
-				    f->len);
+			return fail(cp, -EBADMSG, "invalid ServerInfo (%u bytes): box or JSON does not open", f->len);
 		cp->si = si;
 		if (cp->phase == DERP_CP_SERVER_INFO) {
 			cp->phase = DERP_CP_RUN;
@@ -139,9 +137,7 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 			ops->packet(arg, v.key, v.data, v.len);
 		return 0;
 	}
-	case DERP_FRAME_KEEP_ALIVE:
-		cp->n.keepalives++;
-		return 0;
+	case DERP_FRAME_KEEP_ALIVE: cp->n.keepalives++; return 0;
 	case DERP_FRAME_PEER_GONE: {
 		const uint8_t *peer;
 		if (derp_dec_peer_gone(f->data, f->len, &peer, &ev.reason) < 0) {
@@ -209,9 +205,7 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 		emit(cp, ops, arg, &ev);
 		return 0;
 	}
-	default:
-		cp->n.unknown_frames++;
-		return 0;
+	default: cp->n.unknown_frames++; return 0;
 	}
 }
 
@@ -292,7 +286,8 @@ int derp_cp_input(struct derp_cproto *cp, const uint8_t *in, size_t len, const s
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static int url_err(char *err, size_t errlen, const char *fmt, ...)
+static int
+url_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (err && errlen) {
 		va_list ap;

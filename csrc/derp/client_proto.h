@@ -20,11 +20,11 @@
 #define DERP_CP_HEALTH_MAX 4096 /* longer Health text is cut */
 
 enum derp_cp_phase {
-	DERP_CP_HTTP = 0,     /* waiting for "HTTP/1.1 101" and the blank line */
-	DERP_CP_SERVER_KEY,   /* waiting for the first frame: ServerKey */
-	DERP_CP_SERVER_INFO,  /* ClientInfo sent, waiting for ServerInfo */
-	DERP_CP_RUN,          /* ServerInfo received */
-	DERP_CP_FAILED,       /* fatal error: the connection must be dropped */
+	DERP_CP_HTTP = 0,    /* waiting for "HTTP/1.1 101" and the blank line */
+	DERP_CP_SERVER_KEY,  /* waiting for the first frame: ServerKey */
+	DERP_CP_SERVER_INFO, /* ClientInfo sent, waiting for ServerInfo */
+	DERP_CP_RUN,         /* ServerInfo received */
+	DERP_CP_FAILED,      /* fatal error: the connection must be dropped */
 };
 
 struct derp_cp_ops {
@@ -72,13 +72,13 @@ void derp_cp_free(struct derp_cproto *cp);
 int derp_cp_input(struct derp_cproto *cp, const uint8_t *in, size_t len, const struct derp_cp_ops *ops, void *arg);
 
 /* ---- URLs: http(s)://host[:port][/derp] ---- */
-#define DERP_URL_HOST_MAX 256                           /* a DNS name fits */
+#define DERP_URL_HOST_MAX 256                             /* a DNS name fits */
 #define DERP_URL_HOST_HEADER_MAX (DERP_URL_HOST_MAX + 16) /* + brackets, ':' and a port */
 struct derp_url {
 	bool tls;
 	bool host_is_ip; /* a literal IPv4/IPv6 address */
 	uint16_t port;
-	char host[DERP_URL_HOST_MAX];  /* without brackets */
+	char host[DERP_URL_HOST_MAX];               /* without brackets */
 	char host_header[DERP_URL_HOST_HEADER_MAX]; /* as in the URL: host[:port], IPv6 in brackets */
 };
 /* 0 or -EINVAL; err[errlen] says what is wrong. */

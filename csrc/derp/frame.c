@@ -44,16 +44,14 @@ size_t derp_enc_server_key(uint8_t *out, size_t cap, const uint8_t server_pub[DE
 	return enc3(out, cap, DERP_FRAME_SERVER_KEY, derp_magic, DERP_MAGIC_LEN, server_pub, DERP_KEY_LEN, NULL, 0);
 }
 
-size_t derp_enc_send_packet(uint8_t *out, size_t cap, const uint8_t dst[DERP_KEY_LEN], const uint8_t *pkt,
-			    size_t len)
+size_t derp_enc_send_packet(uint8_t *out, size_t cap, const uint8_t dst[DERP_KEY_LEN], const uint8_t *pkt, size_t len)
 {
 	if (len > DERP_MAX_PACKET)
 		return 0;
 	return enc3(out, cap, DERP_FRAME_SEND_PACKET, dst, DERP_KEY_LEN, pkt, len, NULL, 0);
 }
 
-size_t derp_enc_recv_packet(uint8_t *out, size_t cap, const uint8_t src[DERP_KEY_LEN], const uint8_t *pkt,
-			    size_t len)
+size_t derp_enc_recv_packet(uint8_t *out, size_t cap, const uint8_t src[DERP_KEY_LEN], const uint8_t *pkt, size_t len)
 {
 	if (len > DERP_MAX_PACKET)
 		return 0;
@@ -232,8 +230,7 @@ static bool frame_bounds(enum derp_role role, uint8_t type, uint32_t *min, uint3
 			*min = 0;
 			*max = DERP_CLIENT_MAX_FRAME;
 			return true;
-		default:
-			return false;
+		default: return false;
 		}
 	}
 	if (role == DERP_ROLE_SERVER) {
@@ -252,21 +249,14 @@ static bool frame_bounds(enum derp_role role, uint8_t type, uint32_t *min, uint3
 		*min = 2 * DERP_KEY_LEN;
 		*max = 2 * DERP_KEY_LEN + DERP_MAX_PACKET;
 		return true;
-	case DERP_FRAME_NOTE_PREFERRED:
-		*min = *max = 1;
-		return true;
-	case DERP_FRAME_WATCH_CONNS:
-		*min = *max = 0;
-		return true;
-	case DERP_FRAME_CLOSE_PEER:
-		*min = *max = DERP_KEY_LEN;
-		return true;
+	case DERP_FRAME_NOTE_PREFERRED: *min = *max = 1; return true;
+	case DERP_FRAME_WATCH_CONNS: *min = *max = 0; return true;
+	case DERP_FRAME_CLOSE_PEER: *min = *max = DERP_KEY_LEN; return true;
 	case DERP_FRAME_PING:
 		*min = DERP_PING_LEN;
 		*max = DERP_PING_MAX;
 		return true;
-	default:
-		return false;
+	default: return false;
 	}
 }
 

@@ -40,7 +40,7 @@
 #define DERP_DISCO_MAGIC_LEN 6
 #define DERP_DISCO_MIN_LEN 62 /* magic(6) + sender disco key(32) + nonce(24) */
 
-extern const uint8_t derp_magic[DERP_MAGIC_LEN];       /* "DERP" U+1F511 */
+extern const uint8_t derp_magic[DERP_MAGIC_LEN];             /* "DERP" U+1F511 */
 extern const uint8_t derp_disco_magic[DERP_DISCO_MAGIC_LEN]; /* "TS" U+1F4AC */
 
 enum derp_frame_type {
@@ -109,10 +109,8 @@ bool derp_looks_like_disco(const uint8_t *pkt, size_t len);
 #define DERP_PEER_PRESENT_FRAME_LEN (DERP_HDR_LEN + DERP_PEER_PRESENT_LEN)
 
 size_t derp_enc_server_key(uint8_t *out, size_t cap, const uint8_t server_pub[DERP_KEY_LEN]);
-size_t derp_enc_send_packet(uint8_t *out, size_t cap, const uint8_t dst[DERP_KEY_LEN], const uint8_t *pkt,
-			    size_t len);
-size_t derp_enc_recv_packet(uint8_t *out, size_t cap, const uint8_t src[DERP_KEY_LEN], const uint8_t *pkt,
-			    size_t len);
+size_t derp_enc_send_packet(uint8_t *out, size_t cap, const uint8_t dst[DERP_KEY_LEN], const uint8_t *pkt, size_t len);
+size_t derp_enc_recv_packet(uint8_t *out, size_t cap, const uint8_t src[DERP_KEY_LEN], const uint8_t *pkt, size_t len);
 size_t derp_enc_forward_packet(uint8_t *out, size_t cap, const uint8_t src[DERP_KEY_LEN],
 			       const uint8_t dst[DERP_KEY_LEN], const uint8_t *pkt, size_t len);
 size_t derp_enc_keep_alive(uint8_t *out, size_t cap);
@@ -142,8 +140,8 @@ struct derp_pkt_view {
 /* ServerKey: len >= 40, magic matches; trailing bytes ignored. len > 1024 is
  * also -EINVAL (the Go client's bound). */
 int derp_dec_server_key(const uint8_t *p, size_t len, const uint8_t **server_pub);
-int derp_dec_send_packet(const uint8_t *p, size_t len, struct derp_pkt_view *v); /* 32 <= len <= 32+64K */
-int derp_dec_recv_packet(const uint8_t *p, size_t len, struct derp_pkt_view *v); /* len >= 32 */
+int derp_dec_send_packet(const uint8_t *p, size_t len, struct derp_pkt_view *v);    /* 32 <= len <= 32+64K */
+int derp_dec_recv_packet(const uint8_t *p, size_t len, struct derp_pkt_view *v);    /* len >= 32 */
 int derp_dec_forward_packet(const uint8_t *p, size_t len, struct derp_pkt_view *v); /* 64 <= len <= 64+64K */
 /* PeerGone: len >= 32; reason 0 when absent. */
 int derp_dec_peer_gone(const uint8_t *p, size_t len, const uint8_t **peer, uint8_t *reason);
@@ -192,9 +190,9 @@ struct derp_parser {
 	uint8_t hdr[DERP_HDR_LEN];
 	bool in_frame; /* header complete, payload pending */
 	bool skipping;
-	uint32_t len;   /* current frame's payload length */
-	uint32_t have;  /* payload bytes gathered (or skipped) so far */
-	uint8_t *buf;   /* gathered payload, malloc'd for the current frame */
+	uint32_t len;  /* current frame's payload length */
+	uint32_t have; /* payload bytes gathered (or skipped) so far */
+	uint8_t *buf;  /* gathered payload, malloc'd for the current frame */
 };
 
 void derp_parser_init(struct derp_parser *p, enum derp_role role);
@@ -234,7 +232,7 @@ int derp_box_open(uint8_t *out, const uint8_t *box, size_t blen, const uint8_t t
 
 /* ---- ClientInfo / ServerInfo ---- */
 struct derp_client_info {
-	int version;       /* 2 */
+	int version; /* 2 */
 	bool can_ack_pings;
 	bool is_prober;
 	bool has_mesh_key; /* meshKey emitted/present (64 hex) */

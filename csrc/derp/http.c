@@ -301,8 +301,9 @@ size_t derp_http_upgrade_request(char *out, size_t cap, const char *host, bool f
 			 "%s%s%s"
 			 "Upgrade: DERP\r\n"
 			 "\r\n",
-			 host, fast_start ? "Derp-Fast-Start: 1\r\n" : "", ideal_node && *ideal_node ? "Ideal-Node: " : "",
-			 ideal_node && *ideal_node ? ideal_node : "", ideal_node && *ideal_node ? "\r\n" : "");
+			 host, fast_start ? "Derp-Fast-Start: 1\r\n" : "",
+			 ideal_node && *ideal_node ? "Ideal-Node: " : "", ideal_node && *ideal_node ? ideal_node : "",
+			 ideal_node && *ideal_node ? "\r\n" : "");
 	if (n < 0 || (size_t)n >= cap)
 		return 0;
 	/* Refuse header injection through host/ideal_node. */

@@ -14,18 +14,18 @@
 
 struct derp_http_req {
 	char method[16];
-	char path[256];      /* path without the query string */
-	char host[256];      /* Host header (empty if absent) */
-	bool has_upgrade;    /* any Upgrade header */
-	bool upgrade_derp;   /* Upgrade: derp (case-insensitive) */
+	char path[256];    /* path without the query string */
+	char host[256];    /* Host header (empty if absent) */
+	bool has_upgrade;  /* any Upgrade header */
+	bool upgrade_derp; /* Upgrade: derp (case-insensitive) */
 	bool upgrade_websocket;
-	bool ws_derp_proto;  /* Sec-WebSocket-Protocol lists "derp" */
-	bool fast_start;     /* Derp-Fast-Start: 1 */
-	bool ideal_node;     /* non-empty Ideal-Node header */
-	bool has_challenge;  /* valid X-Tailscale-Challenge (<= 64 chars of [A-Za-z0-9._:-]) */
+	bool ws_derp_proto; /* Sec-WebSocket-Protocol lists "derp" */
+	bool fast_start;    /* Derp-Fast-Start: 1 */
+	bool ideal_node;    /* non-empty Ideal-Node header */
+	bool has_challenge; /* valid X-Tailscale-Challenge (<= 64 chars of [A-Za-z0-9._:-]) */
 	char challenge[DERP_HTTP_MAX_CHALLENGE + 1];
-	int minor;           /* HTTP/1.x minor version */
-	size_t header_len;   /* bytes up to and including the blank line */
+	int minor;         /* HTTP/1.x minor version */
+	size_t header_len; /* bytes up to and including the blank line */
 };
 
 /* Parses a request head from buf[len].
@@ -35,15 +35,15 @@ struct derp_http_req {
 int derp_http_parse_request(const uint8_t *buf, size_t len, struct derp_http_req *req);
 
 struct derp_http_resp {
-	int status;            /* e.g. 101 */
+	int status; /* e.g. 101 */
 	int minor;
 	bool upgrade_derp;
 	bool has_content_length;
 	uint64_t content_length;
 	bool chunked;
-	bool has_public_key;   /* Derp-Public-Key: 64 hex */
+	bool has_public_key; /* Derp-Public-Key: 64 hex */
 	uint8_t public_key[32];
-	size_t header_len;     /* bytes up to and including the blank line */
+	size_t header_len; /* bytes up to and including the blank line */
 };
 
 /* Parses a response head (client side). Same return codes as the request

@@ -206,7 +206,8 @@ size_t derp_server_info_json(char *out, size_t cap, const struct derp_server_inf
 {
 	int n;
 	if (si->token_bucket_bytes_per_second || si->token_bucket_bytes_burst)
-		n = snprintf(out, cap, "{\"version\":%d,\"TokenBucketBytesPerSecond\":%lld,\"TokenBucketBytesBurst\":%lld}",
+		n = snprintf(out, cap,
+			     "{\"version\":%d,\"TokenBucketBytesPerSecond\":%lld,\"TokenBucketBytesBurst\":%lld}",
 			     si->version, (long long)si->token_bucket_bytes_per_second,
 			     (long long)si->token_bucket_bytes_burst);
 	else

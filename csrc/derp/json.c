@@ -173,9 +173,7 @@ static int scan_value(struct scan *sc, int depth, enum derp_json_type *t, const 
 	size_t b = sc->i;
 	int rc;
 	switch (sc->s[sc->i]) {
-	case '"':
-		*t = DERP_JSON_STRING;
-		return scan_string(sc, v, vn);
+	case '"': *t = DERP_JSON_STRING; return scan_string(sc, v, vn);
 	case '{':
 		*t = DERP_JSON_OBJECT;
 		rc = scan_container(sc, depth, true);
@@ -249,8 +247,7 @@ int derp_json_unescape(const char *val, size_t vlen, char *out, size_t cap)
 			if (cp >= 0xd800 && cp <= 0xdfff)
 				cp = 0xfffd;
 			break;
-		default:
-			return -EINVAL;
+		default: return -EINVAL;
 		}
 		char tmp[4];
 		size_t n;
@@ -354,11 +351,11 @@ done:
 size_t derp_json_quote(char *out, size_t cap, const char *s)
 {
 	size_t o = 0;
-#define PUT(ch)                          \
-	do {                             \
-		if (o + 1 >= cap)        \
-			return 0;        \
-		out[o++] = (char)(ch);   \
+#define PUT(ch)                        \
+	do {                           \
+		if (o + 1 >= cap)      \
+			return 0;      \
+		out[o++] = (char)(ch); \
 	} while (0)
 	PUT('"');
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {

@@ -9,8 +9,13 @@
 #include <stdint.h>
 
 enum derp_json_type {
-	DERP_JSON_STRING, DERP_JSON_NUMBER, DERP_JSON_TRUE, DERP_JSON_FALSE,
-	DERP_JSON_NULL, DERP_JSON_OBJECT, DERP_JSON_ARRAY,
+	DERP_JSON_STRING,
+	DERP_JSON_NUMBER,
+	DERP_JSON_TRUE,
+	DERP_JSON_FALSE,
+	DERP_JSON_NULL,
+	DERP_JSON_OBJECT,
+	DERP_JSON_ARRAY,
 };
 
 /* key: decoded member name (NUL-terminated, truncated names never match);

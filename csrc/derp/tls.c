@@ -66,7 +66,8 @@ static SSL_CTX *server_ctx_base(const char *require_sni, char *err, size_t errle
 	SSL_CTX *ctx = ctx_new(TLS_server_method(), err, errlen);
 	if (!ctx)
 		return NULL;
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_options(ctx,
+			    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
 	if (require_sni && *require_sni && !is_ip_literal(require_sni)) {
@@ -85,8 +86,8 @@ static SSL_CTX *server_ctx_base(const char *require_sni, char *err, size_t errle
 	return ctx;
 }
 
-SSL_CTX *derp_tls_server_ctx_files(const char *cert_file, const char *key_file, const char *require_sni,
-				   char *err, size_t errlen)
+SSL_CTX *derp_tls_server_ctx_files(const char *cert_file, const char *key_file, const char *require_sni, char *err,
+				   size_t errlen)
 {
 	SSL_CTX *ctx = server_ctx_base(require_sni, err, errlen);
 	if (!ctx)
@@ -178,8 +179,8 @@ static int cert_der_sha256(X509 *x, uint8_t out[32])
 	return ok == 1 ? 0 : -EINVAL;
 }
 
-int derp_tls_self_signed(const char *hostname, char **cert_pem, char **key_pem, uint8_t cert_sha256[32],
-			 char *err, size_t errlen)
+int derp_tls_self_signed(const char *hostname, char **cert_pem, char **key_pem, uint8_t cert_sha256[32], char *err,
+			 size_t errlen)
 {
 	int rc = -EINVAL;
 	EVP_PKEY *k = NULL;
@@ -192,8 +193,8 @@ int derp_tls_self_signed(const char *hostname, char **cert_pem, char **key_pem, 
 		return -EINVAL;
 	}
 	for (const char *p = hostname; *p; p++) {
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '.' || *p == '-' || *p == ':')) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+		      *p == '-' || *p == ':')) {
 			snprintf(err, errlen, "self-signed certificate: %s is not a DNS name or IP address", hostname);
 			return -EINVAL;
 		}
@@ -345,7 +346,8 @@ SSL *derp_tls_client_ssl(SSL_CTX *ctx, int fd, const char *servername)
 		goto fail;
 	if (servername && *servername && SSL_CTX_get_verify_mode(ctx) != SSL_VERIFY_NONE) {
 		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-		int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, servername) : X509_VERIFY_PARAM_set1_host(vp, servername, 0);
+		int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, servername)
+			    : X509_VERIFY_PARAM_set1_host(vp, servername, 0);
 		if (ok != 1)
 			goto fail;
 	}
@@ -401,15 +403,9 @@ static int ssl_result(struct derp_io *io, int ret)
 {
 	int e = SSL_get_error(io->ssl, ret);
 	switch (e) {
-	case SSL_ERROR_WANT_READ:
-		io->want_read = true;
-		return -EAGAIN;
-	case SSL_ERROR_WANT_WRITE:
-		io->want_write = true;
-		return -EAGAIN;
-	case SSL_ERROR_ZERO_RETURN:
-		ERR_clear_error();
-		return 0;
+	case SSL_ERROR_WANT_READ: io->want_read = true; return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE: io->want_write = true; return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN: ERR_clear_error(); return 0;
 	case SSL_ERROR_SYSCALL: {
 		int err = errno;
 		ERR_clear_error();

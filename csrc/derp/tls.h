@@ -19,8 +19,8 @@
 /* Server context from PEM files (certificate chain, private key).
  * require_sni: if non-NULL, handshakes whose SNI differs are refused (derper
  * manual mode with a DNS hostname). */
-SSL_CTX *derp_tls_server_ctx_files(const char *cert_file, const char *key_file, const char *require_sni,
-				   char *err, size_t errlen);
+SSL_CTX *derp_tls_server_ctx_files(const char *cert_file, const char *key_file, const char *require_sni, char *err,
+				   size_t errlen);
 /* Server context from PEM text (as made by derp_tls_self_signed). */
 SSL_CTX *derp_tls_server_ctx_pem(const char *cert_pem, const char *key_pem, const char *require_sni, char *err,
 				 size_t errlen);
@@ -28,8 +28,8 @@ SSL_CTX *derp_tls_server_ctx_pem(const char *cert_pem, const char *key_pem, cons
  * put in the subjectAltName). *cert_pem and *key_pem are malloc'd PEM text
  * (free; wipe the key with derp_tls_free_secret). cert_sha256 = SHA-256 of
  * the certificate's DER (derper's "sha256-raw:<hex>" CertName). 0 or -errno. */
-int derp_tls_self_signed(const char *hostname, char **cert_pem, char **key_pem, uint8_t cert_sha256[32],
-			 char *err, size_t errlen);
+int derp_tls_self_signed(const char *hostname, char **cert_pem, char **key_pem, uint8_t cert_sha256[32], char *err,
+			 size_t errlen);
 /* Frees a context made by any derp_tls_*_ctx* function. */
 void derp_tls_ctx_free(SSL_CTX *ctx);
 /* Wipes and frees a malloc'd secret string. */

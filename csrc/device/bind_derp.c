@@ -159,8 +159,8 @@ static void do_attach(rt_t *rt, void *arg)
 	c->rc = dev_derp_attach(c->d, c->url, c->key, c->opts, c->err, c->errlen);
 }
 
-int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_key,
-		       const struct derp_client_opts *opts, char *err, size_t errlen)
+int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_key, const struct derp_client_opts *opts,
+		       char *err, size_t errlen)
 {
 	if (errlen)
 		err[0] = '\0';

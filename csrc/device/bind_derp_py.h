@@ -12,18 +12,18 @@ struct derp_client_stats;
 
 /* The bind's own counters; the DERP client's are in derp_client_stats. */
 struct dev_derp_stats {
-	uint64_t rx_packets;   /* packets from DERP handed to the device */
+	uint64_t rx_packets; /* packets from DERP handed to the device */
 	uint64_t rx_bytes;
-	uint64_t tx_packets;   /* datagrams the device sent through DERP */
+	uint64_t tx_packets; /* datagrams the device sent through DERP */
 	uint64_t tx_bytes;
-	uint64_t tx_errors;    /* refused by the client (too big, closed) */
-	uint64_t peer_gone;    /* the relay said a peer is gone / not there */
-	uint32_t connected;    /* 1 while the DERP connection is up */
+	uint64_t tx_errors; /* refused by the client (too big, closed) */
+	uint64_t peer_gone; /* the relay said a peer is gone / not there */
+	uint32_t connected; /* 1 while the DERP connection is up */
 };
 
 /* Attaches a DERP bind (see bind_derp.h); err[errlen] says what is wrong. */
-int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_key,
-		       const struct derp_client_opts *opts, char *err, size_t errlen);
+int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_key, const struct derp_client_opts *opts,
+		       char *err, size_t errlen);
 /* Removes the DERP bind (closing its connection). -ENOENT if none. */
 int dev_py_derp_detach(dev_device *d);
 /* -ENOENT if the device has no DERP bind. derp may be NULL. */

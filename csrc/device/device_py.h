@@ -18,22 +18,22 @@ struct rt;
 struct dev_stats {
 	uint64_t udp_rx_datagrams;
 	uint64_t udp_rx_bytes;
-	uint64_t udp_rx_truncated;  /* larger than the receive buffer: dropped */
+	uint64_t udp_rx_truncated; /* larger than the receive buffer: dropped */
 	uint64_t udp_rx_errors;
 	uint64_t udp_tx_datagrams;
 	uint64_t udp_tx_bytes;
-	uint64_t udp_tx_dropped;    /* socket buffer full: dropped */
-	uint64_t udp_tx_errors;     /* other send errors (unreachable...) */
-	uint64_t tx_no_bind;        /* endpoint family without a bind: dropped */
-	uint64_t tx_bind_errors;    /* a bind's send failed: dropped */
-	uint64_t queue_packets;     /* delivered into the read queue */
-	uint64_t queue_dropped;     /* read queue full (or packet too big): dropped */
-	uint64_t queue_read;        /* taken by read_packet */
-	uint64_t sink_packets;      /* handed to the sink */
-	uint64_t uapi_requests;     /* requests served on the UAPI socket */
-	uint64_t timer_runs;        /* wg_device_tick calls */
+	uint64_t udp_tx_dropped; /* socket buffer full: dropped */
+	uint64_t udp_tx_errors;  /* other send errors (unreachable...) */
+	uint64_t tx_no_bind;     /* endpoint family without a bind: dropped */
+	uint64_t tx_bind_errors; /* a bind's send failed: dropped */
+	uint64_t queue_packets;  /* delivered into the read queue */
+	uint64_t queue_dropped;  /* read queue full (or packet too big): dropped */
+	uint64_t queue_read;     /* taken by read_packet */
+	uint64_t sink_packets;   /* handed to the sink */
+	uint64_t uapi_requests;  /* requests served on the UAPI socket */
+	uint64_t timer_runs;     /* wg_device_tick calls */
 	uint32_t udp_port;
-	uint32_t queue_length;      /* packets waiting in the read queue now */
+	uint32_t queue_length; /* packets waiting in the read queue now */
 };
 
 /* A device on runtime rt. private_key: 32 bytes or NULL (none yet).

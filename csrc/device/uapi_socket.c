@@ -242,7 +242,8 @@ static void on_conn(rt_t *rt, int fd, uint32_t events, void *arg)
 	dev_strbuf_append(&c->in, chunk, (size_t)n);
 	sodium_memzero(chunk, (size_t)n);
 	if (c->in.oom) {
-		spz_log(SPZ_LOG_DEBUG, "dev", "uapi %s: request over %u bytes, closing", c->srv->path, UAPI_MAX_REQUEST);
+		spz_log(SPZ_LOG_DEBUG, "dev", "uapi %s: request over %u bytes, closing", c->srv->path,
+			UAPI_MAX_REQUEST);
 		conn_free(c);
 		return;
 	}
@@ -304,8 +305,7 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
-int dev_uapi_listen(rt_t *rt, const char *dir, const char *name, dev_uapi_handler h, void *ctx,
-		    struct dev_uapi **out)
+int dev_uapi_listen(rt_t *rt, const char *dir, const char *name, dev_uapi_handler h, void *ctx, struct dev_uapi **out)
 {
 	struct dev_uapi *s = calloc(1, sizeof(*s));
 	if (!s)

@@ -35,8 +35,7 @@ struct dev_uapi;
 /* Creates dir (0755) if needed and listens on dir/name.sock (mode 0600).
  * A stale socket file (nobody accepting) is replaced; a live one gives
  * -EADDRINUSE. 0 or -errno. */
-int dev_uapi_listen(rt_t *rt, const char *dir, const char *name, dev_uapi_handler h, void *ctx,
-		    struct dev_uapi **out);
+int dev_uapi_listen(rt_t *rt, const char *dir, const char *name, dev_uapi_handler h, void *ctx, struct dev_uapi **out);
 const char *dev_uapi_path(const struct dev_uapi *s);
 /* Closes the listener and every connection, and removes the socket file if
  * it is still the one this server created. */

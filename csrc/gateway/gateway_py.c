@@ -28,8 +28,8 @@ gw_t *gw_py_new(struct rt *rt, const char *url, const uint8_t *private_key, cons
 {
 	if (errlen)
 		err[0] = '\0';
-	struct new_args a = {.url = url, .priv = private_key, .opts = opts, .wg_ep = wg_endpoint,
-			     .err = err, .errlen = errlen};
+	struct new_args a = {
+		.url = url, .priv = private_key, .opts = opts, .wg_ep = wg_endpoint, .err = err, .errlen = errlen};
 	int r = rt_call(rt, do_new, &a);
 	*rc = r < 0 ? r : a.rc;
 	return *rc < 0 ? NULL : a.g;

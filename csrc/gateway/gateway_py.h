@@ -33,23 +33,23 @@ struct gw_addr {
  * "derp" the relay side. */
 struct gw_peer_stats {
 	uint8_t key[32];
-	struct gw_addr local;      /* this peer's UDP socket */
-	struct gw_addr dst;        /* where its packets go (dst_kind) */
+	struct gw_addr local; /* this peer's UDP socket */
+	struct gw_addr dst;   /* where its packets go (dst_kind) */
 	uint32_t dst_kind;
-	uint32_t paused;           /* 1 while reading is held back (DERP backpressure) */
-	uint64_t wg_rx_datagrams;  /* from the local WireGuard */
+	uint32_t paused;          /* 1 while reading is held back (DERP backpressure) */
+	uint64_t wg_rx_datagrams; /* from the local WireGuard */
 	uint64_t wg_rx_bytes;
-	uint64_t derp_tx_packets;  /* handed to the DERP client */
+	uint64_t derp_tx_packets; /* handed to the DERP client */
 	uint64_t derp_tx_bytes;
-	uint64_t derp_rx_packets;  /* from this peer's key through DERP */
+	uint64_t derp_rx_packets; /* from this peer's key through DERP */
 	uint64_t derp_rx_bytes;
-	uint64_t wg_tx_datagrams;  /* sent to the local WireGuard */
+	uint64_t wg_tx_datagrams; /* sent to the local WireGuard */
 	uint64_t wg_tx_bytes;
-	uint64_t drops_oversize;   /* too large for DERP (65536) or for UDP */
-	uint64_t drops_send_error; /* UDP send failed (buffer full, unreachable) or DERP client closed */
+	uint64_t drops_oversize;       /* too large for DERP (65536) or for UDP */
+	uint64_t drops_send_error;     /* UDP send failed (buffer full, unreachable) or DERP client closed */
 	uint64_t drops_no_destination; /* from DERP while no WireGuard address is known */
-	uint64_t drops_udp_overflow; /* dropped by the kernel: this socket's receive buffer was full */
-	uint64_t peer_gone;        /* the relay said this peer went away / is not there */
+	uint64_t drops_udp_overflow;   /* dropped by the kernel: this socket's receive buffer was full */
+	uint64_t peer_gone;            /* the relay said this peer went away / is not there */
 };
 
 /* Totals: sums over the current and removed peers, plus what belongs to
@@ -64,13 +64,13 @@ struct gw_stats {
 	uint64_t drops_send_error;
 	uint64_t drops_no_destination;
 	uint64_t drops_udp_overflow;
-	uint64_t drops_unknown_key;  /* from a DERP key that is no remote peer of ours */
-	uint64_t drops_queue_full;   /* the DERP client's send queue overflowed (oldest dropped) */
+	uint64_t drops_unknown_key;   /* from a DERP key that is no remote peer of ours */
+	uint64_t drops_queue_full;    /* the DERP client's send queue overflowed (oldest dropped) */
 	uint64_t drops_udp_truncated; /* a datagram larger than the receive buffer */
-	uint64_t pauses;             /* times reading was held back for DERP backpressure */
-	uint64_t udp_rx_errors;      /* recvmmsg errors other than EAGAIN */
+	uint64_t pauses;              /* times reading was held back for DERP backpressure */
+	uint64_t udp_rx_errors;       /* recvmmsg errors other than EAGAIN */
 	uint32_t peers;
-	uint32_t connected;          /* 1 while the DERP connection is up */
+	uint32_t connected; /* 1 while the DERP connection is up */
 };
 
 /* Creates a gateway on rt and starts connecting to url with the 32-byte

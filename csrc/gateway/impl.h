@@ -52,7 +52,7 @@ struct gw {
 	struct gw_peer **index; /* open addressing by key, load <= 1/2 */
 	size_t index_cap;       /* a power of two */
 
-	bool paused; /* while the DERP client is congested */
+	bool paused;               /* while the DERP client is congested */
 	struct gw_stats st;        /* only the fields that belong to no peer */
 	struct gw_peer_stats gone; /* totals of removed peers */
 

@@ -34,11 +34,11 @@ struct ns_host {
 	ip_addr_t v4;
 	int n_v6;
 	ip_addr_t v6[NS_MAX_V6];
-	int slot;                 /* index in the host table */
+	int slot; /* index in the host table */
 	struct ns_host_stats st;
-	struct ns_obj objs;       /* list head */
-	struct raw_pcb *ping[2];  /* ICMP, ICMPv6: created on first ping */
-	struct ns_op *pings;      /* outstanding echo requests */
+	struct ns_obj objs;      /* list head */
+	struct raw_pcb *ping[2]; /* ICMP, ICMPv6: created on first ping */
+	struct ns_op *pings;     /* outstanding echo requests */
 	uint16_t ping_id;
 	uint16_t ping_seq;
 	bool closing;
@@ -98,15 +98,15 @@ enum ns_op_kind { NS_OP_CONNECT, NS_OP_PING, NS_OP_SPLICE };
  * is broadcast once, when done is set. The loop-side state below is the
  * loop thread's alone; rt and kind are set at creation and only read. */
 struct ns_op {
-	struct ns_obj obj;        /* linked on the host while pending */
+	struct ns_obj obj; /* linked on the host while pending */
 	rt_t *rt;
 	enum ns_op_kind kind;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;        /* with mu: done was set */
-	bool done;                /* guarded by mu */
-	int rc;                   /* guarded by mu */
-	uint64_t value;           /* guarded by mu */
-	bool taken;               /* guarded by mu: rc (an fd) was handed out */
+	pthread_cond_t cv; /* with mu: done was set */
+	bool done;         /* guarded by mu */
+	int rc;            /* guarded by mu */
+	uint64_t value;    /* guarded by mu */
+	bool taken;        /* guarded by mu: rc (an fd) was handed out */
 	/* loop-side state */
 	bool linked;
 	void (*cancel)(struct ns_op *op); /* on the loop, while pending */

@@ -67,36 +67,22 @@ int ns_addr_hdr_get(const uint8_t hdr[NS_ADDR_HDR], ip_addr_t *ip, uint16_t *por
 int ns_err_to_errno(err_t e)
 {
 	switch (e) {
-	case ERR_OK:
-		return 0;
+	case ERR_OK: return 0;
 	case ERR_MEM:
-	case ERR_BUF:
-		return -ENOMEM;
-	case ERR_TIMEOUT:
-		return -ETIMEDOUT;
-	case ERR_RTE:
-		return -EHOSTUNREACH;
-	case ERR_INPROGRESS:
-		return -EINPROGRESS;
+	case ERR_BUF: return -ENOMEM;
+	case ERR_TIMEOUT: return -ETIMEDOUT;
+	case ERR_RTE: return -EHOSTUNREACH;
+	case ERR_INPROGRESS: return -EINPROGRESS;
 	case ERR_VAL:
-	case ERR_ARG:
-		return -EINVAL;
-	case ERR_USE:
-		return -EADDRINUSE;
-	case ERR_ALREADY:
-		return -EALREADY;
-	case ERR_ISCONN:
-		return -EISCONN;
-	case ERR_CONN:
-		return -ENOTCONN;
-	case ERR_ABRT:
-		return -ECONNABORTED;
-	case ERR_RST:
-		return -ECONNRESET;
-	case ERR_CLSD:
-		return -EPIPE;
-	default:
-		return -EIO;
+	case ERR_ARG: return -EINVAL;
+	case ERR_USE: return -EADDRINUSE;
+	case ERR_ALREADY: return -EALREADY;
+	case ERR_ISCONN: return -EISCONN;
+	case ERR_CONN: return -ENOTCONN;
+	case ERR_ABRT: return -ECONNABORTED;
+	case ERR_RST: return -ECONNRESET;
+	case ERR_CLSD: return -EPIPE;
+	default: return -EIO;
 	}
 }
 

@@ -25,7 +25,7 @@
 #include "base/log.h"
 
 #define BR_PCB_CONNECTING 0x100u /* internal: tcp_connect in progress */
-#define BR_READ_BUDGET 16         /* reads per event, for fairness */
+#define BR_READ_BUDGET 16        /* reads per event, for fairness */
 #define BR_IOV 64
 /* Reading resumes when the send buffer has this much room again. */
 #define BR_RESUME (TCP_SND_BUF / 4 < 32768 ? TCP_SND_BUF / 4 : 32768)
@@ -35,8 +35,8 @@ struct ns_bridge {
 	struct tcp_pcb *pcb; /* NULL once closed/aborted/freed */
 	int fd;
 	unsigned flags;
-	uint32_t ev;         /* epoll events registered; 0 = not registered */
-	bool blocked;        /* reading paused for lack of send buffer */
+	uint32_t ev;  /* epoll events registered; 0 = not registered */
+	bool blocked; /* reading paused for lack of send buffer */
 	/* tunnel -> fd: a ring of received chains, q[qhead] written up to qoff */
 	struct pbuf **q;
 	unsigned qhead, qlen, qcap;
@@ -44,8 +44,8 @@ struct ns_bridge {
 	bool rx_fin;     /* FIN from the tunnel */
 	bool fd_shut_wr; /* passed on as shutdown(SHUT_WR) */
 	/* fd -> tunnel */
-	bool fd_eof;     /* read returned 0 */
-	bool tx_fin;     /* passed on as FIN */
+	bool fd_eof; /* read returned 0 */
+	bool tx_fin; /* passed on as FIN */
 };
 
 static err_t br_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err);

@@ -35,10 +35,8 @@ static bool v6_ext_ok(const uint8_t *p, size_t tot)
 			nh = p[off];
 			off += 8 * (1 + (size_t)p[off + 1]);
 			break;
-		case 44: /* fragment */
-			return off + 8 <= tot;
-		default:
-			return true;
+		case 44: /* fragment */ return off + 8 <= tot;
+		default: return true;
 		}
 	}
 	return false; /* nobody needs 16 extension headers */
@@ -74,8 +72,7 @@ enum ns_verdict ns_check_packet(const ns_host_t *h, const uint8_t *p, size_t len
 				return NS_OK;
 		return NS_NOT_OURS;
 	}
-	default:
-		return NS_MALFORMED;
+	default: return NS_MALFORMED;
 	}
 }
 
@@ -84,8 +81,7 @@ int ns_hook_input(struct pbuf *p, struct netif *inp)
 	ns_host_t *h = inp->state;
 	/* Our pbufs are contiguous; anything else is not ours to judge. */
 	size_t plen;
-	enum ns_verdict v =
-	    p->len == p->tot_len ? ns_check_packet(h, p->payload, p->len, &plen) : NS_MALFORMED;
+	enum ns_verdict v = p->len == p->tot_len ? ns_check_packet(h, p->payload, p->len, &plen) : NS_MALFORMED;
 	if (v == NS_OK)
 		return 0;
 	TR_TAP(drop, TR_HOP_NS_IN, TR_OBJ(h), NULL, v == NS_MALFORMED ? TR_R_NS_MALFORMED : TR_R_NS_NOT_OURS, NULL, 0);

@@ -111,8 +111,7 @@ int ns_fwd_in(ns_host_t *h, int os_fd, const struct ns_addr *to, ns_fwd_setup_fn
 	return ns_fwd_start(h, f, setup, out);
 }
 
-int ns_fwd_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_setup_fn *setup,
-	       ns_fwd_t **out)
+int ns_fwd_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_setup_fn *setup, ns_fwd_t **out)
 {
 	*out = NULL;
 	struct ns_fwd *f = ns_fwd_alloc(h, -1);

@@ -15,9 +15,9 @@ struct ns_fwd {
 	rt_t *rt;
 	void (*shutdown)(struct ns_fwd *f); /* loop thread; idempotent */
 	bool shut;
-	uint16_t port;            /* where it listens: OS port (in) or tunnel port (out) */
-	int os_fd;                /* in: the OS listening/bound socket */
-	ip_addr_t to_ip;          /* in: the tunnel destination */
+	uint16_t port;   /* where it listens: OS port (in) or tunnel port (out) */
+	int os_fd;       /* in: the OS listening/bound socket */
+	ip_addr_t to_ip; /* in: the tunnel destination */
 	uint16_t to_port;
 	struct sockaddr_storage os_to; /* out: the OS destination */
 	socklen_t os_to_len;
@@ -37,8 +37,7 @@ int ns_fwd_start(ns_host_t *h, struct ns_fwd *f, ns_fwd_setup_fn *setup, ns_fwd_
 /* The TCP/UDP entries: in (OS socket os_fd, which it owns from here on,
  * to the tunnel address to) and out (tunnel port to the OS address to). */
 int ns_fwd_in(ns_host_t *h, int os_fd, const struct ns_addr *to, ns_fwd_setup_fn *setup, ns_fwd_t **out);
-int ns_fwd_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_setup_fn *setup,
-	       ns_fwd_t **out);
+int ns_fwd_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_setup_fn *setup, ns_fwd_t **out);
 struct ns_fwd *ns_fwd_alloc(ns_host_t *h, int os_fd);
 int ns_fwd_os_addr(const struct ns_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 /* The port an OS socket is bound to, or -errno. */

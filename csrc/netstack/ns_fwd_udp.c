@@ -22,9 +22,9 @@
 struct ns_fsess {
 	struct ns_fsess *next;
 	struct ns_fwd *f;
-	struct udp_pcb *pcb;        /* in: the session's own pcb; out: the listening one */
-	int fd;                     /* out: the session's OS socket */
-	ip_addr_t peer;             /* out: the tunnel peer */
+	struct udp_pcb *pcb; /* in: the session's own pcb; out: the listening one */
+	int fd;              /* out: the session's OS socket */
+	ip_addr_t peer;      /* out: the tunnel peer */
 	uint16_t peer_port;
 	struct sockaddr_storage os_peer; /* in: the OS client */
 	socklen_t os_peer_len;
@@ -109,8 +109,8 @@ static void in_reply(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_ad
 	(void)port;
 	struct ns_fsess *s = arg;
 	u16_t n = pbuf_copy_partial(p, buf, p->tot_len, 0);
-	if (sendto(s->f->os_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&s->os_peer,
-		   s->os_peer_len) < 0)
+	if (sendto(s->f->os_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&s->os_peer, s->os_peer_len) <
+	    0)
 		s->f->obj.host->st.udp_drops++;
 	s->last_ms = rt_now_ms();
 	pbuf_free(p);

@@ -15,7 +15,6 @@ struct netif *ns_hook_route6(const ip6_addr_t *src, const ip6_addr_t *dest);
 /* Strong-host input filter: 1 = dropped (and freed), 0 = let lwIP go on. */
 int ns_hook_input(struct pbuf *p, struct netif *inp);
 /* RFC 6528 initial sequence numbers. */
-u32_t ns_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port, const ip_addr_t *remote_ip,
-		      u16_t remote_port);
+u32_t ns_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port, const ip_addr_t *remote_ip, u16_t remote_port);
 
 #endif

@@ -226,8 +226,7 @@ static void host_new_on_loop(rt_t *rt, void *arg)
 	ip4_addr_set_u32(&mask, 0);
 	if (h->has_v4 && h->v4_prefix)
 		ip4_addr_set_u32(&mask, lwip_htonl(0xffffffffu << (32 - h->v4_prefix)));
-	if (!netif_add(&h->netif, h->has_v4 ? ip_2_ip4(&h->v4) : NULL, &mask, NULL, h, netif_init_cb,
-		       ip_input)) {
+	if (!netif_add(&h->netif, h->has_v4 ? ip_2_ip4(&h->v4) : NULL, &mask, NULL, h, netif_init_cb, ip_input)) {
 		c->rc = -ENOMEM;
 		return;
 	}
@@ -258,8 +257,8 @@ static bool bad_unicast(const struct ns_addr *a)
 	       (a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80); /* link-local: no zones here */
 }
 
-int ns_host_new(rt_t *rt, const struct ns_addr *addrs, int naddrs, int mtu, ns_packet_fn output,
-		void *ctx, ns_host_t **out)
+int ns_host_new(rt_t *rt, const struct ns_addr *addrs, int naddrs, int mtu, ns_packet_fn output, void *ctx,
+		ns_host_t **out)
 {
 	*out = NULL;
 	if (!rt || !output || naddrs < 1 || naddrs > NS_MAX_ADDRS || mtu < 576 || mtu > 65535)

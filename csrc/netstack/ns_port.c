@@ -39,8 +39,7 @@ static size_t put_ip(unsigned char *b, const ip_addr_t *ip)
 	return 4;
 }
 
-u32_t ns_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port, const ip_addr_t *remote_ip,
-		      u16_t remote_port)
+u32_t ns_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port, const ip_addr_t *remote_ip, u16_t remote_port)
 {
 	if (!isn_keyed) { /* loop thread only: no race */
 		randombytes_buf(isn_key, sizeof(isn_key));

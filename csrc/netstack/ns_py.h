@@ -42,9 +42,9 @@ struct ns_addr {
 };
 
 struct ns_host_stats {
-	uint64_t rx_packets;     /* handed to lwIP */
+	uint64_t rx_packets; /* handed to lwIP */
 	uint64_t rx_bytes;
-	uint64_t tx_packets;     /* given to the output callback */
+	uint64_t tx_packets; /* given to the output callback */
 	uint64_t tx_bytes;
 	uint64_t drop_malformed; /* not a well-formed IPv4/IPv6 header */
 	uint64_t drop_not_ours;  /* destination is not one of this host's addresses */
@@ -61,8 +61,8 @@ struct ns_host_stats {
  * -EXDEV: the stack already runs on another runtime; -EUSERS: NS_MAX_HOSTS
  * reached; -EADDRINUSE: another host has one of the addresses; -EINVAL: bad
  * address or MTU. Any thread. */
-int ns_host_new(struct rt *rt, const struct ns_addr *addrs, int naddrs, int mtu, ns_packet_fn output,
-		void *ctx, ns_host_t **out);
+int ns_host_new(struct rt *rt, const struct ns_addr *addrs, int naddrs, int mtu, ns_packet_fn output, void *ctx,
+		ns_host_t **out);
 /* Closes everything on the host (connections are reset) and frees it. */
 void ns_host_free(ns_host_t *h);
 /* One IP packet arriving for the host (copied). Malformed packets and

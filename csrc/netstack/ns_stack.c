@@ -19,9 +19,9 @@
  * closed from any thread. The rest, lwIP included, is the stack's loop
  * thread's alone. */
 static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
-static rt_t *ns_rt;        /* guarded by ns_mu */
-static int ns_users;       /* hosts, guarded by ns_mu */
-static bool ns_inited;     /* loop thread */
+static rt_t *ns_rt;          /* guarded by ns_mu */
+static int ns_users;         /* hosts, guarded by ns_mu */
+static bool ns_inited;       /* loop thread */
 static rt_timer_t *ns_timer; /* loop thread */
 static uint64_t ns_due;      /* when ns_timer is armed for */
 static bool ns_kicked;       /* ns_timer is due now */

@@ -204,8 +204,8 @@ struct ns_listener {
 	rt_t *rt;
 	struct tcp_pcb *pcbs[NS_MAX_ADDRS];
 	int npcbs;
-	int fd;         /* our end of the SOCK_SEQPACKET pair */
-	int theirs;     /* the caller's end, until taken */
+	int fd;     /* our end of the SOCK_SEQPACKET pair */
+	int theirs; /* the caller's end, until taken */
 	uint16_t port;
 	int backlog;
 	atomic_int pending; /* passed to the socket, not yet accepted */
@@ -256,8 +256,7 @@ static err_t lst_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 	} cm;
 	memset(&cm, 0, sizeof(cm));
 	struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-			    .msg_controllen = sizeof(cm.buf)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
 	struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
 	ch->cmsg_level = SOL_SOCKET;
 	ch->cmsg_type = SCM_RIGHTS;

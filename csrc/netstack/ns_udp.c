@@ -100,9 +100,8 @@ static void udp_fd_cb(rt_t *rt, int fd, uint32_t events, void *arg)
 		ip_addr_t dst;
 		uint16_t port;
 		struct udp_pcb *pcb;
-		if ((size_t)n > sizeof(dgram) || n < NS_ADDR_HDR ||
-		    n - NS_ADDR_HDR > UDP_MAX_PAYLOAD || ns_addr_hdr_get(dgram, &dst, &port) < 0 ||
-		    !(pcb = pcb_for(u, &dst))) {
+		if ((size_t)n > sizeof(dgram) || n < NS_ADDR_HDR || n - NS_ADDR_HDR > UDP_MAX_PAYLOAD ||
+		    ns_addr_hdr_get(dgram, &dst, &port) < 0 || !(pcb = pcb_for(u, &dst))) {
 			h->st.udp_drops++;
 			continue;
 		}

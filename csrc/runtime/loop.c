@@ -466,9 +466,6 @@ static void nop(rt_t *rt, void *arg)
 
 int rt_py_sync(rt_t *rt) { return rt_call(rt, nop, NULL); }
 
-static void log_error(rt_t *rt, void *arg)
-{
-	spz_log(SPZ_LOG_ERROR, "rt", "%s: %s", rt->name, (const char *)arg);
-}
+static void log_error(rt_t *rt, void *arg) { spz_log(SPZ_LOG_ERROR, "rt", "%s: %s", rt->name, (const char *)arg); }
 
 int rt_py_log_error(rt_t *rt, const char *msg) { return rt_call(rt, log_error, (void *)msg); }

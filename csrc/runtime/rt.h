@@ -14,7 +14,6 @@
 
 #include "rt_py.h"
 
-
 typedef struct rt_timer rt_timer_t;
 
 typedef void (*rt_fd_cb)(rt_t *rt, int fd, uint32_t events, void *arg);

@@ -9,7 +9,6 @@
 
 #define UDP_SOCKBUF (4 << 20) /* socket buffers absorb bursts (the kernel caps them) */
 
-
 int rt_udp_socket(const struct sockaddr *addr, socklen_t len)
 {
 	int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define RT_UDP_BATCH 32       /* datagrams per recvmmsg */
-#define RT_UDP_MAX_BATCHES 8  /* per wake-up: then let other fds and timers run */
-#define RT_UDP_BUF 65536      /* the largest UDP payload, so nothing is truncated */
+#define RT_UDP_BATCH 32      /* datagrams per recvmmsg */
+#define RT_UDP_MAX_BATCHES 8 /* per wake-up: then let other fds and timers run */
+#define RT_UDP_BUF 65536     /* the largest UDP payload, so nothing is truncated */
 
 /* A nonblocking UDP socket bound to addr (AF_INET or AF_INET6; an IPv6
  * one also serves IPv4, dual-stack), with large buffers and the kernel's

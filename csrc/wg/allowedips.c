@@ -19,7 +19,10 @@ struct wg_aip_node {
 	uint8_t family;
 };
 
-static int family_bits(int family) { return family == WG_AF_INET ? WG_IP4_LEN * 8 : family == WG_AF_INET6 ? WG_IP6_LEN * 8 : 0; }
+static int family_bits(int family)
+{
+	return family == WG_AF_INET ? WG_IP4_LEN * 8 : family == WG_AF_INET6 ? WG_IP6_LEN * 8 : 0;
+}
 
 static struct wg_aip_node **root_of(struct wg_allowedips *a, int family)
 {
@@ -33,7 +36,7 @@ static void mask(uint8_t *out, const uint8_t *key, int cidr, int bits)
 	memset(out, 0, WG_IP6_LEN);
 	memcpy(out, key, (size_t)bits / 8);
 	for (int i = cidr; i < bits; i++)
-		out[i >> 3] &= (uint8_t)~(0x80 >> (i & 7));
+		out[i >> 3] &= (uint8_t) ~(0x80 >> (i & 7));
 }
 
 /* Leading bits equal between a and b, at most max. */

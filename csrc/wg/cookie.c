@@ -7,7 +7,8 @@
 static const char LABEL_MAC1[8] = {'m', 'a', 'c', '1', '-', '-', '-', '-'};
 static const char LABEL_COOKIE[8] = {'c', 'o', 'o', 'k', 'i', 'e', '-', '-'};
 
-static void derive_keys(uint8_t mac1_key[NOISE_SYMMETRIC_KEY_LEN], uint8_t cookie_key[NOISE_SYMMETRIC_KEY_LEN], const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
+static void derive_keys(uint8_t mac1_key[NOISE_SYMMETRIC_KEY_LEN], uint8_t cookie_key[NOISE_SYMMETRIC_KEY_LEN],
+			const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
 	spz_hash(mac1_key, LABEL_MAC1, sizeof(LABEL_MAC1), pub, NOISE_PUBLIC_KEY_LEN, NULL, 0);
 	spz_hash(cookie_key, LABEL_COOKIE, sizeof(LABEL_COOKIE), pub, NOISE_PUBLIC_KEY_LEN, NULL, 0);
@@ -60,7 +61,9 @@ bool wg_cookie_check_mac1(wg_device *dev, const uint8_t *msg, size_t len)
 #define SOURCE_MAX (2 + WG_ENDPOINT_ADDR_LEN + 2) /* family, address, port */
 static size_t source_bytes(const wg_endpoint *from, uint8_t out[SOURCE_MAX])
 {
-	size_t n = from->family == WG_AF_INET ? WG_IP4_LEN : from->family == WG_AF_INET6 ? WG_IP6_LEN : WG_ENDPOINT_ADDR_LEN;
+	size_t n = from->family == WG_AF_INET    ? WG_IP4_LEN
+		   : from->family == WG_AF_INET6 ? WG_IP6_LEN
+						 : WG_ENDPOINT_ADDR_LEN;
 	out[0] = (uint8_t)from->family;
 	out[1] = (uint8_t)(from->family >> 8);
 	memcpy(out + 2, from->addr, n);
@@ -105,7 +108,7 @@ void wg_cookie_send_reply(wg_device *dev, const uint8_t *msg, size_t len, const 
 	wg_dev_random(dev, reply + WG_COOKIE_NONCE, COOKIE_NONCE_LEN);
 	make_cookie(dev, cookie, from, now_ms);
 	spz_xaead_encrypt(reply + WG_COOKIE_ENCRYPTED, cookie, COOKIE_LEN, msg + mac1_offset(len), COOKIE_LEN,
-	                  reply + WG_COOKIE_NONCE, dev->checker.cookie_key);
+			  reply + WG_COOKIE_NONCE, dev->checker.cookie_key);
 	spz_wipe(cookie, sizeof(cookie));
 	dev->stats.cookies_sent++;
 	dev->stats.tx_datagrams++;
@@ -121,9 +124,8 @@ int wg_cookie_consume_reply(wg_device *dev, const uint8_t *msg, uint64_t now_ms)
 	struct wg_cookie_gen *g = &ent->peer->cookie;
 	uint8_t cookie[COOKIE_LEN];
 	/* A reply answers our last mac1, once. */
-	if (!g->have_sent_mac1 ||
-	    !spz_xaead_decrypt(cookie, msg + WG_COOKIE_ENCRYPTED, NOISE_ENCRYPTED_LEN(COOKIE_LEN), g->last_mac1, COOKIE_LEN, msg + WG_COOKIE_NONCE,
-	                       g->cookie_key))
+	if (!g->have_sent_mac1 || !spz_xaead_decrypt(cookie, msg + WG_COOKIE_ENCRYPTED, NOISE_ENCRYPTED_LEN(COOKIE_LEN),
+						     g->last_mac1, COOKIE_LEN, msg + WG_COOKIE_NONCE, g->cookie_key))
 		return WG_DROP_BAD_COOKIE;
 	memcpy(g->cookie, cookie, COOKIE_LEN);
 	spz_wipe(cookie, sizeof(cookie));

@@ -231,6 +231,9 @@ bool wg_endpoint_equal(const wg_endpoint *a, const wg_endpoint *b)
 {
 	if (a->family != b->family || a->port != b->port || a->scope_id != b->scope_id)
 		return false;
-	size_t n = a->family == WG_AF_INET ? WG_IP4_LEN : a->family == WG_AF_INET6 ? WG_IP6_LEN : a->family == WG_AF_DERP ? WG_ENDPOINT_ADDR_LEN : 0;
+	size_t n = a->family == WG_AF_INET    ? WG_IP4_LEN
+		   : a->family == WG_AF_INET6 ? WG_IP6_LEN
+		   : a->family == WG_AF_DERP  ? WG_ENDPOINT_ADDR_LEN
+					      : 0;
 	return !memcmp(a->addr, b->addr, n);
 }

@@ -12,11 +12,11 @@
 #define NOISE_SYMMETRIC_KEY_LEN SPZ_AEAD_KEY_LEN /* AEAD keys, the PSK */
 #define NOISE_TIMESTAMP_LEN SPZ_TAI64N_LEN
 #define NOISE_AUTHTAG_LEN SPZ_AEAD_TAG_LEN
-#define NOISE_HASH_LEN SPZ_HASH_LEN              /* the hash and the chaining key */
+#define NOISE_HASH_LEN SPZ_HASH_LEN /* the hash and the chaining key */
 #define NOISE_ENCRYPTED_LEN(plain) ((plain) + NOISE_AUTHTAG_LEN)
-#define COOKIE_LEN SPZ_MAC_LEN                   /* a cookie, mac1, mac2 */
+#define COOKIE_LEN SPZ_MAC_LEN /* a cookie, mac1, mac2 */
 #define COOKIE_NONCE_LEN SPZ_XAEAD_NONCE_LEN
-#define COOKIE_SECRET_LEN NOISE_HASH_LEN         /* the responder's changing secret */
+#define COOKIE_SECRET_LEN NOISE_HASH_LEN /* the responder's changing secret */
 
 #define WG_MSG_INITIATION 1
 #define WG_MSG_RESPONSE 2
@@ -52,8 +52,8 @@
 #define WG_COOKIE_LEN (WG_COOKIE_ENCRYPTED + NOISE_ENCRYPTED_LEN(COOKIE_LEN))
 #define WG_DATA_HEADER_LEN (WG_DATA_COUNTER + WG_COUNTER_LEN)
 #define WG_DATA_MIN_LEN (WG_DATA_HEADER_LEN + NOISE_AUTHTAG_LEN) /* a keepalive */
-_Static_assert(WG_INITIATION_LEN == 148 && WG_RESPONSE_LEN == 92 && WG_COOKIE_LEN == 64 &&
-		       WG_DATA_HEADER_LEN == 16 && WG_DATA_MIN_LEN == 32,
+_Static_assert(WG_INITIATION_LEN == 148 && WG_RESPONSE_LEN == 92 && WG_COOKIE_LEN == 64 && WG_DATA_HEADER_LEN == 16 &&
+		       WG_DATA_MIN_LEN == 32,
 	       "message sizes of spec section 5.4");
 
 /* Timing, in milliseconds, and limits. */
@@ -71,7 +71,7 @@ _Static_assert(WG_INITIATION_LEN == 148 && WG_RESPONSE_LEN == 92 && WG_COOKIE_LE
 /* A cookie is used for 120 - 5 s (kernel): it never outlives the secret. */
 #define WG_COOKIE_VALID_TIME (WG_COOKIE_REFRESH_TIME - 5000ULL)
 #define WG_MAX_TIMER_HANDSHAKES (WG_REKEY_ATTEMPT_TIME / WG_REKEY_TIMEOUT) /* 18 */
-#define WG_INITIATION_MIN_INTERVAL 20ULL /* 50 initiations per second per peer */
+#define WG_INITIATION_MIN_INTERVAL 20ULL                                   /* 50 initiations per second per peer */
 #define WG_MAX_STAGED 128
 #define WG_MAX_PEERS (1u << 16)
 #define WG_UNDER_LOAD_HOLD 1000ULL

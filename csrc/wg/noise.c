@@ -19,12 +19,16 @@ static void consts_init(void)
 	spz_hash(H0, C0, NOISE_HASH_LEN, IDENTIFIER, sizeof(IDENTIFIER) - 1, NULL, 0);
 }
 
-static void mix_hash(uint8_t h[NOISE_HASH_LEN], const void *x, size_t len) { spz_hash(h, h, NOISE_HASH_LEN, x, len, NULL, 0); }
+static void mix_hash(uint8_t h[NOISE_HASH_LEN], const void *x, size_t len)
+{
+	spz_hash(h, h, NOISE_HASH_LEN, x, len, NULL, 0);
+}
 
 static void mix_key(uint8_t c[NOISE_HASH_LEN], const void *x, size_t len) { spz_kdf(c, NULL, NULL, c, x, len); }
 
 /* (C, k) = KDF2(C, DH(priv, pub)); false for a low-order result. */
-static bool mix_dh(uint8_t c[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN], const uint8_t priv[NOISE_PUBLIC_KEY_LEN], const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
+static bool mix_dh(uint8_t c[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN],
+		   const uint8_t priv[NOISE_PUBLIC_KEY_LEN], const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
 	uint8_t dh[NOISE_PUBLIC_KEY_LEN];
 	if (!spz_x25519(dh, priv, pub))
@@ -35,10 +39,15 @@ static bool mix_dh(uint8_t c[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN]
 }
 
 /* (C, k) = KDF2(C, precomputed) */
-static void mix_precomputed(uint8_t c[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN], const uint8_t dh[NOISE_PUBLIC_KEY_LEN]) { spz_kdf(c, k, NULL, c, dh, NOISE_PUBLIC_KEY_LEN); }
+static void mix_precomputed(uint8_t c[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN],
+			    const uint8_t dh[NOISE_PUBLIC_KEY_LEN])
+{
+	spz_kdf(c, k, NULL, c, dh, NOISE_PUBLIC_KEY_LEN);
+}
 
 /* C = KDF1(C, DH(priv, pub)) */
-static bool mix_dh1(uint8_t c[NOISE_HASH_LEN], const uint8_t priv[NOISE_PUBLIC_KEY_LEN], const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
+static bool mix_dh1(uint8_t c[NOISE_HASH_LEN], const uint8_t priv[NOISE_PUBLIC_KEY_LEN],
+		    const uint8_t pub[NOISE_PUBLIC_KEY_LEN])
 {
 	uint8_t dh[NOISE_PUBLIC_KEY_LEN];
 	if (!spz_x25519(dh, priv, pub))
@@ -48,7 +57,8 @@ static bool mix_dh1(uint8_t c[NOISE_HASH_LEN], const uint8_t priv[NOISE_PUBLIC_K
 	return true;
 }
 
-static void mix_psk(uint8_t c[NOISE_HASH_LEN], uint8_t h[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN], const uint8_t psk[NOISE_SYMMETRIC_KEY_LEN])
+static void mix_psk(uint8_t c[NOISE_HASH_LEN], uint8_t h[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN],
+		    const uint8_t psk[NOISE_SYMMETRIC_KEY_LEN])
 {
 	uint8_t tau[NOISE_SYMMETRIC_KEY_LEN];
 	spz_kdf(c, tau, k, c, psk, NOISE_SYMMETRIC_KEY_LEN);
@@ -104,7 +114,8 @@ static void report_keys(wg_device *dev, wg_peer *peer)
 /* The end of creating a handshake message (initiation or response): a
  * sender index, the new state, the keys for the key log; k (the last
  * AEAD key) is wiped either way, and on failure the handshake too. */
-static int hs_created(wg_device *dev, wg_peer *peer, uint8_t *sender, enum wg_hs_state state, uint8_t k[NOISE_SYMMETRIC_KEY_LEN])
+static int hs_created(wg_device *dev, wg_peer *peer, uint8_t *sender, enum wg_hs_state state,
+		      uint8_t k[NOISE_SYMMETRIC_KEY_LEN])
 {
 	struct wg_handshake *hs = &peer->hs;
 	int rc = hs_register(dev, peer);
@@ -169,7 +180,8 @@ fail:
 
 int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *msg, wg_peer **out)
 {
-	uint8_t c[NOISE_HASH_LEN], h[NOISE_HASH_LEN], k[NOISE_SYMMETRIC_KEY_LEN], s[NOISE_PUBLIC_KEY_LEN], ts[NOISE_TIMESTAMP_LEN];
+	uint8_t c[NOISE_HASH_LEN], h[NOISE_HASH_LEN], k[NOISE_SYMMETRIC_KEY_LEN], s[NOISE_PUBLIC_KEY_LEN],
+		ts[NOISE_TIMESTAMP_LEN];
 	const uint8_t *e = msg + WG_INIT_EPHEMERAL;
 	int reason = WG_DROP_HANDSHAKE_DECRYPT;
 	wg_peer *peer = NULL;
@@ -185,7 +197,8 @@ int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *
 	if (!mix_dh(c, k, dev->priv, e))
 		goto out;
 	/* s */
-	if (!spz_aead_decrypt(s, msg + WG_INIT_STATIC, NOISE_ENCRYPTED_LEN(NOISE_PUBLIC_KEY_LEN), h, NOISE_HASH_LEN, 0, k))
+	if (!spz_aead_decrypt(s, msg + WG_INIT_STATIC, NOISE_ENCRYPTED_LEN(NOISE_PUBLIC_KEY_LEN), h, NOISE_HASH_LEN, 0,
+			      k))
 		goto out;
 	mix_hash(h, msg + WG_INIT_STATIC, NOISE_ENCRYPTED_LEN(NOISE_PUBLIC_KEY_LEN));
 	peer = wg_peer_lookup(dev, s);
@@ -199,7 +212,8 @@ int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *
 	/* ss */
 	mix_precomputed(c, k, hs->precomputed_ss);
 	/* {t} */
-	if (!spz_aead_decrypt(ts, msg + WG_INIT_TIMESTAMP, NOISE_ENCRYPTED_LEN(NOISE_TIMESTAMP_LEN), h, NOISE_HASH_LEN, 0, k))
+	if (!spz_aead_decrypt(ts, msg + WG_INIT_TIMESTAMP, NOISE_ENCRYPTED_LEN(NOISE_TIMESTAMP_LEN), h, NOISE_HASH_LEN,
+			      0, k))
 		goto out;
 	mix_hash(h, msg + WG_INIT_TIMESTAMP, NOISE_ENCRYPTED_LEN(NOISE_TIMESTAMP_LEN));
 

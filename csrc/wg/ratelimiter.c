@@ -35,7 +35,9 @@ void wg_rl_free(struct wg_ratelimiter *rl)
 static uint64_t source_key(const struct wg_ratelimiter *rl, const wg_endpoint *from)
 {
 	uint8_t buf[2 + WG_ENDPOINT_ADDR_LEN], h[crypto_shorthash_BYTES];
-	size_t n = from->family == WG_AF_INET ? WG_IP4_LEN : from->family == WG_AF_INET6 ? WG_IP6_LEN / 2 : WG_ENDPOINT_ADDR_LEN;
+	size_t n = from->family == WG_AF_INET    ? WG_IP4_LEN
+		   : from->family == WG_AF_INET6 ? WG_IP6_LEN / 2
+						 : WG_ENDPOINT_ADDR_LEN;
 	buf[0] = (uint8_t)from->family;
 	buf[1] = (uint8_t)(from->family >> 8);
 	memcpy(buf + 2, from->addr, n);

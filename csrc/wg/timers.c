@@ -128,7 +128,7 @@ static void expired_retransmit_handshake(wg_device *dev, wg_peer *peer, uint64_t
 {
 	if (peer->timers.handshake_attempts > WG_MAX_TIMER_HANDSHAKES) {
 		spz_log(SPZ_LOG_DEBUG, "wg", "handshake did not complete after %u initiations, giving up",
-		        peer->timers.handshake_attempts + 1);
+			peer->timers.handshake_attempts + 1);
 		peer->timers.send_keepalive = WG_TIMER_OFF;
 		wg_staged_purge(dev, peer, WG_DROP_HANDSHAKE_GAVE_UP);
 		/* Nothing can be sent for now: let the keys die in a while. */
@@ -152,7 +152,7 @@ static void expired_send_keepalive(wg_device *dev, wg_peer *peer, uint64_t now_m
 static void expired_new_handshake(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 {
 	spz_log(SPZ_LOG_DEBUG, "wg", "no reply to data for %llu ms, new handshake",
-	        (unsigned long long)(WG_KEEPALIVE_TIMEOUT + WG_REKEY_TIMEOUT));
+		(unsigned long long)(WG_KEEPALIVE_TIMEOUT + WG_REKEY_TIMEOUT));
 	wg_send_handshake_initiation(dev, peer, now_ms, false);
 }
 

@@ -161,7 +161,11 @@ wg_tunnel *wg_tunnel_new(const uint8_t *seed, size_t seed_len)
 	}
 	t->wall_ns = spz_wall_ns();
 	struct wg_ops ops = {
-		.ctx = t, .send = t_send, .deliver = t_deliver, .random = t_random, .wall_ns = t_wall,
+		.ctx = t,
+		.send = t_send,
+		.deliver = t_deliver,
+		.random = t_random,
+		.wall_ns = t_wall,
 		.set_listen_port = t_listen_port,
 	};
 	t->dev = wg_device_new(&ops);

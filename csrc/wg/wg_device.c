@@ -202,8 +202,8 @@ void wg_device_stats(const wg_device *dev, struct wg_device_stats *out)
 	*out = dev->stats;
 	out->peers = dev->npeers;
 	/* As of the last handshake message (stats take no clock). */
-	out->under_load = dev->load_mode == WG_LOAD_FORCE ||
-	                  (dev->load_mode == WG_LOAD_AUTO && dev->load_seen && dev->load_last_ms < dev->under_load_until);
+	out->under_load = dev->load_mode == WG_LOAD_FORCE || (dev->load_mode == WG_LOAD_AUTO && dev->load_seen &&
+							      dev->load_last_ms < dev->under_load_until);
 }
 
 uint64_t wg_device_tick(wg_device *dev, uint64_t now_ms)

@@ -59,7 +59,7 @@ struct wg_handshake {
 };
 
 /* ---- cookies ---- */
-struct wg_cookie_gen { /* per peer: we are the sender */
+struct wg_cookie_gen {                               /* per peer: we are the sender */
 	uint8_t mac1_key[NOISE_SYMMETRIC_KEY_LEN];   /* HASH("mac1----" || peer's public key) */
 	uint8_t cookie_key[NOISE_SYMMETRIC_KEY_LEN]; /* HASH("cookie--" || peer's public key) */
 	uint8_t cookie[COOKIE_LEN];

@@ -46,40 +46,40 @@ typedef struct wg_peer wg_peer;
 
 /* An endpoint in a plain form (no sockaddr, so Python and C share it). */
 typedef struct wg_endpoint {
-	uint16_t family;   /* WG_AF_NONE / WG_AF_INET / WG_AF_INET6 / WG_AF_DERP */
-	uint16_t port;     /* UDP port, host byte order (0 for DERP) */
-	uint32_t scope_id; /* IPv6 zone index, else 0 */
-	uint8_t addr[WG_ENDPOINT_ADDR_LEN];  /* IPv4: 4 bytes, IPv6: 16 bytes, DERP: 32-byte key */
+	uint16_t family;                    /* WG_AF_NONE / WG_AF_INET / WG_AF_INET6 / WG_AF_DERP */
+	uint16_t port;                      /* UDP port, host byte order (0 for DERP) */
+	uint32_t scope_id;                  /* IPv6 zone index, else 0 */
+	uint8_t addr[WG_ENDPOINT_ADDR_LEN]; /* IPv4: 4 bytes, IPv6: 16 bytes, DERP: 32-byte key */
 } wg_endpoint;
 
 /* Why a datagram or packet was dropped. Counted per device (wg_device_stats
  * drops[reason]); wg_device_receive / wg_device_send also return it. */
 enum wg_drop {
 	WG_DROP_NONE = 0,
-	WG_DROP_TRUNCATED = 1,         /* shorter than its type requires */
-	WG_DROP_OVERSIZED = 2,         /* longer than its type allows */
-	WG_DROP_BAD_TYPE = 3,          /* unknown type or non-zero reserved bytes */
-	WG_DROP_NO_PRIVATE_KEY = 4,    /* device has no identity yet */
-	WG_DROP_BAD_MAC1 = 5,          /* mac1 did not verify */
-	WG_DROP_COOKIE_NEEDED = 6,     /* under load, mac2 missing/bad: cookie reply sent */
-	WG_DROP_RATE_LIMITED = 7,      /* under load, source over its token bucket */
-	WG_DROP_HANDSHAKE_DECRYPT = 8, /* handshake AEAD failed (or low-order DH) */
-	WG_DROP_UNKNOWN_PEER = 9,      /* initiation from a static key that is not a peer */
-	WG_DROP_STALE_TIMESTAMP = 10,  /* TAI64N not greater than the last accepted */
-	WG_DROP_INITIATION_FLOOD = 11, /* < 20 ms since this peer's last initiation */
-	WG_DROP_UNKNOWN_INDEX = 12,    /* receiver index not ours (or wrong state) */
-	WG_DROP_BAD_COOKIE = 13,       /* cookie reply did not decrypt */
-	WG_DROP_KEY_EXPIRED = 14,      /* keypair too old / invalid / counter too high */
-	WG_DROP_DATA_DECRYPT = 15,     /* transport data tag did not verify */
-	WG_DROP_REPLAY = 16,           /* counter already seen or left of the window */
-	WG_DROP_BAD_IP = 17,           /* decrypted payload is not a valid IPv4/IPv6 packet */
+	WG_DROP_TRUNCATED = 1,           /* shorter than its type requires */
+	WG_DROP_OVERSIZED = 2,           /* longer than its type allows */
+	WG_DROP_BAD_TYPE = 3,            /* unknown type or non-zero reserved bytes */
+	WG_DROP_NO_PRIVATE_KEY = 4,      /* device has no identity yet */
+	WG_DROP_BAD_MAC1 = 5,            /* mac1 did not verify */
+	WG_DROP_COOKIE_NEEDED = 6,       /* under load, mac2 missing/bad: cookie reply sent */
+	WG_DROP_RATE_LIMITED = 7,        /* under load, source over its token bucket */
+	WG_DROP_HANDSHAKE_DECRYPT = 8,   /* handshake AEAD failed (or low-order DH) */
+	WG_DROP_UNKNOWN_PEER = 9,        /* initiation from a static key that is not a peer */
+	WG_DROP_STALE_TIMESTAMP = 10,    /* TAI64N not greater than the last accepted */
+	WG_DROP_INITIATION_FLOOD = 11,   /* < 20 ms since this peer's last initiation */
+	WG_DROP_UNKNOWN_INDEX = 12,      /* receiver index not ours (or wrong state) */
+	WG_DROP_BAD_COOKIE = 13,         /* cookie reply did not decrypt */
+	WG_DROP_KEY_EXPIRED = 14,        /* keypair too old / invalid / counter too high */
+	WG_DROP_DATA_DECRYPT = 15,       /* transport data tag did not verify */
+	WG_DROP_REPLAY = 16,             /* counter already seen or left of the window */
+	WG_DROP_BAD_IP = 17,             /* decrypted payload is not a valid IPv4/IPv6 packet */
 	WG_DROP_SOURCE_NOT_ALLOWED = 18, /* inner source address not allowed for the peer */
-	WG_DROP_NO_PEER = 19,          /* send: no allowed-IPs match for the destination */
-	WG_DROP_NO_ENDPOINT = 20,      /* send: the peer has no endpoint */
-	WG_DROP_STAGED_OVERFLOW = 21,  /* send: staged queue full, oldest dropped */
-	WG_DROP_HANDSHAKE_GAVE_UP = 22, /* staged packets dropped when retries ran out */
-	WG_DROP_NO_MEMORY = 23,        /* allocation failed */
-	WG_DROP_PEER_REMOVED = 24,     /* staged packets dropped with their peer/keys */
+	WG_DROP_NO_PEER = 19,            /* send: no allowed-IPs match for the destination */
+	WG_DROP_NO_ENDPOINT = 20,        /* send: the peer has no endpoint */
+	WG_DROP_STAGED_OVERFLOW = 21,    /* send: staged queue full, oldest dropped */
+	WG_DROP_HANDSHAKE_GAVE_UP = 22,  /* staged packets dropped when retries ran out */
+	WG_DROP_NO_MEMORY = 23,          /* allocation failed */
+	WG_DROP_PEER_REMOVED = 24,       /* staged packets dropped with their peer/keys */
 	WG_DROP__COUNT = 25
 };
 /* Short stable name of a drop reason ("truncated", "bad_mac1", ...). */
@@ -97,24 +97,24 @@ const char *wg_drop_name(int reason);
 #define WG_FLAG_NO_WHITENING 1
 
 struct wg_device_stats {
-	uint64_t rx_datagrams;      /* datagrams given to wg_device_receive */
+	uint64_t rx_datagrams; /* datagrams given to wg_device_receive */
 	uint64_t rx_bytes;
-	uint64_t tx_datagrams;      /* datagrams handed to ops->send */
+	uint64_t tx_datagrams; /* datagrams handed to ops->send */
 	uint64_t tx_bytes;
-	uint64_t rx_packets;        /* IP packets delivered */
-	uint64_t tx_packets;        /* IP packets encrypted and sent */
+	uint64_t rx_packets; /* IP packets delivered */
+	uint64_t tx_packets; /* IP packets encrypted and sent */
 	uint64_t initiations_sent;
 	uint64_t initiations_received; /* valid, accepted */
 	uint64_t responses_sent;
-	uint64_t responses_received;   /* valid, accepted */
+	uint64_t responses_received; /* valid, accepted */
 	uint64_t cookies_sent;
-	uint64_t cookies_received;     /* valid, stored */
+	uint64_t cookies_received; /* valid, stored */
 	uint64_t keepalives_sent;
 	uint64_t keepalives_received;
 	uint64_t handshakes_completed;
 	uint64_t drops[WG_DROP__COUNT];
 	uint32_t peers;
-	uint32_t under_load;        /* 1 while the cookie mechanism is active */
+	uint32_t under_load; /* 1 while the cookie mechanism is active */
 };
 
 struct wg_peer_stats {
@@ -127,14 +127,14 @@ struct wg_peer_stats {
 	uint64_t last_handshake_ms; /* now_ms of it; 0 = never */
 	uint64_t handshakes_completed;
 	uint32_t handshake_attempts; /* retransmissions of the pending handshake */
-	uint32_t staged;            /* packets waiting for a session */
-	uint32_t has_current;       /* a keypair usable for sending exists */
+	uint32_t staged;             /* packets waiting for a session */
+	uint32_t has_current;        /* a keypair usable for sending exists */
 	uint32_t has_previous;
 	uint32_t has_next;
-	uint32_t handshake_state;   /* 0 zeroed, 1 initiation created, 2 initiation consumed,
+	uint32_t handshake_state; /* 0 zeroed, 1 initiation created, 2 initiation consumed,
 	                               3 response created, 4 response consumed */
 	uint64_t current_send_counter;
-	uint64_t current_age_ms;    /* age of the current keypair (0 if none) */
+	uint64_t current_age_ms;       /* age of the current keypair (0 if none) */
 	uint16_t persistent_keepalive; /* seconds, 0 = off */
 	uint16_t has_endpoint;
 	wg_endpoint endpoint;
@@ -171,8 +171,7 @@ void wg_device_stats(const wg_device *dev, struct wg_device_stats *out);
 
 /* A datagram from the network. `from` is its outer source. Returns 0 when
  * it was accepted, else the wg_drop reason (> 0). Never fails otherwise. */
-int wg_device_receive(wg_device *dev, uint64_t now_ms, const wg_endpoint *from,
-                      const uint8_t *dgram, size_t len);
+int wg_device_receive(wg_device *dev, uint64_t now_ms, const wg_endpoint *from, const uint8_t *dgram, size_t len);
 /* An IP packet to send: routed by destination through the allowed IPs,
  * encrypted and sent, or staged while a handshake runs (bounded queue).
  * Returns 0 (sent or staged), else the wg_drop reason (> 0). */

@@ -37,8 +37,7 @@ static void decode(const struct derp_frame *f)
 		derp_server_info_parse((const char *)f->data, f->len, &si);
 		break;
 	}
-	default:
-		break;
+	default: break;
 	}
 }
 

@@ -101,12 +101,12 @@ static struct {
 	struct derp_server *srv;
 	uint8_t server_pub[DERP_KEY_LEN];
 	uint8_t priv[FZ_NKEYS][DERP_KEY_LEN], pub[FZ_NKEYS][DERP_KEY_LEN];
-	char head[FZ_HEAD_MAX];      /* a valid upgrade request */
+	char head[FZ_HEAD_MAX]; /* a valid upgrade request */
 	size_t head_len;
 	char head_fast[FZ_HEAD_MAX]; /* ... with Derp-Fast-Start */
 	size_t head_fast_len;
 	struct derp_conn *bystander;
-	int bystander_peer;          /* our end of its socketpair */
+	int bystander_peer; /* our end of its socketpair */
 } fz;
 
 static void fz_die(const char *what)

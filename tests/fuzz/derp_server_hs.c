@@ -89,7 +89,8 @@ static void run_on_loop(rt_t *rt, void *arg)
 
 	int peer;
 	struct derp_conn *c = fz_conn_new(&peer);
-	bool open = fz_feed(c, peer, (const uint8_t *)(fast ? fz.head_fast : fz.head), fast ? fz.head_fast_len : fz.head_len, 0);
+	bool open = fz_feed(c, peer, (const uint8_t *)(fast ? fz.head_fast : fz.head),
+			    fast ? fz.head_fast_len : fz.head_len, 0);
 	if (!open || c->state != CS_CLIENT_INFO)
 		fz_die("the upgrade failed");
 	open = fz_feed(c, peer, frame, n, chunk);
@@ -107,7 +108,4 @@ static void run_on_loop(rt_t *rt, void *arg)
 	fz_conn_end(c, open, peer);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	return fz_fuzz_one(run_on_loop, data, size);
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fz_fuzz_one(run_on_loop, data, size); }

@@ -56,7 +56,4 @@ static void run_on_loop(rt_t *rt, void *arg)
 	fz_conn_end(c, open, peer);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	return fz_fuzz_one(run_on_loop, data, size);
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fz_fuzz_one(run_on_loop, data, size); }

@@ -127,7 +127,8 @@ static void init(void)
 	char err[256];
 	int rc;
 	for (int i = 0; i < NGW; i++) {
-		h.g[i] = gw_py_new(h.rt, "http://127.0.0.1:1", h.priv, &opts, i == 0 ? &sink : NULL, &rc, err, sizeof(err));
+		h.g[i] = gw_py_new(h.rt, "http://127.0.0.1:1", h.priv, &opts, i == 0 ? &sink : NULL, &rc, err,
+				   sizeof(err));
 		if (!h.g[i])
 			die(err);
 		for (int k = 0; k < NPEERS; k++) {

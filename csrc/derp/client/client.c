@@ -588,9 +588,7 @@ static void liveness(struct derp_client *c)
 		int act = derp_client_liveness(rt_now_ms(), c->last_rx_ms, c->last_idle_ping_ms, oldest_ping_ms(c),
 					       c->o.read_timeout_ms, c->o.ping_timeout_ms, c->o.idle_ping_ms, &next);
 		switch (act) {
-		case DERP_LIVE_OK:
-			rt_timer_arm_at(c->t_main, next);
-			return;
+		case DERP_LIVE_OK: rt_timer_arm_at(c->t_main, next); return;
 		case DERP_LIVE_READ_TIMEOUT:
 			c->st.read_timeouts++;
 			derp_cl_fail_err(c, ETIMEDOUT, "no frame from the server for %u ms", c->o.read_timeout_ms);
@@ -642,9 +640,7 @@ static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 	c->busy++;
 	uint64_t now = rt_now_ms();
 	switch (c->state) {
-	case DERP_CLIENT_BACKOFF:
-		start_attempt(c);
-		break;
+	case DERP_CLIENT_BACKOFF: start_attempt(c); break;
 	case DERP_CLIENT_RESOLVING:
 	case DERP_CLIENT_CONNECTING:
 	case DERP_CLIENT_TLS:
@@ -669,11 +665,8 @@ static void on_main_timer(rt_t *rt, rt_timer_t *t, void *arg)
 			rt_timer_arm_at(c->t_main, c->attempt_deadline);
 		}
 		break;
-	case DERP_CLIENT_CONNECTED:
-		liveness(c);
-		break;
-	default:
-		break;
+	case DERP_CLIENT_CONNECTED: liveness(c); break;
+	default: break;
 	}
 	derp_cl_leave(c);
 }
@@ -826,9 +819,8 @@ static int setup(struct derp_client *c, const char *url, const uint8_t priv[32],
 	return 0;
 }
 
-derp_client_t *derp_client_new(rt_t *rt, const char *url, const uint8_t priv[32],
-			       const struct derp_client_opts *opts, const struct derp_client_ops *ops, void *arg,
-			       int *rc, char *err, size_t errlen)
+derp_client_t *derp_client_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_client_opts *opts,
+			       const struct derp_client_ops *ops, void *arg, int *rc, char *err, size_t errlen)
 {
 	int dummy;
 	if (!rc)

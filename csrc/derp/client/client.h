@@ -58,9 +58,8 @@ struct derp_client_ops {
  * bytes, not all zero). opts may be NULL (defaults). ops may be NULL or
  * have NULL members. Returns NULL with *rc = -EINVAL (bad URL, key, option:
  * err[errlen] says which) or -ENOMEM. */
-derp_client_t *derp_client_new(rt_t *rt, const char *url, const uint8_t priv[32],
-			       const struct derp_client_opts *opts, const struct derp_client_ops *ops, void *arg,
-			       int *rc, char *err, size_t errlen);
+derp_client_t *derp_client_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_client_opts *opts,
+			       const struct derp_client_ops *ops, void *arg, int *rc, char *err, size_t errlen);
 /* Closes the connection and frees everything. No callbacks afterwards. */
 void derp_client_free(derp_client_t *c);
 

@@ -65,7 +65,7 @@ struct derp_client {
 	uint8_t priv[32], pub[32];
 	SSL_CTX *ssl_ctx;
 
-	int state; /* DERP_CLIENT_* */
+	int state;    /* DERP_CLIENT_* */
 	uint64_t gen; /* bumped on every connection teardown */
 	bool closing; /* derp_client_free called */
 	int busy;     /* loop entry points in progress */
@@ -76,9 +76,9 @@ struct derp_client {
 	socklen_t alens[DERP_CLIENT_MAX_ADDRS];
 	int naddr, ai;
 	uint64_t attempt_deadline, dial_deadline; /* ms */
-	struct derp_io io; /* io.fd < 0: none */
-	uint32_t events;   /* epoll mask registered for io.fd (0: not registered) */
-	bool wblocked;     /* the last write hit EAGAIN; waiting for the socket */
+	struct derp_io io;                        /* io.fd < 0: none */
+	uint32_t events;                          /* epoll mask registered for io.fd (0: not registered) */
+	bool wblocked;                            /* the last write hit EAGAIN; waiting for the socket */
 	struct derp_cproto *cp;
 	struct derp_cproto *cp_zombie; /* torn down while feeding; freed after */
 	bool in_input;

@@ -432,12 +432,8 @@ void derp_cl_on_io(rt_t *rt, int fd, uint32_t events, void *arg)
 	c->busy++;
 	uint64_t gen = c->gen;
 	switch (c->state) {
-	case DERP_CLIENT_CONNECTING:
-		connect_result(c);
-		break;
-	case DERP_CLIENT_TLS:
-		tls_step(c);
-		break;
+	case DERP_CLIENT_CONNECTING: connect_result(c); break;
+	case DERP_CLIENT_TLS: tls_step(c); break;
 	case DERP_CLIENT_UPGRADING:
 	case DERP_CLIENT_CONNECTED:
 		/* TLS may need the other direction (a read that waits for a write
@@ -450,8 +446,7 @@ void derp_cl_on_io(rt_t *rt, int fd, uint32_t events, void *arg)
 		if (gen == c->gen && c->io.fd >= 0)
 			do_read(c);
 		break;
-	default:
-		break;
+	default: break;
 	}
 	derp_cl_leave(c);
 }

@@ -160,6 +160,19 @@ static void q_free_all(struct pyq *q)
 
 /* ---- loop-thread callbacks ---- */
 
+/* Queues item for a Python caller (the oldest is dropped, and counted,
+ * when the queue is full) and wakes one waiter; the free happens outside
+ * the lock. */
+static void deliver(derp_pyclient_t *p, struct pyq *q, void *item, uint64_t *drops, pthread_cond_t *cv)
+{
+	pthread_mutex_lock(&p->mu);
+	void *old = q_push(q, item);
+	if (old)
+		(*drops)++;
+	pthread_mutex_unlock(&p->mu);
+	pthread_cond_signal(cv);
+	free(old);
+}
 static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
 {
 	size_t tlen = ev->text ? ev->text_len : 0;
@@ -174,13 +187,7 @@ static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
 	e->text[tlen] = 0;
 	e->ev.text = e->text;
 	e->ev.text_len = tlen;
-	pthread_mutex_lock(&p->mu);
-	void *old = q_push(&p->ev, e);
-	if (old)
-		p->drops_events++;
-	pthread_mutex_unlock(&p->mu);
-	pthread_cond_signal(&p->cv_ev);
-	free(old);
+	deliver(p, &p->ev, e, &p->drops_events, &p->cv_ev);
 }
 
 static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
@@ -198,13 +205,7 @@ static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, 
 	pkt->data = (uint8_t *)(pkt + 1);
 	if (len)
 		memcpy(pkt->data, data, len);
-	pthread_mutex_lock(&p->mu);
-	void *old = q_push(&p->rx, pkt);
-	if (old)
-		p->drops_recv_queue++;
-	pthread_mutex_unlock(&p->mu);
-	pthread_cond_signal(&p->cv_rx);
-	free(old);
+	deliver(p, &p->rx, pkt, &p->drops_recv_queue, &p->cv_rx);
 }
 
 static void py_on_event(void *arg, const struct derp_client_event *ev)

@@ -43,8 +43,7 @@ static void *resolve_main(void *arg)
 	struct addrinfo *res = NULL;
 	r->gai_rc = getaddrinfo(r->host, r->port, &hints, &res);
 	for (struct addrinfo *ai = res; ai && r->n < DERP_CLIENT_MAX_ADDRS; ai = ai->ai_next) {
-		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-		    ai->ai_addrlen > sizeof(r->addrs[0]))
+		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(r->addrs[0]))
 			continue;
 		memcpy(&r->addrs[r->n], ai->ai_addr, ai->ai_addrlen);
 		r->lens[r->n++] = ai->ai_addrlen;

@@ -78,13 +78,13 @@ struct derp_client_stats {
 	uint64_t ping_timeouts;    /* connections dropped for an unanswered ping */
 	uint64_t pings_sent, pongs_recv, pings_recv; /* pings_recv: server pings answered */
 	uint64_t keepalives_recv;
-	uint64_t unknown_frames;   /* skipped */
-	uint64_t queued;           /* sends waiting now */
-	uint64_t write_buffered;   /* bytes waiting for the socket now */
-	int state;                 /* DERP_CLIENT_* */
-	uint32_t failures;         /* consecutive failed attempts (backoff n) */
-	uint64_t refusals;         /* attempts the server closed after our ClientInfo */
-	int last_errno;            /* errno-style cause of last_error: ECONNREFUSED, EPROTO (TLS), EACCES
+	uint64_t unknown_frames; /* skipped */
+	uint64_t queued;         /* sends waiting now */
+	uint64_t write_buffered; /* bytes waiting for the socket now */
+	int state;               /* DERP_CLIENT_* */
+	uint32_t failures;       /* consecutive failed attempts (backoff n) */
+	uint64_t refusals;       /* attempts the server closed after our ClientInfo */
+	int last_errno;          /* errno-style cause of last_error: ECONNREFUSED, EPROTO (TLS), EACCES
 				      (refused), ETIMEDOUT, ECONNRESET, EHOSTUNREACH (DNS); 0: none */
 };
 

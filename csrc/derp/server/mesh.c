@@ -233,9 +233,7 @@ static void cp_event(void *arg, const struct derp_client_event *ev)
 }
 
 static const struct derp_cp_ops mesh_cp_ops = {
-	.write = cp_write,
-	.connected = cp_connected,
-	.event = cp_event,
+	.write = cp_write, .connected = cp_connected, .event = cp_event,
 	/* RecvPacket: nothing is sent to the mesh key itself */
 };
 

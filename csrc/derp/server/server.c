@@ -199,7 +199,8 @@ static int open_listener(struct derp_server *s, const char *host, uint16_t port,
 static int setup_tls(struct derp_server *s, const struct derp_server_config *cfg, char *err, size_t errlen)
 {
 	const char *hostname = cfg->hostname && *cfg->hostname ? cfg->hostname
-			       : cfg->host && *cfg->host ? cfg->host : "localhost";
+			       : cfg->host && *cfg->host       ? cfg->host
+							       : "localhost";
 	if (cfg->cert_file || cfg->key_file) {
 		if (!cfg->cert_file || !cfg->key_file) {
 			snprintf(err, errlen, "TLS needs both a certificate file and a key file");
@@ -254,9 +255,9 @@ int derp_server_new(struct rt *rt, const struct derp_server_config *cfg, derp_se
 	c->has_private_key = 0;
 	sodium_memzero(c->private_key, sizeof(c->private_key));
 	sodium_memzero(c->mesh_key, sizeof(c->mesh_key));
-#define DEF(f, v)           \
-	do {                \
-		if (!c->f)  \
+#define DEF(f, v)                 \
+	do {                      \
+		if (!c->f)        \
 			c->f = v; \
 	} while (0)
 	DEF(keepalive_ms, DERP_KEEPALIVE_MS);

@@ -22,22 +22,22 @@
 #include "runtime/rt.h"
 
 #define DERP_SRV_RBUF (DERP_HDR_LEN + 2 * DERP_KEY_LEN + DERP_MAX_PACKET + 4096)
-#define DERP_SRV_TLS_CHUNK 16384  /* one TLS record per write */
+#define DERP_SRV_TLS_CHUNK 16384 /* one TLS record per write */
 #define DERP_SRV_IOV_MAX 64
-#define DERP_SRV_MESH_QUEUE 1024  /* ForwardPacket queue of a mesh link */
-#define DERP_SRV_CTL_MAX 4096     /* control frames queued for a regular client */
-#define DERP_SRV_WATCH_CTL_MAX (1u << 20) /* ... for a mesh watcher, then it is closed */
+#define DERP_SRV_MESH_QUEUE 1024                                 /* ForwardPacket queue of a mesh link */
+#define DERP_SRV_CTL_MAX 4096                                    /* control frames queued for a regular client */
+#define DERP_SRV_WATCH_CTL_MAX (1u << 20)                        /* ... for a mesh watcher, then it is closed */
 #define DERP_SRV_RATE_FRAME_MAX (DERP_KEY_LEN + DERP_MAX_PACKET) /* 65568 */
-#define DERP_SRV_MESH_WRITE_TIMEOUT_MS 5000 /* our mesh client's writes */
+#define DERP_SRV_MESH_WRITE_TIMEOUT_MS 5000                      /* our mesh client's writes */
 /* Defaults of struct derp_server_config's timers (0 there means these). */
 #define DERP_SRV_HTTP_TIMEOUT_MS 30000     /* accept to the end of the request head */
 #define DERP_SRV_MESH_RETRY_MS 5000        /* between attempts of a mesh link */
 #define DERP_SRV_NOT_HERE_INTERVAL_MS 1000 /* NotHere replies per sender (burst 3) */
-#define DERP_SRV_LINGER_MS 2000   /* after an HTTP response: wait this long for the client's EOF */
+#define DERP_SRV_LINGER_MS 2000            /* after an HTTP response: wait this long for the client's EOF */
 
 struct derp_pkt {
 	struct derp_pkt *next;
-	uint32_t len;    /* bytes in data: a whole frame */
+	uint32_t len; /* bytes in data: a whole frame */
 	uint8_t data[];
 };
 
@@ -47,15 +47,15 @@ struct derp_pktq {
 };
 
 enum derp_conn_state {
-	CS_TLS,           /* server: TLS handshake */
-	CS_HTTP,          /* server: reading the request head */
-	CS_HTTP_REPLY,    /* server: writing a non-DERP response, then close */
-	CS_CLIENT_INFO,   /* server: upgraded, waiting for ClientInfo */
-	CS_ACTIVE,        /* server: registered client */
-	CS_M_CONNECTING,  /* mesh link: TCP connect in progress */
+	CS_TLS,          /* server: TLS handshake */
+	CS_HTTP,         /* server: reading the request head */
+	CS_HTTP_REPLY,   /* server: writing a non-DERP response, then close */
+	CS_CLIENT_INFO,  /* server: upgraded, waiting for ClientInfo */
+	CS_ACTIVE,       /* server: registered client */
+	CS_M_CONNECTING, /* mesh link: TCP connect in progress */
 	CS_M_TLS,
-	CS_M_HTTP,        /* mesh link: request sent; the client protocol runs the upgrade and handshake */
-	CS_M_ACTIVE,      /* mesh link: ServerInfo received */
+	CS_M_HTTP,   /* mesh link: request sent; the client protocol runs the upgrade and handshake */
+	CS_M_ACTIVE, /* mesh link: ServerInfo received */
 	CS_DEAD,
 };
 
@@ -71,9 +71,9 @@ enum derp_close_reason {
 	CR_PERMISSION,
 	CR_CLOSE_PEER,
 	CR_HTTP,
-	CR_DONE,       /* response written / server shutting down */
-	CR_OVERFLOW,   /* watcher control queue over its bound */
-	CR_SELF,       /* mesh link to ourselves */
+	CR_DONE,     /* response written / server shutting down */
+	CR_OVERFLOW, /* watcher control queue over its bound */
+	CR_SELF,     /* mesh link to ourselves */
 };
 
 struct derp_peer;
@@ -84,23 +84,23 @@ struct derp_conn {
 	struct derp_conn *next, *prev;         /* srv->conns */
 	struct derp_conn *key_next, *key_prev; /* peer->conns (same key) */
 	struct derp_conn *watch_next, *watch_prev;
-	struct derp_conn *dirty_next;          /* srv->dirty */
-	struct derp_conn *dead_next;           /* srv->dead */
-	struct derp_peer *peer;                /* registered clients */
-	struct derp_mesh_link *link;           /* outbound mesh link owning this conn */
+	struct derp_conn *dirty_next; /* srv->dirty */
+	struct derp_conn *dead_next;  /* srv->dead */
+	struct derp_peer *peer;       /* registered clients */
+	struct derp_mesh_link *link;  /* outbound mesh link owning this conn */
 	struct derp_io io;
 	rt_timer_t *timer;
 	struct derp_parser parser;
-	uint8_t *inbuf;      /* HTTP head, or input held while rate-paused */
+	uint8_t *inbuf; /* HTTP head, or input held while rate-paused */
 	uint32_t inlen, incap;
 	struct derp_pktq ctlq, discoq, dataq, wire;
-	uint32_t wire_off;   /* bytes of wire.head already written */
-	uint32_t ev;         /* epoll events currently registered */
+	uint32_t wire_off;    /* bytes of wire.head already written */
+	uint32_t ev;          /* epoll events currently registered */
 	uint64_t last_active; /* srv->seq at the last frame read (dup policy) */
 	uint64_t ka_period;
 	uint64_t ka_at, wdl_at, hs_at, resume_at, rd_at; /* deadlines, 0 = none */
-	uint64_t timer_at;   /* when c->timer is armed for, 0 = not armed */
-	int64_t tokens;      /* receive rate limit (bytes) */
+	uint64_t timer_at;                               /* when c->timer is armed for, 0 = not armed */
+	int64_t tokens;                                  /* receive rate limit (bytes) */
 	uint64_t tokens_at;
 	uint64_t nothere_at; /* NotHere limiter: time the bucket was last full-credited */
 	uint8_t nothere_tokens;
@@ -110,11 +110,11 @@ struct derp_conn {
 	uint8_t ip16[16];
 	uint16_t port;
 	bool pong_pending, ka_pending;
-	bool mesh_ok;        /* presented the mesh key */
+	bool mesh_ok; /* presented the mesh key */
 	bool watcher, preferred, prober, not_ideal;
 	bool dirty, paused, closing, close_after_write;
-	bool lingering;      /* response sent and write side shut: draining until EOF */
-	bool out_blocked;    /* the last write hit EAGAIN */
+	bool lingering;        /* response sent and write side shut: draining until EOF */
+	bool out_blocked;      /* the last write hit EAGAIN */
 	bool read_wants_write; /* TLS read needs EPOLLOUT */
 };
 
@@ -138,13 +138,13 @@ struct derp_mesh_link {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	bool tls;
-	bool stopped;        /* self-connect detected */
+	bool stopped; /* self-connect detected */
 	struct derp_conn *conn;
 	rt_timer_t *retry;
-	uint64_t retry_at;   /* server time of the next attempt, 0 = none */
-	uint64_t routes;     /* keys currently routed through this link */
+	uint64_t retry_at; /* server time of the next attempt, 0 = none */
+	uint64_t routes;   /* keys currently routed through this link */
 	uint8_t remote_pub[DERP_KEY_LEN];
-	bool up;             /* handshake done (counted in mesh_clients_up) */
+	bool up;                /* handshake done (counted in mesh_clients_up) */
 	struct derp_cproto *cp; /* the client protocol of the current connection */
 };
 
@@ -173,11 +173,11 @@ struct derp_server {
 	struct derp_mesh_link *links;
 	rt_timer_t *accept_retry;
 	uint64_t seq;
-	uint64_t skew_ms;    /* virtual time added to the monotonic clock (tests) */
+	uint64_t skew_ms; /* virtual time added to the monotonic clock (tests) */
 	bool closing;
 	struct derp_server_stats st;
-	uint8_t *rbuf;       /* DERP_SRV_RBUF: shared read buffer (one thread) */
-	uint8_t *wbuf;       /* DERP_SRV_TLS_CHUNK: TLS write gather buffer */
+	uint8_t *rbuf; /* DERP_SRV_RBUF: shared read buffer (one thread) */
+	uint8_t *wbuf; /* DERP_SRV_TLS_CHUNK: TLS write gather buffer */
 };
 
 /* The server's clock: monotonic ms plus the virtual skew tests add with

@@ -375,19 +375,12 @@ static void on_resume(struct derp_conn *c)
 void derp_conn_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 {
 	switch (c->state) {
-	case CS_HTTP:
-		derp_http_on_bytes(c, b, n);
-		break;
+	case CS_HTTP: derp_http_on_bytes(c, b, n); break;
 	case CS_CLIENT_INFO:
-	case CS_ACTIVE:
-		derp_conn_feed(c, b, n);
-		break;
+	case CS_ACTIVE: derp_conn_feed(c, b, n); break;
 	case CS_M_HTTP:
-	case CS_M_ACTIVE:
-		derp_mesh_on_bytes(c, b, n);
-		break;
-	default:
-		break; /* CS_HTTP_REPLY: the request is answered; ignore the rest */
+	case CS_M_ACTIVE: derp_mesh_on_bytes(c, b, n); break;
+	default: break; /* CS_HTTP_REPLY: the request is answered; ignore the rest */
 	}
 }
 

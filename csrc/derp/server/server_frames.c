@@ -105,7 +105,8 @@ static void maybe_not_here(struct derp_conn *c, const uint8_t dst[DERP_KEY_LEN])
 	uint64_t now = derp_srv_now(s), iv = s->cfg.not_here_interval_ms;
 	if (c->nothere_tokens < NOT_HERE_BURST && now - c->nothere_at >= iv) {
 		uint64_t add = (now - c->nothere_at) / iv;
-		c->nothere_tokens = (uint8_t)(c->nothere_tokens + add > NOT_HERE_BURST ? NOT_HERE_BURST : c->nothere_tokens + add);
+		c->nothere_tokens = (uint8_t)(c->nothere_tokens + add > NOT_HERE_BURST ? NOT_HERE_BURST
+										       : c->nothere_tokens + add);
 		c->nothere_at += add * iv;
 	}
 	if (c->nothere_tokens == NOT_HERE_BURST)
@@ -277,8 +278,7 @@ static void on_frame(struct derp_conn *c, const struct derp_frame *f)
 			derp_conn_mark_dirty(c);
 		}
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 

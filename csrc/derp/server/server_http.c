@@ -53,7 +53,8 @@ static void serve(struct derp_conn *c, const struct derp_http_req *req)
 		int n = snprintf(hdr, sizeof(hdr),
 				 "Cache-Control: no-cache, no-store, must-revalidate, no-transform, max-age=0\r\n");
 		if (req->has_challenge)
-			snprintf(hdr + n, sizeof(hdr) - (size_t)n, "X-Tailscale-Response: response %s\r\n", req->challenge);
+			snprintf(hdr + n, sizeof(hdr) - (size_t)n, "X-Tailscale-Response: response %s\r\n",
+				 req->challenge);
 		reply(c, 204, hdr, NULL, true);
 		return;
 	}

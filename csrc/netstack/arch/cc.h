@@ -16,7 +16,9 @@
  * a bug: it is logged as an error (which fails the test that caused it) and,
  * in fuzzing builds, aborts so the fuzzer reports it. */
 void ns_lwip_assert(const char *msg, const char *file, int line);
-#define LWIP_PLATFORM_DIAG(x) do { } while (0)
+#define LWIP_PLATFORM_DIAG(x) \
+	do {                  \
+	} while (0)
 #define LWIP_PLATFORM_ASSERT(x) ns_lwip_assert((x), __FILE__, __LINE__)
 
 #endif
