@@ -12,6 +12,7 @@ typedef struct dev_device dev_device;
 struct wg_device_stats;
 struct rt;
 
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): cffi reads only a plain integer */
 #define DEV_NO_UDP -1
 
 /* The I/O layer's counters (the core's are in struct wg_device_stats). */

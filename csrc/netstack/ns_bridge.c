@@ -324,8 +324,8 @@ static err_t br_settle(struct ns_bridge *b)
 		br_destroy(b, false);
 		return ret;
 	}
-	if (br_update_events(b) < 0)
-		return br_destroy(b, true) == ERR_ABRT ? ERR_ABRT : ret;
+	if (br_update_events(b) < 0 && br_destroy(b, true) == ERR_ABRT)
+		return ERR_ABRT;
 	return ret;
 }
 
