@@ -72,9 +72,9 @@ $(EXT_STAMP): $(BUILD_DIR)/release/libspanza.a $(PYHDRS) spanza/_build.py | $(DE
 
 ext: $(EXT_STAMP)
 
-# ---- tests ----
+# ---- tests: `make test` also runs `make lint` (a few seconds) ----
 PYTEST_ARGS ?=
-test: ext $(TEST_DEPS) fuzz-smoke
+test: ext $(TEST_DEPS) fuzz-smoke lint
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # The long transfers (32 MiB under impairments, the packaging round trip):

@@ -29,14 +29,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP_MAKE = bool(os.environ.get("SPANZA_SKIP_MAKE"))
 DEBIAN_PACKAGES = "build-essential libsodium-dev libssl-dev"
 LWIP_ORIG = "lwip_2.1.3+dfsg1.orig.tar.xz"
-_HEADER_PROBE = (
-    "#include <sodium.h>\n#include <openssl/ssl.h>\n#include <openssl/evp.h>\n"
-)
+_HEADER_PROBE = "#include <sodium.h>\n#include <openssl/ssl.h>\n#include <openssl/evp.h>\n"
 
 
-def _fail(
-    why: str, hint: str = f"on Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES}"
-) -> None:
+def _fail(why: str, hint: str = f"on Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES}") -> None:
     sys.exit(f"spanza: cannot build: {why}.\nspanza: {hint}")
 
 
@@ -121,19 +117,13 @@ class MakeThenBuildExt(build_ext):
 
     def run(self) -> None:
         if not SKIP_MAKE:
-            lib = os.path.join(
-                make_lib(os.path.abspath(self.build_temp)), "libspanza.a"
-            )
+            lib = os.path.join(make_lib(os.path.abspath(self.build_temp)), "libspanza.a")
             for ext in self.extensions:
-                ext.extra_objects = [
-                    lib if o.endswith("libspanza.a") else o for o in ext.extra_objects
-                ]
+                ext.extra_objects = [lib if o.endswith("libspanza.a") else o for o in ext.extra_objects]
         super().run()
 
 
-if (
-    __name__ == "__main__"
-):  # setuptools runs this file as __main__; tests import its helpers
+if __name__ == "__main__":  # setuptools runs this file as __main__; tests import its helpers
     setup(
         cffi_modules=["spanza/_build.py:ffibuilder"],
         cmdclass={

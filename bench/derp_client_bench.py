@@ -14,8 +14,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import spanza  # noqa: E402
-from tests.interop.gohelpers import Derper, run_loadgen  # noqa: E402
+import spanza
+from tests.interop.gohelpers import Derper, run_loadgen
 
 
 def ours(url: str, size: int, seconds: float) -> dict:
@@ -45,8 +45,13 @@ def ours(url: str, size: int, seconds: float) -> dict:
         time.sleep(0.5)
         stop.set()
         t.join()
-        return {"sent": sent, "received": got[0], "pps": got[0] / seconds, "mbps": got[0] * size / seconds / 1e6,
-                "drops": a.stats()["drops_queue_full"] + b.stats()["drops_recv_queue"]}
+        return {
+            "sent": sent,
+            "received": got[0],
+            "pps": got[0] / seconds,
+            "mbps": got[0] * size / seconds / 1e6,
+            "drops": a.stats()["drops_queue_full"] + b.stats()["drops_recv_queue"],
+        }
 
 
 def main() -> None:
@@ -55,9 +60,11 @@ def main() -> None:
         for size in (1400, 65536):
             o = ours(d.url, size, seconds)
             g = run_loadgen(d.url, pairs=1, size=size, seconds=seconds)
-            print(f"size {size:6d}: ours (Python API) {o['pps']:9.0f} pkt/s {o['mbps']:8.1f} MB/s "
-                  f"(sent {o['sent']}, received {o['received']}, client drops {o['drops']})  |  "
-                  f"Go derphttp {g['pps']:9.0f} pkt/s {g['mbps']:8.1f} MB/s (sent {g['sent']}, received {g['received']})")
+            print(
+                f"size {size:6d}: ours (Python API) {o['pps']:9.0f} pkt/s {o['mbps']:8.1f} MB/s "
+                f"(sent {o['sent']}, received {o['received']}, client drops {o['drops']})  |  "
+                f"Go derphttp {g['pps']:9.0f} pkt/s {g['mbps']:8.1f} MB/s (sent {g['sent']}, received {g['received']})"
+            )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1420, help="IP packet size")
     args = ap.parse_args()
     with spanza.Runtime("bench-a") as ra, spanza.Runtime("bench-b") as rb:
-        with spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=ra) as a, \
-                spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=rb) as b:
+        with (
+            spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=ra) as a,
+            spanza.Device(private_key=spanza.PrivateKey.generate(), runtime=rb) as b,
+        ):
             a.add_peer(b.public_key, endpoint=("127.0.0.1", b.listen_port), allowed_ips=["10.0.0.2/32"])
             b.add_peer(a.public_key, endpoint=("127.0.0.1", a.listen_port), allowed_ips=["10.0.0.1/32"])
             ping = packets.icmp_echo("10.0.0.1", "10.0.0.2", 1, 1)
@@ -34,7 +36,7 @@ def main() -> None:
             # Round trips: one packet each way, Python on both ends.
             n_rtt = 2000
             t0 = time.perf_counter()
-            for i in range(n_rtt):
+            for _ in range(n_rtt):
                 a.write_packet(ping)
                 b.read_packet(timeout=5)
                 b.write_packet(ping[:12] + ping[16:20] + ping[12:16] + ping[20:])  # swapped addresses
@@ -72,9 +74,12 @@ def main() -> None:
                 sent = args.packets // batch * batch
                 s = b.stats()
                 lost = sent - (s["udp_rx_datagrams"] - before["udp_rx_datagrams"])
-                print(f"one way, {label}, {sent} x {args.size} B: {sent / t_send:,.0f} pkt/s "
-                      f"({sent * args.size / t_send / 1e6:.0f} MB/s) sent; {got} read by read_packet; "
-                      f"lost: in the kernel {lost}, read queue full {s['queue_dropped'] - before['queue_dropped']}")
+                print(
+                    f"one way, {label}, {sent} x {args.size} B: {sent / t_send:,.0f} pkt/s "
+                    f"({sent * args.size / t_send / 1e6:.0f} MB/s) sent; {got} read by read_packet; "
+                    f"lost: in the kernel {lost}, read queue full {s['queue_dropped'] - before['queue_dropped']}"
+                )
+
 
 if __name__ == "__main__":
     main()

@@ -116,10 +116,7 @@ def kernel_cases(nbytes: int, budget: float) -> list[Row]:
                     text=True,
                 )
                 try:
-                    assert (
-                        srv.stdout is not None
-                        and srv.stdout.readline().strip() == "ready"
-                    )
+                    assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
                     out = (
                         a["ns"]
                         .run(
@@ -167,15 +164,9 @@ def main() -> int:
     kernel_rows: list[Row | None] = [None] * len(LOSSES)
     if os.geteuid() == 0 and shutil.which("wireguard-go"):
         kernel_rows = list(kernel_cases(nbytes, args.budget))
-    print(
-        f"{'loss':>5} | {'Spanza (lwIP) MB/s':>18} {'':12} | Linux TCP via wireguard-go MB/s"
-    )
-    for loss, s, k in zip(LOSSES, spanza_rows, kernel_rows):
-        ks = (
-            f"{k[0] / 1e6:8.2f} ({k[2]})"
-            if k
-            else "skipped (needs root and wireguard-go)"
-        )
+    print(f"{'loss':>5} | {'Spanza (lwIP) MB/s':>18} {'':12} | Linux TCP via wireguard-go MB/s")
+    for loss, s, k in zip(LOSSES, spanza_rows, kernel_rows, strict=True):
+        ks = f"{k[0] / 1e6:8.2f} ({k[2]})" if k else "skipped (needs root and wireguard-go)"
         print(f"{loss * 100:4.0f}% | {s[0] / 1e6:18.2f} {'(' + s[2] + ')':12} | {ks}")
     return 0
 

@@ -130,8 +130,9 @@ def iperf3(a, b, seconds: int, reverse: bool, udp: bool) -> str:
     with socket.socket() as tmp:
         tmp.bind(("127.0.0.1", 0))
         sport = tmp.getsockname()[1]
-    srv = subprocess.Popen([exe, "-s", "-1", "-B", "127.0.0.1", "-p", str(sport)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = subprocess.Popen(
+        [exe, "-s", "-1", "-B", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         time.sleep(0.3)
         with a.expose(5201, to=("127.0.0.1", sport)), a.expose(5201, to=("127.0.0.1", sport), proto="udp"):
@@ -139,8 +140,10 @@ def iperf3(a, b, seconds: int, reverse: bool, udp: bool) -> str:
             with socket.socket() as tmp:
                 tmp.bind(("127.0.0.1", 0))
                 cport = tmp.getsockname()[1]
-            with b.forward(("127.0.0.1", cport), to=(a.address(4), 5201)), \
-                    b.forward(("127.0.0.1", cport), to=(a.address(4), 5201), proto="udp"):
+            with (
+                b.forward(("127.0.0.1", cport), to=(a.address(4), 5201)),
+                b.forward(("127.0.0.1", cport), to=(a.address(4), 5201), proto="udp"),
+            ):
                 args = [exe, "-c", "127.0.0.1", "-p", str(cport), "-t", str(seconds), "-J"]
                 if reverse:
                     args.append("-R")
@@ -209,7 +212,10 @@ def main() -> None:
     ap.add_argument("--link", choices=["wire", "device", "both"], default="both")
     args = ap.parse_args()
     big = 256 * MiB if args.quick else 1024 * MiB
-    print(f"lwIP 2.1.3 (Debian source), TCP_WND = TCP_SND_BUF = 1 MiB, MSS 1380; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(
+        "lwIP 2.1.3 (Debian source), TCP_WND = TCP_SND_BUF = 1 MiB, MSS 1380; "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     if args.link in ("wire", "both"):
         print("\nhosts on a memory wire")
         a, b, wire = wired_pair(["192.168.4.1/24", "fd00::1/64"], ["192.168.4.2/24", "fd00::2/64"])

@@ -52,8 +52,7 @@ def read_packet_rate(rounds: int = 5, n: int = 200) -> float:
 
 
 def sigint_latencies(trials: int) -> list[float]:
-    child = subprocess.Popen([sys.executable, "-c", BLOCKED, str(trials)], cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", BLOCKED, str(trials)], cwd=ROOT, text=True, stdout=subprocess.PIPE)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
     out = []
@@ -74,8 +73,10 @@ def main() -> None:
     print(f"read_packet, packets queued: {read_packet_rate():,.0f} calls/s (best of 5 x 200)")
     lat = sorted(x * 1000 for x in sigint_latencies(trials))
     p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
-    print(f"SIGINT to KeyboardInterrupt in read_packet(None): median {statistics.median(lat):.1f} ms, "
-          f"p99 {p99:.1f} ms, max {lat[-1]:.1f} ms ({trials} trials; goal < 100 ms)")
+    print(
+        f"SIGINT to KeyboardInterrupt in read_packet(None): median {statistics.median(lat):.1f} ms, "
+        f"p99 {p99:.1f} ms, max {lat[-1]:.1f} ms ({trials} trials; goal < 100 ms)"
+    )
 
 
 if __name__ == "__main__":

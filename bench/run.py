@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each printing its own figures.
 
-    .venv/bin/python bench/run.py [NAME ...]     (default: all)
+.venv/bin/python bench/run.py [NAME ...]     (default: all)
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def main() -> int:
         print(f"== {name}: {script} {' '.join(args)}", flush=True)
         t = time.monotonic()
         r = subprocess.run([sys.executable, str(HERE / script), *args], cwd=HERE.parent)
-        print(f"== {name}: {'ok' if r.returncode == 0 else f'FAILED ({r.returncode})'} in {time.monotonic() - t:.0f} s\n",
-              flush=True)
+        print(
+            f"== {name}: {'ok' if r.returncode == 0 else f'FAILED ({r.returncode})'} in {time.monotonic() - t:.0f} s\n",
+            flush=True,
+        )
         if r.returncode:
             failed.append(name)
     return 1 if failed else 0

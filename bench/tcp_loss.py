@@ -32,14 +32,10 @@ A4, B4 = "192.168.4.1", "192.168.4.2"
 def recovery() -> dict[str, int]:
     st = ffi.new("struct ns_tcp_recovery *")
     assert lib.ns_tcp_recovery_stats(st) == 0
-    return {
-        k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields
-    }
+    return {k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields}
 
 
-def transfer(
-    nbytes: int, depth: int, rate: int, delay_ms: float, port: int, pacing: bool = True
-) -> dict[str, float]:
+def transfer(nbytes: int, depth: int, rate: int, delay_ms: float, port: int, pacing: bool = True) -> dict[str, float]:
     """One run: B sends nbytes to A; figures of the receiver's side."""
     a, b, wire = wired_pair(f"{A4}/24", f"{B4}/24", delay_ms=delay_ms)
     try:
@@ -91,21 +87,13 @@ def transfer(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mib", type=int, default=16)
-    ap.add_argument(
-        "--depth", type=int, default=32, help="bottleneck queue depth (packets)"
-    )
-    ap.add_argument(
-        "--rate", type=int, default=20, help="bottleneck drain rate (packets per ms)"
-    )
+    ap.add_argument("--depth", type=int, default=32, help="bottleneck queue depth (packets)")
+    ap.add_argument("--rate", type=int, default=20, help="bottleneck drain rate (packets per ms)")
     ap.add_argument("--delay", type=float, default=0.0, help="one-way delay (ms)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument(
-        "--no-pacing", action="store_true", help="lwIP's pacing off (patch 0004)"
-    )
+    ap.add_argument("--no-pacing", action="store_true", help="lwIP's pacing off (patch 0004)")
     args = ap.parse_args()
-    print(
-        f"{args.mib} MiB B->A, bottleneck depth {args.depth} at {args.rate} packets/ms, delay {args.delay} ms"
-    )
+    print(f"{args.mib} MiB B->A, bottleneck depth {args.depth} at {args.rate} packets/ms, delay {args.delay} ms")
     runs = []
     for i in range(args.runs):
         r = transfer(
@@ -117,13 +105,7 @@ def main() -> None:
             not args.no_pacing,
         )
         runs.append(r)
-        print(
-            "  "
-            + "  ".join(
-                f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in r.items()
-            )
-        )
+        print("  " + "  ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()))
     print(
         f"median: {statistics.median(r['MB/s'] for r in runs):.1f} MB/s, "
         f"longest stall {statistics.median(r['stall_ms'] for r in runs):.0f} ms"

@@ -86,15 +86,9 @@ def main() -> int:
                 host, port = srv.server_address[:2]
                 curl_mbps(f"http://{up.forward}/blob")  # warm-up: handshake, windows, caches
                 print(f"{mib} MiB over HTTP, best of {RUNS} after a warm-up (MB/s):")
-                print(
-                    f"  OS server directly      {curl_mbps(f'http://{host}:{port}/blob'):8.1f}"
-                )
-                print(
-                    f"  spanza up --forward     {curl_mbps(f'http://{up.forward}/blob'):8.1f}"
-                )
-                print(
-                    f"  spanza up --socks5      {curl_mbps('--socks5', up.socks5, 'http://10.8.0.2/blob'):8.1f}"
-                )
+                print(f"  OS server directly      {curl_mbps(f'http://{host}:{port}/blob'):8.1f}")
+                print(f"  spanza up --forward     {curl_mbps(f'http://{up.forward}/blob'):8.1f}")
+                print(f"  spanza up --socks5      {curl_mbps('--socks5', up.socks5, 'http://10.8.0.2/blob'):8.1f}")
             finally:
                 up.stop()
         srv.shutdown()

@@ -23,13 +23,16 @@ def main() -> int:
     if shutil.which("openssl"):
         r = subprocess.run(
             ["openssl", "speed", "-seconds", "2", "-bytes", "1420", "-aead", "-evp", "chacha20-poly1305"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         line = [x for x in r.stdout.splitlines() if x.lower().startswith("chacha20-poly1305")]
         if line:
             kbs = float(line[-1].split()[-1].rstrip("k"))
-            print(f"openssl speed -aead -evp chacha20-poly1305 -bytes 1420: {kbs * 1000 / 1e6:.0f} MB/s "
-                  f"({kbs * 1000 * 8 / 1e9:.2f} Gbit/s) encrypt only")
+            print(
+                f"openssl speed -aead -evp chacha20-poly1305 -bytes 1420: {kbs * 1000 / 1e6:.0f} MB/s "
+                f"({kbs * 1000 * 8 / 1e9:.2f} Gbit/s) encrypt only"
+            )
     print(f"# load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

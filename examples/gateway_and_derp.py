@@ -21,10 +21,12 @@ from spanza.derp_bind import derp_endpoint
 
 def main() -> int:
     key_a, key_b, key_gw = (spanza.PrivateKey.generate() for _ in range(3))
-    with spanza.DerpServer() as relay, \
-            spanza.Device(private_key=key_a) as a, \
-            spanza.Gateway(relay.url, key_gw, wg_endpoint=("127.0.0.1", a.listen_port)) as gw, \
-            spanza.Device(private_key=key_b, listen_port=None, derp_url=relay.url) as b:
+    with (
+        spanza.DerpServer() as relay,
+        spanza.Device(private_key=key_a) as a,
+        spanza.Gateway(relay.url, key_gw, wg_endpoint=("127.0.0.1", a.listen_port)) as gw,
+        spanza.Device(private_key=key_b, listen_port=None, derp_url=relay.url) as b,
+    ):
         print(f"relay: {relay.url}")
         # B's DERP key is its WireGuard key (b.derp_public_key == key_b.public_key).
         host, port = gw.add_remote_peer(b.derp_public_key)

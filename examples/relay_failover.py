@@ -29,16 +29,12 @@ with Network(peers=2, relays=2, mode=mode) as net:
         t0 = time.monotonic()
         net.relays[a.home].kill()
         after = net.transfer(b, a, MiB // 2, timeout=30)
-        print(
-            f"transfer after failover: {after} ({time.monotonic() - t0:.2f} s after the kill)"
-        )
+        print(f"transfer after failover: {after} ({time.monotonic() - t0:.2f} s after the kill)")
     deadline = time.monotonic() + 10
     while net.homes() != [0, 2] and time.monotonic() < deadline:
         time.sleep(0.05)
     print(f"homes after: {net.homes()}")
-    print(
-        f"impairment on A's relay link: {imp.stats.packets} packets, {imp.stats.dropped_loss} lost"
-    )
+    print(f"impairment on A's relay link: {imp.stats.packets} packets, {imp.stats.dropped_loss} lost")
     ok = before.ok and after.ok and net.homes() == [0, 2]
     print(f"result: {'PASS' if ok else 'FAIL'}")
     if not ok:

@@ -30,8 +30,10 @@ def main() -> int:
         ping = packets.icmp_echo("10.0.0.1", "10.0.0.2", ident=1, seq=1, data=b"hello through WireGuard")
         a.write_packet(ping)  # no session yet: staged, A starts the handshake
         got = b.read_packet(timeout=5)
-        print(f"A -> B: {len(got)}-byte ICMP echo request arrived after {1000 * (time.monotonic() - t0):.1f} ms "
-              f"(handshake included): {packets.parse(got).data!r}")
+        print(
+            f"A -> B: {len(got)}-byte ICMP echo request arrived after {1000 * (time.monotonic() - t0):.1f} ms "
+            f"(handshake included): {packets.parse(got).data!r}"
+        )
         assert got == ping
 
         pong = packets.echo_reply_for(got)
@@ -48,10 +50,12 @@ def main() -> int:
         for name, dev in (("A", a), ("B", b)):
             (peer,) = dev.peers
             s = dev.stats()
-            print(f"{name}: peer {peer.public_key} at {peer.endpoint}, handshake {peer.last_handshake:%H:%M:%S}, "
-                  f"rx {peer.rx_bytes} B, tx {peer.tx_bytes} B; "
-                  f"initiations sent {s['initiations_sent']}, responses sent {s['responses_sent']}, "
-                  f"packets tx {s['tx_packets']} rx {s['rx_packets']}")
+            print(
+                f"{name}: peer {peer.public_key} at {peer.endpoint}, handshake {peer.last_handshake:%H:%M:%S}, "
+                f"rx {peer.rx_bytes} B, tx {peer.tx_bytes} B; "
+                f"initiations sent {s['initiations_sent']}, responses sent {s['responses_sent']}, "
+                f"packets tx {s['tx_packets']} rx {s['rx_packets']}"
+            )
     print("ok")
     return 0
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(
-	build-essential pkg-config clang lld libclang-rt-14-dev
+	build-essential pkg-config clang lld libclang-rt-14-dev clang-format clang-tidy
 	libsodium-dev libssl-dev python3-dev python3-venv
 	wireguard-go wireguard-tools iproute2 iputils-ping tshark iperf3 curl
 	xz-utils ca-certificates debian-archive-keyring dpkg-dev

@@ -36,8 +36,9 @@ def _split(value: AddressLike, what: str, any_host: bool) -> tuple[str, object]:
     return host, port
 
 
-def parse_address(value: AddressLike, what: str, *, allow_port_zero: bool = True,
-                  allow_any_host: bool = True) -> tuple[str, int]:
+def parse_address(
+    value: AddressLike, what: str, *, allow_port_zero: bool = True, allow_any_host: bool = True
+) -> tuple[str, int]:
     """(host, port): host numeric, "" for all addresses (``":port"`` or a
     bare port, if allow_any_host), an IPv6 zone kept as ``%zone``. Names are
     resolved once, here (like wg(8)). ConfigError names `what` and the

@@ -21,9 +21,25 @@ DEFAULT_CONFIG = "/var/lib/derper/derper.key"  # cmd/derper's -c when run as roo
 
 # Long flags that Go's flag package also accepts with a single dash.
 _GO_LONG_FLAGS = {
-    "dev", "hostname", "certmode", "certdir", "mesh-psk-file", "mesh-with", "stun", "stun-port",
-    "http-port", "rate-config", "tcp-write-timeout", "verify-clients", "verify-client-url", "derp",
-    "allowlist", "rate-limit", "rate-burst", "version", "home",
+    "dev",
+    "hostname",
+    "certmode",
+    "certdir",
+    "mesh-psk-file",
+    "mesh-with",
+    "stun",
+    "stun-port",
+    "http-port",
+    "rate-config",
+    "tcp-write-timeout",
+    "verify-clients",
+    "verify-client-url",
+    "derp",
+    "allowlist",
+    "rate-limit",
+    "rate-burst",
+    "version",
+    "home",
 }
 
 
@@ -51,38 +67,80 @@ def add_derper_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     p = subparsers.add_parser(
         "derper",
         help="run a DERP relay server (Tailscale's protocol)",
-        description="A DERP server with cmd/derper's flags where they apply. "
-        "Serves until SIGINT or SIGTERM.",
+        description="A DERP server with cmd/derper's flags where they apply. Serves until SIGINT or SIGTERM.",
     )
     b: dict[str, Any] = dict(type=_gobool, nargs="?", const=True, metavar="BOOL")
-    p.add_argument("--dev", default=False, help="dev mode: 127.0.0.1:3340, plain HTTP, fresh key, mesh key from "
-                   "$TAILSCALE_DERPER_MESH_KEY", **b)
-    p.add_argument("-a", dest="addr", default=":443", metavar="ADDR",
-                   help="listen address (default :443); TLS on port 443 or with --certmode manual")
-    p.add_argument("-c", dest="config", default="", metavar="FILE",
-                   help=f"config file with the server key, created with its directory when missing "
-                   f"(default as root: {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--dev",
+        default=False,
+        help="dev mode: 127.0.0.1:3340, plain HTTP, fresh key, mesh key from $TAILSCALE_DERPER_MESH_KEY",
+        **b,
+    )
+    p.add_argument(
+        "-a",
+        dest="addr",
+        default=":443",
+        metavar="ADDR",
+        help="listen address (default :443); TLS on port 443 or with --certmode manual",
+    )
+    p.add_argument(
+        "-c",
+        dest="config",
+        default="",
+        metavar="FILE",
+        help=f"config file with the server key, created with its directory when missing "
+        f"(default as root: {DEFAULT_CONFIG})",
+    )
     p.add_argument("--hostname", default="derp.tailscale.com", help="TLS host name (an IP gets a self-signed cert)")
-    p.add_argument("--certmode", default="letsencrypt", choices=["letsencrypt", "manual", "gcp"],
-                   help="only 'manual' is supported here")
-    p.add_argument("--certdir", default=str(Path.home() / ".cache" / "tailscale" / "derper-certs"),
-                   help="manual mode: <hostname>.crt and <hostname>.key")
+    p.add_argument(
+        "--certmode",
+        default="letsencrypt",
+        choices=["letsencrypt", "manual", "gcp"],
+        help="only 'manual' is supported here",
+    )
+    p.add_argument(
+        "--certdir",
+        default=str(Path.home() / ".cache" / "tailscale" / "derper-certs"),
+        help="manual mode: <hostname>.crt and <hostname>.key",
+    )
     p.add_argument("--mesh-psk-file", default=None, metavar="FILE", help="mesh key file (64 hex digits)")
-    p.add_argument("--mesh-with", default="", metavar="HOSTS",
-                   help="comma list of mesh peers: host[:port], host/dialhost, or http(s)://host:port/derp")
+    p.add_argument(
+        "--mesh-with",
+        default="",
+        metavar="HOSTS",
+        help="comma list of mesh peers: host[:port], host/dialhost, or http(s)://host:port/derp",
+    )
     p.add_argument("--stun", default=True, help="accepted and ignored (no STUN server here)", **b)
     p.add_argument("--stun-port", default=3478, type=int, help="ignored")
     p.add_argument("--http-port", default=80, type=int, help="ignored (no port-80 listener here)")
     p.add_argument("--derp", default=True, help="must be true", **b)
     p.add_argument("--verify-clients", default=False, help="unsupported (use --allowlist)", **b)
-    p.add_argument("--rate-config", default="", metavar="FILE",
-                   help='JSON {"PerClientRateLimitBytesPerSec": N, "PerClientRateBurstBytes": M}')
-    p.add_argument("--tcp-write-timeout", default="2s", type=_duration_ms, metavar="DURATION",
-                   help="per-frame write deadline for non-mesh clients (0: none)")
-    p.add_argument("--allowlist", default=None, metavar="FILE",
-                   help="admit only these node keys (one per line; mesh-key holders always)")
-    p.add_argument("--rate-limit", default=None, type=int, metavar="BYTES_PER_S",
-                   help="per-client receive rate limit, by backpressure (nothing is dropped)")
+    p.add_argument(
+        "--rate-config",
+        default="",
+        metavar="FILE",
+        help='JSON {"PerClientRateLimitBytesPerSec": N, "PerClientRateBurstBytes": M}',
+    )
+    p.add_argument(
+        "--tcp-write-timeout",
+        default="2s",
+        type=_duration_ms,
+        metavar="DURATION",
+        help="per-frame write deadline for non-mesh clients (0: none)",
+    )
+    p.add_argument(
+        "--allowlist",
+        default=None,
+        metavar="FILE",
+        help="admit only these node keys (one per line; mesh-key holders always)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        default=None,
+        type=int,
+        metavar="BYTES_PER_S",
+        help="per-client receive rate limit, by backpressure (nothing is dropped)",
+    )
     p.add_argument("--rate-burst", default=None, type=int, metavar="BYTES", help="burst for --rate-limit")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_derper)
@@ -148,16 +206,20 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {"host": host or "0.0.0.0", "port": port, "tls": tls}
     if tls:
         if args.certmode != "manual":
-            raise SystemExit(f"derper: --certmode {args.certmode} (ACME) is not supported; "
-                             "use --certmode manual with --certdir, or a port other than 443")
+            raise SystemExit(
+                f"derper: --certmode {args.certmode} (ACME) is not supported; "
+                "use --certmode manual with --certdir, or a port other than 443"
+            )
         name = re.sub(r"[^A-Za-z0-9.-]", "", args.hostname)
         crt, key = Path(args.certdir) / f"{name}.crt", Path(args.certdir) / f"{name}.key"
         opts["hostname"] = args.hostname
         if crt.exists() and key.exists():
             opts.update(cert_file=str(crt), key_file=str(key), require_sni=not _is_ip(args.hostname))
         elif not _is_ip(args.hostname):
-            raise SystemExit(f"derper: --certmode manual: {crt} and {key} are missing "
-                             f"(a self-signed certificate is made only for an IP --hostname)")
+            raise SystemExit(
+                f"derper: --certmode manual: {crt} and {key} are missing "
+                f"(a self-signed certificate is made only for an IP --hostname)"
+            )
     if args.dev:
         pass  # a fresh key every start
     elif args.config:
@@ -226,8 +288,11 @@ def run_derper(args: argparse.Namespace) -> int:
     from spanza.derp import DerpServer
     from spanza.errors import SpanzaError
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     if args.verbose:
         _log.set_level(logging.DEBUG)
     opts = server_options(args)
@@ -250,8 +315,13 @@ def run_derper(args: argparse.Namespace) -> int:
         with server:
             log.info("serving DERP on %s, server key %s", server.url, server.node_key)
             if server.cert_name:
-                node = {"Name": "1", "RegionID": 900, "HostName": opts.get("hostname", ""),
-                        "CertName": server.cert_name, "DERPPort": server.port}
+                node = {
+                    "Name": "1",
+                    "RegionID": 900,
+                    "HostName": opts.get("hostname", ""),
+                    "CertName": server.cert_name,
+                    "DERPPort": server.port,
+                }
                 log.info("DERPNode: %s", json.dumps(node))
             sys.stdout.flush()
             while not stop.wait(0.5):

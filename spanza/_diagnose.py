@@ -57,30 +57,21 @@ def state(client: dict[str, Any]) -> int:
     return _BY_NAME.get(s, 0) if isinstance(s, str) else int(s)
 
 
-def relay_failure(
-    url: str, client: dict[str, Any], last_error: str
-) -> RelayError | None:
+def relay_failure(url: str, client: dict[str, Any], last_error: str) -> RelayError | None:
     """The error to raise now for a client in this state, or None to keep
     waiting. `client`: the DERP client's counters (derp_client_stats)."""
     if state(client) == REFUSED:
         return RelayRefusedError(
-            f"relay {url}: {last_error} (the client stopped retrying; "
-            "call reconnect() once it is allowed)",
+            f"relay {url}: {last_error} (the client stopped retrying; call reconnect() once it is allowed)",
             errno.EACCES,
         )
     cause = int(client.get("last_errno", 0))
-    if (
-        client.get("connects", 0) == 0
-        and int(client.get("failures", 0)) >= FAIL_FAST_AFTER
-        and cause in _HOPELESS
-    ):
+    if client.get("connects", 0) == 0 and int(client.get("failures", 0)) >= FAIL_FAST_AFTER and cause in _HOPELESS:
         return RelayError(f"relay {url} unreachable: {last_error}", cause)
     return None
 
 
-def not_connected(
-    url: str, client: dict[str, Any], last_error: str, timeout: float | None
-) -> SpanzaTimeoutError:
+def not_connected(url: str, client: dict[str, Any], last_error: str, timeout: float | None) -> SpanzaTimeoutError:
     """The timeout's message: the last failure, or what the attempt is stuck on."""
     why = last_error or _STATE_HINT.get(state(client), "no answer yet")
     return SpanzaTimeoutError(f"not connected to the relay {url} within {timeout} s: {why}")
@@ -101,11 +92,7 @@ def wait_connected(
         timeout = None
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        left = (
-            SLICE_S
-            if deadline is None
-            else min(SLICE_S, max(0.0, deadline - time.monotonic()))
-        )
+        left = SLICE_S if deadline is None else min(SLICE_S, max(0.0, deadline - time.monotonic()))
         rc = wait_once(int(left * 1000))
         if rc != -errno.ETIMEDOUT and rc != -errno.EACCES:
             return rc

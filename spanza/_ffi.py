@@ -3,9 +3,6 @@
 try:
     from spanza._spanza import ffi, lib
 except ImportError as exc:  # pragma: no cover - only without a build
-    raise ImportError(
-        "spanza's C extension is not built: run `make` in the source tree "
-        "(or `pip install .`)"
-    ) from exc
+    raise ImportError("spanza's C extension is not built: run `make` in the source tree (or `pip install .`)") from exc
 
 __all__ = ["ffi", "lib"]

@@ -42,7 +42,7 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     except SystemExit as e:
         if e.code not in (None, 0):
             status = f"exited with {e.code}"
-    except Exception:  # noqa: BLE001 - the report says how the script failed
+    except Exception:
         status = "failed:\n" + traceback.format_exc()
     finally:
         sys.argv = old_argv

@@ -67,11 +67,7 @@ def _flatten(d: Mapping[str, Any], prefix: str, sep: str) -> Iterator[tuple[str,
 
 def html_table(rows: Mapping[str, Any], title: str | None = None) -> str:
     """A small two-column HTML table (for ``_repr_html_``)."""
-    head = (
-        f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>"
-        if title
-        else ""
-    )
+    head = f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>" if title else ""
     body = "".join(
         f"<tr><td style='text-align:left'>{html.escape(str(k))}</td>"
         f"<td style='text-align:right'>{html.escape(str(v))}</td></tr>"
@@ -105,21 +101,14 @@ def readable(raw: Mapping[str, Any], all: bool = False) -> Stats:
         if isinstance(value, Mapping):
             value = readable(value, all)
         elif isinstance(value, list):
-            value = [
-                readable(_plain(x), all)
-                if isinstance(_plain(x), Mapping)
-                else _plain(x)
-                for x in value
-            ]
+            value = [readable(_plain(x), all) if isinstance(_plain(x), Mapping) else _plain(x) for x in value]
         elif key == "state" and isinstance(value, int):
             value = STATE_NAMES.get(value, value)
         elif key == "last_errno" and isinstance(value, int) and value:
             value = _errno.errorcode.get(value, value)
         if not all and _empty(value):
             continue
-        group = next(
-            (g for g in GROUPS if key.startswith(g) and len(key) > len(g)), None
-        )
+        group = next((g for g in GROUPS if key.startswith(g) and len(key) > len(g)), None)
         if group is None:
             if isinstance(out.get(key), dict) and isinstance(value, Mapping):
                 out[key].update(value)
@@ -129,9 +118,7 @@ def readable(raw: Mapping[str, Any], all: bool = False) -> Stats:
         name = group.rstrip("_")
         name = "drops" if name == "drop" else name
         sub = out.setdefault(name, {})
-        if not isinstance(
-            sub, dict
-        ):  # a plain counter of that name came first: keep both
+        if not isinstance(sub, dict):  # a plain counter of that name came first: keep both
             sub = out.setdefault(name + "_", {})
         sub[key[len(group) :]] = value
     return Stats(out)

@@ -37,8 +37,9 @@ def timeout_ms(timeout: float | None, what: str) -> int:
     return min(math.ceil(timeout * 1000), MAX_MS)
 
 
-def sliced(call: Callable[[int], int], timeout: float | None, *, pending: int = -errno.ETIMEDOUT,
-           what: str = "wait") -> int:
+def sliced(
+    call: Callable[[int], int], timeout: float | None, *, pending: int = -errno.ETIMEDOUT, what: str = "wait"
+) -> int:
     """Runs ``call(ms)``, a C wait that returns `pending` when `ms` passed
     without a result, in slices of at most SLICE_MS until it returns
     something else or `timeout` seconds (None: for ever) are over. Returns

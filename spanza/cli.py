@@ -46,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 # ---- gateway, keygen, pubkey ------------------------------------------------------
 
 
@@ -67,33 +66,58 @@ def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     )
     g.add_argument("--derp-url", metavar="URL", help="DERP server, http(s)://host[:port]/derp")
     g.add_argument("--key-file", metavar="FILE", required=True, help="the gateway's private key (created if missing)")
-    g.add_argument("--remote-peer", metavar="KEY[@HOST:PORT]", action="append", default=[],
-                   help="a remote peer's DERP public key (nodekey:<hex>, or base64); repeatable")
-    g.add_argument("--wg-endpoint", metavar="HOST:PORT",
-                   help="the local WireGuard's UDP address (default: learn it from what it sends)")
-    g.add_argument("--listen", metavar="[HOST]:PORT", default="127.0.0.1:0",
-                   help="UDP address of the first remote peer's socket (default 127.0.0.1:0; ':PORT' = all addresses)")
+    g.add_argument(
+        "--remote-peer",
+        metavar="KEY[@HOST:PORT]",
+        action="append",
+        default=[],
+        help="a remote peer's DERP public key (nodekey:<hex>, or base64); repeatable",
+    )
+    g.add_argument(
+        "--wg-endpoint",
+        metavar="HOST:PORT",
+        help="the local WireGuard's UDP address (default: learn it from what it sends)",
+    )
+    g.add_argument(
+        "--listen",
+        metavar="[HOST]:PORT",
+        default="127.0.0.1:0",
+        help="UDP address of the first remote peer's socket (default 127.0.0.1:0; ':PORT' = all addresses)",
+    )
     g.add_argument("--ca-file", metavar="FILE", help="PEM CA bundle for the DERP server's certificate")
     g.add_argument("--insecure", action="store_true", help="do not verify the DERP server's certificate")
-    g.add_argument("--show-pubkey", action="store_true", help="print the gateway's public key (nodekey:...) and exit "
-                   "(creates the key file if missing)")
-    g.add_argument("--stats-interval", metavar="SECONDS", type=float, default=0.0,
-                   help="log the counters every SECONDS (with --verbose; 0: at exit only)")
-    g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="log connection changes and peers (-vv: also debug records)")
+    g.add_argument(
+        "--show-pubkey",
+        action="store_true",
+        help="print the gateway's public key (nodekey:...) and exit (creates the key file if missing)",
+    )
+    g.add_argument(
+        "--stats-interval",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help="log the counters every SECONDS (with --verbose; 0: at exit only)",
+    )
+    g.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log connection changes and peers (-vv: also debug records)"
+    )
     g.set_defaults(func=cmd_gateway)
 
     k = sub.add_parser("keygen", help="print a new private key (like `wg genkey`)")
-    k.add_argument("--tailscale", action="store_true",
-                   help="Tailscale's privkey:<hex> form (default: WireGuard base64)")
+    k.add_argument(
+        "--tailscale", action="store_true", help="Tailscale's privkey:<hex> form (default: WireGuard base64)"
+    )
     k.set_defaults(func=cmd_keygen)
 
     ps = sub.add_parser("genpsk", help="print a new preshared key (like `wg genpsk`)")
     ps.set_defaults(func=cmd_genpsk)
 
     pk = sub.add_parser("pubkey", help="read a private key on stdin, print its public key (like `wg pubkey`)")
-    pk.add_argument("--tailscale", action="store_true",
-                    help="print nodekey:<hex> (default: the input's form: base64 for base64, nodekey: for privkey:)")
+    pk.add_argument(
+        "--tailscale",
+        action="store_true",
+        help="print nodekey:<hex> (default: the input's form: base64 for base64, nodekey: for privkey:)",
+    )
     pk.set_defaults(func=cmd_pubkey)
 
 
@@ -172,20 +196,28 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         for spec in args.remote_peer:
             key, _, where = spec.partition("@")
             peers.append((key, parse_address(where, "--remote-peer") if where else None))
-        gw = Gateway(args.derp_url, priv, listen=args.listen, wg_endpoint=args.wg_endpoint,
-                     ca_file=args.ca_file, insecure=args.insecure)
+        gw = Gateway(
+            args.derp_url,
+            priv,
+            listen=args.listen,
+            wg_endpoint=args.wg_endpoint,
+            ca_file=args.ca_file,
+            insecure=args.insecure,
+        )
     except (ConfigError, SpanzaError) as e:
         return _fail(f"gateway: {e}")
     with gw:
         try:
             for key, where in peers:
                 addr = gw.add_remote_peer(key, listen=where)
-                print(f"remote peer {PublicKey(public_key_bytes(key, 'remote peer')).tailscale}: "
-                      f"endpoint {format_address(addr)}", flush=True)
+                print(
+                    f"remote peer {PublicKey(public_key_bytes(key, 'remote peer')).tailscale}: "
+                    f"endpoint {format_address(addr)}",
+                    flush=True,
+                )
         except (ConfigError, SpanzaError) as e:
             return _fail(f"gateway: {e}")
-        print(f"gateway {priv.public_key.tailscale} relaying via "
-              f"{args.derp_url}", flush=True)
+        print(f"gateway {priv.public_key.tailscale} relaying via {args.derp_url}", flush=True)
         next_stats = args.stats_interval
         waited = 0.0
         reported = ""
@@ -196,8 +228,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                 why = gw.last_error()
                 if gw.stats()["derp"]["state"] == REFUSED:
                     _log.drain()
-                    return _fail(f"gateway: {args.derp_url} refused this gateway's key "
-                                 f"{priv.public_key.tailscale} (its allowlist?): {why}")
+                    return _fail(
+                        f"gateway: {args.derp_url} refused this gateway's key "
+                        f"{priv.public_key.tailscale} (its allowlist?): {why}"
+                    )
                 if why and why != reported:
                     log.warning("not connected to %s: %s (retrying)", args.derp_url, why)
                     reported = why

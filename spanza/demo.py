@@ -34,9 +34,17 @@ class _Stages:
         self.last = now
 
 
-def run(derp_url: str | None = None, *, mode: str = "gateway", mode_b: str | None = None,
-        insecure: bool = False, ca_file: str | None = None, timeout: float = 10.0,
-        out: TextIO = sys.stdout, capture: Any = None) -> dict[str, Any]:
+def run(
+    derp_url: str | None = None,
+    *,
+    mode: str = "gateway",
+    mode_b: str | None = None,
+    insecure: bool = False,
+    ca_file: str | None = None,
+    timeout: float = 10.0,
+    out: TextIO = sys.stdout,
+    capture: Any = None,
+) -> dict[str, Any]:
     """Runs the scenario; returns the response and the counters. Raises
     SpanzaError/OSError/TimeoutError with what failed. capture: a running
     `spanza.trace.Capture` that is told the names of relay and peers."""
@@ -65,9 +73,14 @@ def run(derp_url: str | None = None, *, mode: str = "gateway", mode_b: str | Non
         if status != 200 or body != BODY:
             raise SpanzaError(f"unexpected response: {status} {body[:200]!r}")
         out.write(f"\nresponse: {body.decode(errors='replace')}")
-        result = {"status": status, "body": body, "seconds": time.perf_counter() - stage.t0,
-                  "peer1": p1.stats(), "peer2": p2.stats(),
-                  "relay": relay.stats() if relay is not None else None}
+        result = {
+            "status": status,
+            "body": body,
+            "seconds": time.perf_counter() - stage.t0,
+            "peer1": p1.stats(),
+            "peer2": p2.stats(),
+            "relay": relay.stats() if relay is not None else None,
+        }
         _print_counters(out, result)
         return result
 
@@ -82,35 +95,48 @@ def _print_counters(out: TextIO, r: dict[str, Any]) -> None:
     w: Callable[[str], int] = out.write
     if r["relay"] is not None:
         s = r["relay"]
-        w(f"relay:     {s['clients']} clients, {s['packets_recv']} packets / {s['bytes_recv']} bytes relayed, "
-          f"drops {sum(v for k, v in s.items() if k.startswith('drop_'))}\n")
+        w(
+            f"relay:     {s['clients']} clients, {s['packets_recv']} packets / {s['bytes_recv']} bytes relayed, "
+            f"drops {sum(v for k, v in s.items() if k.startswith('drop_'))}\n"
+        )
     for name in ("peer1", "peer2"):
         st = r[name]
         (peer,) = st["peers"].values()
         hs = peer["last_handshake"][11:19] if peer.get("last_handshake") else "never"
-        w(f"{name}:     wireguard rx {peer.get('rx', {}).get('bytes', 0)} B tx {peer.get('tx', {}).get('bytes', 0)} B, "
-          f"handshake at {hs}, drops {sum(st['device'].get('drops', {}).values())}\n")
+        w(
+            f"{name}:     wireguard rx {peer.get('rx', {}).get('bytes', 0)} B "
+            f"tx {peer.get('tx', {}).get('bytes', 0)} B, "
+            f"handshake at {hs}, drops {sum(st['device'].get('drops', {}).values())}\n"
+        )
         if "gateway" in st:
             g = st["gateway"]
-            w(f"           gateway: {g['derp'].get('tx_packets', 0)} datagrams to DERP, "
-              f"{g['wg'].get('tx_datagrams', 0)} to WireGuard\n")
+            w(
+                f"           gateway: {g['derp'].get('tx_packets', 0)} datagrams to DERP, "
+                f"{g['wg'].get('tx_datagrams', 0)} to WireGuard\n"
+            )
         else:
             d = st["derp"]
             w(f"           DERP transport: {d['tx'].get('packets', 0)} sent, {d['rx'].get('packets', 0)} received\n")
 
 
 def add_demo_command(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the main scenario: two peers, HTTP through WireGuard over DERP",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="run the main scenario: two peers, HTTP through WireGuard over DERP",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--derp-url", help="use this relay (http(s)://host:port/derp) instead of the embedded one")
-    p.add_argument("--mode", choices=MODES, default="gateway",
-                   help="how the peers reach the relay (default: gateway)")
+    p.add_argument("--mode", choices=MODES, default="gateway", help="how the peers reach the relay (default: gateway)")
     p.add_argument("--insecure", action="store_true", help="accept the relay's self-signed certificate")
     p.add_argument("--ca-file", help="trust this CA for the relay")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each step (default 10)")
-    p.add_argument("--pcapng", metavar="PATH",
-                   help="trace every hop and write a pcapng that Wireshark decrypts (with the DERP dissector "
-                        "of spanza.trace.wireshark_plugin())")
+    p.add_argument(
+        "--pcapng",
+        metavar="PATH",
+        help="trace every hop and write a pcapng that Wireshark decrypts (with the DERP dissector "
+        "of spanza.trace.wireshark_plugin())",
+    )
     p.set_defaults(func=_demo_main)
 
 
@@ -119,10 +145,17 @@ def _demo_main(args: argparse.Namespace) -> int:
     cap = None
     if args.pcapng:
         from spanza import trace
+
         cap = trace.capture(snaplen=0)
     try:
-        r = run(args.derp_url, mode=args.mode, insecure=args.insecure, ca_file=args.ca_file, timeout=args.timeout,
-                capture=cap)
+        r = run(
+            args.derp_url,
+            mode=args.mode,
+            insecure=args.insecure,
+            ca_file=args.ca_file,
+            timeout=args.timeout,
+            capture=cap,
+        )
     except (SpanzaError, OSError, TimeoutError) as e:
         print(f"\nspanza demo FAILED: {e}", file=sys.stderr)
         return 1
@@ -139,6 +172,8 @@ def _write_trace(cap: Any, path: str) -> None:
     cap.stop()
     cap.write_pcapng(path)
     js = cap.journeys()
-    print(f"\ntrace: {len(cap.records())} records, {len(js)} packet journeys "
-          f"({sum(j.status != 'delivered' for j in js)} did not arrive) -> {path}\n"
-          f"  {' '.join(trace.tshark_command(path))}")
+    print(
+        f"\ntrace: {len(cap.records())} records, {len(js)} packet journeys "
+        f"({sum(j.status != 'delivered' for j in js)} did not arrive) -> {path}\n"
+        f"  {' '.join(trace.tshark_command(path))}"
+    )

@@ -50,8 +50,15 @@ class DerpBindMixin:
 
     _derp_url: str | None = None  # the DERP bind's relay, for messages
 
-    def attach_derp(self, url: str, key: Any = None, *, ca_file: str | os.PathLike[str] | None = None,
-                    insecure: bool = False, options: dict[str, int] | None = None) -> PublicKey:
+    def attach_derp(
+        self,
+        url: str,
+        key: Any = None,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+        options: dict[str, int] | None = None,
+    ) -> PublicKey:
         """Sends this device's datagrams for ``derp:`` endpoints through a
         DERP client for `url`, identified by `key` (a private key; default:
         the device's own). Replaces an earlier DERP bind. Returns the DERP

@@ -22,8 +22,8 @@ import errno
 import ipaddress
 import logging
 import os
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Union
 
 from spanza import _diagnose
@@ -80,9 +80,15 @@ def _cstr(keep: list[Any], s: str | os.PathLike[str]) -> Any:
     return b
 
 
-def client_opts(keep: list[Any], *, ca_file: str | os.PathLike[str] | None = None, insecure: bool = False,
-                options: dict[str, int] | None = None, what: str = "derp_options",
-                ca_what: str = "ca_file") -> Any:
+def client_opts(
+    keep: list[Any],
+    *,
+    ca_file: str | os.PathLike[str] | None = None,
+    insecure: bool = False,
+    options: dict[str, int] | None = None,
+    what: str = "derp_options",
+    ca_what: str = "ca_file",
+) -> Any:
     """A ``struct derp_client_opts`` for every DERP client Spanza makes (a
     DerpClient, the gateway's, a device's DERP bind): ``ca_file``,
     ``insecure``, and `options`, the struct's number fields by name (e.g.
@@ -109,6 +115,7 @@ def client_opts(keep: list[Any], *, ca_file: str | os.PathLike[str] | None = Non
 
 
 # ---- events ----
+
 
 @dataclass(frozen=True)
 class Connected:
@@ -265,16 +272,22 @@ class DerpClient(Handle, Impairable):
                 raise ConfigError(f"{name}: must be 1..16777216, got {v}")
         keep: list[Any] = []  # C strings alive until the constructor returns
         numbers = {
-            "queue_size": queue_size, "note_preferred": bool(note_preferred),
-            "write_buffer_max": write_buffer_max, "read_timeout_ms": read_timeout_ms,
-            "ping_timeout_ms": ping_timeout_ms, "idle_ping_ms": idle_ping_ms,
-            "connect_timeout_ms": connect_timeout_ms, "dial_timeout_ms": dial_timeout_ms,
-            "backoff_base_ms": backoff_base_ms, "backoff_max_ms": backoff_max_ms,
+            "queue_size": queue_size,
+            "note_preferred": bool(note_preferred),
+            "write_buffer_max": write_buffer_max,
+            "read_timeout_ms": read_timeout_ms,
+            "ping_timeout_ms": ping_timeout_ms,
+            "idle_ping_ms": idle_ping_ms,
+            "connect_timeout_ms": connect_timeout_ms,
+            "dial_timeout_ms": dial_timeout_ms,
+            "backoff_base_ms": backoff_base_ms,
+            "backoff_max_ms": backoff_max_ms,
         }
         opts = client_opts(keep, ca_file=ca_file, insecure=insecure, options=numbers, what="")
         if pin_sha256 is not None:
-            opts.pin_sha256 = _cstr(keep, pin_sha256.hex() if isinstance(pin_sha256, (bytes, bytearray))
-                                    else pin_sha256)
+            opts.pin_sha256 = _cstr(
+                keep, pin_sha256.hex() if isinstance(pin_sha256, (bytes, bytearray)) else pin_sha256
+            )
         if server_name:
             opts.server_name = _cstr(keep, server_name)
         if server_key is not None:
@@ -331,12 +344,12 @@ class DerpClient(Handle, Impairable):
         cannot help (connection refused, TLS against a plain relay...), and
         TimeoutError saying what the attempt is stuck on."""
         p = self._ptr
-        rc = _diagnose.wait_connected(self.url, lambda ms: lib.derp_pyclient_wait_connected(p, ms),
-                                      self.stats, lambda: self.last_error, timeout)
+        rc = _diagnose.wait_connected(
+            self.url, lambda ms: lib.derp_pyclient_wait_connected(p, ms), self.stats, lambda: self.last_error, timeout
+        )
         check(rc, f"DerpClient {self.url}")
 
-    def send(self, dst_public_key: KeyLike, data: bytes | bytearray | memoryview,
-             timeout: float | None = 10.0) -> None:
+    def send(self, dst_public_key: KeyLike, data: bytes | bytearray | memoryview, timeout: float | None = 10.0) -> None:
         """Queues a packet (up to 65536 bytes) for the peer. Waits only while
         the connection is congested (backpressure); while disconnected the
         packet is queued (bounded; the oldest is dropped when full)."""
@@ -410,8 +423,9 @@ class DerpClient(Handle, Impairable):
         if rc == -errno.ETIMEDOUT:
             raise SpanzaTimeoutError(f"DerpClient {self.url}: no pong within {timeout}s")
         if rc == -errno.ENOTCONN:
-            raise SpanzaError(f"DerpClient {self.url}: ping: not connected ({self.last_error or 'connecting'})",
-                              errno.ENOTCONN)
+            raise SpanzaError(
+                f"DerpClient {self.url}: ping: not connected ({self.last_error or 'connecting'})", errno.ENOTCONN
+            )
         check(rc, f"DerpClient {self.url}: ping")
         return float(rtt[0]) / 1e6
 

@@ -36,9 +36,9 @@ from spanza._handle import Handle
 from spanza._wait import sliced
 from spanza.derp_bind import DerpBindMixin
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check
+from spanza.impair import Impairable
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
-from spanza.impair import Impairable
 from spanza.runtime import Runtime, default_runtime
 
 log = logging.getLogger("spanza.device")
@@ -82,7 +82,7 @@ def _endpoint_text(value: Endpoint) -> str:
         if text.startswith("derp:"):
             hexpart = text[5:]
             if hexpart.startswith("nodekey:"):  # Tailscale's form of the DERP key
-                hexpart = hexpart[len("nodekey:"):]
+                hexpart = hexpart[len("nodekey:") :]
             if len(hexpart) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexpart):
                 raise ConfigError(f"endpoint: {value!r}: a DERP endpoint is 'derp:' + 64 hex digits")
             return "derp:" + hexpart.lower()
@@ -321,8 +321,10 @@ class Device(DerpBindMixin, Handle, Impairable):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: want an interface name like 'wg0', not {type(name).__name__}")
         if address is not None and not isinstance(address, (str, list, tuple)):
-            raise TypeError(f"address: want an interface like '192.168.4.1/24' or a list of them, "
-                            f"not {type(address).__name__} {address!r}")
+            raise TypeError(
+                f"address: want an interface like '192.168.4.1/24' or a list of them, "
+                f"not {type(address).__name__} {address!r}"
+            )
         if runtime is not None and not isinstance(runtime, Runtime):
             raise TypeError(f"runtime: want a spanza.Runtime, not {type(runtime).__name__}")
         self._runtime = runtime or default_runtime()
@@ -344,8 +346,9 @@ class Device(DerpBindMixin, Handle, Impairable):
         if ptr == ffi.NULL:
             code = -err[0]
             if code == _errno.EADDRINUSE:
-                raise AddressInUseError(f"listen_port: UDP port {listen_port} is already in use; "
-                                        "pick another or 0 for any", code)
+                raise AddressInUseError(
+                    f"listen_port: UDP port {listen_port} is already in use; pick another or 0 for any", code
+                )
             check(err[0], "Device")
         self._state = _DeviceState(ptr, self._runtime)
         if name:
@@ -362,29 +365,41 @@ class Device(DerpBindMixin, Handle, Impairable):
                 if rc == -_errno.EINVAL:
                     raise ConfigError(f"name: {name!r} is not an interface name (1-15 of A-Z a-z 0-9 _ = + . -)")
                 if rc == -_errno.EADDRINUSE:
-                    raise AddressInUseError(f"name: {d}/{name}.sock is served by another live process; "
-                                            "pick another name", -rc)
+                    raise AddressInUseError(
+                        f"name: {d}/{name}.sock is served by another live process; pick another name", -rc
+                    )
                 check(rc, f"UAPI socket {d}/{name}.sock")
                 self._uapi_path = self._state.uapi_path = os.path.join(d, f"{name}.sock")
             if keylog_file is not None:
                 check(lib.dev_py_set_keylog(ptr, os.fsencode(os.fspath(keylog_file))), f"keylog_file {keylog_file}")
             if derp_url is not None:
-                self.attach_derp(derp_url, derp_key if derp_key is not None else private_key,
-                                 ca_file=derp_ca_file, insecure=derp_insecure, options=derp_options)
+                self.attach_derp(
+                    derp_url,
+                    derp_key if derp_key is not None else private_key,
+                    ca_file=derp_ca_file,
+                    insecure=derp_insecure,
+                    options=derp_options,
+                )
             if address is not None:
-                self._host = Host(address, DeviceLink(self, _owned=True), runtime=self._runtime, _owned=True,
-                                  **({"mtu": mtu} if mtu is not None else {}))
+                self._host = Host(
+                    address,
+                    DeviceLink(self, _owned=True),
+                    runtime=self._runtime,
+                    _owned=True,
+                    **({"mtu": mtu} if mtu is not None else {}),
+                )
                 self._state.host_release = self._host._state.release
         except BaseException:
             self.close()
             raise
-        log.debug("device %s up on UDP port %s", name or hex(id(self)),
-                  self.listen_port if listen_port is not None else "-")
+        log.debug(
+            "device %s up on UDP port %s", name or hex(id(self)), self.listen_port if listen_port is not None else "-"
+        )
 
     # -- wg-quick files (spanza.wgquick) --
 
     @classmethod
-    def from_config(cls, path_or_text: str | os.PathLike[str], **kwargs: Any) -> "Device":
+    def from_config(cls, path_or_text: str | os.PathLike[str], **kwargs: Any) -> Device:
         """A device from a wg-quick file (a path, or the text): [Interface]
         PrivateKey, Address (the TCP/IP host), ListenPort, MTU; [Peer]
         PublicKey, PresharedKey, AllowedIPs, Endpoint, PersistentKeepalive.
@@ -406,8 +421,9 @@ class Device(DerpBindMixin, Handle, Impairable):
         """The device's TCP/IP host (lwIP): its sockets and servers live in
         the tunnel, and what it sends crosses WireGuard."""
         if self._host is None:
-            raise ConfigError("the device has no TCP/IP host: give it an address, "
-                              "e.g. Device(..., address='192.168.4.1/24')")
+            raise ConfigError(
+                "the device has no TCP/IP host: give it an address, e.g. Device(..., address='192.168.4.1/24')"
+            )
         return self._host
 
     @property
@@ -423,14 +439,24 @@ class Device(DerpBindMixin, Handle, Impairable):
         """A TCP listener on the host; ``accept()`` gives real sockets."""
         return self.host.listen(port, backlog)
 
-    def make_server(self, port: int, handler: type[socketserver.BaseRequestHandler],
-                    server_class: type[socketserver.TCPServer] = http.server.ThreadingHTTPServer,
-                    *, backlog: int = 128) -> socketserver.TCPServer:
+    def make_server(
+        self,
+        port: int,
+        handler: type[socketserver.BaseRequestHandler],
+        server_class: type[socketserver.TCPServer] = http.server.ThreadingHTTPServer,
+        *,
+        backlog: int = 128,
+    ) -> socketserver.TCPServer:
         """A socketserver/http.server server on the host (call serve_forever)."""
         return self.host.make_server(port, handler, server_class, backlog=backlog)
 
-    def serve_http(self, port: int = 80, handler: type[socketserver.BaseRequestHandler] | None = None,
-                   *, directory: str | None = None) -> ServerThread:
+    def serve_http(
+        self,
+        port: int = 80,
+        handler: type[socketserver.BaseRequestHandler] | None = None,
+        *,
+        directory: str | None = None,
+    ) -> ServerThread:
         """An HTTP server on the host, in a thread; close it to stop."""
         return self.host.serve_http(port, handler, directory=directory)
 
@@ -442,8 +468,9 @@ class Device(DerpBindMixin, Handle, Impairable):
         """ICMP/ICMPv6 echo from the host; the round-trip times in seconds."""
         return self.host.ping(address, count, timeout, size)
 
-    def forward(self, listen: tuple[str, int] = ("127.0.0.1", 0), to: tuple[str, int] | None = None,
-                *, proto: str = "tcp") -> Forward:
+    def forward(
+        self, listen: tuple[str, int] = ("127.0.0.1", 0), to: tuple[str, int] | None = None, *, proto: str = "tcp"
+    ) -> Forward:
         """An OS socket whose connections (or datagrams) enter the tunnel to `to`."""
         return self.host.forward(listen, to, proto=proto)
 
@@ -504,8 +531,11 @@ class Device(DerpBindMixin, Handle, Impairable):
 
         if self._closed:
             return html_table({"state": "closed"}, title="spanza Device")
-        head = {"public key": self.public_key.base64 if self.public_key else "-",
-                "addresses": ", ".join(self.addresses) or "-", "peers": len(self.peers)}
+        head = {
+            "public key": self.public_key.base64 if self.public_key else "-",
+            "addresses": ", ".join(self.addresses) or "-",
+            "peers": len(self.peers),
+        }
         return html_table({**head, **readable(self.stats()).flat()}, title="spanza Device")
 
     # -- configuration --
@@ -534,8 +564,10 @@ class Device(DerpBindMixin, Handle, Impairable):
         if rc == -_errno.EADDRINUSE:
             raise AddressInUseError("ipc_set: listen_port is already in use; pick another or 0 for any", -rc)
         if rc < 0:
-            raise ConfigError(f"ipc_set: the device rejected the request ({os.strerror(-rc)}); "
-                              "lines before the bad one were applied", -rc)
+            raise ConfigError(
+                f"ipc_set: the device rejected the request ({os.strerror(-rc)}); lines before the bad one were applied",
+                -rc,
+            )
 
     def add_peer(
         self,
@@ -633,8 +665,7 @@ class Device(DerpBindMixin, Handle, Impairable):
             if name != "drops":
                 out[name] = int(getattr(core, name))
         out["drops"] = {
-            ffi.string(lib.wg_drop_name(i)).decode(): int(core.drops[i])
-            for i in range(1, lib.WG_DROP__COUNT)
+            ffi.string(lib.wg_drop_name(i)).decode(): int(core.drops[i]) for i in range(1, lib.WG_DROP__COUNT)
         }
         return out
 
@@ -652,8 +683,10 @@ class Device(DerpBindMixin, Handle, Impairable):
         if rc == lib.WG_DROP_NO_PEER:
             raise ConfigError(f"write_packet: no peer's allowed_ips contain the destination {_destination(data)}")
         if rc == lib.WG_DROP_NO_ENDPOINT:
-            raise ConfigError(f"write_packet: the peer for {_destination(data)} has no endpoint yet; "
-                              "give it one (add_peer(..., endpoint=...)) or let it connect first")
+            raise ConfigError(
+                f"write_packet: the peer for {_destination(data)} has no endpoint yet; "
+                "give it one (add_peer(..., endpoint=...)) or let it connect first"
+            )
         check(rc, "write_packet")
 
     def write_packets(self, packets: Iterable[bytes | bytearray | memoryview]) -> int:
@@ -675,8 +708,10 @@ class Device(DerpBindMixin, Handle, Impairable):
             if reasons[i] in (lib.WG_DROP_NO_PEER, lib.WG_DROP_NO_ENDPOINT):
                 bad = sum(1 for k in range(len(pkts)) if reasons[k] == reasons[i])
                 what = "no peer's allowed_ips contain" if reasons[i] == lib.WG_DROP_NO_PEER else "no endpoint yet for"
-                raise ConfigError(f"write_packets: {bad} of {len(pkts)} packets dropped: {what} "
-                                  f"the destination (first: {_destination(p)})")
+                raise ConfigError(
+                    f"write_packets: {bad} of {len(pkts)} packets dropped: {what} "
+                    f"the destination (first: {_destination(p)})"
+                )
         return n
 
     def read_packet(self, timeout: float | None = None) -> bytes:
@@ -687,8 +722,7 @@ class Device(DerpBindMixin, Handle, Impairable):
         if buf is None:
             buf = self._tls.buf = ffi.new("uint8_t[]", MAX_PACKET)
         with self._use() as p:
-            n = sliced(lambda ms: int(lib.dev_py_read_packet(p, buf, MAX_PACKET, ms)), timeout,
-                       what="read_packet")
+            n = sliced(lambda ms: int(lib.dev_py_read_packet(p, buf, MAX_PACKET, ms)), timeout, what="read_packet")
         if n == -_errno.ETIMEDOUT:
             raise SpanzaTimeoutError(f"read_packet: no packet within {timeout} s")
         if n == -_errno.ESHUTDOWN:

@@ -156,8 +156,9 @@ class Gateway(Handle, Impairable):
         self.runtime = runtime or default_runtime()
         self._listen = parse_address(listen, "listen")
         self._peers: dict[bytes, tuple[str, int]] = {}  # key -> bound address, in order
-        self._wg_endpoint = None if wg_endpoint is None else parse_address(
-            wg_endpoint, "wg_endpoint", allow_port_zero=False)
+        self._wg_endpoint = (
+            None if wg_endpoint is None else parse_address(wg_endpoint, "wg_endpoint", allow_port_zero=False)
+        )
         priv = private_key_bytes(private_key)
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"url: {url!r} is not http(s)://host[:port]/derp")
@@ -241,8 +242,9 @@ class Gateway(Handle, Impairable):
                 raise ConfigError(f"remote peer {PublicKey(raw).tailscale} was already added")
             addr = self._next_listen() if listen is None else parse_address(listen, "listen")
             if addr[1] > 65535:
-                raise ConfigError(f"listen: no port left above {self._listen[1]} "
-                                  f"for remote peer {len(self._peers) + 1}")
+                raise ConfigError(
+                    f"listen: no port left above {self._listen[1]} for remote peer {len(self._peers) + 1}"
+                )
             c_listen = ffi.new("struct gw_addr *")
             _to_c(addr, c_listen)
             bound = ffi.new("struct gw_addr *")
@@ -253,8 +255,9 @@ class Gateway(Handle, Impairable):
             got = _from_c(bound)
             assert got is not None
             self._peers[raw] = got
-        log.debug("remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale,
-                 format_address(_reachable(got)))
+        log.debug(
+            "remote peer %s: local WireGuard endpoint %s", PublicKey(raw).tailscale, format_address(_reachable(got))
+        )
         return _reachable(got)
 
     def remove_remote_peer(self, key: KeyLike) -> None:
@@ -306,8 +309,11 @@ class Gateway(Handle, Impairable):
         with self._lock:
             rc = lib.gw_py_set_wg_endpoint(self._p(), c)
             if rc == -errno.EINVAL and addr is not None:
-                raise ConfigError(f"wg_endpoint: {format_address(addr)} cannot be reached from the "
-                                  "remote peers' sockets (IPv6 endpoint, IPv4 sockets?)", 22)
+                raise ConfigError(
+                    f"wg_endpoint: {format_address(addr)} cannot be reached from the "
+                    "remote peers' sockets (IPv6 endpoint, IPv4 sockets?)",
+                    22,
+                )
             check(rc, "wg_endpoint")
             self._wg_endpoint = addr
 
@@ -322,8 +328,13 @@ class Gateway(Handle, Impairable):
         RelayError at once when waiting cannot help; TimeoutError (saying
         why) otherwise."""
         with self._use() as p:
-            rc = _diagnose.wait_connected(self.url, lambda ms: lib.gw_py_wait_connected(p, ms),
-                                          lambda: self.stats()["derp"], self.last_error, timeout)
+            rc = _diagnose.wait_connected(
+                self.url,
+                lambda ms: lib.gw_py_wait_connected(p, ms),
+                lambda: self.stats()["derp"],
+                self.last_error,
+                timeout,
+            )
         check(rc, "wait_connected")
 
     def reconnect(self) -> None:

@@ -94,43 +94,28 @@ class ImpairStats:
     def dropped(self) -> int:
         """Every packet the impairment dropped, whatever the reason."""
         return (
-            self.dropped_loss
-            + self.dropped_blackhole
-            + self.dropped_mtu
-            + self.dropped_queue
-            + self.dropped_overflow
+            self.dropped_loss + self.dropped_blackhole + self.dropped_mtu + self.dropped_queue + self.dropped_overflow
         )
 
     @classmethod
     def _from_c(cls, st: Any) -> ImpairStats:
-        return cls(
-            **{f.name: int(getattr(st, f.name)) for f in dataclasses.fields(cls)}
-        )
+        return cls(**{f.name: int(getattr(st, f.name)) for f in dataclasses.fields(cls)})
 
     def __add__(self, other: ImpairStats) -> ImpairStats:
-        return ImpairStats(
-            **{
-                f.name: getattr(self, f.name) + getattr(other, f.name)
-                for f in dataclasses.fields(self)
-            }
-        )
+        return ImpairStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)})
 
 
 def _prob(name: str, value: float) -> float:
     v = float(value)
     if not 0.0 <= v <= 1.0:
-        raise ConfigError(
-            f"{name}: {value!r} is not a probability in [0, 1] (0.1 means 10 %)"
-        )
+        raise ConfigError(f"{name}: {value!r} is not a probability in [0, 1] (0.1 means 10 %)")
     return v
 
 
 def _us(name: str, seconds: float) -> int:
     v = float(seconds)
     if v < 0 or v * 1e6 > _MAX_US:
-        raise ConfigError(
-            f"{name}: {seconds!r} s is outside 0..{_MAX_US / 1e6:.0f} s (seconds, e.g. 0.05)"
-        )
+        raise ConfigError(f"{name}: {seconds!r} s is outside 0..{_MAX_US / 1e6:.0f} s (seconds, e.g. 0.05)")
     return round(v * 1e6)
 
 
@@ -156,15 +141,11 @@ def impair_config(
     c = ffi.new("struct imp_config *")
     c.loss = _prob("loss", loss)
     if gilbert is not None and burst is not None:
-        raise ConfigError(
-            "burst and gilbert: give one (burst sets the chain from loss and a mean burst length)"
-        )
+        raise ConfigError("burst and gilbert: give one (burst sets the chain from loss and a mean burst length)")
     if burst is not None:
         b = float(burst)
         if b < 1:
-            raise ConfigError(
-                f"burst: {burst!r} is a mean burst length in packets, at least 1"
-            )
+            raise ConfigError(f"burst: {burst!r} is a mean burst length in packets, at least 1")
         if c.loss >= 1:
             raise ConfigError("burst: needs a loss below 1")
         if c.loss > 0:
@@ -173,18 +154,12 @@ def impair_config(
             r = 1.0 / b
             p = c.loss * r / (1.0 - c.loss)
             if p > 1:
-                raise ConfigError(
-                    f"burst: {burst!r} is too short for loss {loss!r} (need burst >= loss/(1-loss))"
-                )
+                raise ConfigError(f"burst: {burst!r} is too short for loss {loss!r} (need burst >= loss/(1-loss))")
             c.ge_p, c.ge_r, c.ge_loss_bad, c.ge_loss_good = p, r, 1.0, 0.0
     if gilbert is not None:
         if len(gilbert) != 4:
-            raise ConfigError(
-                "gilbert: (p good->bad, r bad->good, loss in bad, loss in good)"
-            )
-        c.ge_p, c.ge_r, c.ge_loss_bad, c.ge_loss_good = (
-            _prob(f"gilbert[{i}]", v) for i, v in enumerate(gilbert)
-        )
+            raise ConfigError("gilbert: (p good->bad, r bad->good, loss in bad, loss in good)")
+        c.ge_p, c.ge_r, c.ge_loss_bad, c.ge_loss_good = (_prob(f"gilbert[{i}]", v) for i, v in enumerate(gilbert))
     c.delay_us = _us("delay", delay)
     c.jitter_us = _us("jitter", jitter)
     c.reorder = _prob("reorder", reorder)
@@ -192,18 +167,14 @@ def impair_config(
     c.corrupt = _prob("corrupt", corrupt)
     if rate is not None:
         if rate <= 0:
-            raise ConfigError(
-                f"rate: {rate!r} is not a bandwidth in bits/s above 0 (None: unlimited)"
-            )
+            raise ConfigError(f"rate: {rate!r} is not a bandwidth in bits/s above 0 (None: unlimited)")
         c.rate_bps = int(rate)
     if queue is not None:
         if not 1 <= int(queue) <= 1_000_000:
             raise ConfigError(f"queue: {queue!r} packets is outside 1..1000000")
         c.queue = int(queue)
     if queue_policy not in _POLICIES:
-        raise ConfigError(
-            f"queue_policy: {queue_policy!r} is not 'tail' (drop new) or 'head' (drop oldest)"
-        )
+        raise ConfigError(f"queue_policy: {queue_policy!r} is not 'tail' (drop new) or 'head' (drop oldest)")
     c.queue_policy = _POLICIES[queue_policy]
     if mtu is not None:
         if not 1 <= int(mtu) <= 65536:
@@ -301,7 +272,7 @@ class Impairment:
             self._owner._impair_forget(self, d)
         return self.stats
 
-    def __enter__(self) -> "Impairment":
+    def __enter__(self) -> Impairment:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -328,9 +299,7 @@ class Impairable:
         return next(iter(self._IMPAIR_HOPS))
 
     def _impair_table(self) -> dict[tuple[str, int], Impairment]:
-        table: dict[tuple[str, int], Impairment] | None = self.__dict__.get(
-            "_impairments"
-        )
+        table: dict[tuple[str, int], Impairment] | None = self.__dict__.get("_impairments")
         if table is None:
             table = self.__dict__.setdefault("_impairments", {})
         return table
@@ -356,9 +325,7 @@ class Impairable:
         link). Returns the `Impairment` (a context manager that lifts it)."""
         hop = hop or self._impair_default_hop()
         if hop not in self._IMPAIR_HOPS:
-            raise ConfigError(
-                f"hop: {hop!r} is not one of {', '.join(self._IMPAIR_HOPS)} for {type(self).__name__}"
-            )
+            raise ConfigError(f"hop: {hop!r} is not one of {', '.join(self._IMPAIR_HOPS)} for {type(self).__name__}")
         if direction not in _DIRS:
             raise ConfigError(f"direction: {direction!r} is not 'both', 'out' or 'in'")
         unknown = set(settings) - set(_SETTINGS)
@@ -368,12 +335,8 @@ class Impairable:
             )
         kind = self._IMPAIR_HOPS[hop]
         dirs = _DIRS[direction]
-        shown = {
-            k: v for k, v in settings.items() if v not in (0, 0.0, None, False, "tail")
-        }
-        imp = Impairment(
-            self, hop, kind, dirs, shown | {"seed": seed, "direction": direction}
-        )
+        shown = {k: v for k, v in settings.items() if v not in (0, 0.0, None, False, "tail")}
+        imp = Impairment(self, hop, kind, dirs, shown | {"seed": seed, "direction": direction})
         table = self._impair_table()
         for i, d in enumerate(dirs):
             cfg = impair_config(seed=(int(seed) + i) % 2**64, **settings)
@@ -384,9 +347,7 @@ class Impairable:
             with self._impair_ptr() as ptr:
                 rc = lib.imp_py_op(kind, ptr, d, lib.IMP_OP_SET, cfg, ffi.NULL)
             if rc == -errno.ENOENT:
-                raise ConfigError(
-                    f"hop {hop!r}: {type(self).__name__} has no such link now"
-                )
+                raise ConfigError(f"hop {hop!r}: {type(self).__name__} has no such link now")
             check(rc, f"impair {hop}")
             table[(hop, d)] = imp
         return imp
@@ -406,8 +367,6 @@ class Impairable:
         for kind in set(self._IMPAIR_HOPS.values()):
             for d in (lib.IMP_OUT, lib.IMP_IN):
                 with self._impair_ptr() as ptr:
-                    rc = lib.imp_py_op(
-                        kind, ptr, d, lib.IMP_OP_LIFT, ffi.NULL, ffi.NULL
-                    )
+                    rc = lib.imp_py_op(kind, ptr, d, lib.IMP_OP_LIFT, ffi.NULL, ffi.NULL)
                 if rc not in (0, -errno.ENOENT):
                     check(rc, "clear_impairments")

@@ -73,9 +73,7 @@ class Key:
         elif isinstance(value, (bytes, bytearray, memoryview)):
             raw = bytes(value)
             if len(raw) != KEY_LEN:
-                raise ValueError(
-                    f"{self.kind}: wrong length: {len(raw)} bytes (a WireGuard key is {KEY_LEN} bytes)"
-                )
+                raise ValueError(f"{self.kind}: wrong length: {len(raw)} bytes (a WireGuard key is {KEY_LEN} bytes)")
         elif isinstance(value, str):
             raw = self._parse(value)
         else:
@@ -93,16 +91,12 @@ class Key:
             if prefix + ":" != want:
                 raise ValueError(f"{cls.kind}: expected the {want!r} prefix, not {prefix + ':'!r}")
             if not _HEX_RE.fullmatch(rest):
-                raise ValueError(
-                    f"{cls.kind}: {want} must be followed by 64 hex digits (got {len(rest)} characters)"
-                )
+                raise ValueError(f"{cls.kind}: {want} must be followed by 64 hex digits (got {len(rest)} characters)")
             return bytes.fromhex(rest)
         if _HEX_RE.fullmatch(s):
             return bytes.fromhex(s)
         if len(s) != 44:
-            raise ValueError(
-                f"{cls.kind}: wrong length: {len(s)} characters (expected 44 base64 or 64 hex)"
-            )
+            raise ValueError(f"{cls.kind}: wrong length: {len(s)} characters (expected 44 base64 or 64 hex)")
         try:
             raw = base64.b64decode(s, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -308,8 +302,9 @@ def load_key_file(path: str | os.PathLike[str], *, create: bool = False) -> Priv
             raise ConfigError(f"key file {path}: not valid JSON ({e})") from None
         value = doc.get("PrivateKey") if isinstance(doc, dict) else None
         if not isinstance(value, str):
-            raise ConfigError(f'key file {path}: no "PrivateKey" string '
-                              '(the format is {"PrivateKey": "privkey:<64 hex>"})')
+            raise ConfigError(
+                f'key file {path}: no "PrivateKey" string (the format is {{"PrivateKey": "privkey:<64 hex>"}})'
+            )
         text = value
     elif "\n" in text:
         raise ConfigError(f"key file {path}: expected one key, found several lines")

@@ -254,8 +254,9 @@ class DeviceLink:
     def attach(self, host: Any) -> None:
         rc = lib.ns_dev_attach(host.ptr, self._dev_ptr)
         if rc == -errno.EXDEV:
-            raise ConfigError("the host and its device must be on the same runtime "
-                              "(create the host with runtime=device.runtime)")
+            raise ConfigError(
+                "the host and its device must be on the same runtime (create the host with runtime=device.runtime)"
+            )
         check(rc, "attach host to device")
 
     def detach(self, host: Any) -> None:
@@ -327,8 +328,10 @@ class Host(Handle):
         if isinstance(addresses, str):
             addresses = [addresses]
         elif not isinstance(addresses, Iterable):
-            raise TypeError(f"address: want an interface like '192.168.4.1/24' or a list of them, "
-                            f"not {type(addresses).__name__} {addresses!r}")
+            raise TypeError(
+                f"address: want an interface like '192.168.4.1/24' or a list of them, "
+                f"not {type(addresses).__name__} {addresses!r}"
+            )
         try:
             ifaces = [ipaddress.ip_interface(a) for a in addresses]
         except (ValueError, TypeError) as exc:

@@ -144,9 +144,7 @@ class Relay:
 
     @property
     def alive(self) -> bool:
-        return self.server is not None or (
-            self._proc is not None and self._proc.poll() is None
-        )
+        return self.server is not None or (self._proc is not None and self._proc.poll() is None)
 
     def start(self) -> None:
         """Starts (again) on its port with its key and mesh."""
@@ -182,9 +180,7 @@ class Relay:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="spz-derper-")
         d = Path(self._tmp.name)
-        (d / "derper.json").write_text(
-            json.dumps({"PrivateKey": f"privkey:{self.private_key.raw.hex()}"})
-        )
+        (d / "derper.json").write_text(json.dumps({"PrivateKey": f"privkey:{self.private_key.raw.hex()}"}))
         args = [
             exe,
             "-a",
@@ -205,9 +201,7 @@ class Relay:
                 "--http-port",
                 "-1",
             ]
-            env["SSL_CERT_FILE"] = str(
-                self.certdir / "others.pem"
-            )  # its mesh client trusts the others
+            env["SSL_CERT_FILE"] = str(self.certdir / "others.pem")  # its mesh client trusts the others
         if self._mesh_with:
             (d / "mesh.key").write_text(self._mesh_key)
             args += [
@@ -216,9 +210,7 @@ class Relay:
                 "--mesh-with",
                 ",".join(u.split("//")[1].split("/")[0] for u in self._mesh_with),
             ]
-        with open(
-            d / "derper.log", "ab"
-        ) as logf:  # the child keeps its own copy of the fd
+        with open(d / "derper.log", "ab") as logf:  # the child keeps its own copy of the fd
             self._proc = subprocess.Popen(
                 args,
                 stdout=logf,
@@ -351,12 +343,7 @@ class _BytesHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")
-        if (
-            len(parts) != 3
-            or parts[0] != "bytes"
-            or not parts[1].isdigit()
-            or not parts[2].isdigit()
-        ):
+        if len(parts) != 3 or parts[0] != "bytes" or not parts[1].isdigit() or not parts[2].isdigit():
             self.send_error(404)
             return
         n, seed = int(parts[1]), int(parts[2])
@@ -427,9 +414,7 @@ def transfer(
     deadline = time.monotonic() + 5  # the server records its hash after its last write
     while path not in handler.sent and time.monotonic() < deadline:
         time.sleep(0.01)
-    return TransferResult(
-        nbytes, got, handler.sent.pop(path, ""), h.hexdigest(), seconds
-    )
+    return TransferResult(nbytes, got, handler.sent.pop(path, ""), h.hexdigest(), seconds)
 
 
 # ---- breaking parts ----
@@ -468,9 +453,7 @@ def roam(peer: Peer, port: int = 0) -> int:
     roaming laptop would; a gateway learns the new address from the next
     datagram. Returns the new port."""
     if peer.gateway is None:
-        raise ConfigError(
-            f"{peer}: roam needs a gateway-mode peer (a transport-mode device has no UDP port)"
-        )
+        raise ConfigError(f"{peer}: roam needs a gateway-mode peer (a transport-mode device has no UDP port)")
     old = peer.device.listen_port
     peer.gateway.wg_endpoint = None  # learn where WireGuard sends from
     peer.device.ipc_set(f"listen_port={port}")
@@ -508,9 +491,7 @@ def move_relay(obj: Peer | Gateway | Device | DerpClient, url: str) -> None:
     }
     kind = next((k for cls, k in kinds.items() if isinstance(target, cls)), None)
     if kind is None:
-        raise ConfigError(
-            f"move_relay: {obj!r} has no relay connection (a Peer, Gateway, Device or DerpClient)"
-        )
+        raise ConfigError(f"move_relay: {obj!r} has no relay connection (a Peer, Gateway, Device or DerpClient)")
     err = ffi.new("char[256]")
     with target._impair_ptr() as ptr:
         rc = lib.imp_py_move_relay(kind, ptr, url.encode(), err, 256)
@@ -554,16 +535,10 @@ class Network:
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
         if not 1 <= relays <= 8:
-            raise ConfigError(
-                f"relays: {relays!r} is outside 1..8 (the nodes of one region)"
-            )
-        kinds = (
-            [relay_kind] * relays if isinstance(relay_kind, str) else list(relay_kind)
-        )
+            raise ConfigError(f"relays: {relays!r} is outside 1..8 (the nodes of one region)")
+        kinds = [relay_kind] * relays if isinstance(relay_kind, str) else list(relay_kind)
         if len(kinds) != relays or any(k not in ("spanza", "derper") for k in kinds):
-            raise ConfigError(
-                f"relay_kind: {relay_kind!r} is not 'spanza', 'derper' or a list of {relays} of them"
-            )
+            raise ConfigError(f"relay_kind: {relay_kind!r} is not 'spanza', 'derper' or a list of {relays} of them")
         if not 0 <= peers <= 250:
             raise ConfigError(f"peers: {peers!r} is outside 0..250")
         self.mode: Mode = mode
@@ -586,14 +561,8 @@ class Network:
             scheme = "https" if self.tls else "http"
             mesh_key = os.urandom(32).hex()
             for i, port in enumerate(ports):
-                others = [
-                    f"{scheme}://127.0.0.1:{p}/derp"
-                    for j, p in enumerate(ports)
-                    if j != i
-                ]
-                self.relays.append(
-                    Relay(i, kinds[i], port, mesh_key, others, certdirs[i])
-                )
+                others = [f"{scheme}://127.0.0.1:{p}/derp" for j, p in enumerate(ports) if j != i]
+                self.relays.append(Relay(i, kinds[i], port, mesh_key, others, certdirs[i]))
             for _ in range(peers):
                 self.add_peer()
             if relays > 1:
@@ -610,18 +579,14 @@ class Network:
         for i in range(n):
             d = root / f"relay{i}"
             d.mkdir()
-            write_self_signed_cert(
-                "127.0.0.1", d / "127.0.0.1.crt", d / "127.0.0.1.key"
-            )
+            write_self_signed_cert("127.0.0.1", d / "127.0.0.1.crt", d / "127.0.0.1.key")
             pems.append((d / "127.0.0.1.crt").read_text())
             dirs.append(d)
         ca = root / "ca.pem"
         ca.write_text("".join(pems))
         self.ca_file = ca
         for i, d in enumerate(dirs):
-            (d / "others.pem").write_text(
-                "".join(p for j, p in enumerate(pems) if j != i)
-            )
+            (d / "others.pem").write_text("".join(p for j, p in enumerate(pems) if j != i))
         return list(dirs)
 
     # -- the DERP map --
@@ -662,18 +627,13 @@ class Network:
         want = len(self.relays) - 1
 
         def up(st: dict[str, int]) -> bool:
-            return (
-                st.get("mesh_clients_up", want) >= want
-                and st.get("watchers", want) >= want
-            )
+            return st.get("mesh_clients_up", want) >= want and st.get("watchers", want) >= want
 
         deadline = time.monotonic() + timeout
         for r in self.relays:
             while r.server is not None and not up(r.server.stats()):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"relay {r.name}: mesh links not up after {timeout} s"
-                    )
+                    raise TimeoutError(f"relay {r.name}: mesh links not up after {timeout} s")
                 time.sleep(0.02)
 
     # -- peers --
@@ -682,9 +642,7 @@ class Network:
         """A new peer homed on relay `home` (default: the next in turn)."""
         i = len(self.peers)
         home = i % len(self.relays) if home is None else home
-        urls = derp_map_urls(
-            self.derp_map(), home=home, scheme="https" if self.tls else "http"
-        )
+        urls = derp_map_urls(self.derp_map(), home=home, scheme="https" if self.tls else "http")
         peer = Peer(
             " ".join(urls),
             f"{self._subnet}.{i + 1}/24",
@@ -706,9 +664,7 @@ class Network:
         for p in self.peers:
             p.wait_relay(timeout)
 
-    def advance_clock(
-        self, seconds: float, step: float = 1.0, settle: float = 0.005
-    ) -> None:
+    def advance_clock(self, seconds: float, step: float = 1.0, settle: float = 0.005) -> None:
         """Moves every peer's WireGuard clock `seconds` forward, in steps of
         `step` virtual seconds; after each step the packets the timers sent
         (keepalives, handshakes) get `settle` real seconds to arrive, so the
@@ -717,9 +673,7 @@ class Network:
         seconds take about 0.6 real ones. DERP clients and lwIP keep real
         time."""
         if seconds < 0 or step <= 0:
-            raise ConfigError(
-                f"advance_clock: seconds {seconds!r} >= 0 and step {step!r} > 0, please"
-            )
+            raise ConfigError(f"advance_clock: seconds {seconds!r} >= 0 and step {step!r} > 0, please")
         left = float(seconds)
         while left > 1e-9:
             dt = min(step, left)
@@ -728,9 +682,7 @@ class Network:
             left -= dt
             time.sleep(settle)
 
-    def transfer(
-        self, src: Peer, dst: Peer, nbytes: int, **kwargs: Any
-    ) -> TransferResult:
+    def transfer(self, src: Peer, dst: Peer, nbytes: int, **kwargs: Any) -> TransferResult:
         """`spanza.network.transfer`, remembered for the report."""
         r = transfer(src, dst, nbytes, **kwargs)
         self.results.append(r)
@@ -741,23 +693,15 @@ class Network:
     def report(self) -> str:
         """What the network is and did: relays (up, homes, drops), peers
         (relay link reconnects, impairments and their counters), transfers."""
-        kinds = (
-            self.relay_kind
-            if isinstance(self.relay_kind, str)
-            else "+".join(self.relay_kind)
-        )
-        lines = [
-            f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({kinds})"
-        ]
+        kinds = self.relay_kind if isinstance(self.relay_kind, str) else "+".join(self.relay_kind)
+        lines = [f"network: {len(self.peers)} peers ({self.mode}), {len(self.relays)} relays ({kinds})"]
         for r in self.relays:
             st = r.stats()
             extra = ""
             if st:
                 drops = sum(v for k, v in st.items() if k.startswith("drop_"))
                 extra = f", home of {st.get('home_clients', 0)} peers, {drops} packets dropped"
-            lines.append(
-                f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}{extra}"
-            )
+            lines.append(f"  relay {r.name} {r.url} {'up' if r.alive else 'down'}{extra}")
         for p in self.peers:
             extra = ""
             try:
@@ -789,19 +733,19 @@ class Network:
                 s.close()
             try:
                 p.close()
-            except Exception as e:  # noqa: BLE001 - keep closing the rest, raise the first at the end
+            except Exception as e:
                 errors.append(e)
         for r in reversed(self.relays):
             try:
                 r.close()
-            except Exception as e:  # noqa: BLE001 - as above
+            except Exception as e:
                 errors.append(e)
         if self._tmp is not None:
             self._tmp.cleanup()
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> "Network":
+    def __enter__(self) -> Network:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -43,14 +43,17 @@ def _addr(a: Addr) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def ipv4(src: Addr, dst: Addr, proto: int, payload: bytes, ttl: int = 64, ident: int = 0) -> bytes:
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, ttl, proto, 0,
-                      _addr(src).packed, _addr(dst).packed)
+    hdr = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, ttl, proto, 0, _addr(src).packed, _addr(dst).packed
+    )
     return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:] + payload
 
 
 def ipv6(src: Addr, dst: Addr, next_header: int, payload: bytes, hop_limit: int = 64) -> bytes:
-    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, hop_limit,
-                       _addr(src).packed, _addr(dst).packed) + payload
+    return (
+        struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, hop_limit, _addr(src).packed, _addr(dst).packed)
+        + payload
+    )
 
 
 def _pseudo6(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
@@ -109,7 +112,8 @@ class Packet:
     @property
     def is_echo_reply(self) -> bool:
         return (self.proto == PROTO_ICMP and self.icmp_type == ICMP_ECHO_REPLY) or (
-            self.proto == PROTO_ICMPV6 and self.icmp_type == ICMPV6_ECHO_REPLY)
+            self.proto == PROTO_ICMPV6 and self.icmp_type == ICMPV6_ECHO_REPLY
+        )
 
 
 def parse(pkt: bytes) -> Packet:
@@ -130,7 +134,7 @@ def parse(pkt: bytes) -> Packet:
         if len(pkt) < 40:
             raise ValueError("bad IPv6 header")
         plen = struct.unpack("!H", pkt[4:6])[0]
-        p = Packet(6, ipaddress.IPv6Address(pkt[8:24]), ipaddress.IPv6Address(pkt[24:40]), pkt[6], pkt[40:40 + plen])
+        p = Packet(6, ipaddress.IPv6Address(pkt[8:24]), ipaddress.IPv6Address(pkt[24:40]), pkt[6], pkt[40 : 40 + plen])
         pseudo = _pseudo6(pkt[8:24], pkt[24:40], p.proto, len(p.payload))
     else:
         raise ValueError(f"not IPv4/IPv6 (version {v})")
@@ -157,7 +161,6 @@ def echo_reply_for(pkt: bytes) -> bytes | None:
     if not p.is_echo_request or not p.checksum_ok:
         return None
     return icmp_echo(p.dst, p.src, p.ident or 0, p.seq or 0, p.data, reply=True)
-
 
 
 def read_until(device: Any, pred: Callable[[bytes], bool], timeout: float = 5.0) -> bytes:

@@ -32,9 +32,7 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "spanza_allow_errors: C-side errors logged during this test do not fail it"
-    )
+    config.addinivalue_line("markers", "spanza_allow_errors: C-side errors logged during this test do not fail it")
 
 
 _BASELINE = pytest.StashKey[tuple[int, int]]()
@@ -198,7 +196,7 @@ def impair() -> Iterator[Callable[..., Any]]:
 
 
 # ---- packet tracing: the packet_trace fixture and --spanza-trace ----
-from spanza._trace_pytest import (  # noqa: F401 - registered as this plugin's
+from spanza._trace_pytest import (  # noqa: E402, F401 - registered as this plugin's
     packet_trace,
     pytest_addoption,
     pytest_collection_modifyitems,

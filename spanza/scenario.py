@@ -95,19 +95,36 @@ class Peer(Handle):
         self.gateway: Gateway | None = None
         # what a gateway restart needs (spanza.network.restart_gateway)
         self.gateway_key = PrivateKey.generate()
-        self._gateway_args: dict[str, Any] = {"ca_file": ca_file, "insecure": insecure,
-                                              "derp_options": derp_options, "runtime": runtime}
+        self._gateway_args: dict[str, Any] = {
+            "ca_file": ca_file,
+            "insecure": insecure,
+            "derp_options": derp_options,
+            "runtime": runtime,
+        }
         addresses = [address] if isinstance(address, str) else list(address)
         if mode == "transport":
-            self.device = Device(private_key=self.private_key, listen_port=None, address=addresses,
-                                 derp_url=url, derp_ca_file=ca_file, derp_insecure=insecure,
-                                 derp_options=derp_options, runtime=runtime)
+            self.device = Device(
+                private_key=self.private_key,
+                listen_port=None,
+                address=addresses,
+                derp_url=url,
+                derp_ca_file=ca_file,
+                derp_insecure=insecure,
+                derp_options=derp_options,
+                runtime=runtime,
+            )
         else:
             self.device = Device(private_key=self.private_key, listen_port=0, address=addresses, runtime=runtime)
             try:
-                self.gateway = Gateway(url, self.gateway_key, ca_file=ca_file, insecure=insecure,
-                                       wg_endpoint=("127.0.0.1", self.device.listen_port),
-                                       derp_options=derp_options, runtime=runtime)
+                self.gateway = Gateway(
+                    url,
+                    self.gateway_key,
+                    ca_file=ca_file,
+                    insecure=insecure,
+                    wg_endpoint=("127.0.0.1", self.device.listen_port),
+                    derp_options=derp_options,
+                    runtime=runtime,
+                )
             except BaseException:
                 self.device.close()
                 raise
@@ -194,8 +211,9 @@ class Peer(Handle):
         """A UDP socket on this peer's tunnel address (sendto/recvfrom tunnel addresses)."""
         return self.device.udp_socket(port)
 
-    def forward(self, listen: tuple[str, int] = ("127.0.0.1", 0), to: tuple[str, int] | None = None,
-                *, proto: str = "tcp") -> Forward:
+    def forward(
+        self, listen: tuple[str, int] = ("127.0.0.1", 0), to: tuple[str, int] | None = None, *, proto: str = "tcp"
+    ) -> Forward:
         """An OS socket on `listen` whose connections (or datagrams) enter
         the tunnel to `to` (like ``ssh -L``); the result is the (host, port)
         it listens on, and closes the forward when closed."""
@@ -207,16 +225,29 @@ class Peer(Handle):
         """This peer's tunnel `port`, relayed to the OS address `to` (like ``ssh -R``)."""
         return self.device.expose(port, to, proto=proto)
 
-    def serve_http(self, port: int = 80, handler: type[http.server.BaseHTTPRequestHandler] | None = None,
-                   *, body: bytes | None = None) -> Any:
+    def serve_http(
+        self,
+        port: int = 80,
+        handler: type[http.server.BaseHTTPRequestHandler] | None = None,
+        *,
+        body: bytes | None = None,
+    ) -> Any:
         """Serves HTTP on the peer's tunnel address (a handler class, or a
         fixed ``body`` for GET). Closed with the peer."""
         if handler is None:
             handler = fixed_body_handler(body if body is not None else f"hello from {self.address}\n".encode())
         return self.device.serve_http(port, handler)
 
-    def request(self, method: str, url: str, *, body: bytes | str | None = None, json: Any = None,
-                headers: Mapping[str, str] | None = None, timeout: float | None = 10.0) -> Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | str | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = 10.0,
+    ) -> Response:
         """An HTTP request through the tunnel (``http://<tunnel ip>[:port]/path``);
         returns a `spanza.web.Response` (status, reason, headers, body; ``.json()``,
         ``.text``). ``json=`` sends a JSON body."""
@@ -246,14 +277,18 @@ class Peer(Handle):
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            raise ConfigError(f"{address!r} is not an IP address: tunnel hosts have no DNS, "
-                              "use the peer's tunnel address") from None
+            raise ConfigError(
+                f"{address!r} is not an IP address: tunnel hosts have no DNS, use the peer's tunnel address"
+            ) from None
         if any(ip == i.ip for i in self.interfaces):
-            raise NoRouteError(f"{ip} is this peer's own address: there is no loopback in the tunnel; "
-                               "use another peer's address")
+            raise NoRouteError(
+                f"{ip} is this peer's own address: there is no loopback in the tunnel; use another peer's address"
+            )
         if not any(ip in ipaddress.ip_network(a, strict=False) for p in self.device.peers for a in p.allowed_ips):
-            raise NoRouteError(f"no peer's allowed IPs contain {ip}: did you call connect()? "
-                               f"(this peer has {len(self.device.peers)} peer(s))")
+            raise NoRouteError(
+                f"no peer's allowed IPs contain {ip}: did you call connect()? "
+                f"(this peer has {len(self.device.peers)} peer(s))"
+            )
         client, last_error = self._relay_client()
         err = relay_failure(self.url, client, last_error)
         if err is not None:
@@ -274,12 +309,16 @@ class Peer(Handle):
         else:
             return f"no peer's allowed IPs contain {ip}"
         if p.last_handshake is not None:
-            return (f"WireGuard with {p.public_key} is up (last handshake {p.last_handshake:%H:%M:%S} UTC): "
-                    "is a server listening on that port?")
+            return (
+                f"WireGuard with {p.public_key} is up (last handshake {p.last_handshake:%H:%M:%S} UTC): "
+                "is a server listening on that port?"
+            )
         gone = self._peer_gone()
-        return (f"no WireGuard handshake with {p.public_key} yet: is that peer running, with this peer's "
-                f"public key {self.public_key}, on the same relay?"
-                + (" (the relay said a peer of ours is not connected to it)" if gone else ""))
+        return (
+            f"no WireGuard handshake with {p.public_key} yet: is that peer running, with this peer's "
+            f"public key {self.public_key}, on the same relay?"
+            + (" (the relay said a peer of ours is not connected to it)" if gone else "")
+        )
 
     def _peer_gone(self) -> int:
         """How often the relay said a peer is gone or not there."""
@@ -313,9 +352,10 @@ class Peer(Handle):
         Zeros are left out unless ``all=True``; the result is JSON-ready
         (``.to_pandas()``, and a table in a notebook)."""
         raw: dict[str, Any] = {"device": self.device.stats()}
-        raw["peers"] = {p.public_key.base64[:8]: {k: v for k, v in readable(p.__dict__, True).items()
-                                                   if k != "public_key"}
-                        for p in self.device.peers}
+        raw["peers"] = {
+            p.public_key.base64[:8]: {k: v for k, v in readable(p.__dict__, True).items() if k != "public_key"}
+            for p in self.device.peers
+        }
         if self.gateway is not None:
             g = self.gateway.stats()
             raw["relay"] = g.pop("derp")
@@ -328,8 +368,12 @@ class Peer(Handle):
         return readable(raw, all)
 
     def _repr_html_(self) -> str:
-        head = {"address": ", ".join(str(i) for i in self.interfaces), "mode": self.mode,
-                "public key": self.public_key.base64, "relay": self.url}
+        head = {
+            "address": ", ".join(str(i) for i in self.interfaces),
+            "mode": self.mode,
+            "public key": self.public_key.base64,
+            "relay": self.url,
+        }
         return html_table({**head, **self.stats().flat()}, title="spanza Peer")
 
     def close(self) -> None:

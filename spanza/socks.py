@@ -115,9 +115,7 @@ class Socks5Proxy:
     `device`'s tunnel (from its TCP/IP host). ``address`` is where it
     listens; ``close()`` stops it (spliced connections stay up)."""
 
-    def __init__(
-        self, device: Any, listen: tuple[str, int] = ("127.0.0.1", 1080)
-    ) -> None:
+    def __init__(self, device: Any, listen: tuple[str, int] = ("127.0.0.1", 1080)) -> None:
         self.device = device
         host = device.host  # ConfigError when the device has no address
         self._host_ptr = host.ptr
@@ -129,15 +127,11 @@ class Socks5Proxy:
             self._sock.listen(128)
         except OSError as e:
             self._sock.close()
-            raise ConfigError(
-                f"socks5: cannot listen on {format_address(listen)}: {e.strerror}"
-            ) from None
+            raise ConfigError(f"socks5: cannot listen on {format_address(listen)}: {e.strerror}") from None
         self.address: tuple[str, int] = self._sock.getsockname()[:2]
         self._slots = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._closed = threading.Event()
-        self._thread = threading.Thread(
-            target=self._accept_loop, name="spanza-socks5", daemon=True
-        )
+        self._thread = threading.Thread(target=self._accept_loop, name="spanza-socks5", daemon=True)
         self._thread.start()
         log.info("SOCKS5 proxy on %s into the tunnel", format_address(self.address))
 
@@ -159,11 +153,7 @@ class Socks5Proxy:
 
     def _routed(self, ip: str) -> bool:
         addr = ipaddress.ip_address(ip)
-        return any(
-            addr in ipaddress.ip_network(a, strict=False)
-            for p in self.device.peers
-            for a in p.allowed_ips
-        )
+        return any(addr in ipaddress.ip_network(a, strict=False) for p in self.device.peers for a in p.allowed_ips)
 
     def _serve(self, client: socket.socket) -> None:
         try:
@@ -171,9 +161,7 @@ class Socks5Proxy:
             try:
                 ip, port = read_request(client)
                 if not self._routed(ip):
-                    raise _Refuse(
-                        NET_UNREACHABLE, f"no peer's allowed IPs contain {ip}"
-                    )
+                    raise _Refuse(NET_UNREACHABLE, f"no peer's allowed IPs contain {ip}")
                 code = self._splice(client, ip, port)
             except _Refuse as r:
                 log.info("SOCKS5: refused: %s", r)
@@ -231,7 +219,7 @@ class Socks5Proxy:
         self._sock.close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> Socks5Proxy:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> Socks5Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:

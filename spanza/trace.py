@@ -490,7 +490,7 @@ class Capture:
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         return self
 
     def __exit__(self, *exc: object) -> None:

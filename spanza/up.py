@@ -30,9 +30,7 @@ def parse_forward(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
     """``[BIND_HOST:]BIND_PORT:TUNNEL_IP:PORT`` (ssh -L style) -> (bind, to)."""
     left, sep, right = text.partition(":")
     if not sep:
-        raise argparse.ArgumentTypeError(
-            f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT"
-        )
+        raise argparse.ArgumentTypeError(f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT")
     if left.isdigit():  # PORT:IP:PORT
         return ("127.0.0.1", int(left)), _hostport(right, "--forward")
     # HOST:PORT:IP:PORT (IPv6 hosts in brackets)
@@ -42,9 +40,7 @@ def parse_forward(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
         bind_host, rest = left, right
     port, sep, to = rest.partition(":")
     if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(
-            f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT"
-        )
+        raise argparse.ArgumentTypeError(f"--forward {text!r}: want [BIND_HOST:]PORT:TUNNEL_IP:PORT")
     return (bind_host, int(port)), _hostport(to, "--forward")
 
 
@@ -52,9 +48,7 @@ def parse_expose(text: str) -> tuple[int, tuple[str, int]]:
     """``TUNNEL_PORT:HOST:PORT`` (ssh -R style) -> (tunnel port, OS address)."""
     port, sep, to = text.partition(":")
     if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(
-            f"--expose {text!r}: want TUNNEL_PORT:HOST:PORT"
-        )
+        raise argparse.ArgumentTypeError(f"--expose {text!r}: want TUNNEL_PORT:HOST:PORT")
     return int(port), _hostport(to, "--expose")
 
 
@@ -93,9 +87,7 @@ def add_up_command(sub: Any) -> None:
         type=lambda t: _hostport(t, "--socks5"),
         help="a SOCKS5 proxy (CONNECT, no auth) into the tunnel, e.g. 127.0.0.1:1080",
     )
-    p.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log more (-vv: debug)"
-    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     p.set_defaults(func=cmd_up)
 
 

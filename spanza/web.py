@@ -128,9 +128,7 @@ def request(
             resp = conn.getresponse()
             data = resp.read()
         except TimeoutError:
-            raise TimeoutError(
-                f"{method.upper()} {url}: no answer within {timeout} s"
-            ) from None
+            raise TimeoutError(f"{method.upper()} {url}: no answer within {timeout} s") from None
         return Response(resp.status, resp.reason, Headers(resp.getheaders()), data)
     finally:
         conn.close()

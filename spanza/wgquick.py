@@ -91,18 +91,14 @@ def _interface_address(value: str, what: str) -> str:
     try:
         return str(ipaddress.ip_interface(value))
     except ValueError:
-        raise ConfigError(
-            f"{what}: {value!r} is not an address with a prefix, like 10.0.0.1/24"
-        ) from None
+        raise ConfigError(f"{what}: {value!r} is not an address with a prefix, like 10.0.0.1/24") from None
 
 
 def _allowed_ip(value: str, what: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:
-        raise ConfigError(
-            f"{what}: {value!r} is not a network, like 10.0.0.2/32"
-        ) from None
+        raise ConfigError(f"{what}: {value!r} is not a network, like 10.0.0.2/32") from None
 
 
 def parse(text: str, source: str = "<config>") -> WgQuickConfig:
@@ -125,26 +121,20 @@ def parse(text: str, source: str = "<config>") -> WgQuickConfig:
             elif section == "peer":
                 peers.append({"_line": where})
             else:
-                raise ConfigError(
-                    f"{where}: unknown section [{line[1:-1]}] (wg-quick has [Interface] and [Peer])"
-                )
+                raise ConfigError(f"{where}: unknown section [{line[1:-1]}] (wg-quick has [Interface] and [Peer])")
             continue
         key, sep, value = line.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not sep or not key:
             raise ConfigError(f"{where}: expected 'Key = Value', got {raw.strip()!r}")
         if section is None:
-            raise ConfigError(
-                f"{where}: {key} before any [Interface] or [Peer] section"
-            )
+            raise ConfigError(f"{where}: {key} before any [Interface] or [Peer] section")
         what = f"{where}: {key}"
         if section == "interface":
             if key == "privatekey":
                 iface["private_key"] = as_key(PrivateKey, value, what)
             elif key == "address":
-                iface.setdefault("addresses", []).extend(
-                    _interface_address(v, what) for v in _items(value)
-                )
+                iface.setdefault("addresses", []).extend(_interface_address(v, what) for v in _items(value))
             elif key == "listenport":
                 iface["listen_port"] = _int(value, what, 0, 65535)
             elif key == "mtu":
@@ -153,8 +143,7 @@ def parse(text: str, source: str = "<config>") -> WgQuickConfig:
                 if key == "dns":
                     iface.setdefault("dns", []).extend(_items(value))
                 notes.append(
-                    f"{where}: {key} ignored: a userspace peer has no system resolver, "
-                    "routes or hooks to configure"
+                    f"{where}: {key} ignored: a userspace peer has no system resolver, routes or hooks to configure"
                 )
             else:
                 raise ConfigError(f"{where}: unknown [Interface] key {key!r}")
@@ -165,15 +154,11 @@ def parse(text: str, source: str = "<config>") -> WgQuickConfig:
             elif key == "presharedkey":
                 peer["preshared_key"] = as_key(PresharedKey, value, what)
             elif key == "allowedips":
-                peer.setdefault("allowed_ips", []).extend(
-                    _allowed_ip(v, what) for v in _items(value)
-                )
+                peer.setdefault("allowed_ips", []).extend(_allowed_ip(v, what) for v in _items(value))
             elif key == "endpoint":
                 peer["endpoint"] = value
             elif key == "persistentkeepalive":
-                peer["persistent_keepalive"] = (
-                    0 if value.lower() == "off" else _int(value, what, 0, 65535)
-                )
+                peer["persistent_keepalive"] = 0 if value.lower() == "off" else _int(value, what, 0, 65535)
             else:
                 raise ConfigError(f"{where}: unknown [Peer] key {key!r}")
     if not iface.get("_seen"):
@@ -191,9 +176,7 @@ def parse(text: str, source: str = "<config>") -> WgQuickConfig:
 
 def load(path_or_text: str | os.PathLike[str]) -> WgQuickConfig:
     """`parse` of a file (a path) or of the text itself (anything with a newline or '[')."""
-    if isinstance(path_or_text, str) and (
-        "\n" in path_or_text or path_or_text.lstrip().startswith("[")
-    ):
+    if isinstance(path_or_text, str) and ("\n" in path_or_text or path_or_text.lstrip().startswith("[")):
         return parse(path_or_text)
     path = os.fspath(path_or_text)
     try:
@@ -247,9 +230,7 @@ def resolve_endpoint(endpoint: str, what: str = "Endpoint") -> str:
     return f"[{ip}]:{num}" if family == socket.AF_INET6 else f"{ip}:{num}"
 
 
-def device_from_config(
-    cls: Any, path_or_text: str | os.PathLike[str], **kwargs: Any
-) -> Any:
+def device_from_config(cls: Any, path_or_text: str | os.PathLike[str], **kwargs: Any) -> Any:
     """`Device.from_config`: a device (with its TCP/IP host when Address is
     given) configured from a wg-quick file. `kwargs` go to the Device."""
     cfg = load(path_or_text)
@@ -297,17 +278,13 @@ def device_to_config(dev: Any) -> str:
     iface = InterfaceConfig(
         private_key=PrivateKey(bytes.fromhex(top["private_key"])),
         addresses=[str(a) for a in host.interfaces] if host is not None else [],
-        listen_port=int(top["listen_port"])
-        if top.get("listen_port", "0") != "0"
-        else None,
+        listen_port=int(top["listen_port"]) if top.get("listen_port", "0") != "0" else None,
         mtu=host.mtu if host is not None and host.mtu != 1420 else None,
     )
     peers = [
         PeerConfig(
             public_key=p.public_key,
-            preshared_key=PresharedKey(bytes.fromhex(psks[p.public_key.hex()]))
-            if p.public_key.hex() in psks
-            else None,
+            preshared_key=PresharedKey(bytes.fromhex(psks[p.public_key.hex()])) if p.public_key.hex() in psks else None,
             allowed_ips=list(p.allowed_ips),
             endpoint=p.endpoint,
             persistent_keepalive=p.persistent_keepalive or None,

@@ -41,9 +41,7 @@ log = logging.getLogger(__name__)
 Endpoint = Union[str, tuple[str, int]]
 KeyLike = Union[PublicKey, str, bytes]
 
-DROP_REASONS: tuple[str, ...] = tuple(
-    ffi.string(lib.wg_drop_name(i)).decode() for i in range(lib.WG_DROP__COUNT)
-)
+DROP_REASONS: tuple[str, ...] = tuple(ffi.string(lib.wg_drop_name(i)).decode() for i in range(lib.WG_DROP__COUNT))
 _FAMILY = {4: lib.WG_AF_INET, 6: lib.WG_AF_INET6}
 _HS_STATES = ("zeroed", "initiation_created", "initiation_consumed", "response_created", "response_consumed")
 

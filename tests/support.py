@@ -48,7 +48,7 @@ def body_handler(body: bytes) -> type[http.server.BaseHTTPRequestHandler]:
     """An http.server handler that answers every GET with `body`, quietly."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -64,7 +64,8 @@ def plain_env(**extra: str) -> dict[str, str]:
     """This process's environment without the sanitizer runtime that
     `make asan` preloads into Python (LD_PRELOAD=libasan...): third-party
     tools must run as shipped (curl, for one, hangs with ASan preloaded)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+    }
     env.update(extra)
     return env

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.interop.gohelpers import DERPCLIENT, DERPER, free_port, wait_port  # noqa: E402
+from tests.interop.gohelpers import DERPCLIENT, DERPER, free_port, wait_port
 
 
 def rss_kib(pid: int) -> int:
@@ -43,8 +43,17 @@ class Server:
         d = tmp / kind
         d.mkdir()
         if kind == "spanza":
-            args = [sys.executable, "-m", "spanza", "derper", "-a", f"127.0.0.1:{self.port}", "-c",
-                    str(d / "k.json"), "--stun=false"]
+            args = [
+                sys.executable,
+                "-m",
+                "spanza",
+                "derper",
+                "-a",
+                f"127.0.0.1:{self.port}",
+                "-c",
+                str(d / "k.json"),
+                "--stun=false",
+            ]
         else:
             args = [str(DERPER), "-a", f"127.0.0.1:{self.port}", "-c", str(d / "k.json"), "--stun=false"]
         if tls:
@@ -52,8 +61,9 @@ class Server:
             if kind == "derper":
                 args += ["--http-port", "-1"]
         self.log = open(d / "log", "w+b")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=ROOT)
+        self.proc = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT
+        )
         wait_port(self.port)
         time.sleep(0.3)
 
@@ -72,8 +82,18 @@ class Server:
 
 
 def loadgen(url: str, pairs: int, size: int, seconds: float, tls: bool) -> dict:
-    args = [str(DERPCLIENT), "loadgen", "--url", url, "--pairs", str(pairs), "--size", str(size),
-            "--duration", f"{seconds}s"] + (["--insecure"] if tls else [])
+    args = [
+        str(DERPCLIENT),
+        "loadgen",
+        "--url",
+        url,
+        "--pairs",
+        str(pairs),
+        "--size",
+        str(size),
+        "--duration",
+        f"{seconds}s",
+    ] + (["--insecure"] if tls else [])
     out = subprocess.run(args, capture_output=True, timeout=seconds + 120, check=True)
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
@@ -111,8 +131,10 @@ def main() -> int:
     pairs = [int(p) for p in args.pairs.split(",")]
     kinds = [args.only] if args.only else ["spanza", "derper"]
     results: dict = {}
-    print(f"DERP relay benchmark: {args.size}-byte packets, {args.seconds:g} s per run, "
-          f"{'TLS' if args.tls else 'plain HTTP'}, {os.cpu_count()} CPUs; load: Tailscale's derphttp client")
+    print(
+        f"DERP relay benchmark: {args.size}-byte packets, {args.seconds:g} s per run, "
+        f"{'TLS' if args.tls else 'plain HTTP'}, {os.cpu_count()} CPUs; load: Tailscale's derphttp client"
+    )
     with tempfile.TemporaryDirectory(prefix="spz-bench-derp-") as tmp:
         for kind in kinds:
             srv = Server(kind, args.tls, Path(tmp))
@@ -122,14 +144,24 @@ def main() -> int:
                     res = loadgen(srv.url, p, args.size, args.seconds, args.tls)
                     r["throughput"][p] = res
                     loss = 1 - res["received"] / res["sent"] if res["sent"] else 0.0
-                    print(f"  {kind:7s} pairs={p:3d}: {res['pps']:10.0f} pkt/s  {res['mbps']:8.1f} MB/s  "
-                          f"(sent {res['sent']}, received {res['received']}, {loss:.1%} dropped)", flush=True)
+                    print(
+                        f"  {kind:7s} pairs={p:3d}: {res['pps']:10.0f} pkt/s  {res['mbps']:8.1f} MB/s  "
+                        f"(sent {res['sent']}, received {res['received']}, {loss:.1%} dropped)",
+                        flush=True,
+                    )
                 if args.idle:
                     before, after, per = idle_rss(srv, args.idle, args.tls)
-                    r["idle"] = {"n": args.idle, "rss_before_kib": before, "rss_after_kib": after,
-                                 "bytes_per_conn": per}
-                    print(f"  {kind:7s} idle: RSS {before} KiB -> {after} KiB with {args.idle} connections: "
-                          f"{per / 1024:.1f} KiB per connection", flush=True)
+                    r["idle"] = {
+                        "n": args.idle,
+                        "rss_before_kib": before,
+                        "rss_after_kib": after,
+                        "bytes_per_conn": per,
+                    }
+                    print(
+                        f"  {kind:7s} idle: RSS {before} KiB -> {after} KiB with {args.idle} connections: "
+                        f"{per / 1024:.1f} KiB per connection",
+                        flush=True,
+                    )
             finally:
                 srv.close()
     print(json.dumps(results))

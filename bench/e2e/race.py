@@ -89,11 +89,7 @@ def main() -> int:
         return 2
     body = os.urandom(stalls.MiB) * args.mib
     want = stalls.hashlib.sha256(body).hexdigest()
-    cases = [
-        (r, t == "tls")
-        for r in args.relay.split(",")
-        for t in args.transport.split(",")
-    ]
+    cases = [(r, t == "tls") for r in args.relay.split(",") for t in args.transport.split(",")]
     la = os.getloadavg()
     print(
         f"GET of {args.mib} MiB, Spanza ({args.mode}) vs Go, {args.runs} interleaved runs, "

@@ -22,16 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
 
-import spanza  # noqa: E402
-from spanza.scenario import Peer, connect  # noqa: E402
+import spanza
+from spanza.scenario import Peer, connect
 
 
 def one_run(url: str, mib: int, mode: str, insecure: bool) -> dict[str, float]:
     data = os.urandom(1 << 20) * mib
     want = hashlib.sha256(data).hexdigest()
     t0 = time.perf_counter()
-    with Peer(url, "192.168.4.1/24", mode=mode, insecure=insecure) as a, \
-            Peer(url, "192.168.4.2/24", mode=mode, insecure=insecure) as b:
+    with (
+        Peer(url, "192.168.4.1/24", mode=mode, insecure=insecure) as a,
+        Peer(url, "192.168.4.2/24", mode=mode, insecure=insecure) as b,
+    ):
         connect(a, b)
         a.serve_http(80, body=b"ok")
         a.serve_http(8080, body=data)
@@ -43,8 +45,12 @@ def one_run(url: str, mib: int, mode: str, insecure: bool) -> dict[str, float]:
         secs = time.perf_counter() - t1
         assert status == 200 and len(body) == len(data), (status, len(body))
         assert hashlib.sha256(body).hexdigest() == want, "body corrupted"
-        return {"first_response_ms": first * 1000, "seconds": secs, "MB/s": len(data) / secs / 1e6,
-                "Mbit/s": len(data) * 8 / secs / 1e6}
+        return {
+            "first_response_ms": first * 1000,
+            "seconds": secs,
+            "MB/s": len(data) / secs / 1e6,
+            "Mbit/s": len(data) * 8 / secs / 1e6,
+        }
 
 
 def main() -> int:
@@ -56,8 +62,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
     tls = not args.plain
-    print(f"GET of {args.mib} MiB, {args.mode} mode, DERP over {'TLS' if tls else 'plain HTTP'}, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"GET of {args.mib} MiB, {args.mode} mode, DERP over {'TLS' if tls else 'plain HTTP'}, {os.cpu_count()} cores"
+    )
     relays = ["spanza", "derper"] if args.relay == "both" else [args.relay]
     for relay in relays:
         for _ in range(args.runs):
@@ -69,8 +76,10 @@ def main() -> int:
 
                 with Derper(tls=tls) as d:
                     r = one_run(d.url, args.mib, args.mode, tls)
-            print(f"  relay {relay:7s}: {r['MB/s']:7.1f} MB/s ({r['Mbit/s']:6.0f} Mbit/s), "
-                  f"{r['seconds']:.2f} s, intact; first response {r['first_response_ms']:.1f} ms")
+            print(
+                f"  relay {relay:7s}: {r['MB/s']:7.1f} MB/s ({r['Mbit/s']:6.0f} Mbit/s), "
+                f"{r['seconds']:.2f} s, intact; first response {r['first_response_ms']:.1f} ms"
+            )
     return 0
 
 

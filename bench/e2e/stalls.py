@@ -33,9 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
-sys.path.insert(
-    0, os.environ.get("SPANZA_TREE", str(ROOT))
-)  # --trees: another build first
+sys.path.insert(0, os.environ.get("SPANZA_TREE", str(ROOT)))  # --trees: another build first
 
 import spanza
 from spanza.netstack import HTTPConnection
@@ -50,19 +48,10 @@ def derper_drops(url: str) -> int:
     base = url.rsplit("/derp", 1)[0]
     ctx = ssl._create_unverified_context()  # derper's self-signed test certificate
     try:
-        text = (
-            urllib.request.urlopen(f"{base}/debug/varz", context=ctx, timeout=5)
-            .read()
-            .decode()
-        )
+        text = urllib.request.urlopen(f"{base}/debug/varz", context=ctx, timeout=5).read().decode()
     except OSError:
         return -1
-    return sum(
-        int(float(m))
-        for m in re.findall(
-            r"^derp_packets_dropped\{[^}]*\} (\S+)$", text, re.MULTILINE
-        )
-    )
+    return sum(int(float(m)) for m in re.findall(r"^derp_packets_dropped\{[^}]*\} (\S+)$", text, re.MULTILINE))
 
 
 def recovery() -> dict[str, int]:
@@ -73,14 +62,10 @@ def recovery() -> dict[str, int]:
         return {}
     st = ffi.new("struct ns_tcp_recovery *")
     lib.ns_tcp_recovery_stats(st)
-    return {
-        k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields
-    }
+    return {k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields}
 
 
-def get_timed(
-    peer: Peer, host: str, port: int, nbytes: int, want: str
-) -> tuple[float, float]:
+def get_timed(peer: Peer, host: str, port: int, nbytes: int, want: str) -> tuple[float, float]:
     """GET, reading in chunks: (MB/s, longest stall in s after the first byte)."""
     conn = HTTPConnection(peer.device, host, port, timeout=120)
     try:
@@ -107,9 +92,7 @@ def get_timed(
 last_recovery: dict[str, int] = {}  # lwIP's recovery events of the last run_peers
 
 
-def run_peers(
-    url: str, tls: bool, mode: str, body: bytes, want: str
-) -> tuple[float, float]:
+def run_peers(url: str, tls: bool, mode: str, body: bytes, want: str) -> tuple[float, float]:
     """Two Spanza peers on the relay at url; .2 GETs body from .1."""
     with (
         Peer(url, "192.168.4.1/24", mode=mode, insecure=tls) as a,
@@ -125,15 +108,11 @@ def run_peers(
         out = get_timed(b, "192.168.4.1", 8080, len(body), want)
         after = recovery()  # while the stack runs
     last_recovery.clear()
-    last_recovery.update(
-        {k: after[k] - before[k] for k in ("fast_rexmit", "tlp", "rto") if k in after}
-    )
+    last_recovery.update({k: after[k] - before[k] for k in ("fast_rexmit", "tlp", "rto") if k in after})
     return out
 
 
-def one_run(
-    relay: str, tls: bool, mode: str, body: bytes, want: str
-) -> dict[str, float]:
+def one_run(relay: str, tls: bool, mode: str, body: bytes, want: str) -> dict[str, float]:
     def run(url: str) -> tuple[float, float]:
         return run_peers(url, tls, mode, body, want)
 
@@ -183,9 +162,7 @@ def in_tree(tree: str, relay: str, tls: bool, mode: str, mib: int) -> dict[str, 
 
 def case_args(doc: str) -> argparse.ArgumentParser:
     """The options this benchmark and race.py share."""
-    ap = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--relay", default="spanza,derper")
@@ -196,9 +173,7 @@ def case_args(doc: str) -> argparse.ArgumentParser:
 def main() -> int:
     ap = case_args(__doc__)
     ap.add_argument("--mode", default="gateway")
-    ap.add_argument(
-        "--trees", default="", help="comma-separated source trees to compare"
-    )
+    ap.add_argument("--trees", default="", help="comma-separated source trees to compare")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -222,18 +197,12 @@ def main() -> int:
     for i in range(args.runs):
         for c in cases:
             relay, tls, mode, tree = c
-            r = (
-                in_tree(tree, relay, tls, mode, args.mib)
-                if tree
-                else one_run(relay, tls, mode, body, want)
-            )
+            r = in_tree(tree, relay, tls, mode, args.mib) if tree else one_run(relay, tls, mode, body, want)
             results[c].append(r)
             print(
                 f"  run {i + 1} {relay:6s} {'tls' if tls else 'plain':5s} {mode:9s} {tree}: "
                 f"{r['MB/s']:7.1f} MB/s, longest stall {r['stall_ms']:7.1f} ms, relay drops {r['drops']}"
-                + "".join(
-                    f", {k} {r[k]}" for k in ("fast_rexmit", "tlp", "rto") if k in r
-                ),
+                + "".join(f", {k} {r[k]}" for k in ("fast_rexmit", "tlp", "rto") if k in r),
                 flush=True,
             )
     print("medians:")

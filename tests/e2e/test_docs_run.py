@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = (
-    sorted((ROOT / "examples").glob("*.py")) if (ROOT / "examples").is_dir() else []
-)
+EXAMPLES = sorted((ROOT / "examples").glob("*.py")) if (ROOT / "examples").is_dir() else []
 
 
 def _blocks(lang: str, section: str | None = None) -> list[str]:
@@ -30,13 +28,9 @@ def _blocks(lang: str, section: str | None = None) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
 
 
-def _run(
-    args: list[str], cwd: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Runs a fresh Python process that imports this tree's spanza."""
-    env = dict(
-        os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
@@ -61,9 +55,7 @@ def test_readme_quick_start_runs_and_prints_what_it_says(tmp_path):
 
 def test_readme_pytest_example_passes(tmp_path):
     (tests,) = [b for b in _blocks("python", "pytest") if "def test_" in b]
-    (tmp_path / "test_readme.py").write_text(
-        tests.replace("    ...\n", "    assert a.mode == 'gateway'\n")
-    )
+    (tmp_path / "test_readme.py").write_text(tests.replace("    ...\n", "    assert a.mode == 'gateway'\n"))
     p = _run(
         ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
         tmp_path,

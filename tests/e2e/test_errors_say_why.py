@@ -20,27 +20,19 @@ from tests.support import free_port
 FAST_S = 2.0
 
 
-def _raises_fast(
-    exc: type[BaseException], fn, *, within: float = FAST_S
-) -> BaseException:
+def _raises_fast(exc: type[BaseException], fn, *, within: float = FAST_S) -> BaseException:
     t0 = time.monotonic()
     with pytest.raises(exc) as info:
         fn()
-    assert time.monotonic() - t0 < within, (
-        f"took {time.monotonic() - t0:.1f} s: {info.value}"
-    )
+    assert time.monotonic() - t0 < within, f"took {time.monotonic() - t0:.1f} s: {info.value}"
     return info.value
 
 
 @pytest.mark.parametrize("mode", ["gateway", "transport"])
 def test_request_before_connect_names_the_missing_route(make_peer, mode):
     b = make_peer("10.91.0.2/24", mode=mode)
-    err = _raises_fast(
-        NoRouteError, lambda: b.http_get("http://10.91.0.1/", timeout=10)
-    )
-    assert str(err).startswith(
-        "no peer's allowed IPs contain 10.91.0.1: did you call connect()?"
-    )
+    err = _raises_fast(NoRouteError, lambda: b.http_get("http://10.91.0.1/", timeout=10))
+    assert str(err).startswith("no peer's allowed IPs contain 10.91.0.1: did you call connect()?")
     err = _raises_fast(NoRouteError, lambda: b.ping("10.91.0.2"))
     assert "this peer's own address" in str(err)
 
@@ -53,9 +45,7 @@ def test_relay_not_running_is_said_fast(make_derp_server, mode):
         Peer(url, "10.92.0.2/24", mode=mode) as b,
     ):
         a.add_peer(b)
-        err = _raises_fast(
-            RelayError, lambda: a.http_get("http://10.92.0.2/", timeout=10)
-        )
+        err = _raises_fast(RelayError, lambda: a.http_get("http://10.92.0.2/", timeout=10))
         assert "unreachable" in str(err) and "Connection refused" in str(err)
         assert "is the relay running" in str(err)
 
@@ -73,9 +63,7 @@ def test_tls_to_a_plain_relay(derp_server):
 
 
 def test_plain_to_a_tls_relay(derp_server_tls):
-    with DerpClient(
-        derp_server_tls.url.replace("https://", "http://"), PrivateKey.generate()
-    ) as c:
+    with DerpClient(derp_server_tls.url.replace("https://", "http://"), PrivateKey.generate()) as c:
         err = _raises_fast(RelayError, lambda: c.wait_connected(10))
     assert "use https://" in str(err)
 
@@ -100,14 +88,10 @@ def test_silent_server_connect_timeout_names_the_stage():
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/derp"
-        with DerpClient(
-            url, PrivateKey.generate(), connect_timeout_ms=200, backoff_max_ms=50
-        ) as c:
+        with DerpClient(url, PrivateKey.generate(), connect_timeout_ms=200, backoff_max_ms=50) as c:
             with pytest.raises(TimeoutError):
                 c.wait_connected(0.6)
-            assert c.last_error.startswith(
-                "connect timed out after 200 ms (DERP handshake)"
-            )
+            assert c.last_error.startswith("connect timed out after 200 ms (DERP handshake)")
             assert c.stats()["last_errno"] == 110  # ETIMEDOUT
 
 
@@ -137,9 +121,7 @@ def test_refused_peer_request_says_refused(make_derp_server, tmp_path):
         Peer(other.url, "10.93.0.2/24") as b,
     ):
         a.add_peer(b)
-        err = _raises_fast(
-            RelayRefusedError, lambda: a.http_get("http://10.93.0.2/", timeout=10)
-        )
+        err = _raises_fast(RelayRefusedError, lambda: a.http_get("http://10.93.0.2/", timeout=10))
         assert "allowlist" in str(err)
 
 
@@ -157,9 +139,7 @@ def test_the_cause_is_kept_as_an_errno():
             c.wait_connected(10)
         assert info.value.errno == errno.ECONNREFUSED
         assert c.stats()["last_errno"] == errno.ECONNREFUSED
-        assert c.last_error.startswith(
-            f"connect to 127.0.0.1:{url.split(':')[2].split('/')[0]}: Connection refused"
-        )
+        assert c.last_error.startswith(f"connect to 127.0.0.1:{url.split(':')[2].split('/')[0]}: Connection refused")
 
 
 @pytest.mark.parametrize("mode", ["gateway", "transport"])
@@ -180,6 +160,4 @@ def test_a_handshake_but_no_server_says_so(peer_pair):
     assert peer_pair.b.http_get("http://192.168.4.1/")[0] == 200  # handshake done
     with pytest.raises(OSError) as info:  # refused (RST) or timed out
         peer_pair.b.http_get("http://192.168.4.1:81/", timeout=2)
-    assert isinstance(
-        info.value, ConnectionRefusedError
-    ) or "is a server listening" in str(info.value)
+    assert isinstance(info.value, ConnectionRefusedError) or "is a server listening" in str(info.value)

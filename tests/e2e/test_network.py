@@ -49,10 +49,7 @@ def test_transfer_between_peers_homed_on_meshed_relays(make_network, mode):
     a, b = net.peers
     check(net.transfer(a, b, 4 * MiB), 4 * MiB)
     st = net.relays[0].stats()
-    assert (
-        st["packets_forwarded_out"] > 0
-        or net.relays[1].stats()["packets_forwarded_out"] > 0
-    )
+    assert st["packets_forwarded_out"] > 0 or net.relays[1].stats()["packets_forwarded_out"] > 0
 
 
 def _loss(make_network, mode: str, nbytes: int) -> None:
@@ -110,9 +107,7 @@ def test_settings_change_while_a_transfer_flows(make_network, mode):
         ]
         while not stop.is_set():
             kw = settings[changes[0] % len(settings)]
-            a.impair(
-                seed=changes[0], direction="out", **kw
-            )  # replaces the previous one in place
+            a.impair(seed=changes[0], direction="out", **kw)  # replaces the previous one in place
             changes[0] += 1
             if changes[0] % 7 == 0:
                 a.clear_impairments()
@@ -172,10 +167,7 @@ def _gateway_restart(make_network, nbytes: int) -> None:
     assert carried.settings == imp.settings and carried.stats.packets > 0
     carried.lift()
     assert progress.fired.is_set() and a.gateway is not old and old.closed
-    assert (
-        a.gateway.public_key == key
-        and [a.gateway.address_for(k) for k in a.gateway.remote_peers] == ports
-    )
+    assert a.gateway.public_key == key and [a.gateway.address_for(k) for k in a.gateway.remote_peers] == ports
 
 
 def test_transfer_survives_gateway_restart(make_network):
@@ -219,27 +211,16 @@ def test_rekey_after_120s_without_waiting(make_network, mode):
     net.mesh()
     a, b = net.peers
     check(net.transfer(b, a, 64 * 1024), 64 * 1024)
-    before = (
-        a.device.stats()["handshakes_completed"]
-        + b.device.stats()["handshakes_completed"]
-    )
+    before = a.device.stats()["handshakes_completed"] + b.device.stats()["handshakes_completed"]
     # Both ends, in steps (keepalives flow between them): the session is
     # 100 s old, still fresh.
     net.advance_clock(100)
     check(net.transfer(b, a, 64 * 1024), 64 * 1024)
-    assert (
-        a.device.stats()["handshakes_completed"]
-        + b.device.stats()["handshakes_completed"]
-        == before
-    )
+    assert a.device.stats()["handshakes_completed"] + b.device.stats()["handshakes_completed"] == before
     net.advance_clock(21)  # 121 s: the initiator's next data starts a new handshake
     check(net.transfer(b, a, 256 * 1024), 256 * 1024)
     deadline = time.monotonic() + 5
-    while (
-        a.device.stats()["handshakes_completed"]
-        + b.device.stats()["handshakes_completed"]
-        == before
-    ):
+    while a.device.stats()["handshakes_completed"] + b.device.stats()["handshakes_completed"] == before:
         assert time.monotonic() < deadline, "no rekey after 121 s of virtual time"
         time.sleep(0.02)
     with pytest.raises(ConfigError, match="advance_clock"):
@@ -348,17 +329,13 @@ def test_derp_client_moves_to_another_relay(make_network):
         nw.move_relay(object(), net.relays[0].url)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("how", "error"), [("close", "closed the connection"), ("kill", "reset by peer")]
-)
+@pytest.mark.parametrize(("how", "error"), [("close", "closed the connection"), ("kill", "reset by peer")])
 def test_relay_kill_resets_connections_where_close_closes_them(how, error):
     from spanza import DerpClient, DerpServer, PrivateKey
 
     server = DerpServer()
     try:
-        with DerpClient(
-            server.url, PrivateKey.generate(), backoff_base_ms=5000, backoff_max_ms=5000
-        ) as c:
+        with DerpClient(server.url, PrivateKey.generate(), backoff_base_ms=5000, backoff_max_ms=5000) as c:
             c.wait_connected(5)
             getattr(server, how)()
             deadline = time.monotonic() + 5
@@ -385,9 +362,7 @@ def test_derp_map_is_tailscales_shape(make_network):
     net = make_network(peers=0, relays=2)
     m = net.derp_map()
     region = m["Regions"]["900"]
-    assert region["RegionID"] == 900 and [n["DERPPort"] for n in region["Nodes"]] == [
-        r.port for r in net.relays
-    ]
+    assert region["RegionID"] == 900 and [n["DERPPort"] for n in region["Nodes"]] == [r.port for r in net.relays]
     assert nw.derp_map_urls(m, home=1, scheme="http") == [
         net.relays[1].url,
         net.relays[0].url,
@@ -439,9 +414,7 @@ def _require_derper() -> None:
 
 @pytest.mark.interop
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(
-    "nbytes", [4 * MiB, pytest.param(32 * MiB, marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("nbytes", [4 * MiB, pytest.param(32 * MiB, marks=pytest.mark.slow)])
 def test_transfer_through_derper_and_its_queue(make_network, mode, nbytes):
     _require_derper()
     net = make_network(peers=2, mode=mode, relay_kind="derper")

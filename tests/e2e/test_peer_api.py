@@ -19,9 +19,7 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        out = json.dumps(
-            {"got": json.loads(body), "ctype": self.headers["Content-Type"]}
-        ).encode()
+        out = json.dumps({"got": json.loads(body), "ctype": self.headers["Content-Type"]}).encode()
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
@@ -83,9 +81,7 @@ def test_stats_nested_without_zeros_and_json_ready(peer_pair):
     assert "drops" not in st["device"]  # all zero: left out
 
     def leaves(d: dict) -> list:
-        return [
-            x for v in d.values() for x in (leaves(v) if isinstance(v, dict) else [v])
-        ]
+        return [x for v in d.values() for x in (leaves(v) if isinstance(v, dict) else [v])]
 
     assert 0 not in leaves(st)
     full = peer_pair.b.stats(all=True)

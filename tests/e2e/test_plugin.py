@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 from spanza.runtime import default_runtime
 from spanza._ffi import lib
@@ -40,7 +40,7 @@ def test_allowed_error():
 
 def test_after_the_error_still_passes():
     assert True
-'''
+"""
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
@@ -51,7 +51,11 @@ def test_plugin_from_another_project(tmp_path, workers):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *workers, str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     out = r.stdout + r.stderr
     assert "PASSED test_user.py::test_pair[gateway]" in out, out

@@ -42,9 +42,11 @@ def test_get_both_ways_and_many_requests(peer_pair):
         assert peer_pair.a.http_get("http://192.168.4.2:8080/") == (200, b"from b\n")
 
 
-@pytest.mark.parametrize("modes", [("gateway", "gateway"), ("transport", "transport"),
-                                   ("gateway", "transport"), ("transport", "gateway")],
-                         ids=["gw-gw", "derp-derp", "gw-derp", "derp-gw"])
+@pytest.mark.parametrize(
+    "modes",
+    [("gateway", "gateway"), ("transport", "transport"), ("gateway", "transport"), ("transport", "gateway")],
+    ids=["gw-gw", "derp-derp", "gw-derp", "derp-gw"],
+)
 def test_relay_stopped_then_restarted(make_derp_server, make_peer, modes):
     """With the relay stopped, new requests fail; after it restarts on the
     same port (same key), the peers reconnect by themselves and succeed."""

@@ -14,9 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_scenario(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
-    )
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "spanza", "scenario", *args],
         capture_output=True,
@@ -52,9 +50,7 @@ def test_relay_failover_example_report(mode):
     # the CLI's own report of the network the script built
     assert re.search(r"== scenario .*relay_failover.py: ok", out)
     assert f"network: 2 peers ({mode}), 2 relays (spanza)" in out
-    assert re.search(r"relay 900a .* down", out) and re.search(
-        r"relay 900b .* up, home of 2 peers", out
-    )
+    assert re.search(r"relay 900a .* down", out) and re.search(r"relay 900b .* up, home of 2 peers", out)
 
 
 def test_failing_scenario_exits_1_with_the_traceback(tmp_path):

@@ -56,8 +56,11 @@ STREAM = {
     "probe_post": (0, 0, b"POST /derp/latency-check HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
     "robots": (0, 0, b"GET /robots.txt HTTP/1.1\r\n\r\n"),
     "no_upgrade": (0, 0, b"GET /derp HTTP/1.1\r\nHost: a\r\n\r\n"),
-    "websocket": (0, 0, (b"GET /derp HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Protocol: derp\r\n\r\n")),
+    "websocket": (
+        0,
+        0,
+        (b"GET /derp HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: derp\r\n\r\n"),
+    ),
     "http10": (0, 0, b"GET /derp HTTP/1.0\r\n\r\n"),
     "http2": (0, 0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
     "long_head": (32, 0, b"GET / HTTP/1.1\r\nX: " + b"a" * 3000),
@@ -67,21 +70,40 @@ STREAM = {
     "ci_huge": (1, 0, struct.pack(">BI", 0x02, 0xFFFFFFFF)),
     "not_ci_first": (1, 0, frame(0x12, b"12345678")),
     # flags 2: registered (allowed key)
-    "frames": (2, 0, send(BYSTANDER, b"hello") + send(BYSTANDER, DISCO) + send(UNKNOWN, DISCO)
-               + send(UNKNOWN, b"x") + frame(0x12, b"pingpong") + frame(0x07, b"\x01") + frame(0x07, b"\x00")
-               + frame(0x06, b"") + frame(0x13, b"pongpong") + frame(0x7f, b"unknown")),
+    "frames": (
+        2,
+        0,
+        send(BYSTANDER, b"hello")
+        + send(BYSTANDER, DISCO)
+        + send(UNKNOWN, DISCO)
+        + send(UNKNOWN, b"x")
+        + frame(0x12, b"pingpong")
+        + frame(0x07, b"\x01")
+        + frame(0x07, b"\x00")
+        + frame(0x06, b"")
+        + frame(0x13, b"pongpong")
+        + frame(0x7F, b"unknown"),
+    ),
     "frames_split": (2, 1, send(BYSTANDER, b"a" * 100) + frame(0x12, b"pingpong")),
     "send_over_max": (2, 0, struct.pack(">BI", 0x04, 32 + 65536 + 1) + BYSTANDER),
     "send_short": (2, 0, frame(0x04, bytes(31))),
     "ping_long": (2, 0, frame(0x12, bytes(1001))),
     "pref_bad": (2, 0, frame(0x07, b"\x01\x01")),
     "len_ffffffff": (2, 0, struct.pack(">BI", 0x04, 0xFFFFFFFF)),
-    "unknown_huge": (2, 0, struct.pack(">BI", 0x7e, 0xFFFFFFFF) + bytes(100)),
+    "unknown_huge": (2, 0, struct.pack(">BI", 0x7E, 0xFFFFFFFF) + bytes(100)),
     "privileged": (2, 0, frame(0x10, b"")),
     "flood": (2, 0, send(BYSTANDER, b"y" * 20) * 60),
     # flags 3: registered with the mesh key
-    "mesh": (3, 0, frame(0x10, b"") + frame(0x0A, UNKNOWN + BYSTANDER + b"fwd") + frame(0x0A, BYSTANDER + UNKNOWN + DISCO)
-             + frame(0x11, UNKNOWN) + frame(0x11, BYSTANDER) + frame(0x10, bytes(1))),
+    "mesh": (
+        3,
+        0,
+        frame(0x10, b"")
+        + frame(0x0A, UNKNOWN + BYSTANDER + b"fwd")
+        + frame(0x0A, BYSTANDER + UNKNOWN + DISCO)
+        + frame(0x11, UNKNOWN)
+        + frame(0x11, BYSTANDER)
+        + frame(0x10, bytes(1)),
+    ),
     "mesh_fwd_short": (3, 0, frame(0x0A, bytes(63))),
     # bit 2: the bystander's key again (a duplicate); bit 4: the clock jumps
     "duplicate": (2 | 4, 0, send(BYSTANDER, b"to myself") + frame(0x12, b"pingpong")),
@@ -98,8 +120,14 @@ def recv(src: bytes, pkt: bytes) -> bytes:
     return frame(0x05, src + pkt)
 
 
-GW_FRAMES = (recv(PEER[0], b"wg1") + recv(PEER[1], b"wg2" * 100) + recv(PEER[2], b"")
-             + recv(UNKNOWN, b"stranger") + frame(0x08, PEER[1] + b"\x00") + frame(0x12, b"pingpong"))
+GW_FRAMES = (
+    recv(PEER[0], b"wg1")
+    + recv(PEER[1], b"wg2" * 100)
+    + recv(PEER[2], b"")
+    + recv(UNKNOWN, b"stranger")
+    + frame(0x08, PEER[1] + b"\x00")
+    + frame(0x12, b"pingpong")
+)
 GW = {
     "endpoint": (0, 0, GW_FRAMES),
     "learned": (1, 0, GW_FRAMES),

@@ -55,9 +55,7 @@ def box_open(blob: bytes, their_pub: bytes, my_priv: bytes) -> bytes | None:
     if len(blob) < 40:
         return None
     out = _cbuf(len(blob) - 40)
-    rc = _sodium.crypto_box_open_easy(
-        out, blob[24:], ctypes.c_ulonglong(len(blob) - 24), blob[:24], their_pub, my_priv
-    )
+    rc = _sodium.crypto_box_open_easy(out, blob[24:], ctypes.c_ulonglong(len(blob) - 24), blob[:24], their_pub, my_priv)
     return out.raw if rc == 0 else None
 
 
@@ -82,8 +80,14 @@ class Closed(Exception):
 class RawDerp:
     """One DERP connection over a plain or TLS socket, driven synchronously."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", tls_ctx: ssl.SSLContext | None = None,
-                 server_hostname: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        tls_ctx: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         s = socket.create_connection((host, port), timeout=timeout)
         if tls_ctx is not None:
             s = tls_ctx.wrap_socket(s, server_hostname=server_hostname or host)
@@ -101,7 +105,7 @@ class RawDerp:
         self.sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             chunk = self.sock.recv(1 << 17)
-        except socket.timeout:
+        except TimeoutError:
             raise TimeoutError("no data from the server") from None
         except (ConnectionResetError, ssl.SSLError, OSError) as e:
             raise Closed(str(e)) from None
@@ -163,11 +167,14 @@ class RawDerp:
             pass
 
     # ---- protocol ----
-    def upgrade(self, extra_headers: str = "", fast_start: bool = False, client_info: bytes | None = None,
-                path: str = "/derp") -> None:
-        req = (f"GET {path} HTTP/1.1\r\nHost: derp.test\r\nUser-Agent: Go-http-client/1.1\r\n"
-               f"Connection: Upgrade\r\n{'Derp-Fast-Start: 1' + chr(13) + chr(10) if fast_start else ''}"
-               f"{extra_headers}Upgrade: DERP\r\n\r\n").encode()
+    def upgrade(
+        self, extra_headers: str = "", fast_start: bool = False, client_info: bytes | None = None, path: str = "/derp"
+    ) -> None:
+        req = (
+            f"GET {path} HTTP/1.1\r\nHost: derp.test\r\nUser-Agent: Go-http-client/1.1\r\n"
+            f"Connection: Upgrade\r\n{'Derp-Fast-Start: 1' + chr(13) + chr(10) if fast_start else ''}"
+            f"{extra_headers}Upgrade: DERP\r\n\r\n"
+        ).encode()
         self.send(req + (client_info or b""))
         if not fast_start:
             status, headers, _ = self.read_http_head()
@@ -177,8 +184,7 @@ class RawDerp:
         assert f.type == SERVER_KEY and f.payload[:8] == MAGIC, f
         self.server_pub = f.payload[8:40]
 
-    def client_info_frame(self, info: dict | None = None, pub: bytes | None = None,
-                          priv: bytes | None = None) -> bytes:
+    def client_info_frame(self, info: dict | None = None, pub: bytes | None = None, priv: bytes | None = None) -> bytes:
         info = {"version": 2, "CanAckPings": True} if info is None else info
         body = json.dumps(info).encode()
         sealed = box_seal(body, self.server_pub, priv or self.priv)

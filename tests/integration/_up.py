@@ -57,11 +57,7 @@ def start_up(conf: Path, forward_to: str, *extra: str) -> Up:
         if not line:
             break
         lines.append(line)
-    ours = {
-        ln.split()[0]: ln.split()[1]
-        for ln in lines
-        if ln.startswith(("forward ", "socks5 "))
-    }
+    ours = {ln.split()[0]: ln.split()[1] for ln in lines if ln.startswith(("forward ", "socks5 "))}
     if not (lines and lines[0].startswith("peer ")) or len(ours) != 2:
         p.kill()
         raise AssertionError(f"spanza up did not start: {lines} {p.communicate()[1]}")

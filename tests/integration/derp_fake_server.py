@@ -25,8 +25,7 @@ SERVER_KEY, CLIENT_INFO, SERVER_INFO, SEND_PACKET, RECV_PACKET, KEEP_ALIVE = 1, 
 NOTE_PREFERRED, PEER_GONE, PEER_PRESENT = 7, 8, 9
 PING, PONG, HEALTH, RESTARTING = 0x12, 0x13, 0x14, 0x15
 
-RESPONSE_101 = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n"
-                b"Derp-Version: 2\r\n")
+RESPONSE_101 = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\nDerp-Version: 2\r\n"
 
 
 def frame(ftype: int, payload: bytes = b"") -> bytes:
@@ -36,7 +35,7 @@ def frame(ftype: int, payload: bytes = b"") -> bytes:
 class Conn:
     """One accepted connection, with DERP helpers."""
 
-    def __init__(self, server: "FakeServer", sock: socket.socket) -> None:
+    def __init__(self, server: FakeServer, sock: socket.socket) -> None:
         self.server = server
         self.sock = sock
         self.buf = b""
@@ -65,7 +64,7 @@ class Conn:
         ftype, n = struct.unpack(">BI", self.buf[:5])
         while len(self.buf) < 5 + n:
             self._fill()
-        payload, self.buf = self.buf[5:5 + n], self.buf[5 + n:]
+        payload, self.buf = self.buf[5 : 5 + n], self.buf[5 + n :]
         return ftype, payload
 
     def send(self, data: bytes) -> None:
@@ -137,7 +136,7 @@ class FakeServer:
         while not self._stop.is_set():
             try:
                 sock, _ = self.lsock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -172,7 +171,7 @@ class FakeServer:
         for c in self.conns:
             c.close()
 
-    def __enter__(self) -> "FakeServer":
+    def __enter__(self) -> FakeServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -185,7 +184,7 @@ def hold(conn: Conn, seconds: float = 30) -> None:
     try:
         while conn.sock.recv(65536):
             pass
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         pass
 
 

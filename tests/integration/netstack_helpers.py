@@ -5,75 +5,45 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import pytest
 
 from spanza.packets import checksum
-from spanza.netstack import Host, MemoryWire, wired_pair
 
 A4, B4 = "192.168.4.1", "192.168.4.2"
 A6, B6 = "fd00::1", "fd00::2"
 
 
-@dataclass
-class WireGuardLink:
-    """Two spanza.Devices on loopback UDP carrying two hosts: the link of
-    ``link_pair``'s "wireguard" variant."""
-
-    a: Any
-    b: Any
-
-
-@pytest.fixture(params=["wire", "wireguard"])
-def link_pair(request: pytest.FixtureRequest) -> Iterator[tuple[Host, Host, Any]]:
-    """Hosts .1/fd00::1 and .2/fd00::2 joined by a memory wire, or by two
-    WireGuard devices over loopback UDP (Device(address=...)): the same
-    tests hold on both."""
-    if request.param == "wire":
-        yield from _wired()
-        return
-    import spanza
-
-    ka, kb = spanza.PrivateKey.generate(), spanza.PrivateKey.generate()
-    with spanza.Device(ka, address=[f"{A4}/24", f"{A6}/64"]) as da, \
-            spanza.Device(kb, address=[f"{B4}/24", f"{B6}/64"]) as db:
-        da.add_peer(kb.public_key, endpoint=("127.0.0.1", db.listen_port), allowed_ips=[f"{B4}/32", f"{B6}/128"])
-        db.add_peer(ka.public_key, endpoint=("127.0.0.1", da.listen_port), allowed_ips=[f"{A4}/32", f"{A6}/128"])
-        yield da.host, db.host, WireGuardLink(da, db)
-
-
-def _wired() -> Iterator[tuple[Host, Host, MemoryWire]]:
-    a, b, wire = wired_pair([f"{A4}/24", f"{A6}/64"], [f"{B4}/24", f"{B6}/64"])
-    try:
-        yield a, b, wire
-    finally:
-        a.close()
-        b.close()
-        wire.close()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[Host, Host, MemoryWire]]:
-    yield from _wired()
-
-
 def ipv4(src: str, dst: str, proto: int, payload: bytes, ttl: int = 64) -> bytes:
     hdr = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, ttl, proto, 0,
-        ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed,
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        1,
+        0,
+        ttl,
+        proto,
+        0,
+        ipaddress.ip_address(src).packed,
+        ipaddress.ip_address(dst).packed,
     )
     hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
     return hdr + payload
 
 
 def ipv6(src: str, dst: str, nexth: int, payload: bytes, hlim: int = 64) -> bytes:
-    return struct.pack(
-        "!IHBB16s16s", 6 << 28, len(payload), nexth, hlim,
-        ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed,
-    ) + payload
+    return (
+        struct.pack(
+            "!IHBB16s16s",
+            6 << 28,
+            len(payload),
+            nexth,
+            hlim,
+            ipaddress.ip_address(src).packed,
+            ipaddress.ip_address(dst).packed,
+        )
+        + payload
+    )
 
 
 def _pseudo(src: str, dst: str, proto: int, length: int) -> bytes:
@@ -123,8 +93,9 @@ class Packet:
 def parse(pkt: bytes) -> Packet:
     if pkt[0] >> 4 == 4:
         ihl = (pkt[0] & 15) * 4
-        return Packet(4, str(ipaddress.ip_address(pkt[12:16])), str(ipaddress.ip_address(pkt[16:20])),
-                      pkt[9], pkt[ihl:])
+        return Packet(
+            4, str(ipaddress.ip_address(pkt[12:16])), str(ipaddress.ip_address(pkt[16:20])), pkt[9], pkt[ihl:]
+        )
     return Packet(6, str(ipaddress.ip_address(pkt[8:24])), str(ipaddress.ip_address(pkt[24:40])), pkt[6], pkt[40:])
 
 

@@ -53,8 +53,10 @@ def test_uapi_crlf_get_is_closed_at_once_like_wireguard_go(tmp_path, caplog: pyt
     """wireguard-go reads the operation line ('get=1\\n') and closes the
     connection on anything else, "get=1\\r\\n" included: no reply, no wait."""
     name = f"crlf{os.getpid() % 10000}"
-    with Device(listen_port=None, name=name, uapi_dir=str(tmp_path)) as d, \
-            caplog.at_level(logging.WARNING, logger="spanza.device"):
+    with (
+        Device(listen_port=None, name=name, uapi_dir=str(tmp_path)),
+        caplog.at_level(logging.WARNING, logger="spanza.device"),
+    ):
         path = str(tmp_path / f"{name}.sock")
         for request in (b"get=1\r\n\r\n", b"set=1\r\nlisten_port=1\r\n\r\n", b"get=1\r\n"):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from tests.support import wait_for
 import spanza
 from spanza.derp import node_public_key
 from spanza.derp_client import (
@@ -39,6 +38,7 @@ from tests.integration.derp_fake_server import (
     hold,
     serve,
 )
+from tests.support import wait_for
 
 PEER = bytes(range(32))
 
@@ -68,9 +68,14 @@ def test_handshake_is_what_go_sends_and_packets_flow_both_ways():
         c.wait_connected(5)
         conn = connected_conn(srv)
         # The upgrade request, byte for byte as Go's client writes it.
-        assert conn.request == (f"GET /derp HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
-                                "User-Agent: Go-http-client/1.1\r\nConnection: Upgrade\r\n"
-                                "Upgrade: DERP").encode()
+        assert (
+            conn.request
+            == (
+                f"GET /derp HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+                "User-Agent: Go-http-client/1.1\r\nConnection: Upgrade\r\n"
+                "Upgrade: DERP"
+            ).encode()
+        )
         assert conn.client_info == {"version": 2, "CanAckPings": True}
         assert conn.client_pub == c.public_key
         assert c.next_event(1) == Connected(srv.pub)
@@ -126,13 +131,13 @@ def test_short_and_unknown_frames_are_dropped_and_the_connection_kept():
     with FakeServer([serve]) as srv, client(srv.url) as c:
         c.wait_connected(5)
         conn = connected_conn(srv)
-        conn.send(frame(5, b"short"))            # RecvPacket < 32
-        conn.send(frame(PEER_GONE, b"x" * 31))   # PeerGone < 32
+        conn.send(frame(5, b"short"))  # RecvPacket < 32
+        conn.send(frame(PEER_GONE, b"x" * 31))  # PeerGone < 32
         conn.send(frame(PEER_PRESENT, b"x" * 40))  # not 32, 50 or 51+
         conn.send(frame(RESTARTING, b"1234567"))
         conn.send(frame(PING, b"1234567"))
         conn.send(frame(PONG, b"1234567"))
-        conn.send(frame(0x0b, b"unknown type"))
+        conn.send(frame(0x0B, b"unknown type"))
         conn.send(frame(0x77, os.urandom(100000)))
         conn.send(frame(1, b"\x00" * 40))  # a ServerKey after the handshake is ignored
         conn.recv_packet(PEER, b"still here")
@@ -311,7 +316,7 @@ def test_close_wakes_a_blocked_recv():
         def blocked():
             try:
                 c.recv(30)
-            except BaseException as e:  # noqa: BLE001 - recorded for the assert
+            except BaseException as e:
                 errors.append(e)
 
         t = threading.Thread(target=blocked)
@@ -397,7 +402,7 @@ def test_public_key_and_key_forms(tmp_path):
     pub = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
     assert node_public_key(priv) == pub
     cfg = tmp_path / "derper.json"
-    cfg.write_text('{"PrivateKey": "%s"}' % priv)
+    cfg.write_text(f'{{"PrivateKey": "{priv}"}}')
     with FakeServer([serve]) as srv:
         for key in (priv, cfg, str(cfg), bytes.fromhex(priv[8:])):
             with spanza.DerpClient(srv.url, key) as c:
@@ -427,8 +432,10 @@ def test_bad_configuration_is_a_clear_error(url, kw, match):
         spanza.DerpClient(url, os.urandom(32), **kw)
 
 
-@pytest.mark.parametrize("key, match", [(bytes(32), "all zero"), (b"short", "32 bytes"),
-                                        ("nodekey:" + "00" * 32, "privkey"), ("privkey:zz", "hex")])
+@pytest.mark.parametrize(
+    "key, match",
+    [(bytes(32), "all zero"), (b"short", "32 bytes"), ("nodekey:" + "00" * 32, "privkey"), ("privkey:zz", "hex")],
+)
 def test_bad_private_key(key, match):
     with pytest.raises(spanza.ConfigError, match=match):
         spanza.DerpClient("http://127.0.0.1:1/derp", key)
@@ -476,16 +483,16 @@ def test_close_races_with_calls_from_other_threads():
             errors: list[BaseException] = []
             stop = threading.Event()
 
-            def hammer(c=c, errors=errors):
+            def hammer(c=c, errors=errors, stop=stop):
                 while not stop.is_set():
                     try:
                         c.send(PEER, b"x")
                         c.stats()
-                        c.last_error
+                        _ = c.last_error
                         c.recv(0)
                     except (spanza.ClosedError, TimeoutError):
                         pass
-                    except BaseException as e:  # noqa: BLE001
+                    except BaseException as e:
                         errors.append(e)
                         return
 

@@ -15,7 +15,6 @@ import spanza
 from tests.integration.derp_fake_server import (
     CLIENT_INFO,
     MAGIC,
-    RESPONSE_101,
     SEND_PACKET,
     SERVER_INFO,
     SERVER_KEY,
@@ -34,6 +33,7 @@ def after_101(payload: bytes):
         conn.send_101()
         conn.send(payload)
         hold(conn, 5)
+
     return script
 
 
@@ -46,6 +46,7 @@ def after_server_key(payload: bytes, *, read_client_info: bool = True):
             assert conn.read_frame()[0] == CLIENT_INFO
         conn.send(payload)
         hold(conn, 5)
+
     return script
 
 
@@ -54,6 +55,7 @@ def raw(payload: bytes):
         conn.read_request()
         conn.send(payload)
         hold(conn, 5)
+
     return script
 
 
@@ -67,6 +69,7 @@ def bad_server_info(plaintext: bytes):
         sealed = box.encrypt(plaintext)
         conn.send(frame(SERVER_INFO, bytes(sealed.nonce) + bytes(sealed.ciphertext)))
         hold(conn, 5)
+
     return script
 
 
@@ -75,6 +78,7 @@ def handshake_then(payload: bytes):
         conn.handshake()
         conn.send(payload)
         hold(conn, 5)
+
     return script
 
 
@@ -85,22 +89,23 @@ CASES = {
     "endless HTTP head": (raw(b"HTTP/1.1 101 Switching Protocols\r\n" + b"X: " + b"a" * 9000), "HTTP"),
     "not HTTP at all": (raw(os.urandom(64) + b"\r\n\r\n"), "HTTP"),
     "first frame not ServerKey": (after_101(frame(5, PEER + b"x")), "invalid server greeting"),
-    "bad magic": (after_101(frame(SERVER_KEY, b"DERQ\xf0\x9f\x94\x91" + bytes(range(32)))),
-                  "invalid server greeting"),
+    "bad magic": (after_101(frame(SERVER_KEY, b"DERQ\xf0\x9f\x94\x91" + bytes(range(32)))), "invalid server greeting"),
     "short ServerKey": (after_101(frame(SERVER_KEY, MAGIC + bytes(31))), "invalid server greeting"),
-    "ServerKey over 1024": (after_101(frame(SERVER_KEY, MAGIC + bytes(range(32)) + bytes(1000))),
-                            "invalid server greeting"),
+    "ServerKey over 1024": (
+        after_101(frame(SERVER_KEY, MAGIC + bytes(range(32)) + bytes(1000))),
+        "invalid server greeting",
+    ),
     "all-zero server key": (after_101(frame(SERVER_KEY, MAGIC + bytes(32))), "all-zero key"),
     "frame length 2^32-1": (after_101(struct.pack(">BI", SERVER_KEY, 0xFFFFFFFF)), "over the 1 MiB limit"),
     "ServerInfo box garbage": (after_server_key(frame(SERVER_INFO, os.urandom(80))), "invalid ServerInfo"),
     "ServerInfo too short": (after_server_key(frame(SERVER_INFO, os.urandom(10))), "invalid ServerInfo"),
     "ServerInfo not JSON": (bad_server_info(b"{not json"), "invalid ServerInfo"),
-    "oversized frame after handshake": (handshake_then(struct.pack(">BI", 5, (1 << 20) + 1)),
-                                        "over the 1 MiB limit"),
-    "oversized unknown frame": (handshake_then(struct.pack(">BI", 0x42, (1 << 20) + 1)),
-                                "over the 1 MiB limit"),
-    "oversized ServerInfo": (after_server_key(struct.pack(">BI", SERVER_INFO, (1 << 20) + 100)),
-                             "over the 1 MiB limit"),
+    "oversized frame after handshake": (handshake_then(struct.pack(">BI", 5, (1 << 20) + 1)), "over the 1 MiB limit"),
+    "oversized unknown frame": (handshake_then(struct.pack(">BI", 0x42, (1 << 20) + 1)), "over the 1 MiB limit"),
+    "oversized ServerInfo": (
+        after_server_key(struct.pack(">BI", SERVER_INFO, (1 << 20) + 100)),
+        "over the 1 MiB limit",
+    ),
 }
 
 
@@ -164,14 +169,17 @@ def test_random_bytes_never_crash_the_client():
             scripts.append(after_101(blob))
         else:
             # plausible frame headers with random types and lengths
-            frames = b"".join(struct.pack(">BI", rng.randint(0, 0x20), rng.randint(0, 300)) +
-                              bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300)))
-                              for _ in range(20))
+            frames = b"".join(
+                struct.pack(">BI", rng.randint(0, 0x20), rng.randint(0, 300))
+                + bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300)))
+                for _ in range(20)
+            )
             scripts.append(handshake_then(frames))
     scripts.append(serve)
     with FakeServer(scripts) as srv:
-        with spanza.DerpClient(srv.url, os.urandom(32), backoff_base_ms=1, backoff_max_ms=20,
-                               read_timeout_ms=500, connect_timeout_ms=500) as c:
+        with spanza.DerpClient(
+            srv.url, os.urandom(32), backoff_base_ms=1, backoff_max_ms=20, read_timeout_ms=500, connect_timeout_ms=500
+        ) as c:
             srv.wait_accepted(len(scripts), timeout=60)
             c.wait_connected(10)
             c.send(PEER, b"alive")
@@ -196,7 +204,7 @@ def test_client_info_is_sealed_to_the_server_key():
 def test_http_head_dribbled_byte_by_byte_and_bare_lf():
     def dribble(conn):
         conn.read_request()
-        head = (b"HTTP/1.1 101 Switching Protocols\nUpgrade: DERP\nConnection: Upgrade\n\n")
+        head = b"HTTP/1.1 101 Switching Protocols\nUpgrade: DERP\nConnection: Upgrade\n\n"
         for b in head:
             conn.send(bytes([b]))
         conn.send(frame(SERVER_KEY, MAGIC + conn.server.pub))

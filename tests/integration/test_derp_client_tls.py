@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import ssl
-import time
 
 import pytest
 
-from tests.support import has_ipv6_loopback, wait_for
 import spanza
 from spanza.derp import write_self_signed_cert
 from tests.integration.derp_fake_server import SEND_PACKET, FakeServer, serve
+from tests.support import has_ipv6_loopback, wait_for
 
 PEER = bytes(range(32))
 
@@ -71,8 +69,9 @@ def test_no_sni_for_ip_literals(tmp_path):
 def test_name_mismatch_fails_verification(tmp_path):
     ctx, cert, _ = make_ctx(tmp_path, "derp.test")
     with FakeServer([serve], tls=ctx) as srv:
-        with spanza.DerpClient(srv.url, os.urandom(32), ca_file=cert, server_name="other.test",
-                               backoff_max_ms=100) as c:
+        with spanza.DerpClient(
+            srv.url, os.urandom(32), ca_file=cert, server_name="other.test", backoff_max_ms=100
+        ) as c:
             wait_for(lambda: c.stats()["tls_errors"] >= 1)
             assert "certificate verification failed" in c.last_error
             assert not c.connected

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import struct
-import time
 import urllib.error
 import urllib.request
 
@@ -17,8 +15,16 @@ import pytest
 import spanza
 from spanza.derp import DerpServer, load_derper_key, node_public_key
 from tests.integration._derp_raw import (
-    KEEP_ALIVE, PONG, RECV_PACKET, SERVER_INFO, SERVER_KEY, RawDerp, assert_relays, box_open, connect,
-    frame, SEND_PACKET,
+    KEEP_ALIVE,
+    PONG,
+    SEND_PACKET,
+    SERVER_INFO,
+    SERVER_KEY,
+    RawDerp,
+    assert_relays,
+    box_open,
+    connect,
+    frame,
 )
 
 
@@ -61,8 +67,10 @@ def test_101_response_is_exact(server):
     c = RawDerp(server.port)
     c.send(b"GET /derp HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: DERP\r\n\r\n")
     _, _, head = c.read_http_head()
-    assert head == (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n"
-                    b"Derp-Version: 2\r\nDerp-Public-Key: " + server.public_key.hex().encode())
+    assert head == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n"
+        b"Derp-Version: 2\r\nDerp-Public-Key: " + server.public_key.hex().encode()
+    )
     f = c.recv_frame()
     assert f.type == SERVER_KEY and len(f.payload) == 40 and f.payload[8:] == server.public_key
 
@@ -81,8 +89,7 @@ def test_fast_start_pipelined_client_info_and_packet(server):
     b = connect(server.port)
     c = RawDerp(server.port)
     c.server_pub = server.public_key.raw  # as a fast-start client knows it from the meta-cert
-    req = (b"GET /derp HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nDerp-Fast-Start: 1\r\n"
-           b"Upgrade: DERP\r\n\r\n")
+    req = b"GET /derp HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nDerp-Fast-Start: 1\r\nUpgrade: DERP\r\n\r\n"
     c.send(req + c.client_info_frame() + frame(SEND_PACKET, b.pub + b"early"))
     first = c.recv_frame()
     assert first.type == SERVER_KEY  # no HTTP response at all
@@ -122,6 +129,7 @@ def test_tls_relays_and_pins(tls_server):
     assert_relays(a, b, 65536)
     # The pinned hash is the served leaf's.
     import hashlib
+
     der = a.sock.getpeercert(binary_form=True)
     assert hashlib.sha256(der).hexdigest() == tls_server.cert_sha256
     assert tls_server.cert_name == "sha256-raw:" + tls_server.cert_sha256
@@ -131,8 +139,9 @@ def test_tls_relays_and_pins(tls_server):
 
 def test_tls_with_certificate_files(tmp_path):
     spanza.derp.write_self_signed_cert("derp.test", tmp_path / "c.crt", tmp_path / "c.key")
-    with DerpServer(tls=True, hostname="derp.test", cert_file=tmp_path / "c.crt",
-                    key_file=tmp_path / "c.key", require_sni=True) as s:
+    with DerpServer(
+        tls=True, hostname="derp.test", cert_file=tmp_path / "c.crt", key_file=tmp_path / "c.key", require_sni=True
+    ) as s:
         assert s.url == f"https://derp.test:{s.port}/derp"
         ctx = ssl.create_default_context(cafile=str(tmp_path / "c.crt"))
         a = connect(s.port, tls_ctx=ctx, server_hostname="derp.test")
@@ -144,6 +153,7 @@ def test_tls_with_certificate_files(tmp_path):
 
 
 # ---- HTTP endpoints ----
+
 
 def _http(port: int, path: str, method: str = "GET", headers: dict | None = None):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, headers=headers or {})
@@ -164,7 +174,9 @@ def test_probe_endpoints(server, path):
 
 
 def test_generate_204_echoes_a_valid_challenge(server):
-    status, headers, body = _http(server.port, "/generate_204", headers={"X-Tailscale-Challenge": "ts_derp.example:1-2"})
+    status, headers, body = _http(
+        server.port, "/generate_204", headers={"X-Tailscale-Challenge": "ts_derp.example:1-2"}
+    )
     assert status == 204 and body == b""
     assert headers["X-Tailscale-Response"] == "response ts_derp.example:1-2"
     assert headers["Cache-Control"] == "no-cache, no-store, must-revalidate, no-transform, max-age=0"
@@ -184,6 +196,7 @@ def test_home_robots_and_404(server):
 
 
 # ---- keys and lifecycle ----
+
 
 def test_key_file_config_is_derper_format_and_reused(tmp_path):
     path = tmp_path / "derper.key"

@@ -10,14 +10,23 @@ import socket
 import struct
 import time
 
-import pytest
-
-from tests.support import free_port, wait_for
 from spanza.derp import DerpServer
 from tests.integration._derp_raw import (
-    FORWARD_PACKET, CLOSE_PEER, PEER_GONE, PEER_PRESENT, PONG, RECV_PACKET, SERVER_INFO, WATCH_CONNS,
-    Closed, RawDerp, assert_relays, connect, disco_packet, frame, keypair, NOTE_PREFERRED,
+    CLOSE_PEER,
+    FORWARD_PACKET,
+    NOTE_PREFERRED,
+    PEER_GONE,
+    PEER_PRESENT,
+    PONG,
+    WATCH_CONNS,
+    RawDerp,
+    assert_relays,
+    connect,
+    disco_packet,
+    frame,
+    keypair,
 )
+from tests.support import free_port, wait_for
 
 MESH_KEY = os.urandom(32)
 MESH_INFO = {"meshKey": MESH_KEY.hex(), "version": 2, "CanAckPings": False}
@@ -31,6 +40,7 @@ def raw_with_key(port: int, priv: bytes, pub: bytes, info: dict | None = None) -
 
 
 # ---- PeerGone ----
+
 
 def test_peer_gone_disconnected_goes_to_those_who_received_from_it():
     with DerpServer() as s:
@@ -93,6 +103,7 @@ def test_not_here_only_for_disco_to_unknown_keys_and_rate_limited():
 
 # ---- duplicate keys: the most recent writer is active ----
 
+
 def test_duplicate_key_most_recent_writer_is_active():
     with DerpServer() as s:
         priv, pub = keypair()
@@ -122,6 +133,7 @@ def test_duplicate_key_most_recent_writer_is_active():
 
 
 # ---- queues and deadlines ----
+
 
 def _stalled_receiver(port: int) -> RawDerp:
     """A client whose socket buffer is tiny and which never reads."""
@@ -232,6 +244,7 @@ def test_rate_limit_exempts_mesh_key_holders():
 
 # ---- admission ----
 
+
 def test_allowlist_admits_listed_keys_and_mesh_key_holders(tmp_path):
     p1, k1 = keypair()
     p2, k2 = keypair()
@@ -258,6 +271,7 @@ def test_wrong_mesh_key_is_a_regular_client(tmp_path):
 
 # ---- mesh frames ----
 
+
 def _present(f) -> tuple[bytes, bytes, int, int]:
     assert f.type == PEER_PRESENT and len(f.payload) == 51
     return f.payload[:32], f.payload[32:48], struct.unpack(">H", f.payload[48:50])[0], f.payload[50]
@@ -269,8 +283,10 @@ def test_watch_conns_floods_then_streams_presence():
         watcher = connect(s.port, MESH_INFO)
         watcher.send(frame(WATCH_CONNS))
         # The flood covers every active client, the watcher included (as Go does).
-        flood = dict((k, (ip, port, flags)) for k, ip, port, flags in
-                     (_present(watcher.recv_type(PEER_PRESENT)) for _ in range(2)))
+        flood = dict(
+            (k, (ip, port, flags))
+            for k, ip, port, flags in (_present(watcher.recv_type(PEER_PRESENT)) for _ in range(2))
+        )
         assert set(flood) == {a.pub, watcher.pub}
         ip, port, flags = flood[a.pub]
         assert flags == 0x01 and flood[watcher.pub][2] == 0x02
@@ -327,13 +343,18 @@ def test_note_preferred_counts_home_clients():
 
 # ---- a mesh of our own servers ----
 
+
 def test_two_of_our_servers_mesh_as_one_region():
     p1, p2 = free_port(), free_port()
     opts = dict(mesh_key=MESH_KEY, mesh_retry_ms=100)
-    with DerpServer(port=p1, mesh_with=[f"http://127.0.0.1:{p2}"], **opts) as s1, \
-         DerpServer(port=p2, mesh_with=[f"http://127.0.0.1:{p1}"], **opts) as s2:
-        wait_for(lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
-                 what="mesh links both ways")
+    with (
+        DerpServer(port=p1, mesh_with=[f"http://127.0.0.1:{p2}"], **opts) as s1,
+        DerpServer(port=p2, mesh_with=[f"http://127.0.0.1:{p1}"], **opts) as s2,
+    ):
+        wait_for(
+            lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
+            what="mesh links both ways",
+        )
         a, c = connect(s1.port), connect(s2.port)
         wait_for(lambda: s1.stats()["mesh_routes"] >= 2 and s2.stats()["mesh_routes"] >= 2, what="routes")
         assert_relays(a, c, 1)
@@ -356,10 +377,14 @@ def test_mesh_with_derpers_host_slash_dialhost_form():
     # header), dialhost says where to connect.
     p1, p2 = free_port(), free_port()
     opts = dict(mesh_key=MESH_KEY, mesh_retry_ms=100)
-    with DerpServer(port=p1, mesh_with=[f"http://relay-b.example/127.0.0.1:{p2}/derp"], **opts) as s1, \
-         DerpServer(port=p2, mesh_with=[f"http://relay-a.example:{p1}/127.0.0.1"], **opts) as s2:
-        wait_for(lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
-                 what="mesh links both ways")
+    with (
+        DerpServer(port=p1, mesh_with=[f"http://relay-b.example/127.0.0.1:{p2}/derp"], **opts) as s1,
+        DerpServer(port=p2, mesh_with=[f"http://relay-a.example:{p1}/127.0.0.1"], **opts) as s2,
+    ):
+        wait_for(
+            lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
+            what="mesh links both ways",
+        )
         a, c = connect(s1.port), connect(s2.port)
         wait_for(lambda: s1.stats()["mesh_routes"] >= 2 and s2.stats()["mesh_routes"] >= 2, what="routes")
         assert_relays(a, c, 100)

@@ -44,22 +44,52 @@ def test_dev_mode_uses_3340_a_fresh_key_and_the_env_mesh_key(monkeypatch):
 
 
 def test_manual_certmode_with_an_ip_makes_a_self_signed_cert(tmp_path):
-    o = opts("-a", "127.0.0.1:8443", "-c", str(tmp_path / "k"), "--certmode", "manual",
-             "--hostname", "127.0.0.1", "--certdir", str(tmp_path))
+    o = opts(
+        "-a",
+        "127.0.0.1:8443",
+        "-c",
+        str(tmp_path / "k"),
+        "--certmode",
+        "manual",
+        "--hostname",
+        "127.0.0.1",
+        "--certdir",
+        str(tmp_path),
+    )
     assert o["tls"] and o["hostname"] == "127.0.0.1" and "cert_file" not in o
 
 
 def test_manual_certmode_uses_certdir_files_and_checks_sni(tmp_path):
     write_self_signed_cert("derp.example.com", tmp_path / "derp.example.com.crt", tmp_path / "derp.example.com.key")
-    o = opts("-a", ":8443", "-c", str(tmp_path / "k"), "--certmode", "manual", "--hostname",
-             "derp.example.com", "--certdir", str(tmp_path))
+    o = opts(
+        "-a",
+        ":8443",
+        "-c",
+        str(tmp_path / "k"),
+        "--certmode",
+        "manual",
+        "--hostname",
+        "derp.example.com",
+        "--certdir",
+        str(tmp_path),
+    )
     assert o["cert_file"].endswith("derp.example.com.crt") and o["require_sni"]
 
 
 def test_manual_certmode_with_a_dns_name_needs_the_files(tmp_path):
     with pytest.raises(SystemExit, match="missing"):
-        opts("-a", ":8443", "-c", "k", "--certmode", "manual", "--hostname", "derp.example.com",
-             "--certdir", str(tmp_path))
+        opts(
+            "-a",
+            ":8443",
+            "-c",
+            "k",
+            "--certmode",
+            "manual",
+            "--hostname",
+            "derp.example.com",
+            "--certdir",
+            str(tmp_path),
+        )
 
 
 def test_port_443_without_manual_certs_is_refused(tmp_path):
@@ -76,8 +106,9 @@ def test_mesh_flags(tmp_path):
 
 
 def test_rate_flags(tmp_path):
-    (tmp_path / "rate.json").write_text(json.dumps({"PerClientRateLimitBytesPerSec": 1000,
-                                                    "PerClientRateBurstBytes": 70000}))
+    (tmp_path / "rate.json").write_text(
+        json.dumps({"PerClientRateLimitBytesPerSec": 1000, "PerClientRateBurstBytes": 70000})
+    )
     o = opts("-a", ":1", "-c", "k", "--rate-config", str(tmp_path / "rate.json"))
     assert o["rate_limit"] == 1000 and o["rate_burst"] == 70000
     o = opts("-a", ":1", "-c", "k", "--rate-limit", "5000", "--allowlist", "allow.txt")
@@ -96,9 +127,11 @@ def test_derper_command_serves_until_sigterm(tmp_path):
         so.bind(("127.0.0.1", 0))
         port = so.getsockname()[1]
     config = tmp_path / "var" / "lib" / "derper" / "derper.key"  # its directory is created, as derper does
-    proc = subprocess.Popen([sys.executable, "-m", "spanza", "derper", "-a", f"127.0.0.1:{port}", "-c",
-                             str(config), "--stun=false"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spanza", "derper", "-a", f"127.0.0.1:{port}", "-c", str(config), "--stun=false"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:

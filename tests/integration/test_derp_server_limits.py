@@ -47,8 +47,13 @@ with DerpServer(**json.loads(sys.argv[2])) as s:
 
 class Child:
     def __init__(self, nofile: int, **server: object) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, str(nofile), json.dumps(server)], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(nofile), json.dumps(server)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line.strip().isdigit(), f"server child did not start: {line!r}"
@@ -80,8 +85,6 @@ class Child:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
 
 
 def half_open_heads(port: int, n: int) -> list[socket.socket]:
@@ -129,12 +132,29 @@ def test_the_relay_command_raises_its_soft_open_files_limit(tmp_path):
         pytest.skip(f"the hard RLIMIT_NOFILE ({hard}) leaves nothing to raise")
     port = free_port()
     # `spanza derper` started with a low soft limit (set before it runs, as a shell's ulimit -Sn would).
-    start = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), "
-             "resource.getrlimit(resource.RLIMIT_NOFILE)[1])); sys.argv[:2] = ['spanza']; "
-             "runpy.run_module('spanza', run_name='__main__')")
-    proc = subprocess.Popen([sys.executable, "-c", start, str(low), "derper", "-a", f"127.0.0.1:{port}",
-                             "-c", str(tmp_path / "derper.key"), "--stun=false"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    start = (
+        "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), "
+        "resource.getrlimit(resource.RLIMIT_NOFILE)[1])); sys.argv[:2] = ['spanza']; "
+        "runpy.run_module('spanza', run_name='__main__')"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            start,
+            str(low),
+            "derper",
+            "-a",
+            f"127.0.0.1:{port}",
+            "-c",
+            str(tmp_path / "derper.key"),
+            "--stun=false",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -183,8 +203,9 @@ def test_memory_per_connection_is_bounded():
         big = os.urandom(65536)
         for _ in range(300):  # ~20 MB at a receiver that reads nothing
             sender.send_packet(sink.pub, big)
-        wait_for(lambda: child.stats()["drop_queue_head"] > 0, what="the never-reading client's queue to drop",
-                 timeout=10)
+        wait_for(
+            lambda: child.stats()["drop_queue_head"] > 0, what="the never-reading client's queue to drop", timeout=10
+        )
         grown = child.rss_kib() - before
         # 32 queued 64 KiB frames plus what the socket write holds: ~2 MiB.
         assert grown < 8 * 1024, f"RSS grew {grown} KiB for one never-reading client"

@@ -13,9 +13,27 @@ import time
 import pytest
 
 from tests.integration._derp_raw import (
-    CLIENT_INFO, CLOSE_PEER, FORWARD_PACKET, HEALTH, MESH_KEY, NOTE_PREFERRED, PEER_GONE, PEER_PRESENT, PING,
-    PONG, RECV_PACKET, RESTARTING, SEND_PACKET, SERVER_INFO, SERVER_KEY, WATCH_CONNS, RawDerp,
-    assert_relays, box_seal, connect, frame,
+    CLIENT_INFO,
+    CLOSE_PEER,
+    FORWARD_PACKET,
+    HEALTH,
+    MESH_KEY,
+    NOTE_PREFERRED,
+    PEER_GONE,
+    PEER_PRESENT,
+    PING,
+    PONG,
+    RECV_PACKET,
+    RESTARTING,
+    SEND_PACKET,
+    SERVER_INFO,
+    SERVER_KEY,
+    WATCH_CONNS,
+    RawDerp,
+    assert_relays,
+    box_seal,
+    connect,
+    frame,
 )
 
 
@@ -32,19 +50,25 @@ def _closed_after(server, bystanders, send, counter: str) -> None:
 
 # ---- handshake rows ----
 
+
 def _first_frame(ftype: int, payload: bytes):
     def send(c: RawDerp) -> None:
         c.upgrade()
         c.send(frame(ftype, payload))
+
     return send
 
 
-@pytest.mark.parametrize("ftype,payload", [
-    (SEND_PACKET, bytes(32) + b"x"),
-    (PING, b"12345678"),
-    (0x42, b"unknown"),
-    (NOTE_PREFERRED, b"\x01"),
-], ids=["send-packet", "ping", "unknown-type", "note-preferred"])
+@pytest.mark.parametrize(
+    "ftype,payload",
+    [
+        (SEND_PACKET, bytes(32) + b"x"),
+        (PING, b"12345678"),
+        (0x42, b"unknown"),
+        (NOTE_PREFERRED, b"\x01"),
+    ],
+    ids=["send-packet", "ping", "unknown-type", "note-preferred"],
+)
 def test_first_frame_not_client_info_closes(server, bystanders, ftype, payload):
     _closed_after(server, bystanders, _first_frame(ftype, payload), "close_handshake_error")
 
@@ -55,6 +79,7 @@ def test_client_info_length_out_of_bounds_closes(server, bystanders, length):
         c.upgrade()
         # The header alone is enough: the server must refuse before reading the body.
         c.send(struct.pack(">BI", CLIENT_INFO, length) + bytes(min(length, 4096)))
+
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
@@ -66,6 +91,7 @@ def test_client_info_box_shorter_than_its_overhead_closes(server, bystanders, bo
     def send(c: RawDerp) -> None:
         c.upgrade()
         c.send(frame(CLIENT_INFO, c.pub + os.urandom(box_len)))
+
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
@@ -75,6 +101,7 @@ def test_client_info_box_that_does_not_open_closes(server, bystanders):
         f = bytearray(c.client_info_frame())
         f[-1] ^= 1  # flip a ciphertext bit: the MAC fails
         c.send(bytes(f))
+
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
@@ -84,30 +111,38 @@ def test_client_info_sealed_to_another_key_closes(server, bystanders):
         other = os.urandom(32)
         sealed = box_seal(b'{"version":2}', other, c.priv)
         c.send(frame(CLIENT_INFO, c.pub + sealed))
+
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
-@pytest.mark.parametrize("body", [
-    b"{not json",
-    b"[1,2,3]",
-    b'{"version":"two"}',
-    b'{"CanAckPings":1}',
-    b'{"version":2}garbage',
-], ids=["truncated", "not-object", "version-string", "bool-as-int", "trailing-garbage"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1,2,3]",
+        b'{"version":"two"}',
+        b'{"CanAckPings":1}',
+        b'{"version":2}garbage',
+    ],
+    ids=["truncated", "not-object", "version-string", "bool-as-int", "trailing-garbage"],
+)
 def test_client_info_invalid_json_closes(server, bystanders, body):
     def send(c: RawDerp) -> None:
         c.upgrade()
         c.send(frame(CLIENT_INFO, c.pub + box_seal(body, c.server_pub, c.priv)))
+
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
-@pytest.mark.parametrize("mesh_key", ["", None, "abcd", "zz" * 32, "00" * 33],
-                         ids=["empty", "null", "short", "not-hex", "long"])
+@pytest.mark.parametrize(
+    "mesh_key", ["", None, "abcd", "zz" * 32, "00" * 33], ids=["empty", "null", "short", "not-hex", "long"]
+)
 def test_client_info_bad_mesh_key_closes(server, bystanders, mesh_key):
     def send(c: RawDerp) -> None:
         c.upgrade()
         body = json.dumps({"meshKey": mesh_key, "version": 2}).encode()
         c.send(frame(CLIENT_INFO, c.pub + box_seal(body, c.server_pub, c.priv)))
+
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
@@ -116,6 +151,7 @@ def test_all_zero_client_key_closes(server, bystanders):
         c.upgrade()
         body = b'{"version":2}'
         c.send(frame(CLIENT_INFO, bytes(32) + bytes(24) + bytes(16 + len(body))))
+
     _closed_after(server, bystanders, send, "close_handshake_error")
 
 
@@ -133,6 +169,7 @@ def test_handshake_not_finished_in_10s_closes(server, bystanders):
         server.advance_clock(9_990)
         assert server.stats()["close_handshake_timeout"] == before
         server.advance_clock(20)
+
     before = server.stats()["close_handshake_timeout"]
     _closed_after(server, bystanders, send, "close_handshake_timeout")
 
@@ -143,15 +180,18 @@ def test_silent_after_tcp_connect_closes_after_30s(server, bystanders):
     def send(c: RawDerp) -> None:
         _wait_connections(server, n + 1)  # accepted
         server.advance_clock(30_001)
+
     _closed_after(server, bystanders, send, "close_handshake_timeout")
 
 
 # ---- steady-state rows ----
 
+
 def _after_handshake(data: bytes, info: dict | None = None):
     def send(c: RawDerp) -> None:
         c.handshake(info)
         c.send(data)
+
     return send
 
 
@@ -168,24 +208,33 @@ def test_send_packet_over_64KiB_closes(server, bystanders):
     def send(c: RawDerp) -> None:
         c.handshake()
         c.send(struct.pack(">BI", SEND_PACKET, 32 + 65537) + bytes(1024))
+
     _closed_after(server, bystanders, send, "close_protocol_error")
 
 
-@pytest.mark.parametrize("data", [
-    frame(FORWARD_PACKET, bytes(64) + b"pkt"),
-    frame(WATCH_CONNS),
-    frame(CLOSE_PEER, bytes(32)),
-], ids=["forward-packet", "watch-conns", "close-peer"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        frame(FORWARD_PACKET, bytes(64) + b"pkt"),
+        frame(WATCH_CONNS),
+        frame(CLOSE_PEER, bytes(32)),
+    ],
+    ids=["forward-packet", "watch-conns", "close-peer"],
+)
 def test_privileged_frames_without_mesh_key_close(server, bystanders, data):
     _closed_after(server, bystanders, _after_handshake(data), "close_permission")
 
 
-@pytest.mark.parametrize("data", [
-    frame(WATCH_CONNS, b"x"),
-    frame(CLOSE_PEER, bytes(31)),
-    frame(CLOSE_PEER, bytes(33)),
-    frame(FORWARD_PACKET, bytes(63)),
-], ids=["watch-conns-nonempty", "close-peer-31", "close-peer-33", "forward-packet-63"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        frame(WATCH_CONNS, b"x"),
+        frame(CLOSE_PEER, bytes(31)),
+        frame(CLOSE_PEER, bytes(33)),
+        frame(FORWARD_PACKET, bytes(63)),
+    ],
+    ids=["watch-conns-nonempty", "close-peer-31", "close-peer-33", "forward-packet-63"],
+)
 def test_privileged_frames_with_wrong_length_close(server, bystanders, data):
     mesh = {"meshKey": MESH_KEY.hex(), "version": 2}
     _closed_after(server, bystanders, _after_handshake(data, mesh), "close_protocol_error")
@@ -206,20 +255,36 @@ def test_ping_of_1000_bytes_is_answered_with_the_first_8(server, bystanders):
 
 # ---- frames the server skips: connection kept ----
 
-@pytest.mark.parametrize("data", [
-    frame(RECV_PACKET, bytes(5)),           # short RecvPacket (a server-to-client type)
-    frame(PEER_GONE, bytes(3)),
-    frame(PEER_PRESENT, bytes(10)),
-    frame(RESTARTING, bytes(2)),
-    frame(HEALTH, b"x" * 100),
-    frame(SERVER_KEY, b"nonsense"),
-    frame(SERVER_INFO, b""),
-    frame(PONG, b"1"),                      # pongs are ignored
-    frame(CLIENT_INFO, b"again"),           # a second ClientInfo is just an unknown frame
-    frame(0x0B, b"unknown"),
-    frame(0xFF, bytes(2 * 1024 * 1024)),    # > 1 MiB: unknown types are skipped whatever their size
-], ids=["recv-packet-short", "peer-gone-short", "peer-present-short", "restarting-short", "health",
-        "server-key", "server-info", "pong", "client-info-again", "unknown-0b", "unknown-2MiB"])
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        frame(RECV_PACKET, bytes(5)),  # short RecvPacket (a server-to-client type)
+        frame(PEER_GONE, bytes(3)),
+        frame(PEER_PRESENT, bytes(10)),
+        frame(RESTARTING, bytes(2)),
+        frame(HEALTH, b"x" * 100),
+        frame(SERVER_KEY, b"nonsense"),
+        frame(SERVER_INFO, b""),
+        frame(PONG, b"1"),  # pongs are ignored
+        frame(CLIENT_INFO, b"again"),  # a second ClientInfo is just an unknown frame
+        frame(0x0B, b"unknown"),
+        frame(0xFF, bytes(2 * 1024 * 1024)),  # > 1 MiB: unknown types are skipped whatever their size
+    ],
+    ids=[
+        "recv-packet-short",
+        "peer-gone-short",
+        "peer-present-short",
+        "restarting-short",
+        "health",
+        "server-key",
+        "server-info",
+        "pong",
+        "client-info-again",
+        "unknown-0b",
+        "unknown-2MiB",
+    ],
+)
 def test_skipped_frames_keep_the_connection(server, bystanders, data):
     c = connect(server.port)
     peer = connect(server.port)
@@ -244,6 +309,7 @@ def test_unknown_frame_split_across_many_writes_is_skipped(server, bystanders):
 
 
 # ---- HTTP ----
+
 
 @pytest.mark.parametrize("headers", ["", "Upgrade: h2c\r\n"], ids=["missing", "wrong"])
 def test_derp_without_upgrade_gets_426(server, bystanders, headers):
@@ -272,12 +338,16 @@ def test_426_survives_pipelined_bytes_the_server_never_reads(server, bystanders)
     assert_relays(*bystanders)
 
 
-@pytest.mark.parametrize("req,status", [
-    (b"garbage\r\n\r\n", 400),
-    (b"GET /derp HTTP/2.0\r\n\r\n", 505),
-    (b"GET /derp HTTP/1.1\r\nNo-Colon\r\n\r\n", 400),
-    (b"GET /derp HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
-], ids=["garbage", "http2", "bad-header", "huge-head"])
+@pytest.mark.parametrize(
+    "req,status",
+    [
+        (b"garbage\r\n\r\n", 400),
+        (b"GET /derp HTTP/2.0\r\n\r\n", 505),
+        (b"GET /derp HTTP/1.1\r\nNo-Colon\r\n\r\n", 400),
+        (b"GET /derp HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    ],
+    ids=["garbage", "http2", "bad-header", "huge-head"],
+)
 def test_malformed_http_gets_an_error_and_close(server, bystanders, req, status):
     c = RawDerp(server.port)
     c.send(req)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 import struct
 
@@ -33,8 +32,17 @@ async def _read_frame(r: asyncio.StreamReader) -> tuple[int, bytes]:
     return t, await r.readexactly(n)
 
 
-async def _client(port: int, priv: bytes, pub: bytes, connected: asyncio.Event, go: asyncio.Event,
-                  ready: list, dst: list, results: dict, i: int) -> None:
+async def _client(
+    port: int,
+    priv: bytes,
+    pub: bytes,
+    connected: asyncio.Event,
+    go: asyncio.Event,
+    ready: list,
+    dst: list,
+    results: dict,
+    i: int,
+) -> None:
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(b"GET /derp HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: DERP\r\n\r\n")
     head = await r.readuntil(b"\r\n\r\n")
@@ -65,12 +73,15 @@ def test_thousand_concurrent_clients_all_receive():
     keys = [keypair() for _ in range(N)]
     dst = [keys[(i + 1) % N][1] for i in range(N)]
     with DerpServer() as s:
+
         async def main() -> dict:
             connected, go = asyncio.Event(), asyncio.Event()
             ready: list = []
             results: dict = {}
-            tasks = [asyncio.create_task(_client(s.port, keys[i][0], keys[i][1], connected, go, ready, dst,
-                                                 results, i)) for i in range(N)]
+            tasks = [
+                asyncio.create_task(_client(s.port, keys[i][0], keys[i][1], connected, go, ready, dst, results, i))
+                for i in range(N)
+            ]
             await asyncio.wait_for(connected.wait(), 60)
             st = s.stats()
             assert st["clients"] == N and st["unique_keys"] == N and st["connections"] == N

@@ -35,7 +35,6 @@ def pair(psk_a: bytes | None = None, psk_b: bytes | None = None, v6_endpoints: b
     return a, b, pa, pb
 
 
-
 @pytest.mark.parametrize("psk", [None, bytes(range(32))], ids=["no-psk", "psk"])
 @pytest.mark.parametrize("v6_endpoints", [False, True], ids=["udp4", "udp6"])
 def test_two_devices_exchange_ipv4_and_ipv6_both_ways(psk, v6_endpoints):
@@ -178,7 +177,7 @@ def test_read_packet_timeout_and_close_wakes_reader():
     def reader():
         try:
             d.read_packet(timeout=None)
-        except BaseException as e:  # noqa: BLE001 - recorded for the assert
+        except BaseException as e:
             result.append(e)
 
     th = threading.Thread(target=reader)
@@ -198,8 +197,15 @@ def test_hostile_datagrams_are_counted_and_harmless():
     with a, b:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            junk = [b"", b"\x01", b"\x01\x00\x00\x00" + b"\x00" * 144, b"\x04" + b"\xff" * 40,
-                    b"\x05\x00\x00\x00" * 10, b"\x01\x01\x00\x00" + b"\x00" * 144, os.urandom(65507)]
+            junk = [
+                b"",
+                b"\x01",
+                b"\x01\x00\x00\x00" + b"\x00" * 144,
+                b"\x04" + b"\xff" * 40,
+                b"\x05\x00\x00\x00" * 10,
+                b"\x01\x01\x00\x00" + b"\x00" * 144,
+                os.urandom(65507),
+            ]
             for j in junk:
                 s.sendto(j, ("127.0.0.1", b.listen_port))
         finally:
@@ -219,7 +225,7 @@ def test_read_queue_overflow_drops_and_counts():
         a.write_packet(pkt)
         b.read_packet(timeout=5)
         n = 4000  # > 4 MiB of 1.4 kB packets: the queue must overflow
-        for i in range(n):
+        for _ in range(n):
             a.write_packet(pkt)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -277,8 +283,11 @@ def test_write_packets_batch_in_order_and_reports_unroutable():
         assert a.write_packets(batch) == 200
         assert [b.read_packet(timeout=5) for _ in range(200)] == batch
         mixed = [batch[0], packets.icmp_echo(A4, "10.66.0.1", 1, 1), batch[1]]
-        with pytest.raises(spanza.ConfigError, match=r"1 of 3 packets dropped: no peer's allowed_ips contain "
-                                                     r"the destination \(first: 10.66.0.1\)"):
+        with pytest.raises(
+            spanza.ConfigError,
+            match=r"1 of 3 packets dropped: no peer's allowed_ips contain "
+            r"the destination \(first: 10.66.0.1\)",
+        ):
             a.write_packets(mixed)
         assert [b.read_packet(timeout=5) for _ in range(2)] == [batch[0], batch[1]]
         assert a.write_packets([]) == 0

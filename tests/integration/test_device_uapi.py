@@ -64,8 +64,9 @@ def test_socket_serves_get_and_set_like_wireguard_go(dev_in_tmp):
     pub = os.urandom(32)
     pub_hex = pub.hex()
     # A request split over several writes, then a second one on the same connection.
-    reply = talk(path, b"set=1\npublic_", f"key={pub_hex}\nallowed_ip=10.3.0.0/16\n".encode(), b"\nget=1\n\n",
-                 read_until=2)
+    reply = talk(
+        path, b"set=1\npublic_", f"key={pub_hex}\nallowed_ip=10.3.0.0/16\n".encode(), b"\nget=1\n\n", read_until=2
+    )
     first, _, second = reply.partition(b"errno=0\n\n")
     assert first == b""
     assert f"public_key={pub_hex}\n".encode() in second and b"allowed_ip=10.3.0.0/16\n" in second
@@ -164,8 +165,20 @@ def test_wg_set_configures_the_device(named_device, tmp_path):
     _, ppub = genkey()
     psk = wg("genpsk").stdout.strip()
     (tmp_path / "psk").write_text(psk + "\n")
-    wg("set", name, "peer", ppub, "allowed-ips", "10.9.0.0/24,fd09::1/128", "endpoint", "[::1]:41000",
-       "persistent-keepalive", "15", "preshared-key", str(tmp_path / "psk"))
+    wg(
+        "set",
+        name,
+        "peer",
+        ppub,
+        "allowed-ips",
+        "10.9.0.0/24,fd09::1/128",
+        "endpoint",
+        "[::1]:41000",
+        "persistent-keepalive",
+        "15",
+        "preshared-key",
+        str(tmp_path / "psk"),
+    )
     (p,) = d.peers
     assert base64.b64encode(bytes(p.public_key)).decode() == ppub
     assert sorted(p.allowed_ips) == ["10.9.0.0/24", "fd09::1/128"]

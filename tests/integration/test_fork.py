@@ -88,14 +88,17 @@ def _in_forked_child(parent_objs: list[Any]) -> None:
         with DerpServer() as relay:
             assert relay.stats()["clients"] == 0
         os._exit(0)
-    except BaseException as e:  # noqa: BLE001 - report anything, then leave without atexit
+    except BaseException as e:
         os.write(2, f"child: {e!r}\n".encode())
         os._exit(1)
 
 
 def test_os_fork_child_gets_closed_error_for_parent_objects_and_works() -> None:
-    with DerpServer() as relay, Device(listen_port=0) as dev, \
-            spanza.DerpClient(relay.url, PrivateKey.generate()) as client:
+    with (
+        DerpServer() as relay,
+        Device(listen_port=0) as dev,
+        spanza.DerpClient(relay.url, PrivateKey.generate()) as client,
+    ):
         client.wait_connected(10)
         pid = os.fork()
         if pid == 0:

@@ -56,8 +56,10 @@ def pair(relay):
     endpoint configured, B's learned."""
     (ka, pa), (kb, pb) = key(), key()
     wa, wb = udp(), udp()
-    with Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb], derp_options=FAST) as ga, \
-         Gateway(relay.url, kb, remote_peers=[pa], derp_options=FAST) as gb:
+    with (
+        Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb], derp_options=FAST) as ga,
+        Gateway(relay.url, kb, remote_peers=[pa], derp_options=FAST) as gb,
+    ):
         ga.wait_connected(10)
         gb.wait_connected(10)
         yield ga, gb, wa, wb
@@ -81,9 +83,9 @@ def test_relays_both_ways_and_counts(pair):
     assert (sa["derp_rx_packets"], sa["wg_tx_datagrams"], sa["wg_tx_bytes"]) == (1, 1, 6)
     assert sb["derp_rx_packets"] == 1 and sb["wg_tx_bytes"] == 1400
     peer_b = sa["peers"][nodekey(public_key_of_gateway(gb))]
-    assert peer_b["dst_kind"] == "configured" and peer_b["dst"] == "%s:%d" % wa.getsockname()
+    assert peer_b["dst_kind"] == "configured" and peer_b["dst"] == "{}:{}".format(*wa.getsockname())
     peer_a = sb["peers"][nodekey(public_key_of_gateway(ga))]
-    assert peer_a["dst_kind"] == "learned" and peer_a["dst"] == "%s:%d" % wb.getsockname()
+    assert peer_a["dst_kind"] == "learned" and peer_a["dst"] == "{}:{}".format(*wb.getsockname())
     for s in (sa, sb):
         assert s["connected"] == 1 and s["peers"] != {}
         assert s["drops_unknown_key"] == s["drops_oversize"] == s["drops_send_error"] == 0
@@ -99,9 +101,11 @@ def test_a_burst_arrives_whole_and_in_order():
     # here, so what is tested is the gateways' path alone.
     (ka, pa), (kb, pb) = key(), key()
     wa, wb = udp(), udp()
-    with DerpServer(queue_depth=4096) as relay, \
-         Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb]) as ga, \
-         Gateway(relay.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb:
+    with (
+        DerpServer(queue_depth=4096) as relay,
+        Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb]) as ga,
+        Gateway(relay.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb,
+    ):
         ga.wait_connected(10)
         gb.wait_connected(10)
         n = 2000
@@ -137,9 +141,11 @@ def test_no_destination_before_the_local_wireguard_speaks(pair):
 def test_several_remote_peers_each_on_its_own_socket(relay):
     (ka, pa), (kb, pb), (kc, pc) = key(), key(), key()
     wa, wb, wc = udp(), udp(), udp()
-    with Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb, pc]) as ga, \
-         Gateway(relay.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb, \
-         Gateway(relay.url, kc, wg_endpoint=wc.getsockname()) as gc:
+    with (
+        Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb, pc]) as ga,
+        Gateway(relay.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb,
+        Gateway(relay.url, kc, wg_endpoint=wc.getsockname()) as gc,
+    ):
         addr_c = gc.add_remote_peer(nodekey(pa))
         for g in (ga, gb, gc):
             g.wait_connected(10)
@@ -211,8 +217,10 @@ def test_relay_restart_traffic_fails_then_flows_again(relay):
     (ka, pa), (kb, pb) = key(), key()
     wa, wb = udp(), udp()
     port = relay.port
-    with Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb], derp_options=FAST) as ga, \
-         Gateway(relay.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa], derp_options=FAST) as gb:
+    with (
+        Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb], derp_options=FAST) as ga,
+        Gateway(relay.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa], derp_options=FAST) as gb,
+    ):
         ga.wait_connected(10)
         gb.wait_connected(10)
         wa.sendto(b"before", ga.address)
@@ -250,9 +258,11 @@ def test_backpressure_pauses_reading_instead_of_dropping(relay):
     DERP connection is congested and resumes when it drains."""
     (ka, pa), (kb, pb) = key(), key()
     wa, wb = udp(), udp()
-    with DerpServer(rate_limit=8_000_000) as slow, \
-         Gateway(slow.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb]) as ga, \
-         Gateway(slow.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb:
+    with (
+        DerpServer(rate_limit=8_000_000) as slow,
+        Gateway(slow.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb]) as ga,
+        Gateway(slow.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb,
+    ):
         ga.wait_connected(10)
         gb.wait_connected(10)
         payload = b"b" * 1400
@@ -314,14 +324,16 @@ def test_config_errors_say_what_to_fix(relay):
         g.stats()
     with Gateway(relay.url, priv) as g:
         with pytest.raises(ConfigError, match="no remote peer"):
-            g.address
+            _ = g.address
 
 
 def test_ipv6_listen_and_endpoint(relay):
     (ka, pa), (kb, pb) = key(), key()
     wa, wb = udp("::1"), udp("::1")
-    with Gateway(relay.url, ka, listen="[::1]:0", wg_endpoint=wa.getsockname()[:2], remote_peers=[pb]) as ga, \
-         Gateway(relay.url, kb, listen="[::1]:0", remote_peers=[pa]) as gb:
+    with (
+        Gateway(relay.url, ka, listen="[::1]:0", wg_endpoint=wa.getsockname()[:2], remote_peers=[pb]) as ga,
+        Gateway(relay.url, kb, listen="[::1]:0", remote_peers=[pa]) as gb,
+    ):
         ga.wait_connected(10)
         gb.wait_connected(10)
         assert ga.address[0] == "::1"

@@ -15,14 +15,14 @@ import sys
 import pytest
 
 from spanza import DerpServer
-from spanza.keys import load_key_file
 from spanza.errors import ConfigError
-from spanza.keys import PrivateKey
+from spanza.keys import PrivateKey, load_key_file
 
 
 def spanza(*args: str, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spanza", *args], input=input, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "spanza", *args], input=input, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_keygen_and_pubkey_match_wg():
@@ -54,8 +54,12 @@ def test_key_file_created_once_and_read_in_every_form(tmp_path):
         p = tmp_path / "plain"
         p.write_text(text)
         assert load_key_file(p) == priv
-    for text, msg in (("{", "JSON"), ('{"Other": 1}', "PrivateKey"), ("a\nb", "several lines"),
-                      ("nodekey:" + "11" * 32, "privkey")):
+    for text, msg in (
+        ("{", "JSON"),
+        ('{"Other": 1}', "PrivateKey"),
+        ("a\nb", "several lines"),
+        ("nodekey:" + "11" * 32, "privkey"),
+    ):
         p = tmp_path / "bad"
         p.write_text(text)
         with pytest.raises(ConfigError, match=msg):
@@ -78,10 +82,28 @@ def test_gateway_command_relays_until_sigterm(tmp_path):
     with DerpServer() as relay:
         try:
             for keyfile, peer, w in ((tmp_path / "a.key", kb, wa), (tmp_path / "b.key", ka, wb)):
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "spanza", "gateway", "--derp-url", relay.url, "--key-file", str(keyfile),
-                     "--remote-peer", peer.public_key.tailscale, "--wg-endpoint", "%s:%d" % w.getsockname(), "-v"],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "spanza",
+                            "gateway",
+                            "--derp-url",
+                            relay.url,
+                            "--key-file",
+                            str(keyfile),
+                            "--remote-peer",
+                            peer.public_key.tailscale,
+                            "--wg-endpoint",
+                            "{}:{}".format(*w.getsockname()),
+                            "-v",
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                )
             endpoints = []
             for p in procs:
                 line = p.stdout.readline()
@@ -96,7 +118,7 @@ def test_gateway_command_relays_until_sigterm(tmp_path):
                     wb.settimeout(0.2)
                     if wb.recvfrom(100) == (b"cli hello", endpoints[1]):
                         break
-                except socket.timeout:
+                except TimeoutError:
                     continue
             else:
                 pytest.fail("nothing relayed by the spanza gateway processes")
@@ -106,7 +128,7 @@ def test_gateway_command_relays_until_sigterm(tmp_path):
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             outs = [p.communicate(timeout=15) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
         assert "connected to DERP server" in err  # -v logs the connection (the DERP client)
         counters = [ln for ln in err.splitlines() if "INFO spanza.gateway: counters {" in ln]
@@ -123,11 +145,27 @@ def test_gateway_command_errors(tmp_path):
     assert r.returncode == 1 and "--derp-url" in r.stderr
     r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--derp-url", "http://127.0.0.1:1/derp")
     assert r.returncode == 1 and "--remote-peer" in r.stderr
-    r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--derp-url", "http://127.0.0.1:1/derp",
-               "--remote-peer", "nodekey:12")
+    r = spanza(
+        "gateway",
+        "--key-file",
+        str(tmp_path / "k"),
+        "--derp-url",
+        "http://127.0.0.1:1/derp",
+        "--remote-peer",
+        "nodekey:12",
+    )
     assert r.returncode == 1 and "remote peer" in r.stderr
-    r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--derp-url", "http://127.0.0.1:1/derp",
-               "--remote-peer", "nodekey:" + "11" * 32, "--wg-endpoint", "localhost")
+    r = spanza(
+        "gateway",
+        "--key-file",
+        str(tmp_path / "k"),
+        "--derp-url",
+        "http://127.0.0.1:1/derp",
+        "--remote-peer",
+        "nodekey:" + "11" * 32,
+        "--wg-endpoint",
+        "localhost",
+    )
     assert r.returncode == 1 and "wg_endpoint" in r.stderr
     assert load_key_file(tmp_path / "k").public_key  # created by the first run
 
@@ -146,8 +184,16 @@ def test_gateway_example_runs():
 def test_gateway_refused_by_the_allowlist_says_so_and_exits(tmp_path):
     (tmp_path / "allow").write_text(PrivateKey.generate().public_key.tailscale + "\n")
     with DerpServer(allowlist_file=str(tmp_path / "allow")) as relay:
-        r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--derp-url", relay.url,
-                   "--remote-peer", "nodekey:" + "11" * 32, timeout=20)
+        r = spanza(
+            "gateway",
+            "--key-file",
+            str(tmp_path / "k"),
+            "--derp-url",
+            relay.url,
+            "--remote-peer",
+            "nodekey:" + "11" * 32,
+            timeout=20,
+        )
     key = load_key_file(tmp_path / "k").public_key.tailscale
     assert r.returncode == 1, r.stderr
     assert f"refused this gateway's key {key}" in r.stderr and "allowlist" in r.stderr

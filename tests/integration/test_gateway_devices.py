@@ -13,17 +13,16 @@ from contextlib import ExitStack
 import pytest
 
 from spanza import DerpServer, Device, Gateway, packets
-from spanza.packets import read_until
 from spanza.derp_bind import derp_endpoint
 from spanza.errors import ConfigError
 from spanza.keys import PrivateKey
+from spanza.packets import read_until
 
 A4, B4 = "10.78.0.1", "10.78.0.2"
 FAST = {"backoff_max_ms": 300}
 
 
-
-def ping(a: "Side", b: "Side", s: str, d: str, seq: int, timeout: float = 10.0) -> None:
+def ping(a: Side, b: Side, s: str, d: str, seq: int, timeout: float = 10.0) -> None:
     """a sends an ICMP echo request to d; b answers it; a gets the reply."""
     src, dst = a.dev, b.dev
     req = packets.icmp_echo(s, d, 0x5A, seq, b"spanza over derp %d" % seq)
@@ -45,17 +44,19 @@ class Side:
         if mode == "gateway":
             self.dev = stack.enter_context(Device(private_key=self.key, listen_port=0))
             self.gw_key = PrivateKey.generate()
-            self.gw = stack.enter_context(Gateway(url, self.gw_key, wg_endpoint=("127.0.0.1", self.dev.listen_port),
-                                                  derp_options=FAST))
+            self.gw = stack.enter_context(
+                Gateway(url, self.gw_key, wg_endpoint=("127.0.0.1", self.dev.listen_port), derp_options=FAST)
+            )
             self.derp_pub = self.gw_key.public_key  # what the other side sends to
         else:
-            self.dev = stack.enter_context(Device(private_key=self.key, listen_port=None, derp_url=url,
-                                                  derp_options=FAST))
+            self.dev = stack.enter_context(
+                Device(private_key=self.key, listen_port=None, derp_url=url, derp_options=FAST)
+            )
             self.gw = None
             self.derp_pub = self.dev.derp_public_key
             assert self.derp_pub == self.key.public_key  # the DERP key is the WireGuard key
 
-    def connect_to(self, other: "Side") -> None:
+    def connect_to(self, other: Side) -> None:
         if self.gw is not None:
             endpoint = self.gw.add_remote_peer(other.derp_pub)
         else:
@@ -100,7 +101,7 @@ def test_devices_exchange_packets_over_derp(mode_a, mode_b):
         # The endpoint each device ended up with is the one configured:
         # the gateway's socket for that peer, or the peer's DERP key.
         if a.gw is not None:
-            assert peer_b.endpoint == "%s:%d" % a.gw.address_for(b.derp_pub)
+            assert peer_b.endpoint == "{}:{}".format(*a.gw.address_for(b.derp_pub))
             st = a.gw.stats()
             assert st["derp_tx_packets"] >= 3 and st["wg_tx_datagrams"] >= 2
             assert st["drops_unknown_key"] == st["drops_send_error"] == 0

@@ -39,10 +39,6 @@ UPGRADE = b"GET /derp HTTP/1.1\r\nHost: derp.test\r\nConnection: Upgrade\r\nUpgr
 TLS_HELLO = bytes.fromhex("16030100c4010000c00303") + os.urandom(32) + b"\x00\x00\x02\x13\x01\x01\x00"
 
 
-
-
-
-
 def wait_closed(socks: list[socket.socket], timeout: float = 10.0) -> int:
     """Waits until the server closed every socket (EOF or reset); returns how many did."""
     deadline = time.monotonic() + timeout
@@ -84,15 +80,15 @@ def baseline_connections(server, n: int = 2) -> None:
 # ---- DERP server ----
 
 HOSTILE_OPENINGS: list[bytes] = [
-    b"\x00" * 100,                                            # not HTTP at all
-    TLS_HELLO,                                                # TLS on the plain port
-    os.urandom(300),                                          # noise
-    b"GET /derp HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n",   # head over 8 KiB
+    b"\x00" * 100,  # not HTTP at all
+    TLS_HELLO,  # TLS on the plain port
+    os.urandom(300),  # noise
+    b"GET /derp HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n",  # head over 8 KiB
     b"GET /derp HTTP/2.0\r\n\r\n",
     b"GET / HTTP/1.1\r\n\r\n" + b"pipelined junk" * 10,
-    UPGRADE + struct.pack(">BI", CLIENT_INFO, 0xFFFFFFFF),      # 4 GiB ClientInfo
+    UPGRADE + struct.pack(">BI", CLIENT_INFO, 0xFFFFFFFF),  # 4 GiB ClientInfo
     UPGRADE + struct.pack(">BI", CLIENT_INFO, 60) + bytes(60),  # box shorter than its overhead
-    UPGRADE + frame(SEND_PACKET, bytes(32) + b"x"),           # not ClientInfo first
+    UPGRADE + frame(SEND_PACKET, bytes(32) + b"x"),  # not ClientInfo first
     UPGRADE + frame(CLIENT_INFO, os.urandom(32) + os.urandom(100)),  # box that does not open
 ]
 
@@ -101,8 +97,7 @@ def test_malformed_openings_from_2000_connections(server, bystanders):
     before = server.stats()
     total = 0
     for wave in range(2000 // WAVE):
-        socks = open_wave(server.port, WAVE,
-                          lambda i, w=wave: HOSTILE_OPENINGS[(w * WAVE + i) % len(HOSTILE_OPENINGS)])
+        socks = open_wave(server.port, WAVE, lambda i, w=wave: HOSTILE_OPENINGS[(w * WAVE + i) % len(HOSTILE_OPENINGS)])
         assert wait_closed(socks) == WAVE, "a hostile connection was left open"
         total += WAVE
         assert_relays(*bystanders)
@@ -179,8 +174,11 @@ def test_clients_that_never_read(server, bystanders):
     wait_for(lambda: server.stats()["drop_queue_head"] > before["drop_queue_head"], what="queue drops", timeout=10)
     assert_relays(*bystanders)
     server.advance_clock(3_000)  # past the 2 s write deadline of the stuck ones
-    wait_for(lambda: server.stats()["close_write_timeout"] - before["close_write_timeout"] == len(deaf),
-             what="write timeouts", timeout=10)
+    wait_for(
+        lambda: server.stats()["close_write_timeout"] - before["close_write_timeout"] == len(deaf),
+        what="write timeouts",
+        timeout=10,
+    )
     for r in deaf:
         r.close()
     assert_relays(*bystanders)
@@ -199,8 +197,11 @@ def test_connect_disconnect_churn(server, bystanders):
         s.close()
         if i % 500 == 0:
             assert_relays(*bystanders)
-    wait_for(lambda: server.stats()["accepts"] - before["accepts"] >= 2000, what="every churned connection accepted",
-             timeout=10)
+    wait_for(
+        lambda: server.stats()["accepts"] - before["accepts"] >= 2000,
+        what="every churned connection accepted",
+        timeout=10,
+    )
     baseline_connections(server)
     assert_relays(*bystanders)
 
@@ -210,8 +211,14 @@ def test_tls_garbage():
         ctx = ssl.create_default_context(cadata=s.ca_cert_pem)
         a = connect(s.port, tls_ctx=ctx, server_hostname="derp.test")
         b = connect(s.port, tls_ctx=ctx, server_hostname="derp.test")
-        garbage = [UPGRADE, b"\x16\x03\x01\xff\xff" + os.urandom(200), TLS_HELLO[:20], os.urandom(1000),
-                   b"\x16\x03\x03\x00\x05\x01\x00\x00\x01\x00", bytes(5000)]
+        garbage = [
+            UPGRADE,
+            b"\x16\x03\x01\xff\xff" + os.urandom(200),
+            TLS_HELLO[:20],
+            os.urandom(1000),
+            b"\x16\x03\x03\x00\x05\x01\x00\x00\x01\x00",
+            bytes(5000),
+        ]
         socks = open_wave(s.port, 300, lambda i: garbage[i % len(garbage)])
         assert wait_closed(socks) == len(socks)
         assert_relays(a, b)
@@ -305,8 +312,8 @@ UAPI_HOSTILE: list[bytes] = [
     b"get=2\n\n",
     b"set=1\n" + b"replace_peers=true\n" * 5000 + b"\n",
     b"set=1\npublic_key=" + b"1" * 64 + b"\n" + b"allowed_ip=10.0.0.0/8\n" * 3000 + b"remove=true\n\n",
-    b"set=1\n" + b"x" * 300000,                  # a line that never ends
-    b"set=1\npreshared_key=",                  # cut off mid-request
+    b"set=1\n" + b"x" * 300000,  # a line that never ends
+    b"set=1\npreshared_key=",  # cut off mid-request
     b"\n\n\n\n",
 ]
 

@@ -42,9 +42,7 @@ def recv_all(c: DerpClient, quiet: float = 0.3) -> list[bytes]:
             return out
 
 
-def send_paced(
-    a: DerpClient, b: DerpClient, payloads: list[bytes], imp=None
-) -> list[bytes]:
+def send_paced(a: DerpClient, b: DerpClient, payloads: list[bytes], imp=None) -> list[bytes]:
     """Sends in batches small enough for every queue on the way, waiting
     for each batch to reach b's impairment (or b) before the next."""
     got: list[bytes] = []
@@ -132,10 +130,10 @@ def test_duplicate_corrupt_mtu_blackhole(clients):
     with a.impair(corrupt=0.2, seed=2, direction="out") as imp:
         got = send_paced(a, b, payloads, None)
     assert len(got) == 1000
-    bad = [(p, q) for p, q in zip(payloads, got) if p != q]
+    bad = [(p, q) for p, q in zip(payloads, got, strict=True) if p != q]
     assert len(bad) == imp.stats.corrupted and 120 < len(bad) < 280
     for p, q in bad:  # exactly one bit flipped
-        assert sum((x ^ y).bit_count() for x, y in zip(p, q)) == 1
+        assert sum((x ^ y).bit_count() for x, y in zip(p, q, strict=True)) == 1
 
     with b.impair(mtu=60, direction="in") as imp:
         got = send_paced(a, b, [b"x" * 60, b"y" * 61, b"z" * 10], imp)
@@ -197,9 +195,7 @@ def test_rate_limit_queue_policy(clients, policy):
     if policy == "tail":
         assert got == list(range(len(got)))  # the first ones got through
     else:
-        assert (
-            got[-1] == 99 and got == sorted(got) and got[0] > 50
-        )  # the newest pushed the oldest out
+        assert got[-1] == 99 and got == sorted(got) and got[0] > 50  # the newest pushed the oldest out
 
 
 def test_settings_change_while_traffic_flows(clients):

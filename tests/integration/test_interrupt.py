@@ -80,8 +80,7 @@ CASES = {
         "c.stats()\nc.close()",
     ),
     "DerpClient.recv": (
-        "r = spanza.DerpServer()\nc = spanza.DerpClient(r.url, spanza.PrivateKey.generate())\n"
-        "c.wait_connected(10)",
+        "r = spanza.DerpServer()\nc = spanza.DerpClient(r.url, spanza.PrivateKey.generate())\nc.wait_connected(10)",
         "c.recv(timeout=None)",
         "c.send(c.public_key, b'x')\nassert c.recv(5)[1] == b'x'\nc.close()\nr.close()",
     ),
@@ -114,8 +113,13 @@ CASES = {
 def test_sigint_interrupts_a_blocking_call(case: str) -> None:
     setup, call, after = CASES[case]
     script = TEMPLATE.format(setup=setup, call=call, after=after)
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert child.stdout is not None
         line = child.stdout.readline()

@@ -17,7 +17,6 @@ import pytest
 
 import spanza
 from spanza import DerpClient, DerpServer, Device, Gateway, Host, MemoryWire, PrivateKey, Runtime, Tunnel
-from spanza.netstack import wired_pair
 from spanza.scenario import Peer
 
 
@@ -80,8 +79,19 @@ def _makers(relay: DerpServer) -> dict[str, Callable[[], Any]]:
 
 @pytest.mark.parametrize(
     "kind",
-    ["DerpServer", "Runtime", "Device", "Device(address)", "Device(derp_url)", "DerpClient", "Gateway",
-     "Peer(gateway)", "Peer(transport)", "Host", "Tunnel"],
+    [
+        "DerpServer",
+        "Runtime",
+        "Device",
+        "Device(address)",
+        "Device(derp_url)",
+        "DerpClient",
+        "Gateway",
+        "Peer(gateway)",
+        "Peer(transport)",
+        "Host",
+        "Tunnel",
+    ],
 )
 def test_dropped_handle_is_freed_with_a_resource_warning(kind: str, relay: DerpServer) -> None:
     make = _makers(relay)[kind]
@@ -117,8 +127,13 @@ def test_dropped_derp_servers_free_listener_fds_and_threads() -> None:
 
 
 def test_close_is_idempotent_and_use_after_close_names_the_object(relay: DerpServer) -> None:
-    objs = [DerpServer(), Device(listen_port=0, name=None), DerpClient(relay.url, PrivateKey.generate()),
-            Gateway(relay.url, PrivateKey.generate()), Tunnel()]
+    objs = [
+        DerpServer(),
+        Device(listen_port=0, name=None),
+        DerpClient(relay.url, PrivateKey.generate()),
+        Gateway(relay.url, PrivateKey.generate()),
+        Tunnel(),
+    ]
     for o in objs:
         with o:
             pass
@@ -189,8 +204,13 @@ def test_close_all_closes_every_live_object_and_a_cell_can_run_again(tmp_path: A
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", CELL_SCRIPT], capture_output=True, text=True, timeout=60,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = subprocess.run(
+        [sys.executable, "-c", CELL_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 

@@ -42,16 +42,25 @@ relay.close()
 
 @pytest.mark.parametrize("mode", ["gateway", "transport"])
 def test_script_sees_relay_lost_and_restored_through_basic_config(mode: str) -> None:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     died = lines.index("MARK after the relay died")
     back = lines.index("MARK after the relay came back")
-    lost = [i for i, ln in enumerate(lines) if re.match(r"WARNING spanza\.derp \[\S+\] connection to DERP server "
-                                                        r"127\.0\.0\.1:\d+ lost \(.+\); reconnecting$", ln)]
-    restored = [i for i, ln in enumerate(lines)
-                if re.match(r"INFO spanza\.derp \[\S+\] reconnected to DERP server 127\.0\.0\.1:\d+$", ln)]
+    lost = [
+        i
+        for i, ln in enumerate(lines)
+        if re.match(
+            r"WARNING spanza\.derp \[\S+\] connection to DERP server "
+            r"127\.0\.0\.1:\d+ lost \(.+\); reconnecting$",
+            ln,
+        )
+    ]
+    restored = [
+        i
+        for i, ln in enumerate(lines)
+        if re.match(r"INFO spanza\.derp \[\S+\] reconnected to DERP server 127\.0\.0\.1:\d+$", ln)
+    ]
     assert lost and lost[0] < died, out.stdout
     assert restored and died < restored[0] < back, out.stdout
 

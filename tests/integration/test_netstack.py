@@ -11,12 +11,12 @@ import threading
 import time
 
 import pytest
-from netstack_helpers import A4, A6, B4, B6, TCP_RST, icmp_echo, link_pair, pair, parse, tcp_syn  # noqa: F401
 
-from tests.support import wait_for
 import spanza
 from spanza._ffi import ffi, lib
-from spanza.netstack import MAX_HOSTS, HTTPConnection, Host, MemoryWire, wired_pair
+from spanza.netstack import MAX_HOSTS, Host, HTTPConnection, MemoryWire, wired_pair
+from tests.integration.netstack_helpers import A4, A6, B4, B6, TCP_RST, icmp_echo, parse, tcp_syn
+from tests.support import wait_for
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
@@ -79,7 +79,9 @@ def test_connect_to_closed_port_is_refused_by_the_right_host(pair):
     for addr in (A4, A6):
         with pytest.raises(ConnectionRefusedError):
             b.connect((addr, 9), timeout=5)
-    rsts = [(side, parse(p)) for side, p in wire.take() if parse(p).tcp_flags is not None and parse(p).tcp_flags & TCP_RST]
+    rsts = [
+        (side, parse(p)) for side, p in wire.take() if parse(p).tcp_flags is not None and parse(p).tcp_flags & TCP_RST
+    ]
     assert {(side, p.src, p.dst) for side, p in rsts} == {(0, A4, B4), (0, A6, B6)}
 
 
@@ -268,7 +270,7 @@ def test_crafted_packet_for_the_host_is_answered(pair):
     before = a.stats()["tx_packets"]
     assert a.inject(icmp_echo("192.168.4.99", A4, ident=7, seq=9))
     assert wait_for(lambda: a.stats()["tx_packets"] == before + 1)
-    (side, reply), = wire.take()
+    ((side, reply),) = wire.take()
     p = parse(reply)
     assert side == 0 and (p.src, p.dst, p.payload[0]) == (A4, "192.168.4.99", 0)  # echo reply out A's link
 
@@ -284,8 +286,10 @@ def test_crafted_packet_for_the_host_is_answered(pair):
         b"\x70" + b"\0" * 60,  # version 7
         bytes.fromhex("45000100") + b"\0" * 30,  # total length beyond the packet
         # IPv6 with a hop-by-hop header that claims more than there is
-        bytes.fromhex("6000000000020040") + bytes.fromhex("fd000000000000000000000000000002")
-        + bytes.fromhex("fd000000000000000000000000000001") + b"\x3a\x05",
+        bytes.fromhex("6000000000020040")
+        + bytes.fromhex("fd000000000000000000000000000002")
+        + bytes.fromhex("fd000000000000000000000000000001")
+        + b"\x3a\x05",
     ],
 )
 def test_malformed_packets_are_dropped_and_counted(pair, packet):
@@ -325,7 +329,7 @@ def test_udp_echo_both_ways(link_pair, af):
         srv.settimeout(5)
         cli.settimeout(5)
 
-        def echo() -> None:
+        def echo(srv=srv) -> None:
             for _ in range(3):
                 data, peer = srv.recvfrom(65535)
                 srv.sendto(data, peer)

@@ -11,7 +11,8 @@ import threading
 import time
 
 import pytest
-from netstack_helpers import A4, A6, link_pair, pair  # noqa: F401
+
+from tests.integration.netstack_helpers import A4, A6
 
 MiB = 1 << 20
 
@@ -106,7 +107,7 @@ def test_200_concurrent_connections_complete_intact(link_pair):
                 got += chunk
             assert bytes(got) == payload, f"connection {i}: {len(got)} bytes, corrupted or short"
             sock.close()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]

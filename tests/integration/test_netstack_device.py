@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import body_handler
 import spanza
 from spanza.keys import PrivateKey
 from spanza.netstack import DeviceLink, Host, HTTPConnection
+from tests.support import body_handler
 
 A4, B4, A6, B6 = "10.44.0.1", "10.44.0.2", "fd44::1", "fd44::2"
 
@@ -120,8 +120,10 @@ def test_host_needs_the_device_runtime(devhosts):
 @pytest.fixture
 def devpair() -> Iterator[tuple[spanza.Device, spanza.Device, PrivateKey, PrivateKey]]:
     ka, kb = PrivateKey.generate(), PrivateKey.generate()
-    with spanza.Device(ka, address=[f"{A4}/24", f"{A6}/64"]) as da, \
-            spanza.Device(kb, address=[f"{B4}/24", f"{B6}/64"]) as db:
+    with (
+        spanza.Device(ka, address=[f"{A4}/24", f"{A6}/64"]) as da,
+        spanza.Device(kb, address=[f"{B4}/24", f"{B6}/64"]) as db,
+    ):
         da.add_peer(kb.public_key, endpoint=("127.0.0.1", db.listen_port), allowed_ips=[f"{B4}/32", f"{B6}/128"])
         db.add_peer(ka.public_key, endpoint=("127.0.0.1", da.listen_port), allowed_ips=[f"{A4}/32", f"{A6}/128"])
         yield da, db, ka, kb
@@ -161,8 +163,9 @@ def test_closed_port_refused_and_unowned_dropped_over_wireguard(devpair):
         db.connect((A4, 9999), timeout=5)
     # A packet for an address in the peer's allowed IPs that no host owns:
     # WireGuard delivers it, the host drops and counts it, nothing answers.
-    da.add_peer(kb.public_key, endpoint=("127.0.0.1", db.listen_port),
-                allowed_ips=[f"{B4}/32", f"{B6}/128", "192.168.4.77/32"])
+    da.add_peer(
+        kb.public_key, endpoint=("127.0.0.1", db.listen_port), allowed_ips=[f"{B4}/32", f"{B6}/128", "192.168.4.77/32"]
+    )
     before = db.host.stats()["drop_not_ours"]
     with pytest.raises(TimeoutError):
         da.ping("192.168.4.77", count=1, timeout=0.5)

@@ -12,10 +12,10 @@ import threading
 import time
 
 import pytest
-from netstack_helpers import A4, A6, link_pair, pair  # noqa: F401
 
-from tests.support import has_ipv6_loopback
 import spanza
+from tests.integration.netstack_helpers import A4, A6
+from tests.support import has_ipv6_loopback
 
 CURL = shutil.which("curl")
 
@@ -136,8 +136,10 @@ def test_udp_through_forward_and_expose(link_pair):
     t = threading.Thread(target=serve)
     t.start()
     try:
-        with a.expose(5353, to=echo.getsockname(), proto="udp"), \
-                b.forward(("127.0.0.1", 0), to=(A4, 5353), proto="udp") as fwd:
+        with (
+            a.expose(5353, to=echo.getsockname(), proto="udp"),
+            b.forward(("127.0.0.1", 0), to=(A4, 5353), proto="udp") as fwd,
+        ):
             clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
             for i, cl in enumerate(clients):  # one session per OS client
                 cl.settimeout(5)

@@ -10,9 +10,8 @@ import hashlib
 import socket
 import threading
 
-from netstack_helpers import A4, pair  # noqa: F401
-
 from spanza._ffi import ffi, lib
+from tests.integration.netstack_helpers import A4
 
 MiB = 1 << 20
 
@@ -20,9 +19,7 @@ MiB = 1 << 20
 def recovery() -> dict[str, int]:
     st = ffi.new("struct ns_tcp_recovery *")
     assert lib.ns_tcp_recovery_stats(st) == 0
-    return {
-        k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields
-    }
+    return {k: int(getattr(st, k)) for k, _ in ffi.typeof("struct ns_tcp_recovery").fields}
 
 
 def payload(n: int) -> bytes:
@@ -30,9 +27,7 @@ def payload(n: int) -> bytes:
     return (block * (n // len(block) + 1))[:n]
 
 
-def send_b_to_a(
-    a, b, wire, data: bytes, port: int, *, prelude: bytes = b""
-) -> dict[str, int]:
+def send_b_to_a(a, b, wire, data: bytes, port: int, *, prelude: bytes = b"") -> dict[str, int]:
     """Sends prelude (echoed back, so RTT samples exist) then data from B to
     A; returns lwIP's recovery counters over the data, and the wire's losses."""
     lst = a.listen(port)
@@ -76,9 +71,7 @@ def send_b_to_a(
 def test_loss_hooks_refuse_bad_settings(pair):
     _, _, wire = pair
     assert lib.ns_wire_set_bottleneck(wire.ptr, 2, 32, 10) < 0  # no side 2
-    assert (
-        lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 0) < 0
-    )  # a queue that never drains
+    assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 32, 0) < 0  # a queue that never drains
     idx = ffi.new("uint32_t[]", [5, 3])
     assert lib.ns_wire_drop_list(wire.ptr, 1, idx, 2) < 0  # not ascending
     assert lib.ns_wire_set_bottleneck(wire.ptr, 1, 0, 0) == 0  # off

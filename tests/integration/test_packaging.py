@@ -30,18 +30,13 @@ def _setup_module():
 
 def test_missing_headers_name_the_debian_packages(tmp_path, monkeypatch):
     fake = tmp_path / "cc"
-    fake.write_text(
-        "#!/bin/sh\necho 'fatal error: sodium.h: No such file or directory' >&2\nexit 1\n"
-    )
+    fake.write_text("#!/bin/sh\necho 'fatal error: sodium.h: No such file or directory' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("CC", str(fake))
     with pytest.raises(SystemExit) as info:
         _setup_module().check_build_tools()
     msg = str(info.value)
-    assert (
-        "libsodium and OpenSSL development headers are missing" in msg
-        and "sodium.h" in msg
-    )
+    assert "libsodium and OpenSSL development headers are missing" in msg and "sodium.h" in msg
     assert "apt-get install build-essential libsodium-dev libssl-dev" in msg
 
 
@@ -97,12 +92,7 @@ def test_build_sdist_and_wheel_then_install_the_sdist(tmp_path):
     if LWIP_ORIG.is_file():
         env["SPANZA_LWIP_ORIG"] = str(LWIP_ORIG)  # no second download of lwIP's source
     bv = _venv(tmp_path / "buildenv")
-    if (
-        subprocess.run(
-            [bv / "pip", "install", "-q", "build"], env=env, timeout=300, check=False
-        ).returncode
-        != 0
-    ):
+    if subprocess.run([bv / "pip", "install", "-q", "build"], env=env, timeout=300, check=False).returncode != 0:
         pytest.skip("cannot install 'build' from PyPI")
     dist = tmp_path / "dist"
     _run(bv / "python", "-m", "build", "--outdir", dist, src, env=env)

@@ -86,9 +86,7 @@ def test_curl_through_socks5_and_forward(up):
 
 def test_expose_relays_a_tunnel_port_to_an_os_listener(up, far_peer, os_listener):
     dev, _ = far_peer
-    assert (
-        _curl(f"http://{up.forward}/").returncode == 0
-    )  # the far peer learns up's endpoint
+    assert _curl(f"http://{up.forward}/").returncode == 0  # the far peer learns up's endpoint
     with dev.connect(("10.8.0.1", 7070), timeout=10) as c:
         conn, _ = os_listener.accept()
         with conn:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.support import free_port
 
 # SPANZA_ROOT: the checkout whose .cache holds the Go builds (make asan runs a
@@ -63,8 +64,16 @@ class Derper:
         d = Path(self.tmp.name)
         args = [str(DERPER), "-a", f"127.0.0.1:{self.port}", "--stun=false", "-c", str(d / "derper.json")]
         if tls:
-            args += ["--certmode", "manual", "--certdir", str(d / "certs"), "--hostname", "127.0.0.1",
-                     "--http-port", "-1"]
+            args += [
+                "--certmode",
+                "manual",
+                "--certdir",
+                str(d / "certs"),
+                "--hostname",
+                "127.0.0.1",
+                "--http-port",
+                "-1",
+            ]
         # (no --dev: it overrides -a with its own fixed port; a non-443 port
         # without --certmode manual already serves plain HTTP)
         if mesh_key:
@@ -82,9 +91,9 @@ class Derper:
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_port(self.port)
-        except TimeoutError:
+        except TimeoutError as e:
             self.stop()
-            raise RuntimeError(f"derper did not start: {self.output()[-2000:]}")
+            raise RuntimeError(f"derper did not start: {self.output()[-2000:]}") from e
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -121,7 +130,7 @@ class Derper:
         self.log.close()
         self.tmp.cleanup()
 
-    def __enter__(self) -> "Derper":
+    def __enter__(self) -> Derper:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -131,8 +140,16 @@ class Derper:
 class GoDerpClient:
     """Tailscale's derphttp client, driven over JSON lines."""
 
-    def __init__(self, url: str, *, key: str | None = None, insecure: bool = False,
-                 ca_file: str | None = None, mesh_key: str | None = None, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        mesh_key: str | None = None,
+        echo: bool = False,
+    ) -> None:
         require_go_helpers()
         args = [str(DERPCLIENT), "--url", url]
         if key:
@@ -145,8 +162,9 @@ class GoDerpClient:
             args += ["--mesh-key", mesh_key]
         if echo:
             args += ["--echo"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        )
         self.events: queue.Queue[dict] = queue.Queue()
         self.backlog: list[dict] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -226,18 +244,27 @@ class GoDerpClient:
             if f:
                 f.close()
 
-    def __enter__(self) -> "GoDerpClient":
+    def __enter__(self) -> GoDerpClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def run_loadgen(url: str, *, pairs: int = 4, size: int = 1400, seconds: float = 5.0,
-                insecure: bool = False) -> dict:
+def run_loadgen(url: str, *, pairs: int = 4, size: int = 1400, seconds: float = 5.0, insecure: bool = False) -> dict:
     """Tailscale's client as a load generator; returns its JSON result."""
     require_go_helpers()
-    args = [str(DERPCLIENT), "loadgen", "--url", url, "--pairs", str(pairs), "--size", str(size),
-            "--duration", f"{seconds}s"] + (["--insecure"] if insecure else [])
+    args = [
+        str(DERPCLIENT),
+        "loadgen",
+        "--url",
+        url,
+        "--pairs",
+        str(pairs),
+        "--size",
+        str(size),
+        "--duration",
+        f"{seconds}s",
+    ] + (["--insecure"] if insecure else [])
     out = subprocess.run(args, capture_output=True, timeout=seconds + 60, check=True)
     return json.loads(out.stdout.decode().strip().splitlines()[-1])

@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -72,7 +71,7 @@ class NetNS:
         self.name = name or f"spz-{os.getpid()}-{next(_counter)}"
         self._created = False
 
-    def __enter__(self) -> "NetNS":
+    def __enter__(self) -> NetNS:
         sh("ip", "netns", "add", self.name)
         self._created = True
         self.run("ip", "link", "set", "lo", "up")
@@ -134,7 +133,7 @@ class Veth:
     def _host(self, *args: str) -> subprocess.CompletedProcess:
         return self.host_ns.run(*args) if self.host_ns else sh(*args)
 
-    def __enter__(self) -> "Veth":
+    def __enter__(self) -> Veth:
         self._host("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
         self._up = True
         try:
@@ -211,11 +210,13 @@ class WireGuardGo:
     def sock(self) -> str:
         return os.path.join(UAPI_DIR, f"{self.ifname}.sock")
 
-    def __enter__(self) -> "WireGuardGo":
+    def __enter__(self) -> WireGuardGo:
         env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1", LOG_LEVEL="debug")
         self.proc = self.ns.popen("wireguard-go", "-f", self.ifname, env=env, text=True)
         try:
-            wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10, "wireguard-go's UAPI socket")
+            wait_for(
+                lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10, "wireguard-go's UAPI socket"
+            )
             if self.proc.poll() is not None:
                 raise RuntimeError(f"wireguard-go exited: {kill_tree(self.proc)}")
         except BaseException:
@@ -263,8 +264,14 @@ class WireGuardGo:
             args += ["persistent-keepalive", str(peer.persistent_keepalive)]
         self.wg(*args)
 
-    def configure(self, private_key: str, listen_port: int = 0, addresses: Sequence[str] = (),
-                  peers: Sequence[WgPeer] = (), mtu: int = 1420) -> None:
+    def configure(
+        self,
+        private_key: str,
+        listen_port: int = 0,
+        addresses: Sequence[str] = (),
+        peers: Sequence[WgPeer] = (),
+        mtu: int = 1420,
+    ) -> None:
         """Set the key and port, add peers, assign tunnel addresses, bring the TUN up."""
         self.wg("set", self.ifname, "private-key", self._keyfile(private_key), "listen-port", str(listen_port))
         for p in peers:

@@ -129,8 +129,10 @@ def test_tls(tls_derper, mode):
 
 
 def test_tls_with_go_client(tls_derper):
-    with new_client(tls_derper.url, ca_file=tls_derper.cert_file) as ours, \
-            GoDerpClient(tls_derper.url, ca_file=tls_derper.cert_file) as go:
+    with (
+        new_client(tls_derper.url, ca_file=tls_derper.cert_file) as ours,
+        GoDerpClient(tls_derper.url, ca_file=tls_derper.cert_file) as go,
+    ):
         go.wait_event("server_info")  # derper registered it (ServerInfo follows registration)
         go_pub = bytes.fromhex(go.public_key.removeprefix("nodekey:"))
         ours.send(go_pub, b"over tls")
@@ -160,8 +162,7 @@ def test_tls_verification_failures_are_reported(tls_derper, mode):
 @pytest.mark.slow
 def test_reconnects_after_derper_restart_and_queues_while_down():
     with Derper() as d:
-        with new_client(d.url, queue_size=8, backoff_max_ms=300) as a, \
-                new_client(d.url, backoff_max_ms=300) as b:
+        with new_client(d.url, queue_size=8, backoff_max_ms=300) as a, new_client(d.url, backoff_max_ms=300) as b:
             exchange(a, b)
             d.stop()
             deadline = time.monotonic() + 10

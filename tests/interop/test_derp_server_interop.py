@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -94,20 +93,34 @@ def test_mixed_mesh_with_tailscales_derper(tmp_path, monkeypatch):
     derper_certs = tmp_path / "derper-certs"
     derper_certs.mkdir()
     write_self_signed_cert("127.0.0.1", derper_certs / "127.0.0.1.crt", derper_certs / "127.0.0.1.key")
-    with DerpServer(port=ours_port, tls=True, cert_file=tmp_path / "ours.crt", key_file=tmp_path / "ours.key",
-                    mesh_key=mesh_key, mesh_with=[f"https://127.0.0.1:{derper_port}/derp"],
-                    mesh_ca_file=derper_certs / "127.0.0.1.crt", mesh_retry_ms=500) as ours:
+    with DerpServer(
+        port=ours_port,
+        tls=True,
+        cert_file=tmp_path / "ours.crt",
+        key_file=tmp_path / "ours.key",
+        mesh_key=mesh_key,
+        mesh_with=[f"https://127.0.0.1:{derper_port}/derp"],
+        mesh_ca_file=derper_certs / "127.0.0.1.crt",
+        mesh_retry_ms=500,
+    ) as ours:
         # Go's x509 takes extra roots from SSL_CERT_FILE: derper's mesh client trusts ours.
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ours.crt"))
-        with Derper(tls=True, port=derper_port, mesh_key=mesh_key, mesh_with=[f"127.0.0.1:{ours_port}"],
-                    extra=["--certdir", str(derper_certs)]) as derper:
+        with Derper(
+            tls=True,
+            port=derper_port,
+            mesh_key=mesh_key,
+            mesh_with=[f"127.0.0.1:{ours_port}"],
+            extra=["--certdir", str(derper_certs)],
+        ) as derper:
             monkeypatch.delenv("SSL_CERT_FILE")
             deadline = time.monotonic() + 30
             while ours.stats()["mesh_clients_up"] != 1 or ours.stats()["watchers"] != 1:
                 assert time.monotonic() < deadline, (ours.stats(), derper.output()[-3000:])
                 time.sleep(0.1)
-            with GoDerpClient(ours.url, ca_file=str(tmp_path / "ours.crt")) as a, \
-                 GoDerpClient(derper.url, ca_file=str(derper_certs / "127.0.0.1.crt")) as b:
+            with (
+                GoDerpClient(ours.url, ca_file=str(tmp_path / "ours.crt")) as a,
+                GoDerpClient(derper.url, ca_file=str(derper_certs / "127.0.0.1.crt")) as b,
+            ):
                 # Routes propagate asynchronously: retry the first exchange.
                 deadline = time.monotonic() + 20
                 while True:

@@ -11,17 +11,15 @@ from contextlib import ExitStack
 import pytest
 
 from spanza import Device, Gateway, packets
-from spanza.packets import read_until
 from spanza.derp_bind import derp_endpoint
 from spanza.keys import PrivateKey
+from spanza.packets import read_until
 from tests.interop.gohelpers import Derper, GoDerpClient
 
 pytestmark = pytest.mark.interop
 
 A4, B4 = "10.79.0.1", "10.79.0.2"
 FAST = {"backoff_max_ms": 300}
-
-
 
 
 def ping(src: Device, dst: Device, s: str, d: str, seq: int, timeout: float = 10.0) -> None:
@@ -41,11 +39,11 @@ def gateway_and_derp_devices(stack: ExitStack, derper: Derper) -> tuple[Device, 
     """A: a Device behind a gateway; B: a Device on the DERP transport."""
     ka, kb, kg = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
     a = stack.enter_context(Device(private_key=ka))
-    gw = stack.enter_context(Gateway(derper.url, kg, wg_endpoint=("127.0.0.1", a.listen_port),
-                                     derp_options=FAST, **tls_args(derper)))
+    gw = stack.enter_context(
+        Gateway(derper.url, kg, wg_endpoint=("127.0.0.1", a.listen_port), derp_options=FAST, **tls_args(derper))
+    )
     b_opts = {"derp_ca_file": str(derper.cert_file)} if derper.tls else {}
-    b = stack.enter_context(Device(private_key=kb, listen_port=None, derp_url=derper.url,
-                                   derp_options=FAST, **b_opts))
+    b = stack.enter_context(Device(private_key=kb, listen_port=None, derp_url=derper.url, derp_options=FAST, **b_opts))
     a.add_peer(kb.public_key, endpoint=gw.add_remote_peer(kb.public_key), allowed_ips=[f"{B4}/32"])
     b.add_peer(ka.public_key, endpoint=derp_endpoint(kg.public_key), allowed_ips=[f"{A4}/32"])
     gw.wait_connected(15)

@@ -60,17 +60,23 @@ def test_wireguard_go_in_netns_through_gateway_and_derp(spanza_side, learn):
         else:
             dev = stack.enter_context(Device(private_key=spz_key))
             own_gw_key = PrivateKey.generate()
-            own_gw = stack.enter_context(Gateway(relay.url, own_gw_key, wg_endpoint=("127.0.0.1", dev.listen_port),
-                                                 remote_peers=[gw_key.public_key]))
+            own_gw = stack.enter_context(
+                Gateway(
+                    relay.url, own_gw_key, wg_endpoint=("127.0.0.1", dev.listen_port), remote_peers=[gw_key.public_key]
+                )
+            )
             spz_derp = own_gw_key.public_key
             dev_endpoint = own_gw.address
             own_gw.wait_connected(10)
 
         gw_addr = gw.add_remote_peer(spz_derp)
         assert gw_addr[0] == link.host_v4
-        go.configure(go_priv, 0, addresses=[f"{GO4}/24", f"{GO6}/64"],
-                     peers=[WgPeer(str(spz_key.public_key), [f"{SPZ4}/32", f"{SPZ6}/128"],
-                                   f"{gw_addr[0]}:{gw_addr[1]}")])
+        go.configure(
+            go_priv,
+            0,
+            addresses=[f"{GO4}/24", f"{GO6}/64"],
+            peers=[WgPeer(str(spz_key.public_key), [f"{SPZ4}/32", f"{SPZ6}/128"], f"{gw_addr[0]}:{gw_addr[1]}")],
+        )
         if not learn:
             gw.wg_endpoint = (link.ns_v4, go.listen_port)
         gw.wait_connected(10)

@@ -19,8 +19,11 @@ def derper(request):
         yield d
 
 
-@pytest.mark.parametrize("modes", [("gateway", "gateway"), ("transport", "transport"), ("gateway", "transport")],
-                         ids=["gw-gw", "derp-derp", "gw-derp"])
+@pytest.mark.parametrize(
+    "modes",
+    [("gateway", "gateway"), ("transport", "transport"), ("gateway", "transport")],
+    ids=["gw-gw", "derp-derp", "gw-derp"],
+)
 def test_get_through_derper(derper, make_peer, modes):
     a = make_peer("192.168.4.1/24", mode=modes[0], relay=derper.url)
     b = make_peer("192.168.4.2/24", mode=modes[1], relay=derper.url)

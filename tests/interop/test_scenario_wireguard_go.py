@@ -78,8 +78,19 @@ def make_files(root: Path, who: str) -> dict[str, bytes]:
 def start_http_server(ns: NetNS, address: str, port: int, directory: Path) -> subprocess.Popen:
     """Debian's python3 -m http.server inside the namespace, bound to a
     tunnel address (see wait_serving)."""
-    return ns.popen("python3", "-u", "-m", "http.server", "--bind", address, "--directory", str(directory),
-                    str(port), text=True, env=plain_env())
+    return ns.popen(
+        "python3",
+        "-u",
+        "-m",
+        "http.server",
+        "--bind",
+        address,
+        "--directory",
+        str(directory),
+        str(port),
+        text=True,
+        env=plain_env(),
+    )
 
 
 def wait_serving(p: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -92,8 +103,9 @@ def wait_serving(p: subprocess.Popen, timeout: float = 10.0) -> None:
 
 def curl(ns: NetNS, url: str) -> bytes:
     """GET with curl inside the namespace; the body (fails on HTTP errors)."""
-    p = subprocess.run(ns.cmd("curl", "-sS", "--fail", "-g", "--max-time", "15", url),
-                       capture_output=True, timeout=30, env=plain_env())
+    p = subprocess.run(
+        ns.cmd("curl", "-sS", "--fail", "-g", "--max-time", "15", url), capture_output=True, timeout=30, env=plain_env()
+    )
     assert p.returncode == 0, f"curl {url}: exit {p.returncode}: {p.stderr.decode(errors='replace')}"
     return p.stdout
 
@@ -108,8 +120,12 @@ def derper_vars(derper: Derper) -> dict[str, int]:
 def server_vars(server: DerpServer) -> dict[str, int]:
     """Spanza's DerpServer counters, under derper's names."""
     st = server.stats()
-    return {"packets_received": st["packets_recv"], "packets_sent": st["packets_sent"],
-            "bytes_received": st["bytes_recv"], "bytes_sent": st["bytes_sent"]}
+    return {
+        "packets_received": st["packets_recv"],
+        "packets_sent": st["packets_sent"],
+        "bytes_received": st["bytes_recv"],
+        "bytes_sent": st["bytes_sent"],
+    }
 
 
 def sha(b: bytes) -> str:
@@ -142,8 +158,12 @@ def test_http_between_wireguard_go_in_netns_and_spanza_peer(relay_kind: str, mod
         spz = stack.enter_context(Peer(url, [f"{SPZ4}/24", f"{SPZ6}/64"], mode=mode))
 
         gw_addr = gw.add_remote_peer(spz.derp_key)
-        go.configure(go_priv, 0, addresses=[f"{GO4}/24", f"{GO6}/64"],
-                     peers=[WgPeer(str(spz.public_key), [f"{SPZ4}/32", f"{SPZ6}/128"], f"{gw_addr[0]}:{gw_addr[1]}")])
+        go.configure(
+            go_priv,
+            0,
+            addresses=[f"{GO4}/24", f"{GO6}/64"],
+            peers=[WgPeer(str(spz.public_key), [f"{SPZ4}/32", f"{SPZ6}/128"], f"{gw_addr[0]}:{gw_addr[1]}")],
+        )
         # HTTP servers on wireguard-go's tunnel addresses (they start while
         # the rest is wired up).
         servers = [start_http_server(ns, addr, NS_PORT, tmp_path / "ns") for addr in (GO4, GO6)]

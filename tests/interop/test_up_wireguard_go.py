@@ -60,9 +60,7 @@ def test_up_socks5_and_forward_reach_a_server_behind_wireguard_go(tmp_path):
     (www / "hello.txt").write_bytes(b"hello from the namespace\n")
     with NetNS() as ns, Veth(ns) as link, WireGuardGo(ns) as go:
         # wireguard-go learns our endpoint from the handshake (no Endpoint for us).
-        go.configure(
-            go_priv, 0, addresses=[f"{GO4}/24"], peers=[WgPeer(pub, [f"{SPZ4}/32"])]
-        )
+        go.configure(go_priv, 0, addresses=[f"{GO4}/24"], peers=[WgPeer(pub, [f"{SPZ4}/32"])])
         server = ns.popen(
             sys.executable,
             "-m",
@@ -83,9 +81,7 @@ def test_up_socks5_and_forward_reach_a_server_behind_wireguard_go(tmp_path):
         try:
             forward, socks = up.forward, up.socks5
             want = b"hello from the namespace\n"
-            _curl_until(
-                ["--socks5", socks, f"http://{GO4}:{HTTP_PORT}/hello.txt"], want
-            )
+            _curl_until(["--socks5", socks, f"http://{GO4}:{HTTP_PORT}/hello.txt"], want)
             _curl_until([f"http://{forward}/hello.txt"], want)
             # wireguard-go saw our handshake and traffic
             dump = go.wg("show", go.ifname, "dump").stdout.splitlines()[1].split("\t")

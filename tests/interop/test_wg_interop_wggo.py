@@ -43,21 +43,46 @@ def test_handshake_and_ping_both_directions(netns, tmp_path):
     go_key, our_key = PrivateKey.generate(), PrivateKey.generate()
     (tmp_path / "go.key").write_text(str(go_key))
     env = dict(os.environ, WG_PROCESS_FOREGROUND="1", LOG_LEVEL="error")
-    go = subprocess.Popen(["ip", "netns", "exec", netns, "wireguard-go", "-f", ifname],
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    go = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "wireguard-go", "-f", ifname],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         sock = f"/var/run/wireguard/{ifname}.sock"
         for _ in range(100):
             if os.path.exists(sock):
                 break
             time.sleep(0.05)
-        sh("wg", "set", ifname, "private-key", str(tmp_path / "go.key"), "listen-port", "51820",
-           "peer", str(our_key.public_key), "allowed-ips", "10.9.0.2/32", "endpoint", "127.0.0.1:51821",
-           ns=netns)
+        sh(
+            "wg",
+            "set",
+            ifname,
+            "private-key",
+            str(tmp_path / "go.key"),
+            "listen-port",
+            "51820",
+            "peer",
+            str(our_key.public_key),
+            "allowed-ips",
+            "10.9.0.2/32",
+            "endpoint",
+            "127.0.0.1:51821",
+            ns=netns,
+        )
         sh("ip", "addr", "add", "10.9.0.1/24", "dev", ifname, ns=netns)
         sh("ip", "link", "set", ifname, "up", ns=netns)
-        r = sh(sys.executable, os.path.join(HERE, "wg_gopeer.py"), str(our_key), str(go_key.public_key),
-               ifname, ns=netns, check=False, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        r = sh(
+            sys.executable,
+            os.path.join(HERE, "wg_gopeer.py"),
+            str(our_key),
+            str(go_key.public_key),
+            ifname,
+            ns=netns,
+            check=False,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+        )
         assert r.returncode == 0, r.stderr
         res = json.loads(r.stdout.strip().splitlines()[-1])
         # wireguard-go initiated, we responded; its ping came through and our answer went back.

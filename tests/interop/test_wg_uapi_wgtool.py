@@ -43,7 +43,7 @@ class UapiServer:
         while not self.stop:
             try:
                 conn, _ = self.sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             with conn:
                 conn.settimeout(5)
@@ -51,7 +51,7 @@ class UapiServer:
                 while True:
                     try:
                         chunk = conn.recv(65536)
-                    except socket.timeout:
+                    except TimeoutError:
                         break
                     if not chunk:
                         break  # `wg` probes with empty connections
@@ -102,9 +102,24 @@ def test_wg_show_set_setconf(served):
     (tmp / "priv").write_text(str(priv) + "\n")
     (tmp / "psk").write_text(str(psk) + "\n")
     rc, out, err = wg(
-        "set", name, "listen-port", "40000", "private-key", str(tmp / "priv"), "fwmark", "0x10",
-        "peer", str(peer), "allowed-ips", "10.0.0.5/24,fd00::/64", "endpoint", "[2001:db8::1]:51820",
-        "persistent-keepalive", "25", "preshared-key", str(tmp / "psk"),
+        "set",
+        name,
+        "listen-port",
+        "40000",
+        "private-key",
+        str(tmp / "priv"),
+        "fwmark",
+        "0x10",
+        "peer",
+        str(peer),
+        "allowed-ips",
+        "10.0.0.5/24,fd00::/64",
+        "endpoint",
+        "[2001:db8::1]:51820",
+        "persistent-keepalive",
+        "25",
+        "preshared-key",
+        str(tmp / "psk"),
     )
     assert rc == 0, err
     assert t.private_key == priv and t.route("10.0.0.77") == peer

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
-
 from netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree, require_root, wait_for
+
 from spanza import packets
 from spanza.device import Device
 
@@ -46,21 +46,23 @@ def spanza_key() -> tuple[str, str]:
     return genkey()
 
 
-def setup_pair(net: Net, *, v6_outer: bool, psk: str | None = None, go_knows_endpoint: bool = True,
-               keylog: str | None = None) -> Device:
+def setup_pair(
+    net: Net, *, v6_outer: bool, psk: str | None = None, go_knows_endpoint: bool = True, keylog: str | None = None
+) -> Device:
     """Configures wireguard-go and returns a Spanza device peered with it."""
     priv, pub = spanza_key()
     dev = Device(private_key=priv, keylog_file=keylog)
     host = net.link.host_v6 if v6_outer else net.link.host_v4
     go_ep = f"[{host}]:{dev.listen_port}" if v6_outer else f"{host}:{dev.listen_port}"
     net.go.configure(
-        net.go_priv, 0, addresses=[f"{GO4}/24", f"{GO6}/64"],
+        net.go_priv,
+        0,
+        addresses=[f"{GO4}/24", f"{GO6}/64"],
         peers=[WgPeer(pub, [f"{SPZ4}/32", f"{SPZ6}/128"], go_ep if go_knows_endpoint else None, psk)],
     )
     port = net.go.listen_port
     nsaddr = net.link.ns_v6 if v6_outer else net.link.ns_v4
-    dev.add_peer(net.go_pub, endpoint=(nsaddr, port), allowed_ips=[f"{GO4}/32", f"{GO6}/128"],
-                 preshared_key=psk)
+    dev.add_peer(net.go_pub, endpoint=(nsaddr, port), allowed_ips=[f"{GO4}/32", f"{GO6}/128"], preshared_key=psk)
     return dev
 
 
@@ -133,8 +135,19 @@ def test_cookie_reply_under_load_with_wireguard_go_initiating(net):
 
 
 def _dumpcap(ns: NetNS, ifname: str, out: str) -> subprocess.Popen:
-    p = ns.popen("dumpcap", "-q", "-i", ifname, "-f", "udp", "-w", out, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE, text=True)
+    p = ns.popen(
+        "dumpcap",
+        "-q",
+        "-i",
+        ifname,
+        "-f",
+        "udp",
+        "-w",
+        out,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 0 or p.poll() is not None, 10, "dumpcap to start")
     if p.poll() is not None:
         raise RuntimeError(f"dumpcap failed: {p.stderr.read()}")
@@ -159,9 +172,28 @@ def test_tshark_decodes_and_decrypts_the_handshake(net, tmp_path):
     text = open(keylog).read()
     assert text.count("LOCAL_EPHEMERAL_PRIVATE_KEY = ") >= 1 and "PRESHARED_KEY = " in text
     r = subprocess.run(
-        ["tshark", "-r", cap, "-o", f"wg.keylog_file:{keylog}", "-Y", "wg", "-T", "fields",
-         "-e", "wg.type", "-e", "wg.static", "-e", "wg.handshake_ok", "-e", "icmp.type"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "tshark",
+            "-r",
+            cap,
+            "-o",
+            f"wg.keylog_file:{keylog}",
+            "-Y",
+            "wg",
+            "-T",
+            "fields",
+            "-e",
+            "wg.type",
+            "-e",
+            "wg.static",
+            "-e",
+            "wg.handshake_ok",
+            "-e",
+            "icmp.type",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     rows = [line.split("\t") for line in r.stdout.splitlines()]

@@ -21,8 +21,7 @@ def icmp_echo(src: str, dst: str, kind: int, ident: int, seq: int, payload: byte
     icmp = struct.pack("!BBHHH", kind, 0, 0, ident, seq) + payload
     icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
     total = 20 + len(icmp)
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, 1, 0,
-                      socket.inet_aton(src), socket.inet_aton(dst))
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, 1, 0, socket.inet_aton(src), socket.inet_aton(dst))
     hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
     return hdr + icmp
 
@@ -67,8 +66,9 @@ def main() -> int:
             result["answered_ping"] = True
 
     # 1. wireguard-go initiates (we respond): its ping to us, answered.
-    ping = subprocess.Popen(["ping", "-c", "1", "-W", "8", "10.9.0.2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ping = subprocess.Popen(
+        ["ping", "-c", "1", "-W", "8", "10.9.0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     pump(time.monotonic() + 10, lambda: ping.poll() is not None)
     result["ping_rc"] = ping.wait(5)
     result["handshakes_after_ping"] = tun.peer_stats(go_pub).handshakes_completed

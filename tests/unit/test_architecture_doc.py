@@ -40,8 +40,9 @@ def test_hop_table_functions_are_defined_in_their_files() -> None:
     rows = [ROW_RE.match(line) for line in DOC.read_text().splitlines()]
     rows = [m for m in rows if m]
     assert len(rows) >= 25, "the hop tables went missing"
-    wrong = [f"{path}: {fn}()" for path, fn in (m.groups() for m in rows)
-             if not _defines((ROOT / path).read_text(), fn)]
+    wrong = [
+        f"{path}: {fn}()" for path, fn in (m.groups() for m in rows) if not _defines((ROOT / path).read_text(), fn)
+    ]
     assert not wrong, f"hop table rows whose function is not defined in their file: {wrong}"
 
 

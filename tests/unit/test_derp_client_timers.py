@@ -6,8 +6,12 @@ from __future__ import annotations
 from spanza._ffi import ffi, lib
 
 NONE = 2**64 - 1
-OK, READ, PING, SEND = (lib.DERP_LIVE_OK, lib.DERP_LIVE_READ_TIMEOUT, lib.DERP_LIVE_PING_TIMEOUT,
-                        lib.DERP_LIVE_SEND_PING)
+OK, READ, PING, SEND = (
+    lib.DERP_LIVE_OK,
+    lib.DERP_LIVE_READ_TIMEOUT,
+    lib.DERP_LIVE_PING_TIMEOUT,
+    lib.DERP_LIVE_SEND_PING,
+)
 
 
 def live(now, last_rx, *, idle_sent=0, oldest_ping=NONE, read=120000, ping=5000, idle=0):

@@ -4,11 +4,11 @@ import ipaddress
 import random
 
 import pytest
-from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
 
 from spanza import ConfigError
 from spanza.keys import PrivateKey
 from spanza.wireguard import Tunnel
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
 
 
 def peers(t, n):
@@ -71,7 +71,7 @@ def test_bad_prefixes_raise():
 
 def naive_lookup(table, addr):
     best = None
-    for (net, owner) in table.items():
+    for net, owner in table.items():
         if addr.version == net.version and addr in net:
             if best is None or net.prefixlen > best[0].prefixlen:
                 best = (net, owner)

@@ -4,9 +4,9 @@ nothing sent, nothing delivered, no crash."""
 import random
 
 import pytest
-from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, ipv6_udp, pair, pump
 
 from spanza.wireguard import DROP_REASONS, Tunnel
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, ipv6_udp, pair, pump
 
 
 def fresh():
@@ -179,7 +179,7 @@ def test_random_garbage_never_crashes():
             if op == 0 and m:
                 m[rnd.randrange(len(m))] ^= 1 << rnd.randrange(8)
             elif op == 1:
-                del m[rnd.randrange(len(m) + 1):]
+                del m[rnd.randrange(len(m) + 1) :]
             else:
                 m += bytes(rnd.randrange(4) for _ in range(rnd.randint(1, 40)))
         r = b.receive(bytes(m), a.address)

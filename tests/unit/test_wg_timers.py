@@ -3,9 +3,8 @@
 `simulate` runs two tunnels on one clock, delivering each datagram at once
 and recording (time, sender, kind, lost); a = 0 (the initiator), b = 1."""
 
-from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, simulate
-
 from spanza.wireguard import Tunnel
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, simulate
 
 REKEY_TIMEOUT = 5000
 KEEPALIVE = 10000
@@ -43,7 +42,7 @@ def test_retries_with_jitter_then_give_up():
     assert [k for _, _, k, _ in ev] == ["init"] * 19  # nothing else, ever
     # 1 initiation + 19 retries: MAX_TIMER_HANDSHAKES = 90 / 5 = 18, "> 18" gives up.
     assert len(inits) == 20
-    gaps = [y - x for x, y in zip(inits, inits[1:])]
+    gaps = [y - x for x, y in zip(inits, inits[1:], strict=False)]
     assert all(REKEY_TIMEOUT <= g < REKEY_TIMEOUT + JITTER for g in gaps), gaps
     assert len(set(gaps)) > 5  # the jitter really varies
     # Gave up at the 20th expiry: the staged packet is dropped.

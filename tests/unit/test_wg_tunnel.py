@@ -4,7 +4,6 @@ import pytest
 
 from spanza.keys import PresharedKey, PrivateKey
 from spanza.wireguard import Tunnel, pump
-
 from tests.unit.wgutil import A_IP, B_IP, ipv4_udp, ipv6_udp, pair, run
 
 

@@ -3,12 +3,12 @@
 import errno
 
 import pytest
-from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
 
 from spanza import ConfigError
 from spanza._ffi import ffi, lib
 from spanza.keys import PresharedKey, PrivateKey
 from spanza.wireguard import Tunnel
+from tests.unit.wgutil import A_IP, B_IP, handshake, ipv4_udp, pair, pump
 
 K1 = PrivateKey(bytes([1] * 32))
 K2 = PrivateKey(bytes([2] * 32))
@@ -99,7 +99,8 @@ def test_full_round_trip_every_key():
     assert rc == 0 and reply == expect
     # Feeding the get output (minus stats) back is accepted and changes nothing.
     again = "\n".join(
-        line for line in expect.splitlines()
+        line
+        for line in expect.splitlines()
         if line and not line.startswith(("last_handshake", "tx_bytes", "rx_bytes", "errno"))
     )
     t.ipc_set(again + "\n")

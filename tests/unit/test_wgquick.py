@@ -55,10 +55,7 @@ def test_dump_then_parse_is_the_same():
     cfg = parse(CONF)
     again = parse(dump(cfg))
     assert again.interface.private_key == cfg.interface.private_key
-    assert (
-        again.peers == cfg.peers
-        and again.interface.addresses == cfg.interface.addresses
-    )
+    assert again.peers == cfg.peers and again.interface.addresses == cfg.interface.addresses
 
 
 @pytest.mark.parametrize(
@@ -108,10 +105,7 @@ def test_device_from_config_and_back(tmp_path):
             "fd07::1",
         ]
         peers = {p.public_key: p for p in dev.peers}
-        assert (
-            peers[KB.public_key].has_preshared_key
-            and peers[KB.public_key].persistent_keepalive == 25
-        )
+        assert peers[KB.public_key].has_preshared_key and peers[KB.public_key].persistent_keepalive == 25
         text = dev.to_config()
     back = parse(text)
     assert back.interface.private_key == KA and back.interface.mtu == 1380

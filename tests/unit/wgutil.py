@@ -16,8 +16,17 @@ def ipv4_udp(src: str, dst: str, payload: bytes = b"hello", sport: int = 1000, d
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     total = 20 + len(udp)
     hdr = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, 17, 0,
-        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed,
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        total,
+        0,
+        0,
+        64,
+        17,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
     )
     hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
     return hdr + udp
