@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -25,6 +26,28 @@ def wait_for(pred: Callable[[], T], timeout: float = 5.0, what: str = "condition
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def assert_close_wakes(blocked: Callable[[], object], close: Callable[[], None]) -> None:
+    """A thread blocked in `blocked()` ends with spanza.ClosedError, at once,
+    when another thread runs `close()`."""
+    import spanza
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            blocked()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.1)  # let it block (closing before it does must not hang either)
+    close()
+    t.join(5)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], spanza.ClosedError), errors
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.interop.gohelpers import DERPCLIENT, DERPER, free_port, wait_port
+from tests.interop.gohelpers import DERPCLIENT, DERPER, free_port, run_loadgen, wait_port
 
 
 def rss_kib(pid: int) -> int:
@@ -81,23 +81,6 @@ class Server:
         self.log.close()
 
 
-def loadgen(url: str, pairs: int, size: int, seconds: float, tls: bool) -> dict:
-    args = [
-        str(DERPCLIENT),
-        "loadgen",
-        "--url",
-        url,
-        "--pairs",
-        str(pairs),
-        "--size",
-        str(size),
-        "--duration",
-        f"{seconds}s",
-    ] + (["--insecure"] if tls else [])
-    out = subprocess.run(args, capture_output=True, timeout=seconds + 120, check=True)
-    return json.loads(out.stdout.decode().strip().splitlines()[-1])
-
-
 def idle_rss(server: Server, n: int, tls: bool) -> tuple[int, int, float]:
     before = rss_kib(server.proc.pid)
     args = [str(DERPCLIENT), "idle", "--url", server.url, "--n", str(n)] + (["--insecure"] if tls else [])
@@ -141,7 +124,7 @@ def main() -> int:
             try:
                 r = results[kind] = {"throughput": {}}
                 for p in pairs:
-                    res = loadgen(srv.url, p, args.size, args.seconds, args.tls)
+                    res = run_loadgen(srv.url, pairs=p, size=args.size, seconds=args.seconds, insecure=args.tls)
                     r["throughput"][p] = res
                     loss = 1 - res["received"] / res["sent"] if res["sent"] else 0.0
                     print(

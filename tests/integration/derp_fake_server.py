@@ -188,6 +188,14 @@ def hold(conn: Conn, seconds: float = 30) -> None:
         pass
 
 
+def mute(conn: Conn) -> None:
+    """A server that completes the handshake, reports it, then never sends
+    or answers anything."""
+    conn.handshake()
+    conn.server.results.put(("connected", conn))
+    hold(conn)
+
+
 def serve(conn: Conn) -> None:
     """A well-behaved server: handshake, then answer pings and report every
     frame the client sends on server.results."""

@@ -36,9 +36,10 @@ from tests.integration.derp_fake_server import (
     FakeServer,
     frame,
     hold,
+    mute,
     serve,
 )
-from tests.support import wait_for
+from tests.support import assert_close_wakes, wait_for
 
 PEER = bytes(range(32))
 
@@ -181,12 +182,7 @@ def test_ping_not_connected():
 
 
 def test_unanswered_ping_drops_the_connection():
-    def deaf(conn):  # handshake, then never answers anything
-        conn.handshake()
-        conn.server.results.put(("connected", conn))
-        hold(conn)
-
-    with FakeServer([deaf, serve]) as srv, client(srv.url, ping_timeout_ms=300) as c:
+    with FakeServer([mute, serve]) as srv, client(srv.url, ping_timeout_ms=300) as c:
         c.wait_connected(5)
         connected_conn(srv)
         with pytest.raises(spanza.SpanzaError):
@@ -199,12 +195,7 @@ def test_unanswered_ping_drops_the_connection():
 
 
 def test_silent_server_is_declared_dead_after_read_timeout():
-    def silent(conn):
-        conn.handshake()
-        conn.server.results.put(("connected", conn))
-        hold(conn)
-
-    with FakeServer([silent, serve]) as srv, client(srv.url, read_timeout_ms=300) as c:
+    with FakeServer([mute, serve]) as srv, client(srv.url, read_timeout_ms=300) as c:
         c.wait_connected(5)
         connected_conn(srv)
         connected_conn(srv)  # the second connection: the first was declared dead
@@ -311,21 +302,7 @@ def test_recv_and_event_timeouts():
 def test_close_wakes_a_blocked_recv():
     with FakeServer([serve]) as srv:
         c = client(srv.url)
-        errors: list[BaseException] = []
-
-        def blocked():
-            try:
-                c.recv(30)
-            except BaseException as e:
-                errors.append(e)
-
-        t = threading.Thread(target=blocked)
-        t.start()
-        time.sleep(0.1)
-        c.close()
-        t.join(5)
-        assert not t.is_alive()
-        assert len(errors) == 1 and isinstance(errors[0], spanza.ClosedError)
+        assert_close_wakes(lambda: c.recv(30), c.close)
         with pytest.raises(spanza.ClosedError):
             c.send(PEER, b"x")
         c.close()  # twice is fine

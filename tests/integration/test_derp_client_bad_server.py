@@ -7,6 +7,7 @@ import json
 import os
 import random
 import struct
+from collections.abc import Callable
 
 import pytest
 from nacl.public import Box, PublicKey
@@ -18,6 +19,7 @@ from tests.integration.derp_fake_server import (
     SEND_PACKET,
     SERVER_INFO,
     SERVER_KEY,
+    Conn,
     FakeServer,
     frame,
     hold,
@@ -27,56 +29,51 @@ from tests.integration.derp_fake_server import (
 PEER = bytes(range(32))
 
 
-def after_101(payload: bytes):
-    def script(conn):
-        conn.read_request()
-        conn.send_101()
+def sends(payload: bytes, *, after: Callable[[Conn], None]) -> Callable[[Conn], None]:
+    """A server script: the steps of `after`, then `payload`, then silence."""
+
+    def script(conn: Conn) -> None:
+        after(conn)
         conn.send(payload)
         hold(conn, 5)
 
     return script
 
 
-def after_server_key(payload: bytes, *, read_client_info: bool = True):
-    def script(conn):
-        conn.read_request()
-        conn.send_101()
+def greeted(conn: Conn) -> None:
+    conn.read_request()
+    conn.send_101()
+
+
+def keyed(conn: Conn) -> None:
+    greeted(conn)
+    conn.send(frame(SERVER_KEY, MAGIC + conn.server.pub))
+    assert conn.read_frame()[0] == CLIENT_INFO
+
+
+def raw(payload: bytes) -> Callable[[Conn], None]:
+    return sends(payload, after=Conn.read_request)
+
+
+def after_101(payload: bytes) -> Callable[[Conn], None]:
+    return sends(payload, after=greeted)
+
+
+def after_server_key(payload: bytes) -> Callable[[Conn], None]:
+    return sends(payload, after=keyed)
+
+
+def handshake_then(payload: bytes) -> Callable[[Conn], None]:
+    return sends(payload, after=Conn.handshake)
+
+
+def bad_server_info(plaintext: bytes) -> Callable[[Conn], None]:
+    def script(conn: Conn) -> None:
+        greeted(conn)
         conn.send(frame(SERVER_KEY, MAGIC + conn.server.pub))
-        if read_client_info:
-            assert conn.read_frame()[0] == CLIENT_INFO
-        conn.send(payload)
-        hold(conn, 5)
-
-    return script
-
-
-def raw(payload: bytes):
-    def script(conn):
-        conn.read_request()
-        conn.send(payload)
-        hold(conn, 5)
-
-    return script
-
-
-def bad_server_info(plaintext: bytes):
-    def script(conn):
-        conn.read_request()
-        conn.send_101()
-        conn.send(frame(SERVER_KEY, MAGIC + conn.server.pub))
-        ftype, payload = conn.read_frame()
-        box = Box(conn.server.priv, PublicKey(payload[:32]))
-        sealed = box.encrypt(plaintext)
+        _, payload = conn.read_frame()
+        sealed = Box(conn.server.priv, PublicKey(payload[:32])).encrypt(plaintext)
         conn.send(frame(SERVER_INFO, bytes(sealed.nonce) + bytes(sealed.ciphertext)))
-        hold(conn, 5)
-
-    return script
-
-
-def handshake_then(payload: bytes):
-    def script(conn):
-        conn.handshake()
-        conn.send(payload)
         hold(conn, 5)
 
     return script

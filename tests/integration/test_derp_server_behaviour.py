@@ -5,10 +5,13 @@ mesh of two of our servers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from spanza.derp import DerpServer
 from tests.integration._derp_raw import (
@@ -344,12 +347,16 @@ def test_note_preferred_counts_home_clients():
 # ---- a mesh of our own servers ----
 
 
-def test_two_of_our_servers_mesh_as_one_region():
+@contextlib.contextmanager
+def meshed(url1: str, url2: str) -> Iterator[tuple[DerpServer, DerpServer, Any, Any]]:
+    """Two of our servers meshed with each other (their --mesh-with URLs,
+    with {p1}/{p2} for the ports), once both links and routes are up, and a
+    client on each."""
     p1, p2 = free_port(), free_port()
     opts = dict(mesh_key=MESH_KEY, mesh_retry_ms=100)
     with (
-        DerpServer(port=p1, mesh_with=[f"http://127.0.0.1:{p2}"], **opts) as s1,
-        DerpServer(port=p2, mesh_with=[f"http://127.0.0.1:{p1}"], **opts) as s2,
+        DerpServer(port=p1, mesh_with=[url1.format(p2=p2)], **opts) as s1,
+        DerpServer(port=p2, mesh_with=[url2.format(p1=p1)], **opts) as s2,
     ):
         wait_for(
             lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
@@ -357,6 +364,11 @@ def test_two_of_our_servers_mesh_as_one_region():
         )
         a, c = connect(s1.port), connect(s2.port)
         wait_for(lambda: s1.stats()["mesh_routes"] >= 2 and s2.stats()["mesh_routes"] >= 2, what="routes")
+        yield s1, s2, a, c
+
+
+def test_two_of_our_servers_mesh_as_one_region():
+    with meshed("http://127.0.0.1:{p2}", "http://127.0.0.1:{p1}") as (s1, s2, a, c):
         assert_relays(a, c, 1)
         assert_relays(a, c, 65536)
         assert s1.stats()["packets_forwarded_out"] == 2 and s1.stats()["packets_forwarded_in"] == 2
@@ -375,18 +387,7 @@ def test_two_of_our_servers_mesh_as_one_region():
 def test_mesh_with_derpers_host_slash_dialhost_form():
     # derper's --mesh-with "host/dialhost": the URL names the server (Host
     # header), dialhost says where to connect.
-    p1, p2 = free_port(), free_port()
-    opts = dict(mesh_key=MESH_KEY, mesh_retry_ms=100)
-    with (
-        DerpServer(port=p1, mesh_with=[f"http://relay-b.example/127.0.0.1:{p2}/derp"], **opts) as s1,
-        DerpServer(port=p2, mesh_with=[f"http://relay-a.example:{p1}/127.0.0.1"], **opts) as s2,
-    ):
-        wait_for(
-            lambda: s1.stats()["mesh_clients_up"] == 1 and s2.stats()["mesh_clients_up"] == 1,
-            what="mesh links both ways",
-        )
-        a, c = connect(s1.port), connect(s2.port)
-        wait_for(lambda: s1.stats()["mesh_routes"] >= 2 and s2.stats()["mesh_routes"] >= 2, what="routes")
+    with meshed("http://relay-b.example/127.0.0.1:{p2}/derp", "http://relay-a.example:{p1}/127.0.0.1") as (_, _, a, c):
         assert_relays(a, c, 100)
         a.close()
         c.close()

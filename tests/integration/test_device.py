@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import threading
 import time
 
 import pytest
@@ -14,6 +13,7 @@ import spanza
 from spanza import packets
 from spanza.device import Device
 from spanza.keys import PrivateKey, PublicKey
+from tests.support import assert_close_wakes
 
 A4, B4 = "10.77.0.1", "10.77.0.2"
 A6, B6 = "fd77::1", "fd77::2"
@@ -172,21 +172,7 @@ def test_read_packet_timeout_and_close_wakes_reader():
     with pytest.raises(TimeoutError):
         d.read_packet(timeout=0.2)
     assert time.monotonic() - t0 >= 0.19
-    result: list[BaseException] = []
-
-    def reader():
-        try:
-            d.read_packet(timeout=None)
-        except BaseException as e:
-            result.append(e)
-
-    th = threading.Thread(target=reader)
-    th.start()
-    time.sleep(0.1)
-    d.close()
-    th.join(5)
-    assert not th.is_alive()
-    assert len(result) == 1 and isinstance(result[0], spanza.ClosedError)
+    assert_close_wakes(lambda: d.read_packet(timeout=None), d.close)
     with pytest.raises(spanza.ClosedError):
         d.read_packet(timeout=0)
     d.close()  # idempotent

@@ -7,9 +7,12 @@ wireguard-go) is in test_gateway_devices.py and the interop tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,21 +53,31 @@ def relay():
         yield srv
 
 
+@contextlib.contextmanager
+def gateways(url: str, *, b_learns: bool = False, **opts: Any) -> Iterator[tuple[Gateway, Gateway, Any, Any, bytes]]:
+    """Two connected gateways A and B on the relay at `url`, each the other's
+    remote peer, and their WireGuard sockets wa, wb: A's endpoint configured,
+    B's too unless `b_learns` (B learns it from the first datagram). Yields
+    ga, gb, wa, wb and B's public key."""
+    (ka, pa), (kb, pb) = key(), key()
+    wa, wb = udp(), udp()
+    with (
+        wa,
+        wb,
+        Gateway(url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb], **opts) as ga,
+        Gateway(url, kb, wg_endpoint=None if b_learns else wb.getsockname(), remote_peers=[pa], **opts) as gb,
+    ):
+        ga.wait_connected(10)
+        gb.wait_connected(10)
+        yield ga, gb, wa, wb, pb
+
+
 @pytest.fixture
 def pair(relay):
     """Two gateways A and B, each the other's remote peer; A's WireGuard
     endpoint configured, B's learned."""
-    (ka, pa), (kb, pb) = key(), key()
-    wa, wb = udp(), udp()
-    with (
-        Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb], derp_options=FAST) as ga,
-        Gateway(relay.url, kb, remote_peers=[pa], derp_options=FAST) as gb,
-    ):
-        ga.wait_connected(10)
-        gb.wait_connected(10)
+    with gateways(relay.url, b_learns=True, derp_options=FAST) as (ga, gb, wa, wb, _):
         yield ga, gb, wa, wb
-    wa.close()
-    wb.close()
 
 
 def test_relays_both_ways_and_counts(pair):
@@ -99,23 +112,13 @@ def test_a_burst_arrives_whole_and_in_order():
     # The relay's per-client queue is 32 packets deep by default (as in Go's
     # derper: a burst beyond it loses its oldest packets there); a deep one
     # here, so what is tested is the gateways' path alone.
-    (ka, pa), (kb, pb) = key(), key()
-    wa, wb = udp(), udp()
-    with (
-        DerpServer(queue_depth=4096) as relay,
-        Gateway(relay.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb]) as ga,
-        Gateway(relay.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb,
-    ):
-        ga.wait_connected(10)
-        gb.wait_connected(10)
+    with DerpServer(queue_depth=4096) as relay, gateways(relay.url) as (ga, gb, wa, wb, _):
         n = 2000
         for i in range(n):
             wa.sendto(i.to_bytes(4, "big") + b"p" * 1000, ga.address)
         got = [int.from_bytes(wb.recv(2000)[:4], "big") for _ in range(n)]
         assert got == list(range(n))
         assert gb.stats()["wg_tx_bytes"] == n * 1004
-    wa.close()
-    wb.close()
 
 
 def test_learned_destination_follows_the_last_sender(pair):
@@ -256,15 +259,7 @@ def test_relay_restart_traffic_fails_then_flows_again(relay):
 def test_backpressure_pauses_reading_instead_of_dropping(relay):
     """A relay that reads slowly: the gateway stops reading UDP while its
     DERP connection is congested and resumes when it drains."""
-    (ka, pa), (kb, pb) = key(), key()
-    wa, wb = udp(), udp()
-    with (
-        DerpServer(rate_limit=8_000_000) as slow,
-        Gateway(slow.url, ka, wg_endpoint=wa.getsockname(), remote_peers=[pb]) as ga,
-        Gateway(slow.url, kb, wg_endpoint=wb.getsockname(), remote_peers=[pa]) as gb,
-    ):
-        ga.wait_connected(10)
-        gb.wait_connected(10)
+    with DerpServer(rate_limit=8_000_000) as slow, gateways(slow.url) as (ga, gb, wa, wb, pb):
         payload = b"b" * 1400
         sent = 0
         deadline = time.monotonic() + 10
@@ -290,8 +285,6 @@ def test_backpressure_pauses_reading_instead_of_dropping(relay):
         # Reading resumes once the relay drains the connection.
         wait_for(lambda: not ga.stats()["peers"][nodekey(pb)]["paused"], 30, "reading to resume")
         assert ga.stats()["derp"]["drops_queue_full"] == 0
-    wa.close()
-    wb.close()
 
 
 def test_config_errors_say_what_to_fix(relay):

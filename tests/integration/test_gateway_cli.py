@@ -141,32 +141,16 @@ def test_gateway_command_relays_until_sigterm(tmp_path):
 
 
 def test_gateway_command_errors(tmp_path):
-    r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--remote-peer", "nodekey:" + "11" * 32)
-    assert r.returncode == 1 and "--derp-url" in r.stderr
-    r = spanza("gateway", "--key-file", str(tmp_path / "k"), "--derp-url", "http://127.0.0.1:1/derp")
-    assert r.returncode == 1 and "--remote-peer" in r.stderr
-    r = spanza(
-        "gateway",
-        "--key-file",
-        str(tmp_path / "k"),
-        "--derp-url",
-        "http://127.0.0.1:1/derp",
-        "--remote-peer",
-        "nodekey:12",
-    )
-    assert r.returncode == 1 and "remote peer" in r.stderr
-    r = spanza(
-        "gateway",
-        "--key-file",
-        str(tmp_path / "k"),
-        "--derp-url",
-        "http://127.0.0.1:1/derp",
-        "--remote-peer",
-        "nodekey:" + "11" * 32,
-        "--wg-endpoint",
-        "localhost",
-    )
-    assert r.returncode == 1 and "wg_endpoint" in r.stderr
+    url, peer = ("--derp-url", "http://127.0.0.1:1/derp"), ("--remote-peer", "nodekey:" + "11" * 32)
+    cases = [
+        (peer, "--derp-url"),
+        (url, "--remote-peer"),
+        (url + ("--remote-peer", "nodekey:12"), "remote peer"),
+        (url + peer + ("--wg-endpoint", "localhost"), "wg_endpoint"),
+    ]
+    for args, says in cases:
+        r = spanza("gateway", "--key-file", str(tmp_path / "k"), *args)
+        assert r.returncode == 1 and says in r.stderr, (args, r.stderr)
     assert load_key_file(tmp_path / "k").public_key  # created by the first run
 
 
