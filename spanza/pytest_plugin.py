@@ -105,8 +105,8 @@ def _closing_factory(make_one: Callable[..., Any]) -> Iterator[Callable[..., Any
     when the test ends."""
     made: list[Any] = []
 
-    def make(**kwargs: Any) -> Any:
-        obj = make_one(**kwargs)
+    def make(*args: Any, **kwargs: Any) -> Any:
+        obj = make_one(*args, **kwargs)
         made.append(obj)
         return obj
 
@@ -131,20 +131,14 @@ def make_peer(derp_server: Any) -> Iterator[Callable[..., Any]]:
     relays made by ``derp_server_tls`` are trusted automatically (insecure)."""
     from spanza.scenario import Peer
 
-    made: list[Any] = []
-
     def make(address: str | list[str], mode: str = "transport", relay: Any = None, **kwargs: Any) -> Any:
         relay = relay if relay is not None else derp_server
         url = relay if isinstance(relay, str) else relay.url
         if url.startswith("https://") and "ca_file" not in kwargs:
             kwargs.setdefault("insecure", True)
-        peer = Peer(url, address, mode=mode, **kwargs)  # type: ignore[arg-type]
-        made.append(peer)
-        return peer
+        return Peer(url, address, mode=mode, **kwargs)  # type: ignore[arg-type]
 
-    yield make
-    for peer in reversed(made):
-        peer.close()
+    yield from _closing_factory(make)
 
 
 @dataclasses.dataclass

@@ -189,24 +189,24 @@ def load(path_or_text: str | os.PathLike[str]) -> WgQuickConfig:
 def dump(cfg: WgQuickConfig) -> str:
     """The wg-quick text of `cfg`."""
     i = cfg.interface
-    lines = ["[Interface]", f"PrivateKey = {i.private_key.base64}"]
-    if i.addresses:
-        lines.append(f"Address = {', '.join(i.addresses)}")
-    if i.listen_port:
-        lines.append(f"ListenPort = {i.listen_port}")
-    if i.mtu:
-        lines.append(f"MTU = {i.mtu}")
+    lines = ["[Interface]"]
+    lines += _keys(PrivateKey=i.private_key.base64, Address=", ".join(i.addresses), ListenPort=i.listen_port, MTU=i.mtu)
     for p in cfg.peers:
-        lines += ["", "[Peer]", f"PublicKey = {p.public_key.base64}"]
-        if p.preshared_key is not None:
-            lines.append(f"PresharedKey = {p.preshared_key.base64}")
-        if p.allowed_ips:
-            lines.append(f"AllowedIPs = {', '.join(p.allowed_ips)}")
-        if p.endpoint:
-            lines.append(f"Endpoint = {p.endpoint}")
-        if p.persistent_keepalive:
-            lines.append(f"PersistentKeepalive = {p.persistent_keepalive}")
+        lines += ["", "[Peer]"]
+        lines += _keys(
+            PublicKey=p.public_key.base64,
+            PresharedKey=p.preshared_key.base64 if p.preshared_key is not None else None,
+            AllowedIPs=", ".join(p.allowed_ips),
+            Endpoint=p.endpoint,
+            PersistentKeepalive=p.persistent_keepalive,
+        )
     return "\n".join(lines) + "\n"
+
+
+def _keys(**values: object) -> list[str]:
+    """``Key = value`` lines, in order, for the values that are set (not
+    None, empty or 0: wg-quick's defaults)."""
+    return [f"{k} = {v}" for k, v in values.items() if v]
 
 
 def resolve_endpoint(endpoint: str, what: str = "Endpoint") -> str:

@@ -6,12 +6,30 @@ from __future__ import annotations
 import http.server
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(
+    *args: str, cwd: str | Path = ROOT, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs `python *args` in a fresh process that imports this tree's
+    spanza (PYTHONPATH starts with ROOT); output captured as text, the exit
+    status left to the caller."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False
+    )
 
 
 def wait_for(pred: Callable[[], T], timeout: float = 5.0, what: str = "condition", interval: float = 0.01) -> T:

@@ -3,15 +3,12 @@ under examples/ run as a new user would run them (a fresh process)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, run_python
+
 EXAMPLES = sorted((ROOT / "examples").glob("*.py")) if (ROOT / "examples").is_dir() else []
 
 
@@ -28,25 +25,11 @@ def _blocks(lang: str, section: str | None = None) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
 
 
-def _run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Runs a fresh Python process that imports this tree's spanza."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
-
-
 def test_readme_quick_start_runs_and_prints_what_it_says(tmp_path):
     (quick,) = [b for b in _blocks("python", "Python") if "def test_" not in b]
     script = tmp_path / "quick_start.py"
     script.write_text(quick)
-    p = _run([str(script)], tmp_path)
+    p = run_python(str(script), cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     # each "# comment" after a print is the output the README promises
     promised = [m.strip() for m in re.findall(r"print\(.*\)\s+#\s*(.*)", quick)]
@@ -56,16 +39,12 @@ def test_readme_quick_start_runs_and_prints_what_it_says(tmp_path):
 def test_readme_pytest_example_passes(tmp_path):
     (tests,) = [b for b in _blocks("python", "pytest") if "def test_" in b]
     (tmp_path / "test_readme.py").write_text(tests.replace("    ...\n", "    assert a.mode == 'gateway'\n"))
-    p = _run(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        tmp_path,
-        timeout=300,
-    )
+    p = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path), cwd=tmp_path, timeout=300)
     assert p.returncode == 0 and "3 passed" in p.stdout, p.stdout + p.stderr
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[s.name for s in EXAMPLES])
 def test_example_runs(script):
-    p = _run([str(script)], ROOT)
+    p = run_python(str(script))
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip(), "an example says what it did"

@@ -6,24 +6,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support import ROOT, run_python
 
 
 def run_scenario(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(
-        [sys.executable, "-m", "spanza", "scenario", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env,
-        check=False,
-    )
+    return run_python("-m", "spanza", "scenario", *args, cwd=ROOT)
 
 
 @pytest.mark.parametrize("mode", ["gateway", "transport"])

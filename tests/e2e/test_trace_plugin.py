@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support import run_python
 
 USER_TESTS = """
 import pytest
@@ -29,26 +27,7 @@ def test_passes_untraced(make_peer):
 def run(tmp_path, *args):
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            *args,
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    r = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *args, str(tmp_path), cwd=tmp_path, env=env)
     return r.stdout + r.stderr
 
 

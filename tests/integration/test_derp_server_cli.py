@@ -59,37 +59,18 @@ def test_manual_certmode_with_an_ip_makes_a_self_signed_cert(tmp_path):
     assert o["tls"] and o["hostname"] == "127.0.0.1" and "cert_file" not in o
 
 
+MANUAL_CERTS = "-a :8443 -c k --certmode manual --hostname derp.example.com --certdir"
+
+
 def test_manual_certmode_uses_certdir_files_and_checks_sni(tmp_path):
     write_self_signed_cert("derp.example.com", tmp_path / "derp.example.com.crt", tmp_path / "derp.example.com.key")
-    o = opts(
-        "-a",
-        ":8443",
-        "-c",
-        str(tmp_path / "k"),
-        "--certmode",
-        "manual",
-        "--hostname",
-        "derp.example.com",
-        "--certdir",
-        str(tmp_path),
-    )
+    o = opts(*MANUAL_CERTS.split(), str(tmp_path))
     assert o["cert_file"].endswith("derp.example.com.crt") and o["require_sni"]
 
 
 def test_manual_certmode_with_a_dns_name_needs_the_files(tmp_path):
     with pytest.raises(SystemExit, match="missing"):
-        opts(
-            "-a",
-            ":8443",
-            "-c",
-            "k",
-            "--certmode",
-            "manual",
-            "--hostname",
-            "derp.example.com",
-            "--certdir",
-            str(tmp_path),
-        )
+        opts(*MANUAL_CERTS.split(), str(tmp_path))
 
 
 def test_port_443_without_manual_certs_is_refused(tmp_path):

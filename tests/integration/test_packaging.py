@@ -45,20 +45,9 @@ def _snapshot(tree: Path) -> set[str]:
 
 
 def _run(
-    *args: object,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout: float = 1200,
+    *args: object, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1200
 ) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [str(a) for a in args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    r = subprocess.run([str(a) for a in args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 

@@ -1,24 +1,13 @@
 """`spanza demo --pcapng`: the main scenario, traced, into a file tshark reads."""
 
-import os
 import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support import run_python
 
 
 def test_demo_writes_a_decryptable_pcapng(tmp_path):
     out = tmp_path / "demo.pcapng"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run(
-        [sys.executable, "-m", "spanza", "demo", "--pcapng", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    r = run_python("-m", "spanza", "demo", "--pcapng", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "(0 did not arrive)" in r.stdout and str(out) in r.stdout, r.stdout
     from spanza import trace
