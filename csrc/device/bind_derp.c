@@ -141,22 +141,20 @@ struct call {
 	char *err;
 	size_t errlen;
 	void *out, *out2;
-	int rc;
 };
 
-static int on_loop(dev_device *d, rt_fn fn, struct call *c)
+/* Runs fn on the loop; -ESHUTDOWN once the runtime is gone, -ENOENT from
+ * the do_ functions when the device has no DERP bind. */
+static int on_loop(dev_device *d, rt_rc_fn fn, struct call *c)
 {
 	c->d = d;
-	c->rc = -ENOENT;
-	int rc = rt_call(d->rt, fn, c);
-	return rc < 0 ? rc : c->rc;
+	return rt_run(d->rt, fn, c);
 }
 
-static void do_attach(rt_t *rt, void *arg)
+static int do_attach(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
-	c->rc = dev_derp_attach(c->d, c->url, c->key, c->opts, c->err, c->errlen);
+	return dev_derp_attach(c->d, c->url, c->key, c->opts, c->err, c->errlen);
 }
 
 int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_key, const struct derp_client_opts *opts,
@@ -168,93 +166,66 @@ int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_ke
 	return on_loop(d, do_attach, &c);
 }
 
-static void do_detach(rt_t *rt, void *arg)
+static int do_detach(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
-	if (bind_of(c->d))
-		c->rc = dev_set_bind(c->d, DEV_BIND_DERP, NULL, NULL);
+	return bind_of(c->d) ? dev_set_bind(c->d, DEV_BIND_DERP, NULL, NULL) : -ENOENT;
 }
 
-int dev_py_derp_detach(dev_device *d)
-{
-	struct call c = {0};
-	return on_loop(d, do_detach, &c);
-}
+int dev_py_derp_detach(dev_device *d) { return on_loop(d, do_detach, &(struct call){0}); }
 
-static void do_stats(rt_t *rt, void *arg)
+static int do_stats(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	struct dev_derp *b = bind_of(c->d);
 	if (!b)
-		return;
+		return -ENOENT;
 	*(struct dev_derp_stats *)c->out = b->st;
 	if (c->out2)
 		derp_client_stats(b->c, c->out2);
-	c->rc = 0;
+	return 0;
 }
 
 int dev_py_derp_stats(dev_device *d, struct dev_derp_stats *out, struct derp_client_stats *derp)
 {
-	struct call c = {.out = out, .out2 = derp};
-	return on_loop(d, do_stats, &c);
+	return on_loop(d, do_stats, &(struct call){.out = out, .out2 = derp});
 }
 
-static void do_public_key(rt_t *rt, void *arg)
+static int do_public_key(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	struct dev_derp *b = bind_of(c->d);
 	if (!b)
-		return;
+		return -ENOENT;
 	derp_client_public_key(b->c, c->out);
-	c->rc = 0;
+	return 0;
 }
 
 int dev_py_derp_public_key(dev_device *d, uint8_t *out)
 {
-	struct call c = {.out = out};
-	return on_loop(d, do_public_key, &c);
+	return on_loop(d, do_public_key, &(struct call){.out = out});
 }
 
-static void do_reconnect(rt_t *rt, void *arg)
+static int do_reconnect(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	struct dev_derp *b = bind_of(c->d);
 	if (!b)
-		return;
+		return -ENOENT;
 	derp_client_reconnect(b->c);
-	c->rc = 0;
+	return 0;
 }
 
-int dev_py_derp_reconnect(dev_device *d)
-{
-	struct call c = {0};
-	return on_loop(d, do_reconnect, &c);
-}
+int dev_py_derp_reconnect(dev_device *d) { return on_loop(d, do_reconnect, &(struct call){0}); }
 
-static void do_last_error(rt_t *rt, void *arg)
+static int do_last_error(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	struct dev_derp *b = bind_of(c->d);
-	if (!b)
-		return;
-	const char *e = derp_client_last_error(b->c);
-	size_t n = e ? strlen(e) : 0;
-	if (c->errlen == 0)
-		return;
-	if (n >= c->errlen)
-		n = c->errlen - 1;
-	memcpy(c->err, e ? e : "", n);
-	c->err[n] = '\0';
-	c->rc = (int)n;
+	return b ? derp_client_last_error(b->c, c->err, c->errlen) : -ENOENT;
 }
 
 int dev_py_derp_last_error(dev_device *d, char *out, size_t cap)
 {
-	struct call c = {.err = out, .errlen = cap};
-	return on_loop(d, do_last_error, &c);
+	return on_loop(d, do_last_error, &(struct call){.err = out, .errlen = cap});
 }

@@ -1,5 +1,5 @@
 /* The Python-facing calls (device_py.h): each runs its work on the loop
- * thread with rt_call, so callers on any thread never touch loop-owned
+ * thread with rt_run, so callers on any thread never touch loop-owned
  * state. Lifetime: Python stops calling (and waits for callers inside)
  * between dev_py_shutdown and dev_py_free. */
 #include "device/impl.h"
@@ -10,7 +10,6 @@
 
 struct call {
 	dev_device *d;
-	int rc;
 	const uint8_t *bytes;
 	size_t len;
 	int ival;
@@ -21,22 +20,21 @@ struct call {
 	void *p1, *p2;
 };
 
-/* Runs fn on the loop; -ESHUTDOWN if the runtime or the device is gone. */
-static int on_loop(dev_device *d, rt_fn fn, struct call *c)
+/* Runs fn on the loop; -ESHUTDOWN if the runtime is gone (the do_ functions
+ * return it too once the device's WireGuard core is gone). */
+static int on_loop(dev_device *d, rt_rc_fn fn, struct call *c)
 {
 	c->d = d;
-	c->rc = -ESHUTDOWN;
-	int rc = rt_call(d->rt, fn, c);
-	return rc < 0 ? rc : c->rc;
+	return rt_run(d->rt, fn, c);
 }
 
-static void do_create(rt_t *rt, void *arg)
+static int do_create(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
-	c->rc = dev_create(c->d, c->bytes, c->ival);
-	if (c->rc < 0)
+	int rc = dev_create(c->d, c->bytes, c->ival);
+	if (rc < 0)
 		dev_destroy(c->d);
+	return rc;
 }
 
 dev_device *dev_py_new(struct rt *rt, const uint8_t *private_key, int listen_port, int *err)
@@ -66,13 +64,12 @@ dev_device *dev_py_new(struct rt *rt, const uint8_t *private_key, int listen_por
 	return d;
 }
 
-static void do_shutdown(rt_t *rt, void *arg)
+static int do_shutdown(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	if (!c->d->closed)
 		dev_destroy(c->d);
-	c->rc = 0;
+	return 0;
 }
 
 void dev_py_shutdown(dev_device *d)
@@ -90,19 +87,19 @@ void dev_py_free(dev_device *d)
 	free(d);
 }
 
-static void do_uapi_listen(rt_t *rt, void *arg)
+static int do_uapi_listen(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	dev_device *d = c->d;
 	if (d->closed)
-		return;
+		return -ESHUTDOWN;
 	struct dev_uapi *s;
-	c->rc = dev_uapi_listen(d->rt, c->s1, c->s2, dev_uapi_handle, d, &s);
-	if (c->rc < 0)
-		return;
+	int rc = dev_uapi_listen(d->rt, c->s1, c->s2, dev_uapi_handle, d, &s);
+	if (rc < 0)
+		return rc;
 	dev_uapi_close(d->uapi); /* a device serves one socket at a time */
 	d->uapi = s;
+	return rc;
 }
 
 /* Interface names as wg(8) lists them: 1..15 of [A-Za-z0-9_=+.-], not "." or "..". */
@@ -128,13 +125,10 @@ int dev_py_uapi_listen(dev_device *d, const char *dir, const char *name)
 	return on_loop(d, do_uapi_listen, &c);
 }
 
-static void do_uapi_get(rt_t *rt, void *arg)
+static int do_uapi_get(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
-	if (!c->d->wg)
-		return;
-	c->rc = wg_uapi_get(c->d->wg, dev_now(c->d), &c->out, &c->outlen);
+	return c->d->wg ? wg_uapi_get(c->d->wg, dev_now(c->d), &c->out, &c->outlen) : -ESHUTDOWN;
 }
 
 int dev_py_uapi_get(dev_device *d, char **out, size_t *len)
@@ -146,14 +140,14 @@ int dev_py_uapi_get(dev_device *d, char **out, size_t *len)
 	return rc;
 }
 
-static void do_uapi_set(rt_t *rt, void *arg)
+static int do_uapi_set(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	if (!c->d->wg)
-		return;
-	c->rc = wg_uapi_set(c->d->wg, dev_now(c->d), (const char *)c->bytes, c->len);
+		return -ESHUTDOWN;
+	int rc = wg_uapi_set(c->d->wg, dev_now(c->d), (const char *)c->bytes, c->len);
 	dev_kick(c->d);
+	return rc;
 }
 
 int dev_py_uapi_set(dev_device *d, const char *text, size_t len)
@@ -164,11 +158,10 @@ int dev_py_uapi_set(dev_device *d, const char *text, size_t len)
 
 void dev_py_free_text(char *p) { wg_uapi_free(p); }
 
-static void do_write(rt_t *rt, void *arg)
+static int do_write(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
-	c->rc = dev_send_packet(c->d, c->bytes, c->len);
+	return dev_send_packet(c->d, c->bytes, c->len);
 }
 
 int dev_py_write_packet(dev_device *d, const uint8_t *ip, size_t len)
@@ -178,24 +171,21 @@ int dev_py_write_packet(dev_device *d, const uint8_t *ip, size_t len)
 	return on_loop(d, do_write, &c);
 }
 
-static void do_write_batch(rt_t *rt, void *arg)
+static int do_write_batch(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	const uint32_t *lens = c->p1;
 	uint8_t *reasons = c->p2;
 	size_t off = 0, accepted = 0;
 	for (size_t i = 0; i < c->len; i++) {
 		int rc = dev_send_packet(c->d, c->bytes + off, lens[i]);
-		if (rc < 0) {
-			c->rc = rc;
-			return;
-		}
+		if (rc < 0)
+			return rc;
 		reasons[i] = (uint8_t)rc;
 		accepted += rc == 0;
 		off += lens[i];
 	}
-	c->rc = (int)accepted;
+	return (int)accepted;
 }
 
 int dev_py_write_batch(dev_device *d, const uint8_t *buf, const uint32_t *lens, size_t n, uint8_t *reasons)
@@ -211,9 +201,8 @@ int dev_py_read_packet(dev_device *d, uint8_t *buf, size_t cap, int timeout_ms)
 	return dev_queue_pop(&d->rxq, buf, cap, timeout_ms);
 }
 
-static void do_stats(rt_t *rt, void *arg)
+static int do_stats(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	dev_device *d = c->d;
 	struct dev_stats *io = c->p1;
@@ -232,7 +221,7 @@ static void do_stats(rt_t *rt, void *arg)
 	}
 	if (d->wg)
 		wg_device_stats(d->wg, c->p2);
-	c->rc = d->wg ? 0 : -ESHUTDOWN;
+	return d->wg ? 0 : -ESHUTDOWN;
 }
 
 int dev_py_stats(dev_device *d, struct dev_stats *io, struct wg_device_stats *core)
@@ -251,12 +240,10 @@ int dev_py_stats(dev_device *d, struct dev_stats *io, struct wg_device_stats *co
 	return rc;
 }
 
-static void do_public_key(rt_t *rt, void *arg)
+static int do_public_key(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
-	if (c->d->wg)
-		c->rc = wg_device_public_key(c->d->wg, c->p1);
+	return c->d->wg ? wg_device_public_key(c->d->wg, c->p1) : -ESHUTDOWN;
 }
 
 int dev_py_public_key(dev_device *d, uint8_t *out)
@@ -265,12 +252,10 @@ int dev_py_public_key(dev_device *d, uint8_t *out)
 	return on_loop(d, do_public_key, &c);
 }
 
-static void do_listen_port(rt_t *rt, void *arg)
+static int do_listen_port(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
-	if (c->d->wg)
-		c->rc = wg_device_listen_port(c->d->wg);
+	return c->d->wg ? wg_device_listen_port(c->d->wg) : -ESHUTDOWN;
 }
 
 int dev_py_listen_port(dev_device *d)
@@ -279,14 +264,13 @@ int dev_py_listen_port(dev_device *d)
 	return on_loop(d, do_listen_port, &c);
 }
 
-static void do_under_load(rt_t *rt, void *arg)
+static int do_under_load(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	if (!c->d->wg)
-		return;
+		return -ESHUTDOWN;
 	wg_device_set_under_load(c->d->wg, c->ival, c->uval);
-	c->rc = 0;
+	return 0;
 }
 
 int dev_py_set_under_load(dev_device *d, int mode, uint32_t threshold)
@@ -297,19 +281,17 @@ int dev_py_set_under_load(dev_device *d, int mode, uint32_t threshold)
 	return on_loop(d, do_under_load, &c);
 }
 
-static void do_rekey(rt_t *rt, void *arg)
+static int do_rekey(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	if (!c->d->wg)
-		return;
+		return -ESHUTDOWN;
 	wg_peer *peer = wg_peer_find(c->d->wg, c->p1);
-	if (!peer) {
-		c->rc = -ENOENT;
-		return;
-	}
-	c->rc = wg_peer_initiate(c->d->wg, peer, dev_now(c->d), 1);
+	if (!peer)
+		return -ENOENT;
+	int rc = wg_peer_initiate(c->d->wg, peer, dev_now(c->d), 1);
 	dev_kick(c->d);
+	return rc;
 }
 
 int dev_py_rekey(dev_device *d, const uint8_t *peer_public_key)
@@ -318,16 +300,15 @@ int dev_py_rekey(dev_device *d, const uint8_t *peer_public_key)
 	return on_loop(d, do_rekey, &c);
 }
 
-static void do_advance_clock(rt_t *rt, void *arg)
+static int do_advance_clock(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	if (!c->d->wg)
-		return;
+		return -ESHUTDOWN;
 	c->d->clock_offset_ms += c->uval;
 	wg_device_tick(c->d->wg, dev_now(c->d));
 	dev_kick(c->d);
-	c->rc = 0;
+	return 0;
 }
 
 int dev_py_advance_clock(dev_device *d, uint32_t ms)
@@ -336,17 +317,16 @@ int dev_py_advance_clock(dev_device *d, uint32_t ms)
 	return on_loop(d, do_advance_clock, &c);
 }
 
-static void do_keylog(rt_t *rt, void *arg)
+static int do_keylog(void *arg)
 {
-	(void)rt;
 	struct call *c = arg;
 	dev_device *d = c->d;
 	if (d->closed)
-		return;
+		return -ESHUTDOWN;
 	if (d->keylog)
 		fclose(d->keylog);
 	d->keylog = c->p1;
-	c->rc = 0;
+	return 0;
 }
 
 int dev_py_set_keylog(dev_device *d, const char *path)

@@ -1,5 +1,5 @@
 /* gateway_py.h: thread-safe entry points. Each runs its work on the
- * gateway's loop with rt_call; only gw_py_wait_connected waits outside it. */
+ * gateway's loop with rt_run (rt_call where the loop itself is needed); only gw_py_wait_connected waits outside it. */
 #include "gateway/impl.h"
 
 #include <errno.h>
@@ -71,14 +71,12 @@ struct peer_args {
 	size_t max;
 	char *err;
 	size_t errlen;
-	int rc;
 };
 
-static void do_add_peer(rt_t *rt, void *arg)
+static int do_add_peer(void *arg)
 {
-	(void)rt;
 	struct peer_args *a = arg;
-	a->rc = gw_add_peer(a->g, a->key, a->addr, a->bound, a->err, a->errlen);
+	return gw_add_peer(a->g, a->key, a->addr, a->bound, a->err, a->errlen);
 }
 
 int gw_py_add_peer(gw_t *g, const uint8_t *key, const struct gw_addr *listen, struct gw_addr *bound, char *err,
@@ -87,69 +85,56 @@ int gw_py_add_peer(gw_t *g, const uint8_t *key, const struct gw_addr *listen, st
 	if (errlen)
 		err[0] = '\0';
 	struct peer_args a = {.g = g, .key = key, .addr = listen, .bound = bound, .err = err, .errlen = errlen};
-	int rc = rt_call(g->rt, do_add_peer, &a);
-	return rc < 0 ? rc : a.rc;
+	return rt_run(g->rt, do_add_peer, &a);
 }
 
-static void do_remove_peer(rt_t *rt, void *arg)
+static int do_remove_peer(void *arg)
 {
-	(void)rt;
 	struct peer_args *a = arg;
-	a->rc = gw_remove_peer(a->g, a->key);
+	return gw_remove_peer(a->g, a->key);
 }
 
 int gw_py_remove_peer(gw_t *g, const uint8_t *key)
 {
-	struct peer_args a = {.g = g, .key = key};
-	int rc = rt_call(g->rt, do_remove_peer, &a);
-	return rc < 0 ? rc : a.rc;
+	return rt_run(g->rt, do_remove_peer, &(struct peer_args){.g = g, .key = key});
 }
 
-static void do_set_wg_endpoint(rt_t *rt, void *arg)
+static int do_set_wg_endpoint(void *arg)
 {
-	(void)rt;
 	struct peer_args *a = arg;
 	char err[160];
-	a->rc = gw_set_wg_endpoint(a->g, a->addr, err, sizeof(err));
+	return gw_set_wg_endpoint(a->g, a->addr, err, sizeof(err));
 }
 
 int gw_py_set_wg_endpoint(gw_t *g, const struct gw_addr *ep)
 {
-	struct peer_args a = {.g = g, .addr = ep};
-	int rc = rt_call(g->rt, do_set_wg_endpoint, &a);
-	return rc < 0 ? rc : a.rc;
+	return rt_run(g->rt, do_set_wg_endpoint, &(struct peer_args){.g = g, .addr = ep});
 }
 
-static void do_peer_stats(rt_t *rt, void *arg)
+static int do_peer_stats(void *arg)
 {
-	(void)rt;
 	struct peer_args *a = arg;
-	a->rc = gw_peer_stats(a->g, a->key, a->out);
+	return gw_peer_stats(a->g, a->key, a->out);
 }
 
 int gw_py_peer_stats(gw_t *g, const uint8_t *key, struct gw_peer_stats *out)
 {
-	struct peer_args a = {.g = g, .key = key, .out = out};
-	int rc = rt_call(g->rt, do_peer_stats, &a);
-	return rc < 0 ? rc : a.rc;
+	return rt_run(g->rt, do_peer_stats, &(struct peer_args){.g = g, .key = key, .out = out});
 }
 
-static void do_peers(rt_t *rt, void *arg)
+static int do_peers(void *arg)
 {
-	(void)rt;
 	struct peer_args *a = arg;
 	uint8_t *keys = a->out;
 	size_t n = a->g->npeers < a->max ? a->g->npeers : a->max;
 	for (size_t k = 0; k < n; k++)
 		memcpy(keys + 32 * k, a->g->peers[k]->key, 32);
-	a->rc = (int)a->g->npeers;
+	return (int)a->g->npeers;
 }
 
 int gw_py_peers(gw_t *g, uint8_t *keys, size_t max)
 {
-	struct peer_args a = {.g = g, .out = keys, .max = max};
-	int rc = rt_call(g->rt, do_peers, &a);
-	return rc < 0 ? rc : a.rc;
+	return rt_run(g->rt, do_peers, &(struct peer_args){.g = g, .out = keys, .max = max});
 }
 
 struct stats_args {
@@ -159,64 +144,50 @@ struct stats_args {
 	uint8_t *key;
 	char *text;
 	size_t cap;
-	int rc;
 };
 
-static void do_stats(rt_t *rt, void *arg)
+static int do_stats(void *arg)
 {
-	(void)rt;
 	struct stats_args *a = arg;
 	gw_stats(a->g, a->out, a->derp);
+	return 0;
 }
 
 int gw_py_stats(gw_t *g, struct gw_stats *out, struct derp_client_stats *derp)
 {
-	struct stats_args a = {.g = g, .out = out, .derp = derp};
-	return rt_call(g->rt, do_stats, &a);
+	return rt_run(g->rt, do_stats, &(struct stats_args){.g = g, .out = out, .derp = derp});
 }
 
-static void do_public_key(rt_t *rt, void *arg)
+static int do_public_key(void *arg)
 {
-	(void)rt;
 	struct stats_args *a = arg;
 	derp_client_public_key(a->g->derp, a->key);
+	return 0;
 }
 
 int gw_py_public_key(gw_t *g, uint8_t *out)
 {
-	struct stats_args a = {.g = g, .key = out};
-	return rt_call(g->rt, do_public_key, &a);
+	return rt_run(g->rt, do_public_key, &(struct stats_args){.g = g, .key = out});
 }
 
-static void do_reconnect(rt_t *rt, void *arg)
+static int do_reconnect(void *arg)
 {
-	(void)rt;
 	struct gw *g = arg;
 	derp_client_reconnect(g->derp);
+	return 0;
 }
 
-int gw_py_reconnect(gw_t *g) { return rt_call(g->rt, do_reconnect, g); }
+int gw_py_reconnect(gw_t *g) { return rt_run(g->rt, do_reconnect, g); }
 
-static void do_last_error(rt_t *rt, void *arg)
+static int do_last_error(void *arg)
 {
-	(void)rt;
 	struct stats_args *a = arg;
-	const char *e = derp_client_last_error(a->g->derp);
-	size_t n = e ? strlen(e) : 0;
-	if (n >= a->cap)
-		n = a->cap ? a->cap - 1 : 0;
-	if (a->cap) {
-		memcpy(a->text, e ? e : "", n);
-		a->text[n] = '\0';
-	}
-	a->rc = (int)n;
+	return derp_client_last_error(a->g->derp, a->text, a->cap);
 }
 
 int gw_py_last_error(gw_t *g, char *out, size_t cap)
 {
-	struct stats_args a = {.g = g, .text = out, .cap = cap};
-	int rc = rt_call(g->rt, do_last_error, &a);
-	return rc < 0 ? rc : a.rc;
+	return rt_run(g->rt, do_last_error, &(struct stats_args){.g = g, .text = out, .cap = cap});
 }
 
 int gw_py_wait_connected(gw_t *g, int timeout_ms)

@@ -296,6 +296,26 @@ int rt_call(rt_t *rt, rt_fn fn, void *arg)
 	return 0;
 }
 
+struct rc_call {
+	rt_rc_fn fn;
+	void *arg;
+	int rc;
+};
+
+static void do_rc_call(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct rc_call *c = arg;
+	c->rc = c->fn(c->arg);
+}
+
+int rt_run(rt_t *rt, rt_rc_fn fn, void *arg)
+{
+	struct rc_call c = {.fn = fn, .arg = arg, .rc = -ESHUTDOWN};
+	int rc = rt_call(rt, do_rc_call, &c);
+	return rc < 0 ? rc : c.rc;
+}
+
 static void run_jobs(rt_t *rt)
 {
 	pthread_mutex_lock(&rt->mu);

@@ -19,6 +19,7 @@ typedef struct rt_timer rt_timer_t;
 typedef void (*rt_fd_cb)(rt_t *rt, int fd, uint32_t events, void *arg);
 typedef void (*rt_timer_cb)(rt_t *rt, rt_timer_t *t, void *arg);
 typedef void (*rt_fn)(rt_t *rt, void *arg);
+typedef int (*rt_rc_fn)(void *arg);
 
 /* Monotonic and wall clocks. */
 uint64_t rt_now_ms(void);
@@ -36,6 +37,9 @@ bool rt_on_loop(const rt_t *rt);
 /* Runs fn(rt, arg) on the loop thread and waits for it to return. On the
  * loop thread itself it runs fn directly. 0, or -ESHUTDOWN once stopped. */
 int rt_call(rt_t *rt, rt_fn fn, void *arg);
+/* rt_call for the entry points of the *_py.c files: runs fn(arg) on the loop
+ * and returns what it returned, or -ESHUTDOWN once the loop has stopped. */
+int rt_run(rt_t *rt, rt_rc_fn fn, void *arg);
 /* Queues fn(rt, arg) to run on the loop; does not wait. */
 int rt_post(rt_t *rt, rt_fn fn, void *arg);
 

@@ -913,4 +913,12 @@ bool derp_client_server_key(const derp_client_t *c, uint8_t out[32])
 	return true;
 }
 
-const char *derp_client_last_error(const derp_client_t *c) { return c->last_error; }
+int derp_client_last_error(const derp_client_t *c, char *out, size_t cap)
+{
+	if (!cap)
+		return 0;
+	int n = snprintf(out, cap, "%s", c->last_error);
+	if (n < 0)
+		return 0;
+	return (size_t)n < cap ? n : (int)cap - 1;
+}

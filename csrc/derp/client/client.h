@@ -105,7 +105,8 @@ bool derp_client_server_key(const derp_client_t *c, uint8_t out[32]);
 rt_t *derp_pyclient_rt(const derp_pyclient_t *p);
 derp_client_t *derp_pyclient_client(const derp_pyclient_t *p);
 
-/* Why the last connection attempt failed or the last connection ended. */
-const char *derp_client_last_error(const derp_client_t *c);
+/* Copies why the last connection attempt failed or the last connection
+ * ended into out (truncated, NUL-terminated if cap > 0); returns its length. */
+int derp_client_last_error(const derp_client_t *c, char *out, size_t cap);
 
 #endif

@@ -677,8 +677,7 @@ static void last_error_fn(rt_t *rt, void *arg)
 {
 	(void)rt;
 	struct loop_call *lc = arg;
-	snprintf(lc->ptr, lc->n, "%s", derp_client_last_error(lc->p->c));
-	lc->rc = (int)strlen(lc->ptr);
+	lc->rc = derp_client_last_error(lc->p->c, lc->ptr, lc->n);
 }
 
 int derp_pyclient_last_error(derp_pyclient_t *p, char *out, size_t cap)
