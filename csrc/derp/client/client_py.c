@@ -118,6 +118,14 @@ static void leave(derp_pyclient_t *p)
 		pthread_cond_broadcast(&p->cv_state);
 }
 
+/* leave() for a caller that does not hold mu. */
+static void leave_locked(derp_pyclient_t *p)
+{
+	pthread_mutex_lock(&p->mu);
+	leave(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
 /* ---- queues (mu held) ---- */
 
 static void **q_next(const struct pyq *q, void *node) { return (void **)((char *)node + q->next_off); }
@@ -450,9 +458,7 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
 	free(o);
 	if (post && rt_post(p->rt, drain_job, p) < 0)
 		rc = -ESHUTDOWN;
-	pthread_mutex_lock(&p->mu);
-	leave(p);
-	pthread_mutex_unlock(&p->mu);
+	leave_locked(p);
 	return rc;
 }
 
@@ -511,13 +517,12 @@ void derp_pyclient_event_free(struct derp_client_event *ev)
 /* Runs fn on the loop for a Python call, guarded against a concurrent free. */
 struct loop_call {
 	derp_pyclient_t *p;
-	int rc;
 	int i;
 	void *ptr;
 	size_t n;
 };
 
-static int call_on_loop(derp_pyclient_t *p, rt_fn fn, struct loop_call *lc)
+static int call_on_loop(derp_pyclient_t *p, rt_rc_fn fn, struct loop_call *lc)
 {
 	pthread_mutex_lock(&p->mu);
 	if (p->closed) {
@@ -527,31 +532,26 @@ static int call_on_loop(derp_pyclient_t *p, rt_fn fn, struct loop_call *lc)
 	enter(p);
 	pthread_mutex_unlock(&p->mu);
 	lc->p = p;
-	int rc = rt_call(p->rt, fn, lc);
-	pthread_mutex_lock(&p->mu);
-	leave(p);
-	pthread_mutex_unlock(&p->mu);
-	return rc < 0 ? rc : lc->rc;
+	int rc = rt_run(p->rt, fn, lc);
+	leave_locked(p);
+	return rc;
 }
 
-static void preferred_fn(rt_t *rt, void *arg)
+static int preferred_fn(void *arg)
 {
-	(void)rt;
 	struct loop_call *lc = arg;
-	lc->rc = derp_client_note_preferred(lc->p->c, lc->i != 0);
+	return derp_client_note_preferred(lc->p->c, lc->i != 0);
 }
 
 int derp_pyclient_note_preferred(derp_pyclient_t *p, int preferred)
 {
-	struct loop_call lc = {.i = preferred};
-	return call_on_loop(p, preferred_fn, &lc);
+	return call_on_loop(p, preferred_fn, &(struct loop_call){.i = preferred});
 }
 
-static void ping_fn(rt_t *rt, void *arg)
+static int ping_fn(void *arg)
 {
-	(void)rt;
 	struct loop_call *lc = arg;
-	lc->rc = derp_client_ping(lc->p->c, lc->ptr);
+	return derp_client_ping(lc->p->c, lc->ptr);
 }
 
 int derp_pyclient_ping_start(derp_pyclient_t *p, int *slot)
@@ -575,10 +575,7 @@ int derp_pyclient_ping_start(derp_pyclient_t *p, int *slot)
 	enter(p);
 	pthread_mutex_unlock(&p->mu);
 
-	struct loop_call lc = {.p = p, .ptr = data};
-	int rc = rt_call(p->rt, ping_fn, &lc);
-	if (rc == 0)
-		rc = lc.rc;
+	int rc = rt_run(p->rt, ping_fn, &(struct loop_call){.p = p, .ptr = data});
 	pthread_mutex_lock(&p->mu);
 	if (rc < 0)
 		w->used = false;
@@ -649,18 +646,16 @@ int derp_pyclient_connected(derp_pyclient_t *p)
 	return v;
 }
 
-static void stats_fn(rt_t *rt, void *arg)
+static int stats_fn(void *arg)
 {
-	(void)rt;
 	struct loop_call *lc = arg;
 	derp_client_stats(lc->p->c, lc->ptr);
-	lc->rc = 0;
+	return 0;
 }
 
 int derp_pyclient_stats(derp_pyclient_t *p, struct derp_client_stats *out)
 {
-	struct loop_call lc = {.ptr = out};
-	int rc = call_on_loop(p, stats_fn, &lc);
+	int rc = call_on_loop(p, stats_fn, &(struct loop_call){.ptr = out});
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&p->mu);
@@ -673,11 +668,10 @@ int derp_pyclient_stats(derp_pyclient_t *p, struct derp_client_stats *out)
 
 void derp_pyclient_public_key(derp_pyclient_t *p, uint8_t out[32]) { memcpy(out, p->pub, 32); }
 
-static void last_error_fn(rt_t *rt, void *arg)
+static int last_error_fn(void *arg)
 {
-	(void)rt;
 	struct loop_call *lc = arg;
-	lc->rc = derp_client_last_error(lc->p->c, lc->ptr, lc->n);
+	return derp_client_last_error(lc->p->c, lc->ptr, lc->n);
 }
 
 int derp_pyclient_last_error(derp_pyclient_t *p, char *out, size_t cap)
@@ -685,16 +679,14 @@ int derp_pyclient_last_error(derp_pyclient_t *p, char *out, size_t cap)
 	if (!cap)
 		return -EINVAL;
 	out[0] = 0;
-	struct loop_call lc = {.ptr = out, .n = cap};
-	return call_on_loop(p, last_error_fn, &lc);
+	return call_on_loop(p, last_error_fn, &(struct loop_call){.ptr = out, .n = cap});
 }
 
-static void reconnect_fn(rt_t *rt, void *arg)
+static int reconnect_fn(void *arg)
 {
-	(void)rt;
 	struct loop_call *lc = arg;
 	derp_client_reconnect(lc->p->c);
-	lc->rc = 0;
+	return 0;
 }
 
 int derp_pyclient_reconnect(derp_pyclient_t *p)
@@ -702,6 +694,5 @@ int derp_pyclient_reconnect(derp_pyclient_t *p)
 	pthread_mutex_lock(&p->mu);
 	p->refused = false;
 	pthread_mutex_unlock(&p->mu);
-	struct loop_call lc = {0};
-	return call_on_loop(p, reconnect_fn, &lc);
+	return call_on_loop(p, reconnect_fn, &(struct loop_call){0});
 }
