@@ -1,5 +1,7 @@
 #include "base/log.h"
 
+#include "base/deadline.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,18 +85,12 @@ unsigned long long spz_log_errors(void) { return __atomic_load_n(&errors, __ATOM
 int spz_log_wait(int timeout_ms)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	spz_deadline_in(&until, timeout_ms);
 	pthread_mutex_lock(&log_mu);
 	unsigned seen = wakeups;
 	int rc = 0;
 	while (!count && wakeups == seen && rc == 0)
-		rc = pthread_cond_timedwait(&log_cv, &log_mu, &until);
+		rc = spz_cond_wait(&log_cv, &log_mu, &until);
 	int n = (int)count;
 	pthread_mutex_unlock(&log_mu);
 	return n;

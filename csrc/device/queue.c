@@ -1,6 +1,8 @@
 /* The packet queue from the loop thread to readers; see queue.h. */
 #include "device/queue.h"
 
+#include "base/deadline.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,22 +107,11 @@ static size_t pop_locked(struct dev_queue *q, const uint8_t **data)
 	return len;
 }
 
-static void deadline_in(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 int dev_queue_pop(struct dev_queue *q, uint8_t *out, size_t cap, int timeout_ms)
 {
 	struct timespec until;
 	if (timeout_ms > 0)
-		deadline_in(&until, timeout_ms);
+		spz_deadline_in(&until, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&q->mu);
 	q->readers++;
@@ -134,10 +125,9 @@ int dev_queue_pop(struct dev_queue *q, uint8_t *out, size_t cap, int timeout_ms)
 			goto out;
 		}
 		q->waiters++;
-		int w = timeout_ms < 0 ? pthread_cond_wait(&q->cv, &q->mu)
-				       : pthread_cond_timedwait(&q->cv, &q->mu, &until);
+		int w = spz_cond_wait(&q->cv, &q->mu, timeout_ms < 0 ? NULL : &until);
 		q->waiters--;
-		if (w == ETIMEDOUT && q->count == 0) {
+		if (w == -ETIMEDOUT && q->count == 0) {
 			rc = q->closed ? -ESHUTDOWN : -ETIMEDOUT;
 			goto out;
 		}

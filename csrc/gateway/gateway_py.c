@@ -2,6 +2,8 @@
  * gateway's loop with rt_run (rt_call where the loop itself is needed); only gw_py_wait_connected waits outside it. */
 #include "gateway/impl.h"
 
+#include "base/deadline.h"
+
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -193,22 +195,13 @@ int gw_py_last_error(gw_t *g, char *out, size_t cap)
 int gw_py_wait_connected(gw_t *g, int timeout_ms)
 {
 	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	if (timeout_ms >= 0) {
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-	}
+	if (timeout_ms >= 0)
+		spz_deadline_in(&deadline, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&g->mu);
 	g->waiters++;
 	while (!g->connected && !g->closed) {
-		if (timeout_ms < 0) {
-			pthread_cond_wait(&g->cv, &g->mu);
-		} else if (pthread_cond_timedwait(&g->cv, &g->mu, &deadline) == ETIMEDOUT) {
+		if (spz_cond_wait(&g->cv, &g->mu, timeout_ms < 0 ? NULL : &deadline) < 0) {
 			rc = g->connected ? 0 : -ETIMEDOUT;
 			break;
 		}

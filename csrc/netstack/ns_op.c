@@ -2,6 +2,8 @@
  * (with the GIL released), cancelled on the loop if the caller gives up. */
 #include "ns.h"
 
+#include "base/deadline.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
@@ -51,23 +53,12 @@ void ns_op_complete(struct ns_op *op, int rc, uint64_t value)
 int ns_op_wait(ns_op_t *op, int timeout_ms)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	if (timeout_ms > 0) {
-		until.tv_sec += timeout_ms / 1000;
-		until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-	}
+	if (timeout_ms > 0)
+		spz_deadline_in(&until, timeout_ms);
 	pthread_mutex_lock(&op->mu);
-	while (!op->done && timeout_ms != 0) {
-		if (timeout_ms < 0) {
-			pthread_cond_wait(&op->cv, &op->mu);
-		} else if (pthread_cond_timedwait(&op->cv, &op->mu, &until) == ETIMEDOUT) {
+	while (!op->done && timeout_ms != 0)
+		if (spz_cond_wait(&op->cv, &op->mu, timeout_ms < 0 ? NULL : &until) < 0)
 			break;
-		}
-	}
 	int rc = op->done ? op->rc : -EINPROGRESS;
 	if (op->done && rc >= 0 && op->kind == NS_OP_CONNECT)
 		op->taken = true; /* the fd now belongs to the caller */

@@ -9,6 +9,7 @@
  * congested and resumes on on_writable, so a fast Python sender waits
  * (backpressure) instead of losing packets. While disconnected the drain
  * hands packets to the client's own bounded queue (overflow counted). */
+#include "base/deadline.h"
 #include "derp/client/client.h"
 #include "derp/frame.h"
 
@@ -89,26 +90,6 @@ struct derp_pyclient {
 };
 
 /* ---- time ---- */
-
-static void deadline_in(struct timespec *ts, int timeout_ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += timeout_ms / 1000;
-	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-/* Waits on cv (mu held) until woken or the deadline; -ETIMEDOUT after it. */
-static int wait_on(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *dl)
-{
-	if (!dl)
-		return pthread_cond_wait(cv, mu) == 0 ? 0 : -EINVAL;
-	int rc = pthread_cond_timedwait(cv, mu, dl);
-	return rc == ETIMEDOUT ? -ETIMEDOUT : 0;
-}
 
 static void enter(derp_pyclient_t *p) { p->users++; }
 
@@ -438,12 +419,12 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
 		memcpy(o->data, data, len);
 	struct timespec dl;
 	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
+		spz_deadline_in(&dl, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
 	while (!p->closed && p->ob.len >= PY_OUTBOX && rc == 0)
-		rc = wait_on(&p->cv_tx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(&p->cv_tx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (p->closed)
 		rc = -ESHUTDOWN;
 	bool post = false;
@@ -469,13 +450,13 @@ static int q_wait_pop(derp_pyclient_t *p, struct pyq *q, pthread_cond_t *cv, int
 {
 	struct timespec dl;
 	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
+		spz_deadline_in(&dl, timeout_ms);
 	int rc = 0;
 	*out = NULL;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
 	while (!q->head && !p->closed && rc == 0)
-		rc = wait_on(cv, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(cv, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (q->head) {
 		*out = q_pop(q);
 		rc = 0;
@@ -590,13 +571,13 @@ int derp_pyclient_ping_wait(derp_pyclient_t *p, int slot, int timeout_ms, uint64
 		return -EINVAL;
 	struct timespec dl;
 	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
+		spz_deadline_in(&dl, timeout_ms);
 	pthread_mutex_lock(&p->mu);
 	struct py_ping *w = &p->pings[slot];
 	enter(p);
 	int rc = 0;
 	while (rc == 0 && !w->done && !p->closed)
-		rc = wait_on(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (w->done) {
 		rc = w->rc;
 		*rtt_us = w->rtt_us;
@@ -621,12 +602,12 @@ int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms)
 {
 	struct timespec dl;
 	if (timeout_ms >= 0)
-		deadline_in(&dl, timeout_ms);
+		spz_deadline_in(&dl, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
 	while (!p->connected && !p->closed && !p->refused && rc == 0)
-		rc = wait_on(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
 	if (p->connected)
 		rc = 0;
 	else if (p->closed)

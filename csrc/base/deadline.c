@@ -1,0 +1,24 @@
+#include "base/deadline.h"
+
+#include <errno.h>
+
+#define NS_PER_SEC 1000000000L
+#define NS_PER_MS 1000000L
+
+void spz_deadline_in(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * NS_PER_MS;
+	if (ts->tv_nsec >= NS_PER_SEC) {
+		ts->tv_sec++;
+		ts->tv_nsec -= NS_PER_SEC;
+	}
+}
+
+int spz_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline)
+{
+	if (!deadline)
+		return pthread_cond_wait(cv, mu) == 0 ? 0 : -EINVAL;
+	return pthread_cond_timedwait(cv, mu, deadline) == ETIMEDOUT ? -ETIMEDOUT : 0;
+}

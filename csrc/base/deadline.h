@@ -1,0 +1,17 @@
+/* Timed waits of the threads that call in from Python: a deadline on
+ * CLOCK_MONOTONIC (the clock every condition variable that is waited on
+ * with a timeout is created with) and one wait step. */
+#ifndef SPANZA_DEADLINE_H
+#define SPANZA_DEADLINE_H
+
+#include <pthread.h>
+#include <time.h>
+
+/* *ts = now + ms on CLOCK_MONOTONIC. */
+void spz_deadline_in(struct timespec *ts, int ms);
+
+/* One wait on cv (mu held) until woken or past the deadline (NULL: no
+ * deadline): 0 when woken, perhaps spuriously; -ETIMEDOUT past it. */
+int spz_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline);
+
+#endif
