@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -68,6 +68,38 @@ def assert_close_wakes(blocked: Callable[[], object], close: Callable[[], None])
     assert len(errors) == 1 and isinstance(errors[0], spanza.ClosedError), errors
 
 
+def echo_through(src: Any, dst: Any, s: str, d: str, seq: int, timeout: float = 10.0) -> None:
+    """Device `src` sends an ICMP echo request from s to d, `dst` reads it
+    and answers, `src` reads the reply: both directions of a tunnel work."""
+    from spanza import packets
+
+    req = packets.icmp_echo(s, d, 0x5A, seq, b"spanza echo %d" % seq)
+    src.write_packet(req)
+    assert packets.read_until(dst, lambda p: p == req, timeout) == req
+    rep = packets.echo_reply_for(req)
+    dst.write_packet(rep)
+    assert packets.read_until(src, lambda p: p == rep, timeout) == rep
+
+
+def wait_event(client: Any, kind: type[T], timeout: float = 5.0) -> T:
+    """The next event of type `kind` from a DerpClient (others skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ev = client.next_event(max(0.01, deadline - time.monotonic()))
+        if isinstance(ev, kind):
+            return ev
+
+
+def assert_closed_by_peer(sock: socket.socket) -> None:
+    """The other end closed `sock`: a read gives EOF or a reset (a close
+    with unread data resets, as on Linux)."""
+    sock.settimeout(5)
+    try:
+        assert sock.recv(10) == b""
+    except ConnectionResetError:
+        pass
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago (for servers that must be
     restarted on the same port)."""
@@ -85,15 +117,19 @@ def has_ipv6_loopback() -> bool:
         return False
 
 
-def body_handler(body: bytes) -> type[http.server.BaseHTTPRequestHandler]:
-    """An http.server handler that answers every GET with `body`, quietly."""
+def body_handler(
+    body: bytes | Callable[[http.server.BaseHTTPRequestHandler], bytes],
+) -> type[http.server.BaseHTTPRequestHandler]:
+    """An http.server handler that answers every GET with `body` (or what
+    body(handler) returns for that request), quietly."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            out = body(self) if callable(body) else body
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(out)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(out)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -4,13 +4,13 @@ plain and TLS (pinned and by CA), in one process."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 import spanza
 from spanza.derp import DerpServer
 from spanza.derp_client import PeerGone
+from tests.support import wait_event
 
 
 @pytest.mark.parametrize("mode", ["http", "tls_pin", "tls_ca"])
@@ -39,9 +39,4 @@ def test_exchange_and_peer_gone(mode, tmp_path):
             assert a.ping(5) > 0
             a_pub = a.public_key
             a.close()
-            deadline = time.monotonic() + 5
-            while True:
-                ev = b.next_event(max(0.01, deadline - time.monotonic()))
-                if isinstance(ev, PeerGone):
-                    assert ev == PeerGone(a_pub, PeerGone.DISCONNECTED)
-                    break
+            assert wait_event(b, PeerGone, 5) == PeerGone(a_pub, PeerGone.DISCONNECTED)

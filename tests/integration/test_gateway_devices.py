@@ -17,20 +17,14 @@ from spanza.derp_bind import derp_endpoint
 from spanza.errors import ConfigError
 from spanza.keys import PrivateKey
 from spanza.packets import read_until
+from tests.support import echo_through
 
 A4, B4 = "10.78.0.1", "10.78.0.2"
 FAST = {"backoff_max_ms": 300}
 
 
 def ping(a: Side, b: Side, s: str, d: str, seq: int, timeout: float = 10.0) -> None:
-    """a sends an ICMP echo request to d; b answers it; a gets the reply."""
-    src, dst = a.dev, b.dev
-    req = packets.icmp_echo(s, d, 0x5A, seq, b"spanza over derp %d" % seq)
-    src.write_packet(req)
-    assert read_until(dst, lambda p: p == req, timeout) == req
-    rep = packets.echo_reply_for(req)
-    dst.write_packet(rep)
-    assert read_until(src, lambda p: p == rep, timeout) == rep
+    echo_through(a.dev, b.dev, s, d, seq, timeout)
 
 
 class Side:

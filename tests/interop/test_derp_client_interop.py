@@ -14,6 +14,7 @@ import spanza
 from spanza.derp_client import Disconnected, PeerGone
 from spanza.keys import PublicKey
 from tests.interop.gohelpers import Derper, GoDerpClient
+from tests.support import wait_event
 
 pytestmark = pytest.mark.interop
 
@@ -83,12 +84,7 @@ def test_peer_gone_when_a_peer_leaves(derper):
         assert b.recv(10) == (a.public_key, b"hi")
         a_pub = a.public_key
         a.close()
-        deadline = time.monotonic() + 10
-        while True:
-            ev = b.next_event(max(0.01, deadline - time.monotonic()))
-            if isinstance(ev, PeerGone):
-                assert ev == PeerGone(a_pub, PeerGone.DISCONNECTED)
-                break
+        assert wait_event(b, PeerGone, 10) == PeerGone(a_pub, PeerGone.DISCONNECTED)
 
 
 def test_with_tailscales_go_client(derper):

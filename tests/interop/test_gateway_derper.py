@@ -13,22 +13,13 @@ import pytest
 from spanza import Device, Gateway, packets
 from spanza.derp_bind import derp_endpoint
 from spanza.keys import PrivateKey
-from spanza.packets import read_until
 from tests.interop.gohelpers import Derper, GoDerpClient
+from tests.support import echo_through
 
 pytestmark = pytest.mark.interop
 
 A4, B4 = "10.79.0.1", "10.79.0.2"
 FAST = {"backoff_max_ms": 300}
-
-
-def ping(src: Device, dst: Device, s: str, d: str, seq: int, timeout: float = 10.0) -> None:
-    req = packets.icmp_echo(s, d, 0x77, seq, b"via derper %d" % seq)
-    src.write_packet(req)
-    assert read_until(dst, lambda p: p == req, timeout) == req
-    rep = packets.echo_reply_for(req)
-    dst.write_packet(rep)
-    assert read_until(src, lambda p: p == rep, timeout) == rep
 
 
 def tls_args(derper: Derper) -> dict:
@@ -56,8 +47,8 @@ def test_devices_through_derper(tls):
     with ExitStack() as stack:
         derper = stack.enter_context(Derper(tls=tls))
         a, b, gw = gateway_and_derp_devices(stack, derper)
-        ping(a, b, A4, B4, 1)
-        ping(b, a, B4, A4, 2)
+        echo_through(a, b, A4, B4, 1)
+        echo_through(b, a, B4, A4, 2)
         st = gw.stats()
         assert st["derp_tx_packets"] >= 3 and st["wg_tx_datagrams"] >= 2 and st["drops_unknown_key"] == 0
 
@@ -86,7 +77,7 @@ def test_derper_restart_on_the_same_port():
     with ExitStack() as stack:
         derper = stack.enter_context(Derper())
         a, b, gw = gateway_and_derp_devices(stack, derper)
-        ping(a, b, A4, B4, 1)
+        echo_through(a, b, A4, B4, 1)
         derper.stop()
         req = packets.icmp_echo(A4, B4, 0x77, 2, b"while derper is down")
         a.write_packet(req)
@@ -98,7 +89,7 @@ def test_derper_restart_on_the_same_port():
         deadline = time.monotonic() + 20
         for seq in range(3, 1000):
             try:
-                ping(a, b, A4, B4, seq, timeout=1.0)
+                echo_through(a, b, A4, B4, seq, timeout=1.0)
                 break
             except TimeoutError:
                 assert time.monotonic() < deadline, "traffic did not resume after derper restarted"

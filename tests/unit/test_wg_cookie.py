@@ -11,6 +11,17 @@ def events(ev):
     return [(t, w, k) for t, w, k, _ in ev]
 
 
+def cookied_pair():
+    """a and b where b is under load and a holds the cookie b sent in reply
+    to a's first initiation."""
+    a, b = pair()
+    b.set_under_load("force")
+    a.initiate(b.public_key)
+    b.receive(a.outgoing()[0][1], a.address)
+    a.receive(b.outgoing()[0][1], b.address)
+    return a, b
+
+
 def test_forced_under_load_answers_with_cookie_then_retry_succeeds():
     a, b = pair()
     b.set_under_load("force")
@@ -77,11 +88,7 @@ def test_response_under_load_gets_a_cookie_too():
 
 
 def test_cookie_secret_rotates_every_two_minutes():
-    a, b = pair()
-    b.set_under_load("force")
-    a.initiate(b.public_key)
-    b.receive(a.outgoing()[0][1], a.address)  # secret made at t=0
-    a.receive(b.outgoing()[0][1], b.address)
+    a, b = cookied_pair()  # b's cookie secret made at t=0
     a.advance(REKEY_TIMEOUT)
     b.advance(REKEY_TIMEOUT)
     a.initiate(b.public_key)
@@ -101,11 +108,7 @@ def test_cookie_secret_rotates_every_two_minutes():
 
 
 def test_cookie_expires_at_the_sender():
-    a, b = pair()
-    b.set_under_load("force")
-    a.initiate(b.public_key)
-    b.receive(a.outgoing()[0][1], a.address)
-    a.receive(b.outgoing()[0][1], b.address)
+    a, b = cookied_pair()
     a.advance(115_000 - 1)
     a.initiate(b.public_key)
     assert a.outgoing()[0][1][132:148] != bytes(16)  # still used at 114.999 s
@@ -115,11 +118,7 @@ def test_cookie_expires_at_the_sender():
 
 
 def test_under_load_rate_limit_per_source():
-    a, b = pair()
-    b.set_under_load("force")
-    a.initiate(b.public_key)
-    b.receive(a.outgoing()[0][1], a.address)
-    a.receive(b.outgoing()[0][1], b.address)
+    a, b = cookied_pair()
     inits = []
     for _ in range(8):
         a.initiate(b.public_key, force=True)

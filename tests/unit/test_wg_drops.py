@@ -16,13 +16,19 @@ def fresh():
     return a, b
 
 
+def answer(t, msg, src):
+    """What tunnel t sends in reply to msg from src (exactly one datagram)."""
+    t.receive(msg, src)
+    [(_, reply)] = t.outgoing()
+    return reply
+
+
 def captured():
     """One of each message from a real exchange."""
     a, b = pair()
     a.send(ipv4_udp(A_IP, B_IP))
     [(_, init)] = a.outgoing()
-    b.receive(init, a.address)
-    [(_, resp)] = b.outgoing()
+    resp = answer(b, init, a.address)
     a.receive(resp, b.address)
     [(_, data)] = a.outgoing()
     b.receive(data, a.address)
@@ -89,8 +95,7 @@ def test_response_with_bad_tag():
     a, b = pair()
     a.send(ipv4_udp(A_IP, B_IP))
     [(_, init)] = a.outgoing()
-    b.receive(init, a.address)
-    [(_, resp)] = b.outgoing()
+    resp = answer(b, init, a.address)
     # Flip the encrypted-nothing and fix mac1 so only the AEAD can catch it.
     from spanza._ffi import ffi, lib
 
