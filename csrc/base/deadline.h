@@ -7,6 +7,10 @@
 #include <pthread.h>
 #include <time.h>
 
+/* Initialises cv on CLOCK_MONOTONIC, the clock of the deadlines below (a
+ * change of the wall clock must not stretch or cut a wait). */
+void spz_cond_init(pthread_cond_t *cv);
+
 /* *ts = now + ms on CLOCK_MONOTONIC. */
 void spz_deadline_in(struct timespec *ts, int ms);
 

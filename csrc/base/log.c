@@ -23,14 +23,7 @@ static int min_level = SPZ_LOG_INFO;
 static _Thread_local char thread_name[32];
 
 /* The condition waits on CLOCK_MONOTONIC, so wall-clock steps do not stretch a wait. */
-static void init_cond(void)
-{
-	pthread_condattr_t a;
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&log_cv, &a);
-	pthread_condattr_destroy(&a);
-}
+static void init_cond(void) { spz_cond_init(&log_cv); }
 
 void spz_log_set_level(int level) { __atomic_store_n(&min_level, level, __ATOMIC_RELAXED); }
 

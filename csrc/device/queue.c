@@ -21,11 +21,7 @@ int dev_queue_init(struct dev_queue *q, size_t cap_bytes, size_t max_count)
 	q->ring = malloc(q->cap);
 	if (!q->ring)
 		return -ENOMEM;
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	spz_cond_init(&q->cv);
 	pthread_mutex_init(&q->mu, NULL);
 	return 0;
 }

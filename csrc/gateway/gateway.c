@@ -1,6 +1,8 @@
 /* The gateway object: its DERP client, configuration and connection state.
  * See gateway.h for the design. */
 #include "gateway/impl.h"
+
+#include "base/deadline.h"
 #include "base/log.h"
 
 #include <errno.h>
@@ -86,11 +88,7 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 		return -ENOMEM;
 	g->rt = rt;
 	pthread_mutex_init(&g->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* gw_py_wait_connected's deadline */
-	pthread_cond_init(&g->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	spz_cond_init(&g->cv); /* gw_py_wait_connected waits on it */
 	int rc = rt_udp_batch_init(&g->rb);
 	if (rc < 0)
 		goto fail;

@@ -25,11 +25,7 @@ struct ns_op *ns_op_new(ns_host_t *h, enum ns_op_kind kind)
 	op->rt = h->rt;
 	op->kind = kind;
 	pthread_mutex_init(&op->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&op->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	spz_cond_init(&op->cv);
 	ns_obj_link(h, &op->obj, op_close);
 	op->linked = true;
 	return op;

@@ -91,6 +91,20 @@ struct derp_pyclient {
 
 /* ---- time ---- */
 
+/* Runs op on each condition variable of p (all are woken at close). */
+#define FOR_EACH_COND(p, op)                                                                      \
+	do {                                                                                      \
+		pthread_cond_t *cvs_[] = {&(p)->cv_rx, &(p)->cv_ev, &(p)->cv_tx, &(p)->cv_state}; \
+		for (size_t i_ = 0; i_ < sizeof(cvs_) / sizeof(cvs_[0]); i_++)                    \
+			op(cvs_[i_]);                                                             \
+	} while (0)
+
+static void sync_destroy(derp_pyclient_t *p)
+{
+	pthread_mutex_destroy(&p->mu);
+	FOR_EACH_COND(p, pthread_cond_destroy);
+}
+
 static void enter(derp_pyclient_t *p) { p->users++; }
 
 static void leave(derp_pyclient_t *p)
@@ -337,25 +351,14 @@ derp_pyclient_t *derp_pyclient_new(struct rt *rt, const char *url, const uint8_t
 	p->ev.next_off = offsetof(struct py_ev, next);
 	p->ob.next_off = offsetof(struct py_out, next); /* bounded by send's wait */
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cv_rx, &ca);
-	pthread_cond_init(&p->cv_ev, &ca);
-	pthread_cond_init(&p->cv_tx, &ca);
-	pthread_cond_init(&p->cv_state, &ca);
-	pthread_condattr_destroy(&ca);
+	FOR_EACH_COND(p, spz_cond_init);
 	struct create_args a = {.p = p, .url = url, .priv = priv, .opts = opts, .err = err, .errlen = errlen};
 	int crc = rt_call(rt, create_fn, &a);
 	if (crc < 0 || !p->c) {
 		*rc = crc < 0 ? crc : a.rc;
 		if (crc < 0 && err && errlen)
 			snprintf(err, errlen, "the runtime is closed");
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->cv_rx);
-		pthread_cond_destroy(&p->cv_ev);
-		pthread_cond_destroy(&p->cv_tx);
-		pthread_cond_destroy(&p->cv_state);
+		sync_destroy(p);
 		free(p);
 		return NULL;
 	}
@@ -373,10 +376,7 @@ void derp_pyclient_close(derp_pyclient_t *p)
 		return;
 	}
 	p->closed = true;
-	pthread_cond_broadcast(&p->cv_rx);
-	pthread_cond_broadcast(&p->cv_ev);
-	pthread_cond_broadcast(&p->cv_tx);
-	pthread_cond_broadcast(&p->cv_state);
+	FOR_EACH_COND(p, pthread_cond_broadcast);
 	while (p->users > 0)
 		pthread_cond_wait(&p->cv_state, &p->mu);
 	pthread_mutex_unlock(&p->mu);
@@ -395,11 +395,7 @@ void derp_pyclient_free(derp_pyclient_t *p)
 	if (!p)
 		return;
 	derp_pyclient_close(p);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv_rx);
-	pthread_cond_destroy(&p->cv_ev);
-	pthread_cond_destroy(&p->cv_tx);
-	pthread_cond_destroy(&p->cv_state);
+	sync_destroy(p);
 	sodium_memzero(p, sizeof(*p));
 	free(p);
 }
