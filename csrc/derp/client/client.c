@@ -754,6 +754,21 @@ static int parse_nodes(struct derp_client *c, const char *list, char *err, size_
 	return 0;
 }
 
+/* Fills the options left 0 with their defaults (derp_client_py.h). */
+static void default_opts(struct derp_client_opts *o)
+{
+#define DEFAULT(field, value) o->field = o->field ? o->field : (value)
+	DEFAULT(queue_size, 256);
+	DEFAULT(write_buffer_max, 512 * 1024);
+	DEFAULT(connect_timeout_ms, 10000);
+	DEFAULT(dial_timeout_ms, 1500);
+	DEFAULT(read_timeout_ms, 120000);
+	DEFAULT(ping_timeout_ms, 5000);
+	DEFAULT(backoff_base_ms, 10);
+	DEFAULT(backoff_max_ms, 5000);
+#undef DEFAULT
+}
+
 static int setup(struct derp_client *c, const char *url, const uint8_t priv[32], const struct derp_client_opts *opts,
 		 char *err, size_t errlen)
 {
@@ -768,22 +783,7 @@ static int setup(struct derp_client *c, const char *url, const uint8_t priv[32],
 	if (opts)
 		c->o = *opts;
 	c->o.ca_file = c->o.pin_sha256 = c->o.server_name = NULL;
-	if (!c->o.queue_size)
-		c->o.queue_size = 256;
-	if (!c->o.write_buffer_max)
-		c->o.write_buffer_max = 512 * 1024;
-	if (!c->o.connect_timeout_ms)
-		c->o.connect_timeout_ms = 10000;
-	if (!c->o.dial_timeout_ms)
-		c->o.dial_timeout_ms = 1500;
-	if (!c->o.read_timeout_ms)
-		c->o.read_timeout_ms = 120000;
-	if (!c->o.ping_timeout_ms)
-		c->o.ping_timeout_ms = 5000;
-	if (!c->o.backoff_base_ms)
-		c->o.backoff_base_ms = 10;
-	if (!c->o.backoff_max_ms)
-		c->o.backoff_max_ms = 5000;
+	default_opts(&c->o);
 	if (c->o.has_server_key && sodium_is_zero(c->o.server_key, 32))
 		return opt_err(err, errlen, "server_key: all zero");
 	if (c->o.note_preferred) {
