@@ -178,6 +178,26 @@ fail:
 	return -EINVAL;
 }
 
+/* A message consumed: the handshake keeps the remote ephemeral, the running
+ * hash and chaining key, and the sender's index for the next step. */
+static void hs_consumed(struct wg_handshake *hs, const uint8_t *e, const uint8_t h[NOISE_HASH_LEN],
+			const uint8_t c[NOISE_HASH_LEN], const uint8_t *sender, enum wg_hs_state state)
+{
+	memcpy(hs->remote_ephemeral, e, NOISE_PUBLIC_KEY_LEN);
+	memcpy(hs->hash, h, NOISE_HASH_LEN);
+	memcpy(hs->chaining_key, c, NOISE_HASH_LEN);
+	hs->remote_index = wg_le32(sender);
+	hs->state = state;
+}
+
+/* Wipes a consume step's copies of the chaining key, hash and key. */
+static void wipe_step(uint8_t c[NOISE_HASH_LEN], uint8_t h[NOISE_HASH_LEN], uint8_t k[NOISE_SYMMETRIC_KEY_LEN])
+{
+	spz_wipe(c, NOISE_HASH_LEN);
+	spz_wipe(h, NOISE_HASH_LEN);
+	spz_wipe(k, NOISE_SYMMETRIC_KEY_LEN);
+}
+
 int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *msg, wg_peer **out)
 {
 	uint8_t c[NOISE_HASH_LEN], h[NOISE_HASH_LEN], k[NOISE_SYMMETRIC_KEY_LEN], s[NOISE_PUBLIC_KEY_LEN],
@@ -227,20 +247,14 @@ int wg_noise_consume_initiation(wg_device *dev, uint64_t now_ms, const uint8_t *
 		goto out;
 	}
 
-	memcpy(hs->remote_ephemeral, e, NOISE_PUBLIC_KEY_LEN);
 	memcpy(hs->latest_timestamp, ts, NOISE_TIMESTAMP_LEN);
 	hs->last_initiation_ms = now_ms;
 	hs->have_initiation = true;
-	memcpy(hs->hash, h, NOISE_HASH_LEN);
-	memcpy(hs->chaining_key, c, NOISE_HASH_LEN);
-	hs->remote_index = wg_le32(msg + WG_INIT_SENDER);
-	hs->state = WG_HS_INITIATION_CONSUMED;
+	hs_consumed(hs, e, h, c, msg + WG_INIT_SENDER, WG_HS_INITIATION_CONSUMED);
 	*out = peer;
 	reason = 0;
 out:
-	spz_wipe(c, NOISE_HASH_LEN);
-	spz_wipe(h, NOISE_HASH_LEN);
-	spz_wipe(k, NOISE_SYMMETRIC_KEY_LEN);
+	wipe_step(c, h, k);
 	return reason;
 }
 
@@ -302,17 +316,11 @@ int wg_noise_consume_response(wg_device *dev, const uint8_t *msg, wg_peer **out)
 		goto out;
 	mix_hash(h, msg + WG_RESP_EMPTY, NOISE_ENCRYPTED_LEN(0));
 
-	memcpy(hs->remote_ephemeral, e, NOISE_PUBLIC_KEY_LEN);
-	memcpy(hs->hash, h, NOISE_HASH_LEN);
-	memcpy(hs->chaining_key, c, NOISE_HASH_LEN);
-	hs->remote_index = wg_le32(msg + WG_RESP_SENDER);
-	hs->state = WG_HS_RESPONSE_CONSUMED;
+	hs_consumed(hs, e, h, c, msg + WG_RESP_SENDER, WG_HS_RESPONSE_CONSUMED);
 	*out = peer;
 	reason = 0;
 out:
-	spz_wipe(c, NOISE_HASH_LEN);
-	spz_wipe(h, NOISE_HASH_LEN);
-	spz_wipe(k, NOISE_SYMMETRIC_KEY_LEN);
+	wipe_step(c, h, k);
 	return reason;
 }
 
