@@ -143,14 +143,8 @@ struct call {
 	void *out, *out2;
 };
 
-/* Runs fn on the loop; -ESHUTDOWN once the runtime is gone, -ENOENT from
- * the do_ functions when the device has no DERP bind. */
-static int on_loop(dev_device *d, rt_rc_fn fn, struct call *c)
-{
-	c->d = d;
-	return rt_run(d->rt, fn, c);
-}
-
+/* The do_ functions run on the loop (rt_run: -ESHUTDOWN once the runtime
+ * is gone); -ENOENT when the device has no DERP bind. */
 static int do_attach(void *arg)
 {
 	struct call *c = arg;
@@ -162,8 +156,8 @@ int dev_py_derp_attach(dev_device *d, const char *url, const uint8_t *private_ke
 {
 	if (errlen)
 		err[0] = '\0';
-	struct call c = {.url = url, .key = private_key, .opts = opts, .err = err, .errlen = errlen};
-	return on_loop(d, do_attach, &c);
+	struct call c = {.d = d, .url = url, .key = private_key, .opts = opts, .err = err, .errlen = errlen};
+	return rt_run(d->rt, do_attach, &c);
 }
 
 static int do_detach(void *arg)
@@ -172,7 +166,7 @@ static int do_detach(void *arg)
 	return bind_of(c->d) ? dev_set_bind(c->d, DEV_BIND_DERP, NULL, NULL) : -ENOENT;
 }
 
-int dev_py_derp_detach(dev_device *d) { return on_loop(d, do_detach, &(struct call){0}); }
+int dev_py_derp_detach(dev_device *d) { return rt_run(d->rt, do_detach, &(struct call){.d = d}); }
 
 static int do_stats(void *arg)
 {
@@ -188,7 +182,7 @@ static int do_stats(void *arg)
 
 int dev_py_derp_stats(dev_device *d, struct dev_derp_stats *out, struct derp_client_stats *derp)
 {
-	return on_loop(d, do_stats, &(struct call){.out = out, .out2 = derp});
+	return rt_run(d->rt, do_stats, &(struct call){.d = d, .out = out, .out2 = derp});
 }
 
 static int do_public_key(void *arg)
@@ -203,7 +197,7 @@ static int do_public_key(void *arg)
 
 int dev_py_derp_public_key(dev_device *d, uint8_t *out)
 {
-	return on_loop(d, do_public_key, &(struct call){.out = out});
+	return rt_run(d->rt, do_public_key, &(struct call){.d = d, .out = out});
 }
 
 static int do_reconnect(void *arg)
@@ -216,7 +210,7 @@ static int do_reconnect(void *arg)
 	return 0;
 }
 
-int dev_py_derp_reconnect(dev_device *d) { return on_loop(d, do_reconnect, &(struct call){0}); }
+int dev_py_derp_reconnect(dev_device *d) { return rt_run(d->rt, do_reconnect, &(struct call){.d = d}); }
 
 static int do_last_error(void *arg)
 {
@@ -227,5 +221,5 @@ static int do_last_error(void *arg)
 
 int dev_py_derp_last_error(dev_device *d, char *out, size_t cap)
 {
-	return on_loop(d, do_last_error, &(struct call){.err = out, .errlen = cap});
+	return rt_run(d->rt, do_last_error, &(struct call){.d = d, .err = out, .errlen = cap});
 }
