@@ -14,8 +14,10 @@ void spz_cond_init(pthread_cond_t *cv)
 	pthread_condattr_destroy(&ca);
 }
 
-void spz_deadline_in(struct timespec *ts, int ms)
+const struct timespec *spz_deadline_in(struct timespec *ts, int ms)
 {
+	if (ms < 0)
+		return NULL;
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_sec += ms / 1000;
 	ts->tv_nsec += (long)(ms % 1000) * NS_PER_MS;
@@ -23,6 +25,7 @@ void spz_deadline_in(struct timespec *ts, int ms)
 		ts->tv_sec++;
 		ts->tv_nsec -= NS_PER_SEC;
 	}
+	return ts;
 }
 
 int spz_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline)

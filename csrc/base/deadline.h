@@ -11,8 +11,9 @@
  * change of the wall clock must not stretch or cut a wait). */
 void spz_cond_init(pthread_cond_t *cv);
 
-/* *ts = now + ms on CLOCK_MONOTONIC. */
-void spz_deadline_in(struct timespec *ts, int ms);
+/* *ts = now + ms on CLOCK_MONOTONIC; returns ts, or NULL (no deadline:
+ * wait for ever) when ms < 0. */
+const struct timespec *spz_deadline_in(struct timespec *ts, int ms);
 
 /* One wait on cv (mu held) until woken or past the deadline (NULL: no
  * deadline): 0 when woken, perhaps spuriously; -ETIMEDOUT past it. */

@@ -105,9 +105,8 @@ static size_t pop_locked(struct dev_queue *q, const uint8_t **data)
 
 int dev_queue_pop(struct dev_queue *q, uint8_t *out, size_t cap, int timeout_ms)
 {
-	struct timespec until;
-	if (timeout_ms > 0)
-		spz_deadline_in(&until, timeout_ms);
+	struct timespec ts;
+	const struct timespec *until = spz_deadline_in(&ts, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&q->mu);
 	q->readers++;
@@ -121,7 +120,7 @@ int dev_queue_pop(struct dev_queue *q, uint8_t *out, size_t cap, int timeout_ms)
 			goto out;
 		}
 		q->waiters++;
-		int w = spz_cond_wait(&q->cv, &q->mu, timeout_ms < 0 ? NULL : &until);
+		int w = spz_cond_wait(&q->cv, &q->mu, until);
 		q->waiters--;
 		if (w == -ETIMEDOUT && q->count == 0) {
 			rc = q->closed ? -ESHUTDOWN : -ETIMEDOUT;

@@ -194,14 +194,13 @@ int gw_py_last_error(gw_t *g, char *out, size_t cap)
 
 int gw_py_wait_connected(gw_t *g, int timeout_ms)
 {
-	struct timespec deadline;
-	if (timeout_ms >= 0)
-		spz_deadline_in(&deadline, timeout_ms);
+	struct timespec ts;
+	const struct timespec *deadline = spz_deadline_in(&ts, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&g->mu);
 	g->waiters++;
 	while (!g->connected && !g->closed) {
-		if (spz_cond_wait(&g->cv, &g->mu, timeout_ms < 0 ? NULL : &deadline) < 0) {
+		if (spz_cond_wait(&g->cv, &g->mu, deadline) < 0) {
 			rc = g->connected ? 0 : -ETIMEDOUT;
 			break;
 		}

@@ -48,12 +48,11 @@ void ns_op_complete(struct ns_op *op, int rc, uint64_t value)
 
 int ns_op_wait(ns_op_t *op, int timeout_ms)
 {
-	struct timespec until;
-	if (timeout_ms > 0)
-		spz_deadline_in(&until, timeout_ms);
+	struct timespec ts;
+	const struct timespec *until = spz_deadline_in(&ts, timeout_ms);
 	pthread_mutex_lock(&op->mu);
 	while (!op->done && timeout_ms != 0)
-		if (spz_cond_wait(&op->cv, &op->mu, timeout_ms < 0 ? NULL : &until) < 0)
+		if (spz_cond_wait(&op->cv, &op->mu, until) < 0)
 			break;
 	int rc = op->done ? op->rc : -EINPROGRESS;
 	if (op->done && rc >= 0 && op->kind == NS_OP_CONNECT)

@@ -413,14 +413,13 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
 	o->len = len;
 	if (len)
 		memcpy(o->data, data, len);
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		spz_deadline_in(&dl, timeout_ms);
+	struct timespec ts;
+	const struct timespec *dl = spz_deadline_in(&ts, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
 	while (!p->closed && p->ob.len >= PY_OUTBOX && rc == 0)
-		rc = spz_cond_wait(&p->cv_tx, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(&p->cv_tx, &p->mu, dl);
 	if (p->closed)
 		rc = -ESHUTDOWN;
 	bool post = false;
@@ -444,15 +443,14 @@ int derp_pyclient_send(derp_pyclient_t *p, const uint8_t dst[32], const uint8_t 
  * -ETIMEDOUT. */
 static int q_wait_pop(derp_pyclient_t *p, struct pyq *q, pthread_cond_t *cv, int timeout_ms, void **out)
 {
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		spz_deadline_in(&dl, timeout_ms);
+	struct timespec ts;
+	const struct timespec *dl = spz_deadline_in(&ts, timeout_ms);
 	int rc = 0;
 	*out = NULL;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
 	while (!q->head && !p->closed && rc == 0)
-		rc = spz_cond_wait(cv, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(cv, &p->mu, dl);
 	if (q->head) {
 		*out = q_pop(q);
 		rc = 0;
@@ -565,15 +563,14 @@ int derp_pyclient_ping_wait(derp_pyclient_t *p, int slot, int timeout_ms, uint64
 {
 	if (slot < 0 || slot >= PY_PING_WAITERS)
 		return -EINVAL;
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		spz_deadline_in(&dl, timeout_ms);
+	struct timespec ts;
+	const struct timespec *dl = spz_deadline_in(&ts, timeout_ms);
 	pthread_mutex_lock(&p->mu);
 	struct py_ping *w = &p->pings[slot];
 	enter(p);
 	int rc = 0;
 	while (rc == 0 && !w->done && !p->closed)
-		rc = spz_cond_wait(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(&p->cv_state, &p->mu, dl);
 	if (w->done) {
 		rc = w->rc;
 		*rtt_us = w->rtt_us;
@@ -596,14 +593,13 @@ void derp_pyclient_ping_end(derp_pyclient_t *p, int slot)
 
 int derp_pyclient_wait_connected(derp_pyclient_t *p, int timeout_ms)
 {
-	struct timespec dl;
-	if (timeout_ms >= 0)
-		spz_deadline_in(&dl, timeout_ms);
+	struct timespec ts;
+	const struct timespec *dl = spz_deadline_in(&ts, timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
 	enter(p);
 	while (!p->connected && !p->closed && !p->refused && rc == 0)
-		rc = spz_cond_wait(&p->cv_state, &p->mu, timeout_ms >= 0 ? &dl : NULL);
+		rc = spz_cond_wait(&p->cv_state, &p->mu, dl);
 	if (p->connected)
 		rc = 0;
 	else if (p->closed)
