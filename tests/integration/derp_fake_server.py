@@ -188,6 +188,16 @@ def hold(conn: Conn, seconds: float = 30) -> None:
         pass
 
 
+def expect_sent(server: FakeServer, data: bytes, timeout: float = 5) -> None:
+    """Waits for the client's SendPacket frame carrying `data` (its other
+    frames are skipped) on server.results, as `serve` reports them."""
+    while True:
+        kind, payload = server.results.get(timeout=timeout)
+        if kind == SEND_PACKET:
+            assert payload == data
+            return
+
+
 def mute(conn: Conn) -> None:
     """A server that completes the handshake, reports it, then never sends
     or answers anything."""

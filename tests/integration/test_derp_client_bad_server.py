@@ -16,11 +16,11 @@ import spanza
 from tests.integration.derp_fake_server import (
     CLIENT_INFO,
     MAGIC,
-    SEND_PACKET,
     SERVER_INFO,
     SERVER_KEY,
     Conn,
     FakeServer,
+    expect_sent,
     frame,
     hold,
     serve,
@@ -120,11 +120,7 @@ def test_hostile_server_is_dropped_counted_and_survived(name):
             assert why in c.last_error
             # and the next connection works
             c.send(PEER, b"ok")
-            while True:
-                kind, payload = srv.results.get(timeout=5)
-                if kind == SEND_PACKET:
-                    assert payload == PEER + b"ok"
-                    break
+            expect_sent(srv, PEER + b"ok")
         assert not srv.errors
 
 
@@ -180,11 +176,7 @@ def test_random_bytes_never_crash_the_client():
             srv.wait_accepted(len(scripts), timeout=60)
             c.wait_connected(10)
             c.send(PEER, b"alive")
-            while True:
-                kind, payload = srv.results.get(timeout=5)
-                if kind == SEND_PACKET:
-                    assert payload == PEER + b"alive"
-                    break
+            expect_sent(srv, PEER + b"alive")
             assert c.stats()["connect_attempts"] >= len(scripts)
 
 

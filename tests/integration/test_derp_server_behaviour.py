@@ -42,6 +42,12 @@ def raw_with_key(port: int, priv: bytes, pub: bytes, info: dict | None = None) -
     return c
 
 
+def same_key_twice(port: int) -> tuple[RawDerp, RawDerp]:
+    """Two connections of one key (the second one connected last)."""
+    priv, pub = keypair()
+    return raw_with_key(port, priv, pub), raw_with_key(port, priv, pub)
+
+
 # ---- PeerGone ----
 
 
@@ -61,9 +67,8 @@ def test_peer_gone_disconnected_goes_to_those_who_received_from_it():
 
 def test_peer_gone_only_when_the_last_connection_of_a_key_leaves():
     with DerpServer() as s:
-        priv, pub = keypair()
-        a1 = raw_with_key(s.port, priv, pub)
-        a2 = raw_with_key(s.port, priv, pub)
+        a1, a2 = same_key_twice(s.port)
+        pub = a1.pub
         b = connect(s.port)
         a2.send_packet(b.pub, b"x")
         b.recv_packet()
@@ -109,9 +114,8 @@ def test_not_here_only_for_disco_to_unknown_keys_and_rate_limited():
 
 def test_duplicate_key_most_recent_writer_is_active():
     with DerpServer() as s:
-        priv, pub = keypair()
-        old = raw_with_key(s.port, priv, pub)
-        new = raw_with_key(s.port, priv, pub)
+        old, new = same_key_twice(s.port)
+        pub = old.pub
         sender = connect(s.port)
         assert s.stats()["duplicate_conns"] == 1
 
@@ -320,8 +324,8 @@ def test_forward_packet_is_delivered_locally_with_its_source():
 
 def test_close_peer_closes_every_connection_of_the_target():
     with DerpServer(mesh_key=MESH_KEY) as s:
-        priv, pub = keypair()
-        t1, t2 = raw_with_key(s.port, priv, pub), raw_with_key(s.port, priv, pub)
+        t1, t2 = same_key_twice(s.port)
+        pub = t1.pub
         other = connect(s.port)
         mesh = connect(s.port, MESH_INFO)
         mesh.send(frame(CLOSE_PEER, pub))
