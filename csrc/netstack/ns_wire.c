@@ -128,16 +128,20 @@ static void q_clear(struct wq *q)
 	*q = (struct wq){0};
 }
 
+static void cap_pop_free(ns_wire_t *w)
+{
+	struct wcap *c = w->cap_head;
+	w->cap_head = c->next;
+	if (!w->cap_head)
+		w->cap_tail = NULL;
+	w->ncap--;
+	free(c);
+}
+
 static void capture(ns_wire_t *w, const uint8_t *ip, size_t len, int side)
 {
-	if (w->ncap >= w->capmax) {
-		struct wcap *old = w->cap_head;
-		w->cap_head = old->next;
-		if (!w->cap_head)
-			w->cap_tail = NULL;
-		w->ncap--;
-		free(old);
-	}
+	if (w->ncap >= w->capmax)
+		cap_pop_free(w); /* the oldest makes room */
 	struct wcap *c = malloc(sizeof(*c) + len);
 	if (!c)
 		return;
@@ -412,16 +416,6 @@ int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out)
 {
 	struct wire_call c = {.w = w, .st = out};
 	return rt_call(w->rt, stats_on_loop, &c);
-}
-
-static void cap_pop_free(ns_wire_t *w)
-{
-	struct wcap *c = w->cap_head;
-	w->cap_head = c->next;
-	if (!w->cap_head)
-		w->cap_tail = NULL;
-	w->ncap--;
-	free(c);
 }
 
 static void capture_on_loop(rt_t *rt, void *arg)
