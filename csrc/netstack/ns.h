@@ -9,6 +9,7 @@
 #include "lwip/ip_addr.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
+#include "lwip/tcp.h"
 #include "runtime/rt.h"
 
 #include "ns_py.h"
@@ -144,6 +145,11 @@ void ns_fd_reset(int fd, unsigned flags);
 #define NS_MAX_ADDRS (1 + NS_MAX_V6)
 /* The host's addresses, for binding one pcb to each (ns_host.c). */
 int ns_host_addrs(ns_host_t *h, const ip_addr_t *out[NS_MAX_ADDRS]);
+/* Listens on port (0: one ephemeral port for all) on every address of h,
+ * a pcb each appended to pcbs[*n] with arg and on_accept (ns_tcp.c). The
+ * port listened on, or a negative errno; pcbs made so far are left for the
+ * caller to close. */
+int ns_tcp_listen_all(ns_host_t *h, uint16_t port, void *arg, tcp_accept_fn on_accept, struct tcp_pcb **pcbs, int *n);
 
 /* ---- socket objects for Python (listeners, UDP sockets) ---- */
 /* Makes a SEQPACKET pair (*ours for the loop, *theirs for Python), then

@@ -103,29 +103,12 @@ static void out_shutdown(struct ns_fwd *f)
 static void out_setup(struct ns_fwd *f, int *rc)
 {
 	f->shutdown = out_shutdown;
-	const ip_addr_t *addrs[NS_MAX_ADDRS];
-	int n = ns_host_addrs(f->obj.host, addrs);
-	uint16_t port = f->port;
-	for (int i = 0; i < n; i++) {
-		struct tcp_pcb *pcb = tcp_new_ip_type(IP_GET_TYPE(addrs[i]));
-		if (!pcb) {
-			*rc = -ENOMEM;
-			return;
-		}
-		ip_set_option(pcb, SOF_REUSEADDR);
-		err_t e = tcp_bind(pcb, addrs[i], port);
-		struct tcp_pcb *lp = e == ERR_OK ? tcp_listen_with_backlog_and_err(pcb, 255, &e) : NULL;
-		if (!lp) {
-			tcp_abort(pcb);
-			*rc = ns_err_to_errno(e);
-			return;
-		}
-		port = lp->local_port;
-		tcp_arg(lp, f);
-		tcp_accept(lp, out_accept);
-		f->lpcbs[f->npcbs++] = lp;
+	int port = ns_tcp_listen_all(f->obj.host, f->port, f, out_accept, f->lpcbs, &f->npcbs);
+	if (port < 0) {
+		*rc = port;
+		return;
 	}
-	f->port = port;
+	f->port = (uint16_t)port;
 }
 
 int ns_fwd_tcp_out(ns_host_t *h, uint16_t port, const struct ns_addr *to, ns_fwd_t **out)

@@ -276,22 +276,14 @@ static err_t lst_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 	return ERR_OK;
 }
 
-static void listen_on_loop(rt_t *rt, void *arg)
+int ns_tcp_listen_all(ns_host_t *h, uint16_t port, void *arg, tcp_accept_fn on_accept, struct tcp_pcb **pcbs, int *n)
 {
-	(void)rt;
-	struct tcp_call *c = arg;
-	struct ns_listener *l = c->l;
-	ns_host_t *h = c->h;
 	const ip_addr_t *addrs[NS_MAX_ADDRS];
-	int n = ns_host_addrs(h, addrs);
-	uint16_t port = c->port;
-	ns_obj_link(h, &l->obj, lst_obj_close);
-	for (int i = 0; i < n; i++) {
+	int naddrs = ns_host_addrs(h, addrs);
+	for (int i = 0; i < naddrs; i++) {
 		struct tcp_pcb *pcb = tcp_new_ip_type(IP_GET_TYPE(addrs[i]));
-		if (!pcb) {
-			c->rc = -ENOMEM;
-			break;
-		}
+		if (!pcb)
+			return -ENOMEM;
 		/* Like servers on Linux: rebinding while old connections linger
 		 * in TIME_WAIT is fine; a second listener is still refused. */
 		ip_set_option(pcb, SOF_REUSEADDR);
@@ -299,19 +291,30 @@ static void listen_on_loop(rt_t *rt, void *arg)
 		struct tcp_pcb *lp = e == ERR_OK ? tcp_listen_with_backlog_and_err(pcb, 255, &e) : NULL;
 		if (!lp) {
 			tcp_abort(pcb);
-			c->rc = ns_err_to_errno(e);
-			break;
+			return ns_err_to_errno(e);
 		}
 		port = lp->local_port;
-		tcp_arg(lp, l);
-		tcp_accept(lp, lst_accept);
-		l->pcbs[l->npcbs++] = lp;
+		tcp_arg(lp, arg);
+		tcp_accept(lp, on_accept);
+		pcbs[(*n)++] = lp;
 	}
-	l->port = port;
-	if (c->rc < 0) {
+	return port;
+}
+
+static void listen_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct tcp_call *c = arg;
+	struct ns_listener *l = c->l;
+	ns_obj_link(c->h, &l->obj, lst_obj_close);
+	int port = ns_tcp_listen_all(c->h, c->port, l, lst_accept, l->pcbs, &l->npcbs);
+	if (port < 0) {
+		c->rc = port;
 		l->fd = -1; /* closed by the caller */
 		lst_shutdown(l);
+		return;
 	}
+	l->port = (uint16_t)port;
 }
 
 int ns_tcp_listen(ns_host_t *h, uint16_t port, int backlog, ns_listener_t **out)
