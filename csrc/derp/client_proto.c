@@ -98,6 +98,14 @@ static void emit(struct derp_cproto *cp, const struct derp_cp_ops *ops, void *ar
 		ops->event(arg, ev);
 }
 
+/* A frame that does not decode is counted and skipped, as Go's client
+ * skips what it cannot parse: the connection goes on. */
+static int bad_frame(struct derp_cproto *cp)
+{
+	cp->n.bad_frames++;
+	return 0;
+}
+
 static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const struct derp_cp_ops *ops, void *arg)
 {
 	if (cp->phase == DERP_CP_SERVER_KEY)
@@ -129,10 +137,8 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 	}
 	case DERP_FRAME_RECV_PACKET: {
 		struct derp_pkt_view v;
-		if (derp_dec_recv_packet(f->data, f->len, &v) < 0 || v.len > DERP_MAX_PACKET) {
-			cp->n.bad_frames++;
-			return 0;
-		}
+		if (derp_dec_recv_packet(f->data, f->len, &v) < 0 || v.len > DERP_MAX_PACKET)
+			return bad_frame(cp);
 		if (ops->packet)
 			ops->packet(arg, v.key, v.data, v.len);
 		return 0;
@@ -140,10 +146,8 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 	case DERP_FRAME_KEEP_ALIVE: cp->n.keepalives++; return 0;
 	case DERP_FRAME_PEER_GONE: {
 		const uint8_t *peer;
-		if (derp_dec_peer_gone(f->data, f->len, &peer, &ev.reason) < 0) {
-			cp->n.bad_frames++;
-			return 0;
-		}
+		if (derp_dec_peer_gone(f->data, f->len, &peer, &ev.reason) < 0)
+			return bad_frame(cp);
 		ev.type = DERP_EV_PEER_GONE;
 		memcpy(ev.key, peer, 32);
 		emit(cp, ops, arg, &ev);
@@ -151,10 +155,8 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 	}
 	case DERP_FRAME_PEER_PRESENT: {
 		const uint8_t *peer;
-		if (derp_dec_peer_present(f->data, f->len, &peer, ev.ip, &ev.port, &ev.flags) < 0) {
-			cp->n.bad_frames++;
-			return 0;
-		}
+		if (derp_dec_peer_present(f->data, f->len, &peer, ev.ip, &ev.port, &ev.flags) < 0)
+			return bad_frame(cp);
 		ev.type = DERP_EV_PEER_PRESENT;
 		memcpy(ev.key, peer, 32);
 		emit(cp, ops, arg, &ev);
@@ -173,19 +175,15 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 		return 0;
 	}
 	case DERP_FRAME_RESTARTING:
-		if (derp_dec_restarting(f->data, f->len, &ev.reconnect_in_ms, &ev.try_for_ms) < 0) {
-			cp->n.bad_frames++;
-			return 0;
-		}
+		if (derp_dec_restarting(f->data, f->len, &ev.reconnect_in_ms, &ev.try_for_ms) < 0)
+			return bad_frame(cp);
 		ev.type = DERP_EV_RESTARTING;
 		emit(cp, ops, arg, &ev);
 		return 0;
 	case DERP_FRAME_PING: {
 		const uint8_t *data;
-		if (derp_dec_ping(f->data, f->len, &data) < 0) {
-			cp->n.bad_frames++;
-			return 0;
-		}
+		if (derp_dec_ping(f->data, f->len, &data) < 0)
+			return bad_frame(cp);
 		uint8_t pong[DERP_HDR_LEN + DERP_PING_LEN];
 		size_t n = derp_enc_pong(pong, sizeof(pong), data);
 		cp->n.pings_recv++;
@@ -196,10 +194,8 @@ static int on_frame(struct derp_cproto *cp, const struct derp_frame *f, const st
 	}
 	case DERP_FRAME_PONG: {
 		const uint8_t *data;
-		if (derp_dec_ping(f->data, f->len, &data) < 0) {
-			cp->n.bad_frames++;
-			return 0;
-		}
+		if (derp_dec_ping(f->data, f->len, &data) < 0)
+			return bad_frame(cp);
 		ev.type = DERP_EV_PONG;
 		memcpy(ev.ping, data, 8);
 		emit(cp, ops, arg, &ev);
