@@ -26,19 +26,20 @@ for _mod in ("nbclient", "nbformat", "ipykernel", "jupyter_client"):
 
 # Run in the kernel before the waiting cell (not part of the notebook): a
 # daemon thread that touches {flag} once the thread that runs cells has
-# Device.read_packet on its stack.
+# Device.read_packet on its stack (the kernel imports this tree's tests too).
 WATCH = """
-import pathlib, sys, threading, time
+import pathlib, sys, threading
+from tests.support import wait_for
 
-def _watch(cells=threading.get_ident(), flag=pathlib.Path({flag!r}), deadline=time.monotonic() + 60):
-    while time.monotonic() < deadline:
-        f = sys._current_frames().get(cells)
-        while f is not None:
-            if f.f_code.co_name == "read_packet" and f.f_code.co_filename.endswith("device.py"):
-                flag.touch()
-                return
-            f = f.f_back
-        time.sleep(0.005)
+def _in_read_packet(cells=threading.get_ident()):
+    f = sys._current_frames().get(cells)
+    while f is not None and not (f.f_code.co_name == "read_packet" and f.f_code.co_filename.endswith("device.py")):
+        f = f.f_back
+    return f is not None
+
+def _watch():
+    wait_for(_in_read_packet, timeout=60, what="read_packet", interval=0.005)
+    pathlib.Path({flag!r}).touch()
 
 threading.Thread(target=_watch, daemon=True).start()
 """
