@@ -23,10 +23,11 @@ def run_python(
     *args: str, cwd: str | Path = ROOT, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Runs `python *args` in a fresh process that imports this tree's
-    spanza (PYTHONPATH starts with ROOT); output captured as text, the exit
-    status left to the caller."""
+    spanza (PYTHONPATH starts with ROOT), headless; output captured as
+    text, the exit status left to the caller."""
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("MPLBACKEND", "Agg")  # no display: matplotlib draws to files
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False
     )

@@ -92,6 +92,17 @@ def test_handshake_is_what_go_sends_and_packets_flow_both_ways():
         assert st["packets_recv"] == 4 and st["state"] == "connected"
 
 
+def test_the_connected_event_is_queued_when_wait_connected_returns():
+    # The event is queued with the state change it reports. It used to be
+    # queued a moment after: under load, events() right after
+    # wait_connected() missed it, and a later next_event() returned it.
+    with spanza.DerpServer() as srv:
+        for _ in range(20):
+            with client(srv.url) as c:
+                c.wait_connected(5)
+                assert c.events() == [Connected(srv.public_key)]
+
+
 def test_send_over_64k_is_refused():
     with FakeServer([serve]) as srv, client(srv.url) as c:
         with pytest.raises(spanza.ConfigError, match="65536"):

@@ -27,15 +27,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEAD_RELAY = "SILENT_RELAY"
 
 TEMPLATE = """
-import socket, sys, time
+import socket, sys, threading, time
 import spanza
 from spanza.scenario import Peer
+from tests.support import wait_for
 _silent = socket.socket()
 _silent.bind(("127.0.0.1", 0))
 _silent.listen(16)
 SILENT_RELAY = "http://127.0.0.1:%d/derp" % _silent.getsockname()[1]
+
+def _ready_once_inside(line, main=threading.get_ident()):
+    # "ready" once the main thread is inside the call on `line` (the
+    # script's frame is on that line, with a frame of the call above it)
+    def inside():
+        f = sys._current_frames().get(main)
+        if f is None or f.f_back is None:
+            return False
+        while f.f_back is not None:
+            f = f.f_back
+        return f.f_lineno == line
+    wait_for(inside, timeout=60, what="the call", interval=0.005)
+    print("ready", flush=True)
+
 {setup}
-print("ready", flush=True)
+threading.Thread(target=_ready_once_inside, args=(sys._getframe().f_lineno + 2,), daemon=True).start()
 try:
     {call}
 except KeyboardInterrupt:
@@ -124,7 +139,6 @@ def test_sigint_interrupts_a_blocking_call(case: str) -> None:
         assert child.stdout is not None
         line = child.stdout.readline()
         assert line.strip() == "ready", child.communicate(timeout=10)[1]
-        time.sleep(0.3)  # well inside the C wait
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=10)

@@ -24,6 +24,7 @@ import itertools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,45 @@ def unique(prefix: str, maxlen: int = 15) -> str:
     if len(name) > maxlen:
         raise ValueError(f"name {name!r} longer than {maxlen}")
     return name
+
+
+def uapi_listening(path: str) -> bool:
+    """Whether a process accepts connections on the UAPI socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
+
+
+def claim_uapi(path: str) -> bool:
+    """Frees ``path`` for a new wireguard-go: removes a stale socket file (no
+    process behind it: one killed before it could clean up, whose name an
+    earlier test process with our pid used; pids wrap at pid_max). False if
+    a live process serves it (an orphan of such a process)."""
+    if uapi_listening(path):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
+def wait_uapi(path: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Waits until wireguard-go (``proc``) accepts connections on its UAPI
+    socket ``path``; RuntimeError with its output if it exited first.
+
+    Not until the file exists: it exists from wireguard-go's bind(), a
+    moment before its listen(), and a stale file of the same name may be
+    there before wireguard-go replaces it. A `wg` that connects to either
+    gets ECONNREFUSED, takes the socket for a dead process's, unlinks it
+    (wireguard-go, which watches its file, then exits) and falls back to
+    the kernel module: "Unable to modify interface: Protocol not
+    supported". An accepted connection closed at once is harmless:
+    wireguard-go's handler reads EOF."""
+    wait_for(lambda: uapi_listening(path) or proc.poll() is not None, timeout, f"wireguard-go's UAPI socket {path}")
+    if proc.poll() is not None:
+        raise RuntimeError(f"wireguard-go exited ({proc.returncode}): {kill_tree(proc)}")
 
 
 def require_root(*tools: str) -> None:
@@ -201,6 +241,7 @@ class WireGuardGo:
 
     def __init__(self, ns: NetNS, ifname: str | None = None) -> None:
         self.ns = ns
+        self._named = ifname is not None
         self.ifname = ifname or unique("spzwg")
         self.proc: subprocess.Popen | None = None
         self.output = ""
@@ -211,14 +252,15 @@ class WireGuardGo:
         return os.path.join(UAPI_DIR, f"{self.ifname}.sock")
 
     def __enter__(self) -> WireGuardGo:
+        # The socket we wait for must be this wireguard-go's.
+        while not claim_uapi(self.sock):
+            if self._named:
+                raise RuntimeError(f"{self.sock}: another process serves {self.ifname}")
+            self.ifname = unique("spzwg")
         env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1", LOG_LEVEL="debug")
         self.proc = self.ns.popen("wireguard-go", "-f", self.ifname, env=env, text=True)
         try:
-            wait_for(
-                lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10, "wireguard-go's UAPI socket"
-            )
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"wireguard-go exited: {kill_tree(self.proc)}")
+            wait_uapi(self.sock, self.proc)
         except BaseException:
             self.stop()
             raise

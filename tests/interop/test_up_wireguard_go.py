@@ -11,7 +11,9 @@ import sys
 import time
 
 import pytest
-from netns import (
+
+from tests.integration._up import start_up
+from tests.interop.netns import (
     NetNS,
     Veth,
     WgPeer,
@@ -21,8 +23,6 @@ from netns import (
     plain_env,
     require_root,
 )
-
-from tests.integration._up import start_up
 
 pytestmark = pytest.mark.interop
 

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree, require_root, wait_for
 
 from spanza import packets
 from spanza.device import Device
+from tests.interop.netns import NetNS, Veth, WgPeer, WireGuardGo, genkey, kill_tree, require_root, wait_for
 
 pytestmark = pytest.mark.interop
 

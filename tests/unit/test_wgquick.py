@@ -58,38 +58,34 @@ def test_dump_then_parse_is_the_same():
     assert again.peers == cfg.peers and again.interface.addresses == cfg.interface.addresses
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("[Interface]\nPrivateKey = nope\n", "<config>:2: privatekey"),
-        ("[Interface]\nAddress = 10.0.0.1/24\n", "no PrivateKey"),
-        (
-            f"[Interface]\nPrivateKey = {KA.base64}\n[Peer]\nAllowedIPs = 10.0.0.2/32\n",
-            "<config>:3: [Peer] has no PublicKey",
-        ),
-        (
-            f"[Interface]\nPrivateKey = {KA.base64}\nListenPort = 70000\n",
-            "<config>:3: listenport: 70000 is not in 0..65535",
-        ),
-        (
-            f"[Interface]\nPrivateKey = {KA.base64}\nAddress = 10.0.0.300/24\n",
-            "<config>:3: address",
-        ),
-        (
-            f"[Interface]\nPrivateKey = {KA.base64}\nColour = blue\n",
-            "unknown [Interface] key 'colour'",
-        ),
-        (
-            f"[Interface]\nPrivateKey = {KA.base64}\n[Router]\n",
-            "<config>:3: unknown section [Router]",
-        ),
-        ("PrivateKey = x\n", "before any [Interface]"),
-        (
-            f"[Interface]\nPrivateKey = {KA.base64}\nAddress 10.0.0.1/24\n",
-            "<config>:3: expected 'Key = Value'",
-        ),
-    ],
-)
+# Ids by name: the texts hold a key made at import, which differs between
+# pytest-xdist workers (they must collect the same test ids).
+BAD = {
+    "bad-private-key": ("[Interface]\nPrivateKey = nope\n", "<config>:2: privatekey"),
+    "no-private-key": ("[Interface]\nAddress = 10.0.0.1/24\n", "no PrivateKey"),
+    "peer-without-public-key": (
+        f"[Interface]\nPrivateKey = {KA.base64}\n[Peer]\nAllowedIPs = 10.0.0.2/32\n",
+        "<config>:3: [Peer] has no PublicKey",
+    ),
+    "port-out-of-range": (
+        f"[Interface]\nPrivateKey = {KA.base64}\nListenPort = 70000\n",
+        "<config>:3: listenport: 70000 is not in 0..65535",
+    ),
+    "bad-address": (f"[Interface]\nPrivateKey = {KA.base64}\nAddress = 10.0.0.300/24\n", "<config>:3: address"),
+    "unknown-key": (f"[Interface]\nPrivateKey = {KA.base64}\nColour = blue\n", "unknown [Interface] key 'colour'"),
+    "unknown-section": (
+        f"[Interface]\nPrivateKey = {KA.base64}\n[Router]\n",
+        "<config>:3: unknown section [Router]",
+    ),
+    "key-before-interface": ("PrivateKey = x\n", "before any [Interface]"),
+    "line-without-equals": (
+        f"[Interface]\nPrivateKey = {KA.base64}\nAddress 10.0.0.1/24\n",
+        "<config>:3: expected 'Key = Value'",
+    ),
+}
+
+
+@pytest.mark.parametrize("text, message", list(BAD.values()), ids=list(BAD))
 def test_errors_name_the_line(text, message):
     with pytest.raises(ConfigError) as info:
         parse(text)

@@ -176,13 +176,15 @@ static void deliver(derp_pyclient_t *p, struct pyq *q, void *item, uint64_t *dro
 	pthread_cond_signal(cv);
 	free(old);
 }
-static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
+
+/* A copy of ev for the queue, its text inline; NULL (counted) without memory. */
+static struct py_ev *copy_event(derp_pyclient_t *p, const struct derp_client_event *ev)
 {
 	size_t tlen = ev->text ? ev->text_len : 0;
 	struct py_ev *e = malloc(sizeof(*e) + tlen + 1);
 	if (!e) {
 		__atomic_fetch_add(&p->drops_events, 1, __ATOMIC_RELAXED);
-		return;
+		return NULL;
 	}
 	e->ev = *ev;
 	if (tlen)
@@ -190,7 +192,14 @@ static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
 	e->text[tlen] = 0;
 	e->ev.text = e->text;
 	e->ev.text_len = tlen;
-	deliver(p, &p->ev, e, &p->drops_events, &p->cv_ev);
+	return e;
+}
+
+static void push_event(derp_pyclient_t *p, const struct derp_client_event *ev)
+{
+	struct py_ev *e = copy_event(p, ev);
+	if (e)
+		deliver(p, &p->ev, e, &p->drops_events, &p->cv_ev);
 }
 
 static void py_on_packet(void *arg, const uint8_t src[32], const uint8_t *data, size_t len)
@@ -247,6 +256,7 @@ static void py_on_state(void *arg, bool connected, const char *why)
 		ev.text = why;
 		ev.text_len = strlen(why);
 	}
+	struct py_ev *e = copy_event(p, &ev);
 	pthread_mutex_lock(&p->mu);
 	p->connected = connected;
 	if (!connected) {
@@ -257,9 +267,16 @@ static void py_on_state(void *arg, bool connected, const char *why)
 			}
 		}
 	}
+	/* The event is queued with the state it reports: a caller that saw the
+	 * state change (wait_connected returned) finds the event already there. */
+	void *old = e ? q_push(&p->ev, e) : NULL;
+	if (old)
+		p->drops_events++;
 	pthread_mutex_unlock(&p->mu);
 	pthread_cond_broadcast(&p->cv_state);
-	push_event(p, &ev);
+	if (e)
+		pthread_cond_signal(&p->cv_ev);
+	free(old);
 }
 
 /* Moves the outbox into the client until it is empty or congested. */
