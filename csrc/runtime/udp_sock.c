@@ -113,3 +113,100 @@ bool rt_udp_batch_overflow(const struct rt_udp_batch *b, int i, uint32_t *count)
 	}
 	return found;
 }
+
+/* ---- send queue ---- */
+
+static void sendq_on_defer(rt_t *rt, void *arg)
+{
+	(void)rt;
+	rt_udp_sendq_flush(arg);
+}
+
+int rt_udp_sendq_init(struct rt_udp_sendq *q, rt_t *rt, rt_udp_sent_fn sent, void *ctx)
+{
+	memset(q, 0, sizeof(*q));
+	q->bufs = malloc((size_t)RT_UDP_SENDQ * RT_UDP_SENDQ_SLOT);
+	if (!q->bufs)
+		return -ENOMEM;
+	q->rt = rt;
+	q->sent = sent;
+	q->ctx = ctx;
+	q->defer.fn = sendq_on_defer;
+	q->defer.arg = q;
+	return 0;
+}
+
+void rt_udp_sendq_free(struct rt_udp_sendq *q)
+{
+	if (!q->bufs)
+		return;
+	rt_udp_sendq_flush(q);
+	rt_defer_cancel(q->rt, &q->defer);
+	free(q->bufs);
+	q->bufs = NULL;
+}
+
+int rt_udp_sendq_push(struct rt_udp_sendq *q, int fd, const struct sockaddr *to, socklen_t tolen, const void *data,
+		      size_t len, void *tag)
+{
+	if (len > RT_UDP_SENDQ_SLOT || tolen > sizeof(q->to[0]) || q->flushing)
+		return -EMSGSIZE;
+	if (q->n == RT_UDP_SENDQ)
+		rt_udp_sendq_flush(q);
+	int i = q->n++;
+	uint8_t *slot = q->bufs + (size_t)i * RT_UDP_SENDQ_SLOT;
+	memcpy(slot, data, len);
+	memcpy(&q->to[i], to, tolen);
+	q->fd[i] = fd;
+	q->tag[i] = tag;
+	q->iov[i] = (struct iovec){.iov_base = slot, .iov_len = len};
+	q->msgs[i].msg_hdr = (struct msghdr){
+		.msg_name = &q->to[i], .msg_namelen = tolen, .msg_iov = &q->iov[i], .msg_iovlen = 1};
+	q->msgs[i].msg_len = 0;
+	if (i == 0)
+		rt_defer(q->rt, &q->defer);
+	return 0;
+}
+
+/* Sends msgs[from, to) on one fd; reports each datagram's fate in order. */
+static void sendq_run(struct rt_udp_sendq *q, int from, int to)
+{
+	int fd = q->fd[from];
+	while (from < to) {
+		int r = sendmmsg(fd, q->msgs + from, (unsigned)(to - from), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r > 0) {
+			for (int i = from; i < from + r; i++)
+				q->sent(q->ctx, q->tag[i], q->iov[i].iov_len, 0);
+			from += r;
+			continue;
+		}
+		int err = r < 0 ? -errno : -EIO;
+		/* A full socket stays full for the rest of this run: drop it,
+		 * as sendto would have one by one. Any other error is this
+		 * datagram's (e.g. ICMP-reported): go on with the next. */
+		int last = err == -EAGAIN || err == -EWOULDBLOCK || err == -ENOBUFS ? to : from + 1;
+		for (int i = from; i < last; i++)
+			q->sent(q->ctx, q->tag[i], q->iov[i].iov_len, err);
+		from = last;
+	}
+}
+
+void rt_udp_sendq_flush(struct rt_udp_sendq *q)
+{
+	int n = q->n;
+	if (!n || q->flushing)
+		return;
+	q->flushing = true;
+	for (int i = 0; i < n;) {
+		int j = i + 1;
+		while (j < n && q->fd[j] == q->fd[i])
+			j++;
+		sendq_run(q, i, j);
+		i = j;
+	}
+	q->n = 0;
+	q->flushing = false;
+	rt_defer_cancel(q->rt, &q->defer);
+}

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "runtime/rt.h"
+
 #define RT_UDP_BATCH 32      /* datagrams per recvmmsg */
 #define RT_UDP_MAX_BATCHES 8 /* per wake-up: then let other fds and timers run */
 #define RT_UDP_BUF 65536     /* the largest UDP payload, so nothing is truncated */
@@ -49,5 +51,43 @@ static inline bool rt_udp_batch_truncated(const struct rt_udp_batch *b, int i)
 /* The kernel's running count of datagrams dropped on the socket because
  * its buffer was full, as of datagram i (false if it did not say). */
 bool rt_udp_batch_overflow(const struct rt_udp_batch *b, int i, uint32_t *count);
+
+/* Send side: datagrams queued during a loop round leave together at its
+ * end, one sendmmsg per socket instead of a sendto each (the syscall, not
+ * the copy into the slot, was the gateway path's largest cost). */
+#define RT_UDP_SENDQ 64        /* datagrams per flush */
+#define RT_UDP_SENDQ_SLOT 2048 /* bytes a queued datagram may have; larger ones go out at once */
+
+/* Told of every queued datagram once it is sent (err 0) or dropped (a
+ * negative errno, as sendto would have returned), in queue order. */
+typedef void (*rt_udp_sent_fn)(void *ctx, void *tag, size_t len, int err);
+
+struct rt_udp_sendq {
+	rt_t *rt;
+	struct rt_defer defer;
+	rt_udp_sent_fn sent;
+	void *ctx;
+	int n;
+	bool flushing; /* pushes from a sent callback go out directly */
+	int fd[RT_UDP_SENDQ];
+	void *tag[RT_UDP_SENDQ];
+	struct mmsghdr msgs[RT_UDP_SENDQ];
+	struct iovec iov[RT_UDP_SENDQ];
+	struct sockaddr_storage to[RT_UDP_SENDQ];
+	uint8_t *bufs;
+};
+
+int rt_udp_sendq_init(struct rt_udp_sendq *q, rt_t *rt, rt_udp_sent_fn sent, void *ctx);
+/* Flushes what is queued, then releases the queue. */
+void rt_udp_sendq_free(struct rt_udp_sendq *q);
+/* Queues a copy of data for `to` on fd, to leave at the end of the loop
+ * round (or now, when the queue is full). -EMSGSIZE if it is larger than a
+ * slot (or the queue is being flushed): flush, then send it directly, so
+ * the order holds. */
+int rt_udp_sendq_push(struct rt_udp_sendq *q, int fd, const struct sockaddr *to, socklen_t tolen, const void *data,
+		      size_t len, void *tag);
+/* Sends what is queued now (before closing one of its fds, or before a
+ * datagram that must not overtake them). */
+void rt_udp_sendq_flush(struct rt_udp_sendq *q);
 
 #endif

@@ -37,8 +37,8 @@
 
 struct derp_pkt {
 	struct derp_pkt *next;
-	uint32_t len;  /* bytes in data: a whole frame */
-	bool slab;     /* from the per-thread free list (DERP_PKT_SLAB bytes of data) */
+	uint32_t len; /* bytes in data: a whole frame */
+	bool slab;    /* from the per-thread free list (DERP_PKT_SLAB bytes of data) */
 	uint8_t data[];
 };
 
