@@ -131,16 +131,22 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 				u->st.rx_truncated++;
 				continue;
 			}
-			u->st.rx_datagrams++;
-			u->st.rx_bytes += b->msgs[i].msg_len;
 			const struct sockaddr *from = rt_udp_unmap(&b->from[i]);
-			TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, from, u->port, b->iov[i].iov_base,
-			       b->msgs[i].msg_len);
-			if (u->imp[IMP_IN])
-				imp_input(u->imp[IMP_IN], from, sizeof(struct sockaddr_storage), b->iov[i].iov_base,
-					  b->msgs[i].msg_len);
-			else
-				u->rx(u->ctx, from, b->iov[i].iov_base, b->msgs[i].msg_len);
+			/* One read may hold several datagrams (GRO). */
+			size_t total = b->msgs[i].msg_len, seg = rt_udp_batch_segment(b, i);
+			size_t off = 0;
+			do { /* once for an empty datagram too */
+				uint8_t *data = (uint8_t *)b->iov[i].iov_base + off;
+				size_t len = total - off < seg ? total - off : seg;
+				u->st.rx_datagrams++;
+				u->st.rx_bytes += len;
+				TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, from, u->port, data, len);
+				if (u->imp[IMP_IN])
+					imp_input(u->imp[IMP_IN], from, sizeof(struct sockaddr_storage), data, len);
+				else
+					u->rx(u->ctx, from, data, len);
+				off += seg;
+			} while (off < total);
 			/* rx may have rebound the socket (a UAPI set through the
 			 * core): the rest of this batch still belongs to us. */
 		}
