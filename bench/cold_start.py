@@ -25,8 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def spawn_once(cmd: list[str]) -> tuple[float, float]:
-    """Seconds to the `response:` line and to the process's exit."""
+def spawn_once(cmd: list[str]) -> tuple[float, float, float]:
+    """Seconds to the `response:` line and to the process's exit, and the
+    process's CPU seconds (user + system: steadier than the wall clock on
+    a shared machine)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert p.stdout is not None
@@ -36,9 +38,11 @@ def spawn_once(cmd: list[str]) -> tuple[float, float]:
             first = time.perf_counter() - t0
             break
     p.stdout.read()
-    if p.wait() != 0:
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode})")
-    return first, time.perf_counter() - t0
+    return first, time.perf_counter() - t0, ru.ru_utime + ru.ru_stime
 
 
 # The same run, with marks: the child writes CLOCK_MONOTONIC (shared with
@@ -88,7 +92,8 @@ def main() -> int:
         f"cold start, spawn to first response ({' '.join(cmd[1:])}): median {statistics.median(first):.1f} ms "
         f"(min {first[0]:.1f}, quartiles {first[q - 1]:.1f}..{first[-q]:.1f}) over {args.n} spawns"
     )
-    print(f"spawn to exit: median {statistics.median(total):.1f} ms")
+    cpu = statistics.median(r[2] * 1000 for r in runs)
+    print(f"spawn to exit: median {statistics.median(total):.1f} ms; CPU (user + system) median {cpu:.1f} ms")
     ph = [phases_once() for _ in range(args.n)]
     up, imp, resp = (statistics.median(x) for x in zip(*ph, strict=False))
     print(
