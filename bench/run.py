@@ -25,6 +25,7 @@ BENCHES: dict[str, list[str]] = {
     "python": ["py_calls.py"],
     "race": ["e2e/race.py", "--mib", "64", "--runs", "3"],
     "trace": ["trace_bench.py"],
+    "cold-start": ["cold_start.py"],
 }
 
 

@@ -9,35 +9,53 @@ from typing import Any
 
 import spanza
 
+# Subcommands that live in their own modules: (module, function that adds
+# the subparser). `spanza demo` imports only spanza.demo's tree, not the
+# others' (cold start, bench/cold_start.py); --help and unknown words get all.
+_MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+    "derper": ("spanza._derper_cli", "add_derper_parser"),
+    "demo": ("spanza.demo", "add_demo_command"),
+    "up": ("spanza.up", "add_up_command"),
+    "scenario": ("spanza._scenario_cli", "add_scenario_command"),
+}
+_GATEWAY_COMMANDS = ("gateway", "keygen", "genpsk", "pubkey")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with a known command word, only that subcommand's."""
+    import importlib
+
     p = argparse.ArgumentParser(prog="spanza", description=spanza.__doc__)
     p.add_argument("--version", action="version", version=f"spanza {spanza.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    _add_derper(sub)
-    add_gateway_commands(sub)
-    from spanza.demo import add_demo_command
-    from spanza.up import add_up_command
-
-    add_demo_command(sub)
-    add_up_command(sub)
-    from spanza._scenario_cli import add_scenario_command
-
-    add_scenario_command(sub)
+    only = command if command in _MODULE_COMMANDS or command in _GATEWAY_COMMANDS else None
+    for name, (module, func) in _MODULE_COMMANDS.items():
+        if only is None or only == name:
+            getattr(importlib.import_module(module), func)(sub)
+        if name == "derper" and (only is None or only in _GATEWAY_COMMANDS):
+            add_gateway_commands(sub)
     return p
 
 
-def _add_derper(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from spanza._derper_cli import add_derper_parser
-
-    add_derper_parser(sub)
+def _command_word(argv: list[str]) -> str | None:
+    """The subcommand's word: the first argument that is not an option."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+        if a in ("-h", "--help", "--version"):
+            return None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spanza._derper_cli import go_style_args
+    args_in = sys.argv[1:] if argv is None else argv
+    word = _command_word(args_in)
+    if word == "derper" or word not in _MODULE_COMMANDS:
+        from spanza._derper_cli import go_style_args
 
-    parser = build_parser()
-    args = parser.parse_args(go_style_args(sys.argv[1:] if argv is None else argv))
+        args_in = go_style_args(args_in)
+    parser = build_parser(word)
+    args = parser.parse_args(args_in)
     if args.command is None:
         parser.print_help()
         return 2

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, TextIO
 
-from spanza.derp import DerpServer
+from spanza._derp_server import DerpServer
 from spanza.errors import SpanzaError
 from spanza.scenario import MODES, Peer, connect
 

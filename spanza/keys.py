@@ -23,11 +23,9 @@ import base64
 import binascii
 import contextlib
 import hmac
-import json
 import logging
 import os
 import re
-import tempfile
 from typing import Any, ClassVar, TypeVar
 
 from spanza._ffi import ffi, lib
@@ -256,6 +254,9 @@ def write_key_file(path: str | os.PathLike[str], key: PrivateKey) -> None:
     """Writes `key` as derper does (``{"PrivateKey": "privkey:<hex>"}``,
     tab-indented, mode 0600). The file appears whole or not at all, and an
     existing file is never replaced (FileExistsError)."""
+    import json  # key files only: not on every `import spanza.keys` (cold start)
+    import tempfile
+
     path = os.fspath(path)
     doc = json.dumps({"PrivateKey": key.tailscale}, indent="\t")
     fd, tmp = tempfile.mkstemp(prefix=".spanza-key-", dir=os.path.dirname(path) or ".")  # mode 0600
@@ -296,6 +297,8 @@ def load_key_file(path: str | os.PathLike[str], *, create: bool = False) -> Priv
         raise ConfigError(f"cannot read key file {path}: {why}") from None
     text = text.strip()
     if text.startswith("{"):
+        import json
+
         try:
             doc = json.loads(text)
         except ValueError as e:

@@ -12,7 +12,6 @@ keep-alive or streaming use.
 
 from __future__ import annotations
 
-import json as _json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +69,9 @@ class Response:
 
     def json(self) -> Any:
         """The body parsed as JSON."""
-        return _json.loads(self.body)
+        import json  # only when asked: not at import (cold start)
+
+        return json.loads(self.body)
 
     def __iter__(self) -> Any:
         """(status, body), so ``status, body = peer.http_get(url)`` style code works."""
@@ -116,6 +117,8 @@ def request(
         raise ConfigError("request: give body or json, not both")
     hdrs = dict(headers or {})
     if json is not None:
+        import json as _json
+
         body = _json.dumps(json).encode()
         hdrs.setdefault("Content-Type", "application/json")
     if isinstance(body, str):

@@ -81,6 +81,12 @@ class Server:
         self.log.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def idle_rss(server: Server, n: int, tls: bool) -> tuple[int, int, float]:
     before = rss_kib(server.proc.pid)
     args = [str(DERPCLIENT), "idle", "--url", server.url, "--n", str(n)] + (["--insecure"] if tls else [])
@@ -124,12 +130,17 @@ def main() -> int:
             try:
                 r = results[kind] = {"throughput": {}}
                 for p in pairs:
+                    # The relay's own CPU per packet: on a shared machine
+                    # steadier than the throughput, which the load sets.
+                    cpu0 = cpu_seconds(srv.proc.pid)
                     res = run_loadgen(srv.url, pairs=p, size=args.size, seconds=args.seconds, insecure=args.tls)
+                    res["relay_cpu_us_per_packet"] = (cpu_seconds(srv.proc.pid) - cpu0) / max(res["received"], 1) * 1e6
                     r["throughput"][p] = res
                     loss = 1 - res["received"] / res["sent"] if res["sent"] else 0.0
                     print(
                         f"  {kind:7s} pairs={p:3d}: {res['pps']:10.0f} pkt/s  {res['mbps']:8.1f} MB/s  "
-                        f"(sent {res['sent']}, received {res['received']}, {loss:.1%} dropped)",
+                        f"(sent {res['sent']}, received {res['received']}, {loss:.1%} dropped), "
+                        f"relay CPU {res['relay_cpu_us_per_packet']:.2f} us/packet",
                         flush=True,
                     )
                 if args.idle:

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 
 #include "crypto/crypto.h"
@@ -70,7 +71,12 @@ bool spz_aead_seal(struct spz_aead *a, uint64_t counter, const uint8_t *in, size
 	size_t total = (size_t)n + (size_t)m + (size_t)f;
 	if (total != len + pad)
 		return false;
-	return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SPZ_AEAD_TAG_LEN, out + total) == 1;
+	/* The tag straight from the provider: EVP_CIPHER_CTX_ctrl would build
+	 * this parameter array per call and look up lengths first. */
+	OSSL_PARAM tag[2] = {
+		OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out + total, SPZ_AEAD_TAG_LEN),
+		OSSL_PARAM_construct_end()};
+	return EVP_CIPHER_CTX_get_params(c, tag) == 1;
 }
 
 bool spz_aead_open(struct spz_aead *a, uint64_t counter, const uint8_t *in, size_t len, uint8_t *out)
@@ -84,7 +90,10 @@ bool spz_aead_open(struct spz_aead *a, uint64_t counter, const uint8_t *in, size
 	nonce12(iv, counter);
 	if (!EVP_CipherInit_ex2(c, NULL, NULL, iv, 0, NULL))
 		return false;
-	if (!EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SPZ_AEAD_TAG_LEN, (void *)(in + clen)))
+	OSSL_PARAM tag[2] = {
+		OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, (void *)(in + clen), SPZ_AEAD_TAG_LEN),
+		OSSL_PARAM_construct_end()};
+	if (EVP_CIPHER_CTX_set_params(c, tag) != 1)
 		return false;
 	if (clen && !EVP_CipherUpdate(c, out, &n, in, (int)clen))
 		return false;

@@ -75,8 +75,9 @@ ssize_t derp_io_read(struct derp_io *io, void *buf, size_t len);
  * -EAGAIN on TLS, retry with the same leading bytes (they may have been
  * buffered at a different address: moving buffers are allowed). */
 ssize_t derp_io_write(struct derp_io *io, const void *buf, size_t len);
-/* Bytes already decrypted and buffered inside SSL (read them before waiting
- * for EPOLLIN again). */
+/* Non-zero while SSL holds bytes already read from the socket: decrypted
+ * ones (their count) or records not yet decrypted (read-ahead; then 1).
+ * Read them before waiting for EPOLLIN again. */
 size_t derp_io_pending(const struct derp_io *io);
 /* Frees the SSL (best-effort close_notify, never blocks) and closes fd. */
 void derp_io_close(struct derp_io *io);

@@ -21,10 +21,12 @@ struct dev_udp {
 	void *ctx;
 	struct dev_udp_stats st;
 	struct rt_udp_batch rb;
-	struct imp *imp[2]; /* IMP_OUT, IMP_IN: NULL unless impaired */
+	struct rt_udp_sendq sq; /* datagrams of this loop round, sent together */
+	struct imp *imp[2];     /* IMP_OUT, IMP_IN: NULL unless impaired */
 };
 
 static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg);
+static void on_sent(void *ctx, void *tag, size_t len, int err);
 
 /* ---- the device's bind ---- */
 
@@ -63,6 +65,11 @@ int dev_udp_open(rt_t *rt, uint16_t port, dev_udp_rx_fn rx, void *ctx, struct de
 		free(u);
 		return -ENOMEM;
 	}
+	if (rt_udp_sendq_init(&u->sq, rt, on_sent, u) < 0) {
+		rt_udp_batch_free(&u->rb);
+		free(u);
+		return -ENOMEM;
+	}
 	u->rt = rt;
 	u->rx = rx;
 	u->ctx = ctx;
@@ -74,6 +81,7 @@ int dev_udp_open(rt_t *rt, uint16_t port, dev_udp_rx_fn rx, void *ctx, struct de
 		if (u->fd >= 0)
 			close(u->fd);
 		rt_udp_batch_free(&u->rb);
+		rt_udp_sendq_free(&u->sq);
 		free(u);
 		return rc;
 	}
@@ -95,6 +103,7 @@ int dev_udp_rebind(struct dev_udp *u, uint16_t port)
 		close(fd);
 		return rc;
 	}
+	rt_udp_sendq_flush(&u->sq); /* queued from the old socket */
 	rt_fd_del(u->rt, u->fd);
 	close(u->fd);
 	u->fd = fd;
@@ -122,16 +131,22 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 				u->st.rx_truncated++;
 				continue;
 			}
-			u->st.rx_datagrams++;
-			u->st.rx_bytes += b->msgs[i].msg_len;
 			const struct sockaddr *from = rt_udp_unmap(&b->from[i]);
-			TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, from, u->port, b->iov[i].iov_base,
-			       b->msgs[i].msg_len);
-			if (u->imp[IMP_IN])
-				imp_input(u->imp[IMP_IN], from, sizeof(struct sockaddr_storage), b->iov[i].iov_base,
-					  b->msgs[i].msg_len);
-			else
-				u->rx(u->ctx, from, b->iov[i].iov_base, b->msgs[i].msg_len);
+			/* One read may hold several datagrams (GRO). */
+			size_t total = b->msgs[i].msg_len, seg = rt_udp_batch_segment(b, i);
+			size_t off = 0;
+			do { /* once for an empty datagram too */
+				uint8_t *data = (uint8_t *)b->iov[i].iov_base + off;
+				size_t len = total - off < seg ? total - off : seg;
+				u->st.rx_datagrams++;
+				u->st.rx_bytes += len;
+				TR_TAP(udp, TR_HOP_DEV_UDP_RX, TR_OBJ(u->ctx), NULL, from, u->port, data, len);
+				if (u->imp[IMP_IN])
+					imp_input(u->imp[IMP_IN], from, sizeof(struct sockaddr_storage), data, len);
+				else
+					u->rx(u->ctx, from, data, len);
+				off += seg;
+			} while (off < total);
 			/* rx may have rebound the socket (a UAPI set through the
 			 * core): the rest of this batch still belongs to us. */
 		}
@@ -140,24 +155,39 @@ static void on_readable(rt_t *rt, int fd, uint32_t events, void *arg)
 	}
 }
 
-static int send_now(struct dev_udp *u, const struct sockaddr *to, socklen_t sl, const uint8_t *data, size_t len)
+/* A datagram's fate: counted when it leaves (now, or at the end of the
+ * loop round for a queued one). */
+static void on_sent(void *ctx, void *tag, size_t len, int err)
 {
-	TR_TAP(udp, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL, to, u->port, data, len);
-	ssize_t n = sendto(u->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, sl);
-	if (n < 0) {
-		int err = errno;
-		TR_TAP(drop, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL,
-		       err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS ? TR_R_UDP_SEND_FULL : TR_R_UDP_SEND_ERROR,
+	(void)tag;
+	struct dev_udp *u = ctx;
+	if (err < 0) {
+		bool full = err == -EAGAIN || err == -EWOULDBLOCK || err == -ENOBUFS;
+		TR_TAP(drop, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL, full ? TR_R_UDP_SEND_FULL : TR_R_UDP_SEND_ERROR,
 		       NULL, 0);
-		if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
+		if (full)
 			u->st.tx_dropped++;
 		else
 			u->st.tx_errors++;
-		return -err;
+		return;
 	}
 	u->st.tx_datagrams++;
-	u->st.tx_bytes += (uint64_t)n;
-	return 0;
+	u->st.tx_bytes += len;
+}
+
+/* Queued for the round's sendmmsg; a datagram too large for the queue goes
+ * out at once, after what is queued. A queued send reports no error here:
+ * on_sent counts it. */
+static int send_now(struct dev_udp *u, const struct sockaddr *to, socklen_t sl, const uint8_t *data, size_t len)
+{
+	TR_TAP(udp, TR_HOP_DEV_UDP_TX, TR_OBJ(u->ctx), NULL, to, u->port, data, len);
+	if (rt_udp_sendq_push(&u->sq, u->fd, to, sl, data, len, NULL) == 0)
+		return 0;
+	rt_udp_sendq_flush(&u->sq);
+	ssize_t n = sendto(u->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, sl);
+	int err = n < 0 ? -errno : 0;
+	on_sent(u, NULL, len, err);
+	return err;
 }
 
 int dev_udp_send(struct dev_udp *u, const struct sockaddr *to, const uint8_t *data, size_t len)
@@ -213,6 +243,7 @@ void dev_udp_close(struct dev_udp *u)
 		return;
 	imp_slot_free(&u->imp[IMP_OUT]);
 	imp_slot_free(&u->imp[IMP_IN]);
+	rt_udp_sendq_free(&u->sq); /* what is queued still leaves */
 	rt_fd_del(u->rt, u->fd);
 	close(u->fd);
 	rt_udp_batch_free(&u->rb);

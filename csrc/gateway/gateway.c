@@ -92,6 +92,9 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	int rc = rt_udp_batch_init(&g->rb);
 	if (rc < 0)
 		goto fail;
+	rc = rt_udp_sendq_init(&g->sq, rt, gw_on_wg_sent, g);
+	if (rc < 0)
+		goto fail;
 	rc = gw_set_wg_endpoint(g, wg_endpoint, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -108,6 +111,7 @@ int gw_new(rt_t *rt, const char *url, const uint8_t priv[32], const struct derp_
 	return 0;
 fail:
 	rt_udp_batch_free(&g->rb);
+	rt_udp_sendq_free(&g->sq);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
 	free(g);
@@ -120,6 +124,7 @@ void gw_free(gw_t *g)
 		return;
 	gw_impair_free(g);
 	derp_client_free(g->derp);
+	rt_udp_sendq_free(&g->sq); /* what is queued leaves while its peers exist */
 	gw_peers_free(g);
 	rt_udp_batch_free(&g->rb);
 	pthread_cond_destroy(&g->cv);

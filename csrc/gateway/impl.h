@@ -59,6 +59,9 @@ struct gw {
 	/* recvmmsg state, allocated once, shared by the peers' sockets (the
 	 * device's UDP bind reads the same way: device/udp.h) */
 	struct rt_udp_batch rb;
+	/* datagrams for the local WireGuard from one loop round, sent together
+	 * (one sendmmsg per peer socket); a datagram's tag is its gw_peer */
+	struct rt_udp_sendq sq;
 
 	/* impairments of the UDP side (csrc/impair/): IMP_OUT toward the local
 	 * WireGuard, IMP_IN from it; packets are routed again by peer key */
@@ -71,6 +74,9 @@ struct gw {
 	bool closed;       /* guarded by mu; written by the closing thread */
 	int waiters;       /* guarded by mu; threads in gw_py_wait_connected */
 };
+
+/* relay.c: counts a datagram for the local WireGuard once it has left */
+void gw_on_wg_sent(void *ctx, void *tag, size_t len, int err);
 
 /* peers.c */
 struct gw_peer *gw_peer_lookup(const struct gw *g, const uint8_t key[32]);

@@ -238,6 +238,7 @@ static void add_totals(struct gw_peer_stats *t, const struct gw_peer_stats *s)
 
 static void peer_close(struct gw *g, struct gw_peer *p)
 {
+	rt_udp_sendq_flush(&g->sq); /* it may hold this peer's datagrams */
 	rt_fd_del(g->rt, p->fd);
 	close(p->fd);
 	add_totals(&g->gone, &p->st);

@@ -51,15 +51,15 @@ static void to_derp(struct gw *g, struct gw_peer *p, const uint8_t *data, size_t
 	}
 }
 
-static void to_wg(struct gw *g, struct gw_peer *p, const uint8_t *data, size_t len)
+void gw_on_wg_sent(void *ctx, void *tag, size_t len, int err)
 {
+	struct gw *g = ctx;
+	struct gw_peer *p = tag;
 	(void)g;
-	TR_TAP(udp, TR_HOP_GW_UDP_OUT, TR_OBJ(g), p->key, (const struct sockaddr *)&p->dst, 0, data, len);
-	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
-	if (n < 0) {
+	if (err < 0) {
 		TR_TAP(drop, TR_HOP_GW_UDP_OUT, TR_OBJ(g), p->key,
-		       errno == EMSGSIZE ? TR_R_GW_OVERSIZE : TR_R_UDP_SEND_ERROR, NULL, 0);
-		if (errno == EMSGSIZE)
+		       err == -EMSGSIZE ? TR_R_GW_OVERSIZE : TR_R_UDP_SEND_ERROR, NULL, 0);
+		if (err == -EMSGSIZE)
 			p->st.drops_oversize++;
 		else
 			p->st.drops_send_error++;
@@ -67,6 +67,18 @@ static void to_wg(struct gw *g, struct gw_peer *p, const uint8_t *data, size_t l
 	}
 	p->st.wg_tx_datagrams++;
 	p->st.wg_tx_bytes += len;
+}
+
+/* Queued for the round's sendmmsg (a RecvPacket batch from one DERP read
+ * becomes one syscall); larger datagrams leave at once, after the queue. */
+static void to_wg(struct gw *g, struct gw_peer *p, const uint8_t *data, size_t len)
+{
+	TR_TAP(udp, TR_HOP_GW_UDP_OUT, TR_OBJ(g), p->key, (const struct sockaddr *)&p->dst, 0, data, len);
+	if (rt_udp_sendq_push(&g->sq, p->fd, (struct sockaddr *)&p->dst, p->dst_len, data, len, p) == 0)
+		return;
+	rt_udp_sendq_flush(&g->sq);
+	ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->dst, p->dst_len);
+	gw_on_wg_sent(g, p, len, n < 0 ? -errno : 0);
 }
 
 void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
@@ -91,21 +103,28 @@ void gw_on_udp(rt_t *rt, int fd, uint32_t events, void *arg)
 		if (n > 0 && rt_udp_batch_overflow(b, n - 1, &overflow))
 			p->st.drops_udp_overflow = overflow;
 		for (int i = 0; i < n; i++) {
-			size_t len = b->msgs[i].msg_len;
 			if (rt_udp_batch_truncated(b, i)) {
 				TR_TAP(drop, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, TR_R_UDP_TRUNCATED, NULL, 0);
 				g->st.drops_udp_truncated++;
 				continue;
 			}
 			learn(g, p, &b->from[i], b->msgs[i].msg_hdr.msg_namelen);
-			p->st.wg_rx_datagrams++;
-			p->st.wg_rx_bytes += len;
-			TR_TAP(udp, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, (const struct sockaddr *)&b->from[i], 0,
-			       b->iov[i].iov_base, len);
-			if (g->imp[IMP_IN])
-				imp_input(g->imp[IMP_IN], p->key, sizeof(p->key), b->iov[i].iov_base, len);
-			else
-				to_derp(g, p, b->iov[i].iov_base, len);
+			/* One read may hold several datagrams (GRO). */
+			size_t total = b->msgs[i].msg_len, seg = rt_udp_batch_segment(b, i);
+			size_t off = 0;
+			do { /* once for an empty datagram too */
+				const uint8_t *data = (const uint8_t *)b->iov[i].iov_base + off;
+				size_t len = total - off < seg ? total - off : seg;
+				p->st.wg_rx_datagrams++;
+				p->st.wg_rx_bytes += len;
+				TR_TAP(udp, TR_HOP_GW_UDP_IN, TR_OBJ(g), p->key, (const struct sockaddr *)&b->from[i],
+				       0, data, len);
+				if (g->imp[IMP_IN])
+					imp_input(g->imp[IMP_IN], p->key, sizeof(p->key), data, len);
+				else
+					to_derp(g, p, data, len);
+				off += seg;
+			} while (off < total);
 		}
 		/* Connected but the socket cannot keep up: stop reading until
 		 * the client says it drained (on_writable) or the connection

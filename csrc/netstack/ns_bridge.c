@@ -46,6 +46,11 @@ struct ns_bridge {
 	/* fd -> tunnel */
 	bool fd_eof; /* read returned 0 */
 	bool tx_fin; /* passed on as FIN */
+	/* Segments received in a loop round are written to the fd together at
+	 * its end: one write (and one wake-up of the reader) per round instead
+	 * of one per segment. */
+	rt_t *rt;
+	struct rt_defer flush;
 };
 
 static err_t br_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err);
@@ -74,6 +79,7 @@ static void detach_pcb(struct tcp_pcb *pcb)
 
 static void br_free(struct ns_bridge *b)
 {
+	rt_defer_cancel(b->rt, &b->flush);
 	if (b->obj.host)
 		b->obj.host->st.tcp_open--;
 	ns_obj_unlink(&b->obj);
@@ -346,9 +352,23 @@ static err_t br_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 	} else if (q_push(b, p) < 0) {
 		return ERR_MEM; /* lwIP keeps it and offers it again later */
 	}
-	if (!(b->flags & NS_BR_FD_CONNECTING) && br_flush(b) < 0)
-		return br_destroy(b, true);
-	return br_settle(b);
+	rt_defer(b->rt, &b->flush); /* br_on_flush */
+	return ERR_OK;
+}
+
+/* The end of a loop round in which segments (or the FIN) arrived: write
+ * them to the fd, then move the close along, as br_fd_cb does. */
+static void br_on_flush(rt_t *rt, void *arg)
+{
+	(void)rt;
+	struct ns_bridge *b = arg;
+	if (b->flags & NS_BR_FD_CONNECTING)
+		return; /* written once the fd connects (br_fd_cb) */
+	if (br_flush(b) < 0)
+		br_destroy(b, true);
+	else
+		br_settle(b);
+	ns_stack_kick();
 }
 
 static err_t br_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
@@ -416,6 +436,9 @@ static struct ns_bridge *br_alloc(ns_host_t *h, struct tcp_pcb *pcb, int fd, uns
 	b->pcb = pcb;
 	b->fd = fd;
 	b->flags = flags;
+	b->rt = h->rt;
+	b->flush.fn = br_on_flush;
+	b->flush.arg = b;
 	ns_obj_link(h, &b->obj, br_obj_close);
 	h->st.tcp_open++;
 	tcp_arg(pcb, b);

@@ -63,6 +63,7 @@ struct rt {
 	struct rt_fdent **fds; /* indexed by fd */
 	size_t capfds;
 	struct rt_fdent *graveyard;
+	struct rt_defer *deferred; /* queued rt_defer entries, newest first */
 	uint64_t iterations;
 };
 
@@ -316,6 +317,8 @@ int rt_run(rt_t *rt, rt_rc_fn fn, void *arg)
 	return rc < 0 ? rc : c.rc;
 }
 
+static void run_deferred(rt_t *rt);
+
 static void run_jobs(rt_t *rt)
 {
 	pthread_mutex_lock(&rt->mu);
@@ -326,6 +329,9 @@ static void run_jobs(rt_t *rt)
 		struct rt_job *next = j->next;
 		TR_TAP(ctx_clear);
 		j->fn(rt, j->arg);
+		/* What a call put off is done when its caller resumes (a send
+		 * from Python has left when the call returns). */
+		run_deferred(rt);
 		if (j->wait) {
 			pthread_mutex_lock(&rt->mu);
 			j->done = true;
@@ -370,6 +376,42 @@ static int run_timers(rt_t *rt)
 	return at - now > RT_MAX_WAIT_MS ? RT_MAX_WAIT_MS : (int)(at - now);
 }
 
+void rt_defer(rt_t *rt, struct rt_defer *d)
+{
+	if (d->queued)
+		return;
+	d->queued = true;
+	d->next = rt->deferred;
+	rt->deferred = d;
+}
+
+void rt_defer_cancel(rt_t *rt, struct rt_defer *d)
+{
+	if (!d->queued)
+		return;
+	for (struct rt_defer **pp = &rt->deferred; *pp; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	}
+	d->queued = false;
+	d->next = NULL;
+}
+
+/* Runs what the round put off; entries queued meanwhile run too. */
+static void run_deferred(rt_t *rt)
+{
+	while (rt->deferred) {
+		struct rt_defer *d = rt->deferred;
+		rt->deferred = d->next;
+		d->next = NULL;
+		d->queued = false;
+		TR_TAP(ctx_clear);
+		d->fn(rt, d->arg);
+	}
+}
+
 static bool should_stop(rt_t *rt)
 {
 	pthread_mutex_lock(&rt->mu);
@@ -385,6 +427,7 @@ static void *loop_main(void *arg)
 	spz_log_thread_name(rt->name);
 	while (!should_stop(rt)) {
 		int timeout = run_timers(rt);
+		run_deferred(rt);
 		int n = epoll_wait(rt->epfd, evs, RT_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR) {
 			spz_log(SPZ_LOG_ERROR, "rt", "%s: epoll_wait: %s", rt->name, strerror(errno));
@@ -396,6 +439,7 @@ static void *loop_main(void *arg)
 			if (!e->dead)
 				e->cb(rt, e->fd, evs[i].events, e->arg);
 		}
+		run_deferred(rt);
 		while (rt->graveyard) {
 			struct rt_fdent *e = rt->graveyard;
 			rt->graveyard = e->next;
@@ -408,6 +452,7 @@ static void *loop_main(void *arg)
 	rt->stopped = true;
 	pthread_mutex_unlock(&rt->mu);
 	run_jobs(rt);
+	run_deferred(rt);
 	return NULL;
 }
 

@@ -57,6 +57,20 @@ void rt_timer_cancel(rt_timer_t *t);
 bool rt_timer_armed(const rt_timer_t *t);
 void rt_timer_free(rt_timer_t *t);
 
+/* Work put off to the end of the loop's current round (after this batch of
+ * fd events, or of due timers), run once however often it was asked for:
+ * e.g. one sendmmsg for the datagrams a round produced instead of a
+ * sendto each. The owner embeds the struct, sets fn and arg once, and
+ * cancels it before freeing itself. Loop thread only. */
+struct rt_defer {
+	struct rt_defer *next;
+	rt_fn fn;
+	void *arg;
+	bool queued;
+};
+void rt_defer(rt_t *rt, struct rt_defer *d);
+void rt_defer_cancel(rt_t *rt, struct rt_defer *d);
+
 /* Loop iteration counters, for tests and stats. */
 uint64_t rt_iterations(const rt_t *rt);
 

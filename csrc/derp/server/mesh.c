@@ -246,7 +246,7 @@ static void send_request(struct derp_conn *c)
 	struct derp_pkt *p = n ? derp_pkt_new((uint32_t)n) : NULL;
 	l->cp = p ? malloc(sizeof(*l->cp)) : NULL;
 	if (!l->cp) {
-		free(p);
+		derp_pkt_free(p);
 		derp_conn_close(c, CR_HTTP);
 		return;
 	}
@@ -338,7 +338,7 @@ bool derp_mesh_forward(struct derp_mesh_link *l, const uint8_t src[DERP_KEY_LEN]
 		return false;
 	}
 	if (c->dataq.n >= DERP_SRV_MESH_QUEUE) {
-		free(derp_pktq_pop(&c->dataq));
+		derp_pkt_free(derp_pktq_pop(&c->dataq));
 		s->st.drop_queue_head++;
 	}
 	struct derp_pkt *p = derp_pkt_new((uint32_t)DERP_FORWARD_FRAME_LEN(len));

@@ -123,6 +123,7 @@ static void stop_on_loop(rt_t *rt, void *arg)
 	while (s->conns)
 		derp_conn_close(s->conns, CR_DONE);
 	derp_srv_settle(s);
+	derp_pkt_cache_drain(); /* the frames are all back: return them to malloc */
 	/* Keys only remembered for PeerGone bookkeeping. */
 	for (size_t i = 0; i < s->ptab_cap; i++) {
 		struct derp_peer *p = s->ptab[i], *next;

@@ -38,6 +38,7 @@
 struct derp_pkt {
 	struct derp_pkt *next;
 	uint32_t len; /* bytes in data: a whole frame */
+	bool slab;    /* from the per-thread free list (DERP_PKT_SLAB bytes of data) */
 	uint8_t data[];
 };
 
@@ -205,7 +206,15 @@ void derp_conn_deadline(struct derp_conn *c, uint64_t *field, uint64_t at);
 void derp_conn_push_ctl(struct derp_conn *c, struct derp_pkt *p);
 /* Flushes dirty connections and frees closed ones: the tail of every entry point. */
 void derp_srv_settle(struct derp_server *s);
+/* A frame buffer of len bytes. Frames that fit DERP_PKT_SLAB (every
+ * WireGuard-sized packet) come from a free list of the calling thread (a
+ * server's objects live on its runtime's thread), so the relay's per-packet
+ * path does not malloc/free; larger ones are allocated as they come. */
 struct derp_pkt *derp_pkt_new(uint32_t len);
+/* Returns p (may be NULL) to the calling thread's free list, or frees it. */
+void derp_pkt_free(struct derp_pkt *p);
+/* Frees the calling thread's free list (a server stopping on its loop). */
+void derp_pkt_cache_drain(void);
 void derp_pktq_push(struct derp_pktq *q, struct derp_pkt *p);
 struct derp_pkt *derp_pktq_pop(struct derp_pktq *q);
 void derp_pktq_clear(struct derp_pktq *q);

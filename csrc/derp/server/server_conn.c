@@ -20,14 +20,56 @@
 
 /* ---- packet queues ---- */
 
+/* Data bytes of a pooled frame: a RecvPacket or ForwardPacket of a
+ * WireGuard datagram (<= 1500 bytes and headers) fits with room. */
+#define DERP_PKT_SLAB 2048
+/* Frames kept per thread: enough for the bursts of a few busy clients
+ * (4 MiB); beyond it frees go back to malloc. */
+#define DERP_PKT_CACHE_MAX 2048
+
+static _Thread_local struct derp_pkt *pkt_cache;
+static _Thread_local uint32_t pkt_cached;
+
 struct derp_pkt *derp_pkt_new(uint32_t len)
 {
-	struct derp_pkt *p = malloc(sizeof(*p) + len);
-	if (!p)
-		return NULL;
+	struct derp_pkt *p;
+	bool slab = len <= DERP_PKT_SLAB;
+	if (slab && pkt_cache) {
+		p = pkt_cache;
+		pkt_cache = p->next;
+		pkt_cached--;
+	} else {
+		p = malloc(sizeof(*p) + (slab ? DERP_PKT_SLAB : len));
+		if (!p)
+			return NULL;
+	}
 	p->next = NULL;
 	p->len = len;
+	p->slab = slab;
 	return p;
+}
+
+void derp_pkt_free(struct derp_pkt *p)
+{
+	if (!p)
+		return;
+	if (!p->slab || pkt_cached >= DERP_PKT_CACHE_MAX) {
+		free(p);
+		return;
+	}
+	p->next = pkt_cache;
+	pkt_cache = p;
+	pkt_cached++;
+}
+
+void derp_pkt_cache_drain(void)
+{
+	while (pkt_cache) {
+		struct derp_pkt *p = pkt_cache;
+		pkt_cache = p->next;
+		free(p);
+	}
+	pkt_cached = 0;
 }
 
 void derp_pktq_push(struct derp_pktq *q, struct derp_pkt *p) { SPZ_FIFO_PUSH(q->head, q->tail, q->n, p, next); }
@@ -43,7 +85,7 @@ void derp_pktq_clear(struct derp_pktq *q)
 {
 	struct derp_pkt *p;
 	while ((p = derp_pktq_pop(q)) != NULL)
-		free(p);
+		derp_pkt_free(p);
 }
 
 /* Moves all of src to the end of dst. */
@@ -133,7 +175,7 @@ void derp_conn_mark_dirty(struct derp_conn *c)
 void derp_conn_push_ctl(struct derp_conn *c, struct derp_pkt *p)
 {
 	if (c->closing) {
-		free(p);
+		derp_pkt_free(p);
 		return;
 	}
 	derp_pktq_push(&c->ctlq, p);
@@ -197,7 +239,7 @@ static void advance_wire(struct derp_conn *c, size_t w)
 		w -= rem;
 		c->wire_off = 0;
 		account_written(c->srv, p);
-		free(derp_pktq_pop(&c->wire));
+		derp_pkt_free(derp_pktq_pop(&c->wire));
 	}
 }
 

@@ -142,7 +142,7 @@ static void enqueue_packet(struct derp_conn *dc, const uint8_t src[DERP_KEY_LEN]
 		struct derp_pkt *old = derp_pktq_pop(q);
 		TR_TAP(drop, TR_HOP_DS, TR_OBJ(s), dc->key, TR_R_DS_QUEUE_HEAD, old->data + DERP_HDR_LEN + DERP_KEY_LEN,
 		       old->len - DERP_HDR_LEN - DERP_KEY_LEN);
-		free(old);
+		derp_pkt_free(old);
 		s->st.drop_queue_head++;
 	}
 	struct derp_pkt *p = derp_pkt_new((uint32_t)DERP_RECV_FRAME_LEN(len));

@@ -104,7 +104,7 @@ static void push_watch(struct derp_conn *w, struct derp_pkt *p)
 	if (w->ctlq.n >= DERP_SRV_WATCH_CTL_MAX) {
 		/* A watcher this far behind resyncs by reconnecting (it gets a
 		 * full PeerPresent flood then). */
-		free(p);
+		derp_pkt_free(p);
 		derp_conn_close(w, CR_OVERFLOW);
 		return;
 	}
