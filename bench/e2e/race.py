@@ -141,7 +141,7 @@ def main() -> int:
                 r = relay_run(relay, tls, fn)
                 res[(relay, tls, loss)][who].append(r)
                 print(
-                    f"  run {i + 1} {name:22s} {who:6s}: {r['MB/s']:7.1f} MB/s, longest stall "
+                    f"  run {i + 1} {name:22s} {who:6s}: {r['MB/s']:7.2f} MB/s, longest stall "
                     f"{r['stall_ms']:7.1f} ms, relay drops {r['drops']}",
                     flush=True,
                 )
@@ -155,7 +155,7 @@ def main() -> int:
         gs = statistics.median(r["stall_ms"] for r in rr["go"])
         rows.append((name, s, g))
         print(
-            f"  {name:22s}: Spanza {s:7.1f} MB/s (stall {ss:6.1f} ms), Go {g:7.1f} MB/s "
+            f"  {name:22s}: Spanza {s:7.2f} MB/s (stall {ss:6.1f} ms), Go {g:7.2f} MB/s "
             f"(stall {gs:6.1f} ms), ratio {s / g:5.2f}"
         )
     la = os.getloadavg()
