@@ -41,7 +41,7 @@ struct wloss {
 	uint32_t depth, per_ms; /* bottleneck; depth 0: none */
 	uint64_t tokens_milli;  /* packets that may leave now, in 1/1000 */
 	uint64_t last_us;
-	uint32_t *drop, ndrop, next; /* packet indices to lose, ascending */
+	uint32_t *drop, ndrop, next;  /* packet indices to lose, ascending */
 	uint32_t *hold, nhold, hnext; /* packet indices to hold back, ascending */
 	uint32_t hold_us;             /* by this much more than the others */
 	uint64_t index;               /* packets sent since a list was set */
@@ -431,10 +431,7 @@ static int set_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n, uin
 	return rc;
 }
 
-int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n)
-{
-	return set_list(w, side, idx, n, 0);
-}
+int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n) { return set_list(w, side, idx, n, 0); }
 
 int ns_wire_hold_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n, uint32_t hold_us)
 {
