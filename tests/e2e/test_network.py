@@ -3,8 +3,8 @@ and parts that break and come back, every one checked by sha256.
 
 Sizes: a few MiB in `make test`; 32 MiB (issue 10's figure) as `slow`. Under
 10 % loss with no added delay lwIP (with scripts/lwip-patches) moves about
-3 MB/s here, so 32 MiB takes 10-15 s; through 50 ms +- 10 ms jitter with
-reordering about 7 MB/s."""
+8-14 MB/s here, through 50 ms +- 10 ms jitter with reordering about 7 MB/s:
+a 32 MiB run takes 3-6 s."""
 
 from __future__ import annotations
 
