@@ -1,13 +1,19 @@
 """Spanza against the Go stack, side by side, through the same relays.
 
     .venv/bin/python bench/e2e/race.py [--mib 64] [--runs 3] [--relay spanza,derper]
-        [--transport tls,plain] [--mode gateway] [--png race.png]
+        [--transport tls,plain] [--mode gateway] [--loss 0.01,0.05,0.10] [--delay-ms 20]
+        [--loss-mib 8] [--png race.png]
 
 The Go reference (bench/goref, built by `make goref` into .cache/go/bin:
 wireguard-go + its gVisor netstack + Tailscale's derphttp) and Spanza (the
 mode given: gateway or transport) each GET --mib MiB over HTTP between two
 peers through a fresh relay of each kind: Spanza's own and Tailscale's
-derper, over TLS and plain HTTP. Runs are interleaved; prints each run,
+derper, over TLS and plain HTTP; then, through Spanza's relay over TLS, with
+each --loss (random loss, seed 1) and --delay-ms on what the serving peer
+sends to the relay: Spanza's `Peer.impair(direction="out")`, goref's
+-loss/-delay (a wrapping conn.Bind with a seeded PRNG and a delay line);
+these move --loss-mib MiB (both stacks manage well under 1 MB/s at 5 %).
+Runs are interleaved; prints each run,
 then medians, Spanza / Go ratios and the longest read stall of each, and
 writes a PNG chart of goodput per case when matplotlib is importable.
 """
@@ -26,11 +32,14 @@ sys.path.insert(0, str(HERE))
 
 import stalls
 
-GOREF = HERE.parents[1] / ".cache" / "go" / "bin" / "goref"
+GOREF = Path(os.environ.get("SPANZA_GOREF", HERE.parents[1] / ".cache" / "go" / "bin" / "goref"))
+SEED = 1
 
 
-def go_run(url: str, tls: bool, mib: int) -> dict[str, float]:
+def go_run(url: str, tls: bool, mib: int, loss: float | None = None, delay_ms: float = 0) -> dict[str, float]:
     args = [str(GOREF), "-url", url, "-mib", str(mib)] + (["-insecure"] if tls else [])
+    if loss is not None:
+        args += ["-loss", str(loss), "-delay", f"{delay_ms}ms", "-seed", str(SEED)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     if out.returncode:
         raise RuntimeError(f"goref failed: {out.stderr[-2000:]}")
@@ -50,6 +59,11 @@ def relay_run(relay: str, tls: bool, fn) -> dict[str, float]:
         r = fn(d.url)
         r["drops"] = stalls.derper_drops(d.url)
     return r
+
+
+def case_name(relay: str, tls: bool, loss: float | None, delay_ms: float) -> str:
+    name = f"{relay}/{'tls' if tls else 'plain'}"
+    return name if loss is None else f"{name} {loss:.0%}+{delay_ms:.0f}ms"
 
 
 def chart(path: str, rows: list[tuple[str, float, float]]) -> None:
@@ -83,51 +97,65 @@ def main() -> int:
     ap = stalls.case_args(__doc__)
     ap.add_argument("--mode", default="gateway", choices=["gateway", "transport"])
     ap.add_argument("--png", default="build/race.png")
+    ap.add_argument(
+        "--loss",
+        default="0.01,0.05,0.10",
+        help="impaired cases (Spanza's relay, TLS): random loss of each, '' for none",
+    )
+    ap.add_argument("--delay-ms", type=float, default=20.0, help="delay of the impaired cases")
+    ap.add_argument("--loss-mib", type=int, default=8, help="MiB moved in the impaired cases")
     args = ap.parse_args()
     if not GOREF.exists():
         print(f"{GOREF} is missing: run `make goref`", file=sys.stderr)
         return 2
     body = os.urandom(stalls.MiB) * args.mib
     want = stalls.hashlib.sha256(body).hexdigest()
-    cases = [(r, t == "tls") for r in args.relay.split(",") for t in args.transport.split(",")]
+    small = body[: args.loss_mib * stalls.MiB]
+    want_small = stalls.hashlib.sha256(small).hexdigest()
+    cases: list[tuple[str, bool, float | None]] = [
+        (r, t == "tls", None) for r in args.relay.split(",") for t in args.transport.split(",")
+    ]
+    cases += [("spanza", True, float(x)) for x in args.loss.split(",") if x]
     la = os.getloadavg()
     print(
-        f"GET of {args.mib} MiB, Spanza ({args.mode}) vs Go, {args.runs} interleaved runs, "
-        f"{os.cpu_count()} cores; load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}"
+        f"GET of {args.mib} MiB ({args.loss_mib} MiB impaired), Spanza ({args.mode}) vs Go, "
+        f"{args.runs} interleaved runs, {os.cpu_count()} cores; load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}"
     )
     res: dict[tuple, dict[str, list]] = {c: {"spanza": [], "go": []} for c in cases}
     for i in range(args.runs):
-        for relay, tls in cases:
-            name = f"{relay}/{'tls' if tls else 'plain'}"
+        for relay, tls, loss in cases:
+            name = case_name(relay, tls, loss, args.delay_ms)
+            imp = None if loss is None else {"loss": loss, "delay": args.delay_ms / 1e3, "seed": SEED}
             for who in ("spanza", "go"):
                 if who == "spanza":
 
-                    def fn(url, tls=tls):
-                        mbs, stall = stalls.run_peers(url, tls, args.mode, body, want)
+                    def fn(url, tls=tls, imp=imp):
+                        b, w = (body, want) if imp is None else (small, want_small)
+                        mbs, stall = stalls.run_peers(url, tls, args.mode, b, w, impair=imp)
                         return {"MB/s": mbs, "stall_ms": stall * 1e3}
                 else:
 
-                    def fn(url, tls=tls):
-                        return go_run(url, tls, args.mib)
+                    def fn(url, tls=tls, loss=loss):
+                        return go_run(url, tls, args.mib if loss is None else args.loss_mib, loss, args.delay_ms)
 
                 r = relay_run(relay, tls, fn)
-                res[(relay, tls)][who].append(r)
+                res[(relay, tls, loss)][who].append(r)
                 print(
-                    f"  run {i + 1} {name:12s} {who:6s}: {r['MB/s']:7.1f} MB/s, longest stall "
+                    f"  run {i + 1} {name:22s} {who:6s}: {r['MB/s']:7.2f} MB/s, longest stall "
                     f"{r['stall_ms']:7.1f} ms, relay drops {r['drops']}",
                     flush=True,
                 )
     print("medians (Spanza / Go):")
     rows = []
-    for (relay, tls), rr in res.items():
-        name = f"{relay}/{'tls' if tls else 'plain'}"
+    for (relay, tls, loss), rr in res.items():
+        name = case_name(relay, tls, loss, args.delay_ms)
         s = statistics.median(r["MB/s"] for r in rr["spanza"])
         g = statistics.median(r["MB/s"] for r in rr["go"])
         ss = statistics.median(r["stall_ms"] for r in rr["spanza"])
         gs = statistics.median(r["stall_ms"] for r in rr["go"])
         rows.append((name, s, g))
         print(
-            f"  {name:12s}: Spanza {s:7.1f} MB/s (stall {ss:6.1f} ms), Go {g:7.1f} MB/s "
+            f"  {name:22s}: Spanza {s:7.2f} MB/s (stall {ss:6.1f} ms), Go {g:7.2f} MB/s "
             f"(stall {gs:6.1f} ms), ratio {s / g:5.2f}"
         )
     la = os.getloadavg()

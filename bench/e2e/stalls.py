@@ -92,8 +92,12 @@ def get_timed(peer: Peer, host: str, port: int, nbytes: int, want: str) -> tuple
 last_recovery: dict[str, int] = {}  # lwIP's recovery events of the last run_peers
 
 
-def run_peers(url: str, tls: bool, mode: str, body: bytes, want: str) -> tuple[float, float]:
-    """Two Spanza peers on the relay at url; .2 GETs body from .1."""
+def run_peers(
+    url: str, tls: bool, mode: str, body: bytes, want: str, impair: dict | None = None
+) -> tuple[float, float]:
+    """Two Spanza peers on the relay at url; .2 GETs body from .1. impair:
+    Peer.impair() settings for what .1 sends to the relay (loss, delay,
+    seed), for the transfer."""
     with (
         Peer(url, "192.168.4.1/24", mode=mode, insecure=tls) as a,
         Peer(url, "192.168.4.2/24", mode=mode, insecure=tls) as b,
@@ -105,7 +109,11 @@ def run_peers(url: str, tls: bool, mode: str, body: bytes, want: str) -> tuple[f
             lib.ns_tcp_set_pacing(0)
         a.serve_http(8080, body=body)
         before = recovery()
-        out = get_timed(b, "192.168.4.1", 8080, len(body), want)
+        if impair:
+            with a.impair(direction="out", **impair):
+                out = get_timed(b, "192.168.4.1", 8080, len(body), want)
+        else:
+            out = get_timed(b, "192.168.4.1", 8080, len(body), want)
         after = recovery()  # while the stack runs
     last_recovery.clear()
     last_recovery.update({k: after[k] - before[k] for k in ("fast_rexmit", "tlp", "rto") if k in after})

@@ -5,7 +5,13 @@
 // one JSON line: {"MB/s":..,"stall_ms":..,"bytes":..}, where stall_ms is the
 // longest gap between two reads of the body after its first byte.
 //
-//	goref -url https://127.0.0.1:PORT/derp -insecure -mib 64
+// -loss and -delay impair what the serving peer sends to the relay (its
+// datagrams are dropped with that probability, from a PRNG seeded with
+// -seed, and the others held back by the delay, in order), as
+// `peer.impair(loss=, delay=, seed=, direction="out")` does to a Spanza
+// peer's relay link in bench/e2e/race.py.
+//
+//	goref -url https://127.0.0.1:PORT/derp -insecure -mib 64 [-loss 0.05 -delay 20ms -seed 1]
 package main
 
 import (
@@ -20,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand"
 	"net"
 	"net/http"
 	"net/netip"
@@ -50,10 +57,62 @@ func (derpEndpoint) DstToBytes() []byte  { return []byte("derp") }
 func (derpEndpoint) DstIP() netip.Addr   { return netip.Addr{} }
 func (derpEndpoint) SrcIP() netip.Addr   { return netip.Addr{} }
 
+// impairer drops (seeded PRNG) and delays (a FIFO delay line) the datagrams
+// a bind sends.
+type impairer struct {
+	loss  float64
+	delay time.Duration
+	send  func([]byte) error
+	mu    sync.Mutex
+	rng   *mrand.Rand
+	line  chan delayed
+}
+
+type delayed struct {
+	due time.Time
+	buf []byte
+}
+
+func newImpairer(loss float64, delay time.Duration, seed int64, send func([]byte) error) *impairer {
+	im := &impairer{loss: loss, delay: delay, send: send, rng: mrand.New(mrand.NewSource(seed)),
+		line: make(chan delayed, 1<<16)}
+	if delay > 0 {
+		go im.run()
+	}
+	return im
+}
+
+func (im *impairer) input(buf []byte) error {
+	im.mu.Lock()
+	drop := im.rng.Float64() < im.loss
+	im.mu.Unlock()
+	if drop {
+		return nil
+	}
+	if im.delay == 0 {
+		return im.send(buf)
+	}
+	select {
+	case im.line <- delayed{time.Now().Add(im.delay), append([]byte(nil), buf...)}:
+	default: // the delay line is full: lost, as Spanza's overflows are
+	}
+	return nil
+}
+
+func (im *impairer) run() {
+	for d := range im.line {
+		if w := time.Until(d.due); w > 0 {
+			time.Sleep(w)
+		}
+		im.send(d.buf)
+	}
+}
+
 // derpBind carries a device's datagrams to one peer's DERP key.
 type derpBind struct {
 	c    *derphttp.Client
 	peer key.NodePublic
+	imp  *impairer // nil: not impaired
 	mu   sync.Mutex
 	open bool
 }
@@ -92,7 +151,13 @@ func (b *derpBind) ParseEndpoint(string) (conn.Endpoint, error) { return derpEnd
 func (b *derpBind) BatchSize() int                              { return 1 }
 func (b *derpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	for _, buf := range bufs {
-		if err := b.c.Send(b.peer, buf); err != nil {
+		var err error
+		if b.imp != nil {
+			err = b.imp.input(buf)
+		} else {
+			err = b.c.Send(b.peer, buf)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -141,7 +206,7 @@ func newPeer(addr string) *peer {
 	return p
 }
 
-func (p *peer) up(rawURL string, insecure bool, other *peer) error {
+func (p *peer) up(rawURL string, insecure bool, other *peer, imp *impairment) error {
 	c, err := derpClient(p.derpPriv, rawURL, insecure)
 	if err != nil {
 		return fmt.Errorf("derp: %w", err)
@@ -151,7 +216,12 @@ func (p *peer) up(rawURL string, insecure bool, other *peer) error {
 		return err
 	}
 	p.net = tnet
-	p.dev = device.NewDevice(tun, &derpBind{c: c, peer: other.derpPriv.Public()}, device.NewLogger(device.LogLevelError, ""))
+	bind := &derpBind{c: c, peer: other.derpPriv.Public()}
+	if imp != nil {
+		dst := other.derpPriv.Public()
+		bind.imp = newImpairer(imp.loss, imp.delay, imp.seed, func(buf []byte) error { return c.Send(dst, buf) })
+	}
+	p.dev = device.NewDevice(tun, bind, device.NewLogger(device.LogLevelError, ""))
 	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=derp\nallowed_ip=%s/32\n",
 		hex.EncodeToString(p.wgPriv[:]), hex.EncodeToString(other.wgPub[:]), other.addr)
 	if err := p.dev.IpcSet(cfg); err != nil {
@@ -164,19 +234,33 @@ func main() {
 	rawURL := flag.String("url", "", "DERP URL, http(s)://host:port/derp")
 	insecure := flag.Bool("insecure", false, "trust the server's self-signed certificate")
 	mib := flag.Int("mib", 64, "body size in MiB")
+	loss := flag.Float64("loss", 0, "probability that the serving peer's datagram to the relay is lost")
+	delay := flag.Duration("delay", 0, "delay of the serving peer's datagrams to the relay")
+	seed := flag.Int64("seed", 1, "seed of the loss")
 	flag.Parse()
-	if err := run(*rawURL, *insecure, *mib); err != nil {
+	var imp *impairment
+	if *loss > 0 || *delay > 0 {
+		imp = &impairment{loss: *loss, delay: *delay, seed: *seed}
+	}
+	if err := run(*rawURL, *insecure, *mib, imp); err != nil {
 		fmt.Fprintln(os.Stderr, "goref:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rawURL string, insecure bool, mib int) error {
+// impairment: what the serving peer's bind does to its datagrams.
+type impairment struct {
+	loss  float64
+	delay time.Duration
+	seed  int64
+}
+
+func run(rawURL string, insecure bool, mib int, imp *impairment) error {
 	a, b := newPeer("192.168.4.1"), newPeer("192.168.4.2")
-	if err := a.up(rawURL, insecure, b); err != nil {
+	if err := a.up(rawURL, insecure, b, imp); err != nil {
 		return err
 	}
-	if err := b.up(rawURL, insecure, a); err != nil {
+	if err := b.up(rawURL, insecure, a, nil); err != nil {
 		return err
 	}
 	body := make([]byte, mib<<20)

@@ -80,9 +80,10 @@ int ns_host_count(void);
 int ns_lwip_stats(const char *proto, uint64_t out[4]);
 /* TCP loss-recovery events of the whole stack (scripts/lwip-patches): RTOs,
  * recoveries entered, partial ACKs, SACK retransmissions, tail loss probes,
- * segments found lost by RACK alone, pacing holds. */
+ * segments found lost by RACK alone, pacing holds, D-SACKs received,
+ * recoveries undone (all their retransmissions were duplicates). */
 struct ns_tcp_recovery {
-	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, rack_lost, paced;
+	uint64_t rto, fast_rexmit, partial_ack, sack_rexmit, tlp, rack_lost, paced, dsack, undo;
 };
 int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
 /* Pacing of every TCP sender of the process on (1, the default) or off (0):
@@ -173,6 +174,11 @@ int ns_wire_get_stats(ns_wire_t *w, struct ns_wire_stats *out);
  * lost. */
 int ns_wire_set_bottleneck(ns_wire_t *w, int side, uint32_t depth, uint32_t per_ms);
 int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n);
+/* Crafted reordering: the TCP segments with payload whose indices (counted
+ * from this call or ns_wire_drop_list's, as the drop list counts) are in
+ * idx (ascending) arrive hold_us (> 0) later than the wire's delay, after
+ * segments sent later. */
+int ns_wire_hold_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n, uint32_t hold_us);
 /* Keeps copies of up to max packets for ns_wire_take (0: stop). */
 int ns_wire_capture(ns_wire_t *w, int max);
 /* Pops the oldest captured packet: its length (0: none), side in *side. */

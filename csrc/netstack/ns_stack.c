@@ -221,7 +221,9 @@ static void recovery_on_loop(rt_t *rt, void *arg)
 				      .sack_rexmit = s->sack_rexmit,
 				      .tlp = s->tlp,
 				      .rack_lost = s->rack_lost,
-				      .paced = s->paced};
+				      .paced = s->paced,
+				      .dsack = s->dsack,
+				      .undo = s->undo};
 }
 
 int ns_tcp_recovery_stats(struct ns_tcp_recovery *out)

@@ -35,13 +35,16 @@ struct wcap { /* a captured copy */
 	uint8_t data[];
 };
 
-/* Crafted loss on one direction (ns_wire_set_bottleneck, ns_wire_drop_list). */
+/* Crafted loss and reordering on one direction (ns_wire_set_bottleneck,
+ * ns_wire_drop_list, ns_wire_hold_list). */
 struct wloss {
 	uint32_t depth, per_ms; /* bottleneck; depth 0: none */
 	uint64_t tokens_milli;  /* packets that may leave now, in 1/1000 */
 	uint64_t last_us;
-	uint32_t *drop, ndrop, next; /* packet indices to lose, ascending */
-	uint64_t index;              /* packets sent since the list was set */
+	uint32_t *drop, ndrop, next;  /* packet indices to lose, ascending */
+	uint32_t *hold, nhold, hnext; /* packet indices to hold back, ascending */
+	uint32_t hold_us;             /* by this much more than the others */
+	uint64_t index;               /* packets sent since a list was set */
 };
 
 struct wend {
@@ -53,7 +56,8 @@ struct ns_wire {
 	rt_t *rt;
 	struct wend ends[2];
 	ns_host_t *hosts[2];
-	struct wq q[2]; /* q[i]: sent by side i */
+	struct wq q[2];  /* q[i]: sent by side i */
+	struct wq hq[2]; /* hq[i]: what ns_wire_hold_list holds back of it */
 	struct wloss loss[2];
 	uint32_t delay_us;
 	rt_timer_t *timer;
@@ -76,6 +80,8 @@ static void arm(ns_wire_t *w)
 {
 	uint64_t due = UINT64_MAX;
 	for (int i = 0; i < 2; i++) {
+		if (w->hq[i].n && w->hq[i].s[w->hq[i].head].due_us < due)
+			due = w->hq[i].s[w->hq[i].head].due_us;
 		if (!w->q[i].n)
 			continue;
 		uint64_t d = w->q[i].s[w->q[i].head].due_us;
@@ -175,15 +181,12 @@ static bool tcp_payload(const uint8_t *ip, size_t len)
 	return len > hl + (size_t)(ip[hl + 12] >> 4) * 4;
 }
 
-/* Whether the drop list loses the packet now sent. */
-static bool drop_listed(struct wloss *l, const uint8_t *ip, size_t len)
+/* Whether index i is next on a list (ascending), which then moves on. */
+static bool listed(const uint32_t *list, uint32_t n, uint32_t *next, uint64_t i)
 {
-	if (!tcp_payload(ip, len))
+	if (*next >= n || list[*next] != i)
 		return false;
-	uint64_t i = l->index++;
-	if (l->next >= l->ndrop || l->drop[l->next] != i)
-		return false;
-	l->next++;
+	(*next)++;
 	return true;
 }
 
@@ -236,12 +239,20 @@ static void wire_push(struct wend *e, const uint8_t *ip, size_t len)
 	ns_wire_t *w = e->w;
 	int s = e->side;
 	struct wloss *l = &w->loss[s];
-	if (l->ndrop && drop_listed(l, ip, len)) {
-		w->st.lost[s]++;
-		return;
+	bool held = false;
+	if ((l->ndrop || l->nhold) && tcp_payload(ip, len)) {
+		uint64_t i = l->index++;
+		if (listed(l->drop, l->ndrop, &l->next, i)) {
+			w->st.lost[s]++;
+			return;
+		}
+		held = listed(l->hold, l->nhold, &l->hnext, i);
 	}
 	struct pbuf *p = w->hosts[1 - s] ? ns_pbuf_for_input(ip, len) : NULL;
-	if (!p || q_push(&w->q[s], p, w->delay_us ? now_us() + w->delay_us : 0) < 0) {
+	uint64_t due = w->delay_us ? now_us() + w->delay_us : 0;
+	if (held)
+		due = now_us() + w->delay_us + l->hold_us;
+	if (!p || q_push(held ? &w->hq[s] : &w->q[s], p, due) < 0) {
 		if (p)
 			pbuf_free(p);
 		w->st.dropped[s]++;
@@ -251,7 +262,7 @@ static void wire_push(struct wend *e, const uint8_t *ip, size_t len)
 	w->st.bytes[s] += len;
 	if (w->capmax)
 		capture(w, ip, len, s);
-	if (w->q[0].n + w->q[1].n == 1)
+	if (w->q[0].n + w->q[1].n + w->hq[0].n + w->hq[1].n == 1)
 		arm(w);
 }
 
@@ -265,6 +276,16 @@ static void deliver(rt_t *rt, rt_timer_t *t, void *arg)
 	 * deliveries wait for the next loop iteration. */
 	uint32_t n[2] = {w->q[0].n, w->q[1].n};
 	for (int s = 0; s < 2; s++) {
+		/* held packets rejoin past the others that were sent after them */
+		for (uint32_t k = w->hq[s].n; k-- && w->hq[s].s[w->hq[s].head].due_us <= now;) {
+			struct pbuf *p = q_pop(&w->hq[s]);
+			if (w->hosts[1 - s]) {
+				ns_host_input_pbuf(w->hosts[1 - s], p);
+			} else {
+				pbuf_free(p);
+				w->st.dropped[s]++;
+			}
+		}
 		struct wq *q = &w->q[s];
 		struct wloss *l = &w->loss[s];
 		if (l->depth) {
@@ -317,7 +338,7 @@ struct wire_call {
 	int side;
 	ns_host_t *h;
 	uint32_t delay_us;
-	uint32_t depth, per_ms, *drop, ndrop;
+	uint32_t depth, per_ms, *drop, ndrop, hold_us;
 	int max;
 	uint8_t *buf;
 	size_t cap;
@@ -377,14 +398,23 @@ static void drop_list_on_loop(rt_t *rt, void *arg)
 	(void)rt;
 	struct wire_call *c = arg;
 	struct wloss *l = &c->w->loss[c->side];
-	free(l->drop);
-	l->drop = c->drop;
-	l->ndrop = c->ndrop;
-	l->next = 0;
+	if (c->hold_us) {
+		free(l->hold);
+		l->hold = c->drop;
+		l->nhold = c->ndrop;
+		l->hnext = 0;
+		l->hold_us = c->hold_us;
+	} else {
+		free(l->drop);
+		l->drop = c->drop;
+		l->ndrop = c->ndrop;
+		l->next = 0;
+	}
 	l->index = 0;
 }
 
-int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n)
+/* A drop list (hold_us 0) or a hold list. */
+static int set_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n, uint32_t hold_us)
 {
 	if ((side != 0 && side != 1) || n > WIRE_MAX_QUEUE)
 		return -EINVAL;
@@ -398,11 +428,20 @@ int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n)
 			return -ENOMEM;
 		memcpy(copy, idx, n * sizeof(*copy));
 	}
-	struct wire_call c = {.w = w, .side = side, .drop = copy, .ndrop = n};
+	struct wire_call c = {.w = w, .side = side, .drop = copy, .ndrop = n, .hold_us = hold_us};
 	int rc = rt_call(w->rt, drop_list_on_loop, &c);
 	if (rc < 0)
 		free(copy);
 	return rc;
+}
+
+int ns_wire_drop_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n) { return set_list(w, side, idx, n, 0); }
+
+int ns_wire_hold_list(ns_wire_t *w, int side, const uint32_t *idx, uint32_t n, uint32_t hold_us)
+{
+	if (!hold_us)
+		return -EINVAL;
+	return set_list(w, side, idx, n, hold_us);
 }
 
 static void stats_on_loop(rt_t *rt, void *arg)
@@ -479,7 +518,9 @@ static void free_on_loop(rt_t *rt, void *arg)
 	rt_timer_free(w->timer);
 	for (int i = 0; i < 2; i++) {
 		q_clear(&w->q[i]);
+		q_clear(&w->hq[i]);
 		free(w->loss[i].drop);
+		free(w->loss[i].hold);
 	}
 	while (w->cap_head)
 		cap_pop_free(w);

@@ -1,9 +1,10 @@
 """Scenario networks (spanza.network): transfers that survive impaired links
 and parts that break and come back, every one checked by sha256.
 
-Sizes: lwIP 2.1.3's loss recovery (no SACK, slow RTO) makes TCP crawl under
-heavy loss (10 % of data packets: about 20 KB/s here), so the loss tests move
-64 KiB (512 KiB as `slow`); the others move a few MiB, 32 MiB as `slow`."""
+Sizes: a few MiB in `make test`; 32 MiB (issue 10's figure) as `slow`. Under
+10 % loss with no added delay lwIP (with scripts/lwip-patches) moves about
+8-14 MB/s here, through 50 ms +- 10 ms jitter with reordering about 7 MB/s:
+a 32 MiB run takes 3-6 s."""
 
 from __future__ import annotations
 
@@ -65,13 +66,7 @@ def _loss(make_network, mode: str, nbytes: int) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_transfer_with_10pct_loss_on_a_derp_link(make_network, mode):
-    _loss(make_network, mode, 64 * 1024)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", MODES)
-def test_transfer_512kib_with_10pct_loss(make_network, mode):
-    _loss(make_network, mode, 512 * 1024)
+    _loss(make_network, mode, 4 * MiB)
 
 
 def _delay(make_network, mode: str, nbytes: int) -> None:
@@ -379,6 +374,12 @@ def test_32mib_plain(make_network, mode):
     net.mesh()
     a, b = net.peers
     check(net.transfer(b, a, 32 * MiB), 32 * MiB)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_32mib_with_10pct_loss_on_a_derp_link(make_network, mode):
+    _loss(make_network, mode, 32 * MiB)
 
 
 @pytest.mark.slow

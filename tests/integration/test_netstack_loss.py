@@ -157,3 +157,25 @@ def test_pacing_switched_off_holds_nothing(pair):
         assert lib.ns_tcp_set_pacing(1) == 0
     assert st["fast_rexmit"] > 0
     assert st["paced"] == 0
+
+
+def test_reordering_is_learned_not_mistaken_for_loss(pair):
+    """One segment in 40 arrives 15 ms late on a 10 ms wire, after a dozen
+    sent later (the impairment's reordering does this on a relay link).
+    RACK with a fixed quarter-SRTT window (and DupThresh) took every such
+    hole for a loss: a needless retransmission and a halved window each, so
+    a 32 MiB transfer through 50 ms jitter and reordering crawled. The
+    receiver now reports the duplicates (D-SACK); the sender widens RACK's
+    window, stops counting duplicate ACKs and undoes the recoveries that
+    were needless: no reduction stands."""
+    a, b, wire = pair
+    assert lib.ns_wire_set_delay(wire.ptr, 10_000) == 0
+    idx = list(range(200, 6000, 40))
+    held = ffi.new("uint32_t[]", idx)
+    assert lib.ns_wire_hold_list(wire.ptr, 1, held, len(idx), 0) < 0  # holds need a time
+    assert lib.ns_wire_hold_list(wire.ptr, 1, held, len(idx), 15_000) == 0
+    st = send_b_to_a(a, b, wire, payload(8 * MiB), 7107)
+    assert st["lost"] == 0 and st["rto"] == 0
+    assert st["dsack"] > 0  # the receiver reported the needless copies
+    assert st["fast_rexmit"] - st["undo"] <= 1, st  # no window reduction stood (one at most, before any D-SACK)
+    assert st["fast_rexmit"] <= 6, st  # the window widened after the first few
