@@ -107,7 +107,9 @@ def test_two_holes_in_one_window_are_one_recovery(pair):
 def test_lost_tail_is_probed_not_timed_out(pair):
     """The last segments of a burst lost: no later segment makes duplicate
     ACKs, so Reno waited for the RTO. A tail loss probe resends the last
-    segment after about 2 * SRTT; its SACK shows the hole."""
+    segment after about 2 * SRTT; its SACK shows the hole, which RACK marks
+    lost (the probe, alone on the wire, comes back faster than the burst
+    did: its ACK still counts, as the original's if not as its own)."""
     a, b, wire = pair
     data = payload(64 * 1380)  # 64 full segments, after an echo that yields RTT samples
     prelude = b"p" * 100
@@ -118,6 +120,7 @@ def test_lost_tail_is_probed_not_timed_out(pair):
     assert st["lost"] == 2
     assert st["rto"] == 0
     assert st["tlp"] >= 1
+    assert st["rack_lost"] >= 1 and st["sack_rexmit"] >= 1, st
 
 
 def test_lost_probe_and_segment_fall_back_to_the_rto(pair):
