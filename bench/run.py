@@ -16,6 +16,7 @@ BENCHES: dict[str, list[str]] = {
     "wg": ["wg_bench.py"],
     "device": ["device_loopback.py"],
     "netstack": ["netstack_bench.py"],
+    "tcp-loss": ["tcp_loss.py"],
     "derp": ["derp/run.py"],
     "derp-client": ["derp_client_bench.py", "3"],
     "gateway": ["gateway_iperf.py", "--seconds", "5"],
