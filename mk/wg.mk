@@ -5,6 +5,8 @@ FUZZ_TARGETS += wg_datagram wg_uapi
 # ratelimiter slots must be copied back).
 FUZZ_LDFLAGS_wg_datagram := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public \
 	-Wl,--wrap=__sanitizer_cov_8bit_counters_init -Wl,--wrap=wg_rl_allow -Wl,--wrap=spz_kdf -Wl,--wrap=spz_hash -Wl,--wrap=spz_mac
+# wg_uapi memoises X25519 too (tests/fuzz/x25519_memo.h).
+FUZZ_LDFLAGS_wg_uapi := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public
 
 # bench/wg_bench.c: handshakes per second and transport throughput through
 # the core, beside a raw EVP ChaCha20-Poly1305 loop (`make wg-bench`).
