@@ -15,19 +15,22 @@
  * Speed: that handshake is done once. Its result is a snapshot (the
  * devices' and peers' structs, the index table, the ratelimiter's slots,
  * the session keypairs, the harness's RNG and clocks) that is put back
- * before each input (restore()): the keypairs an input made are freed and
- * the snapshot's are cloned, the index table entries re-pointed at the
- * clones. An input can neither add nor remove peers or allowed IPs, so
- * those (and the buffers) stay as they are. A check compares each restored
- * device's UAPI text with the snapshot's. Redoing the handshake per input
- * ran at ~1.2k execs/s.
- * X25519 results are memoised too: the link wraps spz_x25519 and
- * spz_x25519_public (mk/wg.mk); a result is looked up by its exact inputs
- * in a direct-mapped table, so every value is the one the real function
- * returns; with the RNG restored, the ephemerals an input draws repeat
- * across inputs and hit it. The restore's coverage is dropped (its edges
- * are the same every run): libFuzzer only weighs what the input's records
- * reached. */
+ * before each input (restore(): the peers get fresh clones of the
+ * snapshot's keypairs, the index table's entries point at them), and what
+ * the input left is freed after it (release(): keypairs, staged packets,
+ * queued datagrams, a grown index table). An input can neither add nor
+ * remove peers or allowed IPs, so those (and the buffers) stay as they are.
+ * This reads the core's internals (wg/wg_internal.h): a field that owns
+ * memory, added to struct wg_device, wg_peer or wg_keypair, needs its line
+ * in restore() and release(); a check compares each restored device's UAPI
+ * text with the snapshot's. Redoing the handshake per input ran at ~1.2k
+ * execs/s.
+ * The crypto an input's own handshakes run is made cheap with the same
+ * values: X25519 is memoised (x25519_memo.h; with the RNG restored, the
+ * ephemerals an input draws repeat across inputs), BLAKE2s and its HMAC
+ * and HKDF are written out below (see there). The restore's coverage is
+ * dropped (its edges are the same every run): libFuzzer only weighs what
+ * the input's records reached. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
