@@ -56,7 +56,10 @@ $(BUILD_DIR)/$(1)/libspanza.a: $$(patsubst %.c,$(BUILD_DIR)/$(1)/obj/%.o,$$(CSRC
 endef
 $(eval $(call flavour,release))
 $(eval $(call flavour,sanitize))
-fuzzlib_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+# (UBSan does not recover: undefined behaviour is a crash with a reproducer,
+# not a line lost in the log.)
+fuzzlib_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
 $(BUILD_DIR)/fuzzlib/obj/%.o: CC := clang
 $(eval $(call flavour,fuzzlib))
 
@@ -102,7 +105,8 @@ asan: $(BUILD_DIR)/sanitize/libspanza.a $(TEST_DEPS)
 # (WARN without -Wmissing-prototypes: LLVMFuzzerTestOneInput is libFuzzer's
 # entry point, which no header declares.)
 # A module may add link flags for one target in FUZZ_LDFLAGS_<name>.
-FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Werror -Wshadow -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Werror -Wshadow -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined
 FUZZ_BINS := $(patsubst %,$(BUILD_DIR)/fuzz/%,$(FUZZ_TARGETS))
 $(BUILD_DIR)/fuzz/%: tests/fuzz/%.c $(BUILD_DIR)/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
@@ -110,11 +114,22 @@ $(BUILD_DIR)/fuzz/%: tests/fuzz/%.c $(BUILD_DIR)/fuzzlib/libspanza.a
 FUZZ_SECONDS ?= 300
 # FUZZ_RUNS: stop a target after this many executions (-1: no limit).
 FUZZ_RUNS ?= -1
-# The full run: FUZZ_SECONDS (or FUZZ_RUNS) per target, corpora kept under $(CACHE_DIR)/fuzz.
+# The full run: FUZZ_SECONDS (or FUZZ_RUNS) per target, corpora kept under
+# $(CACHE_DIR)/fuzz, one target after another (each on one core, at
+# FUZZ_NICE). Each target's output goes to $(BUILD_DIR)/fuzz/<name>.log as
+# well, a crash's reproducer to $(BUILD_DIR)/fuzz/<name>-crash-*; a crash
+# does not stop the run: the table at the end (scripts/fuzz-summary.py, also
+# in $(BUILD_DIR)/fuzz/summary.txt) shows every target's executions,
+# exec/s, coverage and crashes, and `make fuzz` fails if any crashed.
+FUZZ_NICE ?= nice -n 5
 fuzz: $(FUZZ_BINS)
-	@for t in $(FUZZ_TARGETS); do mkdir -p $(CACHE_DIR)/fuzz/$$t; \
-	  echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
-	  $(BUILD_DIR)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -print_final_stats=1 $(CACHE_DIR)/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; done
+	@for t in $(FUZZ_TARGETS); do mkdir -p $(CACHE_DIR)/fuzz/$$t; rm -f $(BUILD_DIR)/fuzz/$$t.rc; done; \
+	for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t for $(FUZZ_SECONDS)s (runs: $(FUZZ_RUNS))"; \
+	  $(FUZZ_NICE) $(BUILD_DIR)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD_DIR)/fuzz/$$t- $(CACHE_DIR)/fuzz/$$t tests/fuzz/corpus/$$t 2>&1 | tee $(BUILD_DIR)/fuzz/$$t.log; \
+	  echo $${PIPESTATUS[0]} >$(BUILD_DIR)/fuzz/$$t.rc; done; \
+	$(PY) scripts/fuzz-summary.py $(BUILD_DIR)/fuzz $(FUZZ_TARGETS)
 # The short run that `make test` includes.
 fuzz-smoke: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do mkdir -p $(CACHE_DIR)/fuzz/$$t; \

@@ -6,5 +6,6 @@ FUZZ_TARGETS += derp_keyfile
 # connections over socketpairs: tests/fuzz/derp_server_harness.h).
 FUZZ_TARGETS += derp_server_hs derp_server_stream
 $(BUILD_DIR)/fuzz/derp_server_hs $(BUILD_DIR)/fuzz/derp_server_stream: tests/fuzz/derp_server_harness.h
-FUZZ_LDFLAGS_derp_server_hs := -Wl,--wrap=crypto_box_easy -Wl,--wrap=crypto_box_open_easy
+FUZZ_LDFLAGS_derp_server_hs := -Wl,--wrap=crypto_box_easy -Wl,--wrap=crypto_box_open_easy \
+	-Wl,--wrap=rt_fd_add -Wl,--wrap=rt_fd_mod
 FUZZ_LDFLAGS_derp_server_stream := $(FUZZ_LDFLAGS_derp_server_hs)

@@ -1,8 +1,12 @@
 # WireGuard core (csrc/wg, csrc/crypto): fuzz targets and the benchmark.
 FUZZ_TARGETS += wg_datagram wg_uapi
-# wg_datagram memoises the X25519 of its per-input handshake (see its header).
+# wg_datagram memoises X25519 and restores a post-handshake snapshot per
+# input (see its header; wg_rl_allow is wrapped to know when the snapshot's
+# ratelimiter slots must be copied back).
 FUZZ_LDFLAGS_wg_datagram := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public \
-	-Wl,--wrap=__sanitizer_cov_8bit_counters_init
+	-Wl,--wrap=__sanitizer_cov_8bit_counters_init -Wl,--wrap=wg_rl_allow -Wl,--wrap=spz_kdf -Wl,--wrap=spz_hash -Wl,--wrap=spz_mac
+# wg_uapi memoises X25519 too (tests/fuzz/x25519_memo.h).
+FUZZ_LDFLAGS_wg_uapi := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public
 
 # bench/wg_bench.c: handshakes per second and transport throughput through
 # the core, beside a raw EVP ChaCha20-Poly1305 loop (`make wg-bench`).

@@ -7,11 +7,12 @@
 #include <string.h>
 #include <strings.h>
 
-/* Finds the end of the head ("\r\n\r\n", or a bare "\n\n" as Go also
- * tolerates). Returns the head length including the terminator, or 0. */
-static size_t head_end(const uint8_t *b, size_t len)
+/* The end of the head ("\r\n\r\n", or a bare "\n\n" as Go also
+ * tolerates) among the line feeds at b[from..len): the head length
+ * including the terminator, or 0. */
+static size_t head_end_from(const uint8_t *b, size_t len, size_t from)
 {
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = from; i < len; i++) {
 		if (b[i] != '\n')
 			continue;
 		if (i + 1 < len && b[i + 1] == '\n')
@@ -20,6 +21,20 @@ static size_t head_end(const uint8_t *b, size_t len)
 			return i + 3;
 	}
 	return 0;
+}
+
+static size_t head_end(const uint8_t *b, size_t len) { return head_end_from(b, len, 0); }
+
+size_t derp_http_head_scan(const uint8_t *buf, size_t len, size_t *from, uint64_t *examined)
+{
+	size_t start = *from < len ? *from : len;
+	size_t end = head_end_from(buf, len, start);
+	*examined += (end ? end : len) - start;
+	/* A terminator can only have begun at the last two bytes: every line
+	 * feed before them was judged with its followers in view. */
+	if (!end)
+		*from = len > 2 ? len - 2 : 0;
+	return end;
 }
 
 /* Token chars (RFC 9110) for header names and methods. */

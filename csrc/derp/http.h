@@ -34,6 +34,15 @@ struct derp_http_req {
  * DERP_HTTP_MAX_HEAD: 431 and close), -EPROTONOSUPPORT (not HTTP/1.x). */
 int derp_http_parse_request(const uint8_t *buf, size_t len, struct derp_http_req *req);
 
+/* The end of a head that arrives in pieces, looking only at what is new:
+ * *from (0 for a new head) is where this call starts and is moved to where
+ * the next must (the head's last two bytes, where a terminator may have
+ * begun), so a head dribbled byte by byte costs linear time, not a rescan
+ * per byte. Returns the head's length (through the blank line) or 0; adds
+ * the number of bytes it looked at to *examined. The caller bounds len
+ * (DERP_HTTP_MAX_HEAD) and then parses the head once. */
+size_t derp_http_head_scan(const uint8_t *buf, size_t len, size_t *from, uint64_t *examined);
+
 struct derp_http_resp {
 	int status; /* e.g. 101 */
 	int minor;

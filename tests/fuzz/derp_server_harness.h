@@ -1,11 +1,26 @@
 /* Shared by the DERP server's fuzz targets (derp_server_hs.c,
  * derp_server_stream.c): a real server (plain HTTP, a mesh key, an
  * allowlist of two keys) on its own runtime. An input runs as one accepted
- * connection over a socketpair, entirely on the loop thread (rt_call), as
+ * connection over a socketpair, entirely on the loop thread, as
  * the server's own read path would run it: bytes in (derp_conn_on_bytes),
  * then the batched writes and reaping (derp_srv_settle). A registered
  * bystander client stays connected across inputs, so packets sent to it go
  * through the real queues and writes; it is recreated if an input closes it.
+ *
+ * What the server writes is read off our ends after every FZ_DRAIN_EVERY
+ * chunks and at the end of the input, not after every chunk: a socketpair's
+ * buffer (over 200 KiB) holds far more than an input makes the server
+ * write, so its writes never wait, as with a fast reader; the recv calls
+ * per chunk had been most of an execution's time.
+ *
+ * Once the server and the bystander are up, the loop is parked (rt_park.h)
+ * and inputs run on the fuzzing thread itself: no thread hop per input, and
+ * no timer fires between inputs by itself (deadlines run where a target
+ * asks). A parked loop never polls, so from then on the link's wrappers of
+ * rt_fd_add and rt_fd_mod (mk/derp.mk) register nothing: the runtime would
+ * keep each closed connection's entry until the end of an epoll batch that
+ * never comes. ("Loop thread" below: the loop until it is parked, then
+ * the fuzzing thread.)
  *
  * Keys: ALLOWED and BYSTANDER are on the allowlist, STRANGER is not.
  *
@@ -30,12 +45,14 @@
 #include "derp/http.h"
 #include "derp/keys.h"
 #include "derp/server/server.h"
+#include "rt_park.h"
 
 enum { FZ_ALLOWED, FZ_STRANGER, FZ_BYSTANDER, FZ_NKEYS };
 
 #define FZ_HEAD_MAX 512
 #define FZ_CI_MAX 1024
 #define FZ_DRAIN_BUF 65536
+#define FZ_DRAIN_EVERY 64 /* chunks */
 
 static const uint8_t FZ_SERVER_PRIV[DERP_KEY_LEN] = {0x48, 0x21, 0x9a, 0x03, 0x5c, 0x77, 0x10, 0xe2, 0x3f, 0x81, 0x6d,
 						     0x2b, 0x99, 0x04, 0xc1, 0x5a, 0x76, 0x0e, 0x33, 0xd8, 0x12, 0xab,
@@ -95,6 +112,20 @@ int __wrap_crypto_box_open_easy(unsigned char *m, const unsigned char *c, unsign
 		return -1;
 	return crypto_box_open_easy_afternm(m, c, clen, n, k);
 }
+
+static bool fz_parked;
+
+int __real_rt_fd_add(rt_t *rt, int fd, uint32_t events, rt_fd_cb cb, void *arg);
+int __wrap_rt_fd_add(rt_t *rt, int fd, uint32_t events, rt_fd_cb cb, void *arg);
+int __real_rt_fd_mod(rt_t *rt, int fd, uint32_t events);
+int __wrap_rt_fd_mod(rt_t *rt, int fd, uint32_t events);
+
+int __wrap_rt_fd_add(rt_t *rt, int fd, uint32_t events, rt_fd_cb cb, void *arg)
+{
+	return fz_parked ? 0 : __real_rt_fd_add(rt, fd, events, cb, arg);
+}
+
+int __wrap_rt_fd_mod(rt_t *rt, int fd, uint32_t events) { return fz_parked ? 0 : __real_rt_fd_mod(rt, fd, events); }
 
 static struct {
 	rt_t *rt;
@@ -158,6 +189,14 @@ static struct derp_conn *fz_conn_new(int *peer)
 	return c;
 }
 
+/* Reads what the server wrote to c's peer and to the bystander. */
+static void fz_drain_both(int peer)
+{
+	fz_drain(peer);
+	if (fz.bystander_peer >= 0)
+		fz_drain(fz.bystander_peer);
+}
+
 /* Loop thread: feeds b[n] to c in chunks as reads would deliver them, the
  * writes and reaping after each. Returns false once c is closed (and
  * freed: do not touch it again). */
@@ -165,17 +204,18 @@ static bool fz_feed(struct derp_conn *c, int peer, const uint8_t *b, size_t n, s
 {
 	if (!chunk)
 		chunk = n ? n : 1;
-	for (size_t off = 0; off < n; off += chunk) {
-		size_t k = n - off < chunk ? n - off : chunk;
-		derp_conn_on_bytes(c, b + off, k);
+	size_t k = 0;
+	for (size_t off = 0; off < n; off += chunk, k++) {
+		size_t len = n - off < chunk ? n - off : chunk;
+		derp_conn_on_bytes(c, b + off, len);
 		bool closed = c->closing;
 		derp_srv_settle(fz.srv);
-		fz_drain(peer);
-		if (fz.bystander_peer >= 0)
-			fz_drain(fz.bystander_peer);
+		if (closed || k % FZ_DRAIN_EVERY == FZ_DRAIN_EVERY - 1)
+			fz_drain_both(peer);
 		if (closed)
 			return false;
 	}
+	fz_drain_both(peer);
 	return true;
 }
 
@@ -278,6 +318,8 @@ static void fz_init(void)
 		fz_die("upgrade request");
 	fz.bystander_peer = -1;
 	rt_call(fz.rt, fz_start_on_loop, NULL);
+	rt_park(fz.rt);
+	fz_parked = true;
 }
 
 struct fz_input {
@@ -286,14 +328,15 @@ struct fz_input {
 };
 
 /* The targets' LLVMFuzzerTestOneInput: inputs shorter than their two
- * header bytes are skipped; run gets a struct fz_input on the loop thread. */
+ * header bytes are skipped; run gets a struct fz_input (on this thread:
+ * the loop is parked). */
 static int fz_fuzz_one(rt_fn run, const uint8_t *data, size_t size)
 {
 	fz_init();
 	if (size < 2)
 		return 0;
 	struct fz_input in = {.data = data, .size = size};
-	rt_call(fz.rt, run, &in);
+	run(fz.rt, &in);
 	return 0;
 }
 

@@ -1,32 +1,46 @@
 /* libFuzzer: hostile datagrams (and packets, and time) against two WireGuard
  * devices that already share a session, so every receive path is reachable.
  *
- * Setup per input (deterministic): responder R (the kernel capture's Sr,
- * peer Si) and initiator I (Si, peer Sr) complete the spec's section 11.1
- * handshake with its ephemerals and indices, so the capture's messages and
- * indices are valid. Then the input is a list of records:
+ * Every input starts from the same state: responder R (the kernel capture's
+ * Sr, peer Si) and initiator I (Si, peer Sr) have completed the spec's
+ * section 11.1 handshake with its ephemerals and indices (so the capture's
+ * messages and indices are valid) and carried one packet each way. Then
+ * the input is a list of records:
  *     op (1 byte) | len (2 bytes LE) | len bytes
  * op & 3: 0 = R receives, 1 = I receives, 2 = R sends an IP packet,
  *         3 = both advance time by (first two data bytes) * 16 ms and tick;
  * op & 4: R toggles forced under-load mode first;
  * op & 8: afterwards carry everything queued between I and R.
  *
- * Speed: that setup is the same for every input, and its dozen X25519
- * operations were nearly all of an execution's cost (~900 execs/s). They are
- * memoised: the link wraps spz_x25519 and spz_x25519_public (mk/wg.mk), and a
- * result is looked up by its exact inputs, so every value is the one the real
- * function returns; only results for new inputs (a fuzzed ephemeral) are
- * computed, and the table keeps the first MEMO_SLOTS (the setup's).
- * The setup's coverage is then dropped (its edges are the same every run):
- * libFuzzer only weighs what the input's records reached, instead of
- * updating the frequency of ~3000 fixed features per execution. */
+ * Speed: that handshake is done once. Its result is a snapshot (the
+ * devices' and peers' structs, the index table, the ratelimiter's slots,
+ * the session keypairs, the harness's RNG and clocks) that is put back
+ * before each input (restore(): the peers get fresh clones of the
+ * snapshot's keypairs, the index table's entries point at them), and what
+ * the input left is freed after it (release(): keypairs, staged packets,
+ * queued datagrams, a grown index table). An input can neither add nor
+ * remove peers or allowed IPs, so those (and the buffers) stay as they are.
+ * This reads the core's internals (wg/wg_internal.h): a field that owns
+ * memory, added to struct wg_device, wg_peer or wg_keypair, needs its line
+ * in restore() and release(); a check compares each restored device's UAPI
+ * text with the snapshot's. Redoing the handshake per input ran at ~1.2k
+ * execs/s.
+ * The crypto an input's own handshakes run is made cheap with the same
+ * values: X25519 is memoised (x25519_memo.h; with the RNG restored, the
+ * ephemerals an input draws repeat across inputs), BLAKE2s and its HMAC
+ * and HKDF are written out below (see there). The restore's coverage is
+ * dropped (its edges are the same every run): libFuzzer only weighs what
+ * the input's records reached. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <sodium.h>
+
 #include "crypto/crypto.h"
-#include "wg/wg.h"
+#include "wg/wg_internal.h"
 
 /* libFuzzer's inline 8-bit counters (zeroed by libFuzzer before each run):
  * the link wraps their registration to learn where they are. */
@@ -47,67 +61,7 @@ static void forget_setup_coverage(void)
 		memset(cov_start, 0, (size_t)(cov_stop - cov_start));
 }
 
-#define MEMO_SLOTS 64
-
-struct memo {
-	uint8_t priv[32], pub[32]; /* pub: unused (zero) for a public-key derivation */
-	uint8_t out[32];
-	bool base;
-	int rc; /* spz_x25519: 1 or 0 (its bool); spz_x25519_public: its return */
-};
-static struct memo memo[MEMO_SLOTS];
-static size_t nmemo;
-
-static const struct memo *memo_find(bool base, const uint8_t *priv, const uint8_t *pub)
-{
-	for (size_t i = 0; i < nmemo; i++)
-		if (memo[i].base == base && !memcmp(memo[i].priv, priv, 32) && (base || !memcmp(memo[i].pub, pub, 32)))
-			return &memo[i];
-	return NULL;
-}
-
-static void memo_add(bool base, const uint8_t *priv, const uint8_t *pub, const uint8_t *out, int rc)
-{
-	if (nmemo == MEMO_SLOTS)
-		return;
-	struct memo *m = &memo[nmemo++];
-	memset(m, 0, sizeof(*m));
-	m->base = base;
-	memcpy(m->priv, priv, 32);
-	if (!base)
-		memcpy(m->pub, pub, 32);
-	memcpy(m->out, out, 32);
-	m->rc = rc;
-}
-
-bool __real_spz_x25519(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]);
-int __real_spz_x25519_public(uint8_t *pub, const uint8_t *priv);
-bool __wrap_spz_x25519(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]);
-int __wrap_spz_x25519_public(uint8_t *pub, const uint8_t *priv);
-
-bool __wrap_spz_x25519(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32])
-{
-	const struct memo *m = memo_find(false, priv, pub);
-	if (m) {
-		memcpy(out, m->out, 32);
-		return m->rc != 0;
-	}
-	bool ok = __real_spz_x25519(out, priv, pub);
-	memo_add(false, priv, pub, out, ok ? 1 : 0);
-	return ok;
-}
-
-int __wrap_spz_x25519_public(uint8_t *pub, const uint8_t *priv)
-{
-	const struct memo *m = memo_find(true, priv, NULL);
-	if (m) {
-		memcpy(pub, m->out, 32);
-		return m->rc;
-	}
-	int rc = __real_spz_x25519_public(pub, priv);
-	memo_add(true, priv, NULL, pub, rc);
-	return rc;
-}
+#include "x25519_memo.h"
 
 static const uint8_t SI_PRIV[32] = {0x00, 0xa7, 0x99, 0x68, 0x7c, 0x01, 0xc6, 0x38, 0x8a, 0x2c, 0x59,
 				    0xe4, 0x63, 0x6b, 0xa7, 0xbc, 0x47, 0x4e, 0x4e, 0xd8, 0x38, 0x00,
@@ -123,7 +77,314 @@ static const uint8_t ER_IDX[36] = {0x40, 0x2e, 0x3f, 0x15, 0x92, 0xa1, 0x15, 0xf
 				   0x70, 0x27, 0x9c, 0x99, 0x93, 0x6d, 0xe9, 0x5e, 0x8f, 0x5e, 0x64, 0x5a,
 				   0xe0, 0x45, 0x86, 0xd4, 0xf2, 0x18, 0x4d, 0x4e, 0x06, 0xf4, 0x7d, 0xab};
 
-static uint8_t buf[WG_MAX_DATAGRAM];
+/* ---- the handshake's hashes ----
+ * spz_hash, spz_mac and spz_kdf are BLAKE2s, its keyed MAC and HKDF over
+ * HMAC-BLAKE2s through OpenSSL's EVP, which allocates per call: under ASan
+ * that was half of an input's time (every handshake runs ~40 of them). The
+ * link wraps them (mk/wg.mk) with the same functions written from their
+ * definitions (RFC 7693 BLAKE2s, RFC 2104 HMAC, HKDF as the WireGuard paper
+ * uses it): the same bytes, compared with the real ones during the setup
+ * and then on every 256th call. */
+#define B2S_BLOCK 64
+/* Not the code under test: no coverage instrumentation (its comparisons
+ * would cost more than the hashing and feed libFuzzer meaningless values),
+ * no sanitizer checks on its own fixed-size arrays. */
+#define NO_COVERAGE __attribute__((no_sanitize("coverage", "address", "undefined")))
+
+struct b2s {
+	uint32_t h[8], t;
+	uint8_t buf[B2S_BLOCK];
+	size_t n, outlen;
+};
+
+static const uint32_t B2S_IV[8] = {0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A,
+				   0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19};
+static const uint8_t B2S_SIGMA[10][16] = {
+	{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+	{11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4}, {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+	{9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13}, {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+	{12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11}, {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+	{6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5}, {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+};
+
+NO_COVERAGE static uint32_t ror32(uint32_t x, int n) { return x >> n | x << (32 - n); }
+
+NO_COVERAGE static void b2s_compress(struct b2s *c, bool last)
+{
+	uint32_t v[16], m[16];
+	for (int i = 0; i < 16; i++)
+		m[i] = (uint32_t)c->buf[4 * i] | (uint32_t)c->buf[4 * i + 1] << 8 | (uint32_t)c->buf[4 * i + 2] << 16 |
+		       (uint32_t)c->buf[4 * i + 3] << 24;
+	memcpy(v, c->h, sizeof(c->h));
+	memcpy(v + 8, B2S_IV, sizeof(B2S_IV));
+	v[12] ^= c->t; /* messages here are far below 2^32 bytes: t's high word stays 0 */
+	if (last)
+		v[14] = ~v[14];
+#define B2S_G(r, i, a, b, cc, d)                             \
+	do {                                                 \
+		v[a] += v[b] + m[B2S_SIGMA[r][2 * (i)]];     \
+		v[d] = ror32(v[d] ^ v[a], 16);               \
+		v[cc] += v[d];                               \
+		v[b] = ror32(v[b] ^ v[cc], 12);              \
+		v[a] += v[b] + m[B2S_SIGMA[r][2 * (i) + 1]]; \
+		v[d] = ror32(v[d] ^ v[a], 8);                \
+		v[cc] += v[d];                               \
+		v[b] = ror32(v[b] ^ v[cc], 7);               \
+	} while (0)
+	for (int r = 0; r < 10; r++) {
+		B2S_G(r, 0, 0, 4, 8, 12);
+		B2S_G(r, 1, 1, 5, 9, 13);
+		B2S_G(r, 2, 2, 6, 10, 14);
+		B2S_G(r, 3, 3, 7, 11, 15);
+		B2S_G(r, 4, 0, 5, 10, 15);
+		B2S_G(r, 5, 1, 6, 11, 12);
+		B2S_G(r, 6, 2, 7, 8, 13);
+		B2S_G(r, 7, 3, 4, 9, 14);
+	}
+#undef B2S_G
+	for (int i = 0; i < 8; i++)
+		c->h[i] ^= v[i] ^ v[i + 8];
+}
+
+NO_COVERAGE static void b2s_update(struct b2s *c, const void *p, size_t len)
+{
+	const uint8_t *in = p;
+	while (len) {
+		if (c->n == B2S_BLOCK) { /* the last block is compressed in b2s_final */
+			c->t += B2S_BLOCK;
+			b2s_compress(c, false);
+			c->n = 0;
+		}
+		size_t k = B2S_BLOCK - c->n < len ? B2S_BLOCK - c->n : len;
+		memcpy(c->buf + c->n, in, k);
+		c->n += k;
+		in += k;
+		len -= k;
+	}
+}
+
+NO_COVERAGE static void b2s_init(struct b2s *c, size_t outlen, const uint8_t *key, size_t keylen)
+{
+	memset(c, 0, sizeof(*c));
+	memcpy(c->h, B2S_IV, sizeof(B2S_IV));
+	c->h[0] ^= 0x01010000u ^ (uint32_t)(keylen << 8) ^ (uint32_t)outlen;
+	c->outlen = outlen;
+	if (keylen) {
+		uint8_t block[B2S_BLOCK] = {0};
+		memcpy(block, key, keylen);
+		b2s_update(c, block, sizeof(block));
+	}
+}
+
+NO_COVERAGE static void b2s_final(struct b2s *c, uint8_t *out)
+{
+	c->t += (uint32_t)c->n;
+	memset(c->buf + c->n, 0, B2S_BLOCK - c->n);
+	b2s_compress(c, true);
+	uint8_t h[32];
+	for (int i = 0; i < 8; i++)
+		for (int k = 0; k < 4; k++)
+			h[4 * i + k] = (uint8_t)(c->h[i] >> (8 * k));
+	memcpy(out, h, c->outlen);
+}
+
+static bool setting_up; /* compare every call */
+static unsigned hash_calls;
+static bool hash_check(void) { return setting_up || (hash_calls++ & 255) == 0; }
+
+void __real_spz_hash(uint8_t out[SPZ_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen, const void *c,
+		     size_t clen);
+void __wrap_spz_hash(uint8_t out[SPZ_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen, const void *c,
+		     size_t clen);
+void __wrap_spz_hash(uint8_t out[SPZ_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen, const void *c,
+		     size_t clen)
+{
+	struct b2s h;
+	uint8_t mine[SPZ_HASH_LEN];
+	b2s_init(&h, SPZ_HASH_LEN, NULL, 0);
+	b2s_update(&h, a, alen);
+	if (b)
+		b2s_update(&h, b, blen);
+	if (c)
+		b2s_update(&h, c, clen);
+	b2s_final(&h, mine);
+	if (hash_check()) {
+		__real_spz_hash(out, a, alen, b, blen, c, clen);
+		if (memcmp(out, mine, SPZ_HASH_LEN) != 0)
+			abort(); /* the harness's BLAKE2s is not the real one */
+	}
+	memcpy(out, mine, SPZ_HASH_LEN); /* out may be one of the inputs */
+}
+
+void __real_spz_mac(uint8_t out[SPZ_MAC_LEN], const uint8_t *key, size_t keylen, const void *msg, size_t len);
+void __wrap_spz_mac(uint8_t out[SPZ_MAC_LEN], const uint8_t *key, size_t keylen, const void *msg, size_t len);
+void __wrap_spz_mac(uint8_t out[SPZ_MAC_LEN], const uint8_t *key, size_t keylen, const void *msg, size_t len)
+{
+	if (keylen < 1 || keylen > 32) { /* not ours to judge: the real one decides */
+		__real_spz_mac(out, key, keylen, msg, len);
+		return;
+	}
+	struct b2s h;
+	uint8_t mine[SPZ_MAC_LEN];
+	b2s_init(&h, SPZ_MAC_LEN, key, keylen);
+	b2s_update(&h, msg, len);
+	b2s_final(&h, mine);
+	if (hash_check()) {
+		__real_spz_mac(out, key, keylen, msg, len);
+		if (memcmp(out, mine, SPZ_MAC_LEN) != 0)
+			abort(); /* the harness's keyed BLAKE2s is not the real one */
+	}
+	memcpy(out, mine, SPZ_MAC_LEN);
+}
+
+#define HMAC_BLOCK 64
+
+NO_COVERAGE static void hmac(uint8_t out[SPZ_HASH_LEN], const uint8_t key[SPZ_HASH_LEN], const void *a, size_t alen,
+			     const void *b, size_t blen)
+{
+	uint8_t pad[HMAC_BLOCK], inner[SPZ_HASH_LEN];
+	struct b2s h;
+	memset(pad, 0x36, sizeof(pad));
+	for (int i = 0; i < SPZ_HASH_LEN; i++)
+		pad[i] ^= key[i];
+	b2s_init(&h, SPZ_HASH_LEN, NULL, 0);
+	b2s_update(&h, pad, sizeof(pad));
+	b2s_update(&h, a, alen);
+	if (b)
+		b2s_update(&h, b, blen);
+	b2s_final(&h, inner);
+	for (int i = 0; i < HMAC_BLOCK; i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	b2s_init(&h, SPZ_HASH_LEN, NULL, 0);
+	b2s_update(&h, pad, sizeof(pad));
+	b2s_update(&h, inner, sizeof(inner));
+	b2s_final(&h, out);
+}
+
+void __real_spz_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t key[SPZ_HASH_LEN], const void *in,
+		    size_t inlen);
+void __wrap_spz_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t key[SPZ_HASH_LEN], const void *in,
+		    size_t inlen);
+void __wrap_spz_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3, const uint8_t key[SPZ_HASH_LEN], const void *in,
+		    size_t inlen)
+{
+	uint8_t prk[SPZ_HASH_LEN], t[3][SPZ_HASH_LEN], ctr;
+	int n = t2 ? (t3 ? 3 : 2) : 1;
+	hmac(prk, key, in, inlen, NULL, 0);
+	ctr = 1;
+	hmac(t[0], prk, &ctr, 1, NULL, 0);
+	for (int i = 1; i < n; i++) {
+		ctr = (uint8_t)(i + 1);
+		hmac(t[i], prk, t[i - 1], SPZ_HASH_LEN, &ctr, 1);
+	}
+	if (hash_check()) {
+		uint8_t r[3][SPZ_HASH_LEN];
+		__real_spz_kdf(r[0], n > 1 ? r[1] : NULL, n > 2 ? r[2] : NULL, key, in, inlen);
+		if (memcmp(r, t, (size_t)n * SPZ_HASH_LEN) != 0)
+			abort(); /* the harness's KDF is not the real one */
+	}
+	uint8_t *const outs[3] = {t1, t2, t3};
+	for (int i = 0; i < n; i++)
+		memcpy(outs[i], t[i], SPZ_HASH_LEN); /* t1 may be the key */
+}
+
+/* ---- a device's surroundings: its outgoing queue, RNG and wall clock ---- */
+
+#define QUEUE_MAX 256
+
+struct dgram {
+	struct dgram *next;
+	size_t len;
+	uint8_t data[];
+};
+
+struct side {
+	wg_device *dev;
+	wg_peer *peer;
+	struct dgram *head, *tail; /* datagrams it sent, oldest first */
+	size_t queued;
+	const uint8_t *script; /* random bytes handed out first (the capture's) */
+	size_t script_len;
+	uint8_t rng_key[32]; /* then a keystream */
+	uint64_t rng_nonce;
+	uint64_t wall_ns;
+};
+
+static struct side sr, si; /* R and I */
+
+static void q_clear(struct side *s)
+{
+	while (s->head) {
+		struct dgram *d = s->head;
+		s->head = d->next;
+		free(d);
+	}
+	s->tail = NULL;
+	s->queued = 0;
+}
+
+static void op_send(void *ctx, wg_peer *peer, const wg_endpoint *to, const uint8_t *data, size_t len)
+{
+	(void)peer;
+	(void)to;
+	struct side *s = ctx;
+	if (s->queued >= QUEUE_MAX)
+		return;
+	struct dgram *d = malloc(sizeof(*d) + len);
+	if (!d)
+		abort();
+	d->next = NULL;
+	d->len = len;
+	memcpy(d->data, data, len);
+	if (s->tail)
+		s->tail->next = d;
+	else
+		s->head = d;
+	s->tail = d;
+	s->queued++;
+}
+
+static void op_deliver(void *ctx, wg_peer *peer, const uint8_t *ip, size_t len)
+{
+	(void)ctx;
+	(void)peer;
+	(void)ip;
+	(void)len;
+}
+
+/* As wg_tunnel's RNG (csrc/wg/tunnel.c) draws, so the seeds' indices and
+ * ephemerals (found with it) stay what they were: scripted bytes first, then
+ * a ChaCha20 keystream keyed by the seed's hash, one nonce per request. */
+static void op_random(void *ctx, uint8_t *out, size_t len)
+{
+	struct side *s = ctx;
+	size_t k = s->script_len < len ? s->script_len : len;
+	memcpy(out, s->script, k);
+	s->script += k;
+	s->script_len -= k;
+	if (k == len)
+		return;
+	uint8_t nonce[8];
+	for (int i = 0; i < 8; i++)
+		nonce[i] = (uint8_t)(s->rng_nonce >> (8 * i));
+	s->rng_nonce++;
+	crypto_stream_chacha20(out + k, len - k, nonce, s->rng_key);
+}
+
+static uint64_t op_wall(void *ctx) { return ((struct side *)ctx)->wall_ns; }
+
+static void side_new(struct side *s, const uint8_t *script, size_t script_len, const uint8_t *seed, size_t seed_len)
+{
+	struct wg_ops ops = {.ctx = s, .send = op_send, .deliver = op_deliver, .random = op_random, .wall_ns = op_wall};
+	s->script = script;
+	s->script_len = script_len;
+	crypto_generichash(s->rng_key, sizeof(s->rng_key), seed, seed_len, NULL, 0);
+	s->rng_nonce = 0;
+	s->wall_ns = (0x5B52647BULL - 10) * 1000000000ULL + 0x15405610;
+	s->dev = wg_device_new(&ops);
+	if (!s->dev)
+		abort();
+}
 
 static void endpoint(wg_endpoint *ep, uint8_t last)
 {
@@ -136,68 +397,234 @@ static void endpoint(wg_endpoint *ep, uint8_t last)
 }
 
 /* Carries everything queued in `from` to `to`. */
-static void carry(wg_tunnel *from, wg_tunnel *to, const wg_endpoint *src, uint64_t now)
+static void carry(struct side *from, struct side *to, const wg_endpoint *src, uint64_t now)
 {
-	wg_endpoint dst;
-	uint8_t pub[32];
-	for (int i = 0; i < 64; i++) {
-		int n = wg_tunnel_pop_outgoing(from, &dst, pub, buf, sizeof(buf));
-		if (n < 0)
-			break;
-		wg_device_receive(wg_tunnel_device(to), now, src, buf, (size_t)n);
+	for (int i = 0; i < 64 && from->head; i++) {
+		struct dgram *d = from->head;
+		from->head = d->next;
+		if (!from->head)
+			from->tail = NULL;
+		from->queued--;
+		wg_device_receive(to->dev, now, src, d->data, d->len);
+		free(d);
 	}
-	while (wg_tunnel_pop_delivered(to, pub, buf, sizeof(buf)) >= 0)
-		;
+}
+
+/* ---- the snapshot ---- */
+
+struct snap {
+	struct wg_device dev;
+	struct wg_peer peer;
+	struct wg_index_entry *slots;
+	uint32_t cap;
+	struct wg_rl_entry *rl;
+	struct side side;
+	char *uapi; /* wg_uapi_get's text, for the check */
+	size_t uapi_len;
+};
+
+static struct snap snap_r, snap_i;
+
+/* The ratelimiter's slots change only through wg_rl_allow (under load):
+ * the link wraps it, so a restore copies the 128 KiB back only when used. */
+static bool rl_dirty;
+bool __real_wg_rl_allow(struct wg_ratelimiter *rl, const wg_endpoint *from, uint64_t now_ms);
+bool __wrap_wg_rl_allow(struct wg_ratelimiter *rl, const wg_endpoint *from, uint64_t now_ms);
+bool __wrap_wg_rl_allow(struct wg_ratelimiter *rl, const wg_endpoint *from, uint64_t now_ms)
+{
+	rl_dirty = true;
+	return __real_wg_rl_allow(rl, from, now_ms);
+}
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	void *d = malloc(n);
+	if (!d)
+		abort();
+	memcpy(d, p, n);
+	return d;
+}
+
+static void uapi_text(wg_device *dev, char **text, size_t *len)
+{
+	if (wg_uapi_get(dev, 0, text, len) != 0)
+		abort();
+}
+
+/* Takes the state of s as the snapshot. The peer's keypairs become the
+ * snapshot's own (the templates restore() clones); the device keeps none
+ * until restore(). */
+static void snap_take(struct snap *sn, struct side *s)
+{
+	if (s->dev->npeers != 1 || s->peer->staged_head || s->head)
+		abort(); /* restore() relies on one peer, nothing staged or queued */
+	sn->dev = *s->dev;
+	sn->peer = *s->peer;
+	sn->cap = s->dev->index.cap;
+	sn->slots = dup_bytes(s->dev->index.slots, sn->cap * sizeof(*sn->slots));
+	sn->rl = dup_bytes(s->dev->rl.slots, WG_RL_SLOTS * sizeof(*sn->rl));
+	sn->side = *s;
+	uapi_text(s->dev, &sn->uapi, &sn->uapi_len);
+	s->peer->kp_prev = s->peer->kp_cur = s->peer->kp_next = NULL;
+}
+
+static void aead_clone(struct spz_aead *dst, const struct spz_aead *src)
+{
+	dst->ctx = NULL;
+	if (!src->ctx)
+		return;
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	if (!c || !EVP_CIPHER_CTX_copy(c, src->ctx))
+		abort();
+	dst->ctx = c;
+}
+
+static struct wg_keypair *kp_clone(const struct wg_keypair *t)
+{
+	if (!t)
+		return NULL;
+	struct wg_keypair *k = dup_bytes(t, sizeof(*t));
+	aead_clone(&k->send, &t->send);
+	aead_clone(&k->recv, &t->recv);
+	return k;
+}
+
+static void kp_free(struct wg_keypair *k)
+{
+	if (!k)
+		return;
+	spz_aead_free(&k->send);
+	spz_aead_free(&k->recv);
+	free(k);
+}
+
+/* Before an input: puts s back as the snapshot had it (see the header),
+ * on fresh clones of its keypairs. */
+static void restore(struct side *s, const struct snap *sn)
+{
+	wg_device *d = s->dev;
+	wg_peer *p = s->peer;
+	struct wg_index_entry *slots = d->index.slots;
+	memcpy(slots, sn->slots, sn->cap * sizeof(*slots));
+	/* Every other pointer in the device is the snapshot's (see above). */
+	*d = sn->dev;
+	d->index.slots = slots;
+	*p = sn->peer;
+	struct wg_keypair *const tmpl[3] = {sn->peer.kp_prev, sn->peer.kp_cur, sn->peer.kp_next};
+	struct wg_keypair **const live[3] = {&p->kp_prev, &p->kp_cur, &p->kp_next};
+	for (int i = 0; i < 3; i++) {
+		*live[i] = kp_clone(tmpl[i]);
+		for (uint32_t k = 0; k < sn->cap && tmpl[i]; k++)
+			if (slots[k].kind == WG_INDEX_KEYPAIR && slots[k].kp == tmpl[i])
+				slots[k].kp = *live[i];
+	}
+	*s = sn->side;
+}
+
+/* After an input: frees what it left in s (keypairs, staged packets,
+ * queued datagrams, a grown index table), so each input frees what it
+ * allocates (libFuzzer's leak detection counts mallocs and frees per run). */
+static void release(struct side *s, const struct snap *sn, bool rl)
+{
+	wg_device *d = s->dev;
+	wg_peer *p = s->peer;
+	kp_free(p->kp_prev);
+	kp_free(p->kp_cur);
+	kp_free(p->kp_next);
+	p->kp_prev = p->kp_cur = p->kp_next = NULL;
+	while (p->staged_head) {
+		struct wg_staged *st = p->staged_head;
+		p->staged_head = st->next;
+		free(st);
+	}
+	p->staged_tail = NULL;
+	p->staged_count = 0;
+	q_clear(s);
+	if (d->index.cap != sn->cap) {
+		free(d->index.slots);
+		d->index.slots = malloc(sn->cap * sizeof(*d->index.slots));
+		if (!d->index.slots)
+			abort();
+		d->index.cap = sn->cap;
+	}
+	if (rl)
+		memcpy(d->rl.slots, sn->rl, WG_RL_SLOTS * sizeof(*sn->rl));
+}
+
+/* The restored device says what the snapshot's said. */
+static void check_restored(struct side *s, const struct snap *sn)
+{
+	char *text;
+	size_t len;
+	uapi_text(s->dev, &text, &len);
+	if (len != sn->uapi_len || memcmp(text, sn->uapi, len) != 0)
+		abort(); /* the harness's restore is broken */
+	wg_uapi_free(text);
 }
 
 static const uint8_t PING[] = {0x45, 0, 0,  28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 10,
 			       0,    2, 10, 10, 0, 1, 8, 0, 0,  0, 0, 0, 0,  0};
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static wg_endpoint ep_r, ep_i;
+
+/* The capture's handshake, then one packet each way; then the snapshot. */
+static void setup(void)
 {
+	setting_up = true;
 	static const uint8_t seed_r[] = "fuzz-r", seed_i[] = "fuzz-i";
-	wg_tunnel *r = wg_tunnel_new(seed_r, sizeof(seed_r));
-	wg_tunnel *in = wg_tunnel_new(seed_i, sizeof(seed_i));
-	if (!r || !in)
-		abort();
-	wg_device *rd = wg_tunnel_device(r), *id = wg_tunnel_device(in);
-	wg_endpoint ep_r, ep_i;
+	side_new(&sr, ER_IDX, sizeof(ER_IDX), seed_r, sizeof(seed_r));
+	side_new(&si, EI_IDX, sizeof(EI_IDX), seed_i, sizeof(seed_i));
+	wg_device *rd = sr.dev, *id = si.dev;
 	endpoint(&ep_r, 1);
 	endpoint(&ep_i, 2);
 	uint8_t pub_r[32], pub_i[32], v4[4] = {10, 10, 0, 0};
 	uint64_t now = 1000;
-	wg_tunnel_set_wall_ns(in, (0x5B52647BULL - 10) * 1000000000ULL + 0x15405610);
 	wg_device_set_flags(id, WG_FLAG_NO_WHITENING);
 	wg_device_set_private_key(rd, now, SR_PRIV);
 	wg_device_set_private_key(id, now, SI_PRIV);
 	wg_device_public_key(rd, pub_r);
 	wg_device_public_key(id, pub_i);
-	wg_peer *pi = NULL, *pr = NULL;
-	wg_peer_add(rd, pub_i, &pi);
-	wg_peer_add(id, pub_r, &pr);
+	wg_peer_add(rd, pub_i, &sr.peer);
+	wg_peer_add(id, pub_r, &si.peer);
 	v4[3] = 2;
-	wg_peer_allowed_ip_add(rd, pi, WG_AF_INET, v4, 32);
+	wg_peer_allowed_ip_add(rd, sr.peer, WG_AF_INET, v4, 32);
 	v4[3] = 1;
-	wg_peer_allowed_ip_add(id, pr, WG_AF_INET, v4, 32);
-	wg_peer_set_endpoint(pr, &ep_r);
-	wg_tunnel_push_random(in, EI_IDX, sizeof(EI_IDX));
-	wg_tunnel_push_random(r, ER_IDX, sizeof(ER_IDX));
-	/* The capture's handshake, then one packet each way. */
+	wg_peer_allowed_ip_add(id, si.peer, WG_AF_INET, v4, 32);
+	wg_peer_set_endpoint(si.peer, &ep_r);
 	wg_device_send(id, now, PING, sizeof(PING));
-	carry(in, r, &ep_i, now);
-	carry(r, in, &ep_r, now);
-	carry(in, r, &ep_i, now);
+	carry(&si, &sr, &ep_i, now);
+	carry(&sr, &si, &ep_r, now);
+	carry(&si, &sr, &ep_i, now);
 	uint8_t pong[sizeof(PING)];
 	memcpy(pong, PING, sizeof(PING));
 	pong[15] = 1;
 	pong[19] = 2;
 	wg_device_send(rd, now, pong, sizeof(pong));
-	carry(r, in, &ep_r, now);
+	carry(&sr, &si, &ep_r, now);
 	struct wg_device_stats st;
 	wg_device_stats(rd, &st);
-	if (st.handshakes_completed != 1 || st.rx_packets != 1 || st.tx_packets != 1)
+	if (st.handshakes_completed != 1 || st.rx_packets != 1 || st.tx_packets != 1 || !sr.peer->kp_cur ||
+	    !si.peer->kp_cur)
 		abort(); /* the harness itself is broken: the deep paths would be unreachable */
+	snap_take(&snap_r, &sr);
+	snap_take(&snap_i, &si);
+	setting_up = false;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool ready;
+	if (!ready) {
+		setup();
+		ready = true;
+	}
+	restore(&sr, &snap_r);
+	restore(&si, &snap_i);
+	check_restored(&sr, &snap_r);
+	check_restored(&si, &snap_i);
 	forget_setup_coverage();
+	wg_device *rd = sr.dev, *id = si.dev;
+	uint64_t now = 1000;
 
 	int under_load = 0;
 	size_t pos = 0;
@@ -220,31 +647,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3: {
 			uint64_t step = len >= 2 ? ((uint64_t)d[0] | (uint64_t)d[1] << 8) * 16 : 1;
 			now += step;
-			wg_tunnel_set_wall_ns(in, (0x5B52647BULL - 10) * 1000000000ULL + now * 1000000ULL);
+			si.wall_ns = (0x5B52647BULL - 10) * 1000000000ULL + now * 1000000ULL;
 			wg_device_tick(rd, now);
 			wg_device_tick(id, now);
 			break;
 		}
 		}
 		if (op & 8) {
-			carry(in, r, &ep_i, now);
-			carry(r, in, &ep_r, now);
+			carry(&si, &sr, &ep_i, now);
+			carry(&sr, &si, &ep_r, now);
 		}
 		/* Keep the queues from growing across records. */
-		wg_endpoint dst;
-		uint8_t pub[32];
-		while (wg_tunnel_pop_outgoing(r, &dst, pub, buf, sizeof(buf)) >= 0)
-			;
-		while (wg_tunnel_pop_outgoing(in, &dst, pub, buf, sizeof(buf)) >= 0)
-			;
-		while (wg_tunnel_pop_delivered(r, pub, buf, sizeof(buf)) >= 0)
-			;
+		q_clear(&sr);
+		q_clear(&si);
 	}
 	char *text = NULL;
 	size_t tlen = 0;
 	if (wg_uapi_get(rd, now, &text, &tlen) == 0)
 		wg_uapi_free(text);
-	wg_tunnel_free(r);
-	wg_tunnel_free(in);
+	release(&sr, &snap_r, rl_dirty);
+	release(&si, &snap_i, rl_dirty);
+	rl_dirty = false;
 	return 0;
 }

@@ -355,3 +355,34 @@ def test_malformed_http_gets_an_error_and_close(server, bystanders, req, status)
     assert got == status
     c.expect_closed()
     assert_relays(*bystanders)
+
+
+def test_a_head_sent_in_pieces_is_searched_once(server, bystanders):
+    """A client that sends its request head a few bytes at a time must not
+    make the server search the whole head again for each piece: that is
+    quadratic CPU for one slow connection. The server counts the bytes it
+    examines for the end of heads; each piece here is sent once the server
+    has read the one before, so each is a read of its own. Searching only the
+    new bytes (and the two before them, where the blank line may begin), then
+    parsing the head once, examines at most 2 x the head + 2 x the reads;
+    a rescan per read would examine about reads^2 / 2 x the piece size
+    (here ~65 x more)."""
+    head = b"GET /derp/probe HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 6000 + b"\r\n\r\n"
+    piece = 16
+    c = RawDerp(server.port)
+    start = scanned = server.stats()["http_head_bytes_scanned"]
+    reads = 0
+    for i in range(0, len(head), piece):
+        c.send(head[i : i + piece])
+        reads += 1
+        deadline = time.monotonic() + 5
+        while server.stats()["http_head_bytes_scanned"] == scanned:
+            assert time.monotonic() < deadline, f"the server did not read piece {reads}"
+            time.sleep(0.0005)
+        scanned = server.stats()["http_head_bytes_scanned"]
+    status, _, _ = c.read_http_head()
+    assert status == 200
+    c.expect_closed()
+    examined = scanned - start
+    assert len(head) <= examined <= 2 * len(head) + 2 * reads, (examined, len(head), reads)
+    assert_relays(*bystanders)

@@ -81,6 +81,9 @@ struct derp_server_stats {
 	uint64_t close_peer;        /* ClosePeer requests applied */
 	uint64_t close_http_error;  /* bad HTTP, 426, oversize heads, TLS failures */
 	uint64_t rate_limit_waits;  /* times a client was paused for its rate limit */
+	/* Bytes of request heads looked at for their end, the final parse
+	 * included: linear in what clients send, however they split it. */
+	uint64_t http_head_bytes_scanned;
 };
 
 /* Creates and starts a server on rt. On failure returns -errno and writes a

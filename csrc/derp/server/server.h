@@ -94,6 +94,7 @@ struct derp_conn {
 	struct derp_parser parser;
 	uint8_t *inbuf; /* HTTP head, or input held while rate-paused */
 	uint32_t inlen, incap;
+	size_t head_from; /* HTTP: where the search for the head's end resumes */
 	struct derp_pktq ctlq, discoq, dataq, wire;
 	uint32_t wire_off;    /* bytes of wire.head already written */
 	uint32_t ev;          /* epoll events currently registered */

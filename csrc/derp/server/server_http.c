@@ -23,6 +23,7 @@ static void reply(struct derp_conn *c, int status, const char *headers, const ch
 	free(c->inbuf);
 	c->inbuf = NULL;
 	c->inlen = c->incap = 0;
+	c->head_from = 0;
 	if (!p) {
 		derp_conn_close(c, CR_HTTP);
 		return;
@@ -97,10 +98,20 @@ void derp_http_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 		reply(c, 400, TEXT_PLAIN, "Client sent a TLS handshake to a plain HTTP server\n", false);
 		return;
 	}
-	struct derp_http_req req;
-	int rc = derp_http_parse_request(c->inbuf, c->inlen, &req);
-	if (rc == 0)
+	/* Only the new bytes are searched for the end of the head, and the head
+	 * is parsed once it is complete: a client dribbling its head byte by
+	 * byte must not make the server rescan all of it per byte (quadratic
+	 * CPU for one connection). */
+	uint64_t *scanned = &c->srv->st.http_head_bytes_scanned;
+	size_t end = derp_http_head_scan(c->inbuf, c->inlen, &c->head_from, scanned);
+	if (!end && c->inlen < DERP_HTTP_MAX_HEAD)
 		return;
+	struct derp_http_req req;
+	int rc = -EMSGSIZE;
+	if (end) {
+		*scanned += end; /* the parse reads the head once more */
+		rc = derp_http_parse_request(c->inbuf, end, &req);
+	}
 	if (rc < 0) {
 		c->srv->st.close_http_error++;
 		if (rc == -EMSGSIZE)
@@ -133,6 +144,7 @@ void derp_http_on_bytes(struct derp_conn *c, const uint8_t *b, size_t n)
 	size_t hlen = c->inlen;
 	c->inbuf = NULL;
 	c->inlen = c->incap = 0;
+	c->head_from = 0;
 	derp_srv_upgrade(c, req.fast_start);
 	derp_conn_feed(c, head + req.header_len, hlen - req.header_len);
 	free(head);
