@@ -39,6 +39,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "base/list.h"
 #include "crypto/crypto.h"
 #include "wg/wg_internal.h"
 
@@ -314,13 +315,11 @@ static struct side sr, si; /* R and I */
 
 static void q_clear(struct side *s)
 {
-	while (s->head) {
-		struct dgram *d = s->head;
-		s->head = d->next;
+	struct dgram *d;
+	do {
+		SPZ_FIFO_POP(s->head, s->tail, s->queued, d, next);
 		free(d);
-	}
-	s->tail = NULL;
-	s->queued = 0;
+	} while (d);
 }
 
 static void op_send(void *ctx, wg_peer *peer, const wg_endpoint *to, const uint8_t *data, size_t len)
@@ -333,15 +332,9 @@ static void op_send(void *ctx, wg_peer *peer, const wg_endpoint *to, const uint8
 	struct dgram *d = malloc(sizeof(*d) + len);
 	if (!d)
 		abort();
-	d->next = NULL;
 	d->len = len;
 	memcpy(d->data, data, len);
-	if (s->tail)
-		s->tail->next = d;
-	else
-		s->head = d;
-	s->tail = d;
-	s->queued++;
+	SPZ_FIFO_PUSH(s->head, s->tail, s->queued, d, next);
 }
 
 static void op_deliver(void *ctx, wg_peer *peer, const uint8_t *ip, size_t len)
@@ -400,11 +393,8 @@ static void endpoint(wg_endpoint *ep, uint8_t last)
 static void carry(struct side *from, struct side *to, const wg_endpoint *src, uint64_t now)
 {
 	for (int i = 0; i < 64 && from->head; i++) {
-		struct dgram *d = from->head;
-		from->head = d->next;
-		if (!from->head)
-			from->tail = NULL;
-		from->queued--;
+		struct dgram *d;
+		SPZ_FIFO_POP(from->head, from->tail, from->queued, d, next);
 		wg_device_receive(to->dev, now, src, d->data, d->len);
 		free(d);
 	}
@@ -532,13 +522,11 @@ static void release(struct side *s, const struct snap *sn, bool rl)
 	kp_free(p->kp_cur);
 	kp_free(p->kp_next);
 	p->kp_prev = p->kp_cur = p->kp_next = NULL;
-	while (p->staged_head) {
-		struct wg_staged *st = p->staged_head;
-		p->staged_head = st->next;
+	struct wg_staged *st;
+	do {
+		SPZ_FIFO_POP(p->staged_head, p->staged_tail, p->staged_count, st, next);
 		free(st);
-	}
-	p->staged_tail = NULL;
-	p->staged_count = 0;
+	} while (st);
 	q_clear(s);
 	if (d->index.cap != sn->cap) {
 		free(d->index.slots);
