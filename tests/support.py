@@ -119,14 +119,14 @@ def has_ipv6_loopback() -> bool:
 
 
 def body_handler(
-    body: bytes | Callable[[http.server.BaseHTTPRequestHandler], bytes],
+    body: Callable[[http.server.BaseHTTPRequestHandler], bytes],
 ) -> type[http.server.BaseHTTPRequestHandler]:
-    """An http.server handler that answers every GET with `body` (or what
-    body(handler) returns for that request), quietly."""
+    """An http.server handler that answers every GET with what body(request)
+    returns, quietly (a fixed body: spanza.scenario.fixed_body_handler)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            out = body(self) if callable(body) else body
+            out = body(self)
             self.send_response(200)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()

@@ -15,7 +15,7 @@ import pytest
 import spanza
 from spanza.keys import PrivateKey
 from spanza.netstack import DeviceLink, Host, HTTPConnection
-from tests.support import body_handler
+from spanza.scenario import fixed_body_handler
 
 A4, B4, A6, B6 = "10.44.0.1", "10.44.0.2", "fd44::1", "fd44::2"
 
@@ -44,7 +44,7 @@ def test_ping_and_http_through_wireguard(devhosts):
     assert len(b.ping(A4, count=2, timeout=5)) == 2  # the first one waits for the handshake
     assert len(a.ping(B6, count=2, timeout=5)) == 2
 
-    with a.serve_http(80, body_handler(b"over wireguard")):
+    with a.serve_http(80, fixed_body_handler(b"over wireguard")):
         for addr in (A4, A6):
             conn = HTTPConnection(b, addr, 80, timeout=10)
             conn.request("GET", "/")
@@ -136,7 +136,7 @@ def test_http_bytes_all_cross_wireguard_and_cut_link_fails(devpair, server_ip):
     da, db, ka, kb = devpair
     body = os.urandom(256 * 1024)
 
-    with da.serve_http(8080, body_handler(body)):
+    with da.serve_http(8080, fixed_body_handler(body)):
         rx_before = db.peers[0].rx_bytes
         conn = HTTPConnection(db, server_ip, 8080, timeout=10)
         conn.request("GET", "/")
