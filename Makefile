@@ -108,7 +108,7 @@ asan: $(BUILD_DIR)/sanitize/libspanza.a $(TEST_DEPS)
 FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Werror -Wshadow -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
 FUZZ_BINS := $(patsubst %,$(BUILD_DIR)/fuzz/%,$(FUZZ_TARGETS))
-$(BUILD_DIR)/fuzz/%: tests/fuzz/%.c $(BUILD_DIR)/fuzzlib/libspanza.a
+$(BUILD_DIR)/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(BUILD_DIR)/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $< $(BUILD_DIR)/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
 FUZZ_SECONDS ?= 300
