@@ -21,4 +21,14 @@ void spz_blake2s256(uint8_t *out, const uint8_t *msg, size_t len);
 int spz_blake2s_mac16(uint8_t *out, const uint8_t *key, size_t keylen, const uint8_t *msg, size_t len);
 void spz_hkdf3(uint8_t *out96, const uint8_t *key, size_t keylen, const uint8_t *in, size_t inlen);
 
+/* The transport AEAD (crypto/aead.c) on buffers of its own, to be checked
+ * against libsodium's ChaCha20-Poly1305 (spz_aead_encrypt, the handshake's):
+ * seal writes len + pad + 16 bytes (in, then pad zero bytes, sealed), open
+ * takes len >= 16 and writes len - 16. 0, -EINVAL (bad lengths or a tag
+ * that does not verify) or -ENOMEM/-EIO. */
+int spz_transport_seal(uint8_t *out, const uint8_t *key, uint64_t counter, const uint8_t *in, size_t len, size_t pad);
+int spz_transport_open(uint8_t *out, const uint8_t *key, uint64_t counter, const uint8_t *in, size_t len);
+void spz_aead_encrypt(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen, uint64_t counter,
+		      const uint8_t key[32]);
+
 #endif

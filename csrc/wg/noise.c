@@ -347,9 +347,9 @@ int wg_noise_begin_session(wg_device *dev, wg_peer *peer, uint64_t now_ms)
 	spz_kdf(t1, t2, NULL, hs->chaining_key, NULL, 0);
 	kp->initiator = hs->state == WG_HS_RESPONSE_CONSUMED;
 	/* Initiator sends with T1, responder with T2. */
-	int rc = spz_aead_init(&kp->send, kp->initiator ? t1 : t2, true);
+	int rc = spz_aead_init(&kp->send, kp->initiator ? t1 : t2);
 	if (rc == 0)
-		rc = spz_aead_init(&kp->recv, kp->initiator ? t2 : t1, false);
+		rc = spz_aead_init(&kp->recv, kp->initiator ? t2 : t1);
 	spz_wipe(t1, NOISE_SYMMETRIC_KEY_LEN);
 	spz_wipe(t2, NOISE_SYMMETRIC_KEY_LEN);
 	if (rc != 0) {

@@ -87,14 +87,16 @@ static void encrypt_and_send(wg_device *dev, wg_peer *peer, struct wg_keypair *k
 	size_t pad = len ? padding(dev, len) : 0;
 	uint64_t counter = kp->send_counter++;
 	TR_TAP(wg, TR_HOP_WG_ENCRYPT, TR_OBJ(dev->ops.ctx), peer->pub, kp->remote_index, counter, ip, len);
-	out[0] = WG_MSG_DATA;
-	out[1] = out[2] = out[3] = 0;
-	wg_put_le32(out + WG_DATA_RECEIVER, kp->remote_index);
-	wg_put_le64(out + WG_DATA_COUNTER, counter);
+	/* The seal uses the bytes before its output (the header's place and
+	 * tx_buf's headroom): the header goes in after it. */
 	if (!spz_aead_seal(&kp->send, counter, ip, len, pad, out + WG_DATA_HEADER_LEN)) {
 		spz_log(SPZ_LOG_ERROR, "wg", "OpenSSL failed to encrypt");
 		return;
 	}
+	out[0] = WG_MSG_DATA;
+	out[1] = out[2] = out[3] = 0;
+	wg_put_le32(out + WG_DATA_RECEIVER, kp->remote_index);
+	wg_put_le64(out + WG_DATA_COUNTER, counter);
 	if (len) {
 		peer->tx_packets++;
 		dev->stats.tx_packets++;

@@ -84,6 +84,24 @@ bool wg_dev_under_load(wg_device *dev, uint64_t now_ms)
 	return dev->load_seen && now_ms < dev->under_load_until;
 }
 
+/* rx_buf and tx_buf: WG_MAX_DATAGRAM bytes with the transport AEAD's room
+ * around them (crypto/aead.h), so packets are sealed and opened in place. */
+#define IO_BUF_SIZE (SPZ_AEAD_HEADROOM + WG_MAX_DATAGRAM + SPZ_AEAD_TAILROOM)
+
+static uint8_t *io_buf_new(void)
+{
+	uint8_t *b = malloc(IO_BUF_SIZE);
+	return b ? b + SPZ_AEAD_HEADROOM : NULL;
+}
+
+static void io_buf_free(uint8_t *b)
+{
+	if (!b)
+		return;
+	spz_wipe(b - SPZ_AEAD_HEADROOM, IO_BUF_SIZE);
+	free(b - SPZ_AEAD_HEADROOM);
+}
+
 wg_device *wg_device_new(const struct wg_ops *ops)
 {
 	if (!ops || !ops->send || !ops->deliver || spz_crypto_init() != 0)
@@ -95,8 +113,8 @@ wg_device *wg_device_new(const struct wg_ops *ops)
 	dev->mtu = WG_DEFAULT_MTU;
 	dev->load_threshold = WG_DEFAULT_LOAD_THRESHOLD;
 	dev->next_deadline = WG_TIMER_OFF;
-	dev->rx_buf = malloc(WG_MAX_DATAGRAM);
-	dev->tx_buf = malloc(WG_MAX_DATAGRAM);
+	dev->rx_buf = io_buf_new();
+	dev->tx_buf = io_buf_new();
 	if (!dev->rx_buf || !dev->tx_buf || wg_index_init(&dev->index) != 0 || wg_rl_init(&dev->rl, dev) != 0) {
 		wg_device_free(dev);
 		return NULL;
@@ -113,12 +131,8 @@ void wg_device_free(wg_device *dev)
 	wg_index_free(&dev->index);
 	wg_rl_free(&dev->rl);
 	free(dev->peer_buckets);
-	if (dev->rx_buf)
-		spz_wipe(dev->rx_buf, WG_MAX_DATAGRAM);
-	if (dev->tx_buf)
-		spz_wipe(dev->tx_buf, WG_MAX_DATAGRAM);
-	free(dev->rx_buf);
-	free(dev->tx_buf);
+	io_buf_free(dev->rx_buf);
+	io_buf_free(dev->tx_buf);
 	spz_wipe(dev, sizeof(*dev));
 	free(dev);
 }

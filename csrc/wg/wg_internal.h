@@ -175,7 +175,7 @@ struct wg_device {
 	bool load_seen;
 	struct wg_device_stats stats;
 	uint64_t next_deadline;
-	uint8_t *rx_buf, *tx_buf; /* WG_MAX_DATAGRAM each */
+	uint8_t *rx_buf, *tx_buf; /* WG_MAX_DATAGRAM each, with the AEAD's room (wg_device.c) */
 };
 
 /* wg_device.c */

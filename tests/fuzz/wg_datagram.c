@@ -320,13 +320,15 @@ static void snap_take(struct snap *sn, struct side *s)
 
 static void aead_clone(struct spz_aead *dst, const struct spz_aead *src)
 {
-	dst->ctx = NULL;
-	if (!src->ctx)
+	dst->cipher = dst->mac = NULL;
+	if (!src->cipher)
 		return;
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	if (!c || !EVP_CIPHER_CTX_copy(c, src->ctx))
+	EVP_MAC_CTX *m = EVP_MAC_CTX_dup(src->mac);
+	if (!c || !m || !EVP_CIPHER_CTX_copy(c, src->cipher))
 		abort();
-	dst->ctx = c;
+	dst->cipher = c;
+	dst->mac = m;
 }
 
 static struct wg_keypair *kp_clone(const struct wg_keypair *t)
