@@ -67,10 +67,14 @@ lib: $(BUILD_DIR)/release/libspanza.a
 
 PYHDRS := $(shell find csrc -name '*_py.h' | sort)
 EXT_STAMP := $(BUILD_DIR)/release/.ext-stamp
+# The editable install is a path in a .pth file (editable_mode=compat):
+# setuptools' default import-hook finder costs every interpreter start
+# ~10 ms (pathlib, importlib.util, fnmatch), which a wheel install does not.
 $(EXT_STAMP): $(BUILD_DIR)/release/libspanza.a $(PYHDRS) spanza/_build.py | $(DEPS)
 	SPANZA_LIBDIR=$(BUILD_DIR)/release $(PY) spanza/_build.py $(BUILD_DIR)/release/cffi
 	cp $(BUILD_DIR)/release/cffi/spanza/_spanza*.so spanza/
-	@test -f $(VENV)/.editable || { SPANZA_SKIP_MAKE=1 $(PY) -m pip install -q --no-deps --no-build-isolation -e . && touch $(VENV)/.editable; }
+	@test -f $(VENV)/.editable-path || { SPANZA_SKIP_MAKE=1 $(PY) -m pip install -q --no-deps --no-build-isolation \
+	  --config-settings editable_mode=compat -e . && touch $(VENV)/.editable-path; }
 	touch $@
 
 ext: $(EXT_STAMP)
