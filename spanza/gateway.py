@@ -51,7 +51,7 @@ from spanza.derp_client import client_opts
 from spanza.errors import ConfigError, check, error
 from spanza.impair import Impairable
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
-from spanza.runtime import Runtime, default_runtime
+from spanza.runtime import Runtime
 
 log = logging.getLogger("spanza.gateway")
 
@@ -110,9 +110,12 @@ def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
 # ---- the gateway ----------------------------------------------------------------------
 
 
-def _free_gateway(ptr: Any) -> None:
+def _free_gateway(ptr: Any, runtime: Runtime | None) -> None:
+    """A gateway's release: the gateway, then the runtime it owns."""
     lib.gw_py_shutdown(ptr)
     lib.gw_py_free(ptr)
+    if runtime is not None:
+        runtime.close()
 
 
 class Gateway(Handle, Impairable):
@@ -128,7 +131,8 @@ class Gateway(Handle, Impairable):
     (``nodekey:<hex>``, base64, bytes). TLS: system CAs, or ``ca_file``, or
     ``insecure=True`` (self-signed test servers). ``derp_options``: extra
     DERP client options (struct derp_client_opts fields, e.g.
-    ``backoff_max_ms``, ``queue_size``).
+    ``backoff_max_ms``, ``queue_size``). runtime: the loop thread it runs on
+    (default: one of its own, closed with it).
     """
 
     def __init__(
@@ -153,7 +157,6 @@ class Gateway(Handle, Impairable):
         self._cv = threading.Condition()
         self._inflight = 0
         self.url = url
-        self.runtime = runtime or default_runtime()
         self._listen = parse_address(listen, "listen")
         self._peers: dict[bytes, tuple[str, int]] = {}  # key -> bound address, in order
         self._wg_endpoint = (
@@ -171,11 +174,19 @@ class Gateway(Handle, Impairable):
             _to_c(self._wg_endpoint, wg)
         rc = ffi.new("int *")
         err = ffi.new("char[256]")
+        # A sidecar: on a loop thread of its own unless given a runtime, so
+        # the gateway and the devices behind it (their netstack shares the
+        # default runtime) use two cores, as a DerpServer does.
+        own = runtime is None
+        self.runtime = runtime if runtime is not None else Runtime("gateway")
         ptr = lib.gw_py_new(self.runtime.ptr, url.encode(), priv, opts, wg, rc, err, 256)
         if ptr == ffi.NULL:
+            if own:
+                self.runtime.close()
             self._raise(rc[0], err, "Gateway")
         self._ptr = ptr
-        self._handle_open(lambda: _free_gateway(ptr), f"Gateway {url}")
+        own_rt = self.runtime if own else None
+        self._handle_open(lambda: _free_gateway(ptr, own_rt), f"Gateway {url}")
         pub = ffi.new("uint8_t[32]")
         lib.gw_py_public_key(ptr, pub)
         self._public = bytes(pub)

@@ -18,7 +18,8 @@ class Runtime(Handle):
     """One C event-loop thread. Objects created on it are driven by it.
 
     Most users never create one: `default_runtime()` is shared by devices,
-    and a DERP server gets its own so relay and peers use both cores.
+    and a DERP server and a gateway each get their own, so relay, gateways
+    and devices use every core.
     """
 
     def __init__(self, name: str = "spanza") -> None:

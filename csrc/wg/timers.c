@@ -60,7 +60,7 @@ static bool pending(uint64_t timer) { return timer != WG_TIMER_OFF; }
 static uint64_t jitter(wg_device *dev)
 {
 	uint8_t b[2];
-	wg_dev_random(dev, b, sizeof(b));
+	wg_dev_jitter_random(dev, b, sizeof(b));
 	return (uint64_t)((b[0] | b[1] << 8) % WG_REKEY_TIMEOUT_JITTER_MAX);
 }
 

@@ -58,6 +58,22 @@ void wg_dev_random(wg_device *dev, void *buf, size_t len)
 		randombytes_buf(buf, len);
 }
 
+_Static_assert(WG_JITTER_POOL <= UINT8_MAX, "jitter_left counts the pool's bytes");
+
+void wg_dev_jitter_random(wg_device *dev, void *buf, size_t len)
+{
+	if (dev->ops.random || len > sizeof(dev->jitter_pool)) {
+		wg_dev_random(dev, buf, len);
+		return;
+	}
+	if (dev->jitter_left < len) {
+		randombytes_buf(dev->jitter_pool, sizeof(dev->jitter_pool));
+		dev->jitter_left = sizeof(dev->jitter_pool);
+	}
+	dev->jitter_left -= (uint8_t)len;
+	memcpy(buf, dev->jitter_pool + dev->jitter_left, len);
+}
+
 uint64_t wg_dev_wall_ns(wg_device *dev) { return dev->ops.wall_ns ? dev->ops.wall_ns(dev->ops.ctx) : spz_wall_ns(); }
 
 /* Under load when more than `threshold` handshake messages arrived within

@@ -13,6 +13,10 @@
 #include "wg/wg.h"
 
 #define WG_TIMER_OFF UINT64_MAX
+/* Jitter bytes drawn per getrandom: a draw per data packet sent (the
+ * new-handshake timer, re-armed after every packet received) cost ~2 % of
+ * the data path. */
+#define WG_JITTER_POOL 64
 
 /* Inner IP headers: lengths and the offsets of the addresses. */
 #define WG_IP4_HDR_LEN 20
@@ -175,11 +179,17 @@ struct wg_device {
 	bool load_seen;
 	struct wg_device_stats stats;
 	uint64_t next_deadline;
-	uint8_t *rx_buf, *tx_buf; /* WG_MAX_DATAGRAM each, with the AEAD's room (wg_device.c) */
+	uint8_t *rx_buf, *tx_buf;            /* WG_MAX_DATAGRAM each, with the AEAD's room (wg_device.c) */
+	uint8_t jitter_pool[WG_JITTER_POOL]; /* wg_dev_jitter_random's batch */
+	uint8_t jitter_left;
 };
 
 /* wg_device.c */
 void wg_dev_random(wg_device *dev, void *buf, size_t len);
+/* Randomness that need not come from the kernel per call (timer jitter):
+ * taken from a batch, refilled WG_JITTER_POOL bytes at a time. With
+ * ops.random set it is wg_dev_random, so scripted draws stay in order. */
+void wg_dev_jitter_random(wg_device *dev, void *buf, size_t len);
 uint64_t wg_dev_wall_ns(wg_device *dev);
 /* Counts a drop and returns the reason (for `return wg_drop_count(...)`). */
 int wg_drop_count(wg_device *dev, int reason);
