@@ -53,6 +53,8 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
  * also reports bytes read but not yet decrypted, which epoll cannot see. */
 #define DERP_TLS_READ_BUF (64 * 1024) /* read-ahead: four full records per read */
 
+#define DERP_TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
 static SSL_CTX *ctx_new(const SSL_METHOD *method, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(method);
@@ -61,6 +63,15 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method, char *err, size_t errlen)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* AES-128-GCM first, as Go's crypto/tls (derper, Tailscale's clients)
+	 * orders TLS 1.3's suites on AES-NI machines: ~13 % faster than
+	 * OpenSSL's default AES-256-GCM, and every relayed packet is sealed
+	 * and opened twice on its way through a relay. */
+	if (!SSL_CTX_set_ciphersuites(ctx, DERP_TLS13_SUITES)) {
+		derp_tls_err(err, errlen, "SSL_CTX_set_ciphersuites");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_read_ahead(ctx, 1);

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import struct
 import urllib.error
@@ -150,6 +151,17 @@ def test_tls_with_certificate_files(tmp_path):
         # derper's manual mode refuses a mismatched SNI.
         with pytest.raises(ssl.SSLError):
             RawDerp(s.port, tls_ctx=ssl._create_unverified_context(), server_hostname="other.test")
+
+
+def test_tls13_prefers_aes_128_gcm(tls_server):
+    """As Go's crypto/tls (derper's) on AES-NI machines: the server picks
+    TLS_AES_128_GCM_SHA256 even from a client that lists AES-256 first."""
+    ctx = ssl._create_unverified_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version() == "TLSv1.3"
+            assert tls.cipher()[0] == "TLS_AES_128_GCM_SHA256"
 
 
 # ---- HTTP endpoints ----
