@@ -90,8 +90,11 @@ static bool chacha_pass(EVP_CIPHER_CTX *c, uint64_t counter, uint8_t *text, size
 	size_t total = CHACHA_BLOCK + round_up(n, CHACHA_BLOCK);
 	int outl = 0;
 	memset(start, 0, CHACHA_BLOCK);
-	return total <= INT_MAX && EVP_CipherInit_ex2(c, NULL, NULL, iv, 1, NULL) &&
-	       EVP_CipherUpdate(c, start, &outl, start, (int)total) && (size_t)outl == total;
+	if (total <= INT_MAX && EVP_CipherInit_ex2(c, NULL, NULL, iv, 1, NULL) &&
+	    EVP_CipherUpdate(c, start, &outl, start, (int)total) && (size_t)outl == total)
+		return true;
+	spz_wipe(start, CHACHA_BLOCK); /* whatever of the key block was made */
+	return false;
 }
 
 static bool poly_begin(EVP_MAC_CTX *m, uint8_t *text)
