@@ -20,6 +20,8 @@ import spanza
 from spanza import ConfigError, DerpClient, DerpServer, Gateway
 from spanza.errors import RelayError
 from spanza.keys import PrivateKey, PublicKey
+from spanza.runtime import default_runtime
+from spanza.scenario import Peer
 from tests.support import wait_for
 
 # Short reconnect backoff so restarts are noticed quickly.
@@ -348,3 +350,18 @@ def test_wait_connected_times_out_with_the_reason():
         with pytest.raises(RelayError, match="unreachable: connect to .*Connection refused"):
             g.wait_connected(5)
         assert g.stats()["derp"]["connect_failures"] >= 1
+
+
+def test_a_gateway_runs_on_a_thread_of_its_own_unless_given_one(relay):
+    """A standalone gateway (a sidecar) gets its own loop thread, closed with
+    it; a Peer's gateway shares its device's, so the hop between them needs
+    no wake-up."""
+    with Gateway(relay.url, key()[0]) as gw:
+        own = gw.runtime
+        assert own is not default_runtime() and not own.closed
+    assert own.closed
+    with Gateway(relay.url, key()[0], runtime=default_runtime()) as gw:
+        assert gw.runtime is default_runtime()
+    assert not default_runtime().closed
+    with Peer(relay.url, "192.168.7.1/24", mode="gateway") as p:
+        assert p.gateway is not None and p.gateway.runtime is p.device.runtime
