@@ -115,6 +115,11 @@ FUZZ_BINS := $(patsubst %,$(BUILD_DIR)/fuzz/%,$(FUZZ_TARGETS))
 $(BUILD_DIR)/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(BUILD_DIR)/fuzzlib/libspanza.a
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $< $(BUILD_DIR)/fuzzlib/libspanza.a $(FUZZ_LDFLAGS_$*) -lssl -lcrypto -lsodium -lpthread -o $@
+# Helpers a target links that are not the code under test (a module adds
+# them to its FUZZ_LDFLAGS_<name>): optimised, uninstrumented.
+$(BUILD_DIR)/fuzz/%.o: tests/fuzz/%.c $(wildcard tests/fuzz/*.h)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -Wall -Wextra -Werror -O3 -c $< -o $@
 FUZZ_SECONDS ?= 300
 # FUZZ_RUNS: stop a target after this many executions (-1: no limit).
 FUZZ_RUNS ?= -1

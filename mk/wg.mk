@@ -3,17 +3,16 @@ FUZZ_TARGETS += wg_datagram wg_uapi
 # wg_datagram memoises X25519 and restores a post-handshake snapshot per
 # input (see its header; wg_rl_allow is wrapped to know when the snapshot's
 # ratelimiter slots must be copied back).
-# Its BLAKE2s (tests/fuzz/blake2s_ref.c) is built apart, optimised and
-# uninstrumented: it is not the code under test.
+# Its BLAKE2s (tests/fuzz/blake2s_ref.c) and the memo (tests/fuzz/memo.c)
+# are built apart, optimised and uninstrumented: they are not the code
+# under test.
 FUZZ_LDFLAGS_wg_datagram := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public \
 	-Wl,--wrap=__sanitizer_cov_8bit_counters_init -Wl,--wrap=wg_rl_allow -Wl,--wrap=spz_kdf -Wl,--wrap=spz_hash -Wl,--wrap=spz_mac \
-	$(BUILD_DIR)/fuzz/blake2s_ref.o
-$(BUILD_DIR)/fuzz/wg_datagram: $(BUILD_DIR)/fuzz/blake2s_ref.o
-$(BUILD_DIR)/fuzz/blake2s_ref.o: tests/fuzz/blake2s_ref.c tests/fuzz/blake2s_ref.h
-	@mkdir -p $(dir $@)
-	clang $(CSTD) -Wall -Wextra -Werror -O3 -c $< -o $@
+	$(BUILD_DIR)/fuzz/blake2s_ref.o $(BUILD_DIR)/fuzz/memo.o
+$(BUILD_DIR)/fuzz/wg_datagram: $(BUILD_DIR)/fuzz/blake2s_ref.o $(BUILD_DIR)/fuzz/memo.o
 # wg_uapi memoises X25519 too (tests/fuzz/x25519_memo.h).
-FUZZ_LDFLAGS_wg_uapi := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public
+FUZZ_LDFLAGS_wg_uapi := -Wl,--wrap=spz_x25519 -Wl,--wrap=spz_x25519_public $(BUILD_DIR)/fuzz/memo.o
+$(BUILD_DIR)/fuzz/wg_uapi: $(BUILD_DIR)/fuzz/memo.o
 
 # bench/wg_bench.c: handshakes per second and transport throughput through
 # the core, beside a raw EVP ChaCha20-Poly1305 loop (`make wg-bench`).

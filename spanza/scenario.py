@@ -121,15 +121,8 @@ class Peer(Handle):
             # thread each). A standalone Gateway gets a thread of its own.
             self._gateway_args["runtime"] = self.device.runtime
             try:
-                self.gateway = Gateway(
-                    url,
-                    self.gateway_key,
-                    ca_file=ca_file,
-                    insecure=insecure,
-                    wg_endpoint=("127.0.0.1", self.device.listen_port),
-                    derp_options=derp_options,
-                    runtime=self.device.runtime,
-                )
+                wg_endpoint = ("127.0.0.1", self.device.listen_port)
+                self.gateway = Gateway(url, self.gateway_key, wg_endpoint=wg_endpoint, **self._gateway_args)
             except BaseException:
                 self.device.close()
                 raise

@@ -1,5 +1,6 @@
 /* See blake2s_ref.h. */
 #include "blake2s_ref.h"
+#include "memo.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -175,96 +176,20 @@ static void kdf(uint8_t t[][FZ_B2S_OUT], int n, const uint8_t key[FZ_B2S_OUT], c
 
 /* A fuzz target's handshakes derive the same keys again and again (fixed
  * static keys, ephemerals drawn from a restored RNG): the KDF's results are
- * memoised by their exact inputs, as x25519_memo.h does for X25519, in a
- * set-associative table (its ways replaced in turn). A memo key is the
- * output count, the KDF's key and its input; inputs longer than MEMO_IN
- * are computed every time. (Memoising the hash and the MAC too gained
- * nothing: their inputs carry timestamps and fuzzed bytes.) */
-#define MEMO_SET_BITS 12
-#define MEMO_WAYS 4
-#define MEMO_IN 128
-#define MEMO_OUT (3 * FZ_B2S_OUT)
-
-struct memo {
-	size_t len; /* of key; 0: unused */
-	uint8_t key[MEMO_IN], out[MEMO_OUT];
-};
-
-static struct memo memo[1u << MEMO_SET_BITS][MEMO_WAYS];
-static uint8_t memo_victim[1u << MEMO_SET_BITS];
-
-struct memo_key {
-	uint8_t b[MEMO_IN];
-	size_t len;
-	bool fits;
-};
-
-static void key_add(struct memo_key *k, const void *p, size_t len)
-{
-	if (!k->fits || len > MEMO_IN - k->len) {
-		k->fits = false;
-		return;
-	}
-	memcpy(k->b + k->len, p, len);
-	k->len += len;
-}
-
-/* Eight bytes a step (a byte-wise hash cost more than the hashing it saves). */
-static uint32_t key_set(const struct memo_key *k)
-{
-	uint64_t h = k->len;
-	size_t i = 0;
-	for (; i + 8 <= k->len; i += 8) {
-		uint64_t w;
-		memcpy(&w, k->b + i, 8);
-		h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-		h ^= h >> 29;
-	}
-	for (; i < k->len; i++)
-		h = (h ^ k->b[i]) * 0x9E3779B97F4A7C15ull;
-	h ^= h >> 32;
-	h *= 0xD6E8FEB86659FD93ull;
-	return (uint32_t)(h >> (64 - MEMO_SET_BITS));
-}
-
-static bool memo_get(const struct memo_key *k, uint8_t *out, size_t outlen)
-{
-	if (!k->fits)
-		return false;
-	struct memo *set = memo[key_set(k)];
-	for (int w = 0; w < MEMO_WAYS; w++)
-		if (set[w].len == k->len && !memcmp(set[w].key, k->b, k->len)) {
-			memcpy(out, set[w].out, outlen);
-			return true;
-		}
-	return false;
-}
-
-static void memo_put(const struct memo_key *k, const uint8_t *out, size_t outlen)
-{
-	if (!k->fits)
-		return;
-	uint32_t s = key_set(k);
-	struct memo *m = NULL;
-	for (int w = 0; w < MEMO_WAYS && !m; w++)
-		if (!memo[s][w].len)
-			m = &memo[s][w];
-	if (!m)
-		m = &memo[s][memo_victim[s]++ % MEMO_WAYS];
-	m->len = k->len;
-	memcpy(m->key, k->b, k->len);
-	memcpy(m->out, out, outlen);
-}
+ * memoised (memo.h). (Memoising the hash and the MAC too gained nothing:
+ * their inputs carry timestamps and fuzzed bytes.) */
+#define MEMO_TAG_KDF 'K'
 
 void fz_b2s_kdf(uint8_t t[][FZ_B2S_OUT], int n, const uint8_t key[FZ_B2S_OUT], const void *in, size_t inlen)
 {
-	struct memo_key k = {.fits = true};
+	struct fz_memo_key k;
 	uint8_t nn = (uint8_t)n;
-	key_add(&k, &nn, 1);
-	key_add(&k, key, FZ_B2S_OUT);
-	key_add(&k, in, inlen);
-	if (memo_get(&k, &t[0][0], (size_t)n * FZ_B2S_OUT))
+	fz_memo_key_init(&k, MEMO_TAG_KDF);
+	fz_memo_key_add(&k, &nn, 1);
+	fz_memo_key_add(&k, key, FZ_B2S_OUT);
+	fz_memo_key_add(&k, in, inlen);
+	if (fz_memo_get(&k, &t[0][0], (size_t)n * FZ_B2S_OUT))
 		return;
 	kdf(t, n, key, in, inlen);
-	memo_put(&k, &t[0][0], (size_t)n * FZ_B2S_OUT);
+	fz_memo_put(&k, &t[0][0], (size_t)n * FZ_B2S_OUT);
 }
