@@ -12,7 +12,9 @@ dropped (`derp_packets_dropped` in /debug/varz). Runs are interleaved over
 the cases; medians at the end, with the load average. --trees runs each
 case once per given source tree (built; e.g. an export of main, for
 before/after figures), each run in a child process importing that tree.
-SPANZA_BENCH_PACING=0 turns lwIP's pacing off (scripts/lwip-patches/0004).
+SPANZA_BENCH_PACING=0 turns lwIP's pacing off (scripts/lwip-patches/0004);
+SPANZA_BENCH_ACK_BATCH=N acknowledges at most N segments at once (0: lwIP's
+own ACK every second segment; scripts/lwip-patches/0006).
 """
 
 from __future__ import annotations
@@ -103,10 +105,12 @@ def run_peers(
         Peer(url, "192.168.4.2/24", mode=mode, insecure=tls) as b,
     ):
         connect(a, b)
-        if os.environ.get("SPANZA_BENCH_PACING") == "0":  # compare: lwIP's pacing off
-            from spanza._ffi import lib
+        from spanza._ffi import lib
 
+        if os.environ.get("SPANZA_BENCH_PACING") == "0":  # compare: lwIP's pacing off
             lib.ns_tcp_set_pacing(0)
+        if "SPANZA_BENCH_ACK_BATCH" in os.environ:  # compare: segments per ACK (0: lwIP's own)
+            assert lib.ns_tcp_set_ack_batch(int(os.environ["SPANZA_BENCH_ACK_BATCH"])) == 0
         a.serve_http(8080, body=body)
         before = recovery()
         if impair:

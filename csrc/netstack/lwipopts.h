@@ -156,5 +156,6 @@ unsigned int ns_clock_us(void);
 #define LWIP_HOOK_IP4_INPUT(p, inp) ns_hook_input((p), (inp))
 #define LWIP_HOOK_IP6_INPUT(p, inp) ns_hook_input((p), (inp))
 #define LWIP_HOOK_TCP_ISN(lip, lport, rip, rport) ns_hook_tcp_isn((lip), (lport), (rip), (rport))
+#define LWIP_HOOK_TCP_DEFER_OUTPUT(pcb) ns_hook_tcp_defer_output(pcb)
 
 #endif

@@ -89,6 +89,12 @@ int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
 /* Pacing of every TCP sender of the process on (1, the default) or off (0):
  * for benchmarks and tests that compare. */
 int ns_tcp_set_pacing(int on);
+/* At most this many received segments share one ACK: tcp_input's output
+ * waits for the end of the loop round (16, the default; 0: lwIP's own ACK
+ * every second segment, at once; 1..NS_ACK_BATCH_MAX). For benchmarks and
+ * tests that compare. */
+#define NS_ACK_BATCH_MAX 64
+int ns_tcp_set_ack_batch(int segments);
 
 /* ---- waitable operations (connect, ping) ----
  * ns_op_wait waits up to timeout_ms (-1: forever) and returns -EINPROGRESS

@@ -11,9 +11,11 @@
 
 #include "lwip/init.h"
 #include "lwip/stats.h"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
 #include "base/log.h"
+#include "ns_hooks.h"
 
 /* ns_mu guards the binding (ns_rt, ns_users): hosts are created and
  * closed from any thread. The rest, lwIP included, is the stack's loop
@@ -23,6 +25,7 @@ static rt_t *ns_rt;          /* guarded by ns_mu */
 static int ns_users;         /* hosts, guarded by ns_mu */
 static bool ns_inited;       /* loop thread */
 static rt_timer_t *ns_timer; /* loop thread */
+static rt_t *ns_loop_rt;     /* ns_timer's runtime, loop thread */
 static uint64_t ns_due;      /* when ns_timer is armed for */
 static bool ns_kicked;       /* ns_timer is due now */
 static uint8_t ns_buf[NS_SCRATCH];
@@ -77,6 +80,78 @@ void ns_stack_kick(void)
 	ns_due = 0;
 }
 
+/* ---- one ACK per receive batch ----
+ *
+ * lwIP answers every second full segment with an ACK as soon as it is
+ * processed; a batch of 32 datagrams from one recvmmsg thus cost 16 ACKs,
+ * each a full trip through WireGuard, the gateway and the relay (a third of
+ * all packets of a bulk transfer). tcp_input now leaves its tcp_output to
+ * the end of the loop round (LWIP_HOOK_TCP_DEFER_OUTPUT, lwIP patch 0006),
+ * as Linux answers a GRO batch with one ACK: the ACK leaves microseconds
+ * later and covers the batch. At most NS_ACK_BATCH segments wait, so a
+ * long round still acknowledges along the way. */
+#define NS_ACK_BATCH 16
+
+static struct rt_defer ns_out_defer;         /* loop thread */
+static unsigned ns_out_waiting;              /* segments whose output waits */
+static unsigned ns_ack_batch = NS_ACK_BATCH; /* loop thread; 0: off */
+
+/* The first pcb of a list whose output waits, or NULL. */
+static struct tcp_pcb *first_deferred(struct tcp_pcb *pcb)
+{
+	for (; pcb; pcb = pcb->next)
+		if (pcb->flags & TF_OUTPUT_DEFERRED)
+			return pcb;
+	return NULL;
+}
+
+/* tcp_output for each pcb whose input left it waiting. The scan starts over
+ * after each output rather than trust a list that output may change; each
+ * pcb is taken once, so it ends. A pcb freed meanwhile is on no list and
+ * owes nothing. TIME_WAIT pcbs are scanned too: the ACK of a FIN waits
+ * like any other. */
+static void output_deferred(void)
+{
+	ns_out_waiting = 0;
+	for (;;) {
+		struct tcp_pcb *pcb = first_deferred(tcp_active_pcbs);
+		if (!pcb)
+			pcb = first_deferred(tcp_tw_pcbs);
+		if (!pcb)
+			return;
+		tcp_clear_flags(pcb, TF_OUTPUT_DEFERRED);
+		tcp_output(pcb);
+	}
+}
+
+static void on_out_defer(rt_t *rt, void *arg)
+{
+	(void)rt;
+	(void)arg;
+	output_deferred();
+	ns_stack_kick();
+}
+
+int ns_hook_tcp_defer_output(struct tcp_pcb *pcb)
+{
+	if (!ns_loop_rt || !ns_ack_batch)
+		return 0;
+	/* Only a receiver's ACK waits: a sender's output (new data, a
+	 * retransmission) answers each ACK at once, as its loss recovery
+	 * decided on that ACK; and while segments are out of order, the
+	 * sender's recovery wants every ACK (RFC 5681 4.2, as Linux's
+	 * quick-ACK mode). */
+	if (pcb->unsent || pcb->unacked || pcb->ooseq)
+		return 0;
+	if (ns_out_waiting >= ns_ack_batch) {
+		output_deferred();
+		return 0;
+	}
+	ns_out_waiting++;
+	rt_defer(ns_loop_rt, &ns_out_defer);
+	return 1;
+}
+
 int ns_stack_start(rt_t *rt)
 {
 	if (!ns_inited) {
@@ -87,6 +162,8 @@ int ns_stack_start(rt_t *rt)
 		ns_timer = rt_timer_new(rt, on_timer, NULL);
 		if (!ns_timer)
 			return -ENOMEM;
+		ns_out_defer.fn = on_out_defer;
+		ns_loop_rt = rt;
 	}
 	ns_stack_kick();
 	return 0;
@@ -101,6 +178,9 @@ static void stop_on_loop(rt_t *rt, void *arg)
 	pthread_mutex_unlock(&ns_mu);
 	if (!idle) /* a new host came in meanwhile */
 		return;
+	output_deferred();
+	rt_defer_cancel(rt, &ns_out_defer);
+	ns_loop_rt = NULL;
 	rt_timer_free(ns_timer);
 	ns_timer = NULL;
 	ns_kicked = false;
@@ -136,6 +216,7 @@ void ns_stack_release(void)
 	 * resume their timers on whichever runtime binds the stack next. */
 	if (rt_call(rt, stop_on_loop, NULL) < 0) {
 		/* The loop has stopped, so nothing else touches the timer. */
+		ns_loop_rt = NULL;
 		rt_timer_free(ns_timer);
 		ns_timer = NULL;
 		ns_kicked = false;
@@ -247,4 +328,22 @@ int ns_tcp_set_pacing(int on)
 	if (!rt)
 		return -ENOENT;
 	return rt_call(rt, pacing_on_loop, &on);
+}
+
+static void ack_batch_on_loop(rt_t *rt, void *arg)
+{
+	(void)rt;
+	output_deferred(); /* what waits under the old limit goes now */
+	ns_ack_batch = *(unsigned *)arg;
+}
+
+int ns_tcp_set_ack_batch(int segments)
+{
+	if (segments < 0 || segments > NS_ACK_BATCH_MAX)
+		return -EINVAL;
+	rt_t *rt = ns_stack_rt();
+	if (!rt)
+		return -ENOENT;
+	unsigned n = (unsigned)segments;
+	return rt_call(rt, ack_batch_on_loop, &n);
 }
