@@ -26,8 +26,8 @@ import time
 from typing import Any
 
 from spanza import _diagnose
+from spanza._derp_opts import client_opts
 from spanza._ffi import ffi, lib
-from spanza.derp_client import client_opts
 from spanza.errors import ConfigError, SpanzaError, check
 from spanza.keys import PublicKey, as_key, private_key_bytes
 

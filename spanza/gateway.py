@@ -44,10 +44,10 @@ from typing import Any, Union
 
 from spanza import _diagnose
 from spanza._addr import AddressLike, format_address, parse_address, scope_id
+from spanza._derp_opts import client_opts
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._renamed import renamed
-from spanza.derp_client import client_opts
 from spanza.errors import ConfigError, check, error
 from spanza.impair import Impairable
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
