@@ -109,3 +109,14 @@ def test_key_file_is_derpers_format_written_once(tmp_path):
         write_key_file(path, PrivateKey.generate())
     assert load_key_file(path) == key
     assert [p.name for p in tmp_path.iterdir()] == ["derper.key"]  # no temporary file left
+
+
+def test_public_key_equals_its_raw_bytes():
+    """Code written when some APIs returned bytes compares them with a
+    PublicKey: equal to its 32 raw bytes (bytes or bytearray), not to other
+    bytes or to a prefix (compared in constant time, in C)."""
+    pub = PublicKey(PUB_B64)
+    raw = base64.b64decode(PUB_B64)
+    assert pub == raw and pub == bytearray(raw) and raw == pub
+    assert pub != raw[:31] and pub != raw + b"\0"
+    assert pub != bytes([raw[0] ^ 1]) + raw[1:] and pub != raw[:31] + bytes([raw[31] ^ 0x80])
