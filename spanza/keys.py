@@ -134,7 +134,7 @@ class Key:
         if not isinstance(other, Key) or type(other) is not type(self):
             return NotImplemented
         # constant time, in C (hmac.compare_digest would cost `import spanza` 2 ms)
-        return len(self._raw) == len(other._raw) and lib.spz_memeq(self._raw, other._raw, len(self._raw)) == 1
+        return bool(lib.spz_memeq(self._raw, other._raw, KEY_LEN) == 1)
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._raw))

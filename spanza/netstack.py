@@ -792,11 +792,15 @@ def _serve(server: socketserver.TCPServer, wake: socket.socket) -> None:
             server.service_actions()
 
 
-def _stop_server(server: socketserver.TCPServer, thread: threading.Thread, wake: socket.socket) -> None:
+def _stop_server(
+    server: socketserver.TCPServer, thread: threading.Thread, wake: socket.socket, wake_in: socket.socket
+) -> None:
     with contextlib.suppress(OSError):
         wake.send(b"x")
     thread.join(10)
     server.server_close()
+    wake.close()
+    wake_in.close()
 
 
 class ServerThread(_HostObject):
@@ -812,9 +816,7 @@ class ServerThread(_HostObject):
         thread = self._thread
 
         def stop() -> None:
-            _stop_server(server, thread, wake)
-            wake.close()
-            wake_in.close()
+            _stop_server(server, thread, wake, wake_in)
 
         if host is not None:
             # Tracked by its host, so closing the host (or its device) stops

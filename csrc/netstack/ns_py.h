@@ -90,9 +90,10 @@ int ns_tcp_recovery_stats(struct ns_tcp_recovery *out);
  * for benchmarks and tests that compare. */
 int ns_tcp_set_pacing(int on);
 /* At most this many received segments share one ACK: tcp_input's output
- * waits for the end of the loop round (16, the default; 0: lwIP's own ACK
- * every second segment, at once; 1..NS_ACK_BATCH_MAX). For benchmarks and
- * tests that compare. */
+ * waits for the end of the loop round (NS_ACK_BATCH_DEFAULT; 0: lwIP's own
+ * ACK every second segment, at once; 1..NS_ACK_BATCH_MAX). For benchmarks
+ * and tests that compare. */
+#define NS_ACK_BATCH_DEFAULT 16
 #define NS_ACK_BATCH_MAX 64
 int ns_tcp_set_ack_batch(int segments);
 

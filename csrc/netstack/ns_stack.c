@@ -88,13 +88,11 @@ void ns_stack_kick(void)
  * all packets of a bulk transfer). tcp_input now leaves its tcp_output to
  * the end of the loop round (LWIP_HOOK_TCP_DEFER_OUTPUT, lwIP patch 0006),
  * as Linux answers a GRO batch with one ACK: the ACK leaves microseconds
- * later and covers the batch. At most NS_ACK_BATCH segments wait, so a
- * long round still acknowledges along the way. */
-#define NS_ACK_BATCH 16
+ * later and covers the batch. At most NS_ACK_BATCH_DEFAULT segments wait,
+ * so a long round still acknowledges along the way. */
 
-static struct rt_defer ns_out_defer;         /* loop thread */
-static unsigned ns_out_waiting;              /* segments whose output waits */
-static unsigned ns_ack_batch = NS_ACK_BATCH; /* loop thread; 0: off */
+static unsigned ns_out_waiting;                      /* segments whose output waits */
+static unsigned ns_ack_batch = NS_ACK_BATCH_DEFAULT; /* loop thread; 0: off */
 
 /* The first pcb of a list whose output waits, or NULL. */
 static struct tcp_pcb *first_deferred(struct tcp_pcb *pcb)
@@ -132,6 +130,8 @@ static void on_out_defer(rt_t *rt, void *arg)
 	ns_stack_kick();
 }
 
+static struct rt_defer ns_out_defer = {.fn = on_out_defer}; /* loop thread */
+
 int ns_hook_tcp_defer_output(struct tcp_pcb *pcb)
 {
 	if (!ns_loop_rt || !ns_ack_batch)
@@ -162,7 +162,6 @@ int ns_stack_start(rt_t *rt)
 		ns_timer = rt_timer_new(rt, on_timer, NULL);
 		if (!ns_timer)
 			return -ENOMEM;
-		ns_out_defer.fn = on_out_defer;
 		ns_loop_rt = rt;
 	}
 	ns_stack_kick();

@@ -15,7 +15,7 @@ import pytest
 from spanza._ffi import ffi, lib
 from tests.integration.test_netstack_loss import MiB, payload, send_b_to_a
 
-DEFAULT = 16
+DEFAULT = lib.NS_ACK_BATCH_DEFAULT
 
 
 @pytest.fixture
