@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Cold start: from process spawn to the first response of `spanza demo`.
 
-Spawns `python -m spanza demo` N times (from the source tree, so the tree's
-package is the one imported), times each from just before the spawn to the
+Spawns `spanza demo` N times (the console script of this interpreter's
+environment, whose editable install imports the tree; `python -m spanza
+demo` with --module), times each from just before the spawn to the
 moment its `response:` line arrives on the pipe, and prints the median, the
 spread and where a run spends its time (interpreter start, `import spanza`,
 the imports the demo needs, the scenario itself).
@@ -80,8 +81,17 @@ def phases_once() -> tuple[float, float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=21, help="spawns (default 21)")
+    ap.add_argument(
+        "--module", action="store_true", help="spawn `python -m spanza demo` instead of the `spanza` command"
+    )
     args = ap.parse_args()
-    cmd = [sys.executable, "-m", "spanza", "demo"]
+    # `spanza demo` as users type it: the console script next to this
+    # interpreter (the project's editable install imports the tree).
+    script = os.path.join(os.path.dirname(sys.executable), "spanza")
+    if args.module or not os.path.exists(script):
+        cmd = [sys.executable, "-m", "spanza", "demo"]
+    else:
+        cmd = [script, "demo"]
     print(f"# load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     spawn_once(cmd)  # warm the page cache and __pycache__
     runs = [spawn_once(cmd) for _ in range(args.n)]
@@ -89,7 +99,8 @@ def main() -> int:
     total = sorted(r[1] * 1000 for r in runs)
     q = max(1, args.n // 4)
     print(
-        f"cold start, spawn to first response ({' '.join(cmd[1:])}): median {statistics.median(first):.1f} ms "
+        f"cold start, spawn to first response ({' '.join(os.path.basename(c) for c in cmd)}): "
+        f"median {statistics.median(first):.1f} ms "
         f"(min {first[0]:.1f}, quartiles {first[q - 1]:.1f}..{first[-q]:.1f}) over {args.n} spawns"
     )
     cpu = statistics.median(r[2] * 1000 for r in runs)

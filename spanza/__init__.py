@@ -4,9 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (cold start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from spanza._handle import close_all
     from spanza._log import set_level as set_log_level
     from spanza.derp import DerpServer
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
         AddressInUseError,
         ClosedError,
         ConfigError,
+        HTTPProtocolError,
         NoRouteError,
         RelayError,
         RelayRefusedError,
@@ -54,6 +56,7 @@ for _name in (
     "AddressInUseError",
     "ClosedError",
     "ConfigError",
+    "HTTPProtocolError",
     "NoRouteError",
     "RelayError",
     "RelayRefusedError",
@@ -96,6 +99,7 @@ __all__ = [
     "DerpServer",
     "Device",
     "Gateway",
+    "HTTPProtocolError",
     "Host",
     "MemoryWire",
     "NoRouteError",

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Union
 
 from spanza.errors import ConfigError
 
-AddressLike = Union[str, tuple[str, int], int]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Union
+
+    AddressLike = Union[str, tuple[str, int], int]
 
 
 def _split(value: AddressLike, what: str, any_host: bool) -> tuple[str, object]:

@@ -6,10 +6,13 @@ start, bench/cold_start.py)."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from spanza._ffi import ffi
 from spanza.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Fields of struct derp_client_opts that are not plain numbers: each has its
 # own argument wherever a client is made.

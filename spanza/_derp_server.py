@@ -7,18 +7,21 @@ from __future__ import annotations
 import errno as _errno
 import gc
 import ipaddress
-import logging
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
+from spanza._log import get_logger
 from spanza.errors import ConfigError, error
 from spanza.keys import PrivateKey, PublicKey, load_key_file, private_key_bytes
 from spanza.runtime import Runtime
 
-log = logging.getLogger("spanza.derp")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger("spanza.derp")
 
 _ERRLEN = 512
 _TIMER_FIELDS = (

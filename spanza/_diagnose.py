@@ -13,10 +13,13 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Callable
-from typing import Any
 
 from spanza._wait import SLICE_MS, timeout_ms
 from spanza.errors import RelayError, RelayRefusedError, SpanzaTimeoutError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Failures in a row before a never-connected client is declared unreachable:
 # more than one, so a relay started a moment after its client still works.

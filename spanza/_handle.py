@@ -23,19 +23,24 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import logging
 import os
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
 
+from spanza._log import get_logger
 from spanza.errors import ClosedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    _H = TypeVar("_H", bound="Handle")
 
 __all__ = ["Handle", "close_all", "fork_generation", "live_handles"]
 
-log = logging.getLogger("spanza")
+log = get_logger("spanza")
 
 # Re-entrant: the collector may run a finalizer (which closes handles) in a
 # thread that holds it.
@@ -63,9 +68,6 @@ def _collected(label: str, release: Callable[[], None]) -> None:
         release()
     except Exception:  # a finalizer must not raise
         log.exception("freeing unclosed %s", label)
-
-
-_H = TypeVar("_H", bound="Handle")
 
 
 class Handle:

@@ -10,14 +10,19 @@ pytest plugin can fail the test during which they happened.
 from __future__ import annotations
 
 import collections
-import logging
 import os
+import sys
 import threading
-from typing import Any, NamedTuple
 
 from spanza._ffi import ffi, lib
 
-logger = logging.getLogger("spanza")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
+# logging's levels, named here so that this module need not import it.
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 
 # C module name -> the component's logger (the one its Python module uses).
 COMPONENTS = {
@@ -34,11 +39,75 @@ _WAIT_MS = 500  # the thread's wait; records wake it at once
 _KEEP_ERRORS = 100
 
 
-class Record(NamedTuple):
-    level: int
-    module: str
-    thread: str
-    message: str
+# A record of a C thread (a named tuple: typing.NamedTuple costs the import of typing).
+Record = collections.namedtuple("Record", "level module thread message")
+
+
+class LazyLogger:
+    """A `logging.Logger` by name that imports `logging` only once a record
+    could be shown. While no code has imported `logging`, nothing has
+    configured it, so its last-resort handler would show WARNING and above
+    only: records below that are dropped here, and a command that logs
+    nothing (`spanza demo`) does not pay the ~5 ms of the import. Anything
+    else is the real logger's (``log.handlers``, ``log.setLevel``...)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _emit(self, level: int, msg: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if level < WARNING and "logging" not in sys.modules:
+            return
+        import logging
+
+        # Past _emit and debug()/info()/...: %(funcName)s is the caller's.
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 2
+        logging.getLogger(self.name).log(level, msg, *args, **kwargs)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._emit(level, msg, args, kwargs)
+
+    def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._emit(DEBUG, msg, args, kwargs)
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._emit(INFO, msg, args, kwargs)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._emit(WARNING, msg, args, kwargs)
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._emit(ERROR, msg, args, kwargs)
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        self._emit(ERROR, msg, args, {**kwargs, "exc_info": exc_info})
+
+    def critical(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._emit(CRITICAL, msg, args, kwargs)
+
+    def isEnabledFor(self, level: int) -> bool:
+        if "logging" not in sys.modules:
+            return level >= WARNING
+        import logging
+
+        return logging.getLogger(self.name).isEnabledFor(level)
+
+    def __getattr__(self, attr: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger(self.name), attr)
+
+    def __repr__(self) -> str:
+        return f"<LazyLogger {self.name}>"
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The logger `name`, imported lazily (see LazyLogger)."""
+    return LazyLogger(name)  # type: ignore[return-value]  # the same methods
+
+
+logger = get_logger("spanza")
 
 
 _emit_lock = threading.Lock()  # one drainer at a time: records stay in order
@@ -52,7 +121,7 @@ _start_lock = threading.Lock()
 
 def component_logger(module: str) -> logging.Logger:
     """The logger for records of C module `module`."""
-    return logging.getLogger(COMPONENTS.get(module, f"spanza.{module}"))
+    return get_logger(COMPONENTS.get(module, f"spanza.{module}"))
 
 
 def _emit_locked() -> list[Record]:
@@ -69,7 +138,7 @@ def _emit_locked() -> list[Record]:
                 ffi.string(r.message).decode(errors="replace"),
             )
             out.append(rec)
-            if rec.level >= logging.ERROR:
+            if rec.level >= ERROR:
                 _errors_seen += 1
                 _errors.append((_errors_seen, rec))
             component_logger(rec.module).log(rec.level, "[%s] %s", rec.thread, rec.message)
@@ -104,6 +173,8 @@ def set_level(level: int | str) -> None:
     """The lowest level C code logs (default INFO): ``logging.DEBUG``,
     ``"DEBUG"``... Python's loggers filter what they pass on as usual."""
     if isinstance(level, str):
+        import logging
+
         named = logging.getLevelName(level.upper())
         if not isinstance(named, int):
             raise ValueError(f"set_log_level: {level!r} is not a level name (DEBUG, INFO, WARNING, ERROR)")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from typing import TypeVar
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def renamed(where: str, new: str, value: T | None, old: str, old_value: T | None) -> T | None:

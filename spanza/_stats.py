@@ -11,14 +11,15 @@ strings and dataclasses dicts, so ``json.dumps`` takes the result. A
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import errno as _errno
-import html
+import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from spanza._diagnose import STATE_NAMES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Stats", "html_table", "readable"]
 
@@ -37,7 +38,7 @@ GROUPS = (
 )
 
 
-class Stats(dict[str, Any]):
+class Stats(dict[str, "Any"]):  # quoted: typing is imported for type checks only
     """A dict of counters (nested by component) with notebook helpers."""
 
     def flat(self, sep: str = ".") -> dict[str, Any]:
@@ -67,6 +68,8 @@ def _flatten(d: Mapping[str, Any], prefix: str, sep: str) -> Iterator[tuple[str,
 
 def html_table(rows: Mapping[str, Any], title: str | None = None) -> str:
     """A small two-column HTML table (for ``_repr_html_``)."""
+    import html
+
     head = f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>" if title else ""
     body = "".join(
         f"<tr><td style='text-align:left'>{html.escape(str(k))}</td>"
@@ -78,10 +81,14 @@ def html_table(rows: Mapping[str, Any], title: str | None = None) -> str:
 
 def _plain(v: Any) -> Any:
     """A JSON-friendly value."""
-    if isinstance(v, _dt.datetime):
+    # A datetime or a dataclass instance exists only once its module was
+    # imported: looked up, not imported here (cold start).
+    dt = sys.modules.get("datetime")
+    if dt is not None and isinstance(v, dt.datetime):
         return v.isoformat()
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
+    dc = sys.modules.get("dataclasses")
+    if dc is not None and dc.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: getattr(v, f.name) for f in dc.fields(v)}
     if isinstance(v, (bytes, bytearray)):
         return v.hex()
     if hasattr(v, "base64") and hasattr(v, "raw"):  # a key object

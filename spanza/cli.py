@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from typing import Any
 
 import spanza
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
 
 # Subcommands that live in their own modules: (module, function that adds
 # the subparser). `spanza demo` imports only spanza.demo's tree, not the
@@ -142,6 +145,8 @@ def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 def setup_logging(verbose: int) -> None:
     """The long-running commands' logging: -v INFO, -vv DEBUG (C records too),
     one line format for Python's and C's records."""
+    import logging
+
     from spanza import _log
 
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
@@ -194,7 +199,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from spanza.keys import PublicKey, load_key_file, public_key_bytes
 
     setup_logging(args.verbose)
-    log = logging.getLogger("spanza.gateway")
+    log = _log.get_logger("spanza.gateway")
     try:
         priv = load_key_file(args.key_file, create=True)
     except (ConfigError, OSError) as e:

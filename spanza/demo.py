@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any, TextIO
 
 from spanza._derp_server import DerpServer
 from spanza.errors import SpanzaError
 from spanza.scenario import MODES, Peer, connect
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 BODY = b"hello from 192.168.4.1 through WireGuard over DERP\n"
 

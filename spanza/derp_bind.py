@@ -20,18 +20,21 @@ behind them (csrc/device/bind_derp.c).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from typing import Any
 
 from spanza import _diagnose
 from spanza._derp_opts import client_opts
 from spanza._ffi import ffi, lib
+from spanza._log import get_logger
 from spanza.errors import ConfigError, SpanzaError, check
 from spanza.keys import PublicKey, as_key, private_key_bytes
 
-log = logging.getLogger("spanza.device")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger("spanza.device")
 
 _ENOENT = 2
 _EINVAL = 22

@@ -30,9 +30,9 @@ from spanza import _diagnose
 from spanza._derp_opts import _cstr, client_opts
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
+from spanza._impairable import Impairable
 from spanza._wait import sliced, timeout_ms
 from spanza.errors import ConfigError, SpanzaError, SpanzaTimeoutError, check, error
-from spanza.impair import Impairable
 from spanza.keys import PublicKey, load_key_file, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime, default_runtime
 

@@ -16,38 +16,42 @@ work on it through ``/var/run/wireguard/NAME.sock``.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno as _errno
 import gc
-import http.server
 import ipaddress
-import logging
 import os
 import socket
-import socketserver
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Union
 
+from spanza import _log
 from spanza._addr import format_address, parse_address
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
+from spanza._impairable import Impairable
+from spanza._log import get_logger
 from spanza._wait import sliced
 from spanza.derp_bind import DerpBindMixin
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check
-from spanza.impair import Impairable
 from spanza.keys import Key, PresharedKey, PrivateKey, PublicKey, as_key
 from spanza.netstack import DeviceLink, Forward, Host, Listener, ServerThread, UDPSocket
 from spanza.runtime import Runtime, default_runtime
 
-log = logging.getLogger("spanza.device")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socketserver
+    from typing import Any, Union
+
+    from spanza._peerinfo import PeerInfo, parse_uapi_get
+
+    KeyLike = Union[str, bytes, bytearray, memoryview, Any]
+    Endpoint = Union[str, tuple[str, int]]
+
+log = get_logger("spanza.device")
 
 DEFAULT_UAPI_DIR = "/var/run/wireguard"
 MAX_PACKET = 65535
 
-KeyLike = Union[str, bytes, bytearray, memoryview, Any]
-Endpoint = Union[str, tuple[str, int]]
 
 _LOAD_MODES = {"auto": 0, "force": 1, "never": 2}
 
@@ -176,58 +180,6 @@ def _destination(data: bytes) -> str:
 
 
 # ---- peers ----------------------------------------------------------------------
-
-
-@dataclass
-class PeerInfo:
-    """A peer as the device reports it (from a UAPI get)."""
-
-    public_key: PublicKey
-    endpoint: str | None = None
-    allowed_ips: list[str] = field(default_factory=list)
-    last_handshake: _dt.datetime | None = None
-    rx_bytes: int = 0
-    tx_bytes: int = 0
-    persistent_keepalive: int = 0  # seconds, 0 = off
-    has_preshared_key: bool = False
-
-
-def parse_uapi_get(text: str) -> tuple[dict[str, str], list[PeerInfo]]:
-    """A UAPI get reply as (device keys, peers)."""
-    dev: dict[str, str] = {}
-    peers: list[PeerInfo] = []
-    cur: PeerInfo | None = None
-    hs_sec = hs_nsec = 0
-    for line in text.split("\n"):
-        if not line:
-            continue
-        key, _, value = line.partition("=")
-        if key == "public_key":
-            cur = PeerInfo(public_key=PublicKey(bytes.fromhex(value)))
-            hs_sec = hs_nsec = 0
-            peers.append(cur)
-        elif cur is None:
-            dev[key] = value
-        elif key == "endpoint":
-            cur.endpoint = value
-        elif key == "allowed_ip":
-            cur.allowed_ips.append(value)
-        elif key == "rx_bytes":
-            cur.rx_bytes = int(value)
-        elif key == "tx_bytes":
-            cur.tx_bytes = int(value)
-        elif key == "persistent_keepalive_interval":
-            cur.persistent_keepalive = int(value)
-        elif key == "preshared_key":
-            cur.has_preshared_key = value.strip("0") != ""
-        elif key in ("last_handshake_time_sec", "last_handshake_time_nsec"):
-            if key.endswith("_sec"):
-                hs_sec = int(value)
-            else:
-                hs_nsec = int(value)
-            if hs_sec or hs_nsec:
-                cur.last_handshake = _dt.datetime.fromtimestamp(hs_sec + hs_nsec / 1e9, tz=_dt.timezone.utc)
-    return dev, peers
 
 
 # ---- the device -------------------------------------------------------------------
@@ -392,9 +344,9 @@ class Device(DerpBindMixin, Handle, Impairable):
         except BaseException:
             self.close()
             raise
-        log.debug(
-            "device %s up on UDP port %s", name or hex(id(self)), self.listen_port if listen_port is not None else "-"
-        )
+        if log.isEnabledFor(_log.DEBUG):  # the port is a call on the loop thread
+            port_text = str(self.listen_port) if listen_port is not None else "-"
+            log.debug("device %s up on UDP port %s", name or hex(id(self)), port_text)
 
     # -- wg-quick files (spanza.wgquick) --
 
@@ -443,11 +395,12 @@ class Device(DerpBindMixin, Handle, Impairable):
         self,
         port: int,
         handler: type[socketserver.BaseRequestHandler],
-        server_class: type[socketserver.TCPServer] = http.server.ThreadingHTTPServer,
+        server_class: type[socketserver.TCPServer] | None = None,
         *,
         backlog: int = 128,
     ) -> socketserver.TCPServer:
-        """A socketserver/http.server server on the host (call serve_forever)."""
+        """A socketserver/http.server server on the host (call serve_forever);
+        ``http.server.ThreadingHTTPServer`` unless a class is given."""
         return self.host.make_server(port, handler, server_class, backlog=backlog)
 
     def serve_http(
@@ -456,9 +409,11 @@ class Device(DerpBindMixin, Handle, Impairable):
         handler: type[socketserver.BaseRequestHandler] | None = None,
         *,
         directory: str | None = None,
+        body: bytes | str | None = None,
+        content_type: str = "text/plain",
     ) -> ServerThread:
-        """An HTTP server on the host, in a thread; close it to stop."""
-        return self.host.serve_http(port, handler, directory=directory)
+        """An HTTP server on the host, in a thread (see Host.serve_http); close it to stop."""
+        return self.host.serve_http(port, handler, directory=directory, body=body, content_type=content_type)
 
     def udp_socket(self, port: int = 0) -> UDPSocket:
         """A UDP socket on the host (sendto/recvfrom on tunnel addresses)."""
@@ -620,7 +575,26 @@ class Device(DerpBindMixin, Handle, Impairable):
 
     @property
     def peers(self) -> list[PeerInfo]:
+        from spanza._peerinfo import parse_uapi_get
+
         return parse_uapi_get(self.ipc_get())[1]
+
+    def route(self, address: str) -> PublicKey | None:
+        """The peer WireGuard sends a packet for `address` to (the longest
+        allowed-IPs prefix that contains it: cryptokey routing), or None."""
+        try:
+            raw = socket.inet_pton(socket.AF_INET, address)
+            family = lib.WG_AF_INET
+        except OSError:
+            try:
+                raw = socket.inet_pton(socket.AF_INET6, address)
+            except OSError:
+                raise ConfigError(f"route: {address!r} is not an IPv4 or IPv6 address") from None
+            family = lib.WG_AF_INET6
+        out = ffi.new("uint8_t[32]")
+        with self._use() as p:
+            found = check(lib.dev_py_route(p, family, raw, out), "route")
+        return PublicKey(bytes(out)) if found else None
 
     @property
     def public_key(self) -> PublicKey | None:
@@ -732,3 +706,13 @@ class Device(DerpBindMixin, Handle, Impairable):
 
 
 __all__ = ["Device", "PeerInfo", "SpanzaError", "parse_uapi_get"]
+
+
+def __getattr__(name: str) -> Any:
+    # PeerInfo is a dataclass (dataclasses imports inspect, ~5 ms): loaded
+    # with the first `peers`, not with the device.
+    if name in ("PeerInfo", "parse_uapi_get"):
+        from spanza import _peerinfo
+
+        return getattr(_peerinfo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

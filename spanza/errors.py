@@ -40,6 +40,10 @@ class RelayRefusedError(RelayError, PermissionError):
     ``reconnect()``."""
 
 
+class HTTPProtocolError(SpanzaError, ConnectionError):
+    """An HTTP message through the tunnel was malformed or cut short."""
+
+
 class NoRouteError(ConfigError):
     """No WireGuard peer's allowed IPs contain the destination."""
 

@@ -34,28 +34,34 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import logging
 import os
 import socket
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, Union
 
 from spanza import _diagnose
-from spanza._addr import AddressLike, format_address, parse_address, scope_id
+from spanza._addr import format_address, parse_address, scope_id
 from spanza._derp_opts import client_opts
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
+from spanza._impairable import Impairable
+from spanza._log import get_logger
 from spanza._renamed import renamed
 from spanza.errors import ConfigError, check, error
-from spanza.impair import Impairable
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime
 
-log = logging.getLogger("spanza.gateway")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Union
 
-KeyLike = Union[str, bytes, bytearray, memoryview, Any]
+    from spanza._addr import AddressLike
+
+    KeyLike = Union[str, bytes, bytearray, memoryview, Any]
+
+log = get_logger("spanza.gateway")
+
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _DST_KIND = {0: None, 1: "configured", 2: "learned"}

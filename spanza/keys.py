@@ -19,16 +19,20 @@ for the DERP server, the gateway and the DERP client alike.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
-import logging
 import os
 import re
-from typing import Any, ClassVar, TypeVar
 
 from spanza._ffi import ffi, lib
+from spanza._log import get_logger
 from spanza.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar
+
+    K = TypeVar("K", bound="Key")
 
 __all__ = [
     "Key",
@@ -42,11 +46,10 @@ __all__ = [
     "write_key_file",
 ]
 
-log = logging.getLogger("spanza.keys")
+log = get_logger("spanza.keys")
 
 KEY_LEN = 32
 _HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
-K = TypeVar("K", bound="Key")
 
 
 def _random(n: int) -> bytes:
@@ -95,12 +98,12 @@ class Key:
         if len(s) != 44:
             raise ValueError(f"{cls.kind}: wrong length: {len(s)} characters (expected 44 base64 or 64 hex)")
         try:
-            raw = base64.b64decode(s, validate=True)
+            raw = binascii.a2b_base64(s, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
             raise ValueError(f"{cls.kind}: bad base64: {exc}") from None
         if len(raw) != KEY_LEN:
             raise ValueError(f"{cls.kind}: wrong length: {len(raw)} bytes after base64 decoding")
-        if base64.b64encode(raw).decode() != s:
+        if binascii.b2a_base64(raw, newline=False).decode() != s:
             raise ValueError(f"{cls.kind}: non-canonical base64 (the last character is wrong)")
         return raw
 
@@ -116,7 +119,7 @@ class Key:
 
     @property
     def base64(self) -> str:
-        return base64.b64encode(self._raw).decode()
+        return binascii.b2a_base64(self._raw, newline=False).decode()
 
     @property
     def tailscale(self) -> str:

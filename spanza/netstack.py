@@ -21,24 +21,28 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import http.client
-import http.server
 import ipaddress
 import os
-import selectors
 import socket
-import socketserver
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
 
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle, fork_generation
+from spanza._impairable import Impairable
 from spanza._wait import sliced
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check, error
-from spanza.impair import Impairable
 from spanza.runtime import Runtime, default_runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socketserver
+    from typing import Any
+
+    from spanza._http1 import BodyServer
+    from spanza._http_conn import HTTPConnection
+    from spanza._link import Link
 
 __all__ = [
     "DeviceLink",
@@ -58,22 +62,6 @@ MAX_HOSTS: int = lib.NS_MAX_HOSTS
 _HDR = lib.NS_ADDR_HDR
 
 Address = tuple[str, int]
-
-
-class Link(Protocol):
-    """Where a host's packets go, and where packets for it come from.
-
-    ``output()`` returns a C ``ns_packet_fn`` and its context pointer;
-    ``attach(host)`` starts delivering packets to ``host.ptr`` (through
-    ``ns_host_input`` on the loop thread); ``detach(host)`` stops it, and is
-    called before the host is freed (`host` then has only ``ptr``: it may
-    be called by the garbage collector's finalizer). A ``runtime``
-    attribute, if present, is the runtime hosts on this link default to.
-    """
-
-    def output(self) -> tuple[Any, Any]: ...
-    def attach(self, host: Host) -> None: ...
-    def detach(self, host: Any) -> None: ...
 
 
 # ---- addresses ----
@@ -470,12 +458,17 @@ class Host(Handle):
         self,
         port: int,
         handler: type[socketserver.BaseRequestHandler],
-        server_class: type[socketserver.TCPServer] = http.server.ThreadingHTTPServer,
+        server_class: type[socketserver.TCPServer] | None = None,
         *,
         backlog: int = 128,
     ) -> socketserver.TCPServer:
         """A socketserver/http.server server listening inside the tunnel
-        (not started: call ``serve_forever()``)."""
+        (not started: call ``serve_forever()``); the server class is
+        ``http.server.ThreadingHTTPServer`` unless given."""
+        if server_class is None:
+            import http.server
+
+            server_class = http.server.ThreadingHTTPServer
         listener = self.listen(port, backlog)
         try:
             server = server_class(("", listener.port), handler, bind_and_activate=False)
@@ -495,11 +488,28 @@ class Host(Handle):
         handler: type[socketserver.BaseRequestHandler] | None = None,
         *,
         directory: str | None = None,
+        body: bytes | str | None = None,
+        content_type: str = "text/plain",
     ) -> ServerThread:
-        """Runs an HTTP server on ``port`` inside the tunnel in a thread
-        (``SimpleHTTPRequestHandler`` on ``directory`` unless a handler is
-        given); close the returned object to stop it."""
+        """Runs an HTTP server on ``port`` inside the tunnel in a thread:
+        `handler` (an http.server handler class), else one ``body`` for
+        every GET and HEAD (with `content_type`; a str is sent as UTF-8), else
+        ``SimpleHTTPRequestHandler`` on ``directory`` (default: the current
+        one). Close the returned object to stop it."""
+        if sum(x is not None for x in (handler, directory, body)) > 1:
+            raise ConfigError("serve_http: give a handler, a directory or a body, not several")
+        if body is not None:
+            from spanza._http1 import BodyServer
+
+            if isinstance(body, str):
+                body = body.encode()
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise TypeError(f"serve_http: body is {type(body).__name__}, want bytes or str")
+            body = bytes(body)
+            return ServerThread(BodyServer(self.listen(port), body, content_type), self)
         if handler is None:
+            import http.server
+
             d = directory or os.getcwd()
 
             class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -774,12 +784,14 @@ class _ForwardObj(_HostObject):
         super().__init__(host, lambda: lib.ns_fwd_close(ptr), f"Forward {address[0]}:{address[1]} on {host}")
 
 
-def _serve(server: socketserver.TCPServer, wake: socket.socket) -> None:
+def _serve(server: socketserver.TCPServer | BodyServer, wake: socket.socket) -> None:
     """``serve_forever`` that stops as soon as a byte arrives on ``wake``.
 
     socketserver's loop polls for its shutdown flag (every 0.1 s here), so
     closing a peer or host waited out half a poll on average: most of the
     time `spanza demo` took to exit after its response."""
+    import selectors
+
     server.timeout = 0  # handle_request() right after select said readable
     with selectors.DefaultSelector() as sel:
         sel.register(server, selectors.EVENT_READ)
@@ -793,7 +805,7 @@ def _serve(server: socketserver.TCPServer, wake: socket.socket) -> None:
 
 
 def _stop_server(
-    server: socketserver.TCPServer, thread: threading.Thread, wake: socket.socket, wake_in: socket.socket
+    server: socketserver.TCPServer | BodyServer, thread: threading.Thread, wake: socket.socket, wake_in: socket.socket
 ) -> None:
     with contextlib.suppress(OSError):
         wake.send(b"x")
@@ -804,9 +816,9 @@ def _stop_server(
 
 
 class ServerThread(_HostObject):
-    """A socketserver server running ``serve_forever`` in a daemon thread."""
+    """A server (socketserver's, or Spanza's BodyServer) answering in a daemon thread."""
 
-    def __init__(self, server: socketserver.TCPServer, host: Host | None = None) -> None:
+    def __init__(self, server: socketserver.TCPServer | BodyServer, host: Host | None = None) -> None:
         self.server = server
         self.address: Address = server.server_address  # type: ignore[assignment]
         self.port = self.address[1]
@@ -824,17 +836,6 @@ class ServerThread(_HostObject):
             super().__init__(host, stop, f"ServerThread {host}:{self.port}")
         else:
             self._handle_open(stop, f"ServerThread port {self.port}", owned=True)
-
-
-class HTTPConnection(http.client.HTTPConnection):
-    """``http.client.HTTPConnection`` whose connection starts at a host."""
-
-    def __init__(self, from_host: Host, address: str, port: int = 80, timeout: float | None = None) -> None:
-        super().__init__(address, port, timeout=timeout)
-        self.from_host = from_host
-
-    def connect(self) -> None:
-        self.sock = self.from_host.connect((self.host, self.port), timeout=self.timeout)
 
 
 def wired_pair(
@@ -858,3 +859,17 @@ def wired_pair(
         wire.close()
         raise
     return ha, hb, wire
+
+
+def __getattr__(name: str) -> Any:
+    # Public names whose modules import what most uses of this one do not
+    # need (typing; http.client): loaded on first access.
+    if name == "HTTPConnection":
+        from spanza._http_conn import HTTPConnection
+
+        return HTTPConnection
+    if name == "Link":
+        from spanza._link import Link
+
+        return Link
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,7 +50,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from spanza._ffi import ffi, lib
 from spanza.derp import DerpServer, write_self_signed_cert
@@ -60,7 +60,10 @@ from spanza.errors import ConfigError, SpanzaError, check
 from spanza.gateway import Gateway
 from spanza.keys import PrivateKey
 from spanza.netstack import HTTPConnection
-from spanza.scenario import MODES, Mode, Peer
+from spanza.scenario import MODES, Peer
+
+if TYPE_CHECKING:
+    from spanza.scenario import Mode
 
 log = logging.getLogger("spanza.network")
 

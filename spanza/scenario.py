@@ -20,19 +20,16 @@ WireGuard peer::
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import ipaddress
-import logging
 import os
 import socket
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
 
 from spanza import web
 from spanza._diagnose import CONNECTED, relay_failure, state
 from spanza._handle import Handle
+from spanza._log import get_logger
 from spanza._renamed import renamed
 from spanza._stats import Stats, html_table, readable
 from spanza.derp_bind import derp_endpoint
@@ -42,11 +39,20 @@ from spanza.gateway import Gateway
 from spanza.keys import PrivateKey, PublicKey
 from spanza.netstack import Forward, Listener, UDPSocket
 from spanza.runtime import Runtime
-from spanza.web import Response, split_url
+from spanza.web import split_url
 
-log = logging.getLogger("spanza.scenario")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import http.client
+    import http.server
+    from typing import Any, Literal
 
-Mode = Literal["gateway", "transport"]
+    from spanza._response import Response
+
+    Mode = Literal["gateway", "transport"]
+
+log = get_logger("spanza.scenario")
+
 MODES: tuple[Mode, ...] = ("gateway", "transport")
 
 
@@ -228,12 +234,14 @@ class Peer(Handle):
         port: int = 80,
         handler: type[http.server.BaseHTTPRequestHandler] | None = None,
         *,
-        body: bytes | None = None,
+        body: bytes | str | None = None,
     ) -> Any:
         """Serves HTTP on the peer's tunnel address (a handler class, or a
         fixed ``body`` for GET). Closed with the peer."""
         if handler is None:
-            handler = fixed_body_handler(body if body is not None else f"hello from {self.address}\n".encode())
+            if body is None:
+                body = f"hello from {self.address}\n".encode()
+            return self.device.serve_http(port, body=body)
         return self.device.serve_http(port, handler)
 
     def request(
@@ -249,10 +257,19 @@ class Peer(Handle):
         """An HTTP request through the tunnel (``http://<tunnel ip>[:port]/path``);
         returns a `spanza.web.Response` (status, reason, headers, body; ``.json()``,
         ``.text``). ``json=`` sends a JSON body."""
+        from spanza._response import Headers, Response
+
+        data, hdrs = web.encode_body(body, json, headers)
+        status, reason, fields, got = self._exchange(method, url, data, hdrs, timeout)
+        return Response(status, reason, Headers(fields), got)
+
+    def _exchange(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None, timeout: float | None
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         host, _, _ = split_url(url)
         self.check_route(host, timeout)
         try:
-            return web.request(self.device, method, url, body=body, json=json, headers=headers, timeout=timeout)
+            return web.exchange(self.device, method, url, body, headers, timeout)
         except TimeoutError as e:
             raise TimeoutError(f"{e}: {self.why_silent(host)}") from None
 
@@ -265,8 +282,8 @@ class Peer(Handle):
 
     def http_get(self, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
         """GET through the tunnel; returns (status, body)."""
-        r = self.request("GET", url, timeout=timeout)
-        return r.status, r.body
+        status, _, _, body = self._exchange("GET", url, None, None, timeout)
+        return status, body
 
     def check_route(self, address: str, timeout: float | None = 10.0) -> None:
         """Raises NoRouteError unless a WireGuard peer's allowed IPs contain
@@ -282,7 +299,7 @@ class Peer(Handle):
             raise NoRouteError(
                 f"{ip} is this peer's own address: there is no loopback in the tunnel; use another peer's address"
             )
-        if not any(ip in ipaddress.ip_network(a, strict=False) for p in self.device.peers for a in p.allowed_ips):
+        if self.device.route(str(ip)) is None:
             raise NoRouteError(
                 f"no peer's allowed IPs contain {ip}: did you call connect()? "
                 f"(this peer has {len(self.device.peers)} peer(s))"
@@ -300,12 +317,10 @@ class Peer(Handle):
         """What this side knows about a tunnel address that does not answer:
         no WireGuard handshake with its peer yet (and whether the relay said
         that peer is not there), or a handshake but nothing on the port."""
-        ip = ipaddress.ip_address(address)
-        for p in self.device.peers:
-            if any(ip in ipaddress.ip_network(a, strict=False) for a in p.allowed_ips):
-                break
-        else:
-            return f"no peer's allowed IPs contain {ip}"
+        key = self.device.route(address)
+        p = next((p for p in self.device.peers if p.public_key == key), None)
+        if p is None:
+            return f"no peer's allowed IPs contain {address}"
         if p.last_handshake is not None:
             return (
                 f"WireGuard with {p.public_key} is up (last handshake {p.last_handshake:%H:%M:%S} UTC): "
@@ -393,6 +408,8 @@ def connect(a: Peer, b: Peer, timeout: float = 10.0) -> None:
 def fixed_body_handler(body: bytes, content_type: str = "text/plain") -> type[http.server.BaseHTTPRequestHandler]:
     """A request handler class that answers every GET with `body`."""
 
+    import http.server
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -411,8 +428,8 @@ def fixed_body_handler(body: bytes, content_type: str = "text/plain") -> type[ht
 
 def http_get(device: Any, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
     """GET `url` from a device's host (anything with ``connect``)."""
-    r = web.request(device, "GET", url, timeout=timeout)
-    return r.status, r.body
+    status, _, _, body = web.exchange(device, "GET", url, timeout=timeout)
+    return status, body
 
 
 def __getattr__(name: str) -> Any:

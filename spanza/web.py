@@ -5,77 +5,28 @@ scripts run from inside the package, such as the cffi build script).
     resp = peer.request("POST", "http://192.168.4.1/items", json={"name": "x"})
     resp.status, resp.headers["content-type"], resp.json()
 
-The connection is an ``http.client`` connection whose socket starts at the
-peer's host (lwIP, inside the tunnel); `connection()` gives that object for
-keep-alive or streaming use.
+A request is one connection from the peer's host (lwIP, inside the
+tunnel), closed after the response; `connection()` gives an
+``http.client.HTTPConnection`` whose socket starts there, for keep-alive or
+streaming use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
+from spanza import _http1
 from spanza.errors import ConfigError
-from spanza.netstack import HTTPConnection
 
-__all__ = ["Headers", "Response", "connection", "request", "split_url"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
+    from spanza._http_conn import HTTPConnection
+    from spanza._response import Headers, Response
 
-class Headers(dict[str, str]):
-    """Response headers; lookups ignore case (``h["Content-Type"]``)."""
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        super().__init__()
-        for k, v in items:
-            k = k.lower()
-            super().__setitem__(k, f"{self[k]}, {v}" if k in self else v)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-
-@dataclass(frozen=True)
-class Response:
-    """An HTTP response: status, reason, headers (case-insensitive) and body."""
-
-    status: int
-    reason: str
-    headers: Headers = field(repr=False)
-    body: bytes
-
-    @property
-    def ok(self) -> bool:
-        """True for 2xx."""
-        return 200 <= self.status < 300
-
-    @property
-    def text(self) -> str:
-        """The body decoded with the Content-Type's charset (UTF-8 by default)."""
-        ctype = self.headers.get("content-type", "")
-        charset = "utf-8"
-        for part in ctype.split(";")[1:]:
-            k, _, v = part.strip().partition("=")
-            if k.lower() == "charset" and v:
-                charset = v.strip('"')
-        return self.body.decode(charset, errors="replace")
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        import json  # only when asked: not at import (cold start)
-
-        return json.loads(self.body)
-
-    def __iter__(self) -> Any:
-        """(status, body), so ``status, body = peer.http_get(url)`` style code works."""
-        return iter((self.status, self.body))
+__all__ = ["Headers", "Response", "connection", "encode_body", "exchange", "request", "split_url"]
 
 
 def split_url(url: str) -> tuple[str, int, str]:
@@ -98,8 +49,44 @@ def split_url(url: str) -> tuple[str, int, str]:
 def connection(host: Any, url: str, timeout: float | None = 10.0) -> HTTPConnection:
     """An ``http.client.HTTPConnection`` to the URL's host and port, whose
     socket starts at `host` (anything with ``connect((ip, port), timeout)``)."""
+    from spanza._http_conn import HTTPConnection
+
     h, port, _ = split_url(url)
     return HTTPConnection(host, h, port, timeout=timeout)
+
+
+def encode_body(
+    body: bytes | str | None, json: Any, headers: Mapping[str, str] | None
+) -> tuple[bytes | None, dict[str, str]]:
+    """A request's body bytes and headers from ``body=`` or ``json=``."""
+    if body is not None and json is not None:
+        raise ConfigError("request: give body or json, not both")
+    hdrs = dict(headers or {})
+    if json is not None:
+        import json as _json
+
+        body = _json.dumps(json).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    return (body.encode() if isinstance(body, str) else body), hdrs
+
+
+def exchange(
+    host: Any,
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | None = 10.0,
+) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    """One request from `host` (anything with ``connect((ip, port), timeout)``):
+    status, reason, header fields and the whole body of its response."""
+    h, port, path = split_url(url)
+    method = method.upper()
+    head = _http1.request_head(method, h, port, path, headers or {}, body)
+    try:
+        return _http1.exchange(host.connect((h, port), timeout=timeout), method, url, head, body)
+    except TimeoutError:
+        raise TimeoutError(f"{method} {url}: no answer within {timeout} s") from None
 
 
 def request(
@@ -112,26 +99,19 @@ def request(
     headers: Mapping[str, str] | None = None,
     timeout: float | None = 10.0,
 ) -> Response:
-    """One request from `host` (see `connection`); the whole response read."""
-    if body is not None and json is not None:
-        raise ConfigError("request: give body or json, not both")
-    hdrs = dict(headers or {})
-    if json is not None:
-        import json as _json
+    """One request from `host` (see `exchange`) as a `Response`."""
+    from spanza._response import Headers, Response
 
-        body = _json.dumps(json).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    if isinstance(body, str):
-        body = body.encode()
-    _, _, path = split_url(url)
-    conn = connection(host, url, timeout)
-    try:
-        try:
-            conn.request(method.upper(), path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
-        except TimeoutError:
-            raise TimeoutError(f"{method.upper()} {url}: no answer within {timeout} s") from None
-        return Response(resp.status, resp.reason, Headers(resp.getheaders()), data)
-    finally:
-        conn.close()
+    data, hdrs = encode_body(body, json, headers)
+    status, reason, fields, got = exchange(host, method, url, data, hdrs, timeout)
+    return Response(status, reason, Headers(fields), got)
+
+
+def __getattr__(name: str) -> Any:
+    # Response is a dataclass, and dataclasses imports inspect (~5 ms): a
+    # GET that wants (status, body) only does not pay for it.
+    if name in ("Response", "Headers"):
+        from spanza import _response
+
+        return getattr(_response, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

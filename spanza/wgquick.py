@@ -260,7 +260,7 @@ def device_from_config(cls: Any, path_or_text: str | os.PathLike[str], **kwargs:
 
 def device_to_config(dev: Any) -> str:
     """`Device.to_config`: the device's keys, addresses and peers as wg-quick text."""
-    from spanza.device import parse_uapi_get
+    from spanza._peerinfo import parse_uapi_get
 
     text = dev.ipc_get()
     top, infos = parse_uapi_get(text)

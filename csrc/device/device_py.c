@@ -252,6 +252,26 @@ int dev_py_public_key(dev_device *d, uint8_t *out)
 	return on_loop(d, do_public_key, &c);
 }
 
+static int do_route(void *arg)
+{
+	struct call *c = arg;
+	if (!c->d->wg)
+		return -ESHUTDOWN;
+	wg_peer *peer = wg_device_lookup_ip(c->d->wg, c->ival, c->bytes);
+	if (!peer)
+		return 0;
+	wg_peer_public_key(peer, c->p1);
+	return 1;
+}
+
+int dev_py_route(dev_device *d, int family, const uint8_t *addr, uint8_t *peer_public_key)
+{
+	if (family != WG_AF_INET && family != WG_AF_INET6)
+		return -EAFNOSUPPORT;
+	struct call c = {.ival = family, .bytes = addr, .p1 = peer_public_key};
+	return on_loop(d, do_route, &c);
+}
+
 static int do_listen_port(void *arg)
 {
 	struct call *c = arg;

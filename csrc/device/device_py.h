@@ -70,6 +70,9 @@ int dev_py_read_packet(dev_device *d, uint8_t *buf, size_t cap, int timeout_ms);
 int dev_py_stats(dev_device *d, struct dev_stats *io, struct wg_device_stats *core);
 int dev_py_public_key(dev_device *d, uint8_t *out);
 int dev_py_listen_port(dev_device *d);
+/* Cryptokey routing: 1 and the public key of the peer whose allowed IPs
+ * contain addr (WG_AF_INET: 4 bytes, WG_AF_INET6: 16), 0 if none, -errno. */
+int dev_py_route(dev_device *d, int family, const uint8_t *addr, uint8_t *peer_public_key);
 /* mode WG_LOAD_AUTO / FORCE / NEVER (the cookie mechanism). */
 int dev_py_set_under_load(dev_device *d, int mode, uint32_t threshold);
 /* Starts a new handshake with the peer now (a forced rekey: new session

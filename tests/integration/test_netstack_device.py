@@ -16,6 +16,7 @@ import spanza
 from spanza.keys import PrivateKey
 from spanza.netstack import DeviceLink, Host, HTTPConnection
 from spanza.scenario import fixed_body_handler
+from tests.support import wait_for
 
 A4, B4, A6, B6 = "10.44.0.1", "10.44.0.2", "fd44::1", "fd44::2"
 
@@ -50,12 +51,22 @@ def test_ping_and_http_through_wireguard(devhosts):
             conn.request("GET", "/")
             assert conn.getresponse().read() == b"over wireguard"
             conn.close()
-    sa, sb = da.stats(), db.stats()
-    assert sa["handshakes_completed"] + sb["handshakes_completed"] >= 1
-    # every packet between the hosts was encrypted by one device and
-    # delivered by the other to its host
-    assert sa["tx_packets"] == a.stats()["tx_packets"] and sb["tx_packets"] == b.stats()["tx_packets"]
-    assert sa["sink_packets"] == a.stats()["rx_packets"] and sb["sink_packets"] == b.stats()["rx_packets"]
+
+    # Every packet between the hosts was encrypted by one device and
+    # delivered by the other to its host. The connections' last segments
+    # may still be on their way while the counters are read one after the
+    # other: read until they agree (bounded).
+    def counts() -> list[tuple[int, int]]:
+        sa, sb = da.stats(), db.stats()
+        return [
+            (sa["tx_packets"], a.stats()["tx_packets"]),
+            (sb["tx_packets"], b.stats()["tx_packets"]),
+            (sa["sink_packets"], a.stats()["rx_packets"]),
+            (sb["sink_packets"], b.stats()["rx_packets"]),
+        ]
+
+    wait_for(lambda: all(x == y for x, y in counts()), what="the devices' and hosts' packet counters to agree")
+    assert da.stats()["handshakes_completed"] + db.stats()["handshakes_completed"] >= 1
 
 
 def test_bulk_and_udp_through_wireguard(devhosts):
@@ -179,3 +190,19 @@ def test_closing_the_device_stops_its_server_threads():
         assert thread.is_alive()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_route_is_cryptokey_routing(devhosts):
+    _, _, da, db = devhosts
+    assert da.route(B4) == db.public_key and da.route(B6) == db.public_key
+    assert db.route(A6) == da.public_key
+    assert da.route(A4) is None and da.route("10.44.0.3") is None and da.route("fd44::3") is None
+    # the longest prefix wins: a second peer owning the /24 does not take B4
+    other = PrivateKey.generate().public_key
+    da.add_peer(other, allowed_ips=["10.44.0.0/24"])
+    assert da.route("10.44.0.9") == other and da.route(B4) == db.public_key
+    da.remove_peer(other)
+    assert da.route("10.44.0.9") is None
+    for bad in ("10.44.0", "example.com", "", "fd44::1%eth0"):
+        with pytest.raises(spanza.ConfigError, match="not an IPv4 or IPv6 address"):
+            da.route(bad)

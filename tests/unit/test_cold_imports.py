@@ -1,0 +1,80 @@
+"""What `spanza demo` imports before its response (cold start, see
+bench/cold_start.py): the standard library's HTTP and email packages,
+ssl, logging, typing and dataclasses are left for the uses that need them.
+A subprocess each, so that what this test process imported does not count."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# Each costs milliseconds of a cold start that does not use it.
+HEAVY = (
+    "http.client",
+    "http.server",
+    "email",
+    "ssl",
+    "socketserver",
+    "logging",
+    "typing",
+    "dataclasses",
+    "inspect",
+    "json",
+    "datetime",
+    "html",
+)
+
+_IMPORTS = "import spanza.cli, spanza.demo"
+
+# Runs the demo in-process and notes the modules loaded when its GET returned.
+_DEMO = """
+import io, sys
+from spanza import demo, scenario
+seen = {}
+get = scenario.Peer.http_get
+def http_get(self, *args, **kwargs):
+    r = get(self, *args, **kwargs)
+    seen.update(sys.modules)
+    return r
+scenario.Peer.http_get = http_get
+demo.run(out=io.StringIO())
+"""
+
+
+def _loaded(code: str) -> set[str]:
+    # The list is taken before the probe's own import of json.
+    probe = (
+        code
+        + "\nimport sys as _s\n_m = sorted(globals().get('seen') or _s.modules)\nimport json as _j\nprint(_j.dumps(_m))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def _heavy(mods: set[str]) -> list[str]:
+    return sorted(m for m in mods if any(m == h or m.startswith(h + ".") for h in HEAVY))
+
+
+def test_the_demo_imports_nothing_heavy():
+    assert _heavy(_loaded(_IMPORTS)) == []
+
+
+def test_the_demo_up_to_its_response_imports_nothing_heavy():
+    assert _heavy(_loaded(_DEMO)) == []
+
+
+@pytest.mark.parametrize(
+    "code, needs",
+    [
+        ("from spanza.device import PeerInfo", "dataclasses"),
+        ("from spanza.web import Response", "dataclasses"),
+        ("from spanza.netstack import HTTPConnection", "http.client"),
+        ("from spanza.netstack import Link", "typing"),
+        ("import spanza.impair", "dataclasses"),
+    ],
+)
+def test_names_moved_out_still_import(code, needs):
+    assert needs in _loaded(code)
