@@ -97,8 +97,10 @@ class Key:
             return bytes.fromhex(s)
         if len(s) != 44:
             raise ValueError(f"{cls.kind}: wrong length: {len(s)} characters (expected 44 base64 or 64 hex)")
+        import base64  # here: a key given as base64 text is the only use (cold start)
+
         try:
-            raw = binascii.a2b_base64(s, strict_mode=True)
+            raw = base64.b64decode(s, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ValueError(f"{cls.kind}: bad base64: {exc}") from None
         if len(raw) != KEY_LEN:

@@ -1,6 +1,7 @@
 """What `spanza demo` imports before its response (cold start, see
 bench/cold_start.py): the standard library's HTTP and email packages,
-ssl, logging, typing and dataclasses are left for the uses that need them.
+ssl, logging, typing, dataclasses and argparse are left for the uses that
+need them.
 A subprocess each, so that what this test process imported does not count."""
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import pytest
 
 # Each costs milliseconds of a cold start that does not use it.
 HEAVY = (
+    "argparse",
+    "shutil",
+    "locale",
     "http.client",
     "http.server",
     "email",
@@ -29,10 +33,10 @@ HEAVY = (
 
 _IMPORTS = "import spanza.cli, spanza.demo"
 
-# Runs the demo in-process and notes the modules loaded when its GET returned.
+# Runs `spanza demo` in-process and notes the modules loaded when its GET returned.
 _DEMO = """
-import io, sys
-from spanza import demo, scenario
+import sys
+from spanza import cli, scenario
 seen = {}
 get = scenario.Peer.http_get
 def http_get(self, *args, **kwargs):
@@ -40,7 +44,7 @@ def http_get(self, *args, **kwargs):
     seen.update(sys.modules)
     return r
 scenario.Peer.http_get = http_get
-demo.run(out=io.StringIO())
+assert cli.main(["demo"]) == 0
 """
 
 
@@ -78,3 +82,16 @@ def test_the_demo_up_to_its_response_imports_nothing_heavy():
 )
 def test_names_moved_out_still_import(code, needs):
     assert needs in _loaded(code)
+
+
+def test_bare_demo_skips_the_parser_with_its_defaults(monkeypatch):
+    # `spanza demo` alone runs without argparse (main_bare); it must get
+    # exactly the namespace the parser gives.
+    from spanza import cli, demo
+
+    parsed = vars(cli.build_parser("demo").parse_args(["demo"]))
+    got: list[dict[str, object]] = []
+    monkeypatch.setattr(demo, "_demo_main", lambda args: got.append(vars(args)) or 0)
+    assert cli.main(["demo"]) == 0
+    parsed["func"] = demo._demo_main  # the patched one, as main_bare looks it up now
+    assert got == [parsed]
