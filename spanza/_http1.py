@@ -295,6 +295,8 @@ class BodyServer:
             return False
         try:
             headers = _headers(f, what)
+            if (_field(headers, "expect") or "").lower() == "100-continue" and version == "HTTP/1.1":
+                sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it before a body
             if not self._drop_body(f, headers, what):
                 sock.sendall(_response(413, [], b"", False))
                 return False

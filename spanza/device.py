@@ -29,7 +29,6 @@ from spanza._addr import format_address, parse_address
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._impairable import Impairable
-from spanza._log import get_logger
 from spanza._wait import sliced
 from spanza.derp_bind import DerpBindMixin
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
     KeyLike = Union[str, bytes, bytearray, memoryview, Any]
     Endpoint = Union[str, tuple[str, int]]
 
-log = get_logger("spanza.device")
+log = _log.get_logger("spanza.device")
 
 DEFAULT_UAPI_DIR = "/var/run/wireguard"
 MAX_PACKET = 65535

@@ -236,8 +236,10 @@ class Peer(Handle):
         *,
         body: bytes | str | None = None,
     ) -> Any:
-        """Serves HTTP on the peer's tunnel address (a handler class, or a
-        fixed ``body`` for GET). Closed with the peer."""
+        """Serves HTTP on the peer's tunnel address: a handler class
+        (http.server's), or one ``body`` for every GET and HEAD (default:
+        "hello from <address>"), answered by Spanza's HTTP/1.1 server.
+        Closed with the peer."""
         if handler is None:
             if body is None:
                 body = f"hello from {self.address}\n".encode()

@@ -91,6 +91,17 @@ def test_bad_requests_get_an_error_and_a_closed_connection(pair, request_bytes, 
         assert _raw(b, b"GET / HTTP/1.0\r\n\r\n").endswith(BODY)  # the server goes on
 
 
+def test_expect_100_continue_is_answered(pair):
+    a, b, _ = pair
+    with a.serve_http(80, body=BODY):
+        s = b.connect((A4, 80), timeout=5)
+        with s:
+            s.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+            assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body is sent
+            s.sendall(b"abc")
+            assert s.recv(200).startswith(b"HTTP/1.1 405 ")
+
+
 def test_http10_closes_unless_asked(pair):
     a, b, _ = pair
     with a.serve_http(80, body=BODY):
