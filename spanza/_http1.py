@@ -34,6 +34,7 @@ MAX_LINE = 65536  # as http.client's _MAXLINE
 MAX_HEADERS = 100  # as http.client's _MAXHEADERS
 MAX_REQUEST_BODY = 1 << 20  # what the body server reads (and drops) of a request's body
 IDLE_TIMEOUT = 60.0  # seconds the body server keeps an idle keep-alive connection
+_READ_PIECE = 1 << 20  # the most a body read asks for at once
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -118,10 +119,17 @@ def _chunked(f: BinaryIO, what: str, limit: int | None = None) -> bytes:
 
 
 def _exactly(f: BinaryIO, n: int, what: str) -> bytes:
-    data = f.read(n)
-    if len(data) < n:
-        raise HTTPProtocolError(f"{what}: the connection closed after {len(data)} of {n} body bytes")
-    return data
+    # In pieces: a read of n allocates n bytes first, and n is the peer's
+    # word (a Content-Length or chunk size of 2^60 must not be allocated).
+    parts = []
+    got = 0
+    while got < n:
+        part = f.read(min(n - got, _READ_PIECE))
+        if not part:
+            raise HTTPProtocolError(f"{what}: the connection closed after {got} of {n} body bytes")
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def read_response(f: BinaryIO, method: str, what: str) -> tuple[int, str, Headers, bytes]:

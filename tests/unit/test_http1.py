@@ -72,6 +72,9 @@ def test_repeated_equal_content_length_is_one():
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n", "bad chunk size"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX", "no line end after a chunk"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nab", "after 2 of 9 body bytes"),
+        # a huge length is not allocated up front: it ends when the data does
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1152921504606846976\r\n\r\nab", "after 2 of 1152921504606846976"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\nab", "after 2 of"),
     ],
 )
 def test_malformed_responses_say_what(raw, says):
@@ -123,3 +126,40 @@ def test_request_head_refuses_injection(method, path, headers, says):
 
 def test_http_date_is_imf_fixdate():
     assert _http1.http_date(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT"  # RFC 9110's example
+
+
+_VALID = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: 1\r\n\r\n"
+)
+
+
+def _mutants(seed: int, count: int) -> list[bytes]:
+    import random
+
+    rng = random.Random(seed)
+    out = [_VALID[:i] for i in range(len(_VALID))]  # cut at every byte
+    for _ in range(count):
+        b = bytearray(_VALID)
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randrange(3)
+            i = rng.randrange(len(b))
+            if op == 0:
+                b[i] = rng.randrange(256)
+            elif op == 1:
+                del b[i]
+            else:
+                b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        out.append(bytes(b))
+    out += [bytes(rng.randrange(256) for _ in range(rng.randint(0, 300))) for _ in range(count)]
+    return out
+
+
+def test_mangled_responses_end_in_a_result_or_a_protocol_error():
+    # Whatever the bytes, the reader returns or raises HTTPProtocolError:
+    # no other exception, and (the input being finite) no hang.
+    for raw in _mutants(seed=9, count=2000):
+        try:
+            read(raw)
+        except HTTPProtocolError:
+            pass
