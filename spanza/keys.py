@@ -22,7 +22,6 @@ from __future__ import annotations
 import binascii
 import contextlib
 import os
-import re
 
 from spanza._ffi import ffi, lib
 from spanza._log import get_logger
@@ -49,7 +48,12 @@ __all__ = [
 log = get_logger("spanza.keys")
 
 KEY_LEN = 32
-_HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_hex64(s: str) -> bool:
+    """64 hex digits (by hand: re would be imported for this alone)."""
+    return len(s) == 2 * KEY_LEN and _HEX_DIGITS.issuperset(s)
 
 
 def _random(n: int) -> bytes:
@@ -90,10 +94,10 @@ class Key:
                 raise ValueError(f"{cls.kind}: has no prefixed form (got {prefix + ':'!r})")
             if prefix + ":" != want:
                 raise ValueError(f"{cls.kind}: expected the {want!r} prefix, not {prefix + ':'!r}")
-            if not _HEX_RE.fullmatch(rest):
+            if not _is_hex64(rest):
                 raise ValueError(f"{cls.kind}: {want} must be followed by 64 hex digits (got {len(rest)} characters)")
             return bytes.fromhex(rest)
-        if _HEX_RE.fullmatch(s):
+        if _is_hex64(s):
             return bytes.fromhex(s)
         if len(s) != 44:
             raise ValueError(f"{cls.kind}: wrong length: {len(s)} characters (expected 44 base64 or 64 hex)")

@@ -29,6 +29,8 @@ HEAVY = (
     "json",
     "datetime",
     "html",
+    "re",
+    "urllib",
 )
 
 _IMPORTS = "import spanza.cli, spanza.demo"
