@@ -35,6 +35,7 @@ MAX_HEADERS = 100  # as http.client's _MAXHEADERS
 MAX_REQUEST_BODY = 1 << 20  # what the body server reads (and drops) of a request's body
 IDLE_TIMEOUT = 60.0  # seconds the body server keeps an idle keep-alive connection
 _READ_PIECE = 1 << 20  # the most a body read asks for at once
+_JOIN_BELOW = 1 << 16  # a body this small goes in one write with its head
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -200,8 +201,9 @@ def exchange(
     """Sends one request on a connected socket and reads its response (the
     socket's timeout applies to each read); closes the socket."""
     with sock, sock.makefile("rb") as f:
-        sock.sendall(head + body if body and len(body) < 65536 else head)
-        if body and len(body) >= 65536:
+        small = body is not None and len(body) < _JOIN_BELOW
+        sock.sendall(head + body if body is not None and small else head)
+        if body and not small:
             sock.sendall(body)
         return read_response(f, method, f"{method} {url}")
 
@@ -315,7 +317,20 @@ class BodyServer:
         keep = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
         if method in ("GET", "HEAD"):
             head = _response(200, [("Content-Type", self.content_type)], self.body, keep)
-            sock.sendall(head if method == "HEAD" else head + self.body)
+            if method == "HEAD":
+                sock.sendall(head)
+            elif len(self.body) < _JOIN_BELOW:
+                sock.sendall(head + self.body)  # one segment for a small answer
+            else:
+                # Not joined (that would copy the body), and blocking: with a
+                # timeout, sendall polls after every full socket buffer (as
+                # http.server's handlers, which set none, do not).
+                sock.sendall(head)
+                sock.settimeout(None)
+                try:
+                    sock.sendall(self.body)
+                finally:
+                    sock.settimeout(IDLE_TIMEOUT)
         else:
             sock.sendall(_response(405, [("Allow", "GET, HEAD")], b"", keep))
         log.debug("http %s: %s %s -> %s", addr[0], method, target[:200], 200 if method in ("GET", "HEAD") else 405)
