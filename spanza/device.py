@@ -181,6 +181,46 @@ def _destination(data: bytes) -> str:
 # ---- peers ----------------------------------------------------------------------
 
 
+def uapi_fields(text: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """A UAPI get reply as (device keys, each peer's PeerInfo fields): plain
+    dicts, so that counters need not import dataclasses (see _peerinfo)."""
+    dev: dict[str, str] = {}
+    peers: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    hs_sec = hs_nsec = 0
+    for line in text.split("\n"):
+        if not line:
+            continue
+        key, _, value = line.partition("=")
+        if key == "public_key":
+            cur = {"public_key": PublicKey(bytes.fromhex(value)), "endpoint": None, "allowed_ips": []}
+            cur.update(last_handshake=None, rx_bytes=0, tx_bytes=0, persistent_keepalive=0, has_preshared_key=False)
+            hs_sec = hs_nsec = 0
+            peers.append(cur)
+        elif cur is None:
+            dev[key] = value
+        elif key == "endpoint":
+            cur["endpoint"] = value
+        elif key == "allowed_ip":
+            cur["allowed_ips"].append(value)
+        elif key in ("rx_bytes", "tx_bytes"):
+            cur[key] = int(value)
+        elif key == "persistent_keepalive_interval":
+            cur["persistent_keepalive"] = int(value)
+        elif key == "preshared_key":
+            cur["has_preshared_key"] = value.strip("0") != ""
+        elif key in ("last_handshake_time_sec", "last_handshake_time_nsec"):
+            if key.endswith("_sec"):
+                hs_sec = int(value)
+            else:
+                hs_nsec = int(value)
+            if hs_sec or hs_nsec:
+                import datetime as _dt
+
+                cur["last_handshake"] = _dt.datetime.fromtimestamp(hs_sec + hs_nsec / 1e9, tz=_dt.timezone.utc)
+    return dev, peers
+
+
 # ---- the device -------------------------------------------------------------------
 
 
@@ -574,9 +614,13 @@ class Device(DerpBindMixin, Handle, Impairable):
 
     @property
     def peers(self) -> list[PeerInfo]:
-        from spanza._peerinfo import parse_uapi_get
+        from spanza._peerinfo import PeerInfo
 
-        return parse_uapi_get(self.ipc_get())[1]
+        return [PeerInfo(**p) for p in self._peer_fields()]
+
+    def _peer_fields(self) -> list[dict[str, Any]]:
+        """The peers as PeerInfo's fields in dicts (for counters)."""
+        return uapi_fields(self.ipc_get())[1]
 
     def route(self, address: str) -> PublicKey | None:
         """The peer WireGuard sends a packet for `address` to (the longest

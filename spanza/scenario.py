@@ -368,8 +368,8 @@ class Peer(Handle):
         (``.to_pandas()``, and a table in a notebook)."""
         raw: dict[str, Any] = {"device": self.device.stats()}
         raw["peers"] = {
-            p.public_key.base64[:8]: {k: v for k, v in readable(p.__dict__, True).items() if k != "public_key"}
-            for p in self.device.peers
+            p["public_key"].base64[:8]: {k: v for k, v in readable(p, True).items() if k != "public_key"}
+            for p in self.device._peer_fields()
         }
         if self.gateway is not None:
             g = self.gateway.stats()

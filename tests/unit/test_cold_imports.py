@@ -72,6 +72,12 @@ def test_the_demo_up_to_its_response_imports_nothing_heavy():
     assert _heavy(_loaded(_DEMO)) == []
 
 
+def test_the_whole_demo_imports_nothing_heavy_but_datetime():
+    # Its counters too (Peer.stats without PeerInfo's dataclass); datetime
+    # for the handshake times.
+    assert _heavy(_loaded("from spanza import cli\nassert cli.main(['demo']) == 0")) == ["datetime"]
+
+
 @pytest.mark.parametrize(
     "code, needs",
     [
