@@ -37,6 +37,7 @@ IDLE_TIMEOUT = 60.0  # seconds the body server keeps an idle keep-alive connecti
 _READ_PIECE = 1 << 20  # the most a body read asks for at once
 _JOIN_BELOW = 1 << 16  # a body this small goes in one write with its head
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _REASONS = {
@@ -55,6 +56,11 @@ class _TooLarge(HTTPProtocolError):
 
 
 # ---- reading ------------------------------------------------------------------------
+
+
+def _digits(s: str) -> bool:
+    # ASCII only: str.isdigit() takes "²" (latin-1 0xB2), which int() refuses.
+    return s.isascii() and s.isdigit()
 
 
 def _line(f: BinaryIO, what: str) -> bytes:
@@ -92,7 +98,7 @@ def _content_length(headers: Headers, what: str) -> int | None:
         return None
     # Repeated with one value ("5, 5") is allowed (RFC 9110 8.6), else not.
     parts = {p.strip() for p in value.split(",")}
-    if len(parts) != 1 or not next(iter(parts)).isdigit():
+    if len(parts) != 1 or not _digits(next(iter(parts))):
         raise HTTPProtocolError(f"{what}: bad Content-Length {value[:40]!r}")
     return int(parts.pop())
 
@@ -102,12 +108,10 @@ def _chunked(f: BinaryIO, what: str, limit: int | None = None) -> bytes:
     total = 0
     while True:
         size_text = _line(f, what).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise HTTPProtocolError(f"{what}: bad chunk size {size_text[:20]!r}") from None
-        if size < 0:
+        # 1*HEXDIG (RFC 9112 7.1), stricter than int(): no sign, 0x or _.
+        if not size_text or not _HEX.issuperset(size_text):
             raise HTTPProtocolError(f"{what}: bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             _headers(f, what)  # the trailer, dropped
             return b"".join(parts)
@@ -142,7 +146,7 @@ def read_response(f: BinaryIO, method: str, what: str) -> tuple[int, str, Header
             raise HTTPProtocolError(f"{what}: the server closed the connection without a response")
         version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
         code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not _digits(code):
             raise HTTPProtocolError(f"{what}: not an HTTP/1.x status line: {line[:80]!r}")
         status = int(code)
         headers = _headers(f, what)

@@ -78,6 +78,7 @@ def test_chunked_request_body_is_dropped_in_step(pair):
         (b"GET / HTTP/2.0\r\n\r\n", b"505"),
         (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", b"400"),
         (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", b"400"),
         (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (_http1.MAX_REQUEST_BODY + 1), b"413"),
         (b"GET / HTTP/1.1\r\nX: " + b"a" * (_http1.MAX_LINE + 10) + b"\r\n\r\n", b"400"),
     ],
