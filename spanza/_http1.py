@@ -70,16 +70,25 @@ def _line(f: BinaryIO, what: str) -> bytes:
     return line
 
 
-def _headers(f: BinaryIO, what: str) -> Headers:
+def _headers(f: BinaryIO, what: str, *, unfold: bool = False) -> Headers:
+    """Header fields until the empty line. A line folded onto the one before
+    (obsolete, RFC 9112 5.2) is joined to it with `unfold` (a client must
+    accept it), else refused (a server may)."""
     out: Headers = []
+    lines = 0
     while True:
         line = _line(f, what)
         if line in (b"\r\n", b"\n"):
             return out
         if not line:
             raise HTTPProtocolError(f"{what}: the connection closed inside the header")
-        if len(out) == MAX_HEADERS:
+        lines += 1
+        if lines > MAX_HEADERS:
             raise HTTPProtocolError(f"{what}: more than {MAX_HEADERS} header lines")
+        if unfold and out and line[:1] in (b" ", b"\t"):
+            name, value = out[-1]
+            out[-1] = (name, f"{value} {line.decode('latin-1').strip()}".strip())
+            continue
         name, colon, value = line.decode("latin-1").partition(":")
         if not colon or not name or not _TOKEN.issuperset(name):
             raise HTTPProtocolError(f"{what}: not a header line: {line[:80]!r}")
@@ -149,7 +158,7 @@ def read_response(f: BinaryIO, method: str, what: str) -> tuple[int, str, Header
         if not version.startswith("HTTP/1.") or len(code) != 3 or not _digits(code):
             raise HTTPProtocolError(f"{what}: not an HTTP/1.x status line: {line[:80]!r}")
         status = int(code)
-        headers = _headers(f, what)
+        headers = _headers(f, what, unfold=True)
         if not 100 <= status < 200:
             break
     if method == "HEAD" or status in (204, 304):

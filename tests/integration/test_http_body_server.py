@@ -77,6 +77,7 @@ def test_chunked_request_body_is_dropped_in_step(pair):
         (b"GARBAGE\r\n\r\n", b"400"),
         (b"GET / HTTP/2.0\r\n\r\n", b"505"),
         (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", b"400"),  # obs-fold: refused by a server
         (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
         (b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", b"400"),
         (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (_http1.MAX_REQUEST_BODY + 1), b"413"),

@@ -50,6 +50,13 @@ def test_interim_responses_are_skipped():
     assert read(raw)[::3] == (201, b"ok")
 
 
+def test_folded_header_lines_are_joined():
+    _, _, headers, body = read(b"HTTP/1.1 200 OK\r\nX-Long: one\r\n two\r\n\tthree\r\nContent-Length: 2\r\n\r\nok")
+    assert headers == [("X-Long", "one two three"), ("Content-Length", "2")] and body == b"ok"
+    with pytest.raises(HTTPProtocolError, match="not a header line"):
+        read(b"HTTP/1.1 200 OK\r\n folded first\r\n\r\n")
+
+
 def test_repeated_equal_content_length_is_one():
     assert read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok")[3] == b"ok"
 
