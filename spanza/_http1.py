@@ -14,6 +14,7 @@ client connections still use the standard library (``serve_http(handler)``,
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -34,6 +35,7 @@ MAX_LINE = 65536  # as http.client's _MAXLINE
 MAX_HEADERS = 100  # as http.client's _MAXHEADERS
 MAX_REQUEST_BODY = 1 << 20  # what the body server reads (and drops) of a request's body
 IDLE_TIMEOUT = 60.0  # seconds the body server keeps an idle keep-alive connection
+MAX_CONNECTIONS = 512  # open connections (threads) of one body server; more get 503
 _READ_PIECE = 1 << 20  # the most a body read asks for at once
 _JOIN_BELOW = 1 << 16  # a body this small goes in one write with its head
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -45,6 +47,7 @@ _REASONS = {
     400: "Bad Request",
     405: "Method Not Allowed",
     413: "Content Too Large",
+    503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
 
@@ -243,8 +246,9 @@ def _response(status: int, headers: Headers, body: bytes, keep: bool) -> bytes:
 
 class BodyServer:
     """Answers GET and HEAD with one body on a listener, a thread per
-    connection (keep-alive as HTTP/1.1 wants); other methods get 405, a
-    malformed request 400 and a closed connection. Has the surface of a
+    connection (keep-alive as HTTP/1.1 wants, at most MAX_CONNECTIONS open:
+    more get 503); other methods get 405, a malformed request 400 and a
+    closed connection. Has the surface of a
     socketserver server that `spanza.netstack.ServerThread` runs."""
 
     timeout: float | None = None
@@ -257,6 +261,7 @@ class BodyServer:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self.refused = 0  # connections answered 503 (over MAX_CONNECTIONS)
 
     def fileno(self) -> int:
         return self.listener.fileno()
@@ -267,10 +272,18 @@ class BodyServer:
         except OSError:
             return
         with self._lock:
-            if self._closed:
-                sock.close()
-                return
-            self._conns.add(sock)
+            busy = len(self._conns) >= MAX_CONNECTIONS
+            if not self._closed and not busy:
+                self._conns.add(sock)
+        if self._closed or busy:
+            # Over the limit: a thread per connection must stay bounded
+            # whatever a client opens (idle ones wait IDLE_TIMEOUT each).
+            if busy:
+                self.refused += 1
+                with contextlib.suppress(OSError):
+                    sock.sendall(_response(503, [("Retry-After", "1")], b"", False))
+            sock.close()
+            return
         threading.Thread(target=self._serve, args=(sock, addr), name=f"http {addr[0]}", daemon=True).start()
 
     def service_actions(self) -> None:

@@ -128,6 +128,20 @@ def test_closing_the_server_ends_idle_connections(pair):
     wait_for(lambda: not [t for t in threading.enumerate() if t.name == name], what="connection threads to end")
 
 
+def test_connections_over_the_limit_get_503(pair, monkeypatch):
+    a, b, _ = pair
+    monkeypatch.setattr(_http1, "MAX_CONNECTIONS", 2)
+    with a.serve_http(80, body=BODY) as srv:
+        idle = [b.connect((A4, 80), timeout=5) for _ in range(2)]
+        wait_for(lambda: len(srv.server._conns) == 2, what="two connections served")
+        assert _raw(b, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 503 ")
+        assert srv.server.refused == 1
+        idle[0].close()
+        wait_for(lambda: len(srv.server._conns) == 1, what="the closed one to be gone")
+        assert _raw(b, b"GET / HTTP/1.0\r\n\r\n").endswith(BODY)  # room again
+        idle[1].close()
+
+
 def test_serve_http_takes_one_of_handler_directory_body(pair, tmp_path):
     a, b, _ = pair
     with pytest.raises(ConfigError, match="not several"):
