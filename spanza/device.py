@@ -759,3 +759,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_peerinfo, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The names __getattr__ loads on first use too (tab completion, help()).
+    return sorted([*globals(), *["PeerInfo", "parse_uapi_get"]])

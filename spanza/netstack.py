@@ -873,3 +873,8 @@ def __getattr__(name: str) -> Any:
 
         return Link
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The names __getattr__ loads on first use too (tab completion, help()).
+    return sorted([*globals(), *["HTTPConnection", "Link"]])

@@ -126,3 +126,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_response, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The names __getattr__ loads on first use too (tab completion, help()).
+    return sorted([*globals(), *["Headers", "Response"]])

@@ -103,3 +103,19 @@ def test_bare_demo_skips_the_parser_with_its_defaults(monkeypatch):
     assert cli.main(["demo"]) == 0
     parsed["func"] = demo._demo_main  # the patched one, as main_bare looks it up now
     assert got == [parsed]
+
+
+@pytest.mark.parametrize(
+    "module, names",
+    [
+        ("spanza.web", ["Response", "Headers"]),
+        ("spanza.device", ["PeerInfo"]),
+        ("spanza.netstack", ["Link", "HTTPConnection"]),
+    ],
+)
+def test_names_moved_out_are_listed(module, names):
+    # dir() drives tab completion in a notebook and help(): loaded on first
+    # use, the names are still there.
+    import importlib
+
+    assert set(names) <= set(dir(importlib.import_module(module)))
