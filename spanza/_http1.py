@@ -187,6 +187,10 @@ def _check_token(value: str, what: str) -> None:
 def _check_text(value: str, what: str) -> None:
     if any(c in value for c in "\r\n\0"):
         raise ConfigError(f"{what}: {value!r} holds a line break or NUL")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what}: {value!r} is not latin-1 text (HTTP header values are bytes)") from None
 
 
 def request_head(method: str, host: str, port: int, path: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
@@ -194,6 +198,8 @@ def request_head(method: str, host: str, port: int, path: str, headers: Mapping[
     _check_token(method, "method")
     if any(c in path for c in " \t\r\n\0") or not path.startswith("/"):
         raise ConfigError(f"url: the path {path!r} holds a space or control character")
+    if not path.isascii():
+        raise ConfigError(f"url: the path {path!r} is not ASCII: percent-encode it (urllib.parse.quote)")
     given = {k.lower() for k in headers}
     netloc = f"[{host}]" if ":" in host else host
     lines = [f"{method} {path} HTTP/1.1"]
@@ -254,6 +260,7 @@ class BodyServer:
     timeout: float | None = None
 
     def __init__(self, listener: Listener, body: bytes, content_type: str = "text/plain") -> None:
+        _check_text(content_type, "content_type")
         self.listener = listener
         self.body = bytes(body)
         self.content_type = content_type

@@ -505,8 +505,12 @@ class Host(Handle):
                 body = body.encode()
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise TypeError(f"serve_http: body is {type(body).__name__}, want bytes or str")
-            body = bytes(body)
-            return ServerThread(BodyServer(self.listen(port), body, content_type), self)
+            listener = self.listen(port)
+            try:
+                return ServerThread(BodyServer(listener, body, content_type), self)
+            except BaseException:
+                listener.close()  # the port is free again for a corrected call
+                raise
         if handler is None:
             import http.server
 

@@ -146,6 +146,8 @@ def test_serve_http_takes_one_of_handler_directory_body(pair, tmp_path):
     a, b, _ = pair
     with pytest.raises(ConfigError, match="not several"):
         a.serve_http(80, body=b"x", directory=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"content_type: .* holds a line break"):
+        a.serve_http(80, body=b"x", content_type="text/plain\r\nSet-Cookie: x=1")
     with pytest.raises(TypeError, match="body is int, want bytes or str"):
         a.serve_http(80, body=42)  # type: ignore[arg-type]
     with a.serve_http(80, body="é"):  # neither call left the port taken; a str is UTF-8

@@ -130,6 +130,8 @@ def test_request_head():
         ("GET", "/", {"X": "a\r\nInjected: 1"}, "line break"),
         ("GET", "/", {"Bad Name": "a"}, "header name"),
         ("GET", "/", {"X": "a\0"}, "line break or NUL"),
+        ("GET", "/", {"X": "5 €"}, "not latin-1 text"),
+        ("GET", "/caf\u00e9", {}, "not ASCII: percent-encode it"),
     ],
 )
 def test_request_head_refuses_injection(method, path, headers, says):
