@@ -77,7 +77,8 @@ def encode_body(
         import json as _json
 
         body = _json.dumps(json).encode()
-        hdrs.setdefault("Content-Type", "application/json")
+        if not any(k.lower() == "content-type" for k in hdrs):  # the caller's, whatever its case
+            hdrs["Content-Type"] = "application/json"
     return (body.encode() if isinstance(body, str) else body), hdrs
 
 

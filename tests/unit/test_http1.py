@@ -178,3 +178,13 @@ def test_mangled_responses_end_in_a_result_or_a_protocol_error():
             read(raw)
         except HTTPProtocolError:
             pass
+
+
+def test_json_body_keeps_the_callers_content_type():
+    from spanza.web import encode_body
+
+    assert encode_body(None, {"a": 1}, None) == (b'{"a": 1}', {"Content-Type": "application/json"})
+    body, hdrs = encode_body(None, [1], {"content-type": "application/vnd.x+json"})
+    assert body == b"[1]" and hdrs == {"content-type": "application/vnd.x+json"}
+    with pytest.raises(ConfigError, match="give body or json, not both"):
+        encode_body(b"x", 1, None)
