@@ -36,7 +36,8 @@ MAX_HEADERS = 100  # as http.client's _MAXHEADERS
 MAX_REQUEST_BODY = 1 << 20  # what the body server reads (and drops) of a request's body
 IDLE_TIMEOUT = 60.0  # seconds the body server keeps an idle keep-alive connection
 MAX_CONNECTIONS = 512  # open connections (threads) of one body server; more get 503
-_READ_PIECE = 1 << 20  # the most a body read asks for at once
+_TRUST_LEN = 64 << 20  # a body length read in one allocation (larger: in pieces)
+_READ_PIECE = 1 << 20  # the piece of a larger body
 _JOIN_BELOW = 1 << 16  # a body this small goes in one write with its head
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -136,12 +137,14 @@ def _chunked(f: BinaryIO, what: str, limit: int | None = None) -> bytes:
 
 
 def _exactly(f: BinaryIO, n: int, what: str) -> bytes:
-    # In pieces: a read of n allocates n bytes first, and n is the peer's
-    # word (a Content-Length or chunk size of 2^60 must not be allocated).
+    # A read of n allocates n bytes first, and n is the peer's word: up to
+    # _TRUST_LEN in one read (one copy), beyond in pieces joined at the end
+    # (a Content-Length or chunk size of 2^60 must not be allocated).
+    piece = n if n <= _TRUST_LEN else _READ_PIECE
     parts = []
     got = 0
     while got < n:
-        part = f.read(min(n - got, _READ_PIECE))
+        part = f.read(min(n - got, piece))
         if not part:
             raise HTTPProtocolError(f"{what}: the connection closed after {got} of {n} body bytes")
         parts.append(part)

@@ -29,6 +29,7 @@ from spanza._addr import format_address, parse_address
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._impairable import Impairable
+from spanza._lazy import lazy_names
 from spanza._wait import sliced
 from spanza.derp_bind import DerpBindMixin
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check
@@ -751,16 +752,6 @@ class Device(DerpBindMixin, Handle, Impairable):
 __all__ = ["Device", "PeerInfo", "SpanzaError", "parse_uapi_get"]
 
 
-def __getattr__(name: str) -> Any:
-    # PeerInfo is a dataclass (dataclasses imports inspect, ~5 ms): loaded
-    # with the first `peers`, not with the device.
-    if name in ("PeerInfo", "parse_uapi_get"):
-        from spanza import _peerinfo
-
-        return getattr(_peerinfo, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    # The names __getattr__ loads on first use too (tab completion, help()).
-    return sorted([*globals(), *["PeerInfo", "parse_uapi_get"]])
+# PeerInfo is a dataclass (dataclasses imports inspect, ~5 ms): loaded with
+# the first `peers`, not with the device.
+__getattr__, __dir__ = lazy_names(__name__, {"PeerInfo": "spanza._peerinfo", "parse_uapi_get": "spanza._peerinfo"})

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle, fork_generation
 from spanza._impairable import Impairable
+from spanza._lazy import lazy_names
 from spanza._wait import sliced
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check, error
 from spanza.runtime import Runtime, default_runtime
@@ -865,20 +866,6 @@ def wired_pair(
     return ha, hb, wire
 
 
-def __getattr__(name: str) -> Any:
-    # Public names whose modules import what most uses of this one do not
-    # need (typing; http.client): loaded on first access.
-    if name == "HTTPConnection":
-        from spanza._http_conn import HTTPConnection
-
-        return HTTPConnection
-    if name == "Link":
-        from spanza._link import Link
-
-        return Link
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    # The names __getattr__ loads on first use too (tab completion, help()).
-    return sorted([*globals(), *["HTTPConnection", "Link"]])
+# Their modules import typing and http.client, which most uses of this one
+# do not need.
+__getattr__, __dir__ = lazy_names(__name__, {"HTTPConnection": "spanza._http_conn", "Link": "spanza._link"})

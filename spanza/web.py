@@ -14,6 +14,7 @@ streaming use.
 from __future__ import annotations
 
 from spanza import _http1
+from spanza._lazy import lazy_names
 from spanza.errors import ConfigError
 
 TYPE_CHECKING = False
@@ -119,16 +120,6 @@ def request(
     return Response(status, reason, Headers(fields), got)
 
 
-def __getattr__(name: str) -> Any:
-    # Response is a dataclass, and dataclasses imports inspect (~5 ms): a
-    # GET that wants (status, body) only does not pay for it.
-    if name in ("Response", "Headers"):
-        from spanza import _response
-
-        return getattr(_response, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    # The names __getattr__ loads on first use too (tab completion, help()).
-    return sorted([*globals(), *["Headers", "Response"]])
+# Response is a dataclass, and dataclasses imports inspect (~5 ms): a GET
+# that wants (status, body) only does not pay for it.
+__getattr__, __dir__ = lazy_names(__name__, {"Response": "spanza._response", "Headers": "spanza._response"})
