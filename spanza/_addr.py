@@ -1,20 +1,107 @@
 """Socket addresses as users write them: ``"host:port"``, ``"[v6]:port"``,
 ``":port"`` (all addresses) or a ``(host, port)`` tuple. One parser for the
 device's endpoints and the gateway's addresses, so both accept the same
-forms and say the same things about the ones they refuse."""
+forms and say the same things about the ones they refuse.
+
+And IP addresses without the ipaddress module (~3 ms to import, of a cold
+start of ~40, see bench/cold_start.py): a plain literal is parsed by
+inet_pton, anything else (a zone, a netmask, an int, an ipaddress object)
+by ipaddress, so results and errors are ipaddress's
+(tests/unit/test_addr_ip.py compares them)."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+from _socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 from spanza.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Union
+    from typing import Any, Union
 
     AddressLike = Union[str, tuple[str, int], int]
+
+# (version, packed, str(ip)) of an ipaddress.ip_address; equal tuples are
+# equal addresses (the text holds an IPv6 zone).
+IP = tuple[int, bytes, str]
+# (IP of .ip, prefix length, str()) of an ipaddress.ip_interface
+Interface = tuple[IP, int, str]
+
+
+def ip_text(packed: bytes) -> str:
+    """``str(ipaddress.ip_address(packed))``."""
+    if len(packed) == 4:
+        return inet_ntop(AF_INET, packed)
+    if not any(packed[:10]):
+        # inet_ntop writes ::a.b.c.d and ::ffff:a.b.c.d where ipaddress does
+        # not (or, for the second, does since Python 3.13).
+        import ipaddress
+
+        return str(ipaddress.IPv6Address(packed))
+    return inet_ntop(AF_INET6, packed)
+
+
+def _literal(text: str) -> IP | None:
+    for family, version in ((AF_INET, 4), (AF_INET6, 6)):
+        try:
+            packed = inet_pton(family, text)
+        except (OSError, ValueError):  # ValueError: a NUL in the text
+            continue
+        return version, packed, ip_text(packed)
+    return None
+
+
+def ip_address(value: Any) -> IP:
+    """`IP` of ``ipaddress.ip_address(value)``; ValueError as it."""
+    if isinstance(value, str):
+        ip = _literal(value)
+        if ip is not None:
+            return ip
+    import ipaddress
+
+    a = ipaddress.ip_address(value)
+    return a.version, a.packed, str(a)
+
+
+def _prefixed(value: Any) -> Interface | None:
+    # "literal[/prefix length]" (what ipaddress also reads, and no more)
+    if not isinstance(value, str):
+        return None
+    text, slash, length = value.partition("/")
+    ip = _literal(text)
+    if ip is None:
+        return None
+    bits = 32 if ip[0] == 4 else 128
+    if slash and not (length.isascii() and length.isdigit() and int(length) <= bits):
+        return None
+    n = int(length) if slash else bits
+    return ip, n, f"{ip[2]}/{n}"
+
+
+def ip_interface(value: Any) -> Interface:
+    """`Interface` of ``ipaddress.ip_interface(value)``; its ValueError or
+    TypeError."""
+    got = _prefixed(value)
+    if got is not None:
+        return got
+    import ipaddress
+
+    i = ipaddress.ip_interface(value)
+    return (i.version, i.ip.packed, str(i.ip)), i.network.prefixlen, str(i)
+
+
+def ip_network(value: Any) -> str:
+    """``str(ipaddress.ip_network(value, strict=False))`` (host bits masked
+    off); its ValueError or TypeError."""
+    got = _prefixed(value)
+    if got is None:
+        import ipaddress
+
+        return str(ipaddress.ip_network(value, strict=False))
+    (_, packed, _), length, _ = got
+    bits = len(packed) * 8
+    n = int.from_bytes(packed, "big") >> (bits - length) << (bits - length)
+    return f"{ip_text(n.to_bytes(len(packed), 'big'))}/{length}"
 
 
 def _split(value: AddressLike, what: str, any_host: bool) -> tuple[str, object]:
@@ -60,23 +147,27 @@ def parse_address(
         return "", port_n
     name, _, zone = host.partition("%")
     try:
-        addr = ipaddress.ip_address(name)
+        version, _, addr = ip_address(name)
     except ValueError:
+        import socket
+
         try:
             infos = socket.getaddrinfo(host, port_n, type=socket.SOCK_DGRAM)
         except socket.gaierror as e:
             raise ConfigError(f"{what}: cannot resolve {host!r}: {e.strerror}") from None
         return str(infos[0][4][0]), port_n
     if zone:
-        if addr.version != 6:
+        if version != 6:
             raise ConfigError(f"{what}: only an IPv6 address takes a zone (%{zone})")
         if not zone.isdigit():
+            import socket
+
             try:
                 socket.if_nametoindex(zone)
             except OSError:
                 raise ConfigError(f"{what}: no network interface {zone!r} (the zone after %)") from None
         return f"{addr}%{zone}", port_n
-    return str(addr), port_n
+    return addr, port_n
 
 
 def scope_id(host: str) -> int:
@@ -84,6 +175,8 @@ def scope_id(host: str) -> int:
     zone = host.partition("%")[2]
     if not zone:
         return 0
+    import socket
+
     return int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import errno as _errno
 import gc
-import ipaddress
 import os
 from collections.abc import Sequence
 
+from spanza._addr import ip_address
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._log import get_logger
@@ -106,7 +106,7 @@ def write_self_signed_cert(hostname: str, cert_path: str | os.PathLike[str], key
 
 def _url_host(host: str) -> str:
     try:
-        if ipaddress.ip_address(host).version == 6:
+        if ip_address(host)[0] == 6:
             return f"[{host}]"
     except ValueError:
         pass

@@ -15,15 +15,16 @@ client connections still use the standard library (``serve_http(handler)``,
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 
+from spanza import _sock
 from spanza._log import get_logger
 from spanza.errors import ConfigError, HTTPProtocolError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from _socket import socket
     from collections.abc import Mapping
     from typing import Any, BinaryIO
 
@@ -220,17 +221,19 @@ def request_head(method: str, host: str, port: int, path: str, headers: Mapping[
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def exchange(
-    sock: socket.socket, method: str, url: str, head: bytes, body: bytes | None
-) -> tuple[int, str, Headers, bytes]:
-    """Sends one request on a connected socket and reads its response (the
-    socket's timeout applies to each read); closes the socket."""
-    with sock, sock.makefile("rb") as f:
-        small = body is not None and len(body) < _JOIN_BELOW
-        sock.sendall(head + body if body is not None and small else head)
-        if body and not small:
-            sock.sendall(body)
-        return read_response(f, method, f"{method} {url}")
+def exchange(sock: socket, method: str, url: str, head: bytes, body: bytes | None) -> tuple[int, str, Headers, bytes]:
+    """Sends one request on a connected socket (socket.socket or _socket's)
+    and reads its response (the socket's timeout applies to each read);
+    closes the socket."""
+    try:
+        with _sock.reader(sock) as f:
+            small = body is not None and len(body) < _JOIN_BELOW
+            sock.sendall(head + body if body is not None and small else head)
+            if body and not small:
+                sock.sendall(body)
+            return read_response(f, method, f"{method} {url}")
+    finally:
+        sock.close()
 
 
 # ---- the body server ------------------------------------------------------------------
@@ -268,7 +271,7 @@ class BodyServer:
         self.body = bytes(body)
         self.content_type = content_type
         self.server_address = listener.getsockname()
-        self._conns: set[socket.socket] = set()
+        self._conns: set[socket] = set()
         self._lock = threading.Lock()
         self._closed = False
         self.refused = 0  # connections answered 503 (over MAX_CONNECTIONS)
@@ -278,7 +281,7 @@ class BodyServer:
 
     def handle_request(self) -> None:
         try:
-            sock, addr = self.listener.accept()
+            sock, addr = self.listener._accept(_sock.socket)
         except OSError:
             return
         with self._lock:
@@ -307,14 +310,14 @@ class BodyServer:
         for s in conns:
             # Wakes the connection's thread out of its read; it closes the socket.
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                s.shutdown(_sock.SHUT_RDWR)
             except OSError:
                 pass
 
-    def _serve(self, sock: socket.socket, addr: Any) -> None:
+    def _serve(self, sock: socket, addr: Any) -> None:
         try:
             sock.settimeout(IDLE_TIMEOUT)
-            with sock.makefile("rb") as f:
+            with _sock.reader(sock) as f:
                 while self._answer(sock, f, addr):
                     pass
         except (OSError, HTTPProtocolError) as e:
@@ -325,7 +328,7 @@ class BodyServer:
                 self._conns.discard(sock)
             sock.close()
 
-    def _answer(self, sock: socket.socket, f: BinaryIO, addr: Any) -> bool:
+    def _answer(self, sock: socket, f: BinaryIO, addr: Any) -> bool:
         """Reads and answers one request; False when the connection ends."""
         what = f"request from {addr[0]}"
         line = _line(f, what)

@@ -18,14 +18,13 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import gc
-import ipaddress
 import os
-import socket
 import threading
+from _socket import AF_INET, AF_INET6, inet_pton
 from collections.abc import Iterable
 
 from spanza import _log
-from spanza._addr import format_address, parse_address
+from spanza._addr import format_address, ip_address, ip_network, ip_text, parse_address
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._impairable import Impairable
@@ -39,6 +38,7 @@ from spanza.runtime import Runtime, default_runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     import socketserver
     from typing import Any, Union
 
@@ -67,16 +67,23 @@ def _key_bytes(value: KeyLike, what: str, cls: type[Key] = PublicKey) -> bytes:
 # ---- configuration values -----------------------------------------------------
 
 
-def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
-        return value
-    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        return ipaddress.ip_network(value)
+def _network(value: Any) -> str:
+    """An allowed_ips entry as text ('10.0.0.0/24')."""
+    if not isinstance(value, str):  # ipaddress objects; anything else goes as text
+        import ipaddress
+
+        if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            return str(value)
+        if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            return str(ipaddress.ip_network(value))
     try:
         # Like wg(8): host bits are allowed (they are masked off).
-        return ipaddress.ip_network(str(value).strip(), strict=False)
+        return ip_network(str(value).strip())
     except ValueError:
         raise ConfigError(f"allowed_ips: {value!r} is not an IP network (like '10.0.0.2/32' or 'fd00::/64')") from None
+
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:a.b.c.d
 
 
 def _endpoint_text(value: Endpoint) -> str:
@@ -91,9 +98,9 @@ def _endpoint_text(value: Endpoint) -> str:
                 raise ConfigError(f"endpoint: {value!r}: a DERP endpoint is 'derp:' + 64 hex digits")
             return "derp:" + hexpart.lower()
     host, port = parse_address(value, "endpoint", allow_port_zero=False, allow_any_host=False)
-    addr = ipaddress.ip_address(host.partition("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        return f"{addr.ipv4_mapped}:{port}"
+    _, packed, _ = ip_address(host.partition("%")[0])
+    if packed[:12] == _V4_MAPPED:
+        return f"{ip_text(packed[12:])}:{port}"
     return format_address((host, port))
 
 
@@ -174,9 +181,7 @@ def _check_ip_packet(data: bytes) -> None:
 
 
 def _destination(data: bytes) -> str:
-    if data[0] >> 4 == 4:
-        return str(ipaddress.IPv4Address(bytes(data[16:20])))
-    return str(ipaddress.IPv6Address(bytes(data[24:40])))
+    return ip_text(bytes(data[16:20]) if data[0] >> 4 == 4 else bytes(data[24:40]))
 
 
 # ---- peers ----------------------------------------------------------------------
@@ -627,11 +632,11 @@ class Device(DerpBindMixin, Handle, Impairable):
         """The peer WireGuard sends a packet for `address` to (the longest
         allowed-IPs prefix that contains it: cryptokey routing), or None."""
         try:
-            raw = socket.inet_pton(socket.AF_INET, address)
+            raw = inet_pton(AF_INET, address)
             family = lib.WG_AF_INET
         except OSError:
             try:
-                raw = socket.inet_pton(socket.AF_INET6, address)
+                raw = inet_pton(AF_INET6, address)
             except OSError:
                 raise ConfigError(f"route: {address!r} is not an IPv4 or IPv6 address") from None
             family = lib.WG_AF_INET6

@@ -33,21 +33,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import os
-import socket
 import threading
 import warnings
+from _socket import AF_INET, AF_INET6
 from collections.abc import Iterable, Iterator
 
 from spanza import _diagnose
-from spanza._addr import format_address, parse_address, scope_id
+from spanza._addr import format_address, ip_address, ip_text, parse_address, scope_id
 from spanza._derp_opts import client_opts
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._impairable import Impairable
 from spanza._log import get_logger
 from spanza._renamed import renamed
+from spanza._sock import has_ipv6
 from spanza.errors import ConfigError, check, error
 from spanza.keys import PublicKey, private_key_bytes, public_key_bytes
 from spanza.runtime import Runtime
@@ -63,39 +63,29 @@ if TYPE_CHECKING:
 log = get_logger("spanza.gateway")
 
 
-_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_AF = {4: AF_INET, 6: AF_INET6}
 _DST_KIND = {0: None, 1: "configured", 2: "learned"}
 
 
 # ---- addresses --------------------------------------------------------------------
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::", 0))
-        return True
-    except OSError:
-        return False
-
-
 def _to_c(addr: tuple[str, int], out: Any) -> None:
     host, port = addr
     if host == "":  # all addresses: dual-stack when the host has IPv6
-        host = "::" if _has_ipv6() else "0.0.0.0"
-    ip = ipaddress.ip_address(host.partition("%")[0])
-    out.family = _AF[ip.version]
+        host = "::" if has_ipv6() else "0.0.0.0"
+    version, packed, _ = ip_address(host.partition("%")[0])
+    out.family = _AF[version]
     out.port = port
     out.scope_id = scope_id(host)
-    packed = ip.packed
     ffi.memmove(out.addr, packed, len(packed))
 
 
 def _from_c(a: Any) -> tuple[str, int] | None:
-    if a.family == socket.AF_INET:
-        return str(ipaddress.IPv4Address(bytes(a.addr[0:4]))), int(a.port)
-    if a.family == socket.AF_INET6:
-        host = str(ipaddress.IPv6Address(bytes(a.addr[0:16])))
+    if a.family == AF_INET:
+        return ip_text(bytes(a.addr[0:4])), int(a.port)
+    if a.family == AF_INET6:
+        host = ip_text(bytes(a.addr[0:16]))
         if a.scope_id:
             host += f"%{a.scope_id}"
         return host, int(a.port)

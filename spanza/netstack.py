@@ -20,30 +20,38 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gc
-import ipaddress
 import os
-import socket
+import select
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 
+from spanza._addr import ip_address, ip_interface, ip_text
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle, fork_generation
 from spanza._impairable import Impairable
 from spanza._lazy import lazy_names
+from spanza._sock import recv_fds, socketpair
+from spanza._sock import socket as c_socket
 from spanza._wait import sliced
 from spanza.errors import AddressInUseError, ClosedError, ConfigError, SpanzaError, SpanzaTimeoutError, check, error
 from spanza.runtime import Runtime, default_runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ipaddress
+    import socket
     import socketserver
-    from typing import Any
+    from typing import Any, TypeVar
 
+    from spanza._addr import IP
     from spanza._http1 import BodyServer
     from spanza._http_conn import HTTPConnection
     from spanza._link import Link
+
+    _Sock = TypeVar("_Sock", bound=c_socket)  # socket.socket, or _socket's (spanza._sock)
 
 __all__ = [
     "DeviceLink",
@@ -68,22 +76,26 @@ Address = tuple[str, int]
 # ---- addresses ----
 
 
-def _ip(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _ip(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> IP:
     try:
-        return ipaddress.ip_address(address)
+        return ip_address(address)
     except ValueError as exc:
         raise ConfigError(f"{address!r} is not an IP address (tunnel addresses are literal IPs)") from exc
 
 
-def _ns_addr(address: Any, port: int = 0, prefix: int = 0) -> Any:
-    ip = _ip(address)
+def _ns_addr(address: Any, port: int = 0) -> Any:
+    return _c_addr(_ip(address), port)
+
+
+def _c_addr(ip: IP, port: int, prefix: int = 0) -> Any:
+    version, packed, _ = ip
     if not 0 <= port <= 65535:
         raise ConfigError(f"port {port} is out of range 0-65535")
     a = ffi.new("struct ns_addr *")
-    a.family = ip.version
+    a.family = version
     a.port = port
     a.prefix = prefix
-    ffi.memmove(a.ip, ip.packed, len(ip.packed))
+    ffi.memmove(a.ip, packed, len(packed))
     return a
 
 
@@ -94,15 +106,15 @@ def _split(address: Any, what: str) -> Address:
 
 
 def _hdr_pack(address: str, port: int) -> bytes:
-    ip = _ip(address)
-    return bytes([ip.version, 0]) + port.to_bytes(2, "big") + ip.packed.ljust(16, b"\0")
+    version, packed, _ = _ip(address)
+    return bytes([version, 0]) + port.to_bytes(2, "big") + packed.ljust(16, b"\0")
 
 
 def _hdr_unpack(hdr: bytes) -> Address:
     if len(hdr) < _HDR or hdr[0] not in (4, 6):
         raise SpanzaError("malformed address header from the netstack")
     raw = hdr[4:8] if hdr[0] == 4 else hdr[4:20]
-    return str(ipaddress.ip_address(raw)), int.from_bytes(hdr[2:4], "big")
+    return ip_text(bytes(raw)), int.from_bytes(hdr[2:4], "big")
 
 
 def _wait(op: Any, timeout: float | None, what: str) -> int:
@@ -323,20 +335,22 @@ class Host(Handle):
                 f"not {type(addresses).__name__} {addresses!r}"
             )
         try:
-            ifaces = [ipaddress.ip_interface(a) for a in addresses]
+            given = list(addresses)
+            ifaces = [ip_interface(a) for a in given]
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"address: {exc} (want an interface like '192.168.4.1/24')") from exc
         if not ifaces:
             raise ConfigError("a host needs at least one address")
         self.runtime = runtime or getattr(link, "runtime", None) or default_runtime()
-        self.interfaces = ifaces
+        self._given = given
+        self._ifaces = ifaces
         self.mtu = mtu
         arr = ffi.new("struct ns_addr[]", len(ifaces))
-        for i, itf in enumerate(ifaces):
-            arr[i] = _ns_addr(itf.ip, 0, itf.network.prefixlen)[0]
+        for i, (ip, prefix, _) in enumerate(ifaces):
+            arr[i] = _c_addr(ip, 0, prefix)[0]
         fn, ctx = link.output()
         out = ffi.new("ns_host_t **")
-        names = ", ".join(str(i) for i in ifaces)
+        names = ", ".join(text for _, _, text in ifaces)
         rc = lib.ns_host_new(self.runtime.ptr, arr, len(ifaces), mtu, fn, ctx, out)
         if rc == -errno.EADDRINUSE:
             # The holder may be garbage not yet collected (a notebook cell run
@@ -396,15 +410,22 @@ class Host(Handle):
     def closed(self) -> bool:
         return super().closed or self._state.ptr is None
 
+    @functools.cached_property
+    def interfaces(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        """The host's addresses as ipaddress interfaces."""
+        import ipaddress
+
+        return [ipaddress.ip_interface(a) for a in self._given]
+
     @property
     def addresses(self) -> list[str]:
-        return [str(i.ip) for i in self.interfaces]
+        return [ip[2] for ip, _, _ in self._ifaces]
 
     def address(self, version: int = 4) -> str:
         """The host's (first) address of this IP version."""
-        for i in self.interfaces:
-            if i.version == version:
-                return str(i.ip)
+        for (v, _, text), _, _ in self._ifaces:
+            if v == version:
+                return text
         raise ConfigError(f"host {self} has no IPv{version} address")
 
     def stats(self) -> dict[str, int]:
@@ -418,7 +439,7 @@ class Host(Handle):
         return bool(lib.ns_host_inject(self.ptr, packet, len(packet)) == 0)
 
     def __repr__(self) -> str:
-        return f"<Host {' '.join(str(i) for i in self.interfaces)}{' closed' if self.closed else ''}>"
+        return f"<Host {' '.join(text for _, _, text in self._ifaces)}{' closed' if self.closed else ''}>"
 
     def __str__(self) -> str:
         return ",".join(self.addresses)
@@ -428,11 +449,18 @@ class Host(Handle):
     def connect(self, address: Address, timeout: float | None = None) -> socket.socket:
         """Opens a TCP connection inside the tunnel; returns a connected
         (AF_UNIX) socket whose other end the runtime pumps into lwIP."""
+        import socket
+
+        return self._connect(address, timeout, socket.socket)
+
+    def _connect(self, address: Address, timeout: float | None, cls: type[_Sock]) -> _Sock:
+        """`connect` as a `cls` (Spanza's own HTTP exchange takes the C
+        module's, see spanza._sock)."""
         ip, port = _split(address, "address")
         out = ffi.new("ns_op_t **")
         rc = lib.ns_tcp_connect(self.ptr, _ns_addr(ip, port), out)
         if rc == -errno.EAFNOSUPPORT:
-            raise ConfigError(f"host {self} has no IPv{_ip(ip).version} address to connect to {ip} from")
+            raise ConfigError(f"host {self} has no IPv{_ip(ip)[0]} address to connect to {ip} from")
         check(rc, f"connect to {ip}:{port}")
         op = out[0]
         try:
@@ -443,7 +471,7 @@ class Host(Handle):
                 raise SpanzaTimeoutError(f"connection to {ip}:{port} timed out (from {self})")
             if rc < 0:
                 raise error(-rc, f"connect to {ip}:{port} from {self}: {os.strerror(-rc)}")
-            sock = socket.socket(fileno=rc)
+            sock = cls(fileno=rc)
             if timeout is not None:
                 sock.settimeout(timeout)
             return sock
@@ -544,7 +572,7 @@ class Host(Handle):
             out = ffi.new("ns_op_t **")
             rc = lib.ns_ping(self.ptr, _ns_addr(address), size, out)
             if rc == -errno.EAFNOSUPPORT:
-                raise ConfigError(f"host {self} has no IPv{_ip(address).version} address to ping {address} from")
+                raise ConfigError(f"host {self} has no IPv{_ip(address)[0]} address to ping {address} from")
             check(rc, f"ping {address}")
             try:
                 try:
@@ -565,11 +593,13 @@ class Host(Handle):
         """Listens on the OS address ``listen``; every connection (or UDP
         client) there is carried into the tunnel to ``to``. Returns the OS
         address (a tuple that also has ``close()``)."""
+        import socket
+
         if to is None:
             raise ConfigError("forward needs to=(tunnel_address, port)")
         lip, lport = _split(listen, "listen")
         tip, tport = _split(to, "to")
-        fam = socket.AF_INET6 if _ip(lip).version == 6 else socket.AF_INET
+        fam = socket.AF_INET6 if _ip(lip)[0] == 6 else socket.AF_INET
         if proto == "tcp":
             s = socket.socket(fam, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -589,7 +619,7 @@ class Host(Handle):
         out = ffi.new("ns_fwd_t **")
         rc = fn(self.ptr, s.detach(), _ns_addr(tip, tport), out)  # C owns the fd now
         if rc == -errno.EAFNOSUPPORT:
-            raise ConfigError(f"host {self} has no IPv{_ip(tip).version} address to reach {tip} from")
+            raise ConfigError(f"host {self} has no IPv{_ip(tip)[0]} address to reach {tip} from")
         check(rc, f"forward {proto} {lip}:{lport} -> {tip}:{tport}")
         return Forward(self, out[0], (bound[0], bound[1]))
 
@@ -654,7 +684,7 @@ class _HostObject(Handle):
         return host
 
 
-def _closer(close: Callable[[Any], None], ptr: Any, sock: socket.socket) -> Callable[[], None]:
+def _closer(close: Callable[[Any], None], ptr: Any, sock: c_socket) -> Callable[[], None]:
     """The release of a C socket object whose fd Python holds as `sock`."""
 
     def release() -> None:
@@ -678,19 +708,25 @@ class Listener(_HostObject):
         check(rc, f"listen on {host}:{port}")
         self._ptr = out[0]
         self.port = int(lib.ns_listener_port(self._ptr))
-        self._sock = socket.socket(fileno=lib.ns_listener_take_fd(self._ptr))
+        self._sock = c_socket(fileno=lib.ns_listener_take_fd(self._ptr))
         super().__init__(host, _closer(lib.ns_listener_close, self._ptr, self._sock), f"Listener {host}:{self.port}")
 
     def accept(self) -> tuple[socket.socket, Address]:
+        import socket
+
+        return self._accept(socket.socket)
+
+    def _accept(self, cls: type[_Sock]) -> tuple[_Sock, Address]:
+        """`accept` as a `cls` (the body server takes the C module's, see spanza._sock)."""
         if self.closed:
             raise OSError(errno.EBADF, f"{self._label} is closed")
-        msg, fds, _flags, _addr = socket.recv_fds(self._sock, _HDR, 4)
+        msg, fds = recv_fds(self._sock, _HDR, 4)
         if not fds:
             raise OSError(errno.EBADF, f"the listener on {self._host_text}:{self.port} is closed")
         lib.ns_listener_accepted(self._ptr)
         for extra in fds[1:]:
             os.close(extra)
-        sock = socket.socket(fileno=fds[0])
+        sock = cls(fileno=fds[0])
         return sock, _hdr_unpack(msg)
 
     def fileno(self) -> int:
@@ -714,6 +750,8 @@ class UDPSocket(_HostObject):
     ``sendto``/``recvfrom``/``settimeout``/``fileno``/``close``."""
 
     def __init__(self, host: Host, port: int) -> None:
+        import socket
+
         if not 0 <= port <= 65535:
             raise ConfigError(f"port {port} is out of range 0-65535")
         out = ffi.new("ns_udp_t **")
@@ -789,28 +827,33 @@ class _ForwardObj(_HostObject):
         super().__init__(host, lambda: lib.ns_fwd_close(ptr), f"Forward {address[0]}:{address[1]} on {host}")
 
 
-def _serve(server: socketserver.TCPServer | BodyServer, wake: socket.socket) -> None:
+def _serve(server: socketserver.TCPServer | BodyServer, wake: c_socket) -> None:
     """``serve_forever`` that stops as soon as a byte arrives on ``wake``.
 
     socketserver's loop polls for its shutdown flag (every 0.1 s here), so
     closing a peer or host waited out half a poll on average: most of the
-    time `spanza demo` took to exit after its response."""
-    import selectors
-
-    server.timeout = 0  # handle_request() right after select said readable
-    with selectors.DefaultSelector() as sel:
-        sel.register(server, selectors.EVENT_READ)
-        sel.register(wake, selectors.EVENT_READ)
-        while True:
-            ready = sel.select()
-            if any(key.fileobj is wake for key, _ in ready):
-                return
-            server.handle_request()
-            server.service_actions()
+    time `spanza demo` took to exit after its response. select.poll, not
+    selectors (~1 ms to import, cold start)."""
+    server.timeout = 0  # handle_request() right after poll said readable
+    fd, wake_fd = server.fileno(), wake.fileno()
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    poll.register(wake_fd, select.POLLIN)
+    while True:
+        ready = dict(poll.poll())
+        if wake_fd in ready:
+            return
+        if ready.get(fd, 0) & select.POLLNVAL:
+            # The server's fd was closed under it: wait for the wake-up
+            # alone (as with epoll, which drops a closed fd).
+            poll.unregister(fd)
+            continue
+        server.handle_request()
+        server.service_actions()
 
 
 def _stop_server(
-    server: socketserver.TCPServer | BodyServer, thread: threading.Thread, wake: socket.socket, wake_in: socket.socket
+    server: socketserver.TCPServer | BodyServer, thread: threading.Thread, wake: c_socket, wake_in: c_socket
 ) -> None:
     with contextlib.suppress(OSError):
         wake.send(b"x")
@@ -827,7 +870,7 @@ class ServerThread(_HostObject):
         self.server = server
         self.address: Address = server.server_address  # type: ignore[assignment]
         self.port = self.address[1]
-        wake, wake_in = socket.socketpair()
+        wake, wake_in = socketpair()
         self._thread = threading.Thread(target=_serve, args=(server, wake_in), name=f"http {self.address}", daemon=True)
         self._thread.start()
         thread = self._thread

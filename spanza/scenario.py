@@ -20,13 +20,13 @@ WireGuard peer::
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import os
-import socket
 import warnings
 from collections.abc import Mapping
 
-from spanza import web
+from spanza import _sock, web
+from spanza._addr import ip_address
 from spanza._diagnose import CONNECTED, relay_failure, state
 from spanza._handle import Handle
 from spanza._log import get_logger
@@ -45,6 +45,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import http.client
     import http.server
+    import ipaddress
+    import socket
     from typing import Any, Literal
 
     from spanza._response import Response
@@ -62,6 +64,14 @@ def _close_parts(parts: list[Any]) -> None:
     for part in parts:
         if part is not None:
             part.close()
+
+
+def _host_routes(peer: Any) -> list[str]:
+    """A peer's tunnel addresses as /32 and /128 allowed IPs. A Peer's
+    without ipaddress (cold start); anything else with `interfaces` too."""
+    if isinstance(peer, Peer):
+        return [f"{text}/{32 if v == 4 else 128}" for (v, _, text), _, _ in peer._ifaces]
+    return [f"{i.ip}/{i.ip.max_prefixlen}" for i in peer.interfaces]
 
 
 class Peer(Handle):
@@ -132,7 +142,8 @@ class Peer(Handle):
             except BaseException:
                 self.device.close()
                 raise
-        self.interfaces = [ipaddress.ip_interface(a) for a in addresses]
+        self._given = addresses
+        self._ifaces = self.device.host._ifaces
         parts: list[Any] = [self.device, self.gateway]
         self._parts = parts
         self._handle_open(lambda: _close_parts(parts), f"Peer {self.address}")
@@ -158,10 +169,17 @@ class Peer(Handle):
             return key
         return self.device.derp_public_key
 
+    @functools.cached_property
+    def interfaces(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        """The tunnel addresses as ipaddress interfaces."""
+        import ipaddress
+
+        return [ipaddress.ip_interface(a) for a in self._given]
+
     @property
     def address(self) -> str:
         """The first tunnel address (without prefix)."""
-        return str(self.interfaces[0].ip)
+        return self._ifaces[0][0][2]
 
     # -- wiring --
 
@@ -177,7 +195,7 @@ class Peer(Handle):
         self.device.add_peer(
             other.public_key,
             endpoint=endpoint,
-            allowed_ips=[f"{i.ip}/{i.ip.max_prefixlen}" for i in other.interfaces],
+            allowed_ips=_host_routes(other),
             persistent_keepalive=self.persistent_keepalive,
         )
 
@@ -271,7 +289,8 @@ class Peer(Handle):
         host, _, _ = split_url(url)
         self.check_route(host, timeout)
         try:
-            return web.exchange(self.device, method, url, body, headers, timeout)
+            connect = functools.partial(self.device.host._connect, cls=_sock.socket)
+            return web._exchange(connect, method, url, body, headers, timeout)
         except TimeoutError as e:
             raise TimeoutError(f"{e}: {self.why_silent(host)}") from None
 
@@ -292,16 +311,17 @@ class Peer(Handle):
         `address`, and RelayError if the relay is unreachable or refused this
         peer; waits up to `timeout` for a first relay connection in progress."""
         try:
-            ip = ipaddress.ip_address(address)
+            addr = ip_address(address)
         except ValueError:
             raise ConfigError(
                 f"{address!r} is not an IP address: tunnel hosts have no DNS, use the peer's tunnel address"
             ) from None
-        if any(ip == i.ip for i in self.interfaces):
+        ip = addr[2]
+        if any(addr == own for own, _, _ in self._ifaces):
             raise NoRouteError(
                 f"{ip} is this peer's own address: there is no loopback in the tunnel; use another peer's address"
             )
-        if self.device.route(str(ip)) is None:
+        if self.device.route(ip) is None:
             raise NoRouteError(
                 f"no peer's allowed IPs contain {ip}: did you call connect()? "
                 f"(this peer has {len(self.device.peers)} peer(s))"
@@ -384,7 +404,7 @@ class Peer(Handle):
 
     def _repr_html_(self) -> str:
         head = {
-            "address": ", ".join(str(i) for i in self.interfaces),
+            "address": ", ".join(text for _, _, text in self._ifaces),
             "mode": self.mode,
             "public key": self.public_key.base64,
             "relay": self.url,

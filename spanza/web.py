@@ -19,7 +19,7 @@ from spanza.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from spanza._http_conn import HTTPConnection
@@ -93,11 +93,24 @@ def exchange(
 ) -> tuple[int, str, list[tuple[str, str]], bytes]:
     """One request from `host` (anything with ``connect((ip, port), timeout)``):
     status, reason, header fields and the whole body of its response."""
+    return _exchange(lambda addr, t: host.connect(addr, timeout=t), method, url, body, headers, timeout)
+
+
+def _exchange(
+    connect: Callable[[tuple[str, int], float | None], Any],
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: Mapping[str, str] | None,
+    timeout: float | None,
+) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    """`exchange` on the socket ``connect(address, timeout)`` gives (a Peer's
+    gives the _socket module's: see spanza._sock)."""
     h, port, path = split_url(url)
     method = method.upper()
     head = _http1.request_head(method, h, port, path, headers or {}, body)
     try:
-        return _http1.exchange(host.connect((h, port), timeout=timeout), method, url, head, body)
+        return _http1.exchange(connect((h, port), timeout), method, url, head, body)
     except TimeoutError:
         raise TimeoutError(f"{method} {url}: no answer within {timeout} s") from None
 

@@ -4,14 +4,16 @@ peer itself, readable JSON-ready counters, a table in a notebook."""
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import json
 import pydoc
 import socket
 import threading
+from types import SimpleNamespace
 
 import pytest
 
-from spanza.scenario import Peer
+from spanza.scenario import Peer, _host_routes
 
 
 class _Echo(http.server.BaseHTTPRequestHandler):
@@ -44,6 +46,8 @@ def test_sockets_forward_and_expose_on_the_peer(peer_pair):
     with a.listen(7000) as lst:
         c = b.connect(("192.168.4.1", 7000), timeout=10)
         s, _ = lst.accept()
+        # the socket module's, not _socket's (which Spanza's own HTTP uses)
+        assert type(c) is socket.socket and type(s) is socket.socket
         with c, s:
             c.sendall(b"ping")
             assert s.recv(4) == b"ping"
@@ -68,6 +72,19 @@ def test_sockets_forward_and_expose_on_the_peer(peer_pair):
         ):
             c.sendall(b"through")
             assert c.recv(100) == b"THROUGH"
+
+
+def test_addresses_and_interfaces(peer_pair):
+    a = peer_pair.a
+    assert a.address == "192.168.4.1" and a.device.addresses == ["192.168.4.1"]
+    # made on first use (ipaddress is not imported for `spanza demo`)
+    assert a.interfaces == [ipaddress.ip_interface("192.168.4.1/24")]
+    assert a.device.host.interfaces == a.interfaces and a.interfaces is a.interfaces
+    assert repr(a.device.host) == "<Host 192.168.4.1/24>"
+    # add_peer's allowed IPs: of a Peer, or of anything with interfaces
+    assert _host_routes(a) == ["192.168.4.1/32"]
+    other = SimpleNamespace(interfaces=[ipaddress.ip_interface("10.0.0.1/24"), ipaddress.ip_interface("fd00::1/64")])
+    assert _host_routes(other) == ["10.0.0.1/32", "fd00::1/128"]
 
 
 def test_stats_nested_without_zeros_and_json_ready(peer_pair):

@@ -3,7 +3,9 @@ between them crossing the wire (never a shortcut inside lwIP)."""
 
 from __future__ import annotations
 
+import _socket
 import asyncio
+import ipaddress
 import os
 import socket
 import threading
@@ -35,6 +37,48 @@ def test_http_client_gets_response_from_http_server(pair, server, client):
         conn.close()
     st = wire.stats()
     assert st["packets"][0] > 0 and st["packets"][1] > 0  # both directions crossed the wire
+
+
+def test_users_get_socket_module_sockets(pair):
+    # Spanza's own HTTP takes the _socket module's (spanza._sock: socket.py
+    # is not imported for `spanza demo`); users get socket.socket.
+    a, b, _ = pair
+    with a.listen(7001) as lst:
+        c = b.connect((A6, 7001), timeout=5)
+        s, peer = lst.accept()
+        with c, s:
+            assert type(c) is socket.socket and type(s) is socket.socket
+            assert peer[0] == B6 and c.gettimeout() == 5 and c.family == socket.AF_UNIX
+        c = b._connect((A4, 7001), 5, _socket.socket)
+        s, peer = lst._accept(_socket.socket)
+        try:
+            assert type(c) is _socket.socket and type(s) is _socket.socket
+            assert peer[0] == B4 and c.gettimeout() == 5
+            c.sendall(b"x")
+            assert s.recv(1) == b"x"
+        finally:
+            c.close()
+            s.close()
+
+
+def test_host_addresses_and_interfaces(pair):
+    a, _, _ = pair
+    assert a.addresses == [A4, A6] and a.address(6) == A6
+    assert a.interfaces == [ipaddress.ip_interface(f"{A4}/24"), ipaddress.ip_interface(f"{A6}/64")]
+    assert repr(a) == f"<Host {A4}/24 {A6}/64>"
+
+
+@pytest.mark.parametrize("bad", ["192.168.4.300/24", "192.168.4.1/33", "fd00::1::2/64", "x"])
+def test_bad_host_address_says_what_ipaddress_says(bad):
+    with pytest.raises(ValueError) as want:
+        ipaddress.ip_interface(bad)
+    wire = MemoryWire()
+    try:
+        with pytest.raises(spanza.ConfigError) as got:
+            Host(bad, wire.end(0))
+    finally:
+        wire.close()
+    assert str(got.value) == f"address: {want.value} (want an interface like '192.168.4.1/24')"
 
 
 def test_every_segment_crosses_the_wire(pair):

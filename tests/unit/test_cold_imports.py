@@ -1,7 +1,7 @@
 """What `spanza demo` imports before its response (cold start, see
 bench/cold_start.py): the standard library's HTTP and email packages,
-ssl, logging, typing, dataclasses and argparse are left for the uses that
-need them.
+ssl, logging, typing, dataclasses, argparse, socket and ipaddress are left
+for the uses that need them.
 A subprocess each, so that what this test process imported does not count."""
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ HEAVY = (
     "html",
     "re",
     "urllib",
+    "socket",
+    "ipaddress",
+    "enum",
+    "selectors",
 )
 
 _IMPORTS = "import spanza.cli, spanza.demo"
