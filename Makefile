@@ -70,10 +70,12 @@ EXT_STAMP := $(BUILD_DIR)/release/.ext-stamp
 # The editable install is a path in a .pth file (editable_mode=compat):
 # setuptools' default import-hook finder costs every interpreter start
 # ~10 ms (pathlib, importlib.util, fnmatch), which a wheel install does not.
-$(EXT_STAMP): $(BUILD_DIR)/release/libspanza.a $(PYHDRS) spanza/_build.py | $(DEPS)
+# It is made again when pyproject.toml changes (the `spanza` command, the
+# pytest plugin's entry point).
+$(EXT_STAMP): $(BUILD_DIR)/release/libspanza.a $(PYHDRS) spanza/_build.py pyproject.toml | $(DEPS)
 	SPANZA_LIBDIR=$(BUILD_DIR)/release $(PY) spanza/_build.py $(BUILD_DIR)/release/cffi
 	cp $(BUILD_DIR)/release/cffi/spanza/_spanza*.so spanza/
-	@test -f $(VENV)/.editable-path || { SPANZA_SKIP_MAKE=1 $(PY) -m pip install -q --no-deps --no-build-isolation \
+	@test $(VENV)/.editable-path -nt pyproject.toml || { SPANZA_SKIP_MAKE=1 $(PY) -m pip install -q --no-deps --no-build-isolation \
 	  --config-settings editable_mode=compat -e . && touch $(VENV)/.editable-path; }
 	touch $@
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Cold start: from process spawn to the first response of `spanza demo`.
 
-Spawns `spanza demo` N times (the console script of this interpreter's
-environment, whose editable install imports the tree; `python -m spanza
-demo` with --module), times each from just before the spawn to the
+Spawns `spanza demo` N times (the `spanza` command of this interpreter's
+environment: bin/spanza as pip installs it, whose editable install imports
+the tree; `python -m spanza demo` with --module), times each from just before the spawn to the
 moment its `response:` line arrives on the pipe, and prints the median, the
 spread and where a run spends its time (interpreter start, `import spanza`,
 the imports the demo needs, the scenario itself).
@@ -85,7 +85,7 @@ def main() -> int:
         "--module", action="store_true", help="spawn `python -m spanza demo` instead of the `spanza` command"
     )
     args = ap.parse_args()
-    # `spanza demo` as users type it: the console script next to this
+    # `spanza demo` as users type it: the `spanza` command next to this
     # interpreter (the project's editable install imports the tree).
     script = os.path.join(os.path.dirname(sys.executable), "spanza")
     if args.module or not os.path.exists(script):

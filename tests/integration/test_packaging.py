@@ -99,6 +99,7 @@ def test_build_sdist_and_wheel_then_install_the_sdist(tmp_path):
         "csrc/derp/client/client.c",
         "spanza/_build.py",
         "setup.py",
+        "bin/spanza",
         # the lwIP patches and the pinned hash (fetch-lwip.sh refuses a tree without them)
         *(f"scripts/lwip-patches/{p.name}" for p in (ROOT / "scripts" / "lwip-patches").iterdir()),
     ):

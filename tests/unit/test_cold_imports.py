@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +81,20 @@ def test_the_whole_demo_imports_nothing_heavy_but_datetime():
     # Its counters too (Peer.stats without PeerInfo's dataclass); datetime
     # for the handshake times.
     assert _heavy(_loaded("from spanza import cli\nassert cli.main(['demo']) == 0")) == ["datetime"]
+
+
+def test_the_spanza_command_imports_nothing_heavy_but_datetime():
+    # bin/spanza as pip installs it, run whole: a console_scripts launcher
+    # would import re (and enum) before the demo even starts.
+    script = Path(__file__).resolve().parents[2] / "bin" / "spanza"
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", str(script), "demo"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok: response" in r.stdout
+    mods = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "spanza.demo" in mods
+    assert _heavy(mods) == ["datetime"]
 
 
 @pytest.mark.parametrize(
