@@ -98,7 +98,7 @@ test-fast: ext $(TEST_DEPS)
 ASAN_TREE := $(BUILD_DIR)/sanitize/tree
 asan: $(BUILD_DIR)/sanitize/libspanza.a $(TEST_DEPS)
 	@rm -rf $(ASAN_TREE) && mkdir -p $(ASAN_TREE)
-	cp -r spanza tests examples conftest.py pyproject.toml $(ASAN_TREE)/
+	cp -r spanza bin tests examples conftest.py pyproject.toml $(ASAN_TREE)/
 	rm -f $(ASAN_TREE)/spanza/_spanza*.so
 	SPANZA_SANITIZE=1 SPANZA_LIBDIR=$(BUILD_DIR)/sanitize $(PY) spanza/_build.py $(BUILD_DIR)/sanitize/cffi
 	cp $(BUILD_DIR)/sanitize/cffi/spanza/_spanza*.so $(ASAN_TREE)/spanza/
