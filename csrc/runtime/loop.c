@@ -16,6 +16,7 @@
 
 #define RT_MAX_EVENTS 256
 #define RT_MAX_WAIT_MS 1000 /* bounded sleep, so a lost wake-up cannot hang */
+#define RT_COMM_LEN 16      /* a thread's name in the kernel, with its NUL */
 
 struct rt_timer {
 	rt_t *rt;
@@ -425,6 +426,12 @@ static void *loop_main(void *arg)
 	rt_t *rt = arg;
 	struct epoll_event evs[RT_MAX_EVENTS];
 	spz_log_thread_name(rt->name);
+	/* The OS's name too (top -H, perf, gdb, /proc/.../comm), cut to the
+	 * kernel's 15 characters: each runtime's thread is told apart. */
+	char comm[RT_COMM_LEN];
+	memcpy(comm, rt->name, sizeof(comm) - 1);
+	comm[sizeof(comm) - 1] = '\0';
+	pthread_setname_np(pthread_self(), comm);
 	while (!should_stop(rt)) {
 		int timeout = run_timers(rt);
 		run_deferred(rt);

@@ -41,3 +41,24 @@ def test_clock_is_monotonic():
     a = now_ms()
     b = now_ms()
     assert b >= a > 0
+
+
+def test_loop_thread_carries_the_runtime_name():
+    # top -H, perf and gdb tell the runtimes' threads apart (the kernel
+    # keeps 15 characters of a name).
+    import os
+
+    def names():
+        out = set()
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    out.add(f.read().strip())
+            except FileNotFoundError:  # a thread that just ended
+                pass
+        return out
+
+    with Runtime("relay-under-test-long") as rt:
+        rt.sync()
+        assert "relay-under-tes" in names()
+    assert "relay-under-tes" not in names()
