@@ -41,7 +41,8 @@ def ip_text(packed: bytes) -> str:
     return inet_ntop(AF_INET6, packed)
 
 
-def _literal(text: str) -> IP | None:
+def ip_literal(text: str) -> IP | None:
+    """`IP` of a plain IPv4 or IPv6 literal (no zone, no prefix), else None."""
     for family, version in ((AF_INET, 4), (AF_INET6, 6)):
         try:
             packed = inet_pton(family, text)
@@ -54,7 +55,7 @@ def _literal(text: str) -> IP | None:
 def ip_address(value: Any) -> IP:
     """`IP` of ``ipaddress.ip_address(value)``; ValueError as it."""
     if isinstance(value, str):
-        ip = _literal(value)
+        ip = ip_literal(value)
         if ip is not None:
             return ip
     import ipaddress
@@ -68,7 +69,7 @@ def _prefixed(value: Any) -> Interface | None:
     if not isinstance(value, str):
         return None
     text, slash, length = value.partition("/")
-    ip = _literal(text)
+    ip = ip_literal(text)
     if ip is None:
         return None
     bits = 32 if ip[0] == 4 else 128

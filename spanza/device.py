@@ -20,11 +20,10 @@ import errno as _errno
 import gc
 import os
 import threading
-from _socket import AF_INET, AF_INET6, inet_pton
 from collections.abc import Iterable
 
 from spanza import _log
-from spanza._addr import format_address, ip_address, ip_network, ip_text, parse_address
+from spanza._addr import format_address, ip_address, ip_literal, ip_network, ip_text, parse_address
 from spanza._ffi import ffi, lib
 from spanza._handle import Handle
 from spanza._impairable import Impairable
@@ -631,15 +630,11 @@ class Device(DerpBindMixin, Handle, Impairable):
     def route(self, address: str) -> PublicKey | None:
         """The peer WireGuard sends a packet for `address` to (the longest
         allowed-IPs prefix that contains it: cryptokey routing), or None."""
-        try:
-            raw = inet_pton(AF_INET, address)
-            family = lib.WG_AF_INET
-        except OSError:
-            try:
-                raw = inet_pton(AF_INET6, address)
-            except OSError:
-                raise ConfigError(f"route: {address!r} is not an IPv4 or IPv6 address") from None
-            family = lib.WG_AF_INET6
+        ip = ip_literal(address)
+        if ip is None:
+            raise ConfigError(f"route: {address!r} is not an IPv4 or IPv6 address")
+        version, raw, _ = ip
+        family = lib.WG_AF_INET if version == 4 else lib.WG_AF_INET6
         out = ffi.new("uint8_t[32]")
         with self._use() as p:
             found = check(lib.dev_py_route(p, family, raw, out), "route")

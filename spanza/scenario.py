@@ -142,8 +142,8 @@ class Peer(Handle):
             except BaseException:
                 self.device.close()
                 raise
-        self._given = addresses
-        self._ifaces = self.device.host._ifaces
+        self._host = self.device.host
+        self._ifaces = self._host._ifaces
         parts: list[Any] = [self.device, self.gateway]
         self._parts = parts
         self._handle_open(lambda: _close_parts(parts), f"Peer {self.address}")
@@ -171,10 +171,8 @@ class Peer(Handle):
 
     @functools.cached_property
     def interfaces(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
-        """The tunnel addresses as ipaddress interfaces."""
-        import ipaddress
-
-        return [ipaddress.ip_interface(a) for a in self._given]
+        """The tunnel addresses as ipaddress interfaces (its host's)."""
+        return self._host.interfaces
 
     @property
     def address(self) -> str:
