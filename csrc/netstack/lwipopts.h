@@ -100,6 +100,11 @@ unsigned int ns_clock_us(void);
 #define TCP_QUEUE_OOSEQ 1
 #define TCP_OOSEQ_MAX_BYTES TCP_WND
 #define TCP_OOSEQ_MAX_PBUFS (4 * TCP_WND / TCP_MSS)
+/* A window update only once it at least doubles the window still open
+ * (lwIP patch 0007, as Linux): a reader that keeps up leaves most of the
+ * window open, and an update every 4 segments read was a third of a bulk
+ * receiver's ACKs through derper, each an extra packet for the relay. */
+#define TCP_WND_UPDATE_DOUBLES 1
 /* Sends SACK blocks; lwIP 2.1.3's sender does not act on received SACKs. */
 #define LWIP_TCP_SACK_OUT 1
 #define LWIP_TCP_MAX_SACK_NUM 4

@@ -138,10 +138,13 @@ int ns_hook_tcp_defer_output(struct tcp_pcb *pcb)
 		return 0;
 	/* Only a receiver's ACK waits: a sender's output (new data, a
 	 * retransmission) answers each ACK at once, as its loss recovery
-	 * decided on that ACK; and while segments are out of order, the
-	 * sender's recovery wants every ACK (RFC 5681 4.2, as Linux's
-	 * quick-ACK mode). */
-	if (pcb->unsent || pcb->unacked || pcb->ooseq)
+	 * decided on that ACK. While segments are out of order the batch's
+	 * ACK waits too, with the newest SACK blocks, once the first three
+	 * duplicates of the hole have gone at once (lwIP patch 0007, as
+	 * Linux's SACK compression and its one ACK per GRO batch): a dozen
+	 * duplicates per hole told the sender nothing the last one does not,
+	 * and were a fourth of a bulk receiver's ACKs through derper. */
+	if (pcb->unsent || pcb->unacked)
 		return 0;
 	if (ns_out_waiting >= ns_ack_batch) {
 		output_deferred();
