@@ -102,7 +102,7 @@ unsigned int ns_clock_us(void);
 #define TCP_OOSEQ_MAX_PBUFS (4 * TCP_WND / TCP_MSS)
 /* A window update only once it at least doubles the window still open
  * (lwIP patch 0007, as Linux): a reader that keeps up leaves most of the
- * window open, and an update every 4 segments read was a third of a bulk
+ * window open, and an update every 4 segments read was a quarter of a bulk
  * receiver's ACKs through derper, each an extra packet for the relay. */
 #define TCP_WND_UPDATE_DOUBLES 1
 /* Sends SACK blocks; lwIP 2.1.3's sender does not act on received SACKs. */

@@ -143,7 +143,7 @@ int ns_hook_tcp_defer_output(struct tcp_pcb *pcb)
 	 * duplicates of the hole have gone at once (lwIP patch 0007, as
 	 * Linux's SACK compression and its one ACK per GRO batch): a dozen
 	 * duplicates per hole told the sender nothing the last one does not,
-	 * and were a fourth of a bulk receiver's ACKs through derper. */
+	 * and were about half of a bulk receiver's ACKs through derper. */
 	if (pcb->unsent || pcb->unacked)
 		return 0;
 	if (ns_out_waiting >= ns_ack_batch) {
