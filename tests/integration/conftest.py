@@ -72,3 +72,12 @@ def _wired() -> Iterator[tuple[Host, Host, MemoryWire]]:
 @pytest.fixture
 def pair() -> Iterator[tuple[Host, Host, MemoryWire]]:
     yield from _wired()
+
+
+@pytest.fixture
+def ack_batch() -> Iterator[None]:
+    """Puts the ACK batch setting (process-wide) back after the test."""
+    yield
+    from spanza._ffi import lib
+
+    assert lib.ns_tcp_set_ack_batch(lib.NS_ACK_BATCH_DEFAULT) == 0

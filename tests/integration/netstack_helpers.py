@@ -84,6 +84,14 @@ class Packet:
         return self.payload[13] if self.proto == 6 and len(self.payload) >= 20 else None
 
     @property
+    def tcp(self) -> tuple[int, int, int, int]:
+        """(seq, ack, window field, payload length) of a TCP segment."""
+        assert self.proto == 6 and len(self.payload) >= 20
+        seq, ack = struct.unpack("!II", self.payload[4:12])
+        (wnd,) = struct.unpack("!H", self.payload[14:16])
+        return seq, ack, wnd, len(self.payload) - (self.payload[12] >> 4) * 4
+
+    @property
     def ports(self) -> tuple[int, int] | None:
         if self.proto in (6, 17) and len(self.payload) >= 4:
             return struct.unpack("!HH", self.payload[:4])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,12 +15,6 @@ from spanza._ffi import ffi, lib
 from tests.integration.test_netstack_loss import MiB, payload, send_b_to_a
 
 DEFAULT = lib.NS_ACK_BATCH_DEFAULT
-
-
-@pytest.fixture
-def ack_batch() -> Iterator[None]:
-    yield
-    assert lib.ns_tcp_set_ack_batch(DEFAULT) == 0
 
 
 def wire_packets(wire) -> tuple[int, int]:

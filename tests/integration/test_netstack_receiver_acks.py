@@ -9,12 +9,8 @@ in derper's /debug/varz."""
 from __future__ import annotations
 
 import hashlib
-import struct
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from spanza._ffi import ffi, lib
 from tests.integration.netstack_helpers import A4, parse
@@ -22,22 +18,12 @@ from tests.integration.test_netstack_ack_batch import DEFAULT
 from tests.integration.test_netstack_loss import MiB, payload, send_b_to_a
 
 CAPTURE = 1 << 16  # packets kept by the wire: all of these transfers
-
-
-@pytest.fixture
-def ack_batch() -> Iterator[None]:
-    yield
-    assert lib.ns_tcp_set_ack_batch(DEFAULT) == 0
+MSS = 1380  # lwipopts.h's TCP_MSS
 
 
 def tcp(pkt: bytes) -> tuple[int, int, int, int]:
-    """(seq, ack, window field, payload length) of an IPv4 TCP packet."""
-    p = parse(pkt)
-    assert p.version == 4 and p.proto == 6
-    seq, ack = struct.unpack("!II", p.payload[4:12])
-    off = (p.payload[12] >> 4) * 4
-    (wnd,) = struct.unpack("!H", p.payload[14:16])
-    return seq, ack, wnd, len(p.payload) - off
+    """(seq, ack, window field, payload length) of a captured segment."""
+    return parse(pkt).tcp
 
 
 def duplicate_acks(packets: list[tuple[int, bytes]], hole: int) -> tuple[int, int]:
@@ -45,7 +31,8 @@ def duplicate_acks(packets: list[tuple[int, bytes]], hole: int) -> tuple[int, in
     before its retransmission) in a capture; hole: the index among B's
     segments with payload of the one the wire dropped (the capture has
     only what the wire let through)."""
-    data = [tcp(p) for side, p in packets if side == 1 and tcp(p)[3] > 0]
+    segs = [(side, tcp(p)) for side, p in packets]
+    data = [t for side, t in segs if side == 1 and t[3] > 0]
     seq, _, _, length = data[hole - 1]
     hole_seq = (seq + length) & 0xFFFFFFFF
     above = 0
@@ -53,7 +40,7 @@ def duplicate_acks(packets: list[tuple[int, bytes]], hole: int) -> tuple[int, in
         if seq == hole_seq:  # the retransmission
             break
         above += 1
-    asks = sum(1 for side, p in packets if side == 0 and tcp(p)[3] == 0 and tcp(p)[1] == hole_seq)
+    asks = sum(1 for side, t in segs if side == 0 and t[3] == 0 and t[1] == hole_seq)
     return asks, above
 
 
@@ -139,10 +126,10 @@ def test_a_closed_window_reopens_with_an_update(pair):
             if side == 0:
                 wnd_a = tcp(pkt)[2] * 128
         quiet = 0 if any(side == 1 for side, _ in packets) else quiet + 1
-        if wnd_a is not None and wnd_a < 1380 and quiet >= 5:
+        if wnd_a is not None and wnd_a < MSS and quiet >= 5:
             break
         time.sleep(0.01)
-    assert wnd_a is not None and wnd_a < 1380 and quiet >= 5, "the window never closed"
+    assert wnd_a is not None and wnd_a < MSS and quiet >= 5, "the window never closed"
     h = hashlib.sha256()
 
     def read_all() -> None:
